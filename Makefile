@@ -1,0 +1,62 @@
+# Every command a user or CI runs. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := bin
+N ?= 57718
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench \
+        controlplane cluster-up cluster-down clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -U pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed ## create .venv with every dependency
+
+test: install controlplane ## run the whole test suite (unit, integration, e2e)
+	$(PY) -m pytest -q
+
+test-fast: install ## unit and Postgres tests only (no control plane)
+	$(PY) -m pytest -q -m "not e2e"
+
+lint: install ## ruff
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: install ## ruff format + autofix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+migrate: install ## apply database migrations (embedded Postgres unless DATABASE_URL)
+	$(VENV)/bin/rap-analyzer db migrate
+
+seed-data: migrate ## load N synthetic tracks (default 57718)
+	$(VENV)/bin/rap-analyzer seed $(N)
+
+demo: install ## migrate + seed a few thousand tracks + run examples/analysisrun.yaml locally
+	$(VENV)/bin/rap-analyzer db migrate
+	$(VENV)/bin/rap-analyzer seed 3000
+	$(VENV)/bin/rap-analyzer run examples/analysisrun.yaml
+
+bench: install ## run the benchmarks (see bench/RESULTS.md)
+	$(PY) -m bench.run_all
+
+controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kubectl into bin/ (no-op when up to date)
+	bash tools/build-controlplane.sh $(BIN)
+
+cluster-up: install controlplane ## start the local control plane + process kubelet (kubeconfig: .cluster/kubeconfig)
+	$(PY) -m rap_devtools.cluster up
+
+cluster-down: ## stop everything cluster-up started
+	$(PY) -m rap_devtools.cluster down
+
+clean: ## remove build outputs and local state
+	rm -rf $(BIN) .cluster build dist *.egg-info

@@ -1,0 +1,102 @@
+"""The one interface every analyzer implements, and the typed outcomes it returns.
+
+The runtime never looks inside an analyzer: it hands it a batch of tracks and
+stores whatever outcomes come back, in one transaction per batch.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+OutcomeStatus = Literal["done", "skipped", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class TrackInput:
+    id: int
+    title: str
+    artist: str
+    lyrics: str | None
+
+
+@dataclass(slots=True)
+class AnalysisResult:
+    """One row of `analysis_results` (keyed by track, analyzer_type, model_version)."""
+
+    track_id: int
+    analyzer_type: str
+    model_version: str
+    sentiment: str | None = None
+    confidence: float | None = None
+    themes: list[str] = field(default_factory=list)
+    complexity_score: float | None = None
+    analysis_data: dict[str, Any] = field(default_factory=dict)
+    processing_time_ms: int = 0
+
+
+@dataclass(slots=True)
+class ItemOutcome:
+    """What happened to one track: a result, a skip with its reason, or a failure."""
+
+    track_id: int
+    status: OutcomeStatus
+    result: AnalysisResult | None = None
+    reason: str | None = None
+
+    @classmethod
+    def done(cls, result: AnalysisResult) -> ItemOutcome:
+        return cls(result.track_id, "done", result=result)
+
+    @classmethod
+    def skipped(cls, track_id: int, reason: str) -> ItemOutcome:
+        return cls(track_id, "skipped", reason=reason)
+
+    @classmethod
+    def failed(cls, track_id: int, reason: str) -> ItemOutcome:
+        return cls(track_id, "failed", reason=reason)
+
+
+class Analyzer(ABC):
+    """Analyze a batch of tracks. `name` is the registry name used in specs;
+    `analyzer_type` and `version` are what results are stored under."""
+
+    name: str
+    analyzer_type: str
+    version: str
+
+    @abstractmethod
+    async def analyze_batch(self, tracks: Sequence[TrackInput]) -> list[ItemOutcome]: ...
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release clients or models; most analyzers hold nothing."""
+
+
+class LocalAnalyzer(Analyzer):
+    """An analyzer whose work is pure CPU on one track at a time.
+
+    Subclasses implement `analyze_one`; empty lyrics are skipped here once for all
+    of them, and an exception on one track fails that track only.
+    """
+
+    def analyze_one(self, track: TrackInput) -> AnalysisResult | ItemOutcome:
+        raise NotImplementedError
+
+    async def analyze_batch(self, tracks: Sequence[TrackInput]) -> list[ItemOutcome]:
+        return [self.analyze_sync(t) for t in tracks]
+
+    def analyze_sync(self, track: TrackInput) -> ItemOutcome:
+        if track.lyrics is None or not track.lyrics.strip():
+            return ItemOutcome.skipped(track.id, "empty lyrics")
+        start = time.perf_counter()
+        try:
+            out = self.analyze_one(track)
+        except Exception as exc:  # one bad track must not stop the shard
+            return ItemOutcome.failed(track.id, f"{type(exc).__name__}: {exc}"[:500])
+        if isinstance(out, ItemOutcome):
+            return out
+        out.processing_time_ms = int((time.perf_counter() - start) * 1000)
+        return ItemOutcome.done(out)
