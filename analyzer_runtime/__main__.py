@@ -1,0 +1,3 @@
+from analyzer_runtime.cli import main
+
+main()

@@ -1,0 +1,238 @@
+"""`rap-analyzer`: the command line for local use and for the Job pods.
+
+Everything here is thin: parse arguments, open the database, call the module that
+does the work, print. Exit codes: 0 ok, 1 run failed or fatal error, 2 invalid input,
+3 database unreachable, 143 stopped by SIGTERM before the shard finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from analyzer_runtime.db.connect import DatabaseUnavailable, database_url, pool_for
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__.split("\n")[0])
+db_app = typer.Typer(no_args_is_help=True, help="Database: migrations and the embedded server.")
+app.add_typer(db_app, name="db")
+err = Console(stderr=True)
+out = Console()
+T = TypeVar("T")
+
+EXIT_INVALID = 2
+EXIT_DB = 3
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    # One line, no traceback: this is what a person (or a pod's log) sees.
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _with_db(fn: Callable[[str], Awaitable[T]], *, keep_running: bool = False) -> T:
+    try:
+        with database_url(keep_running=keep_running) as url:
+            return asyncio.run(fn(url))
+    except DatabaseUnavailable as exc:
+        raise _fail(str(exc), EXIT_DB) from None
+
+
+async def _migrate(url: str) -> list[Any]:
+    from analyzer_runtime.db.migrate import migrate
+
+    async with pool_for(url, max_size=1) as pool, pool.acquire() as conn:
+        return await migrate(conn)
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply the schema migrations that are not yet recorded."""
+    applied = _with_db(_migrate)
+    if applied:
+        for m in applied:
+            out.print(f"applied {m.version:04d}_{m.name}")
+    else:
+        out.print("schema is up to date")
+
+
+@db_app.command("start")
+def db_start() -> None:
+    """Start the embedded Postgres and leave it running; prints its URL."""
+    from analyzer_runtime.db import embedded
+
+    print(embedded.start(keep_running=True).get_uri())
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded Postgres started by `db start`."""
+    from analyzer_runtime.db import embedded
+
+    out.print("stopped" if embedded.stop() else "not running")
+
+
+@db_app.command("url")
+def db_url() -> None:
+    """Print the database URL in use (the embedded server's unless DATABASE_URL is set)."""
+    from analyzer_runtime.db import embedded
+
+    print(os.environ.get("DATABASE_URL") or embedded.start(keep_running=True).get_uri())
+
+
+@app.command()
+def seed(
+    n: Annotated[int, typer.Argument(help="number of synthetic tracks", min=1)],
+    seed: Annotated[int, typer.Option(help="generator seed")] = 42,
+) -> None:
+    """Load N synthetic rap tracks (idempotent: tracks already there are kept)."""
+    import time
+
+    from analyzer_runtime import seed as seeding
+
+    async def go(url: str) -> int:
+        await _migrate(url)
+        async with pool_for(url, max_size=1) as pool:
+            return await seeding.seed(pool, n, seed=seed)
+
+    t0 = time.perf_counter()
+    new = _with_db(go)
+    out.print(f"seeded {n} tracks ({new} new) in {time.perf_counter() - t0:.1f}s")
+
+
+def _load(path: Path) -> Any:
+    from pydantic import ValidationError
+
+    from analyzer_runtime.spec.models import RunSpecError, format_validation_error, load_manifest
+
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise _fail(f"{path}: {exc.strerror}", EXIT_INVALID) from None
+    try:
+        return load_manifest(text)
+    except ValidationError as exc:
+        raise _fail(f"{path} is not a valid AnalysisRun:\n{format_validation_error(exc)}", 2) from None
+    except RunSpecError as exc:
+        raise _fail(f"{path}: {exc}", EXIT_INVALID) from None
+
+
+@app.command()
+def validate(path: Annotated[Path, typer.Argument(help="AnalysisRun YAML")]) -> None:
+    """Check an AnalysisRun YAML with the same models the CRD is generated from."""
+    m = _load(path)
+    out.print(f"{path}: valid AnalysisRun {m.metadata.name!r} ({m.spec.analyzer})")
+
+
+@app.command()
+def run(
+    path: Annotated[Path, typer.Argument(help="AnalysisRun YAML, as for kubectl apply")],
+    uid: Annotated[str | None, typer.Option(help="run uid (default: a new one)")] = None,
+    progress: Annotated[bool, typer.Option(help="show a live progress bar")] = True,
+) -> None:
+    """Plan and run an AnalysisRun locally: shards as local processes."""
+    from analyzer_runtime import localrun
+
+    manifest = _load(path)
+
+    async def go(url: str) -> dict[str, Any]:
+        await _migrate(url)
+        return await localrun.run_local(manifest, url, uid=uid, progress=progress, console=out)
+
+    status = _with_db(go)
+    if status.get("phase") == "Failed":
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    run: Annotated[str, typer.Argument(help="run uid or name")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the status as JSON")] = False,
+) -> None:
+    """Show a run's status, computed from its shard counters."""
+    import json
+
+    from analyzer_runtime import localrun
+    from analyzer_runtime.status import render_status_text
+
+    async def go(url: str) -> dict[str, Any] | None:
+        async with pool_for(url, max_size=1) as pool:
+            return await localrun.status_of(pool, run)
+
+    st = _with_db(go)
+    if st is None:
+        raise _fail(f"no run with uid or name {run!r}", 1)
+    out.print(json.dumps(st, indent=2) if as_json else render_status_text(st), highlight=False)
+
+
+@app.command()
+def analyze(
+    run_id: Annotated[str, typer.Option("--run-id", help="the run's uid")],
+    shard: Annotated[
+        int | None,
+        typer.Option(help="shard index (default: $JOB_COMPLETION_INDEX)", show_default=False),
+    ] = None,
+    metrics_port: Annotated[
+        int, typer.Option(envvar="METRICS_PORT", help="Prometheus port, 0 = off")
+    ] = 9102,
+) -> None:
+    """Work through one shard of a planned run (what each Job pod runs)."""
+    from analyzer_runtime import metrics, worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if shard is None:
+        idx = os.environ.get("JOB_COMPLETION_INDEX")
+        if idx is None or not idx.isdigit():
+            raise _fail("no --shard given and JOB_COMPLETION_INDEX is not set", EXIT_INVALID)
+        shard = int(idx)
+    metrics.serve(metrics_port)
+
+    async def go(url: str) -> worker.ShardReport:
+        from analyzer_runtime.db.connect import create_pool
+
+        pool = await _connect_with_retries(create_pool, url)
+        try:
+            stop = worker.StopFlag()
+            stop.install()
+            return await worker.run_shard(pool, run_id, shard, stop=stop)
+        finally:
+            await pool.close()
+
+    try:
+        report = _with_db(go)
+    except worker.FatalError as exc:
+        raise _fail(str(exc), worker.EXIT_FATAL) from None
+    print(
+        f"shard {report.shard} attempt {report.attempt}: {report.done} done, {report.failed} failed,"
+        f" {report.skipped} skipped in {report.batches} batches"
+        + ("; stopped before finishing" if report.stopped else ""),
+        file=sys.stderr,
+    )
+    if report.stopped:
+        raise typer.Exit(worker.EXIT_TERMINATED)
+
+
+async def _connect_with_retries(create: Callable[..., Awaitable[T]], url: str) -> T:
+    """A pod may start before its database: retry for about a minute, then give up."""
+    from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+    async for attempt in AsyncRetrying(
+        stop=stop_after_delay(float(os.environ.get("DB_CONNECT_TIMEOUT", "60"))),
+        wait=wait_exponential(multiplier=0.5, max=8),
+        retry=retry_if_exception_type(DatabaseUnavailable),
+        reraise=True,
+    ):
+        with attempt:
+            return await create(url, max_size=2)
+    raise AssertionError("unreachable")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""Postgres access: where the database is, connections, migrations."""

@@ -1,0 +1,59 @@
+"""The embedded default database: a real PostgreSQL 16 + pgvector from the `pgserver` package.
+
+It listens on a unix socket inside its data directory only, so it never clashes
+with another Postgres on the machine and needs no password.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+DATA_DIR_ENV = "RAP_ANALYZER_DATA_DIR"
+
+
+def data_dir() -> Path:
+    """`$RAP_ANALYZER_DATA_DIR` or the user's data dir (e.g. ~/.local/share/rap-analyzer)."""
+    configured = os.environ.get(DATA_DIR_ENV)
+    base = Path(configured) if configured else Path(platformdirs.user_data_dir("rap-analyzer"))
+    return base.expanduser().resolve()
+
+
+def start(pgdata: Path | None = None, *, keep_running: bool = False) -> Any:
+    """Start (or attach to) the embedded server and return its handle.
+
+    With `keep_running=False` the server stops when the last process holding a
+    handle exits, so a CLI command leaves nothing behind; `keep_running=True` is
+    for a server other processes (operator, pods) use after we exit.
+    """
+    path = pgdata or data_dir() / "pgdata"
+    path.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless here.
+        warnings.simplefilter("ignore")
+        import pgserver
+
+        return pgserver.get_server(path, cleanup_mode=None if keep_running else "stop")
+
+
+def stop(pgdata: Path | None = None) -> bool:
+    """Stop a server started with keep_running; True if one was running."""
+    import subprocess
+
+    path = pgdata or data_dir() / "pgdata"
+    pid_file = path / "postmaster.pid"
+    if not pid_file.exists():
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pgserver._commands import pg_ctl
+
+    try:
+        pg_ctl(["-w", "stop", "-m", "fast"], pgdata=path, user="pgserver" if os.geteuid() == 0 else None)
+    except subprocess.CalledProcessError:
+        return False
+    return True

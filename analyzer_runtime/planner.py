@@ -1,0 +1,89 @@
+"""Planning: which tracks a run analyzes, and which shard each belongs to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from analyzer_runtime import protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    only_missing: bool = True
+    artists: list[str] = field(default_factory=list)
+    id_from: int | None = None
+    id_to: int | None = None
+    limit: int | None = None
+    min_words: int | None = None
+
+
+def selection_query(sel: Selection) -> tuple[str, list[Any]]:
+    """The SELECT for a selection; $1/$2 are always analyzer_type and model_version."""
+    where: list[str] = []
+    args: list[Any] = []
+
+    def arg(v: Any) -> str:
+        args.append(v)
+        return f"${len(args) + 2}"
+
+    if sel.artists:
+        where.append(f"t.artist = ANY({arg(sel.artists)}::text[])")
+    if sel.id_from is not None:
+        where.append(f"t.id >= {arg(sel.id_from)}")
+    if sel.id_to is not None:
+        where.append(f"t.id <= {arg(sel.id_to)}")
+    if sel.min_words:
+        where.append(f"coalesce(t.word_count, 0) >= {arg(sel.min_words)}")
+    if sel.only_missing:
+        # Anti-join on the unique (track_id, analyzer_type, model_version) index.
+        where.append(
+            "NOT EXISTS (SELECT 1 FROM analysis_results r WHERE r.track_id = t.id"
+            " AND r.analyzer_type = $1 AND r.model_version = $2)"
+        )
+    else:
+        where.append("$1::text IS NOT NULL AND $2::text IS NOT NULL")
+    sql = "SELECT t.id FROM tracks t WHERE " + " AND ".join(where) + " ORDER BY t.id"
+    if sel.limit is not None:
+        sql += f" LIMIT {arg(sel.limit)}"
+    return sql, args
+
+
+async def select_track_ids(
+    conn: asyncpg.Connection, sel: Selection, analyzer_type: str, model_version: str
+) -> list[int]:
+    sql, args = selection_query(sel)
+    return [r[0] for r in await conn.fetch(sql, analyzer_type, model_version, *args)]
+
+
+async def plan_analysis(
+    conn: asyncpg.Connection,
+    *,
+    uid: str,
+    name: str,
+    namespace: str | None,
+    spec: dict[str, Any],
+    selection: Selection,
+    shards: int,
+    analyzer_type: str,
+    model_version: str,
+) -> protocol.PlanResult:
+    """Plan once per uid: a second call returns the first plan and writes nothing."""
+    existing = await protocol.find_run(conn, uid)
+    if existing is not None:
+        return protocol.PlanResult(existing, created=False)
+    ids = await select_track_ids(conn, selection, analyzer_type, model_version)
+    return await protocol.record_plan(
+        conn,
+        uid=uid,
+        name=name,
+        namespace=namespace,
+        kind="AnalysisRun",
+        spec=spec,
+        shards=shards,
+        analyzer_type=analyzer_type,
+        model_version=model_version,
+        item_ids=ids,
+    )

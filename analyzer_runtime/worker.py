@@ -1,0 +1,165 @@
+"""One shard's work loop: the runtime side of the shard protocol (see protocol.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from analyzer_runtime import metrics, protocol, results
+from analyzer_runtime.analyzers import registry
+from analyzer_runtime.analyzers.base import Analyzer, ItemOutcome, TrackInput
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FATAL = 1
+EXIT_DB = 3
+# A shard stopped by SIGTERM is unfinished: exiting 0 would let the Job count the index
+# complete while items are still pending.
+EXIT_TERMINATED = 143
+
+
+class FatalError(RuntimeError):
+    """Configuration problems retrying cannot fix; the message is shown to the user."""
+
+
+@dataclass(slots=True)
+class ShardReport:
+    run_uid: str
+    shard: int
+    attempt: int
+    batches: int = 0
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    finished: bool = False
+    stopped: bool = False
+
+
+def analyzer_options(spec: dict[str, Any]) -> dict[str, Any]:
+    """Options the spec gives the analyzer (LLM settings and the like)."""
+    opts = spec.get("llm") or {}
+    return dict(opts) if spec.get("analyzer") == "llm" else {}
+
+
+async def fetch_tracks(conn: asyncpg.Connection, ids: Sequence[int]) -> dict[int, TrackInput]:
+    rows = await conn.fetch(
+        "SELECT id, title, artist, lyrics FROM tracks WHERE id = ANY($1::int[])", list(ids)
+    )
+    return {r["id"]: TrackInput(r["id"], r["title"], r["artist"], r["lyrics"]) for r in rows}
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT: the batch in flight finishes, no new batch starts."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.event.set)
+
+    @property
+    def set(self) -> bool:
+        return self.event.is_set()
+
+
+async def run_shard(
+    pool: asyncpg.Pool,
+    run_uid: str,
+    shard: int,
+    *,
+    stop: StopFlag | None = None,
+    analyzer: Analyzer | None = None,
+) -> ShardReport:
+    stop = stop or StopFlag()
+    async with pool.acquire() as conn:
+        run = await protocol.find_run(conn, run_uid)
+        if run is None:
+            raise FatalError(f"run {run_uid!r} is not planned in this database")
+        if not 0 <= shard < run.shards:
+            raise FatalError(f"shard {shard} is out of range: run {run.name} has {run.shards}")
+        report = ShardReport(run_uid, shard, attempt=0)
+        if run.state == "cancelled":
+            log.info("run %s was cancelled; nothing to do", run.name)
+            report.finished = True
+            return report
+        report.attempt = await protocol.claim_shard(conn, run.id, shard)
+
+    spec = run.spec
+    batch_size = int(spec.get("batchSize") or 50)
+    max_attempts = int((spec.get("retry") or {}).get("maxItemAttempts") or 3)
+    if analyzer is None:
+        try:
+            analyzer = registry.create(spec["analyzer"], **analyzer_options(spec))
+        except ValueError as exc:
+            raise FatalError(str(exc)) from None
+    name = analyzer.name
+    try:
+        while not stop.set:
+            started = time.perf_counter()
+            async with pool.acquire() as conn:
+                claimed = await protocol.next_batch(conn, run.id, shard, batch_size)
+                if not claimed:
+                    report.finished = await protocol.finish_shard(conn, run.id, shard)
+                    break
+                tracks = await fetch_tracks(conn, [c.item_id for c in claimed])
+            outcomes = await _analyze(analyzer, claimed, tracks, max_attempts)
+            updates = [protocol.ItemUpdate(o.track_id, o.status, o.reason) for o in outcomes]
+            done = [o.result for o in outcomes if o.result is not None]
+
+            async def write(c: asyncpg.Connection, done: list[Any] = done) -> None:
+                await results.upsert_results(c, done)
+
+            async with pool.acquire() as conn:
+                moved = await protocol.commit_batch(conn, run.id, shard, updates, write=write)
+            report.batches += 1
+            report.done += moved["done"]
+            report.failed += moved["failed"]
+            report.skipped += moved["skipped"]
+            for state, n in moved.items():
+                metrics.ITEMS.labels(name, state).inc(n)
+            for r in done:
+                metrics.ANALYZER_SECONDS.labels(name).observe(r.processing_time_ms / 1000)
+            metrics.BATCH_SECONDS.labels(name).observe(time.perf_counter() - started)
+    finally:
+        await analyzer.aclose()
+    report.stopped = stop.set and not report.finished
+    return report
+
+
+async def _analyze(
+    analyzer: Analyzer,
+    claimed: Sequence[protocol.ClaimedItem],
+    tracks: dict[int, TrackInput],
+    max_attempts: int,
+) -> list[ItemOutcome]:
+    outcomes: list[ItemOutcome] = []
+    todo: list[TrackInput] = []
+    for c in claimed:
+        if c.attempts > max_attempts:
+            outcomes.append(
+                ItemOutcome.failed(
+                    c.item_id,
+                    f"gave up after {max_attempts} attempts: the process died while analyzing it",
+                )
+            )
+        elif c.item_id not in tracks:
+            outcomes.append(ItemOutcome.failed(c.item_id, "track no longer exists"))
+        else:
+            todo.append(tracks[c.item_id])
+    if todo:
+        try:
+            outcomes.extend(await analyzer.analyze_batch(todo))
+        except Exception as exc:  # an analyzer bug fails the batch's items, not the shard
+            reason = f"{type(exc).__name__}: {exc}"[:500]
+            outcomes.extend(ItemOutcome.failed(t.id, reason) for t in todo)
+    return outcomes
