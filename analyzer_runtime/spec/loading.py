@@ -1,0 +1,251 @@
+"""Reading AnalysisRun manifests and explaining what is wrong with them.
+
+Both the CLI (`rap-analyzer run x.yaml`, exit code 2 on a bad spec) and the operator
+(`Valid=False` condition) show these messages to a person, so they name the field in
+the camelCase form the person wrote and say what would be accepted - never a
+pydantic error dump or a stack trace.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from analyzer_runtime.spec.models import (
+    KIND,
+    AnalysisRunManifest,
+    AnalyzerName,
+    FallbackAnalyzerName,
+)
+
+
+class RunSpecError(ValueError):
+    """A manifest problem that is not a field error: not YAML, not a mapping, wrong kind."""
+
+
+def load_manifest(text_or_dict: str | bytes | Mapping[str, Any]) -> AnalysisRunManifest:
+    """Parse and validate one AnalysisRun (YAML/JSON text or an already-parsed dict).
+
+    Raises RunSpecError for document-level problems and pydantic.ValidationError for
+    field errors (turn it into text with `format_validation_error`).
+    """
+    data: Any = text_or_dict
+    if isinstance(text_or_dict, str | bytes):
+        data = _parse_yaml(text_or_dict)
+    if not isinstance(data, Mapping):
+        raise RunSpecError(
+            "expected a YAML mapping with apiVersion, kind, metadata and spec; "
+            f"got {_kind_of(data)}"
+        )
+    kind = data.get("kind")
+    if kind is not None and kind != KIND:
+        raise RunSpecError(f"kind: expected '{KIND}', got {_show(kind)}")
+    return AnalysisRunManifest.model_validate(dict(data))
+
+
+def load_manifest_file(path: str | Path) -> AnalysisRunManifest:
+    """`load_manifest` on a file; a missing or unreadable file is a RunSpecError."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RunSpecError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return load_manifest(text)
+
+
+def describe_error(exc: BaseException) -> str:
+    """The person-readable text for anything `load_manifest` raises."""
+    if isinstance(exc, ValidationError):
+        return format_validation_error(exc)
+    return str(exc)
+
+
+def _parse_yaml(text: str | bytes) -> Any:
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RunSpecError(f"not valid YAML{where}: {problem}") from exc
+    if not docs:
+        raise RunSpecError("the document is empty; expected an AnalysisRun manifest")
+    if len(docs) > 1:
+        raise RunSpecError(f"expected one YAML document, got {len(docs)} (separated by ---)")
+    return docs[0]
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per problem: `<camelCase path>: <what is wrong and what is accepted>`."""
+    lines: list[str] = []
+    for err in exc.errors():
+        line = f"{_format_loc(err['loc'])}: {_message(err)}"
+        if line not in lines:
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(document)"
+
+
+def _show(value: Any) -> str:
+    """A value as the person wrote it in YAML, short."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 60 else repr(value[:57] + "...")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, Mapping | list | tuple):
+        return _kind_of(value)
+    return str(value)
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if value is None:
+        return "nothing"
+    return _show(value)
+
+
+def _choices(ctx: Mapping[str, Any]) -> list[str]:
+    return re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+
+
+_TYPE_WORDS = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "string_type": "a string",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "dict_type": "a mapping",
+    "list_type": "a list",
+}
+
+_BOUNDS = {
+    "greater_than_equal": (">=", "ge"),
+    "less_than_equal": ("<=", "le"),
+    "greater_than": (">", "gt"),
+    "less_than": ("<", "lt"),
+}
+
+
+def _message(err: Mapping[str, Any]) -> str:
+    etype: str = err["type"]
+    ctx: Mapping[str, Any] = err.get("ctx") or {}
+    value = err.get("input")
+    field = next((p for p in reversed(err["loc"]) if isinstance(p, str)), "")
+    if etype == "missing":
+        return "required"
+    if etype == "extra_forbidden":
+        return _unknown_field(err["loc"])
+    if etype == "enum":
+        return _enum_message(field, value, _choices(ctx))
+    if etype == "literal_error":
+        return f"must be {ctx.get('expected')}, got {_show(value)}"
+    if etype in _TYPE_WORDS:
+        hint = " (put it in quotes)" if etype == "string_type" and value is not None else ""
+        return f"must be {_TYPE_WORDS[etype]}, got {_kind_of(value)}{hint}"
+    if etype in _BOUNDS:
+        op, key = _BOUNDS[etype]
+        return f"must be {op} {ctx.get(key)}, got {_show(value)}"
+    if etype == "string_too_short":
+        n = ctx.get("min_length", 1)
+        return "must not be empty" if n == 1 else f"must be at least {n} characters"
+    if etype == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters"
+    if etype == "string_pattern_mismatch":
+        return _pattern_message(field, err["loc"], value)
+    if etype == "value_error":
+        return str(err["msg"]).removeprefix("Value error, ")
+    return str(err["msg"])
+
+
+def _enum_message(field: str, value: Any, choices: list[str]) -> str:
+    shown = _show(value) if not isinstance(value, str) else f"'{value}'"
+    if field == "analyzer":
+        return f"unknown analyzer {shown}; choose one of: {', '.join(AnalyzerName)}"
+    if field == "fallbackAnalyzer":
+        local = ", ".join(FallbackAnalyzerName)
+        if value in set(AnalyzerName):
+            return f"{shown} cannot be a fallback (it needs the network); choose one of: {local}"
+        return f"unknown analyzer {shown}; choose one of: {local}"
+    return f"must be one of: {', '.join(choices)}; got {shown}"
+
+
+def _pattern_message(field: str, loc: tuple[int | str, ...], value: Any) -> str:
+    if loc[:1] == ("metadata",) and field == "name":
+        return (
+            "must be a lowercase name of letters, digits, '-' and '.', starting and ending "
+            f"with a letter or digit (like 'nightly-run'), got {_show(value)}"
+        )
+    if "resources" in loc:
+        return f"must be a Kubernetes quantity such as 500m, 2, 256Mi or 1Gi, got {_show(value)}"
+    return f"has an invalid format: {_show(value)}"
+
+
+def _unknown_field(loc: tuple[int | str, ...]) -> str:
+    name = str(loc[-1])
+    allowed = _allowed_fields(loc[:-1])
+    if not allowed:
+        return f"unknown field '{name}'"
+    close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
+    if not close:
+        close = [a for a in allowed if a.lower() == name.lower()]
+    if close:
+        return f"unknown field '{name}'; did you mean '{close[0]}'?"
+    return f"unknown field '{name}'; allowed fields: {', '.join(sorted(allowed))}"
+
+
+def _allowed_fields(loc: tuple[int | str, ...]) -> list[str]:
+    """Field names (camelCase) of the model at `loc`, found by walking the annotations."""
+    model: type[BaseModel] | None = AnalysisRunManifest
+    for part in loc:
+        if model is None:
+            return []
+        if isinstance(part, int):
+            continue
+        match = next(
+            (f for n, f in model.model_fields.items() if part in (n, f.alias)),
+            None,
+        )
+        model = _model_in(match.annotation) if match else None
+    if model is None:
+        return []
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The BaseModel inside `X | None`, `list[X]`, `dict[str, X]` or `Annotated[X, ...]`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin is None and not isinstance(annotation, types.UnionType):
+        return None
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None

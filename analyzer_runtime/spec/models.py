@@ -1,0 +1,473 @@
+"""Pydantic models of the `AnalysisRun` custom resource, exactly as the CRD carries it.
+
+These models are the single source of truth: the local runner validates YAML with
+them, the operator validates resources with them, and `analyzer_runtime.spec.crd`
+generates the CRD's OpenAPI schema from them. So every constraint lives here once:
+field-level limits become `minimum`/`maximum`/`enum` in the CRD, and each cross-field
+rule is written twice side by side - as a Python validator (for the local runner and
+the operator) and as a CEL rule in `x-kubernetes-validations` (for `kubectl apply`).
+
+Integers, booleans and strings are strict, because the API server's schema refuses
+`shards: "4"` and the local runner must refuse exactly what a cluster would.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+API_GROUP = "rapanalyzer.io"
+API_VERSION = "v1alpha1"
+GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"
+KIND = "AnalysisRun"
+
+
+class AnalyzerName(StrEnum):
+    """Analyzer a run applies. THE list of analyzer names: later analyzers are added here
+    and flow into the CRD enum, the fallback enum and the error messages."""
+
+    algorithmic = "algorithmic"
+    emotion = "emotion"
+    llm = "llm"
+
+
+# Analyzers that call out over the network. They cannot be a fallback, because the
+# fallback exists precisely for when the network analyzer is failing.
+REMOTE_ANALYZERS: frozenset[AnalyzerName] = frozenset({AnalyzerName.llm})
+
+# Derived, not listed: adding a local analyzer to AnalyzerName makes it a valid fallback.
+FallbackAnalyzerName = StrEnum(  # type: ignore[misc]
+    "FallbackAnalyzerName",
+    {a.name: a.value for a in AnalyzerName if a not in REMOTE_ANALYZERS},
+)
+FallbackAnalyzerName.__doc__ = "A local (non-network) analyzer used when the primary one fails."
+
+
+class LLMProvider(StrEnum):
+    """Preset for an OpenAI-compatible API; `custom` needs `baseURL`."""
+
+    novita = "novita"
+    ollama = "ollama"
+    openai = "openai"
+    custom = "custom"
+
+
+class ImagePullPolicy(StrEnum):
+    """Kubernetes image pull policy for the Job's pods."""
+
+    Always = "Always"
+    IfNotPresent = "IfNotPresent"
+    Never = "Never"
+
+
+# Kubernetes' own quantity grammar (resource.Quantity), as controller-gen emits it.
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]"
+    r"|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+def _quantity_to_str(value: Any) -> Any:
+    # YAML turns `cpu: 1` into an int; Kubernetes accepts it, so must we.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+Quantity = Annotated[
+    str,
+    BeforeValidator(_quantity_to_str),
+    Field(pattern=QUANTITY_PATTERN),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": QUANTITY_PATTERN,
+            "x-kubernetes-int-or-string": True,
+        }
+    ),
+]
+
+
+def cel_rule(rule: str, message: str, **extra: str) -> dict[str, str]:
+    """One `x-kubernetes-validations` entry; kept next to the Python check it mirrors."""
+    return {"rule": rule, "message": message, **extra}
+
+
+class SpecModel(BaseModel):
+    """Common configuration: camelCase on the wire, typos refused, strict scalar types."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        strict=True,
+    )
+
+    def dump(self) -> dict[str, Any]:
+        """The camelCase dict a user would write (unset optional fields left out)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class SecretKeyRef(SpecModel):
+    """A key of a Secret in the run's namespace."""
+
+    name: str = Field(min_length=1, description="Name of the Secret.")
+    key: str = Field(min_length=1, description="Key inside the Secret.")
+
+
+class LLMOptions(SpecModel):
+    """Options of the `llm` analyzer (any OpenAI-compatible chat API)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel_rule(
+                    "!has(self.provider) || self.provider != 'custom' || has(self.baseURL)",
+                    "baseURL is required when provider is custom",
+                )
+            ]
+        }
+    )
+
+    provider: LLMProvider = Field(
+        default=LLMProvider.novita,
+        strict=False,
+        description="API preset: novita, ollama, openai, or custom (then baseURL is required).",
+    )
+    base_url: str | None = Field(
+        default=None,
+        alias="baseURL",
+        min_length=1,
+        validate_default=True,
+        description="OpenAI-compatible base URL; overrides the provider preset's URL.",
+    )
+    model: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Model name; defaults to the provider preset's model.",
+    )
+    api_key_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding the API key (not needed for ollama).",
+    )
+    tracks_per_request: int = Field(
+        default=1, ge=1, le=50, description="Tracks sent in one chat request (1-50)."
+    )
+    temperature: float | None = Field(
+        default=None, ge=0, le=2, description="Sampling temperature (0-2)."
+    )
+    timeout_seconds: int = Field(default=30, ge=1, le=600, description="Per-request timeout.")
+    max_input_tokens: int | None = Field(
+        default=None, ge=1, description="Lyrics are truncated to about this many tokens."
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _custom_needs_url(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None and info.data.get("provider") is LLMProvider.custom:
+            raise PydanticCustomError("custom", "required when llm.provider is 'custom'")
+        return v
+
+
+class IdRange(SpecModel):
+    """Inclusive range of track ids."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel_rule("self.from <= self.to", "idRange.from must be <= idRange.to")
+            ]
+        }
+    )
+
+    from_: int = Field(alias="from", ge=0, description="First track id (inclusive).")
+    to: int = Field(ge=0, description="Last track id (inclusive).")
+
+    @field_validator("to")
+    @classmethod
+    def _ordered(cls, v: int, info: ValidationInfo) -> int:
+        start = info.data.get("from_")
+        if start is not None and v < start:
+            raise PydanticCustomError(
+                "range", "must be >= idRange.from ({start}), got {got}", {"start": start, "got": v}
+            )
+        return v
+
+
+class Selection(SpecModel):
+    """Which tracks the run analyzes. All filters combine with AND."""
+
+    only_missing: bool = Field(
+        default=True,
+        description="Only tracks without a result for this analyzer and version "
+        "(a new run then retries exactly the tracks that failed before).",
+    )
+    artists: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        default=None, description="Only tracks by these artists (exact names)."
+    )
+    id_range: IdRange | None = Field(default=None, description="Only track ids in this range.")
+    limit: int | None = Field(default=None, ge=1, description="At most this many tracks.")
+    min_words: int | None = Field(
+        default=None, ge=0, description="Only tracks with at least this many words of lyrics."
+    )
+
+
+class RateLimit(SpecModel):
+    """Global request budget shared by all shards of the run."""
+
+    requests_per_minute: int = Field(
+        ge=1, description="Requests per minute across all shards together."
+    )
+
+
+class RetryPolicy(SpecModel):
+    """Retries of pods (per Job index) and of single items."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel_rule(
+                    "!has(self.initialBackoffSeconds) || !has(self.maxBackoffSeconds)"
+                    " || self.initialBackoffSeconds <= self.maxBackoffSeconds",
+                    "initialBackoffSeconds must be <= maxBackoffSeconds",
+                )
+            ]
+        }
+    )
+
+    backoff_limit_per_index: int = Field(
+        default=3, ge=0, le=10, description="Pod retries per shard before the shard fails."
+    )
+    max_item_attempts: int = Field(
+        default=3, ge=1, le=10, description="Attempts per track before it is marked failed."
+    )
+    initial_backoff_seconds: float = Field(
+        default=2.0, ge=0, le=300, description="First retry delay; doubles on each attempt."
+    )
+    max_backoff_seconds: float = Field(
+        default=60.0, ge=0, le=3600, description="Upper bound of the retry delay."
+    )
+
+    @field_validator("max_backoff_seconds")
+    @classmethod
+    def _bounded(cls, v: float, info: ValidationInfo) -> float:
+        start = info.data.get("initial_backoff_seconds")
+        if start is not None and v < start:
+            raise PydanticCustomError(
+                "range",
+                "must be >= retry.initialBackoffSeconds ({start}), got {got}",
+                {"start": start, "got": v},
+            )
+        return v
+
+
+class DatabaseSecretRef(SpecModel):
+    """A Secret key holding the database URL."""
+
+    name: str = Field(min_length=1, description="Name of the Secret.")
+    key: str = Field(default="url", min_length=1, description="Key inside the Secret.")
+
+
+class DatabaseRef(SpecModel):
+    """Where the run's Postgres URL comes from."""
+
+    secret_ref: DatabaseSecretRef = Field(description="Secret key holding a postgres:// URL.")
+
+
+class ResourceRequirements(SpecModel):
+    """CPU/memory requests and limits of each shard's pod (Kubernetes quantities)."""
+
+    requests: dict[str, Quantity] | None = Field(
+        default=None, description="Minimum resources, e.g. {cpu: 500m, memory: 256Mi}."
+    )
+    limits: dict[str, Quantity] | None = Field(
+        default=None, description="Maximum resources, e.g. {memory: 512Mi}."
+    )
+
+
+class AnalysisRunSpec(SpecModel):
+    """What to analyze, with which analyzer, and how to split the work."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel_rule(
+                    "!has(self.parallelism) || self.parallelism <= self.shards",
+                    "parallelism must be <= shards",
+                    messageExpression="'parallelism must be <= shards (' + string(self.shards)"
+                    " + '), got ' + string(self.parallelism)",
+                    fieldPath=".parallelism",
+                ),
+                cel_rule(
+                    "self.analyzer != 'llm' || has(self.llm)",
+                    "llm options are required when analyzer is llm",
+                    fieldPath=".llm",
+                ),
+                cel_rule(
+                    "!has(self.llm) || self.analyzer == 'llm'",
+                    "llm options are only allowed when analyzer is llm",
+                    fieldPath=".llm",
+                ),
+            ]
+        }
+    )
+
+    # Field order matters: validators read earlier fields through `info.data`.
+    analyzer: AnalyzerName = Field(
+        strict=False, description="Analyzer to run: " + ", ".join(AnalyzerName) + "."
+    )
+    analyzer_version: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Analyzer version results are stored under; defaults to the analyzer's own.",
+    )
+    llm: LLMOptions | None = Field(
+        default=None,
+        validate_default=True,
+        description="Options of the llm analyzer; required when analyzer is llm.",
+    )
+    selection: Selection = Field(
+        default_factory=Selection,
+        json_schema_extra={"default": {}},
+        description="Which tracks to analyze (default: every track without a result).",
+    )
+    shards: int = Field(
+        default=1, ge=1, le=1000, description="Number of shards (Job completions), 1-1000."
+    )
+    parallelism: int | None = Field(
+        default=None,
+        ge=1,
+        validate_default=True,
+        description="Shards running at once; defaults to shards and must be <= shards.",
+    )
+    batch_size: int = Field(
+        default=50, ge=1, le=10000, description="Tracks per transaction in a shard."
+    )
+    rate_limit: RateLimit | None = Field(
+        default=None, description="Global request budget (mostly for llm); unlimited if unset."
+    )
+    retry: RetryPolicy = Field(
+        default_factory=RetryPolicy,
+        json_schema_extra={"default": {}},
+        description="Retry and backoff settings.",
+    )
+    fallback_analyzer: FallbackAnalyzerName | None = Field(  # type: ignore[valid-type]
+        default=None,
+        strict=False,
+        description="Local analyzer used for a track when the primary analyzer fails on it.",
+    )
+    suspend: bool = Field(
+        default=False, description="Pause the run (the Job is suspended); false resumes it."
+    )
+    dry_run: bool = Field(
+        default=False, description="Plan and report the selection without analyzing."
+    )
+    database: DatabaseRef | None = Field(
+        default=None, description="Database Secret; defaults to the operator's database."
+    )
+    image: str | None = Field(
+        default=None, min_length=1, description="Runtime image override for the shard pods."
+    )
+    image_pull_policy: ImagePullPolicy | None = Field(
+        default=None, strict=False, description="Image pull policy of the shard pods."
+    )
+    resources: ResourceRequirements | None = Field(
+        default=None, description="Resource requests and limits of each shard pod."
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        default=None, ge=0, description="Delete the finished Job after this many seconds."
+    )
+    active_deadline_seconds: int | None = Field(
+        default=None, ge=1, description="Fail the Job when it runs longer than this."
+    )
+
+    @field_validator("llm")
+    @classmethod
+    def _llm_matches_analyzer(cls, v: LLMOptions | None, info: ValidationInfo) -> Any:
+        analyzer = info.data.get("analyzer")
+        if analyzer is AnalyzerName.llm and v is None:
+            raise PydanticCustomError(
+                "required_when",
+                "required when spec.analyzer is 'llm'; set at least llm.provider",
+            )
+        if analyzer is not None and analyzer is not AnalyzerName.llm and v is not None:
+            raise PydanticCustomError(
+                "not_allowed",
+                "only allowed when spec.analyzer is 'llm' (analyzer is '{analyzer}')",
+                {"analyzer": str(analyzer)},
+            )
+        return v
+
+    @field_validator("parallelism")
+    @classmethod
+    def _parallelism_within_shards(cls, v: int | None, info: ValidationInfo) -> int | None:
+        shards = info.data.get("shards")
+        if shards is None:  # shards itself is invalid; that error is enough
+            return v
+        if v is None:
+            return shards
+        if v > shards:
+            raise PydanticCustomError(
+                "parallelism",
+                "must be <= spec.shards ({shards}), got {got}",
+                {"shards": shards, "got": v},
+            )
+        return v
+
+    @property
+    def effective_parallelism(self) -> int:
+        """Parallelism with its default applied (always set after validation)."""
+        return self.parallelism or self.shards
+
+
+# Fields the operator may apply to a run that is already planned; any other change
+# needs a new run, because the work items were chosen from the old spec.
+MUTABLE_AFTER_PLANNING: frozenset[str] = frozenset(
+    {"suspend", "parallelism", "ttlSecondsAfterFinished", "activeDeadlineSeconds"}
+)
+
+
+def immutable_changes(old: AnalysisRunSpec, new: AnalysisRunSpec) -> list[str]:
+    """camelCase names of top-level spec fields changed that a planned run cannot take."""
+    a, b = old.dump(), new.dump()
+    return sorted(
+        k for k in a.keys() | b.keys() if k not in MUTABLE_AFTER_PLANNING and a.get(k) != b.get(k)
+    )
+
+
+class RunMetadata(BaseModel):
+    """The part of Kubernetes object metadata a run uses; the API server adds more
+    (resourceVersion, managedFields, ...), which is ignored rather than refused."""
+
+    model_config = ConfigDict(extra="ignore", alias_generator=to_camel, populate_by_name=True)
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
+    namespace: str | None = None
+    uid: str | None = None
+    generation: int | None = None
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+
+
+class AnalysisRunManifest(SpecModel):
+    """A whole `AnalysisRun` object: what `kubectl apply -f` sends, or what the API returns."""
+
+    api_version: Literal["rapanalyzer.io/v1alpha1"] = Field(description="Must be " + GROUP_VERSION)
+    kind: Literal["AnalysisRun"] = Field(description="Must be " + KIND)
+    metadata: RunMetadata
+    spec: AnalysisRunSpec
+    # The operator validates objects read back from the API, which carry a status.
+    status: dict[str, Any] | None = Field(default=None, strict=False)
