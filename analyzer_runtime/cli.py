@@ -110,7 +110,7 @@ def seed(
 def _load(path: Path) -> Any:
     from pydantic import ValidationError
 
-    from analyzer_runtime.spec.models import RunSpecError, format_validation_error, load_manifest
+    from analyzer_runtime.spec import RunSpecError, format_validation_error, load_manifest
 
     try:
         text = path.read_text()
@@ -119,7 +119,9 @@ def _load(path: Path) -> Any:
     try:
         return load_manifest(text)
     except ValidationError as exc:
-        raise _fail(f"{path} is not a valid AnalysisRun:\n{format_validation_error(exc)}", 2) from None
+        raise _fail(
+            f"{path} is not a valid AnalysisRun:\n{format_validation_error(exc)}", 2
+        ) from None
     except RunSpecError as exc:
         raise _fail(f"{path}: {exc}", EXIT_INVALID) from None
 
@@ -139,6 +141,7 @@ def run(
 ) -> None:
     """Plan and run an AnalysisRun locally: shards as local processes."""
     from analyzer_runtime import localrun
+    from analyzer_runtime.analyzers.registry import UnknownAnalyzerError
 
     manifest = _load(path)
 
@@ -146,7 +149,10 @@ def run(
         await _migrate(url)
         return await localrun.run_local(manifest, url, uid=uid, progress=progress, console=out)
 
-    status = _with_db(go)
+    try:
+        status = _with_db(go)
+    except UnknownAnalyzerError as exc:
+        raise _fail(f"{path}: spec.analyzer: {exc}", EXIT_INVALID) from None
     if status.get("phase") == "Failed":
         raise typer.Exit(1)
 

@@ -68,9 +68,7 @@ def selection_of(spec: dict[str, Any]) -> planner.Selection:
     )
 
 
-async def plan_manifest(
-    conn: asyncpg.Connection, manifest: Any, uid: str
-) -> protocol.PlanResult:
+async def plan_manifest(conn: asyncpg.Connection, manifest: Any, uid: str) -> protocol.PlanResult:
     spec = manifest.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
     analyzer = registry.create(spec["analyzer"], **_options(spec))
     try:

@@ -162,9 +162,7 @@ async def record_plan(
         pl = payloads if payloads is not None else [None] * len(item_ids)
         await conn.copy_records_to_table(
             "run_items",
-            records=zip(
-                [run.id] * len(item_ids), item_ids, shard_of, pl, strict=True
-            ),
+            records=zip([run.id] * len(item_ids), item_ids, shard_of, pl, strict=True),
             columns=["run_id", "item_id", "shard", "payload"],
         )
         return PlanResult(run, created=True)
@@ -311,7 +309,8 @@ async def set_run_state(conn: asyncpg.Connection, run_id: int, state: RunState) 
 async def read_shards(conn: asyncpg.Connection, run_id: int) -> list[ShardCounters]:
     rows = await conn.fetch(
         """SELECT shard, total, processed, failed, skipped, state, attempt, heartbeat_at,
-                  started_at, finished_at, tokens_prompt, tokens_completion, fallback_used
+                  started_at, finished_at, tokens_prompt, tokens_completion, fallback_used,
+                  last_error
              FROM run_shards WHERE run_id = $1 ORDER BY shard""",
         run_id,
     )

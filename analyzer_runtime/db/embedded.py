@@ -53,7 +53,11 @@ def stop(pgdata: Path | None = None) -> bool:
         from pgserver._commands import pg_ctl
 
     try:
-        pg_ctl(["-w", "stop", "-m", "fast"], pgdata=path, user="pgserver" if os.geteuid() == 0 else None)
+        pg_ctl(
+            ["-w", "stop", "-m", "fast"],
+            pgdata=path,
+            user="pgserver" if os.geteuid() == 0 else None,
+        )
     except subprocess.CalledProcessError:
         return False
     return True

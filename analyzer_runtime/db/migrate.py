@@ -50,7 +50,9 @@ async def migrate(conn: asyncpg.Connection) -> list[Migration]:
             async with conn.transaction():
                 await conn.execute(m.sql)
                 await conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                    m.version,
+                    m.name,
                 )
         return new
     finally:

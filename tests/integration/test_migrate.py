@@ -8,7 +8,10 @@ async def test_migrations_are_recorded_and_applied_once(db_url: str) -> None:
     try:
         # The template already ran them: nothing is new, and every file is recorded.
         assert await migrate(conn) == []
-        recorded = [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
+        recorded = [
+            r["version"]
+            for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")
+        ]
         assert recorded == [m.version for m in available()]
         assert recorded == sorted(recorded) and len(recorded) >= 2
         cols = {
@@ -26,7 +29,9 @@ async def test_migrations_are_recorded_and_applied_once(db_url: str) -> None:
 async def test_analysis_results_refuse_a_second_row_per_version(db_url: str) -> None:
     conn = await asyncpg.connect(db_url)
     try:
-        tid = await conn.fetchval("INSERT INTO tracks (title, artist) VALUES ('t', 'a') RETURNING id")
+        tid = await conn.fetchval(
+            "INSERT INTO tracks (title, artist) VALUES ('t', 'a') RETURNING id"
+        )
         q = "INSERT INTO analysis_results (track_id, analyzer_type, model_version) VALUES ($1, 'x', '1')"
         await conn.execute(q, tid)
         try:

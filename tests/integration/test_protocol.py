@@ -16,7 +16,9 @@ def test_assign_shards_is_even_and_contiguous(n: int, shards: int) -> None:
     assert got == sorted(got)  # contiguous blocks in id order
 
 
-async def _plan(conn: asyncpg.Connection, uid: str, ids: list[int], shards: int) -> protocol.PlanResult:
+async def _plan(
+    conn: asyncpg.Connection, uid: str, ids: list[int], shards: int
+) -> protocol.PlanResult:
     return await protocol.record_plan(
         conn, uid=uid, name="r", namespace="ns", kind="AnalysisRun", spec={"analyzer": "x"},
         shards=shards, analyzer_type="x", model_version="1", item_ids=ids,
@@ -49,11 +51,19 @@ async def test_replayed_batch_is_counted_once(pool: asyncpg.Pool) -> None:
         assert await protocol.claim_shard(conn, rid, 0) == 1
         batch = await protocol.next_batch(conn, rid, 0, 3)
         assert [c.item_id for c in batch] == [1, 2, 3] and all(c.attempts == 1 for c in batch)
-        ups = [ItemUpdate(1, "done"), ItemUpdate(2, "failed", "boom"), ItemUpdate(3, "skipped", "empty")]
+        ups = [
+            ItemUpdate(1, "done"),
+            ItemUpdate(2, "failed", "boom"),
+            ItemUpdate(3, "skipped", "empty"),
+        ]
         moved = await protocol.commit_batch(conn, rid, 0, ups, extras=BatchExtras(10, 5, 1))
         assert moved == {"done": 1, "failed": 1, "skipped": 1}
         # A stale pod commits the same batch again: items do not move, counters do not grow.
-        assert await protocol.commit_batch(conn, rid, 0, ups) == {"done": 0, "failed": 0, "skipped": 0}
+        assert await protocol.commit_batch(conn, rid, 0, ups) == {
+            "done": 0,
+            "failed": 0,
+            "skipped": 0,
+        }
         (s,) = await protocol.read_shards(conn, rid)
         assert (s.processed, s.failed, s.skipped) == (1, 1, 1)
         assert (s.tokens_prompt, s.tokens_completion, s.fallback_used) == (10, 5, 1)
@@ -77,7 +87,9 @@ async def test_a_failed_write_rolls_back_the_whole_batch(pool: asyncpg.Pool) -> 
             raise RuntimeError("disk full")
 
         with pytest.raises(RuntimeError):
-            await protocol.commit_batch(conn, plan.run.id, 0, [ItemUpdate(1, "done")], write=bad_write)
+            await protocol.commit_batch(
+                conn, plan.run.id, 0, [ItemUpdate(1, "done")], write=bad_write
+            )
         (s,) = await protocol.read_shards(conn, plan.run.id)
         assert s.processed == 0
         assert await conn.fetchval("SELECT count(*) FROM tracks") == 0

@@ -1,0 +1,447 @@
+"""The status of an AnalysisRun, computed from shard counters and the Job (pure logic).
+
+The operator's timer and the local runner both call `compute_status` with the
+per-shard counter rows (O(shards), never a count over items) and, in a cluster,
+an observation of the Indexed Job. The result is the exact dict patched onto
+`.status` (camelCase keys, schema in `analyzer_runtime.spec.status_model`).
+
+Phases: Pending (nothing started) -> Running -> Succeeded | Failed, with Suspended
+while `spec.suspend` holds. Succeeded means every shard finished its work, even if
+some tracks failed (then `CompletedWithErrors=True`: a new run with
+`selection.onlyMissing` retries exactly those tracks). Failed means a shard could
+not finish: its Job index exhausted its pod retries (`failedIndexes`), the Job
+failed as a whole (deadline, ...), or - without a Job - the shard process failed.
+A run with failed shards is declared Failed only once the other shards have
+finished, so the counts on a Failed run are final; until then it stays Running and
+the Running condition names the failed shards. Succeeded and Failed are final for
+the operator, which stops refreshing a terminal run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from analyzer_runtime.spec.status_format import (
+    format_duration,
+    format_progress,
+    format_time,
+    parse_time,
+    render_status_text,
+)
+from analyzer_runtime.spec.status_model import Phase
+
+__all__ = [
+    "TERMINAL_PHASES",
+    "JobObservation",
+    "ShardCounters",
+    "TokenPricing",
+    "compute_status",
+    "format_duration",
+    "format_indexes",
+    "format_progress",
+    "format_time",
+    "is_terminal",
+    "parse_indexes",
+    "parse_time",
+    "phase_changed",
+    "render_status_text",
+]
+
+TERMINAL_PHASES: frozenset[str] = frozenset({Phase.Succeeded, Phase.Failed})
+
+
+def is_terminal(phase: str | None) -> bool:
+    """True for Succeeded and Failed."""
+    return phase in TERMINAL_PHASES
+
+
+def phase_changed(old: Mapping[str, Any] | str | None, new: Mapping[str, Any] | str | None) -> bool:
+    """Whether the phase differs between two statuses (or phase strings); the operator
+    emits an Event exactly when this is True. A first status (old None) is a change."""
+    return _phase_of(old) != _phase_of(new)
+
+
+def _phase_of(status: Mapping[str, Any] | str | None) -> str | None:
+    if status is None or isinstance(status, str):
+        return status
+    return status.get("phase")
+
+
+# ---- parsing and formatting helpers ----------------------------------------------
+
+
+def parse_indexes(text: str | None) -> set[int]:
+    """Parse the Job's `completedIndexes`/`failedIndexes` form: "0-2,5" -> {0, 1, 2, 5}."""
+    out: set[int] = set()
+    for part in (text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-")
+        out.update(range(int(lo), int(hi) + 1) if sep else (int(lo),))
+    return out
+
+
+def format_indexes(indexes: Iterable[int]) -> str:
+    """The inverse of parse_indexes: {0, 1, 2, 5} -> "0-2,5"."""
+    runs: list[list[int]] = []
+    for i in sorted(set(indexes)):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+# ---- inputs ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ShardCounters:
+    """One row of the shard ledger: what a shard has committed so far."""
+
+    shard: int
+    total: int
+    processed: int
+    failed: int
+    skipped: int
+    state: str  # 'pending' | 'running' | 'done' | 'failed'
+    attempt: int
+    heartbeat_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    tokens_prompt: int = 0
+    tokens_completion: int = 0
+    fallback_used: int = 0
+    last_error: str | None = None  # why the shard process failed, when it knows
+
+    @property
+    def finished(self) -> int:
+        return self.processed + self.failed + self.skipped
+
+
+@dataclass(frozen=True, slots=True)
+class JobObservation:
+    """What the run's status needs from its batch/v1 Indexed Job."""
+
+    exists: bool
+    suspended: bool = False
+    active: int = 0
+    completed_indexes: set[int] = field(default_factory=set)
+    failed_indexes: set[int] = field(default_factory=set)
+    complete: bool = False
+    failed: bool = False
+    failure_reason: str | None = None
+    failure_message: str | None = None
+
+    @classmethod
+    def missing(cls) -> JobObservation:
+        return cls(exists=False)
+
+    @classmethod
+    def from_job_status(cls, job: Mapping[str, Any] | None) -> JobObservation:
+        """From a Job as the API returns it (a dict with spec and status); None = no Job.
+        `FailureTarget` counts as failed: the Job controller sets it as soon as the Job
+        is doomed, before the pods are gone and `Failed` appears."""
+        if job is None:
+            return cls.missing()
+        spec = job.get("spec") or {}
+        status = job.get("status") or {}
+        conds = {
+            c.get("type"): c for c in status.get("conditions") or [] if c.get("status") == "True"
+        }
+        failure = conds.get("Failed") or conds.get("FailureTarget")
+        return cls(
+            exists=True,
+            suspended=bool(spec.get("suspend")) or "Suspended" in conds,
+            active=int(status.get("active") or 0),
+            completed_indexes=parse_indexes(status.get("completedIndexes")),
+            failed_indexes=parse_indexes(status.get("failedIndexes")),
+            complete="Complete" in conds,
+            failed=failure is not None,
+            failure_reason=failure.get("reason") if failure else None,
+            failure_message=failure.get("message") if failure else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPricing:
+    """LLM price in USD per 1,000 tokens, for `estimatedCost`."""
+
+    prompt_per_1k: float
+    completion_per_1k: float
+
+
+# ---- the computation ---------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Verdict:
+    phase: Phase
+    reason: str
+    message: str
+
+
+def compute_status(
+    *,
+    generation: int,
+    shards: Sequence[ShardCounters],
+    job: JobObservation | None,
+    previous: Mapping[str, Any] | None,
+    now: datetime,
+    valid: bool = True,
+    invalid_message: str | None = None,
+    invalid_reason: str = "InvalidSpec",
+    planned_total: int | None = None,
+    suspend: bool = False,
+    job_name: str | None = None,
+    pricing: TokenPricing | None = None,
+) -> dict[str, Any]:
+    """The run's `.status` dict.
+
+    `shards` empty and `planned_total` None means "not planned yet" (Pending);
+    `planned_total=0` means planning selected nothing (Succeeded at once).
+    `job` is None for the local runner (shard states alone decide). `valid=False`
+    sets `Valid=False`; before any work exists it also ends the run Failed, after
+    planning it only reports (e.g. a refused spec change) and the run goes on.
+    `previous` (the last status) keeps each condition's lastTransitionTime and the
+    start/completion times stable across refreshes. None values are deliberate:
+    in a JSON merge patch they remove a stale field (e.g. `eta` after completion).
+    """
+    shards = sorted(shards, key=lambda s: s.shard)
+    prev = previous or {}
+    total = sum(s.total for s in shards) if shards else (planned_total or 0)
+    processed = sum(s.processed for s in shards)
+    failed = sum(s.failed for s in shards)
+    skipped = sum(s.skipped for s in shards)
+    finished = processed + failed + skipped
+    job_seen = job is not None and job.exists
+
+    # A shard the Job is still retrying is not failed yet, whatever its ledger row says.
+    failed_shards: dict[int, str] = {}
+    if job_seen:
+        assert job is not None
+        for i in sorted(job.failed_indexes):
+            failed_shards[i] = "exhausted its pod retries (spec.retry.backoffLimitPerIndex)"
+    else:
+        for s in shards:
+            if s.state == "failed":
+                failed_shards[s.shard] = f"failed: {s.last_error}" if s.last_error else "failed"
+    done = {s.shard for s in shards if s.state == "done"}
+    if job_seen:
+        assert job is not None
+        done |= job.completed_indexes
+    verdict = _decide(
+        shards, job if job_seen else None, failed_shards, done, total, finished, valid,
+        invalid_reason, invalid_message, planned=bool(shards) or planned_total is not None,
+        suspend=suspend,
+    )  # fmt: skip
+    terminal = is_terminal(verdict.phase)
+
+    start = parse_time(prev.get("startTime")) or min(
+        (s.started_at for s in shards if s.started_at), default=None
+    )
+    completion: datetime | None = None
+    if terminal:
+        completion = (
+            parse_time(prev.get("completionTime")) if is_terminal(_phase_of(prev)) else None
+        )
+        ends = [s.finished_at for s in shards]
+        if completion is None:
+            completion = max(ends) if ends and all(ends) else now  # type: ignore[type-var]
+        start = start or completion
+    throughput: float | None = None
+    eta: str | None = None
+    if start is not None:
+        elapsed = ((completion or now) - _aware(start)).total_seconds()
+        throughput = round(finished / elapsed, 2) if elapsed > 0 else 0.0
+        if verdict.phase == Phase.Running and throughput > 0 and total > finished:
+            eta = format_duration((total - finished) / throughput)
+
+    status: dict[str, Any] = {
+        "phase": str(verdict.phase),
+        "observedGeneration": generation,
+        "progress": format_progress(finished, total, complete=verdict.phase == Phase.Succeeded),
+        "total": total,
+        "processed": processed,
+        "failed": failed,
+        "skipped": skipped,
+        "startTime": format_time(start),
+        "completionTime": format_time(completion),
+        "throughput": throughput,
+        "eta": eta,
+    }
+    prompt = sum(s.tokens_prompt for s in shards)
+    completion_tokens = sum(s.tokens_completion for s in shards)
+    if prompt or completion_tokens:
+        status["tokens"] = {
+            "prompt": prompt,
+            "completion": completion_tokens,
+            "total": prompt + completion_tokens,
+        }
+        if pricing is not None:
+            cost = prompt / 1000 * pricing.prompt_per_1k
+            cost += completion_tokens / 1000 * pricing.completion_per_1k
+            status["estimatedCost"] = round(cost, 6)
+    fallback = sum(s.fallback_used for s in shards)
+    if fallback:
+        status["fallbackUsed"] = fallback
+    if job_name:
+        status["jobName"] = job_name
+    status["shards"] = [_shard_summary(s, failed_shards, done, job_seen) for s in shards]
+    status["conditions"] = _conditions(
+        verdict, valid, invalid_reason, invalid_message, failed, total, generation, prev, now
+    )
+    return status
+
+
+def _decide(
+    shards: Sequence[ShardCounters],
+    job: JobObservation | None,
+    failed_shards: Mapping[int, str],
+    done: set[int],
+    total: int,
+    finished: int,
+    valid: bool,
+    invalid_reason: str,
+    invalid_message: str | None,
+    *,
+    planned: bool,
+    suspend: bool,
+) -> _Verdict:
+    if not valid and not planned and job is None:
+        return _Verdict(Phase.Failed, invalid_reason, invalid_message or "the spec is invalid")
+    shard_note = "; ".join(f"shard {i} {why}" for i, why in failed_shards.items())
+    if job is not None and job.failed:
+        if failed_shards:  # the usual case: failedIndexes made the Job fail
+            return _Verdict(Phase.Failed, "ShardFailed", shard_note + _KEPT_NOTE)
+        reason = job.failure_reason or "JobFailed"
+        detail = job.failure_message or "no message"
+        return _Verdict(Phase.Failed, reason, f"the Job failed ({reason}): {detail}{_KEPT_NOTE}")
+    all_through = bool(shards) and all(s.shard in done or s.shard in failed_shards for s in shards)
+    if failed_shards and all_through:
+        return _Verdict(Phase.Failed, "ShardFailed", shard_note + _KEPT_NOTE)
+    if planned and total == 0:
+        return _Verdict(Phase.Succeeded, "NothingToDo", "the selection matched no tracks")
+    if (shards and all(s.shard in done for s in shards)) or (job is not None and job.complete):
+        return _Verdict(
+            Phase.Succeeded, "AllShardsDone", f"all {len(shards)} shards finished {total} tracks"
+        )
+    if suspend or (job is not None and job.suspended):
+        return _Verdict(
+            Phase.Suspended, "SuspendRequested", "spec.suspend is true; set it to false to resume"
+        )
+    started = any(
+        s.started_at or s.heartbeat_at or s.finished or s.state != "pending" for s in shards
+    ) or (job is not None and (job.active > 0 or job.completed_indexes or job.failed_indexes))
+    if not started:
+        what = "waiting for planning" if not planned else "waiting for shards to start"
+        return _Verdict(Phase.Pending, "Pending", what)
+    msg = f"{len(done)}/{len(shards)} shards done, {finished}/{total} tracks finished"
+    if failed_shards:
+        msg += f"; {shard_note} - the run will end Failed once the other shards finish"
+    return _Verdict(Phase.Running, "ShardsRunning", msg)
+
+
+_KEPT_NOTE = (
+    "; results already written are kept, and a new run with selection.onlyMissing "
+    "analyzes the remaining tracks"
+)
+
+
+def _shard_summary(
+    s: ShardCounters, failed_shards: Mapping[int, str], done: set[int], job_seen: bool
+) -> dict[str, Any]:
+    state = s.state
+    if s.shard in failed_shards:
+        state = "failed"
+    elif s.shard in done:
+        state = "done"
+    elif job_seen and state == "failed":
+        state = "retrying"  # the Job has pod retries left for this index
+    out: dict[str, Any] = {
+        "index": s.shard,
+        "state": state,
+        "total": s.total,
+        "processed": s.processed,
+        "failed": s.failed,
+        "skipped": s.skipped,
+        "progress": f"{s.finished}/{s.total}",
+        "attempt": s.attempt,
+        "lastHeartbeat": format_time(s.heartbeat_at),
+    }
+    if s.shard in failed_shards:
+        out["message"] = f"shard {s.shard} {failed_shards[s.shard]}"
+    return out
+
+
+def _conditions(
+    v: _Verdict,
+    valid: bool,
+    invalid_reason: str,
+    invalid_message: str | None,
+    failed_items: int,
+    total: int,
+    generation: int,
+    prev: Mapping[str, Any],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    phase = v.phase
+    # (type, status, reason, message); the order is the order `kubectl describe` shows.
+    rows: list[tuple[str, str, str, str]] = []
+    if valid:
+        rows.append(("Valid", "True", "SpecValid", "the spec is valid"))
+    else:
+        rows.append(("Valid", "False", invalid_reason, invalid_message or "the spec is invalid"))
+    for ctype in (Phase.Running, Phase.Suspended, Phase.Failed):
+        if phase == ctype:
+            rows.append((str(ctype), "True", v.reason, v.message))
+        elif ctype == Phase.Running:
+            rows.append(("Running", "False", str(phase), v.message))
+        elif ctype == Phase.Suspended:
+            rows.append(("Suspended", "False", "NotSuspended", "spec.suspend is false"))
+        else:
+            rows.append(("Failed", "False", "NotFailed", "no shard has failed for good"))
+    if phase != Phase.Succeeded:
+        rows.append(("CompletedWithErrors", "False", "NotCompleted", "the run has not completed"))
+    elif failed_items:
+        msg = (
+            f"{failed_items} of {total} tracks failed after all attempts and have no result; "
+            "a new run with selection.onlyMissing: true (the default) retries exactly those "
+            "tracks"
+        )
+        rows.append(("CompletedWithErrors", "True", "ItemsFailed", msg))
+    else:
+        rows.append(("CompletedWithErrors", "False", "NoFailedItems", "no track failed"))
+    # The summary condition: True only on success, so `kubectl wait
+    # --for=condition=Succeeded` returns exactly then (and `=False` catches failure).
+    if phase == Phase.Succeeded:
+        rows.append(("Succeeded", "True", v.reason, v.message))
+    elif phase == Phase.Failed:
+        rows.append(("Succeeded", "False", v.reason, v.message))
+    else:
+        reason = "InProgress" if phase == Phase.Running else str(phase)
+        rows.append(("Succeeded", "Unknown", reason, v.message))
+    before = {c.get("type"): c for c in prev.get("conditions") or []}
+    out = []
+    for ctype, cstatus, reason, message in rows:
+        old = before.get(ctype)
+        since = old.get("lastTransitionTime") if old and old.get("status") == cstatus else None
+        out.append(
+            {
+                "type": ctype,
+                "status": cstatus,
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": since or format_time(now),
+                "observedGeneration": generation,
+            }
+        )
+    return out
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
