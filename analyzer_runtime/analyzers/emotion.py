@@ -5,8 +5,8 @@ list of affects); we read it directly instead of calling `NRCLex`, which
 tokenizes with TextBlob and would need NLTK corpora that are not installed.
 
 For each word (see `text` for what a word is; looked up as
-`text.normalize_word`, then without a plural "s" if the word itself is
-missing) every affect it carries gets one hit. Then:
+`text.normalize_word`, then as a singular ("fights" -> "fight", "enemies" ->
+"enemy") if the word itself is missing) every affect it carries gets one hit. Then:
 
 - ``scores[affect]`` = hits / words, for the 8 emotions and positive/negative;
 - ``dominant`` = the emotion (not positive/negative) with the most hits; ties
@@ -66,7 +66,8 @@ def affects_of(word: str, lex: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
     w = normalize_word(word)
     found = lex.get(w)
     if found is None and len(w) > 3 and w.endswith("s"):
-        found = lex.get(w[:-1])
+        # NRC lists mostly singular forms: "fights" -> "fight", "enemies" -> "enemy"
+        found = lex.get(w[:-3] + "y") if w.endswith("ies") else lex.get(w[:-1])
     return found or ()
 
 

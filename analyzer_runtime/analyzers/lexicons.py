@@ -35,7 +35,7 @@ THEMES: dict[str, frozenset[str]] = {
         """,
         "love": """
             love lover loving baby babe heart hearts kiss kisses darling queen
-            romance forever touch hold miss together soulmate girl wife honey
+            romance forever touch miss together soulmate girl wife honey
             sweet beautiful adore desire passion
         """,
         "struggle": """
