@@ -46,6 +46,9 @@ demo: install ## migrate + seed a few thousand tracks + run examples/analysisrun
 	$(VENV)/bin/rap-analyzer seed 3000
 	$(VENV)/bin/rap-analyzer run examples/analysisrun.yaml
 
+crds: install ## regenerate crds/ from the pydantic spec models
+	$(PY) -m analyzer_runtime.spec.crd crds
+
 bench: install ## run the benchmarks (see bench/RESULTS.md)
 	$(PY) -m bench.run_all
 
