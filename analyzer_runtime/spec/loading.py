@@ -48,7 +48,12 @@ def load_manifest(text_or_dict: str | bytes | Mapping[str, Any]) -> AnalysisRunM
     kind = data.get("kind")
     if kind is not None and kind != KIND:
         raise RunSpecError(f"kind: expected '{KIND}', got {_show(kind)}")
-    return AnalysisRunManifest.model_validate(dict(data))
+    try:
+        # Manifests must use the camelCase wire names (the API server knows no others);
+        # Python code may still construct models by field name (populate_by_name).
+        return AnalysisRunManifest.model_validate(dict(data), by_alias=True, by_name=False)
+    except TypeError:  # pragma: no cover - pydantic < 2.11 has no by_name
+        return AnalysisRunManifest.model_validate(dict(data))
 
 
 def load_manifest_file(path: str | Path) -> AnalysisRunManifest:
@@ -86,15 +91,18 @@ def format_validation_error(exc: ValidationError) -> str:
     """One line per problem: `<camelCase path>: <what is wrong and what is accepted>`."""
     lines: list[str] = []
     for err in exc.errors():
-        line = f"{_format_loc(err['loc'])}: {_message(err)}"
+        # An unknown key is shown as written, not mapped to the field it resembles.
+        raw_last = err["type"] == "extra_forbidden"
+        line = f"{_format_loc(err['loc'], raw_last=raw_last)}: {_message(err)}"
         if line not in lines:
             lines.append(line)
     return "\n".join(lines)
 
 
-def _format_loc(loc: tuple[int | str, ...]) -> str:
+def _format_loc(loc: tuple[int | str, ...], *, raw_last: bool = False) -> str:
     out = ""
-    for part in loc:
+    parts = [*_wire_names(loc[:-1]), loc[-1]] if raw_last and loc else _wire_names(loc)
+    for part in parts:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
@@ -217,6 +225,25 @@ def _unknown_field(loc: tuple[int | str, ...]) -> str:
     if close:
         return f"unknown field '{name}'; did you mean '{close[0]}'?"
     return f"unknown field '{name}'; allowed fields: {', '.join(sorted(allowed))}"
+
+
+def _wire_names(loc: tuple[int | str, ...]) -> list[int | str]:
+    """`loc` with Python field names replaced by their aliases: pydantic reports some
+    errors (on defaulted fields) by field name, but the person wrote camelCase."""
+    out: list[int | str] = []
+    model: type[BaseModel] | None = AnalysisRunManifest
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            out.append(part)
+            continue
+        found = next(((n, f) for n, f in model.model_fields.items() if part in (n, f.alias)), None)
+        if found is None:
+            out.append(part)
+            model = None
+            continue
+        out.append(found[1].alias or found[0])
+        model = _model_in(found[1].annotation)
+    return out
 
 
 def _allowed_fields(loc: tuple[int | str, ...]) -> list[str]:

@@ -1,0 +1,118 @@
+"""Formatting of AnalysisRun status values (times, durations, progress) and the
+plain-text status block the CLI prints; shared by `analyzer_runtime.status`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+
+def format_time(dt: datetime | None) -> str | None:
+    """ISO 8601 UTC with Z, second precision (like metav1.Time); naive means UTC."""
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """Parse a timestamp written by format_time (or any ISO 8601 form)."""
+    if not text:
+        return None
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def format_duration(seconds: float) -> str:
+    """Go-style short duration, rounded up to whole seconds: 3m12s, 1h2m0s, 45s, 0s."""
+    total = max(0, math.ceil(seconds))
+    h, rest = divmod(total, 3600)
+    m, s = divmod(rest, 60)
+    if h:
+        return f"{h}h{m}m{s}s"
+    if m:
+        return f"{m}m{s}s"
+    return f"{s}s"
+
+
+def format_progress(finished: int, total: int, *, complete: bool = False) -> str:
+    """`"1234/5000 (24.7%)"`. `finished` counts every item that is through: processed,
+    failed and skipped. The percentage rounds to one decimal but never shows 100.0%
+    before the last item; an empty run reads "0/0 (0.0%)" until it has succeeded,
+    then "0/0 (100.0%)" (nothing to do is all done)."""
+    if total <= 0:
+        return f"{finished}/{total} ({100.0 if complete else 0.0:.1f}%)"
+    pct = round(100.0 * finished / total, 1)
+    if finished < total:
+        pct = min(pct, 99.9)
+    return f"{finished}/{total} ({pct:.1f}%)"
+
+
+def render_status_text(
+    status: Mapping[str, Any], *, name: str | None = None, max_shards: int = 50
+) -> str:
+    """A plain-text block of a status, as the CLI prints it at the end of a run."""
+    lines: list[str] = []
+
+    def row(label: str, value: Any) -> None:
+        lines.append(f"{label + ':':<12}{value}")
+
+    if name:
+        row("Run", name)
+    row("Phase", status.get("phase", "Unknown"))
+    row("Progress", status.get("progress", "-"))
+    row(
+        "Tracks",
+        f"{status.get('processed', 0)} processed, {status.get('failed', 0)} failed, "
+        f"{status.get('skipped', 0)} skipped (total {status.get('total', 0)})",
+    )
+    if status.get("throughput") is not None:
+        row("Throughput", f"{status['throughput']:.2f} tracks/s")
+    if status.get("eta"):
+        row("ETA", status["eta"])
+    if status.get("startTime"):
+        row("Started", status["startTime"])
+    if status.get("completionTime"):
+        took = ""
+        start, end = parse_time(status.get("startTime")), parse_time(status["completionTime"])
+        if start and end:
+            took = f" (took {format_duration((end - start).total_seconds())})"
+        row("Completed", status["completionTime"] + took)
+    if status.get("tokens"):
+        t = status["tokens"]
+        cost = status.get("estimatedCost")
+        extra = f", ~${cost:.4f}" if cost is not None else ""
+        row("Tokens", f"{t['total']} ({t['prompt']} prompt, {t['completion']} completion{extra})")
+    if status.get("fallbackUsed"):
+        row("Fallback", f"{status['fallbackUsed']} tracks by the fallback analyzer")
+    if status.get("jobName"):
+        row("Job", status["jobName"])
+    shards = list(status.get("shards") or [])
+    if shards:
+        lines.append("Shards:")
+        lines.append(
+            f"  {'SHARD':<6}{'STATE':<10}{'PROGRESS':<16}{'FAILED':<8}{'SKIPPED':<9}"
+            f"{'ATTEMPT':<9}HEARTBEAT"
+        )
+        for sh in shards[:max_shards]:
+            lines.append(
+                f"  {sh['index']:<6}{sh['state']:<10}{sh['progress']:<16}{sh['failed']:<8}"
+                f"{sh['skipped']:<9}{sh['attempt']:<9}{sh.get('lastHeartbeat') or '-'}"
+            )
+        if len(shards) > max_shards:
+            lines.append(f"  ... {len(shards) - max_shards} more shards")
+    notable = [
+        c
+        for c in status.get("conditions") or []
+        if (c.get("status") == "True" and c.get("type") != "Valid")
+        or c.get("type") == "Succeeded"
+        or (c.get("type") == "Valid" and c.get("status") != "True")
+    ]
+    if notable:
+        lines.append("Conditions:")
+        for c in notable:
+            lines.append(f"  {c['type']}={c['status']} ({c.get('reason')}): {c.get('message')}")
+    return "\n".join(lines)

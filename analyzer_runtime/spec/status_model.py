@@ -1,0 +1,141 @@
+"""Schema of `AnalysisRun.status`, for the CRD only.
+
+`analyzer_runtime.status.compute_status` builds the status as a plain dict (it is
+patched onto the resource as JSON); this model describes that dict so the CRD
+carries a real schema and `kubectl explain analysisrun.status` is useful. A unit
+test validates compute_status output against it, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+_DATE_TIME = {"format": "date-time"}
+# Fields compute_status may set to null (e.g. ETA before anything ran).
+_NULLABLE = {"nullable": True}
+
+
+class Phase(StrEnum):
+    """Lifecycle phase of a run."""
+
+    Pending = "Pending"
+    Running = "Running"
+    Suspended = "Suspended"
+    Succeeded = "Succeeded"
+    Failed = "Failed"
+
+
+class ConditionStatus(StrEnum):
+    """Kubernetes condition status."""
+
+    true = "True"
+    false = "False"
+    unknown = "Unknown"
+
+
+class StatusModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class Condition(StatusModel):
+    """A Kubernetes API convention condition (like metav1.Condition)."""
+
+    type: str = Field(description="Condition type, e.g. Succeeded, Running, Valid.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str | None = Field(default=None, description="CamelCase reason for the status.")
+    message: str | None = Field(default=None, description="Human-readable details.")
+    last_transition_time: str | None = Field(
+        default=None,
+        json_schema_extra=_DATE_TIME,
+        description="When the status last changed.",
+    )
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation the condition was computed for."
+    )
+
+
+class ShardStatus(StatusModel):
+    """Summary of one shard (one index of the Indexed Job)."""
+
+    index: int = Field(description="Shard number (the Job completion index).")
+    state: str = Field(
+        description="pending, running, retrying (the Job will retry it), done or failed."
+    )
+    total: int = Field(description="Tracks assigned to the shard.")
+    processed: int = Field(description="Tracks analyzed successfully.")
+    failed: int = Field(description="Tracks that failed after all attempts.")
+    skipped: int = Field(description="Tracks skipped (e.g. empty lyrics).")
+    progress: str = Field(description="Finished/total tracks of the shard.")
+    attempt: int = Field(description="Pod attempt the shard is on (1 = first).")
+    last_heartbeat: str | None = Field(
+        default=None,
+        json_schema_extra=_DATE_TIME | _NULLABLE,
+        description="Last batch committed by the shard.",
+    )
+    message: str | None = Field(default=None, description="Why the shard failed, if it did.")
+
+
+class TokenUsage(StatusModel):
+    """LLM tokens used by the run."""
+
+    prompt: int = Field(description="Prompt (input) tokens.")
+    completion: int = Field(description="Completion (output) tokens.")
+    total: int = Field(description="prompt + completion.")
+
+
+class AnalysisRunStatus(StatusModel):
+    """Observed state of the run, refreshed by the operator from the shard counters."""
+
+    phase: Phase = Field(description="Pending, Running, Suspended, Succeeded or Failed.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+        description="Valid, Running, Suspended, Failed, CompletedWithErrors and the "
+        "summary Succeeded (use `kubectl wait --for=condition=Succeeded`).",
+    )
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation this status was computed for."
+    )
+    total: int = Field(default=0, description="Tracks selected for the run.")
+    processed: int = Field(default=0, description="Tracks analyzed successfully.")
+    failed: int = Field(default=0, description="Tracks that failed after all attempts.")
+    skipped: int = Field(default=0, description="Tracks skipped (e.g. empty lyrics).")
+    progress: str = Field(
+        default="0/0 (0.0%)",
+        description="Finished tracks (processed+failed+skipped) / total, with percent.",
+    )
+    shards: list[ShardStatus] = Field(default_factory=list, description="Per-shard summary.")
+    start_time: str | None = Field(
+        default=None,
+        json_schema_extra=_DATE_TIME | _NULLABLE,
+        description="When the first shard started.",
+    )
+    completion_time: str | None = Field(
+        default=None,
+        json_schema_extra=_DATE_TIME | _NULLABLE,
+        description="When the run reached Succeeded or Failed.",
+    )
+    throughput: float | None = Field(
+        default=None,
+        json_schema_extra=_NULLABLE,
+        description="Finished tracks per second since start.",
+    )
+    eta: str | None = Field(
+        default=None,
+        json_schema_extra=_NULLABLE,
+        description="Estimated time left, like 3m12s; null when unknown.",
+    )
+    tokens: TokenUsage | None = Field(default=None, description="LLM tokens used.")
+    estimated_cost: float | None = Field(
+        default=None, description="Estimated LLM cost in USD from the token counts."
+    )
+    fallback_used: int | None = Field(
+        default=None, description="Tracks analyzed by the fallback analyzer."
+    )
+    job_name: str | None = Field(default=None, description="Name of the Indexed Job.")
