@@ -175,7 +175,7 @@ def track(index: int, seed: int = 42) -> SyntheticTrack:
     out: list[str] = []
     total = 0
     if rng.random() < 0.3:  # a short ad-lib intro outside the rhyme scheme
-        first, second = rng.choice(w.m.general), rng.choice(w.m.general)
+        first, second = rng.sample(w.m.general, 2)  # distinct: not a second hook
         out += ["[Intro]", first[0], second[0]]
         total += first[1] + second[1]
     verse_budget = max(0, target - total - reps * chorus_words)

@@ -10,7 +10,7 @@ import pytest
 from analyzer_runtime.analyzers.algorithmic import AlgorithmicAnalyzer, features, mattr
 from analyzer_runtime.analyzers.base import TrackInput
 from analyzer_runtime.analyzers.phonetics import rhyme_key
-from tests.fixtures.lyrics import CITY_NIGHTS, GRAVE_COLD, GRIND_HOOK, SUNNY_CUP
+from tests.fixtures.lyrics import CITY_NIGHTS, GRAVE_COLD, GRIND_HOOK, SUNNY_CUP, Fixture
 
 ANALYZER = AlgorithmicAnalyzer()
 
@@ -67,7 +67,7 @@ def test_grind_hook_matches_hand_computation() -> None:
 
 
 @pytest.mark.parametrize("fixture", [SUNNY_CUP, GRAVE_COLD], ids=lambda f: f.name)
-def test_two_bar_fixtures_rhyme_and_sentiment(fixture) -> None:  # type: ignore[no-untyped-def]
+def test_two_bar_fixtures_rhyme_and_sentiment(fixture: Fixture) -> None:
     exp = fixture.expected
     result = ANALYZER.analyze_sync(_track(fixture.lyrics))
     assert result.status == "done" and result.result is not None
