@@ -1,0 +1,89 @@
+"""Names, enums and value types of the AnalysisRun spec.
+
+`AnalyzerName` is THE list of analyzers: the CRD enum, the fallback enum and the
+error messages are all derived from it, so adding an analyzer is one line here.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, WithJsonSchema
+
+API_GROUP = "rapanalyzer.io"
+API_VERSION = "v1alpha1"
+GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"
+KIND = "AnalysisRun"
+
+
+class AnalyzerName(StrEnum):
+    """Analyzer a run applies. THE list of analyzer names: later analyzers are added here
+    and flow into the CRD enum, the fallback enum and the error messages."""
+
+    algorithmic = "algorithmic"
+    emotion = "emotion"
+    llm = "llm"
+
+
+# Analyzers that call out over the network. They cannot be a fallback, because the
+# fallback exists precisely for when the network analyzer is failing.
+REMOTE_ANALYZERS: frozenset[AnalyzerName] = frozenset({AnalyzerName.llm})
+
+# Derived, not listed: adding a local analyzer to AnalyzerName makes it a valid fallback.
+FallbackAnalyzerName = StrEnum(  # type: ignore[misc]
+    "FallbackAnalyzerName",
+    {a.name: a.value for a in AnalyzerName if a not in REMOTE_ANALYZERS},
+)
+FallbackAnalyzerName.__doc__ = "A local (non-network) analyzer used when the primary one fails."
+
+
+class LLMProvider(StrEnum):
+    """Preset for an OpenAI-compatible API; `custom` needs `baseURL`."""
+
+    novita = "novita"
+    ollama = "ollama"
+    openai = "openai"
+    custom = "custom"
+
+
+class ImagePullPolicy(StrEnum):
+    """Kubernetes image pull policy for the Job's pods."""
+
+    Always = "Always"
+    IfNotPresent = "IfNotPresent"
+    Never = "Never"
+
+
+# Kubernetes' own quantity grammar (resource.Quantity), as controller-gen emits it.
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]"
+    r"|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+def _quantity_to_str(value: Any) -> Any:
+    # YAML turns `cpu: 1` into an int; Kubernetes accepts it, so must we.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+Quantity = Annotated[
+    str,
+    BeforeValidator(_quantity_to_str),
+    Field(pattern=QUANTITY_PATTERN),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": QUANTITY_PATTERN,
+            "x-kubernetes-int-or-string": True,
+        }
+    ),
+]
+
+
+def cel_rule(rule: str, message: str, **extra: str) -> dict[str, str]:
+    """One `x-kubernetes-validations` entry; kept next to the Python check it mirrors."""
+    return {"rule": rule, "message": message, **extra}
