@@ -19,7 +19,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from analyzer_runtime import planner, protocol
-from analyzer_runtime.analyzers import registry
 from analyzer_runtime.db.connect import pool_for
 from analyzer_runtime.status import JobObservation, compute_status, render_status_text
 
@@ -53,45 +52,6 @@ class LocalJob:
                 f"shard(s) {sorted(self.failed)} exhausted their retries" if self.failed else None
             ),
         )
-
-
-def selection_of(spec: dict[str, Any]) -> planner.Selection:
-    sel = spec.get("selection") or {}
-    rng = sel.get("idRange") or {}
-    return planner.Selection(
-        only_missing=sel.get("onlyMissing", True),
-        artists=list(sel.get("artists") or []),
-        id_from=rng.get("from"),
-        id_to=rng.get("to"),
-        limit=sel.get("limit"),
-        min_words=sel.get("minWords"),
-    )
-
-
-async def plan_manifest(conn: asyncpg.Connection, manifest: Any, uid: str) -> protocol.PlanResult:
-    spec = manifest.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
-    analyzer = registry.create(spec["analyzer"], **_options(spec))
-    try:
-        version = spec.get("analyzerVersion") or analyzer.version
-        return await planner.plan_analysis(
-            conn,
-            uid=uid,
-            name=manifest.metadata.name,
-            namespace=manifest.metadata.namespace,
-            spec=spec,
-            selection=selection_of(spec),
-            shards=spec["shards"],
-            analyzer_type=analyzer.analyzer_type,
-            model_version=version,
-        )
-    finally:
-        await analyzer.aclose()
-
-
-def _options(spec: dict[str, Any]) -> dict[str, Any]:
-    from analyzer_runtime.worker import analyzer_options
-
-    return analyzer_options(spec)
 
 
 async def _spawn(url: str, uid: str, shard: int) -> asyncio.subprocess.Process:
@@ -144,7 +104,7 @@ async def run_local(
     spec = manifest.spec
     async with pool_for(url, max_size=2) as pool:
         async with pool.acquire() as conn:
-            plan = await plan_manifest(conn, manifest, uid)
+            plan = await planner.plan_manifest(conn, manifest, uid)
         verb = "planned" if plan.created else "resuming"
         console.print(
             f"{verb} run {plan.run.name} (uid {uid}): {plan.run.total} tracks"

@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from analyzer_runtime import protocol
+from analyzer_runtime.analyzers import registry
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,3 +88,42 @@ async def plan_analysis(
         model_version=model_version,
         item_ids=ids,
     )
+
+
+def selection_of(spec: dict[str, Any]) -> Selection:
+    sel = spec.get("selection") or {}
+    rng = sel.get("idRange") or {}
+    return Selection(
+        only_missing=sel.get("onlyMissing", True),
+        artists=list(sel.get("artists") or []),
+        id_from=rng.get("from"),
+        id_to=rng.get("to"),
+        limit=sel.get("limit"),
+        min_words=sel.get("minWords"),
+    )
+
+
+async def plan_manifest(conn: asyncpg.Connection, manifest: Any, uid: str) -> protocol.PlanResult:
+    spec = manifest.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+    analyzer = registry.create(spec["analyzer"], **analyzer_options(spec))
+    try:
+        version = spec.get("analyzerVersion") or analyzer.version
+        return await plan_analysis(
+            conn,
+            uid=uid,
+            name=manifest.metadata.name,
+            namespace=manifest.metadata.namespace,
+            spec=spec,
+            selection=selection_of(spec),
+            shards=spec["shards"],
+            analyzer_type=analyzer.analyzer_type,
+            model_version=version,
+        )
+    finally:
+        await analyzer.aclose()
+
+
+def analyzer_options(spec: dict[str, Any]) -> dict[str, Any]:
+    """Options the spec gives the analyzer (LLM settings and the like)."""
+    opts = spec.get("llm") or {}
+    return dict(opts) if spec.get("analyzer") == "llm" else {}

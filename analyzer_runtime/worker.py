@@ -15,6 +15,7 @@ import asyncpg
 from analyzer_runtime import metrics, protocol, results
 from analyzer_runtime.analyzers import registry
 from analyzer_runtime.analyzers.base import Analyzer, ItemOutcome, TrackInput
+from analyzer_runtime.planner import analyzer_options
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,6 @@ class ShardReport:
     skipped: int = 0
     finished: bool = False
     stopped: bool = False
-
-
-def analyzer_options(spec: dict[str, Any]) -> dict[str, Any]:
-    """Options the spec gives the analyzer (LLM settings and the like)."""
-    opts = spec.get("llm") or {}
-    return dict(opts) if spec.get("analyzer") == "llm" else {}
 
 
 async def fetch_tracks(conn: asyncpg.Connection, ids: Sequence[int]) -> dict[int, TrackInput]:

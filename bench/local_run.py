@@ -44,7 +44,7 @@ def _manifest(path: Path) -> None:
 
 async def _plan_time(url: str) -> float:
     """Planning alone (selection + items + shards), on a dry-run uid."""
-    from analyzer_runtime import localrun
+    from analyzer_runtime import planner
     from analyzer_runtime.db.connect import pool_for
     from analyzer_runtime.spec import load_manifest
 
@@ -58,7 +58,7 @@ async def _plan_time(url: str) -> float:
     )
     async with pool_for(url, max_size=1) as pool, pool.acquire() as conn:
         t0 = time.perf_counter()
-        plan = await localrun.plan_manifest(conn, m, "bench-plan-uid")
+        plan = await planner.plan_manifest(conn, m, "bench-plan-uid")
         elapsed = time.perf_counter() - t0
         assert plan.created
     return elapsed
@@ -84,7 +84,10 @@ def main(n: int) -> dict[str, Any]:
             _manifest(manifest)
             t0 = time.perf_counter()
             res = subprocess.run(
-                [*cli, "run", str(manifest), "--no-progress"], env=env, capture_output=True, text=True
+                [*cli, "run", str(manifest), "--no-progress"],
+                env=env,
+                capture_output=True,
+                text=True,
             )
             wall = time.perf_counter() - t0
             if res.returncode != 0:

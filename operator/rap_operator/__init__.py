@@ -1,0 +1,1 @@
+"""The rap-analyzer operator: AnalysisRun resources → planned runs → Indexed Jobs."""

@@ -1,0 +1,31 @@
+"""`python -m rap_operator`: run the operator (kopf) with a liveness endpoint.
+
+Scope: RAP_NAMESPACES=a,b watches those namespaces; unset, all namespaces.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import kopf
+
+from rap_operator import handlers
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    namespaces = handlers.CONFIG.namespaces
+    kopf.run(
+        standalone=True,  # one replica; no KopfPeering CRD needed
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=os.environ.get("RAP_LIVENESS", "http://0.0.0.0:8080/healthz"),
+    )
+
+
+if __name__ == "__main__":
+    main()

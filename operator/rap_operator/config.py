@@ -1,0 +1,48 @@
+"""Operator configuration, from the environment (the chart sets these)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _list(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    # Empty: all namespaces (cluster-wide RBAC); otherwise only these.
+    namespaces: list[str] = field(default_factory=list)
+    # The runtime image the Job pods run (one image for operator and runtime).
+    image: str = "ghcr.io/rap-analyzer/rap-analyzer:latest"
+    image_pull_policy: str = "IfNotPresent"
+    # The Secret (in the run's namespace) holding the database URL when the spec names none.
+    database_secret: str = "rap-analyzer-db"
+    database_secret_key: str = "url"
+    # Seconds between status refreshes of a running run.
+    status_interval: float = 5.0
+    # The command a pod runs; overridable so a test kubelet can run the same module.
+    runtime_command: list[str] = field(
+        default_factory=lambda: ["python", "-m", "analyzer_runtime", "analyze"]
+    )
+    service_account: str | None = None
+    metrics_port: int = 9090
+    pod_metrics_port: int = 9102
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
+        e = os.environ if env is None else env
+        d = cls()
+        return cls(
+            namespaces=_list(e.get("RAP_NAMESPACES")),
+            image=e.get("RAP_RUNTIME_IMAGE", d.image),
+            image_pull_policy=e.get("RAP_RUNTIME_IMAGE_PULL_POLICY", d.image_pull_policy),
+            database_secret=e.get("RAP_DATABASE_SECRET", d.database_secret),
+            database_secret_key=e.get("RAP_DATABASE_SECRET_KEY", d.database_secret_key),
+            status_interval=float(e.get("RAP_STATUS_INTERVAL", d.status_interval)),
+            runtime_command=_list(e.get("RAP_RUNTIME_COMMAND")) or d.runtime_command,
+            service_account=e.get("RAP_RUNTIME_SERVICE_ACCOUNT") or None,
+            metrics_port=int(e.get("RAP_METRICS_PORT", d.metrics_port)),
+            pod_metrics_port=int(e.get("RAP_POD_METRICS_PORT", d.pod_metrics_port)),
+        )

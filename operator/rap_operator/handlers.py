@@ -1,0 +1,154 @@
+"""kopf handlers for AnalysisRun: plan → Job → status, suspend/resume, deletion.
+
+The flow per resource:
+- create/resume: validate (models, analyzer, Secrets) → plan in Postgres by uid
+  (idempotent) → create the Indexed Job (idempotent) → first status.
+- timer: status from the per-shard counters + the Job (runs/refresh.py); stops
+  patching once the run is terminal.
+- spec update: suspend/parallelism go to the Job; other changes after planning are
+  refused with a condition (the planned spec in Postgres is the reference).
+- delete: the Job goes with its owner; the run is marked cancelled in Postgres.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from analyzer_runtime import planner, protocol
+from analyzer_runtime.db.connect import DatabaseUnavailable
+from analyzer_runtime.status import compute_status, is_terminal
+from rap_operator import database, kube, manifests, metrics, refresh
+from rap_operator.config import OperatorConfig
+from rap_operator.validation import InvalidRun, check_secrets, check_spec
+
+GROUP, VERSION, PLURAL = "rapanalyzer.io", "v1alpha1", "analysisruns"
+CONFIG = OperatorConfig.from_env()
+log = logging.getLogger(__name__)
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Handler bookkeeping in annotations keeps .status ours alone.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.posting.reporting_component = "rap-analyzer-operator"
+    settings.watching.server_timeout = 120
+    metrics.serve(CONFIG.metrics_port)
+
+
+@kopf.on.cleanup()
+async def cleanup(**_: Any) -> None:
+    await database.close_all()
+    await kube.close()
+
+
+def _invalid_status(body: kopf.Body, message: str, previous: dict[str, Any]) -> dict[str, Any]:
+    return compute_status(
+        generation=body.metadata.get("generation") or 1, shards=[], job=None,
+        previous=previous, now=datetime.now(UTC), valid=False, invalid_message=message,
+    )  # fmt: skip
+
+
+async def _plan_and_start(body: kopf.Body, patch: kopf.Patch) -> None:
+    status = dict(body.get("status") or {})
+    if is_terminal(status.get("phase")):
+        return  # a finished run stays finished across operator restarts
+    raw = dict(body)
+    try:
+        manifest = check_spec(raw)
+        url = await check_secrets(raw, CONFIG)
+    except InvalidRun as exc:
+        msg = str(exc)
+        if status.get("conditions") != _invalid_status(body, msg, status)["conditions"]:
+            kopf.warn(raw, reason="InvalidSpec", message=msg)
+        patch.status.update(_invalid_status(body, msg, status))
+        metrics.set_phase(body.metadata.uid, "Failed")
+        return
+    uid = body.metadata.uid
+    try:
+        pool = await database.pool(url)
+        async with pool.acquire() as conn:
+            plan = await planner.plan_manifest(conn, manifest, uid)
+    except DatabaseUnavailable as exc:
+        raise kopf.TemporaryError(str(exc), delay=10) from None
+    if plan.created:
+        kopf.info(
+            raw,
+            reason="Planned",
+            message=f"{plan.run.total} tracks in {plan.run.shards} shards"
+            f" ({plan.run.analyzer_type} {plan.run.model_version})",
+        )
+    job, created = await kube.create_job(manifests.analysis_job(raw, CONFIG))
+    if created:
+        kopf.info(raw, reason="JobCreated", message=f"Indexed Job {job['metadata']['name']}")
+    await refresh.refresh(raw, patch, url=url, run=plan.run, job=job)
+
+
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+async def reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    t0 = time.perf_counter()
+    try:
+        await _plan_and_start(body, patch)
+    finally:
+        metrics.RECONCILE_SECONDS.labels("reconcile").observe(time.perf_counter() - t0)
+
+
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+async def spec_changed(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    t0 = time.perf_counter()
+    try:
+        status = body.get("status") or {}
+        if not status.get("jobName"):
+            # Never planned (e.g. it was invalid): the new spec gets a full reconcile.
+            await _plan_and_start(body, patch)
+            return
+        if is_terminal(status.get("phase")):
+            return
+        # suspend and parallelism follow the spec; refresh() reports any other change.
+        await kube.patch_job(
+            body.metadata.namespace,
+            status["jobName"],
+            manifests.job_patch_for_spec(dict(body.spec)),
+        )
+        await refresh.refresh(dict(body), patch)
+    finally:
+        metrics.RECONCILE_SECONDS.labels("update").observe(time.perf_counter() - t0)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=CONFIG.status_interval)
+async def refresh_status(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    status = body.get("status") or {}
+    if is_terminal(status.get("phase")) or not status.get("jobName"):
+        return
+    await refresh.refresh(dict(body), patch)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def deleted(body: kopf.Body, **_: Any) -> None:
+    """Stop the work now (the Job's garbage collection would too) and record the cancel."""
+    raw = dict(body)
+    status = body.get("status") or {}
+    metrics.set_phase(body.metadata.uid, None)
+    if job_name := status.get("jobName"):
+        await kube.delete_job(body.metadata.namespace, job_name)
+    if is_terminal(status.get("phase")) or not status.get("jobName"):
+        return
+    try:
+        url = await check_secrets(raw, CONFIG)
+        pool = await database.pool(url)
+        async with pool.acquire() as conn:
+            run = await protocol.find_run(conn, body.metadata.uid)
+            if run is not None:
+                await protocol.set_run_state(conn, run.id, "cancelled")
+    except (InvalidRun, DatabaseUnavailable) as exc:
+        # Never block deletion on a database we cannot reach; the results stay either way.
+        log.warning("could not mark run %s cancelled: %s", body.metadata.name, exc)

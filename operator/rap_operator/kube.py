@@ -1,0 +1,97 @@
+"""Kubernetes API calls the operator makes besides kopf's own (Jobs and Secrets)."""
+
+from __future__ import annotations
+
+import base64
+import os
+from typing import Any
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+_api: client.ApiClient | None = None
+
+
+class SecretProblem(Exception):
+    """A referenced Secret or key is missing; the message names it, never its value."""
+
+
+async def api() -> client.ApiClient:
+    global _api
+    if _api is None:
+        if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+            config.load_incluster_config()
+        else:
+            await config.load_kube_config()
+        _api = client.ApiClient()
+    return _api
+
+
+async def close() -> None:
+    global _api
+    if _api is not None:
+        await _api.close()
+        _api = None
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    assert _api is not None
+    data: dict[str, Any] = _api.sanitize_for_serialization(obj)
+    return data
+
+
+async def create_job(job: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Create the Job, or return the existing one (a restarted operator must not make a second)."""
+    batch = client.BatchV1Api(await api())
+    ns = job["metadata"]["namespace"]
+    try:
+        return _plain(await batch.create_namespaced_job(ns, job)), True
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    existing = await read_job(ns, job["metadata"]["name"])
+    assert existing is not None
+    return existing, False
+
+
+async def read_job(namespace: str, name: str) -> dict[str, Any] | None:
+    batch = client.BatchV1Api(await api())
+    try:
+        return _plain(await batch.read_namespaced_job(name, namespace))
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+async def patch_job(namespace: str, name: str, patch: dict[str, Any]) -> None:
+    batch = client.BatchV1Api(await api())
+    await batch.patch_namespaced_job(name, namespace, patch)
+
+
+async def delete_job(namespace: str, name: str) -> None:
+    batch = client.BatchV1Api(await api())
+    try:
+        await batch.delete_namespaced_job(
+            name, namespace, body=client.V1DeleteOptions(propagation_policy="Background")
+        )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+async def secret_value(namespace: str, name: str, key: str) -> str:
+    core = client.CoreV1Api(await api())
+    try:
+        secret = await core.read_namespaced_secret(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise SecretProblem(f"Secret {namespace}/{name} does not exist") from None
+        if exc.status == 403:
+            raise SecretProblem(f"the operator may not read Secret {namespace}/{name}") from None
+        raise
+    data = secret.data or {}
+    if key not in data:
+        keys = ", ".join(sorted(data)) or "none"
+        raise SecretProblem(f"Secret {namespace}/{name} has no key {key!r} (keys: {keys})")
+    return base64.b64decode(data[key]).decode()
