@@ -32,11 +32,11 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rap_devtools import kubelet_env as kenv
+from rap_devtools import kubelet_status as ks
 from rap_devtools.kubeapi import ApiError, KubeApi
 from rap_devtools.kubelet_node import NodeAgent, now_rfc3339
 from rap_devtools.procs import die_with_parent_preexec, pid_alive, terminate_group
@@ -63,21 +63,6 @@ def read_pid(log_dir: Path, namespace: str, name: str) -> int | None:
     return pid if pid_alive(pid) else None
 
 
-@dataclass
-class PodRun:
-    uid: str
-    namespace: str
-    name: str
-    container: JSON
-    proc: subprocess.Popen[bytes] | None = None
-    started_at: str = ""
-    restart_count: int = 0
-    last_state: JSON = field(default_factory=dict)
-    terminating: bool = False
-    exited: bool = False
-    restart_pending: bool = False  # exited, restartPolicy wants it back
-
-
 class ProcessKubelet:
     def __init__(
         self,
@@ -102,7 +87,7 @@ class ProcessKubelet:
         self._threads: list[threading.Thread] = []
         # Worker-thread state (no locks: only the worker touches it).
         self._pods: dict[str, JSON] = {}  # uid -> latest object
-        self._runs: dict[str, PodRun] = {}
+        self._runs: dict[str, ks.PodRun] = {}
         self._reserved: set[str] = set()  # bound by us, not started yet
         self._retry_at: dict[str, float] = {}  # uid -> when to retry env resolution
         self._deleted: set[str] = set()  # uids we finished deleting
@@ -299,7 +284,7 @@ class ProcessKubelet:
         meta = pod["metadata"]
         ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
         container = pod["spec"]["containers"][0]
-        run = self._runs.get(uid) or PodRun(uid, ns, name, container)
+        run = self._runs.get(uid) or ks.PodRun(uid, ns, name, container)
         try:
             env = self.env.resolve(pod, container, kenv.base_environment(name, self.path_first))
             argv = kenv.command_line(container, env)
@@ -341,7 +326,7 @@ class ProcessKubelet:
         threading.Thread(
             target=self._wait_process, args=(uid, run.proc), name=f"wait-{name}", daemon=True
         ).start()
-        self._patch_status(pod, self._running_status(pod, run))
+        self._patch_status(pod, ks.running_status(pod, run))
 
     def _wait_process(self, uid: str, proc: subprocess.Popen[bytes]) -> None:
         code = proc.wait()
@@ -363,7 +348,7 @@ class ProcessKubelet:
         restart = policy == "Always" or (policy == "OnFailure" and exit_code != 0)
         if restart and not run.terminating and not pod["metadata"].get("deletionTimestamp"):
             # CrashLoopBackOff, compressed: 1 s doubling up to 10 s.
-            run.last_state = {"terminated": self._terminated(run, exit_code)}
+            run.last_state = {"terminated": ks.terminated_state(run, exit_code)}
             run.restart_count += 1
             run.restart_pending = True
             self._retry_at[uid] = time.monotonic() + min(2.0**run.restart_count / 2, 10.0)
@@ -372,7 +357,7 @@ class ProcessKubelet:
         if run.terminating or pod["metadata"].get("deletionTimestamp"):
             self._finish_deletion(pod)
 
-    def _terminate(self, run: PodRun, pod: JSON) -> None:
+    def _terminate(self, run: ks.PodRun, pod: JSON) -> None:
         if run.terminating or run.proc is None:
             return
         run.terminating = True
@@ -413,83 +398,23 @@ class ProcessKubelet:
 
     # -- status ----------------------------------------------------------------
 
-    def _container_status(self, run: PodRun, state: JSON, ready: bool) -> JSON:
-        status: JSON = {
-            "name": run.container["name"],
-            "image": run.container.get("image", ""),
-            "imageID": "",
-            "ready": ready,
-            "started": ready,
-            "restartCount": run.restart_count,
-            "state": state,
-        }
-        if run.proc is not None:
-            status["containerID"] = f"process://{run.proc.pid}"
-        if run.last_state:
-            status["lastState"] = run.last_state
-        return status
-
-    def _conditions(self, ready: bool, reason: str = "") -> list[JSON]:
-        now = now_rfc3339()
-        out = []
-        for ctype, value in (
-            ("PodReadyToStartContainers", True),
-            ("Initialized", True),
-            ("ContainersReady", ready),
-            ("Ready", ready),
-        ):
-            cond: JSON = {"type": ctype, "status": "True" if value else "False"}
-            cond["lastTransitionTime"] = now
-            if not value and reason:
-                cond["reason"] = reason
-            out.append(cond)
-        return out
-
-    def _running_status(self, pod: JSON, run: PodRun) -> JSON:
-        state = {"running": {"startedAt": run.started_at}}
-        return {
-            "phase": "Running",
-            "hostIP": kenv.HOST_IP,
-            "hostIPs": [{"ip": kenv.HOST_IP}],
-            "podIP": kenv.HOST_IP,
-            "podIPs": [{"ip": kenv.HOST_IP}],
-            "startTime": (pod.get("status") or {}).get("startTime") or run.started_at,
-            "conditions": self._conditions(True),
-            "containerStatuses": [self._container_status(run, state, True)],
-        }
-
-    def _terminated(self, run: PodRun, exit_code: int, reason: str = "", message: str = "") -> JSON:
-        term: JSON = {
-            "exitCode": exit_code,
-            "reason": reason or ("Completed" if exit_code == 0 else "Error"),
-            "startedAt": run.started_at,
-            "finishedAt": now_rfc3339(),
-        }
-        if run.proc is not None:
-            term["containerID"] = f"process://{run.proc.pid}"
-        if exit_code > 128:
-            term["signal"] = exit_code - 128
-        if message:
-            term["message"] = message
-        return term
-
     def _report_terminated(
-        self, pod: JSON, run: PodRun, exit_code: int, reason: str, message: str = ""
+        self, pod: JSON, run: ks.PodRun, exit_code: int, reason: str, message: str = ""
     ) -> None:
-        state = {"terminated": self._terminated(run, exit_code, reason, message)}
+        state = {"terminated": ks.terminated_state(run, exit_code, reason, message)}
         status = {
             "phase": "Succeeded" if exit_code == 0 else "Failed",
             "hostIP": kenv.HOST_IP,
             "podIP": kenv.HOST_IP,
             "startTime": (pod.get("status") or {}).get("startTime") or run.started_at,
-            "conditions": self._conditions(False, "PodCompleted"),
-            "containerStatuses": [self._container_status(run, state, False)],
+            "conditions": ks.conditions(False, "PodCompleted"),
+            "containerStatuses": [ks.container_status(run, state, False)],
         }
         self._patch_status(pod, status)
 
     def _report_lost(self, pod: JSON) -> None:
         meta = pod["metadata"]
-        run = PodRun(meta["uid"], meta["namespace"], meta["name"], pod["spec"]["containers"][0])
+        run = ks.PodRun(meta["uid"], meta["namespace"], meta["name"], pod["spec"]["containers"][0])
         run.exited = True
         self._runs[run.uid] = run
         msg = "The container could not be located when the pod was terminated"
@@ -497,12 +422,12 @@ class ProcessKubelet:
 
     def _patch_waiting(self, pod: JSON, reason: str, message: str) -> None:
         meta = pod["metadata"]
-        run = PodRun(meta["uid"], meta["namespace"], meta["name"], pod["spec"]["containers"][0])
+        run = ks.PodRun(meta["uid"], meta["namespace"], meta["name"], pod["spec"]["containers"][0])
         state = {"waiting": {"reason": reason, "message": message}}
         status = {
             "hostIP": kenv.HOST_IP,
-            "conditions": self._conditions(False, "ContainersNotReady"),
-            "containerStatuses": [self._container_status(run, state, False)],
+            "conditions": ks.conditions(False, "ContainersNotReady"),
+            "containerStatuses": [ks.container_status(run, state, False)],
         }
         self._patch_status(pod, status)
 
