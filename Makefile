@@ -8,7 +8,7 @@ N ?= 57718
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench \
-        controlplane cluster-up cluster-down clean
+        controlplane helm cluster-up cluster-down clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -21,10 +21,10 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## create .venv with every dependency
 
-test: install controlplane ## run the whole test suite (unit, integration, e2e)
+test: install controlplane helm ## run the whole test suite (unit, integration, e2e)
 	$(PY) -m pytest -q
 
-test-fast: install ## unit and Postgres tests only (no control plane)
+test-fast: install helm ## unit and Postgres tests only (no control plane)
 	$(PY) -m pytest -q -m "not e2e"
 
 lint: install ## ruff
@@ -48,12 +48,16 @@ demo: install ## migrate + seed a few thousand tracks + run examples/analysisrun
 
 crds: install ## regenerate crds/ from the pydantic spec models
 	$(PY) -m analyzer_runtime.spec.crd crds
+	cp crds/*.yaml charts/rap-analyzer/crds/
 
 bench: install ## run the benchmarks (see bench/RESULTS.md)
 	$(PY) -m bench.run_all
 
 controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kubectl into bin/ (no-op when up to date)
 	bash tools/build-controlplane.sh $(BIN)
+
+helm: ## build bin/helm from tools/helm (no-op when up to date)
+	bash tools/build-helm.sh $(BIN)
 
 cluster-up: install controlplane ## start the local control plane + process kubelet (kubeconfig: .cluster/kubeconfig)
 	$(PY) -m rap_devtools.cluster up

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -21,10 +23,12 @@ _counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def pg_server() -> Iterator[object]:
     if os.environ.get("DATABASE_URL"):
         pytest.fail("integration tests create databases on their own server; unset DATABASE_URL")
-    server = embedded.start(tmp_path_factory.mktemp("pg") / "pgdata")
+    # Not under pytest's tmp dir: other pytest sessions on the machine prune those.
+    home = Path(tempfile.mkdtemp(prefix="rap-pg-test-"))
+    server = embedded.start(home / "pgdata")
     admin = server.get_uri()
 
     async def make_template() -> None:
@@ -38,6 +42,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     asyncio.run(make_template())
     yield server
     server.cleanup()
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture
