@@ -58,7 +58,17 @@ install_from_cache() {
     ln "$CACHE/$b" "$BIN_DIR/$b" 2>/dev/null || cp "$CACHE/$b" "$BIN_DIR/$b"
   done
   echo "$KEY" >"$STAMP"
+  touch "$CACHE" # mtime = last use, for the pruning below
   log "installed into $BIN_DIR from $CACHE"
+}
+
+prune_cache() { # keep the 3 most recently used keys (~280 MB each)
+  local old
+  # shellcheck disable=SC2012  # names are hex keys, ls -t is fine
+  for old in $(ls -1dt "$CACHE_ROOT"/*/ 2>/dev/null | grep -v '\.tmp\.' | tail -n +4); do
+    log "pruning old build $old"
+    rm -rf "$old"
+  done
 }
 
 mkdir -p "$CACHE_ROOT"
@@ -92,7 +102,10 @@ STAGE="$CACHE.tmp.$$"
 trap 'rm -rf "$STAGE"' EXIT
 rm -rf "$STAGE" && mkdir -p "$STAGE"
 
-export CGO_ENABLED=0 GOFLAGS="-mod=readonly -trimpath"
+# GOFLAGS is replaced, not extended: the bytes must depend on the key only.
+# -buildvcs=false: etcd's main package lives in this git repo; stamping it
+# would make the binary depend on the checkout state (and fail without git).
+export CGO_ENABLED=0 GOFLAGS="-mod=readonly -trimpath -buildvcs=false"
 build() { # build MODDIR OUTPUT PACKAGE LDFLAGS
   local start=$SECONDS
   log "building $2 ($3)"
@@ -112,3 +125,4 @@ mv "$STAGE" "$CACHE"
 touch "$CACHE/.complete"
 log "all built in $((SECONDS - total_start))s"
 install_from_cache
+prune_cache

@@ -22,7 +22,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,13 +30,20 @@ from rap_devtools import pki as pkimod
 from rap_devtools.controlplane import ControlPlane, ControlPlaneError, write_kubeconfig
 from rap_devtools.kubeapi import KubeApi
 from rap_devtools.kubelet import DEFAULT_NODE, pod_log_path, read_pid
-from rap_devtools.procs import ManagedProcess, pid_alive, terminate_group
+from rap_devtools.procs import (
+    ManagedProcess,
+    make_owned_tempdir,
+    pid_alive,
+    sweep_stale_tempdirs,
+    terminate_group,
+)
 from rap_devtools.waiting import wait_for
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMP_PREFIX = "rap-cluster-"
 
 
 class KubeletHandle:
@@ -98,7 +104,9 @@ class LocalCluster:
         ready_timeout: float = 90.0,
     ) -> None:
         self._own_workdir = workdir is None
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="rap-cluster-")).resolve()
+        if workdir is None:
+            sweep_stale_tempdirs(TEMP_PREFIX)
+        self.workdir = Path(workdir or make_owned_tempdir(TEMP_PREFIX)).resolve()
         self.bin_dir = Path(bin_dir or REPO_ROOT / "bin").resolve()
         self.controlplane = ControlPlane(
             self.bin_dir, self.workdir, kubeconfig=kubeconfig, ready_timeout=ready_timeout
@@ -131,6 +139,8 @@ class LocalCluster:
     def start(self) -> LocalCluster:
         started = time.monotonic()
         try:
+            # Pod logs of an earlier cluster in the same workdir would mix in.
+            shutil.rmtree(self.kubelet.log_dir, ignore_errors=True)
             self.controlplane.start()
             (self.workdir / "kubelet.ready").unlink(missing_ok=True)
             self.kubelet.process.start()
@@ -160,6 +170,7 @@ class LocalCluster:
             terminate_group(pid, grace=2.0)
         for f in self.kubelet.log_dir.glob("*.pid"):
             f.unlink(missing_ok=True)
+        (self.workdir / "kubelet.ready").unlink(missing_ok=True)
         self.controlplane.stop()
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)

@@ -17,7 +17,6 @@ import base64
 import json
 import shutil
 import ssl
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -26,7 +25,12 @@ from pathlib import Path
 import yaml
 
 from rap_devtools import pki as pkimod
-from rap_devtools.procs import ManagedProcess, free_port
+from rap_devtools.procs import (
+    ManagedProcess,
+    free_port,
+    make_owned_tempdir,
+    sweep_stale_tempdirs,
+)
 
 SERVICE_CIDR = "10.0.0.0/24"
 
@@ -118,7 +122,9 @@ class ControlPlane:
     ) -> None:
         self.bin_dir = Path(bin_dir).resolve()
         self._own_workdir = workdir is None
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="rap-controlplane-")).resolve()
+        if workdir is None:
+            sweep_stale_tempdirs("rap-controlplane-")
+        self.workdir = Path(workdir or make_owned_tempdir("rap-controlplane-")).resolve()
         self.kubeconfig = Path(kubeconfig or self.workdir / "kubeconfig").resolve()
         self.ready_timeout = ready_timeout
         self.verbosity = verbosity
@@ -164,6 +170,9 @@ class ControlPlane:
     def _start(self) -> None:
         for name in ("etcd", "kube-apiserver", "kube-controller-manager"):
             self.binary(name)
+        # Always a fresh cluster: a crashed earlier run may have left data.
+        for sub in ("etcd-data", "pki", "apiserver-certs"):
+            shutil.rmtree(self.workdir / sub, ignore_errors=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.pki = pkimod.generate(self.workdir / "pki")
         self.etcd_port, self.apiserver_port = free_port(), free_port()

@@ -10,10 +10,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -42,6 +45,28 @@ def pid_alive(pid: int) -> bool:
         return stat.rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+OWNER_FILE = "owner.pid"
+
+
+def make_owned_tempdir(prefix: str) -> Path:
+    """A temp dir that records which process owns it (see sweep_stale_tempdirs)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    (path / OWNER_FILE).write_text(f"{os.getpid()}\n")
+    return path
+
+
+def sweep_stale_tempdirs(prefix: str) -> None:
+    """Remove temp dirs of earlier runs whose owner died without cleaning up
+    (kill -9, a crashed CI job): a normal stop() deletes its own."""
+    for d in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+        try:
+            pid = int((d / OWNER_FILE).read_text().strip())
+        except (OSError, ValueError):
+            continue  # not ours, or still being created
+        if not pid_alive(pid):
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def die_with_parent_preexec() -> None:
@@ -117,7 +142,7 @@ class ManagedProcess:
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
+        with open(self.log_path, "wb") as log:  # one log per run, not a pile-up
             self.popen = subprocess.Popen(
                 self.argv,
                 stdin=subprocess.DEVNULL,
@@ -127,8 +152,15 @@ class ManagedProcess:
                 cwd=self.cwd,
                 start_new_session=True,
                 close_fds=True,
-                preexec_fn=die_with_parent_preexec if self.die_with_parent else None,
+                preexec_fn=die_with_parent_preexec if self._tie_to_parent() else None,
             )
+
+    def _tie_to_parent(self) -> bool:
+        # PDEATHSIG fires when the *thread* that forked exits, not the
+        # process: started from a short-lived thread (asyncio.to_thread, an
+        # executor) the child would be killed at once. Only tie it to the
+        # main thread, which lives as long as the process.
+        return self.die_with_parent and threading.current_thread() is threading.main_thread()
 
     def running(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
