@@ -371,8 +371,11 @@ def _shard_summary(
         "skipped": s.skipped,
         "progress": f"{s.finished}/{s.total}",
         "attempt": s.attempt,
-        "lastHeartbeat": format_time(s.heartbeat_at),
     }
+    # Omitted, not null, when unknown: the API server prunes nulls inside list items,
+    # and a patch that the server changes makes kopf report inconsistencies.
+    if s.heartbeat_at is not None:
+        out["lastHeartbeat"] = format_time(s.heartbeat_at)
     if s.shard in failed_shards:
         out["message"] = f"shard {s.shard} {failed_shards[s.shard]}"
     return out

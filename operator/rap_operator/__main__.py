@@ -13,11 +13,22 @@ import kopf
 from rap_operator import handlers
 
 
+class _QuietTimer(logging.Filter):
+    """kopf logs every successful timer tick; one line per run per interval is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.levelno <= logging.INFO and "Timer 'refresh_status'" in record.getMessage()
+        )
+
+
 def main() -> None:
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_QuietTimer())
     namespaces = handlers.CONFIG.namespaces
     kopf.run(
         standalone=True,  # one replica; no KopfPeering CRD needed

@@ -75,8 +75,9 @@ def analysis_job(body: dict[str, Any], config: OperatorConfig) -> dict[str, Any]
         "imagePullPolicy": spec.get("imagePullPolicy") or config.image_pull_policy,
         "command": [*config.runtime_command, "--run-id", uid],
         "env": _env(spec, config),
-        "ports": [{"name": "metrics", "containerPort": config.pod_metrics_port}],
     }
+    if config.pod_metrics_port > 0:
+        container["ports"] = [{"name": "metrics", "containerPort": config.pod_metrics_port}]
     if res := _resources(spec):
         container["resources"] = res
     pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
