@@ -168,7 +168,8 @@ class Env:
             f"/api/v1/namespaces/{ns}/events",
             fieldSelector=f"involvedObject.name={name},involvedObject.kind=AnalysisRun",
         )["items"]
-        return sorted(items, key=lambda e: (e.get("firstTimestamp") or "", e["metadata"]["name"]))
+        # resourceVersion (an etcd revision) orders them; timestamps have 1 s resolution.
+        return sorted(items, key=lambda e: int(e["metadata"]["resourceVersion"]))
 
     def jobs(self, ns: str, uid: str) -> list[JSON]:
         return self.kube.get(
