@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from analyzer_runtime import protocol
+from analyzer_runtime import estimates, protocol
 from analyzer_runtime.analyzers import registry
 
 
@@ -108,7 +108,7 @@ async def plan_manifest(conn: asyncpg.Connection, manifest: Any, uid: str) -> pr
     analyzer = registry.create(spec["analyzer"], **analyzer_options(spec))
     try:
         version = spec.get("analyzerVersion") or analyzer.version
-        return await plan_analysis(
+        plan = await plan_analysis(
             conn,
             uid=uid,
             name=manifest.metadata.name,
@@ -119,6 +119,9 @@ async def plan_manifest(conn: asyncpg.Connection, manifest: Any, uid: str) -> pr
             analyzer_type=analyzer.analyzer_type,
             model_version=version,
         )
+        # Before any shard starts: the status shows the estimate from the first refresh.
+        await estimates.ensure(conn, analyzer, plan.run)
+        return plan
     finally:
         await analyzer.aclose()
 

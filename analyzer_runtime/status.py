@@ -199,6 +199,7 @@ def compute_status(
     suspend: bool = False,
     job_name: str | None = None,
     pricing: TokenPricing | None = None,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
     """The run's `.status` dict.
 
@@ -208,7 +209,9 @@ def compute_status(
     sets `Valid=False`; before any work exists it also ends the run Failed, after
     planning it only reports (e.g. a refused spec change) and the run goes on.
     `previous` (the last status) keeps each condition's lastTransitionTime and the
-    start/completion times stable across refreshes. None values are deliberate:
+    start/completion times stable across refreshes. `dry_run` (spec.dryRun) ends a
+    planned run Succeeded with reason DryRun: it was planned and estimated, and no
+    shard will ever run. None values are deliberate:
     in a JSON merge patch they remove a stale field (e.g. `eta` after completion).
     """
     shards = sorted(shards, key=lambda s: s.shard)
@@ -237,7 +240,7 @@ def compute_status(
     verdict = _decide(
         shards, job if job_seen else None, failed_shards, done, total, finished, valid,
         invalid_reason, invalid_message, planned=bool(shards) or planned_total is not None,
-        suspend=suspend,
+        suspend=suspend, dry_run=dry_run,
     )  # fmt: skip
     terminal = is_terminal(verdict.phase)
 
@@ -311,9 +314,17 @@ def _decide(
     *,
     planned: bool,
     suspend: bool,
+    dry_run: bool = False,
 ) -> _Verdict:
     if not valid and not planned and job is None:
         return _Verdict(Phase.Failed, invalid_reason, invalid_message or "the spec is invalid")
+    if dry_run and planned and job is None:
+        return _Verdict(
+            Phase.Succeeded,
+            "DryRun",
+            f"dry run: {total} tracks planned and estimated (status.estimate); nothing was"
+            " analyzed. Create a new AnalysisRun without dryRun to analyze them",
+        )
     shard_note = "; ".join(f"shard {i} {why}" for i, why in failed_shards.items())
     if job is not None and job.failed:
         if failed_shards:  # the usual case: failedIndexes made the Job fail

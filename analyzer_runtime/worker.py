@@ -14,7 +14,7 @@ import asyncpg
 
 from analyzer_runtime import metrics, protocol, results
 from analyzer_runtime.analyzers import registry
-from analyzer_runtime.analyzers.base import Analyzer, ItemOutcome, TrackInput
+from analyzer_runtime.analyzers.base import Analyzer, ItemOutcome, RunContext, TrackInput
 from analyzer_runtime.planner import analyzer_options
 
 log = logging.getLogger(__name__)
@@ -92,11 +92,12 @@ async def run_shard(
     spec = run.spec
     batch_size = int(spec.get("batchSize") or 50)
     max_attempts = int((spec.get("retry") or {}).get("maxItemAttempts") or 3)
-    if analyzer is None:
-        try:
+    try:
+        if analyzer is None:
             analyzer = registry.create(spec["analyzer"], **analyzer_options(spec))
-        except ValueError as exc:
-            raise FatalError(str(exc)) from None
+        await analyzer.attach(RunContext(pool, run.id, shard, spec))
+    except ValueError as exc:
+        raise FatalError(str(exc)) from None
     name = analyzer.name
     try:
         while not stop.set:
@@ -114,8 +115,11 @@ async def run_shard(
             async def write(c: asyncpg.Connection, done: list[Any] = done) -> None:
                 await results.upsert_results(c, done)
 
+            extras = analyzer.take_extras()  # tokens and fallback use, same transaction
             async with pool.acquire() as conn:
-                moved = await protocol.commit_batch(conn, run.id, shard, updates, write=write)
+                moved = await protocol.commit_batch(
+                    conn, run.id, shard, updates, write=write, extras=extras
+                )
             report.batches += 1
             report.done += moved["done"]
             report.failed += moved["failed"]

@@ -10,9 +10,27 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+from analyzer_runtime.protocol import BatchExtras
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from analyzer_runtime.protocol import Run
 
 OutcomeStatus = Literal["done", "skipped", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    """What a shard worker tells its analyzer before the first batch: analyzers that
+    coordinate across shards (the llm analyzer's global rate limit) need the run."""
+
+    pool: asyncpg.Pool
+    run_id: int
+    shard: int
+    spec: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +88,19 @@ class Analyzer(ABC):
 
     @abstractmethod
     async def analyze_batch(self, tracks: Sequence[TrackInput]) -> list[ItemOutcome]: ...
+
+    async def attach(self, ctx: RunContext) -> None:  # noqa: B027 - optional hook
+        """Called by the shard worker once before the first batch; a ValueError here
+        is a configuration error (the shard exits with its message)."""
+
+    def take_extras(self) -> BatchExtras:
+        """Counters that are not item states (LLM tokens, fallback use) gathered since
+        the last call; the worker commits them with the batch, in the same transaction."""
+        return BatchExtras()
+
+    async def estimate(self, conn: asyncpg.Connection, run: Run) -> dict[str, Any] | None:
+        """A planning-time estimate for the run's status (`status.estimate`), or None."""
+        return None
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release clients or models; most analyzers hold nothing."""

@@ -16,6 +16,7 @@ from analyzer_runtime.analyzers.base import Analyzer
 _FACTORIES: dict[str, str] = {
     "algorithmic": "analyzer_runtime.analyzers.algorithmic:AlgorithmicAnalyzer",
     "emotion": "analyzer_runtime.analyzers.emotion:EmotionAnalyzer",
+    "llm": "analyzer_runtime.analyzers.llm.analyzer:LLMAnalyzer",
 }
 
 

@@ -38,6 +38,7 @@ from analyzer_runtime.spec.types import (
     ImagePullPolicy,
     LLMProvider,
     Quantity,
+    ResponseFormat,
     cel_rule,
 )
 
@@ -51,6 +52,7 @@ __all__ = [
     "AnalysisRunManifest",
     "AnalysisRunSpec",
     "AnalyzerName",
+    "CircuitBreakerOptions",
     "DatabaseRef",
     "DatabaseSecretRef",
     "FallbackAnalyzerName",
@@ -60,11 +62,13 @@ __all__ = [
     "LLMProvider",
     "RateLimit",
     "ResourceRequirements",
+    "ResponseFormat",
     "RetryPolicy",
     "RunMetadata",
     "SecretKeyRef",
     "Selection",
     "SpecModel",
+    "TokenPrices",
     "immutable_changes",
 ]
 
@@ -89,6 +93,24 @@ class SecretKeyRef(SpecModel):
 
     name: str = Field(min_length=1, description="Name of the Secret.")
     key: str = Field(min_length=1, description="Key inside the Secret.")
+
+
+class CircuitBreakerOptions(SpecModel):
+    """Per-pod circuit breaker of the llm analyzer (while open, the fallback analyzes)."""
+
+    failure_threshold: int = Field(
+        default=5, ge=1, le=1000, description="Consecutive failed requests that open it."
+    )
+    open_seconds: float = Field(
+        default=60.0, ge=0, le=3600, description="How long it stays open before one probe."
+    )
+
+
+class TokenPrices(SpecModel):
+    """LLM prices in USD per million tokens (as providers list them), for estimatedCost."""
+
+    prompt_per_million: float = Field(ge=0, description="USD per million prompt tokens.")
+    completion_per_million: float = Field(ge=0, description="USD per million completion tokens.")
 
 
 class LLMOptions(SpecModel):
@@ -135,6 +157,23 @@ class LLMOptions(SpecModel):
     timeout_seconds: int = Field(default=30, ge=1, le=600, description="Per-request timeout.")
     max_input_tokens: int | None = Field(
         default=None, ge=1, description="Lyrics are truncated to about this many tokens."
+    )
+    concurrency: int = Field(
+        default=4, ge=1, le=64, description="Requests in flight at once per shard pod."
+    )
+    response_format: ResponseFormat | None = Field(
+        default=None,
+        strict=False,
+        description="jsonSchema or jsonObject; defaults to what the provider preset supports.",
+    )
+    circuit_breaker: CircuitBreakerOptions = Field(
+        default_factory=CircuitBreakerOptions,
+        json_schema_extra={"default": {}},
+        description="Circuit breaker per pod (defaults: 5 failures, open 60 s).",
+    )
+    pricing: TokenPrices | None = Field(
+        default=None,
+        description="Prices for estimatedCost; defaults to the preset's price for the model.",
     )
 
     @field_validator("base_url")

@@ -86,6 +86,22 @@ class TokenUsage(StatusModel):
     total: int = Field(description="prompt + completion.")
 
 
+class RunEstimate(StatusModel):
+    """What the run will cost, computed at planning time before any request is sent."""
+
+    requests: int = Field(description="Chat requests the run needs (without retries).")
+    tracks_per_request: int = Field(description="Tracks packed into one request.")
+    tokens: TokenUsage = Field(description="Estimated prompt and completion tokens.")
+    cost: float | None = Field(
+        default=None, description="Estimated cost in USD; absent when no price is known."
+    )
+    requests_per_minute: int | None = Field(
+        default=None, description="The global budget the duration assumes (unset: unlimited)."
+    )
+    duration: str = Field(description="Estimated duration, like 1h2m0s.")
+    duration_seconds: float = Field(description="Estimated duration in seconds.")
+
+
 class AnalysisRunStatus(StatusModel):
     """Observed state of the run, refreshed by the operator from the shard counters."""
 
@@ -139,3 +155,6 @@ class AnalysisRunStatus(StatusModel):
         default=None, description="Tracks analyzed by the fallback analyzer."
     )
     job_name: str | None = Field(default=None, description="Name of the Indexed Job.")
+    estimate: RunEstimate | None = Field(
+        default=None, description="Planning-time estimate of requests, tokens, cost, duration."
+    )

@@ -47,6 +47,14 @@ class LLMProvider(StrEnum):
     custom = "custom"
 
 
+class ResponseFormat(StrEnum):
+    """How the llm analyzer asks for JSON: a JSON schema (structured outputs) where
+    the provider supports it, else plain JSON mode (the answer is validated either way)."""
+
+    jsonSchema = "jsonSchema"
+    jsonObject = "jsonObject"
+
+
 class ImagePullPolicy(StrEnum):
     """Kubernetes image pull policy for the Job's pods."""
 

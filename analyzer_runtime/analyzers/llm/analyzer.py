@@ -1,0 +1,303 @@
+"""LLMAnalyzer: the `llm` entry of the registry.
+
+Per batch: empty lyrics are skipped; the rest go in requests of `tracksPerRequest`
+tracks (k = 1 is the same code path with one track), `concurrency` requests at a
+time. Each answer is validated per track (schema.py). An unusable answer gets ONE
+repair request; tracks still without a valid entry in a packed answer are retried
+singly, and a single track with no valid answer fails with the reason recorded. When
+the provider is down (retries exhausted, or the circuit breaker open), the run's
+`fallbackAnalyzer` analyzes the tracks and its results are stored under ITS OWN
+analyzer_type, with `fallback_for` in analysis_data; without one, they fail.
+
+Results are stored as analyzer_type `llm`, model_version `<provider>:<model>@p<N>`
+(presets.model_version), or spec.analyzerVersion when set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from analyzer_runtime import metrics
+from analyzer_runtime.analyzers import registry
+from analyzer_runtime.analyzers.base import (
+    AnalysisResult,
+    Analyzer,
+    ItemOutcome,
+    RunContext,
+    TrackInput,
+)
+from analyzer_runtime.analyzers.llm import presets, prompt, redaction, schema
+from analyzer_runtime.analyzers.llm.breaker import CircuitBreaker, State
+from analyzer_runtime.protocol import BatchExtras
+from analyzer_runtime.ratelimit import GlobalRateLimiter, Limiter
+from analyzer_runtime.spec.models import LLMOptions
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from analyzer_runtime.analyzers.llm.client import ChatClient, Completion, RetrySettings
+    from analyzer_runtime.protocol import Run
+
+# Compresses the rate limit's minute for tests and benchmarks: `requestsPerMinute`
+# requests per this many seconds. Never set in production (default 60).
+WINDOW_ENV = "RAP_LLM_RATE_WINDOW_SECONDS"
+
+
+class LLMAnalyzer(Analyzer):
+    name = "llm"
+    analyzer_type = "llm"
+
+    def __init__(self, **options: Any) -> None:
+        # The constructor must stay cheap and key-less: the planner (in the operator,
+        # which never sees the API key) builds one just to learn the version.
+        self.options = LLMOptions.model_validate(options)
+        self.resolved = presets.resolve(self.options)
+        self.version = self.resolved.model_version
+        self.k = self.options.tracks_per_request
+        cb = self.options.circuit_breaker
+        gauge = metrics.LLM_CIRCUIT_STATE.labels(self.version)
+        self.breaker = CircuitBreaker(
+            cb.failure_threshold, cb.open_seconds, on_change=lambda s: gauge.set(int(s))
+        )
+        self.redactor = redaction.Redactor(None)
+        self._extras = BatchExtras()
+        self._client: ChatClient | None = None
+        self._fallback: Analyzer | None = None
+
+    # ---- set-up ------------------------------------------------------------------
+
+    def configure(
+        self,
+        *,
+        limiter: Limiter | None = None,
+        retry: RetrySettings | None = None,
+        fallback: Analyzer | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        from analyzer_runtime.analyzers.llm.client import ChatClient, RetrySettings
+
+        key = self.resolved.api_key(env)
+        if self.resolved.needs_key and not key:
+            raise ValueError(
+                f"no API key for provider {self.resolved.provider!r}: set"
+                " spec.llm.apiKeySecretRef (the operator passes it to the pods as"
+                f" {presets.API_KEY_ENV}), or export {presets.API_KEY_ENV} for a local run"
+            )
+        self.redactor = redaction.Redactor(key)
+        if key:
+            redaction.install(self.redactor)
+        self._fallback = fallback
+        self._client = ChatClient(
+            self.resolved,
+            api_key=key,
+            timeout=float(self.options.timeout_seconds),
+            concurrency=self.options.concurrency,
+            limiter=limiter or Limiter(),
+            breaker=self.breaker,
+            retry=retry or RetrySettings(),
+            redactor=self.redactor,
+            on_usage=self._add_usage,
+        )
+
+    async def attach(self, ctx: RunContext) -> None:
+        from analyzer_runtime.analyzers.llm.client import RetrySettings
+
+        spec = ctx.spec
+        if spec.get("analyzerVersion"):
+            self.version = str(spec["analyzerVersion"])
+        rpm = presets.requests_per_minute(spec, self.resolved)
+        limiter: Limiter = Limiter()
+        if rpm:
+            limiter = GlobalRateLimiter(
+                ctx.pool, ctx.run_id, rpm,
+                window_seconds=float(os.environ.get(WINDOW_ENV) or 60.0),
+                request_timeout=float(self.options.timeout_seconds),
+            )  # fmt: skip
+            await limiter.setup()
+        retry_spec = spec.get("retry") or {}
+        retry = RetrySettings(
+            initial_backoff=float(retry_spec.get("initialBackoffSeconds", 2.0)),
+            max_backoff=float(retry_spec.get("maxBackoffSeconds", 60.0)),
+        )
+        fallback = (
+            registry.create(spec["fallbackAnalyzer"]) if spec.get("fallbackAnalyzer") else None
+        )
+        self.configure(limiter=limiter, retry=retry, fallback=fallback)
+
+    def take_extras(self) -> BatchExtras:
+        out, self._extras = self._extras, BatchExtras()
+        return out
+
+    def _add_usage(self, prompt_tokens: int, completion_tokens: int) -> None:
+        self._extras.tokens_prompt += prompt_tokens
+        self._extras.tokens_completion += completion_tokens
+
+    async def estimate(self, conn: asyncpg.Connection, run: Run) -> dict[str, Any] | None:
+        from analyzer_runtime.analyzers.llm.estimate import estimate_run
+
+        return await estimate_run(conn, run, self.options, self.resolved)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+        if self._fallback is not None:
+            await self._fallback.aclose()
+
+    # ---- analysis ----------------------------------------------------------------
+
+    async def analyze_batch(self, tracks: Sequence[TrackInput]) -> list[ItemOutcome]:
+        if self._client is None:
+            self.configure()  # used on its own, without a run: no global budget
+        outcomes: dict[int, ItemOutcome] = {}
+        todo: list[TrackInput] = []
+        for t in tracks:
+            if t.lyrics is None or not t.lyrics.strip():
+                outcomes[t.id] = ItemOutcome.skipped(t.id, "empty lyrics")
+            else:
+                todo.append(t)
+        chunks = [todo[i : i + self.k] for i in range(0, len(todo), self.k)]
+        for part in await asyncio.gather(*(self._guarded(c) for c in chunks)):
+            outcomes.update(part)
+        return [outcomes[t.id] for t in tracks]
+
+    async def _guarded(self, chunk: list[TrackInput]) -> dict[int, ItemOutcome]:
+        try:
+            return await self._chunk(chunk)
+        except Exception as exc:  # a bug must not leak the key via the worker's message
+            reason = self.redactor.redact(f"{type(exc).__name__}: {exc}")[:500]
+            return {t.id: ItemOutcome.failed(t.id, reason) for t in chunk}
+
+    async def _chunk(self, chunk: list[TrackInput]) -> dict[int, ItemOutcome]:
+        from analyzer_runtime.analyzers.llm.client import ProviderUnavailable, RequestRejected
+
+        started = time.perf_counter()
+        p = prompt.build(chunk, self.options.max_input_tokens)
+        try:
+            parsed, answers = await self._ask(p)
+        except ProviderUnavailable as exc:
+            return await self._fallback_or_fail(chunk, str(exc))
+        except RequestRejected as exc:
+            if len(chunk) > 1:  # e.g. the pack is too long for the model: one by one
+                return await self._singly(chunk)
+            return {chunk[0].id: ItemOutcome.failed(chunk[0].id, f"rejected: {exc}")}
+        elapsed_ms = int((time.perf_counter() - started) * 1000)
+        out: dict[int, ItemOutcome] = {}
+        for t in chunk:
+            found = parsed.valid.get(str(t.id))
+            if found is not None:
+                out[t.id] = ItemOutcome.done(self._result(t, found, p, answers, elapsed_ms))
+        rest = [t for t in chunk if t.id not in out]
+        if rest and len(chunk) > 1:
+            out.update(await self._singly(rest))
+        else:
+            for t in rest:
+                out[t.id] = ItemOutcome.failed(t.id, parsed.reason_for(str(t.id)))
+        return out
+
+    async def _singly(self, tracks: list[TrackInput]) -> dict[int, ItemOutcome]:
+        out: dict[int, ItemOutcome] = {}
+        for part in await asyncio.gather(*(self._chunk([t]) for t in tracks)):
+            out.update(part)
+        return out
+
+    async def _ask(self, p: prompt.Prompt) -> tuple[schema.ParsedAnswer, list[Completion]]:
+        """The request, plus one repair request when the answer is unusable."""
+        from analyzer_runtime.analyzers.llm.client import ProviderUnavailable
+
+        assert self._client is not None
+        first = await self._client.complete(p)
+        parsed = schema.parse(
+            first.text, p.ids, finish_reason=first.finish_reason, refusal=first.refusal
+        )
+        if not parsed.needs_repair:
+            return parsed, [first]
+        bad = first.text or first.refusal or ""
+        try:
+            second = await self._client.complete(prompt.repair(p, bad, parsed.describe()))
+        except ProviderUnavailable as exc:
+            for tid in p.ids:
+                if tid not in parsed.valid:
+                    parsed.errors[tid] = f"{parsed.reason_for(tid)}; repair request failed: {exc}"
+            return parsed, [first]
+        fixed = schema.parse(
+            second.text, p.ids, finish_reason=second.finish_reason, refusal=second.refusal
+        )
+        merged = schema.ParsedAnswer(valid={**parsed.valid, **fixed.valid})
+        for tid in p.ids:
+            if tid not in merged.valid:
+                merged.errors[tid] = schema._cap(
+                    f"no valid answer after one repair request: {fixed.reason_for(tid)}"
+                )
+        return merged, [first, second]
+
+    def _result(
+        self,
+        t: TrackInput,
+        a: schema.TrackAnalysis,
+        p: prompt.Prompt,
+        answers: list[Completion],
+        elapsed_ms: int,
+    ) -> AnalysisResult:
+        # This track's share of the requests that produced its answer: prompt tokens
+        # by its share of the input, completion tokens evenly.
+        tid = str(t.id)
+        share = p.input_chars[tid] / max(1, sum(p.input_chars.values()))
+        prompt_tokens = sum(c.prompt_tokens for c in answers)
+        completion_tokens = sum(c.completion_tokens for c in answers)
+        return AnalysisResult(
+            track_id=t.id,
+            analyzer_type=self.analyzer_type,
+            model_version=self.version,
+            sentiment=a.sentiment.value,
+            confidence=a.confidence,
+            themes=list(a.themes),
+            complexity_score=a.complexity,
+            analysis_data={
+                "quality": a.quality,
+                "explicit": a.explicit,
+                "summary": a.summary,
+                "tokens": {
+                    "prompt": round(prompt_tokens * share),
+                    "completion": round(completion_tokens / len(p.ids)),
+                },
+                "usage_estimated": any(c.usage_estimated for c in answers),
+                "provider": self.resolved.provider,
+                "model": self.resolved.model,
+                "prompt_version": prompt.PROMPT_VERSION,
+                "temperature": self.resolved.temperature,
+                "tracks_per_request": len(p.ids),
+                "requests": len(answers),
+                "attempts": sum(c.attempts for c in answers),
+                "repaired": len(answers) > 1,
+                "truncated": tid in p.truncated,
+            },
+            processing_time_ms=elapsed_ms,
+        )
+
+    async def _fallback_or_fail(
+        self, chunk: list[TrackInput], reason: str
+    ) -> dict[int, ItemOutcome]:
+        if self._fallback is None:
+            return {
+                t.id: ItemOutcome.failed(t.id, f"provider unavailable: {reason}") for t in chunk
+            }
+        outcomes = await self._fallback.analyze_batch(chunk)
+        for o in outcomes:
+            if o.result is not None:
+                # Stored under the fallback's own analyzer_type; this only says why.
+                o.result.analysis_data["fallback_for"] = {
+                    "analyzer": self.analyzer_type,
+                    "model_version": self.version,
+                    "reason": reason[:300],
+                }
+                self._extras.fallback_used += 1
+                metrics.LLM_FALLBACK.labels(self.version).inc()
+        return {o.track_id: o for o in outcomes}
+
+    @property
+    def circuit_state(self) -> State:
+        return self.breaker.state

@@ -1,0 +1,294 @@
+"""One chat completion, the way the original platform promised and never did.
+
+Per attempt: the circuit breaker must allow it, a slot of the run's global budget is
+held for exactly the request's lifetime, and the whole request is bounded by the
+timeout (the SDK's own timeouts are per read, so a slow drip could outlive them).
+Across attempts (tenacity): failures of the provider - timeouts, connection errors,
+HTTP 5xx/408 - are retried after 2 s, 4 s, 8 s (±20% jitter; base and cap from
+spec.retry), so a request is sent at most 1 + 3 times. A 429 is flow control, not a
+failure: its Retry-After pauses the whole run (`Limiter.pause`) and the request is
+repeated without using up an attempt (up to MAX_RATE_LIMITED times).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+from tenacity import AsyncRetrying, retry_if_exception
+
+from analyzer_runtime import metrics
+from analyzer_runtime.analyzers.llm.breaker import CircuitBreaker
+from analyzer_runtime.analyzers.llm.presets import ResolvedLLM
+from analyzer_runtime.analyzers.llm.prompt import Prompt, estimate_tokens
+from analyzer_runtime.analyzers.llm.redaction import Redactor
+from analyzer_runtime.analyzers.llm.schema import RESPONSE_FORMAT_SCHEMA
+from analyzer_runtime.ratelimit import Limiter
+from analyzer_runtime.spec.types import ResponseFormat
+
+MAX_RATE_LIMITED = 20
+MAX_RETRY_AFTER = 300.0
+
+
+class ProviderUnavailable(Exception):
+    """The provider failed this request for good (after retries), or the breaker is open."""
+
+
+class CircuitOpen(ProviderUnavailable):
+    """Refused without a request: the breaker is open."""
+
+
+class RequestRejected(Exception):
+    """The provider refused the request itself (HTTP 4xx other than 401/403/408/429)."""
+
+
+class _Transient(Exception):
+    """A provider failure worth retrying."""
+
+
+class _RateLimited(Exception):
+    def __init__(self, retry_after: float | None) -> None:
+        super().__init__(f"rate limited (HTTP 429, Retry-After {retry_after})")
+        self.retry_after = retry_after
+
+
+class _Downgraded(Exception):
+    """JSON schema refused by the provider: repeat at once in JSON mode."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySettings:
+    retries: int = 3
+    initial_backoff: float = 2.0
+    max_backoff: float = 60.0
+    jitter: float = 0.2
+
+    def backoff(self, failure_no: int, rng: random.Random | None = None) -> float:
+        """Wait before retry `failure_no` (1-based): 2 s, 4 s, 8 s ... ±20%."""
+        base = min(self.initial_backoff * 2 ** (failure_no - 1), self.max_backoff)
+        return base * (rng or random).uniform(1 - self.jitter, 1 + self.jitter)
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str | None
+    refusal: str | None
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    usage_estimated: bool
+    attempts: int
+
+
+def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
+    """Retry-After as seconds (delta or HTTP date), or retry-after-ms; None if absent."""
+    if not headers:
+        return None
+    if ms := headers.get("retry-after-ms"):
+        try:
+            return min(float(ms) / 1000, MAX_RETRY_AFTER)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return min(max(float(value), 0.0), MAX_RETRY_AFTER)
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value)
+        return min(max(when.timestamp() - time.time(), 0.0), MAX_RETRY_AFTER)
+
+
+class _Chain:
+    """Retry bookkeeping of one request across its attempts."""
+
+    def __init__(self, retry: RetrySettings, breaker: CircuitBreaker) -> None:
+        self.retry, self.breaker = retry, breaker
+        self.failures = self.throttles = self.attempts = 0
+        self.next_wait = 0.0
+
+    def should_retry(self, exc: BaseException) -> bool:
+        if isinstance(exc, _Downgraded):
+            self.next_wait = 0.0
+            return True
+        if isinstance(exc, _RateLimited):
+            self.throttles += 1
+            self.next_wait = (
+                exc.retry_after * random.uniform(1.0, 1.1)
+                if exc.retry_after is not None
+                else self.retry.backoff(min(self.throttles, 6))
+            )
+            return self.throttles <= MAX_RATE_LIMITED
+        if isinstance(exc, _Transient):
+            self.failures += 1
+            self.next_wait = self.retry.backoff(self.failures)
+            # Once the breaker is open, waiting out the backoff only delays the fallback.
+            return self.failures <= self.retry.retries and not self.breaker.is_open
+        return False
+
+    def wait(self, _: Any) -> float:
+        return self.next_wait
+
+
+class ChatClient:
+    def __init__(
+        self,
+        resolved: ResolvedLLM,
+        *,
+        api_key: str | None,
+        timeout: float,
+        concurrency: int,
+        limiter: Limiter,
+        breaker: CircuitBreaker,
+        retry: RetrySettings,
+        redactor: Redactor,
+        on_usage: Callable[[int, int], None],
+    ) -> None:
+        self.resolved = resolved
+        self.timeout = timeout
+        self.limiter = limiter
+        self.breaker = breaker
+        self.retry = retry
+        self.redactor = redactor
+        self.on_usage = on_usage
+        self.response_format = resolved.response_format
+        self.sem = asyncio.Semaphore(concurrency)
+        self.label = resolved.model_version
+        # Our retries, not the SDK's: its retries would bypass the global budget.
+        self.sdk = openai.AsyncOpenAI(
+            api_key=api_key or "not-needed",
+            base_url=resolved.base_url,
+            max_retries=0,
+            timeout=timeout,
+        )
+
+    async def aclose(self) -> None:
+        await self.sdk.close()
+
+    def _format(self) -> dict[str, Any]:
+        if self.response_format is ResponseFormat.jsonSchema:
+            return {"type": "json_schema", "json_schema": RESPONSE_FORMAT_SCHEMA}
+        return {"type": "json_object"}
+
+    async def complete(self, prompt: Prompt) -> Completion:
+        chain = _Chain(self.retry, self.breaker)
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(chain.should_retry), wait=chain.wait, reraise=True
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    chain.attempts += 1
+                    return await self._attempt(prompt, chain.attempts)
+        except _Transient as exc:
+            tries = f"{chain.attempts} attempt{'s' if chain.attempts > 1 else ''}"
+            raise ProviderUnavailable(f"{exc} (after {tries})") from None
+        except _RateLimited:
+            raise ProviderUnavailable(
+                f"rate limited by the provider (HTTP 429) {chain.throttles} times in a row"
+            ) from None
+        raise AssertionError("unreachable")
+
+    async def _attempt(self, prompt: Prompt, attempt_no: int) -> Completion:
+        if not self.breaker.allow():
+            metrics.LLM_REQUESTS.labels(self.label, "circuit_open").inc()
+            raise CircuitOpen("circuit breaker open: the provider failed repeatedly")
+        try:
+            async with self.sem:
+                permit = await self.limiter.acquire()
+                metrics.LLM_RATE_WAIT_SECONDS.labels(self.label).observe(permit.waited)
+                try:
+                    async with asyncio.timeout(self.timeout + 1):
+                        resp = await self.sdk.chat.completions.create(
+                            model=self.resolved.model,
+                            messages=prompt.messages,  # type: ignore[arg-type]
+                            temperature=self.resolved.temperature
+                            if self.resolved.temperature is not None
+                            else openai.omit,
+                            max_tokens=prompt.max_tokens,
+                            response_format=self._format(),  # type: ignore[arg-type]
+                        )
+                finally:
+                    await self.limiter.release(permit)
+        except asyncio.CancelledError:
+            self.breaker.abandon()
+            raise
+        except openai.RateLimitError as exc:
+            self.breaker.success()  # it answered: up, just busy
+            metrics.LLM_REQUESTS.labels(self.label, "rate_limited").inc()
+            wait = retry_after_seconds(exc.response.headers)
+            if wait:
+                await self.limiter.pause(wait)
+            raise _RateLimited(wait) from None
+        except (TimeoutError, openai.APITimeoutError):
+            self._failed("timeout")
+            raise _Transient(f"timed out after {self.timeout:g} s") from None
+        except openai.APIConnectionError as exc:
+            self._failed("connection_error")
+            raise _Transient(self._clean(f"connection error: {exc}")) from None
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            self._failed("auth_error")
+            raise ProviderUnavailable(
+                self._clean(f"the provider refused the API key (HTTP {exc.status_code})")
+            ) from None
+        except openai.APIStatusError as exc:
+            status = exc.status_code
+            if status >= 500 or status == 408:
+                self._failed("server_error")
+                raise _Transient(f"HTTP {status} from the provider") from None
+            self.breaker.success()
+            metrics.LLM_REQUESTS.labels(self.label, "rejected").inc()
+            if status == 400 and self.response_format is ResponseFormat.jsonSchema:
+                # Not every OpenAI-compatible server takes json_schema: JSON mode it is.
+                self.response_format = ResponseFormat.jsonObject
+                raise _Downgraded() from None
+            raise RequestRejected(self._clean(f"HTTP {status}: {_message(exc)}")) from None
+        self.breaker.success()
+        metrics.LLM_REQUESTS.labels(self.label, "ok").inc()
+        return self._completion(resp, prompt, attempt_no)
+
+    def _failed(self, outcome: str) -> None:
+        self.breaker.failure()
+        metrics.LLM_REQUESTS.labels(self.label, outcome).inc()
+
+    def _clean(self, text: str) -> str:
+        return self.redactor.redact(text)[:500]
+
+    def _completion(self, resp: Any, prompt: Prompt, attempts: int) -> Completion:
+        choice = resp.choices[0] if resp.choices else None
+        message = choice.message if choice is not None else None
+        text = message.content if message is not None else None
+        refusal = getattr(message, "refusal", None) if message is not None else None
+        usage = resp.usage
+        if usage is not None and usage.prompt_tokens is not None:
+            p, c, estimated = int(usage.prompt_tokens), int(usage.completion_tokens or 0), False
+        else:  # some servers omit usage: count characters instead, and say so
+            p = sum(estimate_tokens(m["content"]) for m in prompt.messages)
+            c, estimated = estimate_tokens(text or ""), True
+        self.on_usage(p, c)
+        metrics.LLM_TOKENS.labels(self.label, "prompt").inc(p)
+        metrics.LLM_TOKENS.labels(self.label, "completion").inc(c)
+        return Completion(
+            text=text,
+            refusal=refusal,
+            finish_reason=choice.finish_reason if choice is not None else None,
+            prompt_tokens=p,
+            completion_tokens=c,
+            usage_estimated=estimated,
+            attempts=attempts,
+        )
+
+
+def _message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])
+    return str(exc.message)

@@ -1,0 +1,81 @@
+"""The planning-time estimate of an llm run: requests, tokens, cost, duration.
+
+Computed once, right after planning and before any request, from the planned items
+and the lengths of their lyrics (one aggregate query), with the same rules the
+analyzer follows: empty lyrics are skipped, lyrics are truncated to the token
+budget, each shard packs its batches `tracksPerRequest` tracks at a time.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from analyzer_runtime.analyzers.llm import prompt
+from analyzer_runtime.analyzers.llm.presets import ResolvedLLM, requests_per_minute
+from analyzer_runtime.spec.models import LLMOptions
+from analyzer_runtime.status import format_duration
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from analyzer_runtime.protocol import Run
+
+SYSTEM_TOKENS = prompt.estimate_tokens(prompt.SYSTEM_PROMPT)
+
+
+def requests_for(n_tracks: int, batch_size: int, k: int) -> int:
+    """Requests for one shard: whole batches of `batch_size`, each cut into packs of k."""
+    full, rest = divmod(n_tracks, batch_size)
+    return full * math.ceil(batch_size / k) + math.ceil(rest / k)
+
+
+async def estimate_run(
+    conn: asyncpg.Connection, run: Run, options: LLMOptions, resolved: ResolvedLLM
+) -> dict[str, Any]:
+    budget = options.max_input_tokens or prompt.DEFAULT_MAX_INPUT_TOKENS
+    rows = await conn.fetch(
+        """SELECT i.shard, count(*) AS n,
+                  coalesce(sum(least(ceil(length(t.lyrics) / $2::float8), $3)), 0)::bigint AS tok
+             FROM run_items i JOIN tracks t ON t.id = i.item_id
+            WHERE i.run_id = $1 AND t.lyrics IS NOT NULL AND btrim(t.lyrics) <> ''
+            GROUP BY i.shard""",
+        run.id,
+        prompt.CHARS_PER_TOKEN,
+        budget,
+    )
+    spec = run.spec
+    k = options.tracks_per_request
+    batch = int(spec.get("batchSize") or 50)
+    tracks = sum(int(r["n"]) for r in rows)
+    requests = sum(requests_for(int(r["n"]), batch, k) for r in rows)
+    prompt_tokens = (
+        requests * SYSTEM_TOKENS
+        + sum(int(r["tok"]) for r in rows)
+        + tracks * prompt.TRACK_OVERHEAD_TOKENS
+    )
+    completion_tokens = tracks * prompt.ESTIMATED_COMPLETION_TOKENS_PER_TRACK
+    rpm = requests_per_minute(spec, resolved)
+    if rpm:
+        seconds = requests / rpm * 60
+    else:  # no budget: as fast as the pods' concurrency and the model's latency allow
+        lanes = int(spec.get("parallelism") or spec.get("shards") or 1) * options.concurrency
+        seconds = requests * resolved.latency_p50 / max(1, lanes)
+    out: dict[str, Any] = {
+        "requests": requests,
+        "tracksPerRequest": k,
+        "tokens": {
+            "prompt": prompt_tokens,
+            "completion": completion_tokens,
+            "total": prompt_tokens + completion_tokens,
+        },
+        "duration": format_duration(seconds),
+        "durationSeconds": round(seconds, 1),
+    }
+    if rpm:
+        out["requestsPerMinute"] = rpm
+    if resolved.pricing is not None:
+        cost = prompt_tokens / 1000 * resolved.pricing.prompt_per_1k
+        cost += completion_tokens / 1000 * resolved.pricing.completion_per_1k
+        out["cost"] = round(cost, 6)
+    return out

@@ -1,0 +1,171 @@
+"""Providers, default models, prices and the version string results are stored under.
+
+Everything provider-specific lives here, in one place: base URLs, default models and
+temperatures, which structured-output mode each supports, their documented rate
+limits, and per-model prices for `estimatedCost`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from analyzer_runtime.analyzers.llm.prompt import PROMPT_VERSION
+from analyzer_runtime.spec.models import LLMOptions
+from analyzer_runtime.spec.types import LLMProvider, ResponseFormat
+from analyzer_runtime.status import TokenPricing
+
+# The operator injects the key of spec.llm.apiKeySecretRef under this name; locally,
+# export it (or the provider's conventional variable below).
+API_KEY_ENV = "LLM_API_KEY"
+# Results go to analysis_results.model_version, a varchar(100).
+MAX_VERSION_LENGTH = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Preset:
+    provider: str
+    base_url: str | None
+    model: str | None
+    temperature: float | None
+    # Conventional variables checked after LLM_API_KEY (the original platform used NOVITA_API_KEY).
+    key_env: tuple[str, ...]
+    needs_key: bool
+    response_format: ResponseFormat
+    # The provider's documented limit: the run's budget when spec.rateLimit is unset.
+    requests_per_minute: int | None
+    # Typical latency of one request (s), for duration estimates without a budget.
+    latency_p50: float
+
+
+PRESETS: dict[str, Preset] = {
+    # The original platform's primary model: Qwen3 4B FP8 on Novita, 45 requests/min,
+    # temperature 0.7, p50 latency 0.6 s. Novita's JSON mode is the portable choice.
+    "novita": Preset(
+        "novita", "https://api.novita.ai/openai", "qwen/qwen3-4b-fp8", 0.7,
+        ("NOVITA_API_KEY",), True, ResponseFormat.jsonObject, 45, 0.6,
+    ),
+    # Ollama's OpenAI-compatible endpoint takes JSON schemas (structured outputs);
+    # local, so no key, no price and no rate limit.
+    "ollama": Preset(
+        "ollama", "http://ollama:11434/v1", "llama3.2:3b", None,
+        (), False, ResponseFormat.jsonSchema, None, 2.0,
+    ),
+    "openai": Preset(
+        "openai", "https://api.openai.com/v1", "gpt-4o-mini", None,
+        ("OPENAI_API_KEY",), True, ResponseFormat.jsonSchema, None, 1.0,
+    ),
+    # Anything else OpenAI-compatible: baseURL and model come from the spec.
+    "custom": Preset("custom", None, None, None, (), False, ResponseFormat.jsonObject, None, 1.0),
+}  # fmt: skip
+
+# USD per million tokens (prompt, completion): list prices when this was written;
+# spec.llm.pricing overrides them. Local models (ollama) cost nothing.
+PRICES_PER_MILLION: dict[tuple[str, str], tuple[float, float]] = {
+    ("novita", "qwen/qwen3-4b-fp8"): (0.03, 0.03),
+    ("novita", "google/gemma-3-27b-it"): (0.119, 0.2),
+    ("openai", "gpt-4o-mini"): (0.15, 0.60),
+    ("openai", "gpt-4.1-mini"): (0.40, 1.60),
+    ("openai", "gpt-4.1-nano"): (0.10, 0.40),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedLLM:
+    """The spec's llm options with the preset's defaults filled in."""
+
+    provider: str
+    base_url: str
+    model: str
+    temperature: float | None
+    response_format: ResponseFormat
+    needs_key: bool
+    key_env: tuple[str, ...]
+    pricing: TokenPricing | None
+    default_requests_per_minute: int | None
+    latency_p50: float
+    model_version: str
+
+    def api_key(self, env: Mapping[str, str] | None = None) -> str | None:
+        """The key from the environment (never from the spec, which holds only a ref)."""
+        e = os.environ if env is None else env
+        for name in (API_KEY_ENV, *self.key_env):
+            if e.get(name):
+                return e[name]
+        return None
+
+
+def model_version(provider: str, model: str) -> str:
+    """`<provider>:<model>@p<prompt version>`, e.g. `novita:qwen/qwen3-4b-fp8@p1`.
+
+    The analyzer_type is `llm` for every model; the version names the provider, the
+    model and the prompt, because a change of any of them is a different analysis
+    (and `selection.onlyMissing` then selects the tracks again). Packing
+    (`tracksPerRequest`) and temperature are transport settings, recorded per result
+    in analysis_data instead."""
+    version = f"{provider}:{model}@p{PROMPT_VERSION}"
+    if len(version) > MAX_VERSION_LENGTH:  # keep it unique within the column's width
+        digest = hashlib.sha256(version.encode()).hexdigest()[:10]
+        version = f"{version[: MAX_VERSION_LENGTH - 11]}~{digest}"
+    return version
+
+
+def resolve(options: LLMOptions) -> ResolvedLLM:
+    provider = LLMProvider(options.provider).value
+    preset = PRESETS[provider]
+    base_url = options.base_url or preset.base_url
+    model = options.model or preset.model
+    if not base_url:
+        raise ValueError(f"spec.llm.baseURL is required for provider {provider!r}")
+    if not model:
+        raise ValueError(f"spec.llm.model is required for provider {provider!r}")
+    pricing: TokenPricing | None = None
+    if options.pricing is not None:
+        pricing = per_1k(options.pricing.prompt_per_million, options.pricing.completion_per_million)
+    elif provider == "ollama":
+        pricing = TokenPricing(0.0, 0.0)
+    elif (provider, model) in PRICES_PER_MILLION:
+        pricing = per_1k(*PRICES_PER_MILLION[(provider, model)])
+    return ResolvedLLM(
+        provider=provider,
+        base_url=base_url,
+        model=model,
+        temperature=options.temperature if options.temperature is not None else preset.temperature,
+        response_format=ResponseFormat(options.response_format or preset.response_format),
+        needs_key=preset.needs_key,
+        key_env=preset.key_env,
+        pricing=pricing,
+        default_requests_per_minute=preset.requests_per_minute,
+        latency_p50=preset.latency_p50,
+        model_version=model_version(provider, model),
+    )
+
+
+def per_1k(prompt_per_million: float, completion_per_million: float) -> TokenPricing:
+    return TokenPricing(prompt_per_million / 1000, completion_per_million / 1000)
+
+
+def options_of(spec: Mapping[str, Any]) -> LLMOptions | None:
+    """The llm options of a run's spec dict (camelCase, as stored), or None."""
+    if spec.get("analyzer") != "llm" or not spec.get("llm"):
+        return None
+    return LLMOptions.model_validate(spec["llm"])
+
+
+def pricing_for_spec(spec: Mapping[str, Any]) -> TokenPricing | None:
+    """The price `estimatedCost` uses for a run (None: not an llm run, or unknown price)."""
+    try:
+        options = options_of(spec)
+        return resolve(options).pricing if options is not None else None
+    except ValueError:
+        return None
+
+
+def requests_per_minute(spec: Mapping[str, Any], resolved: ResolvedLLM) -> int | None:
+    """The run's global budget: spec.rateLimit, else the provider's documented limit."""
+    rate = spec.get("rateLimit") or {}
+    rpm = rate.get("requestsPerMinute")
+    return int(rpm) if rpm else resolved.default_requests_per_minute

@@ -1,0 +1,162 @@
+"""What the model must answer, and the parsing that keeps anything else out of the table.
+
+`TrackAnalysis` is the validator; `RESPONSE_FORMAT_SCHEMA` is the same shape as a
+strict JSON schema for providers with structured outputs (a unit test keeps the
+two in step). Entries are validated one by one, so in a packed answer one bad
+entry costs only its own track.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+MAX_REASON = 300
+
+
+class Sentiment(StrEnum):
+    positive = "positive"
+    negative = "negative"
+    neutral = "neutral"
+    mixed = "mixed"
+
+
+Theme = Annotated[
+    str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=40)
+]
+
+
+class TrackAnalysis(BaseModel):
+    """One track's answer. Lax types (a model may write "0.8" or 7.0), strict ranges."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    sentiment: Sentiment
+    confidence: float = Field(ge=0, le=1)
+    themes: list[Theme] = Field(default_factory=list, max_length=8)
+    complexity: float = Field(ge=0, le=1)
+    quality: int = Field(ge=1, le=10)
+    explicit: bool
+    summary: str = Field(min_length=1, max_length=500)
+
+
+_ITEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": [
+        "id", "sentiment", "confidence", "themes", "complexity", "quality", "explicit", "summary",
+    ],
+    "properties": {
+        "id": {"type": "string"},
+        "sentiment": {"type": "string", "enum": [s.value for s in Sentiment]},
+        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        "themes": {"type": "array", "items": {"type": "string"}, "maxItems": 8},
+        "complexity": {"type": "number", "minimum": 0, "maximum": 1},
+        "quality": {"type": "integer", "minimum": 1, "maximum": 10},
+        "explicit": {"type": "boolean"},
+        "summary": {"type": "string"},
+    },
+}  # fmt: skip
+
+RESPONSE_FORMAT_SCHEMA: dict[str, Any] = {
+    "name": "track_analyses",
+    "strict": True,
+    "schema": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["results"],
+        "properties": {"results": {"type": "array", "items": _ITEM_SCHEMA}},
+    },
+}
+
+
+@dataclass(slots=True)
+class ParsedAnswer:
+    """Valid analyses by id; per-id errors; `problem` when the answer as a whole is
+    unusable (not JSON, truncated, a refusal). Ids in neither map are missing."""
+
+    valid: dict[str, TrackAnalysis] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    problem: str | None = None
+
+    @property
+    def needs_repair(self) -> bool:
+        return self.problem is not None or bool(self.errors)
+
+    def describe(self) -> str:
+        if self.problem:
+            return self.problem
+        return "; ".join(f"track {i}: {e}" for i, e in list(self.errors.items())[:3])
+
+    def reason_for(self, track_id: str) -> str:
+        """Why a track has no valid analysis, for run_items.last_error."""
+        if track_id in self.errors:
+            return self.errors[track_id]
+        return self.problem or "the answer had no entry for this track"
+
+
+_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+
+
+def parse(
+    text: str | None, ids: list[str], *, finish_reason: str | None = None,
+    refusal: str | None = None,
+) -> ParsedAnswer:  # fmt: skip
+    if refusal:
+        return ParsedAnswer(problem=_cap(f"the model refused: {refusal}"))
+    body = (text or "").strip()
+    if m := _FENCE.match(body):  # tolerated: some models wrap JSON in markdown anyway
+        body = m.group(1)
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:
+        if finish_reason == "length":
+            return ParsedAnswer(problem="truncated JSON: the answer hit the token limit")
+        if not body:
+            return ParsedAnswer(problem="empty answer")
+        if not body.lstrip().startswith(("{", "[")):
+            return ParsedAnswer(problem=_cap(f"not JSON (possibly a refusal): {body[:120]!r}"))
+        return ParsedAnswer(problem=_cap(f"malformed JSON: {exc}"))
+    entries = _entries(doc, ids)
+    if entries is None:
+        return ParsedAnswer(problem='wrong shape: expected {"results": [...]}')
+    out = ParsedAnswer()
+    wanted = set(ids)
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        tid = str(entry.get("id"))
+        if tid not in wanted or tid in out.valid:
+            continue  # unknown ids are ignored; the first valid entry of an id wins
+        try:
+            out.valid[tid] = TrackAnalysis.model_validate({**entry, "id": tid})
+            out.errors.pop(tid, None)
+        except ValidationError as exc:
+            out.errors[tid] = _cap("answer failed validation: " + _first_error(exc))
+    return out
+
+
+def _entries(doc: Any, ids: list[str]) -> list[Any] | None:
+    if isinstance(doc, dict) and isinstance(doc.get("results"), list):
+        return list(doc["results"])
+    if isinstance(doc, list):
+        return doc
+    if isinstance(doc, dict) and len(ids) == 1 and "sentiment" in doc:
+        return [{"id": ids[0], **doc}]  # a lone object for a lone track
+    return None
+
+
+def _first_error(exc: ValidationError) -> str:
+    errs = exc.errors()
+    parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errs[:3]]
+    return "; ".join(parts)
+
+
+def _cap(text: str) -> str:
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
