@@ -18,7 +18,8 @@ import asyncpg
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from analyzer_runtime import planner, protocol
+from analyzer_runtime import estimates, planner, protocol
+from analyzer_runtime.analyzers.llm.presets import pricing_for_spec
 from analyzer_runtime.db.connect import pool_for
 from analyzer_runtime.status import JobObservation, compute_status, render_status_text
 
@@ -149,10 +150,15 @@ async def _status(
 ) -> dict[str, Any]:
     async with pool.acquire() as conn:
         shards = await protocol.read_shards(conn, run.id)
-    return compute_status(
+        estimate = await estimates.read(conn, run.id)
+    status = compute_status(
         generation=1, shards=shards, job=job, previous=None, now=datetime.now(UTC),
-        planned_total=run.total,
+        planned_total=run.total, pricing=pricing_for_spec(run.spec),
+        dry_run=bool(run.spec.get("dryRun")),
     )  # fmt: skip
+    if estimate is not None:  # LLM runs: requests, tokens, cost, duration before any request
+        status["estimate"] = estimate
+    return status
 
 
 async def _watch(

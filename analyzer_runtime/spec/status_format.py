@@ -86,6 +86,14 @@ def render_status_text(
         cost = status.get("estimatedCost")
         extra = f", ~${cost:.4f}" if cost is not None else ""
         row("Tokens", f"{t['total']} ({t['prompt']} prompt, {t['completion']} completion{extra})")
+    if est := status.get("estimate"):
+        cost = f", ~${est['cost']:.4f}" if est.get("cost") is not None else ""
+        rate = f" at {est['requestsPerMinute']}/min" if est.get("requestsPerMinute") else ""
+        row(
+            "Estimate",
+            f"{est['requests']} requests, ~{est['tokens']['total']} tokens{cost},"
+            f" ~{est['duration']}{rate}",
+        )
     if status.get("fallbackUsed"):
         row("Fallback", f"{status['fallbackUsed']} tracks by the fallback analyzer")
     if status.get("jobName"):

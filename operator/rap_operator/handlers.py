@@ -86,6 +86,10 @@ async def _plan_and_start(body: kopf.Body, patch: kopf.Patch) -> None:
             message=f"{plan.run.total} tracks in {plan.run.shards} shards"
             f" ({plan.run.analyzer_type} {plan.run.model_version})",
         )
+    if manifest.spec.dry_run:
+        # Planned and estimated (status.estimate); a dry run never gets a Job.
+        await refresh.refresh(raw, patch, url=url, run=plan.run)
+        return
     job, created = await kube.create_job(manifests.analysis_job(raw, CONFIG))
     if created:
         kopf.info(raw, reason="JobCreated", message=f"Indexed Job {job['metadata']['name']}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from analyzer_runtime.analyzers.llm.presets import API_KEY_ENV
 from rap_operator.config import OperatorConfig
 
 GROUP_VERSION = "rapanalyzer.io/v1alpha1"
@@ -59,6 +60,12 @@ def _env(spec: dict[str, Any], config: OperatorConfig) -> list[dict[str, Any]]:
         {"name": "METRICS_PORT", "value": str(config.pod_metrics_port)},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
+    # The LLM API key goes from its Secret straight into the pod's environment: never
+    # into the Job spec, the status or an Event (validation only checks it exists).
+    key_ref = (spec.get("llm") or {}).get("apiKeySecretRef")
+    if spec.get("analyzer") == "llm" and key_ref:
+        ref = {"name": key_ref["name"], "key": key_ref["key"]}
+        env.append({"name": API_KEY_ENV, "valueFrom": {"secretKeyRef": ref}})
     return env
 
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import kopf
 
-from analyzer_runtime import protocol
+from analyzer_runtime import estimates, protocol
+from analyzer_runtime.analyzers.llm.presets import pricing_for_spec
 from analyzer_runtime.spec import AnalysisRunSpec, immutable_changes
 from analyzer_runtime.status import JobObservation, compute_status, is_terminal
 from rap_operator import database, kube, manifests, metrics
@@ -52,8 +53,9 @@ async def refresh(
         if run is None:
             return None
         shards = await protocol.read_shards(conn, run.id)
-        job_name = manifests.job_name(meta["name"], meta["uid"])
-        if job is None:
+        dry_run = bool(run.spec.get("dryRun"))  # planned and estimated only: no Job
+        job_name = None if dry_run else manifests.job_name(meta["name"], meta["uid"])
+        if job is None and job_name is not None:
             job = await kube.read_job(meta["namespace"], job_name)
         obs = JobObservation.from_job_status(job)
         refusal = _refused_changes(run.spec, spec)
@@ -61,8 +63,10 @@ async def refresh(
             generation=meta.get("generation") or 1, shards=shards, job=obs, previous=previous,
             now=datetime.now(UTC), valid=refusal is None, invalid_reason="SpecChangeRefused",
             invalid_message=refusal, planned_total=run.total, suspend=bool(spec.get("suspend")),
-            job_name=job_name,
+            job_name=job_name, pricing=pricing_for_spec(run.spec), dry_run=dry_run,
         )  # fmt: skip
+        if (estimate := await estimates.read(conn, run.id)) is not None:
+            status["estimate"] = estimate
         status["runId"] = meta["uid"]
         if obs.failed_indexes:
             await protocol.mark_shards_failed(conn, run.id, sorted(obs.failed_indexes))
