@@ -47,6 +47,20 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def start_time(pid: int) -> str | None:
+    """Field 22 of /proc/PID/stat (clock ticks since boot). With the PID it
+    identifies a process, so a PID the kernel reuses is not mistaken for it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def survivors(identities: dict[int, str | None]) -> list[int]:
+    """PIDs from ``{pid: start_time(pid)}`` that still run as the same process."""
+    return [pid for pid, t in identities.items() if start_time(pid) == t and pid_alive(pid)]
+
+
 OWNER_FILE = "owner.pid"
 
 

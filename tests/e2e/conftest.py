@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from rap_devtools.cluster import REPO_ROOT, LocalCluster
 from rap_devtools.kubeapi import ApiError, KubeApi
-from rap_devtools.procs import pid_alive
+from rap_devtools.procs import start_time, survivors
 from rap_devtools.waiting import wait_for
 
 BIN_DIR = Path(os.environ.get("RAP_BIN_DIR", REPO_ROOT / "bin"))
@@ -40,9 +40,10 @@ def cluster() -> Iterator[LocalCluster]:
         yield c
     finally:
         pids = c.pids()
+        identities = {pid: start_time(pid) for pid in pids.values()}
         c.stop()
-        leftover = {name: pid for name, pid in pids.items() if pid_alive(pid)}
-        assert not leftover, f"processes left behind by the cluster: {leftover}"
+        leftover = survivors(identities)
+        assert not leftover, f"processes left behind by the cluster: {leftover} of {pids}"
 
 
 @pytest.fixture(scope="session")

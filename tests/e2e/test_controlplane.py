@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from rap_devtools.cluster import LocalCluster
 from rap_devtools.kubeapi import KubeApi
-from rap_devtools.procs import pid_alive
+from rap_devtools.procs import pid_alive, start_time, survivors
 from rap_devtools.waiting import wait_for
 
 from tests.e2e.conftest import require_controlplane_binaries
@@ -249,16 +249,23 @@ def test_no_processes_left_behind(tmp_path: Path) -> None:
         pids = c.pids()
         assert {"etcd", "kube-apiserver", "kube-controller-manager", "kubelet"} <= set(pids)
         assert "pod:default_sleeper" in pids
+        # Every member of the cluster's process groups (the pod's forked
+        # `sleep` too), identified by (pid, start time) so a PID the kernel
+        # reuses after teardown is not mistaken for a survivor.
         groups = set(pids.values())
+
+        def members() -> dict[int, str | None]:
+            found = {pid: start_time(pid) for pid in _all_pids() if _pgid(pid) in groups}
+            return found if len(found) > len(pids) else {}  # the pod's `sleep` forked
+
+        identities = wait_for(members, timeout=10, what="the pod's child process")
         workdir = c.workdir
         start_seconds = c.start_seconds
     finally:
         c.stop()
 
-    alive = {name: pid for name, pid in pids.items() if pid_alive(pid)}
-    assert not alive, f"still running after stop(): {alive}"
-    in_groups = [pid for pid in _all_pids() if _pgid(pid) in groups and pid_alive(pid)]
-    assert not in_groups, f"processes left in the cluster's process groups: {in_groups}"
+    left = survivors(identities)
+    assert not left, f"still running after stop(): {left} of {pids}"
     assert not workdir.exists()
     assert start_seconds is not None and start_seconds < max_start, start_seconds
 
