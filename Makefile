@@ -8,7 +8,7 @@ N ?= 57718
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench \
-        controlplane helm cluster-up cluster-down clean
+        controlplane helm cluster-up cluster-down operator-up operator-down cluster-demo clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -62,8 +62,18 @@ helm: ## build bin/helm from tools/helm (no-op when up to date)
 cluster-up: install controlplane ## start the local control plane + process kubelet (kubeconfig: .cluster/kubeconfig)
 	$(PY) -m rap_devtools.cluster up
 
-cluster-down: ## stop everything cluster-up started
+cluster-down: ## stop everything cluster-up and operator-up started
+	$(PY) -m rap_devtools.demo operator-down
 	$(PY) -m rap_devtools.cluster down
+
+operator-up: install helm ## on the cluster-up cluster: embedded Postgres, seed, CRDs, chart RBAC, operator (log: .cluster/operator.log)
+	$(PY) -m rap_devtools.demo operator-up
+
+operator-down: ## stop the operator and the embedded Postgres started by operator-up
+	$(PY) -m rap_devtools.demo operator-down
+
+cluster-demo: cluster-up helm ## cluster-up + operator-up + apply examples/analysisrun.yaml + watch it succeed
+	$(PY) -m rap_devtools.demo cluster-demo
 
 clean: ## remove build outputs and local state
 	rm -rf $(BIN) .cluster build dist *.egg-info

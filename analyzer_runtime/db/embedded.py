@@ -26,9 +26,10 @@ def data_dir() -> Path:
 def start(pgdata: Path | None = None, *, keep_running: bool = False) -> Any:
     """Start (or attach to) the embedded server and return its handle.
 
-    With `keep_running=False` the server stops when the last process holding a
-    handle exits, so a CLI command leaves nothing behind; `keep_running=True` is
-    for a server other processes (operator, pods) use after we exit.
+    With `keep_running=False` a server this call starts stops when the last process
+    holding a handle exits, so a CLI command leaves nothing behind; a server that was
+    already running (`rap-analyzer db start`) is never stopped by us. `keep_running=True`
+    is for a server other processes (operator, pods) use after we exit.
     """
     path = pgdata or data_dir() / "pgdata"
     path.mkdir(parents=True, exist_ok=True)
@@ -36,8 +37,12 @@ def start(pgdata: Path | None = None, *, keep_running: bool = False) -> Any:
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless here.
         warnings.simplefilter("ignore")
         import pgserver
+        from pgserver.utils import PostmasterInfo
 
-        return pgserver.get_server(path, cleanup_mode=None if keep_running else "stop")
+        info = PostmasterInfo.read_from_pgdata(path)
+        already = info is not None and info.is_running()
+        mode = None if keep_running or already else "stop"
+        return pgserver.get_server(path, cleanup_mode=mode)
 
 
 def stop(pgdata: Path | None = None) -> bool:

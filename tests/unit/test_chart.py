@@ -11,9 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from rap_operator.config import OperatorConfig
-
-from tests.helm import (
+from rap_devtools.helm import (
     CHART,
     ROOT,
     HelmError,
@@ -27,6 +25,7 @@ from tests.helm import (
     render_chart,
     rule_triples,
 )
+from rap_operator.config import OperatorConfig
 
 NAMESPACED = {"rbac": {"clusterWide": False}, "watchNamespaces": ["team-a", "team-b"]}
 EXTERNAL_URL = "postgresql://rap:s3cret@db.example.com:5432/rap?sslmode=require"

@@ -1,22 +1,17 @@
 """The operator on the real control plane: its RBAC from the Helm chart, a real
 Postgres, a seeded corpus, and the operator as a separate process.
 
-Used by test_operator.py (fixtures are imported there explicitly)."""
+Fixtures are registered for the tests in conftest.py."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import itertools
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,75 +19,26 @@ from typing import Any
 import asyncpg
 import pytest
 import yaml
-from rap_devtools.cluster import REPO_ROOT, LocalCluster
-from rap_devtools.kubeapi import ApiError, KubeApi
+from rap_devtools.cluster import LocalCluster
+from rap_devtools.kubeapi import KubeApi
+from rap_devtools.operator_setup import (
+    OPERATOR_NS,
+    OperatorProcess,
+    install_crds,
+    install_operator_rbac,
+    put_db_secret,
+)
 from rap_devtools.waiting import wait_for
 
 from analyzer_runtime.db import embedded
 from analyzer_runtime.db.connect import create_pool
 from analyzer_runtime.db.migrate import migrate
 from analyzer_runtime.seed import seed
-from tests.helm import rbac_documents, rbac_rules, render_chart
 
-OPERATOR_NS = "rap-system"
-OPERATOR_SA = "rap-analyzer"
 TEMPLATE_DB = "e2e_template"
 CORPUS = 1200
 JSON = dict[str, Any]
 _db_counter = itertools.count()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class OperatorProcess:
-    """`python -m rap_operator` authenticated as the chart's ServiceAccount."""
-
-    def __init__(self, kubeconfig: Path, log: Path, interval: float = 1.0) -> None:
-        self.kubeconfig, self.log, self.interval = kubeconfig, log, interval
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.health = free_port()
-
-    def start(self) -> None:
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.kubeconfig),
-            "RAP_STATUS_INTERVAL": str(self.interval),
-            "RAP_METRICS_PORT": str(free_port()),
-            "RAP_LIVENESS": f"http://127.0.0.1:{self.health}/healthz",
-            "RAP_POD_METRICS_PORT": "0",
-        }
-        env.pop("DATABASE_URL", None)
-        out = self.log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rap_operator"], env=env, stdout=out, stderr=out,
-            start_new_session=True, cwd=REPO_ROOT,
-        )  # fmt: skip
-        wait_for(self._healthy, timeout=60, what="operator liveness", describe=self.tail)
-
-    def _healthy(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"operator exited {self.proc.returncode}:\n{self.tail()}")
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.health}/healthz", timeout=2) as r:
-            return bool(r.status == 200)
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def tail(self, n: int = 40) -> str:
-        lines = self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
-        return "\n".join(lines[-n:])
 
 
 class Env:
@@ -125,11 +71,7 @@ class Env:
 
     # -- Kubernetes ----------------------------------------------------------
     def db_secret(self, ns: str, url: str, name: str = "rap-analyzer-db") -> None:
-        data = {"url": base64.b64encode(url.encode()).decode()}
-        self.kube.post(
-            f"/api/v1/namespaces/{ns}/secrets",
-            {"metadata": {"name": name}, "type": "Opaque", "data": data},
-        )
+        put_db_secret(self.kube, ns, url, name)
 
     def kubectl(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
         return self.cluster.kubectl(*args, input=input)
@@ -191,24 +133,6 @@ def run_manifest(name: str, **spec: Any) -> JSON:
     }
 
 
-def install_operator_rbac(cluster: LocalCluster, kube: KubeApi) -> Path:
-    """The chart's ServiceAccount, ClusterRole(s) and bindings, exactly as rendered;
-    returns a kubeconfig that authenticates as that ServiceAccount."""
-    docs = render_chart({"postgres": {"enabled": False}, "database": {"url": "postgresql://x@y/z"}},
-                        namespace=OPERATOR_NS, release="rap-analyzer")  # fmt: skip
-    assert rbac_rules(docs), "the chart renders no RBAC rules"
-    objs = rbac_documents(docs)
-    try:
-        kube.post("/api/v1/namespaces", {"metadata": {"name": OPERATOR_NS}})
-    except ApiError as e:
-        if e.status != 409:
-            raise
-    res = cluster.kubectl("apply", "-n", OPERATOR_NS, "-f", "-", input=yaml.safe_dump_all(objs))
-    assert res.returncode == 0, res.stderr
-    sa = next(d for d in objs if d["kind"] == "ServiceAccount")["metadata"]["name"]
-    return cluster.make_kubeconfig_for_serviceaccount(OPERATOR_NS, sa)
-
-
 @pytest.fixture(scope="session")
 def pg_e2e() -> Iterator[Any]:
     # Not under pytest's tmp dir: other pytest sessions on the machine prune those.
@@ -237,13 +161,9 @@ def pg_e2e() -> Iterator[Any]:
 def env(
     cluster: LocalCluster, kube: KubeApi, pg_e2e: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Env]:
-    crd = cluster.kubectl("apply", "-f", str(REPO_ROOT / "crds"))
-    assert crd.returncode == 0, crd.stderr
-    established = cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/analysisruns.rapanalyzer.io", "--timeout=30s"
-    )
-    assert established.returncode == 0, established.stderr
-    kubeconfig = install_operator_rbac(cluster, kube)
+    install_crds(cluster.kubeconfig)
+    sa = install_operator_rbac(cluster.kubeconfig, kube)
+    kubeconfig = cluster.make_kubeconfig_for_serviceaccount(OPERATOR_NS, sa)
     op = OperatorProcess(kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
     op.start()
     try:

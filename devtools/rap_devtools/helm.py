@@ -1,6 +1,6 @@
 """Render and lint charts/rap-analyzer with bin/helm (built by `make helm`).
 
-    from tests.helm import render_chart, rbac_rules
+    from rap_devtools.helm import render_chart, rbac_rules
 
     docs = render_chart({"rbac": {"clusterWide": False}, "watchNamespaces": ["a"]})
     rules = rbac_rules(docs)      # what the operator may do, exactly
@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "rap-analyzer"
 HELM = ROOT / "bin" / "helm"
 

@@ -1,0 +1,165 @@
+"""Put the operator on a local cluster the way the Helm chart would: the CRDs, the
+chart's ServiceAccount and RBAC (rendered by helm), a database Secret, and the
+operator as a process authenticated as that ServiceAccount.
+
+Used by the e2e tests and by `make operator-up` / `make cluster-demo`."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rap_devtools.cluster import REPO_ROOT
+from rap_devtools.helm import rbac_documents, rbac_rules, render_chart
+from rap_devtools.kubeapi import ApiError, KubeApi
+from rap_devtools.waiting import wait_for
+
+OPERATOR_NS = "rap-system"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def kubectl(
+    kubeconfig: Path, *args: str, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(REPO_ROOT / "bin" / "kubectl"), f"--kubeconfig={kubeconfig}", *args],
+        input=input, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def install_crds(kubeconfig: Path) -> None:
+    res = kubectl(kubeconfig, "apply", "-f", str(REPO_ROOT / "crds"))
+    if res.returncode != 0:
+        raise RuntimeError(f"kubectl apply -f crds/ failed: {res.stderr}")
+    for crd in yaml.safe_load_all((REPO_ROOT / "crds" / "analysisrun.yaml").read_text()):
+        res = kubectl(
+            kubeconfig, "wait", "--for=condition=Established", f"crd/{crd['metadata']['name']}",
+            "--timeout=60s",
+        )  # fmt: skip
+        if res.returncode != 0:
+            raise RuntimeError(res.stderr)
+
+
+def install_operator_rbac(kubeconfig: Path, kube: KubeApi, namespace: str = OPERATOR_NS) -> str:
+    """The chart's ServiceAccount, roles and bindings exactly as `helm template` renders
+    them; returns the ServiceAccount's name."""
+    docs = render_chart(
+        {"postgres": {"enabled": False}, "database": {"url": "postgresql://unused@localhost/x"}},
+        namespace=namespace, release="rap-analyzer",
+    )  # fmt: skip
+    if not rbac_rules(docs):
+        raise RuntimeError("the chart renders no RBAC rules")
+    objs = rbac_documents(docs)
+    try:
+        kube.post("/api/v1/namespaces", {"metadata": {"name": namespace}})
+    except ApiError as e:
+        if e.status != 409:
+            raise
+    res = kubectl(kubeconfig, "apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(objs))
+    if res.returncode != 0:
+        raise RuntimeError(f"applying the chart's RBAC failed: {res.stderr}")
+    return str(next(d for d in objs if d["kind"] == "ServiceAccount")["metadata"]["name"])
+
+
+def put_db_secret(kube: KubeApi, namespace: str, url: str, name: str = "rap-analyzer-db") -> None:
+    """The Secret runs read their database URL from (what the chart creates in a cluster)."""
+    body: dict[str, Any] = {
+        "metadata": {"name": name},
+        "type": "Opaque",
+        "data": {"url": base64.b64encode(url.encode()).decode()},
+    }
+    try:
+        kube.post(f"/api/v1/namespaces/{namespace}/secrets", body)
+    except ApiError as e:
+        if e.status != 409:
+            raise
+        kube.put(f"/api/v1/namespaces/{namespace}/secrets/{name}", body)
+
+
+class OperatorProcess:
+    """`python -m rap_operator` with a given kubeconfig, as a process group of its own."""
+
+    def __init__(self, kubeconfig: Path, log: Path, interval: float = 1.0) -> None:
+        self.kubeconfig, self.log, self.interval = kubeconfig, log, interval
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.health = free_port()
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def start(self, *, detach: bool = False) -> None:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "RAP_STATUS_INTERVAL": str(self.interval),
+            "RAP_METRICS_PORT": str(free_port()),
+            "RAP_LIVENESS": f"http://127.0.0.1:{self.health}/healthz",
+            # Shards share this host: no fixed metrics port to fight over.
+            "RAP_POD_METRICS_PORT": "0",
+        }
+        env.pop("DATABASE_URL", None)
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "rap_operator"], env=env, stdout=out, stderr=out,
+                stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO_ROOT,
+            )  # fmt: skip
+        wait_for(self._healthy, timeout=60, what="operator liveness", describe=self.tail)
+
+    def _healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"operator exited {self.proc.returncode}:\n{self.tail()}")
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.health}/healthz", timeout=2) as r:
+            return bool(r.status == 200)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def tail(self, n: int = 40) -> str:
+        lines = self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
+        return "\n".join(lines[-n:])
+
+
+def serviceaccount_kubeconfig(admin: Path, namespace: str, name: str, path: Path) -> Path:
+    """A kubeconfig with a bound token (TokenRequest API) for ServiceAccount
+    `namespace/name`, next to an admin kubeconfig of the same cluster."""
+    from rap_devtools.controlplane import write_kubeconfig
+
+    cfg = yaml.safe_load(admin.read_text())
+    cluster = cfg["clusters"][0]["cluster"]
+    kube = KubeApi(admin)
+    try:
+        resp = kube.post(
+            f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+             "spec": {"expirationSeconds": 86400}},
+        )  # fmt: skip
+    finally:
+        kube.close()
+    return write_kubeconfig(
+        path, cluster["server"], base64.b64decode(cluster["certificate-authority-data"]),
+        user=f"system:serviceaccount:{namespace}:{name}", token=resp["status"]["token"],
+    )  # fmt: skip
