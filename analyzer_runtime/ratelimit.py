@@ -89,10 +89,10 @@ class Limiter:
 
 
 _ACQUIRE = """
-WITH lim AS (SELECT paused_until FROM rate_limits WHERE run_id = $1),
+WITH lim AS (SELECT paused_until FROM rate_limits WHERE run_id = $1 AND budget = $4),
 cand AS (
     SELECT s.slot FROM rate_limit_slots s
-     WHERE s.run_id = $1 AND s.free_at <= clock_timestamp()
+     WHERE s.run_id = $1 AND s.budget = $4 AND s.free_at <= clock_timestamp()
        AND (SELECT paused_until FROM lim) <= clock_timestamp()
      ORDER BY s.free_at
      LIMIT 1
@@ -101,12 +101,13 @@ granted AS (
     UPDATE rate_limit_slots s
        SET free_at = clock_timestamp() + make_interval(secs => $2), holder = $3
       FROM cand
-     WHERE s.run_id = $1 AND s.slot = cand.slot AND s.free_at <= clock_timestamp()
+     WHERE s.run_id = $1 AND s.budget = $4 AND s.slot = cand.slot
+       AND s.free_at <= clock_timestamp()
     RETURNING s.slot)
 SELECT (SELECT slot FROM granted) AS slot,
        extract(epoch FROM greatest(
            (SELECT paused_until FROM lim),
-           (SELECT min(free_at) FROM rate_limit_slots WHERE run_id = $1),
+           (SELECT min(free_at) FROM rate_limit_slots WHERE run_id = $1 AND budget = $4),
            clock_timestamp()) - clock_timestamp())::float8 AS wait
 """
 
@@ -122,9 +123,12 @@ class GlobalRateLimiter(Limiter):
         *,
         window_seconds: float = 60.0,
         request_timeout: float = 30.0,
+        budget: str = "default",
     ) -> None:
         self.pool = pool
         self.run_id = run_id
+        # A run may have several budgets (a ScrapeJob: one per upstream API).
+        self.budget = budget
         self.requests = requests
         self.window_seconds = window_seconds
         self.lease_seconds = request_timeout + LEASE_MARGIN_SECONDS
@@ -134,22 +138,26 @@ class GlobalRateLimiter(Limiter):
         The window is stored with the budget so all pods use the same one."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
-                """INSERT INTO rate_limits (run_id, requests, window_seconds)
-                   VALUES ($1, $2, $3) ON CONFLICT (run_id) DO NOTHING""",
+                """INSERT INTO rate_limits (run_id, requests, window_seconds, budget)
+                   VALUES ($1, $2, $3, $4) ON CONFLICT (run_id, budget) DO NOTHING""",
                 self.run_id,
                 self.requests,
                 self.window_seconds,
+                self.budget,
             )
             row = await conn.fetchrow(
-                "SELECT requests, window_seconds FROM rate_limits WHERE run_id = $1", self.run_id
+                "SELECT requests, window_seconds FROM rate_limits WHERE run_id = $1 AND budget = $2",
+                self.run_id,
+                self.budget,
             )
             self.requests, self.window_seconds = int(row["requests"]), float(row["window_seconds"])
             await conn.execute(
-                """INSERT INTO rate_limit_slots (run_id, slot)
-                   SELECT $1, g FROM generate_series(0, $2 - 1) g
-                   ON CONFLICT (run_id, slot) DO NOTHING""",
+                """INSERT INTO rate_limit_slots (run_id, slot, budget)
+                   SELECT $1, g, $3 FROM generate_series(0, $2 - 1) g
+                   ON CONFLICT (run_id, budget, slot) DO NOTHING""",
                 self.run_id,
                 self.requests,
+                self.budget,
             )
 
     async def acquire(self) -> Permit:
@@ -159,7 +167,11 @@ class GlobalRateLimiter(Limiter):
         while True:
             async with self.pool.acquire() as conn:
                 row = await conn.fetchrow(
-                    _ACQUIRE, self.run_id, self.lease_seconds + self.window_seconds, holder
+                    _ACQUIRE,
+                    self.run_id,
+                    self.lease_seconds + self.window_seconds,
+                    holder,
+                    self.budget,
                 )
             assert row is not None
             if row["slot"] is not None:
@@ -176,11 +188,12 @@ class GlobalRateLimiter(Limiter):
                     """UPDATE rate_limit_slots
                           SET free_at = clock_timestamp() + make_interval(secs => $4),
                               holder = NULL
-                        WHERE run_id = $1 AND slot = $2 AND holder = $3""",
+                        WHERE run_id = $1 AND budget = $5 AND slot = $2 AND holder = $3""",
                     self.run_id,
                     permit.slot,
                     permit.holder,
                     self.window_seconds,
+                    self.budget,
                 )
         except (OSError, asyncpg.PostgresError) as exc:
             # Safe to lose: the lease end stands in for the release (only later).
@@ -193,9 +206,10 @@ class GlobalRateLimiter(Limiter):
                 """UPDATE rate_limits
                       SET paused_until = greatest(paused_until,
                                                   clock_timestamp() + make_interval(secs => $2))
-                    WHERE run_id = $1""",
+                    WHERE run_id = $1 AND budget = $3""",
                 self.run_id,
                 float(seconds),
+                self.budget,
             )
 
 
