@@ -24,7 +24,7 @@ import openai
 from tenacity import AsyncRetrying, retry_if_exception
 
 from analyzer_runtime import metrics
-from analyzer_runtime.analyzers.llm.breaker import CircuitBreaker
+from analyzer_runtime.analyzers.llm.breaker import CircuitBreaker, State
 from analyzer_runtime.analyzers.llm.presets import ResolvedLLM
 from analyzer_runtime.analyzers.llm.prompt import Prompt, estimate_tokens
 from analyzer_runtime.analyzers.llm.redaction import Redactor
@@ -171,8 +171,8 @@ class ChatClient:
     async def aclose(self) -> None:
         await self.sdk.close()
 
-    def _format(self) -> dict[str, Any]:
-        if self.response_format is ResponseFormat.jsonSchema:
+    def _format(self, fmt: ResponseFormat) -> dict[str, Any]:
+        if fmt is ResponseFormat.jsonSchema:
             return {"type": "json_schema", "json_schema": RESPONSE_FORMAT_SCHEMA}
         return {"type": "json_object"}
 
@@ -196,12 +196,19 @@ class ChatClient:
         raise AssertionError("unreachable")
 
     async def _attempt(self, prompt: Prompt, attempt_no: int) -> Completion:
-        if not self.breaker.allow():
-            metrics.LLM_REQUESTS.labels(self.label, "circuit_open").inc()
-            raise CircuitOpen("circuit breaker open: the provider failed repeatedly")
+        fmt = self.response_format
         try:
             async with self.sem:
+                # Asked as late as possible: while this request queued, others may have
+                # opened the breaker, and a dead provider should see no more requests.
+                if not self.breaker.allow():
+                    metrics.LLM_REQUESTS.labels(self.label, "circuit_open").inc()
+                    raise CircuitOpen("circuit breaker open: the provider failed repeatedly")
                 permit = await self.limiter.acquire()
+                if self.breaker.state is State.open:  # it opened while we waited for a slot
+                    await self.limiter.release(permit)
+                    raise CircuitOpen("circuit breaker open: the provider failed repeatedly")
+                fmt = self.response_format  # as of sending: another request may have downgraded it
                 metrics.LLM_RATE_WAIT_SECONDS.labels(self.label).observe(permit.waited)
                 try:
                     async with asyncio.timeout(self.timeout + 1):
@@ -212,7 +219,7 @@ class ChatClient:
                             if self.resolved.temperature is not None
                             else openai.omit,
                             max_tokens=prompt.max_tokens,
-                            response_format=self._format(),  # type: ignore[arg-type]
+                            response_format=self._format(fmt),  # type: ignore[arg-type]
                         )
                 finally:
                     await self.limiter.release(permit)
@@ -244,7 +251,7 @@ class ChatClient:
                 raise _Transient(f"HTTP {status} from the provider") from None
             self.breaker.success()
             metrics.LLM_REQUESTS.labels(self.label, "rejected").inc()
-            if status == 400 and self.response_format is ResponseFormat.jsonSchema:
+            if status == 400 and fmt is ResponseFormat.jsonSchema:
                 # Not every OpenAI-compatible server takes json_schema: JSON mode it is.
                 self.response_format = ResponseFormat.jsonObject
                 raise _Downgraded() from None

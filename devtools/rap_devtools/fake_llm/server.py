@@ -120,7 +120,7 @@ class FakeProvider:
             return _error(400, "the body is not JSON", "invalid_request_error")
         tracks, repair = answers.tracks_of(body.get("messages") or [])
         entry.update(tracks=[str(t.get("id")) for t in tracks], repair=repair)
-        status, response = await self._chat(request, body, tracks, repair, now)
+        status, response = await self._chat(request, body, tracks, repair, now, entry)
         entry["status"] = status
         return response
 
@@ -131,6 +131,7 @@ class FakeProvider:
         tracks: list[dict[str, Any]],
         repair: bool,
         now: float,
+        entry: dict[str, Any],
     ) -> tuple[int, web.StreamResponse]:
         c = self.config
         if not self._authorized(request):
@@ -163,6 +164,7 @@ class FakeProvider:
             math.ceil(prompt_chars / CHARS_PER_TOKEN),
             math.ceil(len(content or "") / CHARS_PER_TOKEN),
         )
+        entry["usage"] = {"prompt": p, "completion": k}
         return 200, web.json_response(
             {
                 "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
