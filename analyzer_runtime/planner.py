@@ -19,6 +19,7 @@ class Selection:
     id_to: int | None = None
     limit: int | None = None
     min_words: int | None = None
+    scrape_run: str | None = None  # a ScrapeJob's uid: only the tracks it inserted/updated
 
 
 def selection_query(sel: Selection) -> tuple[str, list[Any]]:
@@ -38,6 +39,12 @@ def selection_query(sel: Selection) -> tuple[str, list[Any]]:
         where.append(f"t.id <= {arg(sel.id_to)}")
     if sel.min_words:
         where.append(f"coalesce(t.word_count, 0) >= {arg(sel.min_words)}")
+    if sel.scrape_run is not None:
+        # The scrape ledger (migration 0004) of that job; an unknown uid selects nothing.
+        where.append(
+            "t.id IN (SELECT s.track_id FROM scrape_songs s JOIN runs r ON r.id = s.run_id"
+            f" WHERE r.uid = {arg(sel.scrape_run)} AND s.outcome IN ('inserted', 'updated'))"
+        )
     if sel.only_missing:
         # Anti-join on the unique (track_id, analyzer_type, model_version) index.
         where.append(
@@ -100,6 +107,7 @@ def selection_of(spec: dict[str, Any]) -> Selection:
         id_to=rng.get("to"),
         limit=sel.get("limit"),
         min_words=sel.get("minWords"),
+        scrape_run=sel.get("scrapeRun"),
     )
 
 

@@ -6,6 +6,7 @@ from analyzer_runtime.spec.loading import (
     format_validation_error,
     load_manifest,
     load_manifest_file,
+    load_scrape_manifest,
 )
 from analyzer_runtime.spec.models import (
     API_GROUP,
@@ -68,4 +69,5 @@ __all__ = [
     "immutable_changes",
     "load_manifest",
     "load_manifest_file",
+    "load_scrape_manifest",
 ]

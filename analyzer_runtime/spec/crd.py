@@ -1,6 +1,6 @@
-"""Generate the AnalysisRun CRD from the pydantic models (the controller-gen of this repo).
+"""Generate the CRDs from the pydantic models (the controller-gen of this repo).
 
-    python -m analyzer_runtime.spec.crd [OUTDIR]          # write OUTDIR/analysisrun.yaml
+    python -m analyzer_runtime.spec.crd [OUTDIR]          # write OUTDIR/{analysisrun,scrapejob}.yaml
     python -m analyzer_runtime.spec.crd --check [OUTDIR]  # exit 1 if the files are stale
 
 Pydantic emits JSON Schema 2020-12; Kubernetes wants a *structural* OpenAPI v3
@@ -21,6 +21,8 @@ import yaml
 from pydantic import BaseModel
 
 from analyzer_runtime.spec.models import API_GROUP, API_VERSION, KIND, AnalysisRunSpec
+from analyzer_runtime.spec.scrape_models import SCRAPE_KIND, ScrapeJobSpec
+from analyzer_runtime.spec.scrape_status import ScrapeJobStatus
 from analyzer_runtime.spec.status_model import AnalysisRunStatus
 
 # JSON Schema keywords that survive into the CRD; anything else pydantic emits
@@ -142,8 +144,8 @@ def structural_problems(schema: dict[str, Any], path: str = "") -> list[str]:
     return problems
 
 
-def _status_schema() -> dict[str, Any]:
-    schema = openapi_schema(AnalysisRunStatus)
+def _status_schema(model: type[BaseModel] = AnalysisRunStatus) -> dict[str, Any]:
+    schema = openapi_schema(model)
     # kopf keeps its own bookkeeping under status (status.kopf, handler results);
     # pruning it would make the operator re-run handlers, so unknown keys are kept.
     schema["x-kubernetes-preserve-unknown-fields"] = True
@@ -174,22 +176,60 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
 ]
 
 
+SCRAPE_PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Artists", "type": "string", "jsonPath": ".status.artists"},
+    {"name": "Tracks", "type": "integer", "jsonPath": ".status.newTracks"},
+    {"name": "Duplicates", "type": "integer", "jsonPath": ".status.duplicatesSkipped",
+     "priority": 1},
+    {"name": "Analysis", "type": "string", "jsonPath": ".status.analysisRun", "priority": 1},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]  # fmt: skip
+
+
 def analysisrun_crd() -> dict[str, Any]:
     """The `CustomResourceDefinition` object for AnalysisRun."""
-    plural = KIND.lower() + "s"
+    return _crd(
+        KIND,
+        "AnalysisRun analyzes a selection of tracks with one analyzer, split "
+        "into shards that run as one Indexed Job.",
+        AnalysisRunSpec, AnalysisRunStatus, PRINTER_COLUMNS, short_name="ar",
+    )  # fmt: skip
+
+
+def scrapejob_crd() -> dict[str, Any]:
+    """The `CustomResourceDefinition` object for ScrapeJob."""
+    return _crd(
+        SCRAPE_KIND,
+        "ScrapeJob scrapes the songs of a list of artists from Genius (optionally "
+        "enriched from Spotify) into the corpus, split into shards that run as one "
+        "Indexed Job, and can chain an AnalysisRun over the new tracks.",
+        ScrapeJobSpec, ScrapeJobStatus, SCRAPE_PRINTER_COLUMNS, short_name="sj",
+    )  # fmt: skip
+
+
+def _crd(
+    kind: str,
+    description: str,
+    spec_model: type[BaseModel],
+    status_model: type[BaseModel],
+    columns: list[dict[str, Any]],
+    *,
+    short_name: str,
+) -> dict[str, Any]:
+    plural = kind.lower() + "s"
     root = {
         "type": "object",
-        "description": "AnalysisRun analyzes a selection of tracks with one analyzer, split "
-        "into shards that run as one Indexed Job.",
+        "description": description,
         "properties": {
             "apiVersion": {
                 "type": "string",
                 "description": "APIVersion of this object: " + f"{API_GROUP}/{API_VERSION}.",
             },
-            "kind": {"type": "string", "description": "Kind of this object: " + KIND + "."},
+            "kind": {"type": "string", "description": "Kind of this object: " + kind + "."},
             "metadata": {"type": "object"},
-            "spec": openapi_schema(AnalysisRunSpec),
-            "status": _status_schema(),
+            "spec": openapi_schema(spec_model),
+            "status": _status_schema(status_model),
         },
         "required": ["spec"],
     }
@@ -200,11 +240,11 @@ def analysisrun_crd() -> dict[str, Any]:
         "spec": {
             "group": API_GROUP,
             "names": {
-                "kind": KIND,
-                "listKind": KIND + "List",
+                "kind": kind,
+                "listKind": kind + "List",
                 "plural": plural,
-                "singular": KIND.lower(),
-                "shortNames": ["ar"],
+                "singular": kind.lower(),
+                "shortNames": [short_name],
                 "categories": ["rapanalyzer"],
             },
             "scope": "Namespaced",
@@ -215,7 +255,7 @@ def analysisrun_crd() -> dict[str, Any]:
                     "storage": True,
                     "schema": {"openAPIV3Schema": root},
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "additionalPrinterColumns": columns,
                 }
             ],
         },
@@ -227,8 +267,11 @@ def render(obj: dict[str, Any]) -> str:
     return HEADER + yaml.safe_dump(obj, sort_keys=True, default_flow_style=False, width=4096)
 
 
-# File name -> builder. ScrapeJob's CRD is added here when its models exist.
-CRDS: dict[str, Callable[[], dict[str, Any]]] = {"analysisrun.yaml": analysisrun_crd}
+# File name -> builder.
+CRDS: dict[str, Callable[[], dict[str, Any]]] = {
+    "analysisrun.yaml": analysisrun_crd,
+    "scrapejob.yaml": scrapejob_crd,
+}
 
 
 def generated_files() -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Reading AnalysisRun manifests and explaining what is wrong with them.
+"""Reading AnalysisRun and ScrapeJob manifests and explaining what is wrong with them.
 
 Both the CLI (`rap-analyzer run x.yaml`, exit code 2 on a bad spec) and the operator
 (`Valid=False` condition) show these messages to a person, so they name the field in
@@ -25,6 +25,13 @@ from analyzer_runtime.spec.models import (
     AnalyzerName,
     FallbackAnalyzerName,
 )
+from analyzer_runtime.spec.scrape_models import SCRAPE_KIND, ScrapeJobManifest
+
+# The manifest model behind a ValidationError (its `title`): field paths and "did you
+# mean" suggestions are looked up in the model that was validated.
+_ROOTS: dict[str, type[BaseModel]] = {
+    m.__name__: m for m in (AnalysisRunManifest, ScrapeJobManifest)
+}
 
 
 class RunSpecError(ValueError):
@@ -37,23 +44,35 @@ def load_manifest(text_or_dict: str | bytes | Mapping[str, Any]) -> AnalysisRunM
     Raises RunSpecError for document-level problems and pydantic.ValidationError for
     field errors (turn it into text with `format_validation_error`).
     """
+    return _load(text_or_dict, AnalysisRunManifest, KIND)
+
+
+def load_scrape_manifest(text_or_dict: str | bytes | Mapping[str, Any]) -> ScrapeJobManifest:
+    """`load_manifest` for a ScrapeJob."""
+    return _load(text_or_dict, ScrapeJobManifest, SCRAPE_KIND)
+
+
+M = typing.TypeVar("M", bound=BaseModel)
+
+
+def _load(text_or_dict: str | bytes | Mapping[str, Any], model: type[M], kind_name: str) -> M:
     data: Any = text_or_dict
     if isinstance(text_or_dict, str | bytes):
-        data = _parse_yaml(text_or_dict)
+        data = _parse_yaml(text_or_dict, kind_name)
     if not isinstance(data, Mapping):
         raise RunSpecError(
             "expected a YAML mapping with apiVersion, kind, metadata and spec; "
             f"got {_kind_of(data)}"
         )
     kind = data.get("kind")
-    if kind is not None and kind != KIND:
-        raise RunSpecError(f"kind: expected '{KIND}', got {_show(kind)}")
+    if kind is not None and kind != kind_name:
+        raise RunSpecError(f"kind: expected '{kind_name}', got {_show(kind)}")
     try:
         # Manifests must use the camelCase wire names (the API server knows no others);
         # Python code may still construct models by field name (populate_by_name).
-        return AnalysisRunManifest.model_validate(dict(data), by_alias=True, by_name=False)
+        return model.model_validate(dict(data), by_alias=True, by_name=False)
     except TypeError:  # pragma: no cover - pydantic < 2.11 has no by_name
-        return AnalysisRunManifest.model_validate(dict(data))
+        return model.model_validate(dict(data))
 
 
 def load_manifest_file(path: str | Path) -> AnalysisRunManifest:
@@ -72,7 +91,7 @@ def describe_error(exc: BaseException) -> str:
     return str(exc)
 
 
-def _parse_yaml(text: str | bytes) -> Any:
+def _parse_yaml(text: str | bytes, kind_name: str = KIND) -> Any:
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
@@ -81,7 +100,7 @@ def _parse_yaml(text: str | bytes) -> Any:
         problem = getattr(exc, "problem", None) or str(exc)
         raise RunSpecError(f"not valid YAML{where}: {problem}") from exc
     if not docs:
-        raise RunSpecError("the document is empty; expected an AnalysisRun manifest")
+        raise RunSpecError(f"the document is empty; expected a {kind_name} manifest")
     if len(docs) > 1:
         raise RunSpecError(f"expected one YAML document, got {len(docs)} (separated by ---)")
     return docs[0]
@@ -90,18 +109,21 @@ def _parse_yaml(text: str | bytes) -> Any:
 def format_validation_error(exc: ValidationError) -> str:
     """One line per problem: `<camelCase path>: <what is wrong and what is accepted>`."""
     lines: list[str] = []
+    root = _ROOTS.get(exc.title, AnalysisRunManifest)
     for err in exc.errors():
         # An unknown key is shown as written, not mapped to the field it resembles.
         raw_last = err["type"] == "extra_forbidden"
-        line = f"{_format_loc(err['loc'], raw_last=raw_last)}: {_message(err)}"
+        line = f"{_format_loc(err['loc'], root, raw_last=raw_last)}: {_message(err, root)}"
         if line not in lines:
             lines.append(line)
     return "\n".join(lines)
 
 
-def _format_loc(loc: tuple[int | str, ...], *, raw_last: bool = False) -> str:
+def _format_loc(
+    loc: tuple[int | str, ...], root: type[BaseModel], *, raw_last: bool = False
+) -> str:
     out = ""
-    parts = [*_wire_names(loc[:-1]), loc[-1]] if raw_last and loc else _wire_names(loc)
+    parts = [*_wire_names(loc[:-1], root), loc[-1]] if raw_last and loc else _wire_names(loc, root)
     for part in parts:
         if isinstance(part, int):
             out += f"[{part}]"
@@ -160,7 +182,7 @@ _BOUNDS = {
 }
 
 
-def _message(err: Mapping[str, Any]) -> str:
+def _message(err: Mapping[str, Any], root: type[BaseModel]) -> str:
     etype: str = err["type"]
     ctx: Mapping[str, Any] = err.get("ctx") or {}
     value = err.get("input")
@@ -168,7 +190,7 @@ def _message(err: Mapping[str, Any]) -> str:
     if etype == "missing":
         return "required"
     if etype == "extra_forbidden":
-        return _unknown_field(err["loc"])
+        return _unknown_field(err["loc"], root)
     if etype == "enum":
         return _enum_message(field, value, _choices(ctx))
     if etype == "literal_error":
@@ -184,6 +206,11 @@ def _message(err: Mapping[str, Any]) -> str:
         return "must not be empty" if n == 1 else f"must be at least {n} characters"
     if etype == "string_too_long":
         return f"must be at most {ctx.get('max_length')} characters"
+    if etype == "too_short":
+        n = ctx.get("min_length", 1)
+        return "must not be empty" if n == 1 else f"must have at least {n} items"
+    if etype == "too_long":
+        return f"must have at most {ctx.get('max_length')} items"
     if etype == "string_pattern_mismatch":
         return _pattern_message(field, err["loc"], value)
     if etype == "value_error":
@@ -214,9 +241,9 @@ def _pattern_message(field: str, loc: tuple[int | str, ...], value: Any) -> str:
     return f"has an invalid format: {_show(value)}"
 
 
-def _unknown_field(loc: tuple[int | str, ...]) -> str:
+def _unknown_field(loc: tuple[int | str, ...], root: type[BaseModel]) -> str:
     name = str(loc[-1])
-    allowed = _allowed_fields(loc[:-1])
+    allowed = _allowed_fields(loc[:-1], root)
     if not allowed:
         return f"unknown field '{name}'"
     close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
@@ -227,11 +254,11 @@ def _unknown_field(loc: tuple[int | str, ...]) -> str:
     return f"unknown field '{name}'; allowed fields: {', '.join(sorted(allowed))}"
 
 
-def _wire_names(loc: tuple[int | str, ...]) -> list[int | str]:
+def _wire_names(loc: tuple[int | str, ...], root: type[BaseModel]) -> list[int | str]:
     """`loc` with Python field names replaced by their aliases: pydantic reports some
     errors (on defaulted fields) by field name, but the person wrote camelCase."""
     out: list[int | str] = []
-    model: type[BaseModel] | None = AnalysisRunManifest
+    model: type[BaseModel] | None = root
     for part in loc:
         if isinstance(part, int) or model is None:
             out.append(part)
@@ -246,9 +273,9 @@ def _wire_names(loc: tuple[int | str, ...]) -> list[int | str]:
     return out
 
 
-def _allowed_fields(loc: tuple[int | str, ...]) -> list[str]:
+def _allowed_fields(loc: tuple[int | str, ...], root: type[BaseModel]) -> list[str]:
     """Field names (camelCase) of the model at `loc`, found by walking the annotations."""
-    model: type[BaseModel] | None = AnalysisRunManifest
+    model: type[BaseModel] | None = root
     for part in loc:
         if model is None:
             return []

@@ -225,6 +225,12 @@ class Selection(SpecModel):
     min_words: int | None = Field(
         default=None, ge=0, description="Only tracks with at least this many words of lyrics."
     )
+    scrape_run: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Only tracks a ScrapeJob inserted or updated (its metadata.uid); set by "
+        "the operator on the AnalysisRun it chains from a ScrapeJob's spec.analyze.",
+    )
 
 
 class RateLimit(SpecModel):

@@ -102,8 +102,9 @@ class RunEstimate(StatusModel):
     duration_seconds: float = Field(description="Estimated duration in seconds.")
 
 
-class AnalysisRunStatus(StatusModel):
-    """Observed state of the run, refreshed by the operator from the shard counters."""
+class RunStatus(StatusModel):
+    """What every kind of run shows (AnalysisRun, ScrapeJob): phase, conditions,
+    item counts and the Job. Each kind's status model adds its own fields."""
 
     phase: Phase = Field(description="Pending, Running, Suspended, Succeeded or Failed.")
     conditions: list[Condition] = Field(
@@ -147,6 +148,12 @@ class AnalysisRunStatus(StatusModel):
         json_schema_extra=_NULLABLE,
         description="Estimated time left, like 3m12s; null when unknown.",
     )
+    job_name: str | None = Field(default=None, description="Name of the Indexed Job.")
+
+
+class AnalysisRunStatus(RunStatus):
+    """Observed state of the run, refreshed by the operator from the shard counters."""
+
     tokens: TokenUsage | None = Field(default=None, description="LLM tokens used.")
     estimated_cost: float | None = Field(
         default=None, description="Estimated LLM cost in USD from the token counts."
@@ -154,7 +161,6 @@ class AnalysisRunStatus(StatusModel):
     fallback_used: int | None = Field(
         default=None, description="Tracks analyzed by the fallback analyzer."
     )
-    job_name: str | None = Field(default=None, description="Name of the Indexed Job.")
     estimate: RunEstimate | None = Field(
         default=None, description="Planning-time estimate of requests, tokens, cost, duration."
     )

@@ -1,0 +1,67 @@
+"""Schema of `ScrapeJob.status`, for the CRD only (like status_model.py for AnalysisRun).
+
+The status is the common run status (`RunStatus`: phase, conditions, counts of work
+items - here artists -, shards, times, the Job) plus what scraping found. It is
+built by `analyzer_runtime.scrape.status.scrape_status`; a unit test validates that
+output against this model so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from analyzer_runtime.spec.status_model import RunStatus, ShardStatus, StatusModel
+
+
+class ScrapeShardStatus(ShardStatus):
+    """Summary of one shard (one index of the Indexed Job); its items are artists."""
+
+    total: int = Field(description="Artists assigned to the shard.")
+    processed: int = Field(description="Artists scraped.")
+    failed: int = Field(description="Artists that failed (not found on Genius, or gave up).")
+    skipped: int = Field(description="Artists skipped.")
+    progress: str = Field(description="Finished/total artists of the shard.")
+
+
+class SpotifyCounts(StatusModel):
+    """Spotify enrichment of the new and updated tracks."""
+
+    matched: int = Field(description="Tracks matched on Spotify (spotify_data filled).")
+    missed: int = Field(description="Tracks without a confident Spotify match (recorded).")
+
+
+class ScrapeJobStatus(RunStatus):
+    """Observed state of the ScrapeJob, refreshed by the operator from the shard counters."""
+
+    total: int = Field(default=0, description="Artists in the job.")
+    processed: int = Field(default=0, description="Artists scraped.")
+    failed: int = Field(default=0, description="Artists that failed (see the Warning Events).")
+    skipped: int = Field(default=0, description="Artists skipped.")
+    progress: str = Field(
+        default="0/0 (0.0%)", description="Finished artists / total, with percent."
+    )
+    shards: list[ScrapeShardStatus] = Field(default_factory=list, description="Per-shard summary.")
+    artists: str = Field(default="0/0", description="Finished artists / total (printer column).")
+    songs_found: int = Field(
+        default=0, description="Songs listed for the artists (up to maxSongsPerArtist each)."
+    )
+    new_tracks: int = Field(default=0, description="Tracks inserted into the corpus.")
+    updated_tracks: int = Field(
+        default=0, description="Existing tracks re-fetched and changed (refreshExisting)."
+    )
+    duplicates_skipped: int = Field(
+        default=0, description="Songs already in the corpus (not re-fetched, or unchanged)."
+    )
+    songs_skipped: int = Field(default=0, description="Songs whose page had no lyrics.")
+    song_failures: int = Field(
+        default=0, description="Songs that could not be fetched after retries."
+    )
+    non_songs: int = Field(
+        default=0, description="Entries skipped as not songs (tracklists, interviews, ...)."
+    )
+    spotify: SpotifyCounts | None = Field(
+        default=None, description="Spotify enrichment counts (when spec.spotify is set)."
+    )
+    analysis_run: str | None = Field(
+        default=None, description="Name of the AnalysisRun created from spec.analyze."
+    )
