@@ -189,3 +189,17 @@ def test_the_json_schema_matches_the_validator() -> None:
     assert set(item["properties"]) == set(schema.TrackAnalysis.model_fields)
     assert set(item["required"]) == set(schema.TrackAnalysis.model_fields)
     assert item["properties"]["sentiment"]["enum"] == [s.value for s in schema.Sentiment]
+
+
+def test_the_example_yaml_is_the_novita_preset_at_its_full_budget() -> None:
+    from pathlib import Path
+
+    from analyzer_runtime.spec import load_manifest_file
+
+    spec = load_manifest_file(Path(__file__).parents[2] / "examples/analysisrun-llm.yaml").spec
+    assert spec.llm is not None and spec.rate_limit is not None
+    r = presets.resolve(spec.llm)
+    assert r.model_version == "novita:qwen/qwen3-4b-fp8@p1"
+    assert spec.llm.tracks_per_request == 8 and spec.rate_limit.requests_per_minute == 45
+    assert spec.llm.api_key_secret_ref is not None and spec.fallback_analyzer == "algorithmic"
+    assert spec.batch_size % (spec.llm.tracks_per_request * spec.llm.concurrency) == 0
