@@ -12,6 +12,7 @@ import base64
 import json
 import ssl
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,21 @@ class KubeApi:
     ) -> JSON:
         content = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": content_type} if content is not None else {}
-        r = self._http.request(method, path, content=content, params=params, headers=headers)
+        for attempt in range(4):
+            try:
+                r = self._http.request(
+                    method, path, content=content, params=params, headers=headers
+                )
+            except httpx.TransportError as e:
+                # A connect error means nothing was sent: always safe to retry.
+                # Otherwise only retry what is idempotent (not POST: a create
+                # that went through would come back as 409 AlreadyExists).
+                if attempt == 3 or (method == "POST" and not isinstance(e, httpx.ConnectError)):
+                    raise
+            else:
+                if r.status_code not in (429, 500, 502, 503, 504) or attempt == 3:
+                    break
+            time.sleep(0.2 * 2**attempt)
         try:
             data = r.json() if r.content else {}
         except ValueError:
