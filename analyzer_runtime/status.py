@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from analyzer_runtime.spec.status_format import (
+    ANALYSIS_WORDING,
+    Wording,
     format_duration,
     format_progress,
     format_time,
@@ -200,6 +202,7 @@ def compute_status(
     job_name: str | None = None,
     pricing: TokenPricing | None = None,
     dry_run: bool = False,
+    wording: Wording = ANALYSIS_WORDING,
 ) -> dict[str, Any]:
     """The run's `.status` dict.
 
@@ -240,7 +243,7 @@ def compute_status(
     verdict = _decide(
         shards, job if job_seen else None, failed_shards, done, total, finished, valid,
         invalid_reason, invalid_message, planned=bool(shards) or planned_total is not None,
-        suspend=suspend, dry_run=dry_run,
+        suspend=suspend, dry_run=dry_run, wording=wording,
     )  # fmt: skip
     terminal = is_terminal(verdict.phase)
 
@@ -296,8 +299,9 @@ def compute_status(
         status["jobName"] = job_name
     status["shards"] = [_shard_summary(s, failed_shards, done, job_seen) for s in shards]
     status["conditions"] = _conditions(
-        verdict, valid, invalid_reason, invalid_message, failed, total, generation, prev, now
-    )
+        verdict, valid, invalid_reason, invalid_message, failed, total, generation, prev, now,
+        wording,
+    )  # fmt: skip
     return status
 
 
@@ -315,7 +319,9 @@ def _decide(
     planned: bool,
     suspend: bool,
     dry_run: bool = False,
+    wording: Wording = ANALYSIS_WORDING,
 ) -> _Verdict:
+    kept = wording.kept
     if not valid and not planned and job is None:
         return _Verdict(Phase.Failed, invalid_reason, invalid_message or "the spec is invalid")
     if dry_run and planned and job is None:
@@ -328,18 +334,20 @@ def _decide(
     shard_note = "; ".join(f"shard {i} {why}" for i, why in failed_shards.items())
     if job is not None and job.failed:
         if failed_shards:  # the usual case: failedIndexes made the Job fail
-            return _Verdict(Phase.Failed, "ShardFailed", shard_note + _KEPT_NOTE)
+            return _Verdict(Phase.Failed, "ShardFailed", shard_note + kept)
         reason = job.failure_reason or "JobFailed"
         detail = job.failure_message or "no message"
-        return _Verdict(Phase.Failed, reason, f"the Job failed ({reason}): {detail}{_KEPT_NOTE}")
+        return _Verdict(Phase.Failed, reason, f"the Job failed ({reason}): {detail}{kept}")
     all_through = bool(shards) and all(s.shard in done or s.shard in failed_shards for s in shards)
     if failed_shards and all_through:
-        return _Verdict(Phase.Failed, "ShardFailed", shard_note + _KEPT_NOTE)
+        return _Verdict(Phase.Failed, "ShardFailed", shard_note + kept)
     if planned and total == 0:
-        return _Verdict(Phase.Succeeded, "NothingToDo", "the selection matched no tracks")
+        return _Verdict(Phase.Succeeded, "NothingToDo", wording.nothing)
     if (shards and all(s.shard in done for s in shards)) or (job is not None and job.complete):
         return _Verdict(
-            Phase.Succeeded, "AllShardsDone", f"all {len(shards)} shards finished {total} tracks"
+            Phase.Succeeded,
+            "AllShardsDone",
+            f"all {len(shards)} shards finished {total} {wording.items}",
         )
     if suspend or (job is not None and job.suspended):
         return _Verdict(
@@ -351,16 +359,10 @@ def _decide(
     if not started:
         what = "waiting for planning" if not planned else "waiting for shards to start"
         return _Verdict(Phase.Pending, "Pending", what)
-    msg = f"{len(done)}/{len(shards)} shards done, {finished}/{total} tracks finished"
+    msg = f"{len(done)}/{len(shards)} shards done, {finished}/{total} {wording.items} finished"
     if failed_shards:
         msg += f"; {shard_note} - the run will end Failed once the other shards finish"
     return _Verdict(Phase.Running, "ShardsRunning", msg)
-
-
-_KEPT_NOTE = (
-    "; results already written are kept, and a new run with selection.onlyMissing "
-    "analyzes the remaining tracks"
-)
 
 
 def _shard_summary(
@@ -402,6 +404,7 @@ def _conditions(
     generation: int,
     prev: Mapping[str, Any],
     now: datetime,
+    wording: Wording = ANALYSIS_WORDING,
 ) -> list[dict[str, Any]]:
     phase = v.phase
     # (type, status, reason, message); the order is the order `kubectl describe` shows.
@@ -422,14 +425,10 @@ def _conditions(
     if phase != Phase.Succeeded:
         rows.append(("CompletedWithErrors", "False", "NotCompleted", "the run has not completed"))
     elif failed_items:
-        msg = (
-            f"{failed_items} of {total} tracks failed after all attempts and have no result; "
-            "a new run with selection.onlyMissing: true (the default) retries exactly those "
-            "tracks"
-        )
+        msg = wording.some_failed.format(failed=failed_items, total=total)
         rows.append(("CompletedWithErrors", "True", "ItemsFailed", msg))
     else:
-        rows.append(("CompletedWithErrors", "False", "NoFailedItems", "no track failed"))
+        rows.append(("CompletedWithErrors", "False", "NoFailedItems", wording.none_failed))
     # The summary condition: True only on success, so `kubectl wait
     # --for=condition=Succeeded` returns exactly then (and `=False` catches failure).
     if phase == Phase.Succeeded:

@@ -5,8 +5,41 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Wording:
+    """How a kind of run names its work items in status messages (the status logic is
+    shared by AnalysisRun and ScrapeJob; only these words differ)."""
+
+    items: str = "tracks"
+    nothing: str = "the selection matched no tracks"
+    kept: str = (
+        "; results already written are kept, and a new run with selection.onlyMissing "
+        "analyzes the remaining tracks"
+    )
+    # Formatted with failed= and total=.
+    some_failed: str = (
+        "{failed} of {total} tracks failed after all attempts and have no result; "
+        "a new run with selection.onlyMissing: true (the default) retries exactly those "
+        "tracks"
+    )
+    none_failed: str = "no track failed"
+
+
+ANALYSIS_WORDING = Wording()
+SCRAPE_WORDING = Wording(
+    items="artists",
+    nothing="the job has no artists",
+    kept="; tracks already scraped are kept, and a new ScrapeJob over the same artists "
+    "adds only the songs still missing",
+    some_failed="{failed} of {total} artists failed (status.failedArtists says why); the "
+    "songs of the other artists are in the corpus",
+    none_failed="no artist failed",
+)
 
 
 def format_time(dt: datetime | None) -> str | None:
