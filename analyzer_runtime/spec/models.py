@@ -122,7 +122,12 @@ class LLMOptions(SpecModel):
                 cel_rule(
                     "!has(self.provider) || self.provider != 'custom' || has(self.baseURL)",
                     "baseURL is required when provider is custom",
-                )
+                ),
+                cel_rule(
+                    "!has(self.provider) || self.provider != 'custom' || !has(self.baseURL)"
+                    " || has(self.model)",
+                    "model is required when provider is custom",
+                ),
             ]
         }
     )
@@ -142,7 +147,8 @@ class LLMOptions(SpecModel):
     model: str | None = Field(
         default=None,
         min_length=1,
-        description="Model name; defaults to the provider preset's model.",
+        validate_default=True,
+        description="Model name; defaults to the provider preset's model (required for custom).",
     )
     api_key_secret_ref: SecretKeyRef | None = Field(
         default=None,
@@ -180,6 +186,18 @@ class LLMOptions(SpecModel):
     @classmethod
     def _custom_needs_url(cls, v: str | None, info: ValidationInfo) -> str | None:
         if v is None and info.data.get("provider") is LLMProvider.custom:
+            raise PydanticCustomError("custom", "required when llm.provider is 'custom'")
+        return v
+
+    @field_validator("model")
+    @classmethod
+    def _custom_needs_model(cls, v: str | None, info: ValidationInfo) -> str | None:
+        # A custom provider has no preset model; asked once its baseURL is right.
+        if (
+            v is None
+            and info.data.get("provider") is LLMProvider.custom
+            and info.data.get("base_url")
+        ):
             raise PydanticCustomError("custom", "required when llm.provider is 'custom'")
         return v
 

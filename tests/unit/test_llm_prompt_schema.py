@@ -50,8 +50,18 @@ def test_other_presets_and_overrides() -> None:
     assert (
         presets.resolve(opts(provider="custom", baseURL="http://x/v1", model="m")).pricing is None
     )
-    with pytest.raises(ValueError, match=r"llm\.model is required"):
-        presets.resolve(opts(provider="custom", baseURL="http://x/v1"))
+    with pytest.raises(ValueError, match="required when llm.provider is 'custom'"):
+        presets.resolve(opts(provider="custom", baseURL="http://x/v1"))  # refused by the spec
+
+
+def test_a_custom_provider_needs_a_model_in_the_spec() -> None:
+    from analyzer_runtime.spec import describe_error, load_manifest
+
+    doc = {"apiVersion": "rapanalyzer.io/v1alpha1", "kind": "AnalysisRun", "metadata": {"name": "x"},
+           "spec": {"analyzer": "llm", "llm": {"provider": "custom", "baseURL": "http://x/v1"}}}  # fmt: skip
+    with pytest.raises(ValueError) as err:
+        load_manifest(doc)
+    assert describe_error(err.value) == "spec.llm.model: required when llm.provider is 'custom'"
 
 
 def test_model_version_fits_the_column_and_stays_unique() -> None:

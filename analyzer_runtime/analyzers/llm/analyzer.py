@@ -88,6 +88,7 @@ class LLMAnalyzer(Analyzer):
                 f" {presets.API_KEY_ENV}), or export {presets.API_KEY_ENV} for a local run"
             )
         self.redactor = redaction.Redactor(key)
+        redaction.quiet_http_loggers()  # at INFO, httpx logs every request
         if key:
             redaction.install(self.redactor)
         self._fallback = fallback

@@ -63,6 +63,13 @@ class _RedactingFilter(logging.Filter):
 _installed: list[Redactor] = []
 
 
+def quiet_http_loggers() -> None:
+    """The SDK's and the HTTP clients' loggers at WARNING: at INFO they log every
+    request, at DEBUG they dump them."""
+    for name in ("openai", "httpx", "httpcore", "httpx2", "httpcore2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def install(redactor: Redactor) -> None:
     """Redact every log record of this process and any uncaught exception it prints.
     The SDK's and httpx's own loggers are kept at WARNING: at DEBUG they dump requests."""
@@ -74,8 +81,7 @@ def install(redactor: Redactor) -> None:
     root.addFilter(filt)
     for handler in root.handlers:
         handler.addFilter(filt)
-    for name in ("openai", "httpx", "httpcore", "httpx2"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_http_loggers()
 
     def hook(kind: type[BaseException], exc: BaseException, tb: types.TracebackType | None) -> None:
         text = "".join(traceback.format_exception(kind, exc, tb))
