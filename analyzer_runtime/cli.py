@@ -225,6 +225,54 @@ def analyze(
         raise typer.Exit(worker.EXIT_TERMINATED)
 
 
+@app.command()
+def scrape(
+    run_id: Annotated[str, typer.Option("--run-id", help="the ScrapeJob's uid")],
+    shard: Annotated[
+        int | None,
+        typer.Option(help="shard index (default: $JOB_COMPLETION_INDEX)", show_default=False),
+    ] = None,
+    metrics_port: Annotated[
+        int, typer.Option(envvar="METRICS_PORT", help="Prometheus port, 0 = off")
+    ] = 9102,
+) -> None:
+    """Scrape one shard of a planned ScrapeJob (what each of its Job pods runs)."""
+    from analyzer_runtime import metrics, worker
+    from analyzer_runtime.db.connect import create_pool
+    from analyzer_runtime.scrape.worker import run_scrape_shard
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
+    if shard is None:
+        idx = os.environ.get("JOB_COMPLETION_INDEX")
+        if idx is None or not idx.isdigit():
+            raise _fail("no --shard given and JOB_COMPLETION_INDEX is not set", EXIT_INVALID)
+        shard = int(idx)
+    metrics.serve(metrics_port)
+
+    async def go(url: str) -> worker.ShardReport:
+        # Requests in flight each hold a connection for their rate-limit slot.
+        pool = await _connect_with_retries(lambda u, **_: create_pool(u, max_size=12), url)
+        try:
+            stop = worker.StopFlag()
+            stop.install()
+            return await run_scrape_shard(pool, run_id, shard, stop=stop)
+        finally:
+            await pool.close()
+
+    try:
+        report = _with_db(go)
+    except worker.FatalError as exc:
+        raise _fail(str(exc), worker.EXIT_FATAL) from None
+    print(
+        f"shard {report.shard} attempt {report.attempt}: {report.done} artists done,"
+        f" {report.failed} failed" + ("; stopped before finishing" if report.stopped else ""),
+        file=sys.stderr,
+    )
+    if report.stopped:
+        raise typer.Exit(worker.EXIT_TERMINATED)
+
+
 async def _connect_with_retries(create: Callable[..., Awaitable[T]], url: str) -> T:
     """A pod may start before its database: retry for about a minute, then give up."""
     from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential

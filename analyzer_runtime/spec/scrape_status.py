@@ -23,6 +23,13 @@ class ScrapeShardStatus(ShardStatus):
     progress: str = Field(description="Finished/total artists of the shard.")
 
 
+class FailedArtist(StatusModel):
+    """An artist that could not be scraped, and why."""
+
+    name: str = Field(description="The artist name as given in the spec.")
+    reason: str = Field(description="Why it failed (e.g. no exact-name match on Genius).")
+
+
 class SpotifyCounts(StatusModel):
     """Spotify enrichment of the new and updated tracks."""
 
@@ -35,7 +42,7 @@ class ScrapeJobStatus(RunStatus):
 
     total: int = Field(default=0, description="Artists in the job.")
     processed: int = Field(default=0, description="Artists scraped.")
-    failed: int = Field(default=0, description="Artists that failed (see the Warning Events).")
+    failed: int = Field(default=0, description="Artists that failed (see failedArtists).")
     skipped: int = Field(default=0, description="Artists skipped.")
     progress: str = Field(
         default="0/0 (0.0%)", description="Finished artists / total, with percent."
@@ -61,6 +68,9 @@ class ScrapeJobStatus(RunStatus):
     )
     spotify: SpotifyCounts | None = Field(
         default=None, description="Spotify enrichment counts (when spec.spotify is set)."
+    )
+    failed_artists: list[FailedArtist] | None = Field(
+        default=None, description="The first failed artists with the reason (up to 10)."
     )
     analysis_run: str | None = Field(
         default=None, description="Name of the AnalysisRun created from spec.analyze."

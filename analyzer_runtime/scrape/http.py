@@ -1,0 +1,185 @@
+"""One upstream API (Genius, Spotify) over HTTP: budget, timeout, retries.
+
+Per attempt, a slot of the upstream's budget (`ratelimit.Limiter`; global across the
+job's shards when spec.rateLimit sets one) is held for exactly the request's
+lifetime, and the whole request - connect, send, the body drip - is bounded by the
+timeout. Across attempts (tenacity): timeouts, connection errors and HTTP 5xx/408
+are retried with exponential backoff and jitter (spec.retry: initial 2 s, doubling,
+capped; `requestRetries` times). A 429 is flow control, not a failure: its
+Retry-After pauses the upstream's whole budget (every shard) and the request is
+repeated without using up a retry (up to MAX_THROTTLED times). Other 4xx answers are
+returned to the caller, which knows what a 404 means for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from prometheus_client import Counter
+from tenacity import AsyncRetrying, retry_if_exception
+
+from analyzer_runtime.analyzers.llm.client import retry_after_seconds
+from analyzer_runtime.ratelimit import Limiter
+
+log = logging.getLogger(__name__)
+
+MAX_THROTTLED = 20
+
+REQUESTS = Counter(
+    "rap_scraper_requests_total",
+    "HTTP requests sent to upstream APIs by this process, by outcome (ok, client_error,"
+    " throttled, server_error, timeout, connection_error)",
+    ["upstream", "outcome"],
+)
+
+
+class UpstreamError(Exception):
+    """A request failed for good: retries exhausted. The message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySettings:
+    retries: int = 3
+    initial_backoff: float = 2.0
+    max_backoff: float = 60.0
+    jitter: float = 0.2
+
+    def backoff(self, failure_no: int) -> float:
+        """Wait before retry `failure_no` (1-based): 2 s, 4 s, 8 s ... ±20%."""
+        base = min(self.initial_backoff * 2 ** (failure_no - 1), self.max_backoff)
+        return base * random.uniform(1 - self.jitter, 1 + self.jitter)
+
+    @classmethod
+    def from_spec(cls, retry: dict[str, Any] | None) -> RetrySettings:
+        r = retry or {}
+        return cls(
+            retries=int(r.get("requestRetries", 3)),
+            initial_backoff=float(r.get("initialBackoffSeconds", 2.0)),
+            max_backoff=float(r.get("maxBackoffSeconds", 60.0)),
+        )
+
+
+class _Transient(Exception):
+    """Worth retrying: a timeout, a dropped connection, a 5xx."""
+
+
+class _Throttled(Exception):
+    def __init__(self, retry_after: float | None) -> None:
+        super().__init__(f"HTTP 429 (Retry-After {retry_after})")
+        self.retry_after = retry_after
+
+
+@dataclass(slots=True)
+class UpstreamStats:
+    """What this process sent, for the worker's log line and the tests."""
+
+    sent: int = 0
+    throttled: int = 0
+    retried: int = 0
+    by_status: dict[int, int] = field(default_factory=dict)
+
+
+class _Chain:
+    """Retry bookkeeping of one logical request across its attempts."""
+
+    def __init__(self, retry: RetrySettings, stats: UpstreamStats) -> None:
+        self.retry, self.stats = retry, stats
+        self.failures = self.throttles = 0
+        self.next_wait = 0.0
+
+    def should_retry(self, exc: BaseException) -> bool:
+        if isinstance(exc, _Throttled):
+            self.throttles += 1
+            self.stats.throttled += 1
+            self.next_wait = (
+                exc.retry_after * random.uniform(1.0, 1.1)
+                if exc.retry_after is not None
+                else self.retry.backoff(min(self.throttles, 6))
+            )
+            return self.throttles <= MAX_THROTTLED
+        if isinstance(exc, _Transient):
+            self.failures += 1
+            self.next_wait = self.retry.backoff(self.failures)
+            if self.failures <= self.retry.retries:
+                self.stats.retried += 1
+                return True
+        return False
+
+    def wait(self, _: Any) -> float:
+        return self.next_wait
+
+
+class Upstream:
+    """Requests to one upstream API through its budget, with timeouts and retries."""
+
+    def __init__(
+        self,
+        name: str,
+        client: httpx.AsyncClient,
+        *,
+        limiter: Limiter | None = None,
+        retry: RetrySettings | None = None,
+        timeout: float = 20.0,
+    ) -> None:
+        self.name = name
+        self.client = client
+        self.limiter = limiter or Limiter()
+        self.retry = retry or RetrySettings()
+        self.timeout = timeout
+        self.stats = UpstreamStats()
+
+    async def get(self, url: str, **kw: Any) -> httpx.Response:
+        return await self.request("GET", url, **kw)
+
+    async def request(self, method: str, url: str, **kw: Any) -> httpx.Response:
+        """The answer (2xx, or a 4xx other than 429 for the caller to judge); raises
+        UpstreamError once the retries are used up."""
+        chain = _Chain(self.retry, self.stats)
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(chain.should_retry), wait=chain.wait, reraise=True
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._once(method, url, **kw)
+        except _Throttled as exc:
+            raise UpstreamError(
+                f"{self.name}: still rate limited after {MAX_THROTTLED} waits ({exc})"
+            ) from None
+        except _Transient as exc:
+            raise UpstreamError(
+                f"{self.name}: {exc} (after {self.retry.retries} retries)"
+            ) from None
+        raise AssertionError("unreachable")
+
+    async def _once(self, method: str, url: str, **kw: Any) -> httpx.Response:
+        async with self.limiter.permit():
+            self.stats.sent += 1
+            try:
+                async with asyncio.timeout(self.timeout):
+                    resp = await self.client.request(method, url, **kw)
+            except TimeoutError:
+                REQUESTS.labels(self.name, "timeout").inc()
+                raise _Transient(f"timed out after {self.timeout:g}s: {method} {url}") from None
+            except httpx.TransportError as exc:
+                REQUESTS.labels(self.name, "connection_error").inc()
+                raise _Transient(f"{type(exc).__name__}: {exc} ({method} {url})") from None
+        code = resp.status_code
+        self.stats.by_status[code] = self.stats.by_status.get(code, 0) + 1
+        if code == 429:
+            REQUESTS.labels(self.name, "throttled").inc()
+            wait = retry_after_seconds(resp.headers)
+            if wait is not None:
+                # Every shard of the job holds off, not only this one.
+                await self.limiter.pause(wait)
+            raise _Throttled(wait)
+        if code >= 500 or code == 408:
+            REQUESTS.labels(self.name, "server_error").inc()
+            raise _Transient(f"HTTP {code} from {method} {url}")
+        REQUESTS.labels(self.name, "ok" if code < 400 else "client_error").inc()
+        return resp

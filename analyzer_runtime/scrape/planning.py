@@ -1,0 +1,52 @@
+"""Planning a ScrapeJob: its artists become the run's work items (protocol.record_plan).
+
+Item `i` is the i-th distinct artist (in the order given), its payload the name.
+Names are de-duplicated (compared like Genius names: case and spacing ignored), so
+one artist is never scraped twice by the same job. Planning the same uid again is a
+no-op, exactly as for an AnalysisRun.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from analyzer_runtime import protocol
+from analyzer_runtime.scrape.genius import normalize_name
+from analyzer_runtime.spec.scrape_models import SCRAPE_KIND, ScrapeJobManifest
+
+
+def distinct_artists(names: Sequence[str]) -> list[str]:
+    seen: set[str] = set()
+    out: list[str] = []
+    for name in names:
+        key = normalize_name(name)
+        if key and key not in seen:
+            seen.add(key)
+            out.append(name.strip())
+    return out
+
+
+async def plan_scrape(
+    conn: asyncpg.Connection, manifest: ScrapeJobManifest, uid: str, artists: Sequence[str]
+) -> protocol.PlanResult:
+    """Plan once per uid. `artists` is spec.artists, or the list read from the
+    ConfigMap of spec.artistsFrom (the plan keeps it: pods never read the ConfigMap)."""
+    existing = await protocol.find_run(conn, uid)
+    if existing is not None:
+        return protocol.PlanResult(existing, created=False)
+    names = distinct_artists(artists)
+    return await protocol.record_plan(
+        conn,
+        uid=uid,
+        name=manifest.metadata.name,
+        namespace=manifest.metadata.namespace,
+        kind=SCRAPE_KIND,
+        spec=manifest.spec.dump(),
+        shards=manifest.spec.shards,
+        analyzer_type=None,
+        model_version=None,
+        item_ids=list(range(len(names))),
+        payloads=names,
+    )

@@ -1,0 +1,268 @@
+"""One ScrapeJob shard: `python -m analyzer_runtime scrape --run-id UID` in each Job pod.
+
+The shard protocol (protocol.py) with artists as the work items, one at a time:
+claim the shard; take the next pending artist; resolve it on Genius; walk its song
+listing and, every `batchSize` songs, commit ONE transaction with the tracks, the
+song ledger, the scrape counters and the heartbeat (`commit_batch` with no item
+moving); when the listing is through, commit the artist done (or failed, with the
+reason). A pod killed mid-artist leaves the artist pending: its replacement takes it
+again and skips the songs the ledger already has - nothing fetched twice that was
+committed, nothing counted twice. SIGTERM finishes the song batch in flight, leaves
+the artist pending, and the process exits 143 (the Job retries the index).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import httpx
+
+from analyzer_runtime import metrics, protocol
+from analyzer_runtime.ratelimit import GlobalRateLimiter, Limiter
+from analyzer_runtime.scrape import store
+from analyzer_runtime.scrape.genius import (
+    ArtistNotFound,
+    AuthError,
+    GeniusClient,
+    SongEntry,
+    SongUnavailable,
+)
+from analyzer_runtime.scrape.http import RetrySettings, Upstream, UpstreamError
+from analyzer_runtime.scrape.spotify import SpotifyClient, SpotifyError
+from analyzer_runtime.worker import FatalError, ShardReport, StopFlag
+
+log = logging.getLogger(__name__)
+
+GENIUS_TOKEN_ENV = "GENIUS_ACCESS_TOKEN"
+SPOTIFY_ID_ENV = "SPOTIFY_CLIENT_ID"
+SPOTIFY_SECRET_ENV = "SPOTIFY_CLIENT_SECRET"
+METRIC_NAME = "scrape"  # the `analyzer` label of the shared item metrics
+
+
+@dataclass(slots=True)
+class _Shard:
+    """Everything one shard's artists share."""
+
+    pool: asyncpg.Pool
+    run: protocol.Run
+    shard: int
+    genius: GeniusClient
+    spotify: SpotifyClient | None
+    batch_size: int
+    max_songs: int
+    refresh: bool
+    sem: asyncio.Semaphore
+    stop: StopFlag
+
+
+async def _limiter(
+    pool: asyncpg.Pool,
+    run_id: int,
+    spec: Mapping[str, Any],
+    api: str,
+    request_timeout: float,
+    window: float,
+) -> Limiter:
+    rate = ((spec.get("rateLimit") or {}).get(api) or {}).get("requestsPerMinute")
+    if not rate:
+        return Limiter()
+    lim = GlobalRateLimiter(
+        pool, run_id, int(rate), window_seconds=window, request_timeout=request_timeout, budget=api
+    )
+    await lim.setup()
+    return lim
+
+
+async def run_scrape_shard(
+    pool: asyncpg.Pool,
+    run_uid: str,
+    shard: int,
+    *,
+    stop: StopFlag | None = None,
+    env: Mapping[str, str] | None = None,
+    window_seconds: float = 60.0,
+) -> ShardReport:
+    """Scrape the shard's pending artists; `env` supplies the credentials (the pod's
+    environment by default); `window_seconds` is the rate limits' window (tests)."""
+    stop = stop or StopFlag()
+    env = os.environ if env is None else env
+    async with pool.acquire() as conn:
+        run = await protocol.find_run(conn, run_uid)
+        if run is None:
+            raise FatalError(f"run {run_uid!r} is not planned in this database")
+        if run.kind != "ScrapeJob":
+            raise FatalError(f"run {run.name} is a {run.kind}, not a ScrapeJob")
+        if not 0 <= shard < run.shards:
+            raise FatalError(f"shard {shard} is out of range: run {run.name} has {run.shards}")
+        report = ShardReport(run_uid, shard, attempt=0)
+        if run.state == "cancelled":
+            report.finished = True
+            return report
+        report.attempt = await protocol.claim_shard(conn, run.id, shard)
+    spec = run.spec
+    token = env.get(GENIUS_TOKEN_ENV)
+    if not token:
+        raise FatalError(f"${GENIUS_TOKEN_ENV} is not set (spec.genius.tokenSecretRef)")
+    g_opts, s_opts = spec.get("genius") or {}, spec.get("spotify")
+    retry = RetrySettings.from_spec(spec.get("retry"))
+    concurrency = int(spec.get("concurrency") or 4)
+    limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, follow_redirects=True) as http:
+        g_timeout = float(g_opts.get("timeoutSeconds") or 20)
+        genius = GeniusClient(
+            Upstream(
+                "genius", http, retry=retry, timeout=g_timeout,
+                limiter=await _limiter(pool, run.id, spec, "genius", g_timeout, window_seconds),
+            ),
+            token, str(g_opts.get("apiBaseURL") or "https://api.genius.com"),
+        )  # fmt: skip
+        spotify = None
+        if s_opts:
+            cid, secret = env.get(SPOTIFY_ID_ENV), env.get(SPOTIFY_SECRET_ENV)
+            if not cid or not secret:
+                raise FatalError(f"${SPOTIFY_ID_ENV} and ${SPOTIFY_SECRET_ENV} must be set")
+            s_timeout = float(s_opts.get("timeoutSeconds") or 20)
+            spotify = SpotifyClient(
+                Upstream(
+                    "spotify", http, retry=retry, timeout=s_timeout,
+                    limiter=await _limiter(pool, run.id, spec, "spotify", s_timeout, window_seconds),
+                ),
+                client_id=cid, client_secret=secret, api_base=s_opts["apiBaseURL"],
+                token_url=s_opts["tokenURL"], audio_features=s_opts.get("audioFeatures", True),
+            )  # fmt: skip
+        ctx = _Shard(
+            pool, run, shard, genius, spotify,
+            batch_size=int(spec.get("batchSize") or 20),
+            max_songs=int(spec.get("maxSongsPerArtist") or 50),
+            refresh=bool(spec.get("refreshExisting")),
+            sem=asyncio.Semaphore(concurrency), stop=stop,
+        )  # fmt: skip
+        await _artists(ctx, report, int((spec.get("retry") or {}).get("maxItemAttempts") or 3))
+    report.stopped = stop.set and not report.finished
+    return report
+
+
+async def _artists(ctx: _Shard, report: ShardReport, max_attempts: int) -> None:
+    run, shard = ctx.run, ctx.shard
+    while not ctx.stop.set:
+        async with ctx.pool.acquire() as conn:
+            claimed = await protocol.next_batch(conn, run.id, shard, 1)
+            if not claimed:
+                report.finished = await protocol.finish_shard(conn, run.id, shard)
+                return
+        item = claimed[0]
+        name = item.payload or ""
+        if item.attempts > max_attempts:
+            update = protocol.ItemUpdate(
+                item.item_id, "failed",
+                f"gave up after {max_attempts} attempts: the process died while scraping it",
+            )  # fmt: skip
+        else:
+            try:
+                update = await _artist(ctx, item.item_id, name)
+            except AuthError as exc:
+                raise FatalError(str(exc)) from None
+            if update is None:  # stopped mid-artist: it stays pending for the next pod
+                return
+        async with ctx.pool.acquire() as conn:
+            moved = await protocol.commit_batch(conn, run.id, shard, [update])
+        report.batches += 1
+        report.done += moved["done"]
+        report.failed += moved["failed"]
+        for state, n in moved.items():
+            metrics.ITEMS.labels(METRIC_NAME, state).inc(n)
+        if update.state == "failed":
+            log.warning("artist %r failed: %s", name, update.error)
+
+
+async def _artist(ctx: _Shard, item_id: int, name: str) -> protocol.ItemUpdate | None:
+    """Scrape one artist; None when stopped before its listing was through."""
+    try:
+        match = await ctx.genius.find_artist(name)
+    except ArtistNotFound as exc:
+        return protocol.ItemUpdate(item_id, "failed", str(exc))
+    except (UpstreamError, SongUnavailable) as exc:
+        return protocol.ItemUpdate(item_id, "failed", f"artist search failed: {exc}")
+    async with ctx.pool.acquire() as conn:
+        await store.record_artist(conn, ctx.run.id, item_id, match)
+    if match.ambiguous:
+        log.warning("artist %r is ambiguous on Genius; took id %s", name, match.artist_id)
+    songs = 0
+    seen: set[int] = set()
+    batch: list[SongEntry] = []
+    try:
+        async for entry in ctx.genius.artist_songs(match.artist_id):
+            if entry.genius_id in seen:
+                continue
+            # Features of other artists belong to their own artist's listing.
+            if entry.artist_id is not None and entry.artist_id != match.artist_id:
+                continue
+            seen.add(entry.genius_id)
+            batch.append(entry)
+            if entry.is_song:
+                songs += 1
+            if len(batch) >= ctx.batch_size:
+                await _commit_songs(ctx, item_id, match.name, batch)
+                batch = []
+                if ctx.stop.set:
+                    return None
+            if songs >= ctx.max_songs:
+                break
+        await _commit_songs(ctx, item_id, match.name, batch)
+    except (UpstreamError, SongUnavailable) as exc:
+        # Songs committed so far stay; the artist is failed with the reason.
+        return protocol.ItemUpdate(item_id, "failed", f"song listing failed: {exc}")
+    async with ctx.pool.acquire() as conn:
+        await store.set_songs_listed(conn, ctx.run.id, item_id, songs)
+    return protocol.ItemUpdate(item_id, "done")
+
+
+async def _commit_songs(ctx: _Shard, item_id: int, artist: str, entries: list[SongEntry]) -> None:
+    if not entries:
+        return
+    async with ctx.pool.acquire() as conn:
+        done, existing = await store.already_handled(
+            conn, ctx.run.id, [e.genius_id for e in entries]
+        )
+    todo = [e for e in entries if e.genius_id not in done]
+    results = await asyncio.gather(*(_song(ctx, e, artist, existing) for e in todo))
+
+    async def write(conn: asyncpg.Connection) -> None:
+        await store.write_songs(conn, ctx.run.id, ctx.shard, item_id, results)
+
+    async with ctx.pool.acquire() as conn:
+        # No item moves: the artist is still in progress. The ledger, counters and
+        # heartbeat commit together with the tracks.
+        await protocol.commit_batch(conn, ctx.run.id, ctx.shard, [], write=write)
+
+
+async def _song(
+    ctx: _Shard, e: SongEntry, artist: str, existing: dict[int, int]
+) -> store.SongResult:
+    if not e.is_song:
+        return store.SongResult(e.genius_id, "not_song", detail=e.title)
+    if e.genius_id in existing and not ctx.refresh:
+        return store.SongResult(e.genius_id, "duplicate", track_id=existing[e.genius_id])
+    if e.instrumental:
+        return store.SongResult(e.genius_id, "skipped", detail="instrumental")
+    async with ctx.sem:
+        try:
+            song = await ctx.genius.song(e, artist)
+        except (UpstreamError, SongUnavailable) as exc:
+            return store.SongResult(e.genius_id, "failed", detail=str(exc)[:500])
+        if song is None:
+            return store.SongResult(e.genius_id, "skipped", detail="no lyrics on the page")
+        if ctx.spotify is None or e.genius_id in existing:
+            return store.SongResult(e.genius_id, "fetched", song)
+        try:
+            enrichment = await ctx.spotify.enrich(song.title, song.artist)
+        except (UpstreamError, SpotifyError) as exc:
+            # The track is kept without Spotify data; the miss is recorded.
+            return store.SongResult(e.genius_id, "fetched", song, spotify_error=str(exc)[:500])
+        return store.SongResult(e.genius_id, "fetched", song, enrichment)
