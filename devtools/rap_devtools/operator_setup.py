@@ -45,7 +45,8 @@ def install_crds(kubeconfig: Path) -> None:
     res = kubectl(kubeconfig, "apply", "-f", str(REPO_ROOT / "crds"))
     if res.returncode != 0:
         raise RuntimeError(f"kubectl apply -f crds/ failed: {res.stderr}")
-    for crd in yaml.safe_load_all((REPO_ROOT / "crds" / "analysisrun.yaml").read_text()):
+    for path in sorted((REPO_ROOT / "crds").glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
         res = kubectl(
             kubeconfig, "wait", "--for=condition=Established", f"crd/{crd['metadata']['name']}",
             "--timeout=60s",

@@ -10,6 +10,9 @@ def _list(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
+RUNTIME_SUBCOMMANDS = frozenset({"analyze", "scrape"})
+
+
 @dataclass(frozen=True)
 class OperatorConfig:
     # Empty: all namespaces (cluster-wide RBAC); otherwise only these.
@@ -22,13 +25,20 @@ class OperatorConfig:
     database_secret_key: str = "url"
     # Seconds between status refreshes of a running run.
     status_interval: float = 5.0
-    # The command a pod runs; overridable so a test kubelet can run the same module.
-    runtime_command: list[str] = field(
-        default_factory=lambda: ["python", "-m", "analyzer_runtime", "analyze"]
-    )
+    # The runtime program a pod runs, before its subcommand (analyze, scrape);
+    # overridable so a test kubelet can run the same module.
+    runtime_command: list[str] = field(default_factory=lambda: ["python", "-m", "analyzer_runtime"])
     service_account: str | None = None
     metrics_port: int = 9090
     pod_metrics_port: int = 9102
+
+    def command_for(self, subcommand: str) -> list[str]:
+        """The pod's command for a kind's subcommand. A configured command that already
+        ends in a subcommand (the form before ScrapeJob existed) has it replaced."""
+        base = list(self.runtime_command)
+        if base and base[-1] in RUNTIME_SUBCOMMANDS:
+            base.pop()
+        return [*base, subcommand]
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:

@@ -1,10 +1,11 @@
-"""kopf handlers for AnalysisRun: plan → Job → status, suspend/resume, deletion.
+"""kopf handlers for every kind of run (AnalysisRun, ScrapeJob): plan → Job → status,
+suspend/resume, deletion. One flow; what differs per kind is in kinds.py.
 
 The flow per resource:
-- create/resume: validate (models, analyzer, Secrets) → plan in Postgres by uid
-  (idempotent) → create the Indexed Job (idempotent) → first status.
-- timer: status from the per-shard counters + the Job (runs/refresh.py); stops
-  patching once the run is terminal.
+- create/resume: validate (models, Secrets, the kind's inputs) → plan in Postgres by
+  uid (idempotent) → create the Indexed Job (idempotent) → first status.
+- timer: status from the per-shard counters + the Job (refresh.py); stops
+  patching once the run is terminal (a succeeded ScrapeJob first chains its analysis).
 - spec update: suspend/parallelism go to the Job; other changes after planning are
   refused with a condition (the planned spec in Postgres is the reference).
 - delete: the Job goes with its owner; the run is marked cancelled in Postgres.
@@ -19,14 +20,15 @@ from typing import Any
 
 import kopf
 
-from analyzer_runtime import planner, protocol
+from analyzer_runtime import protocol
 from analyzer_runtime.db.connect import DatabaseUnavailable
 from analyzer_runtime.status import compute_status, is_terminal
-from rap_operator import database, kube, manifests, metrics, refresh
+from rap_operator import database, kinds, kube, manifests, metrics, refresh
 from rap_operator.config import OperatorConfig
-from rap_operator.validation import InvalidRun, check_secrets, check_spec
+from rap_operator.validation import InvalidRun, check_secrets
 
-GROUP, VERSION, PLURAL = "rapanalyzer.io", "v1alpha1", "analysisruns"
+GROUP, VERSION = "rapanalyzer.io", "v1alpha1"
+PLURALS = tuple(k.plural for k in kinds.registry().values())
 CONFIG = OperatorConfig.from_env()
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ def _invalid_status(body: kopf.Body, message: str, previous: dict[str, Any]) -> 
     return compute_status(
         generation=body.metadata.get("generation") or 1, shards=[], job=None,
         previous=previous, now=datetime.now(UTC), valid=False, invalid_message=message,
+        wording=kinds.of(body).wording,
     )  # fmt: skip
 
 
@@ -62,9 +65,13 @@ async def _plan_and_start(body: kopf.Body, patch: kopf.Patch) -> None:
     if is_terminal(status.get("phase")):
         return  # a finished run stays finished across operator restarts
     raw = dict(body)
+    kind = kinds.of(raw)
     try:
-        manifest = check_spec(raw)
-        url = await check_secrets(raw, CONFIG)
+        manifest = kind.check_spec(raw)
+        url = await check_secrets(raw, CONFIG, kind.secret_refs(raw.get("spec") or {}))
+        # Inputs read from the cluster (a ScrapeJob's artist ConfigMap) matter only
+        # until the run is planned: a resumed run must not fail because one went away.
+        inputs = None if status.get("jobName") else await kind.prepare(raw, manifest)
     except InvalidRun as exc:
         msg = str(exc)
         if status.get("conditions") != _invalid_status(body, msg, status)["conditions"]:
@@ -76,28 +83,21 @@ async def _plan_and_start(body: kopf.Body, patch: kopf.Patch) -> None:
     try:
         pool = await database.pool(url)
         async with pool.acquire() as conn:
-            plan = await planner.plan_manifest(conn, manifest, uid)
+            plan = await kind.plan(conn, manifest, uid, inputs)
     except DatabaseUnavailable as exc:
         raise kopf.TemporaryError(str(exc), delay=10) from None
     if plan.created:
-        kopf.info(
-            raw,
-            reason="Planned",
-            message=f"{plan.run.total} tracks in {plan.run.shards} shards"
-            f" ({plan.run.analyzer_type} {plan.run.model_version})",
-        )
-    if manifest.spec.dry_run:
+        kopf.info(raw, reason="Planned", message=kind.planned_message(plan.run))
+    if kind.dry_run(raw.get("spec") or {}):
         # Planned and estimated (status.estimate); a dry run never gets a Job.
         await refresh.refresh(raw, patch, url=url, run=plan.run)
         return
-    job, created = await kube.create_job(manifests.analysis_job(raw, CONFIG))
+    job, created = await kube.create_job(manifests.kind_job(raw, CONFIG, kind))
     if created:
         kopf.info(raw, reason="JobCreated", message=f"Indexed Job {job['metadata']['name']}")
     await refresh.refresh(raw, patch, url=url, run=plan.run, job=job)
 
 
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.resume(GROUP, VERSION, PLURAL)
 async def reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     t0 = time.perf_counter()
     try:
@@ -106,7 +106,6 @@ async def reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         metrics.RECONCILE_SECONDS.labels("reconcile").observe(time.perf_counter() - t0)
 
 
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 async def spec_changed(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     t0 = time.perf_counter()
     try:
@@ -128,7 +127,6 @@ async def spec_changed(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         metrics.RECONCILE_SECONDS.labels("update").observe(time.perf_counter() - t0)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=CONFIG.status_interval)
 async def refresh_status(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     status = body.get("status") or {}
     if is_terminal(status.get("phase")) or not status.get("jobName"):
@@ -136,7 +134,6 @@ async def refresh_status(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     await refresh.refresh(dict(body), patch)
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL)
 async def deleted(body: kopf.Body, **_: Any) -> None:
     """Stop the work now (the Job's garbage collection would too) and record the cancel."""
     raw = dict(body)
@@ -147,7 +144,7 @@ async def deleted(body: kopf.Body, **_: Any) -> None:
     if is_terminal(status.get("phase")) or not status.get("jobName"):
         return
     try:
-        url = await check_secrets(raw, CONFIG)
+        url = await check_secrets(raw, CONFIG)  # the database URL only
         pool = await database.pool(url)
         async with pool.acquire() as conn:
             run = await protocol.find_run(conn, body.metadata.uid)
@@ -156,3 +153,12 @@ async def deleted(body: kopf.Body, **_: Any) -> None:
     except (InvalidRun, DatabaseUnavailable) as exc:
         # Never block deletion on a database we cannot reach; the results stay either way.
         log.warning("could not mark run %s cancelled: %s", body.metadata.name, exc)
+
+
+# The same handlers for every kind (kopf matches them by resource).
+for _plural in PLURALS:
+    kopf.on.create(GROUP, VERSION, _plural)(reconcile)
+    kopf.on.resume(GROUP, VERSION, _plural)(reconcile)
+    kopf.on.update(GROUP, VERSION, _plural, field="spec")(spec_changed)
+    kopf.timer(GROUP, VERSION, _plural, interval=CONFIG.status_interval)(refresh_status)
+    kopf.on.delete(GROUP, VERSION, _plural)(deleted)

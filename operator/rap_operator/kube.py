@@ -1,4 +1,5 @@
-"""Kubernetes API calls the operator makes besides kopf's own (Jobs and Secrets)."""
+"""Kubernetes API calls the operator makes besides kopf's own (Jobs, Secrets, a
+ScrapeJob's ConfigMap and the AnalysisRun it chains)."""
 
 from __future__ import annotations
 
@@ -95,3 +96,37 @@ async def secret_value(namespace: str, name: str, key: str) -> str:
         keys = ", ".join(sorted(data)) or "none"
         raise SecretProblem(f"Secret {namespace}/{name} has no key {key!r} (keys: {keys})")
     return base64.b64decode(data[key]).decode()
+
+
+async def configmap_value(namespace: str, name: str, key: str) -> str:
+    """A ConfigMap key's text (a ScrapeJob's artist list). Problems raise SecretProblem
+    (a missing reference) naming the ConfigMap and key: the Valid=False message."""
+    core = client.CoreV1Api(await api())
+    try:
+        cm = await core.read_namespaced_config_map(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise SecretProblem(f"ConfigMap {namespace}/{name} does not exist") from None
+        if exc.status == 403:
+            raise SecretProblem(f"the operator may not read ConfigMap {namespace}/{name}") from None
+        raise
+    data = cm.data or {}
+    if key not in data:
+        keys = ", ".join(sorted(data)) or "none"
+        raise SecretProblem(f"ConfigMap {namespace}/{name} has no key {key!r} (keys: {keys})")
+    return str(data[key])
+
+
+async def create_custom_object(plural: str, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Create a rapanalyzer.io object (a chained AnalysisRun), or return the existing
+    one of that name: a refresh repeated after a crash must not fail on it."""
+    custom = client.CustomObjectsApi(await api())
+    group, version = body["apiVersion"].split("/")
+    ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    try:
+        return await custom.create_namespaced_custom_object(group, version, ns, plural, body), True
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    existing = await custom.get_namespaced_custom_object(group, version, ns, plural, name)
+    return existing, False

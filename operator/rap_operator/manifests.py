@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from analyzer_runtime.analyzers.llm.presets import API_KEY_ENV
 from rap_operator.config import OperatorConfig
+
+if TYPE_CHECKING:
+    from rap_operator.kinds import RunKind
 
 GROUP_VERSION = "rapanalyzer.io/v1alpha1"
 LABEL_RUN = "rapanalyzer.io/run"
@@ -53,24 +56,41 @@ def _resources(spec: dict[str, Any]) -> dict[str, Any]:
     return {k: {n: str(q) for n, q in v.items()} for k, v in res.items() if v}
 
 
-def _env(spec: dict[str, Any], config: OperatorConfig) -> list[dict[str, Any]]:
+def _env(
+    spec: dict[str, Any], config: OperatorConfig, extra: Sequence[dict[str, Any]] = ()
+) -> list[dict[str, Any]]:
     secret, key = database_secret(spec, config)
     env: list[dict[str, Any]] = [
         {"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}},
         {"name": "METRICS_PORT", "value": str(config.pod_metrics_port)},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
-    # The LLM API key goes from its Secret straight into the pod's environment: never
-    # into the Job spec, the status or an Event (validation only checks it exists).
-    key_ref = (spec.get("llm") or {}).get("apiKeySecretRef")
-    if spec.get("analyzer") == "llm" and key_ref:
-        ref = {"name": key_ref["name"], "key": key_ref["key"]}
-        env.append({"name": API_KEY_ENV, "valueFrom": {"secretKeyRef": ref}})
+    # The kind's credentials (LLM API key, Genius token, ...) come as secretKeyRefs:
+    # never in the Job spec, the status or an Event.
+    env.extend(extra)
     return env
 
 
 def analysis_job(body: dict[str, Any], config: OperatorConfig) -> dict[str, Any]:
     """The Indexed Job of an AnalysisRun: one index per shard, owned by the resource."""
+    from rap_operator.kinds import ANALYSIS
+
+    return kind_job(body, config, ANALYSIS)
+
+
+def kind_job(body: dict[str, Any], config: OperatorConfig, kind: RunKind) -> dict[str, Any]:
+    """The Indexed Job of a run of any kind (its subcommand and credentials)."""
+    return run_job(body, config, subcommand=kind.subcommand, extra_env=kind.pod_env(body["spec"]))
+
+
+def run_job(
+    body: dict[str, Any],
+    config: OperatorConfig,
+    *,
+    subcommand: str,
+    extra_env: Sequence[dict[str, Any]] = (),
+) -> dict[str, Any]:
+    """The Indexed Job of a run: one index per shard, owned by the resource."""
     meta, spec = body["metadata"], body["spec"]
     name, uid = meta["name"], meta["uid"]
     shards = int(spec.get("shards", 1))
@@ -80,8 +100,8 @@ def analysis_job(body: dict[str, Any], config: OperatorConfig) -> dict[str, Any]
         "name": "shard",
         "image": spec.get("image") or config.image,
         "imagePullPolicy": spec.get("imagePullPolicy") or config.image_pull_policy,
-        "command": [*config.runtime_command, "--run-id", uid],
-        "env": _env(spec, config),
+        "command": [*config.command_for(subcommand), "--run-id", uid],
+        "env": _env(spec, config, extra_env),
     }
     if config.pod_metrics_port > 0:
         container["ports"] = [{"name": "metrics", "containerPort": config.pod_metrics_port}]

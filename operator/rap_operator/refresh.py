@@ -1,4 +1,5 @@
-"""Status refresh: per-shard counters (O(shards)) + the Job → the resource's status."""
+"""Status refresh of any kind of run: per-shard counters (O(shards)) + the Job → the
+resource's status; the kind (kinds.py) adds its own fields and wording."""
 
 from __future__ import annotations
 
@@ -8,29 +9,12 @@ from typing import Any
 
 import kopf
 
-from analyzer_runtime import estimates, protocol
-from analyzer_runtime.analyzers.llm.presets import pricing_for_spec
-from analyzer_runtime.spec import AnalysisRunSpec, immutable_changes
+from analyzer_runtime import protocol
 from analyzer_runtime.status import JobObservation, compute_status, is_terminal
-from rap_operator import database, kube, manifests, metrics
+from rap_operator import database, kinds, kube, manifests, metrics
 from rap_operator.config import OperatorConfig
 
 CONFIG = OperatorConfig.from_env()
-
-
-def _refused_changes(planned: dict[str, Any], current: dict[str, Any]) -> str | None:
-    try:
-        changes = immutable_changes(
-            AnalysisRunSpec.model_validate(planned), AnalysisRunSpec.model_validate(current)
-        )
-    except ValueError:
-        return "the spec no longer validates; revert it or create a new AnalysisRun"
-    if not changes:
-        return None
-    return (
-        f"{', '.join(changes)} cannot change after planning; the run continues with the"
-        " planned spec. Revert the change, or create a new AnalysisRun for a new selection"
-    )
 
 
 async def refresh(
@@ -42,6 +26,7 @@ async def refresh(
     job: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     t0 = time.perf_counter()
+    kind = kinds.of(body)
     meta, spec = body["metadata"], body.get("spec") or {}
     previous = dict(body.get("status") or {})
     if url is None:
@@ -53,20 +38,19 @@ async def refresh(
         if run is None:
             return None
         shards = await protocol.read_shards(conn, run.id)
-        dry_run = bool(run.spec.get("dryRun"))  # planned and estimated only: no Job
+        dry_run = kind.dry_run(run.spec)  # planned (and estimated) only: no Job
         job_name = None if dry_run else manifests.job_name(meta["name"], meta["uid"])
         if job is None and job_name is not None:
             job = await kube.read_job(meta["namespace"], job_name)
         obs = JobObservation.from_job_status(job)
-        refusal = _refused_changes(run.spec, spec)
+        refusal = kind.refused_changes(run.spec, spec)
         status = compute_status(
             generation=meta.get("generation") or 1, shards=shards, job=obs, previous=previous,
             now=datetime.now(UTC), valid=refusal is None, invalid_reason="SpecChangeRefused",
             invalid_message=refusal, planned_total=run.total, suspend=bool(spec.get("suspend")),
-            job_name=job_name, pricing=pricing_for_spec(run.spec), dry_run=dry_run,
+            job_name=job_name, wording=kind.wording, **kind.status_args(run),
         )  # fmt: skip
-        if (estimate := await estimates.read(conn, run.id)) is not None:
-            status["estimate"] = estimate
+        status.update(await kind.extra_status(conn, run, status))
         status["runId"] = meta["uid"]
         if obs.failed_indexes:
             await protocol.mark_shards_failed(conn, run.id, sorted(obs.failed_indexes))
@@ -75,6 +59,10 @@ async def refresh(
             await protocol.set_run_state(
                 conn, run.id, "succeeded" if phase == "Succeeded" else "failed"
             )
+    if phase == "Succeeded" and kind.on_succeeded is not None:
+        # Before the patch: if this fails, the run is not terminal yet and the next
+        # refresh tries again (the kind's action must be idempotent).
+        status.update(await kind.on_succeeded(body, status))
     changed = {k: v for k, v in status.items() if previous.get(k) != v}
     patch.status.update(changed)
     if previous.get("phase") != phase:

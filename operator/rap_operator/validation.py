@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -39,16 +40,17 @@ def check_spec(body: dict[str, Any]) -> AnalysisRunManifest:
     return manifest
 
 
-async def check_secrets(body: dict[str, Any], config: OperatorConfig) -> str:
-    """Every Secret the pods will need exists; returns the database URL (for planning)."""
+async def check_secrets(
+    body: dict[str, Any], config: OperatorConfig, refs: Sequence[tuple[str, str]] = ()
+) -> str:
+    """The database Secret and every other Secret the pods will need (`refs`: name,
+    key - the kind's own, e.g. the LLM API key or the Genius token) exist; returns the
+    database URL (for planning)."""
     ns = body["metadata"]["namespace"]
     spec = body.get("spec") or {}
     name, key = manifests.database_secret(spec, config)
     try:
         url = await kube.secret_value(ns, name, key)
-        ref = (spec.get("llm") or {}).get("apiKeySecretRef")
-        if spec.get("analyzer") == "llm" and ref:
-            await kube.secret_value(ns, ref["name"], ref["key"])
     except kube.SecretProblem as exc:
         hint = (
             ""
@@ -58,4 +60,9 @@ async def check_secrets(body: dict[str, Any], config: OperatorConfig) -> str:
             )
         )
         raise InvalidRun(f"{exc}{hint}") from None
+    try:
+        for ref_name, ref_key in refs:
+            await kube.secret_value(ns, ref_name, ref_key)
+    except kube.SecretProblem as exc:
+        raise InvalidRun(str(exc)) from None
     return url

@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 from rap_operator import manifests
 from rap_operator.config import OperatorConfig
-from rap_operator.refresh import _refused_changes
+from rap_operator.kinds import ANALYSIS
 from rap_operator.validation import InvalidRun, check_spec
 
 UID = "0b6c1c6e-4a8e-4a7e-9d43-2f1e7f0e9a11"
+_refused_changes = ANALYSIS.refused_changes
 
 
 def body(**spec: Any) -> dict[str, Any]:

@@ -56,8 +56,11 @@ NAMESPACED_RULES = (
     | _triples(
         "rapanalyzer.io", ["analysisruns/status", "scrapejobs/status"], ["get", "patch", "update"]
     )
+    # A succeeded ScrapeJob creates the AnalysisRun of its spec.analyze.
+    | _triples("rapanalyzer.io", ["analysisruns"], ["create"])
     | _triples("batch", ["jobs"], ["get", "list", "watch", "create", "patch", "delete"])
     | _triples("", ["secrets"], ["get"])
+    | _triples("", ["configmaps"], ["get"])
     | _triples("", ["events"], ["create", "patch"])
     | _triples("events.k8s.io", ["events"], ["create", "patch"])
 )
@@ -109,8 +112,8 @@ def test_chart_crd_is_the_generated_crd() -> None:
 
 def test_include_crds_renders_the_crd() -> None:
     docs = render_chart(include_crds=True)
-    crd = only(docs, "CustomResourceDefinition")
-    assert crd["metadata"]["name"] == "analysisruns.rapanalyzer.io"
+    names = sorted(d["metadata"]["name"] for d in docs if d["kind"] == "CustomResourceDefinition")
+    assert names == ["analysisruns.rapanalyzer.io", "scrapejobs.rapanalyzer.io"]
 
 
 # --- the operator Deployment --------------------------------------------------

@@ -140,6 +140,11 @@ operator with exactly these rules (tests/helm.py: rbac_rules).
 - apiGroups: ["rapanalyzer.io"]
   resources: ["analysisruns", "scrapejobs"]
   verbs: ["get", "list", "watch", "patch", "update"]
+# A ScrapeJob with spec.analyze: once it succeeds, the operator creates that
+# AnalysisRun (owned by the ScrapeJob). create on analysisruns only.
+- apiGroups: ["rapanalyzer.io"]
+  resources: ["analysisruns"]
+  verbs: ["create"]
 # .status is a subresource: the status refresh timer patches it.
 - apiGroups: ["rapanalyzer.io"]
   resources: ["analysisruns/status", "scrapejobs/status"]
@@ -149,11 +154,15 @@ operator with exactly these rules (tests/helm.py: rbac_rules).
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# Validation reads the database URL (and LLM API-key) Secrets a run names; the
+# Validation reads the database URL (and LLM API-key, Genius/Spotify) Secrets a run names; the
 # operator needs the URL itself to plan the run in Postgres. get only: it never
 # lists Secrets.
 - apiGroups: [""]
   resources: ["secrets"]
+  verbs: ["get"]
+# A ScrapeJob's spec.artistsFrom: its ConfigMap key is read once, at planning.
+- apiGroups: [""]
+  resources: ["configmaps"]
   verbs: ["get"]
 # Kubernetes Events on phase changes and validation failures (kopf posts
 # core/v1 Events; events.k8s.io for clients that use the newer API).

@@ -1,0 +1,212 @@
+"""The ScrapeJob kind: its parts of the shared run flow (see kinds.py), and chaining.
+
+- validation: the ScrapeJob models (same readable errors as AnalysisRun), the
+  `analyze` template's analyzer available; Secrets: Genius token, Spotify id/secret,
+  the template's LLM key; the artists' ConfigMap (read once, at planning).
+- pods: `python -m analyzer_runtime scrape`, credentials from their Secrets as
+  GENIUS_ACCESS_TOKEN / SPOTIFY_CLIENT_ID / SPOTIFY_CLIENT_SECRET.
+- status: artists are the items; songs found, new/updated tracks, duplicates,
+  failures from the per-shard scrape counters (O(shards)).
+- chaining: when the job succeeds and has `spec.analyze`, the operator creates that
+  AnalysisRun, owned by the ScrapeJob, with `selection.scrapeRun` = the job's uid
+  (exactly the tracks it inserted or updated) and the job's database, and names it
+  in `status.analysisRun`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from typing import Any
+
+import asyncpg
+import kopf
+from pydantic import ValidationError
+
+from analyzer_runtime import protocol
+from analyzer_runtime.analyzers import registry
+from analyzer_runtime.scrape import store
+from analyzer_runtime.scrape.planning import plan_scrape
+from analyzer_runtime.scrape.status import scrape_fields
+from analyzer_runtime.scrape.worker import GENIUS_TOKEN_ENV, SPOTIFY_ID_ENV, SPOTIFY_SECRET_ENV
+from analyzer_runtime.spec import format_validation_error, load_scrape_manifest
+from analyzer_runtime.spec.scrape_models import (
+    ScrapeJobManifest,
+    ScrapeJobSpec,
+    parse_artist_list,
+    scrape_immutable_changes,
+)
+from analyzer_runtime.spec.status_format import SCRAPE_WORDING
+from rap_operator import kube, manifests
+from rap_operator.kinds import JSON, RunKind, SecretRef, _analysis_secrets
+from rap_operator.validation import InvalidRun
+
+ANALYSIS_PLURAL = "analysisruns"
+
+
+def check_scrape_spec(body: JSON) -> ScrapeJobManifest:
+    doc = {k: body.get(k) for k in ("apiVersion", "kind", "metadata", "spec")}
+    doc["metadata"] = {
+        k: v
+        for k, v in (body.get("metadata") or {}).items()
+        if k in ("name", "namespace", "uid", "generation", "labels", "annotations")
+    }
+    try:
+        manifest = load_scrape_manifest(doc)
+    except ValidationError as exc:
+        raise InvalidRun(format_validation_error(exc).strip()) from None
+    except ValueError as exc:
+        raise InvalidRun(str(exc)) from None
+    if (analyze := manifest.spec.analyze) is not None:
+        name = analyze.analyzer.value
+        if name not in registry.available():
+            raise InvalidRun(
+                f"spec.analyze.analyzer: {name!r} is not available in this operator version;"
+                f" available: {', '.join(registry.available())}"
+            )
+    return manifest
+
+
+def _credentials(spec: JSON) -> list[tuple[str, SecretRef]]:
+    """(env var, Secret ref) of every credential the pods need."""
+    g = (spec.get("genius") or {}).get("tokenSecretRef") or {}
+    out = [(GENIUS_TOKEN_ENV, (g.get("name", ""), g.get("key", "")))]
+    if sp := spec.get("spotify"):
+        for env, field in ((SPOTIFY_ID_ENV, "clientIdSecretRef"),
+                           (SPOTIFY_SECRET_ENV, "clientSecretSecretRef")):  # fmt: skip
+            ref = sp.get(field) or {}
+            out.append((env, (ref.get("name", ""), ref.get("key", ""))))
+    return out
+
+
+def _secrets(spec: JSON) -> list[SecretRef]:
+    # The chained AnalysisRun's Secrets are checked now: failing after the scrape
+    # would waste it.
+    return [ref for _, ref in _credentials(spec)] + _analysis_secrets(spec.get("analyze") or {})
+
+
+def _env(spec: JSON) -> list[JSON]:
+    return [
+        {"name": env, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}
+        for env, (name, key) in _credentials(spec)
+    ]
+
+
+async def _artists(body: JSON, manifest: ScrapeJobManifest) -> list[str]:
+    spec = manifest.spec
+    if spec.artists is not None:
+        return list(spec.artists)
+    assert spec.artists_from is not None
+    ref = spec.artists_from.config_map_key_ref
+    try:
+        text = await kube.configmap_value(body["metadata"]["namespace"], ref.name, ref.key)
+    except kube.SecretProblem as exc:
+        raise InvalidRun(f"spec.artistsFrom: {exc}") from None
+    names = parse_artist_list(text)
+    if not names:
+        raise InvalidRun(
+            f"spec.artistsFrom: ConfigMap {ref.name} key {ref.key!r} lists no artists"
+            " (one name per line; lines starting with # are comments)"
+        )
+    return names
+
+
+async def _plan(
+    conn: asyncpg.Connection, manifest: Any, uid: str, artists: Any
+) -> protocol.PlanResult:
+    return await plan_scrape(conn, manifest, uid, artists)
+
+
+def _refused(planned: JSON, current: JSON) -> str | None:
+    try:
+        changes = scrape_immutable_changes(
+            ScrapeJobSpec.model_validate(planned), ScrapeJobSpec.model_validate(current)
+        )
+    except ValueError:
+        return "the spec no longer validates; revert it or create a new ScrapeJob"
+    if not changes:
+        return None
+    return (
+        f"{', '.join(changes)} cannot change after planning; the job continues with the"
+        " planned spec. Revert the change, or create a new ScrapeJob"
+    )
+
+
+async def _extra_status(conn: asyncpg.Connection, run: protocol.Run, status: JSON) -> JSON:
+    counters = await store.read_counters(conn, run.id)
+    failed = await store.failed_artists(conn, run.id) if status.get("failed") else []
+    return scrape_fields(
+        status, counters, spotify=bool(run.spec.get("spotify")), failed_artists=failed
+    )
+
+
+# ---- chaining ----------------------------------------------------------------------
+
+
+def analysis_name(name: str, uid: str, taken: bool = False) -> str:
+    """`<scrapejob>-analysis`, or with a hash of the uid when that name is taken by
+    an AnalysisRun this job does not own (names stay within 253 characters)."""
+    suffix = "-analysis" + (f"-{hashlib.sha256(uid.encode()).hexdigest()[:6]}" if taken else "")
+    return name[: 253 - len(suffix)].rstrip("-.") + suffix
+
+
+def chained_analysis(body: JSON, *, taken: bool = False) -> JSON:
+    """The AnalysisRun of `spec.analyze`: over the tracks this job inserted or updated,
+    in the job's database, owned by the job (deleting the job deletes it)."""
+    meta, spec = body["metadata"], body["spec"]
+    run_spec = copy.deepcopy(spec["analyze"])
+    run_spec.setdefault("selection", {})["scrapeRun"] = meta["uid"]
+    if "database" in spec and "database" not in run_spec:
+        run_spec["database"] = copy.deepcopy(spec["database"])
+    return {
+        "apiVersion": manifests.GROUP_VERSION,
+        "kind": "AnalysisRun",
+        "metadata": {
+            "name": analysis_name(meta["name"], meta["uid"], taken),
+            "namespace": meta["namespace"],
+            "labels": {"rapanalyzer.io/scrapejob": meta["name"][:63]},
+            "ownerReferences": [manifests.owner_reference(body)],
+        },
+        "spec": run_spec,
+    }
+
+
+def _owned_by(obj: JSON, uid: str) -> bool:
+    return any(o.get("uid") == uid for o in obj["metadata"].get("ownerReferences") or [])
+
+
+async def _chain(body: JSON, status: JSON) -> JSON:
+    if not (body.get("spec") or {}).get("analyze"):
+        return {}
+    uid = body["metadata"]["uid"]
+    obj, created = await kube.create_custom_object(ANALYSIS_PLURAL, chained_analysis(body))
+    if not _owned_by(obj, uid):  # someone else's AnalysisRun has that name
+        obj, created = await kube.create_custom_object(
+            ANALYSIS_PLURAL, chained_analysis(body, taken=True)
+        )
+    name = obj["metadata"]["name"]
+    if created:
+        kopf.info(
+            body,
+            reason="AnalysisRunCreated",
+            message=f"AnalysisRun {name} over the {status.get('newTracks', 0)} new and"
+            f" {status.get('updatedTracks', 0)} updated tracks",
+        )
+    return {"analysisRun": name}
+
+
+SCRAPE = RunKind(
+    kind="ScrapeJob",
+    plural="scrapejobs",
+    subcommand="scrape",
+    wording=SCRAPE_WORDING,
+    check_spec=check_scrape_spec,
+    secret_refs=_secrets,
+    prepare=_artists,
+    plan=_plan,
+    planned_message=lambda run: f"{run.total} artists in {run.shards} shards",
+    pod_env=_env,
+    refused_changes=_refused,
+    extra_status=_extra_status,
+    on_succeeded=_chain,
+)
