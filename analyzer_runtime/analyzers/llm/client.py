@@ -223,6 +223,8 @@ class ChatClient:
                         )
                 finally:
                     await self.limiter.release(permit)
+        except CircuitOpen:
+            raise
         except asyncio.CancelledError:
             self.breaker.abandon()
             raise
@@ -256,6 +258,12 @@ class ChatClient:
                 self.response_format = ResponseFormat.jsonObject
                 raise _Downgraded() from None
             raise RequestRejected(self._clean(f"HTTP {status}: {_message(exc)}")) from None
+        except openai.APIError as exc:  # e.g. a 200 whose body is not a chat completion
+            self._failed("bad_response")
+            raise _Transient(self._clean(f"unusable response: {exc}")) from None
+        except Exception:
+            self.breaker.abandon()  # e.g. the database went away: no verdict on the provider
+            raise
         self.breaker.success()
         metrics.LLM_REQUESTS.labels(self.label, "ok").inc()
         return self._completion(resp, prompt, attempt_no)
