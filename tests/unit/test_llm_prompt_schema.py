@@ -50,7 +50,7 @@ def test_other_presets_and_overrides() -> None:
     assert (
         presets.resolve(opts(provider="custom", baseURL="http://x/v1", model="m")).pricing is None
     )
-    with pytest.raises(ValueError, match="required when llm.provider is 'custom'"):
+    with pytest.raises(ValueError, match=r"required when llm\.provider is 'custom'"):
         presets.resolve(opts(provider="custom", baseURL="http://x/v1"))  # refused by the spec
 
 
