@@ -7,7 +7,7 @@ BIN := bin
 N ?= 57718
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench \
+.PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench bench-llm fake-llm \
         controlplane helm cluster-up cluster-down operator-up operator-down cluster-demo clean
 
 help: ## list the targets
@@ -52,6 +52,12 @@ crds: install ## regenerate crds/ from the pydantic spec models
 
 bench: install ## run the benchmarks (see bench/RESULTS.md)
 	$(PY) -m bench.run_all
+
+bench-llm: install ## LLM budget use at 600 requests/min, 4 shards, k=1 and k=8 (~8 min)
+	$(PY) -m bench.llm_rate
+
+fake-llm: install ## a fake OpenAI-compatible provider on 127.0.0.1:8089 (for local llm runs)
+	$(PY) -m rap_devtools.fake_llm --port 8089
 
 controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kubectl into bin/ (no-op when up to date)
 	bash tools/build-controlplane.sh $(BIN)

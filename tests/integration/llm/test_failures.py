@@ -175,3 +175,15 @@ async def test_429_storm_across_shard_processes_never_exceeds_the_budget(
     # Retry-After pauses the whole run: far fewer 429s than requests.
     assert statuses.count(429) <= len(log) // 2, statuses
     assert API_KEY not in json.dumps(st)
+
+
+async def test_the_fake_provider_speaks_openai_to_the_real_sdk(fake: FakeLLM) -> None:
+    import openai
+
+    async with openai.AsyncOpenAI(api_key=API_KEY, base_url=fake.url, max_retries=0) as sdk:
+        models = await sdk.models.list()
+        assert [m.id for m in models.data] == ["fake-qwen"]
+    async with openai.AsyncOpenAI(api_key="sk-nope-000000000000", base_url=fake.url,
+                                  max_retries=0) as sdk:  # fmt: skip
+        with pytest.raises(openai.AuthenticationError):
+            await sdk.models.list()
