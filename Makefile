@@ -7,7 +7,7 @@ BIN := bin
 N ?= 57718
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench bench-llm fake-llm \
+.PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-operator bench-llm bench-scrape fake-llm \
         controlplane helm cluster-up cluster-down operator-up operator-down cluster-demo clean
 
 help: ## list the targets
@@ -50,11 +50,19 @@ crds: install ## regenerate crds/ from the pydantic spec models
 	$(PY) -m analyzer_runtime.spec.crd crds
 	cp crds/*.yaml charts/rap-analyzer/crds/
 
-bench: install ## run the benchmarks (see bench/RESULTS.md)
-	$(PY) -m bench.run_all
+bench: bench-local bench-operator bench-llm bench-scrape ## every benchmark (~25 min; figures go to bench/RESULTS.md)
+
+bench-local: install ## local runner vs pure analyzer rate on N tracks (default 57,718)
+	$(PY) -m bench.local_run $(N)
+
+bench-operator: install controlplane helm ## apply->Job latency, status lag, refresh cost, operator vs local on N tracks
+	$(PY) -m bench.operator_bench $(N)
 
 bench-llm: install ## LLM budget use at 600 requests/min, 4 shards, k=1 and k=8 (~8 min)
 	$(PY) -m bench.llm_rate
+
+bench-scrape: install ## ScrapeJob requests/min vs the rate limit, 4 shards (~5 min)
+	$(PY) -m bench.scrape_rate
 
 fake-llm: install ## a fake OpenAI-compatible provider on 127.0.0.1:8089 (for local llm runs)
 	$(PY) -m rap_devtools.fake_llm --port 8089
