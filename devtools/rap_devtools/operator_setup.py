@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import yaml
 from rap_devtools.cluster import REPO_ROOT
 from rap_devtools.helm import rbac_documents, rbac_rules, render_chart
 from rap_devtools.kubeapi import ApiError, KubeApi
+from rap_devtools.procs import stop_process
 from rap_devtools.waiting import wait_for
 
 OPERATOR_NS = "rap-system"
@@ -130,14 +130,7 @@ class OperatorProcess:
             return bool(r.status == 200)
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        stop_process(self.proc, grace=30.0)
 
     def tail(self, n: int = 40) -> str:
         lines = self.log.read_text(errors="replace").splitlines() if self.log.exists() else []

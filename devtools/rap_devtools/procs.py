@@ -127,6 +127,15 @@ def terminate_group(pid: int, grace: float = 10.0) -> None:
     signal_group(pid, signal.SIGKILL)
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, grace: float = 10.0) -> None:
+    """Stop a child that leads its own process group: SIGTERM, SIGKILL after
+    ``grace`` seconds, then reap it."""
+    if proc is None or proc.poll() is not None:
+        return
+    terminate_group(proc.pid, grace)
+    proc.wait(timeout=10)
+
+
 class ManagedProcess:
     """One child process in its own session, output appended to a log file."""
 

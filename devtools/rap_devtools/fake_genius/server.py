@@ -25,7 +25,7 @@ import math
 import time
 import uuid
 from collections import deque
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from aiohttp import web
@@ -34,12 +34,13 @@ from analyzer_runtime.scrape.genius import normalize_name
 from analyzer_runtime.scrape.spotify import normalize_title
 from rap_devtools.fake_genius import pages
 from rap_devtools.fake_genius.catalog import Catalog, FakeSong, _h, catalog
+from rap_devtools.fake_server import AdminApi, Settings
 
 MAX_PER_PAGE = 50
 
 
 @dataclass
-class FakeConfig:
+class FakeConfig(Settings):
     n_tracks: int = 4000
     seed: int = 7
     genius_token: str = "genius-test-token"
@@ -55,14 +56,6 @@ class FakeConfig:
     throttle_next: int = 0  # a burst of 429s
     rate_limit: int | None = None  # requests per rate_window and upstream, then 429
     rate_window: float = 60.0
-
-    def update(self, changes: dict[str, Any]) -> None:
-        names = {f.name for f in fields(self)}
-        unknown = set(changes) - names
-        if unknown:
-            raise ValueError(f"unknown settings: {sorted(unknown)}")
-        for k, v in changes.items():
-            setattr(self, k, v)
 
 
 def _song_json(s: FakeSong, base: str) -> dict[str, Any]:
@@ -84,7 +77,7 @@ def _song_json(s: FakeSong, base: str) -> dict[str, Any]:
     }
 
 
-class FakeGenius:
+class FakeGenius(AdminApi):
     def __init__(self, config: FakeConfig | None = None) -> None:
         self.config = config or FakeConfig()
         self.catalog: Catalog = catalog(self.config.n_tracks, self.config.seed)
@@ -103,10 +96,7 @@ class FakeGenius:
         r.add_post("/spotify/api/token", self.spotify_token)
         r.add_get("/spotify/v1/search", self.spotify_search)
         r.add_get("/spotify/v1/audio-features/{id}", self.audio_features)
-        r.add_get("/admin/config", self.get_config)
-        r.add_post("/admin/config", self.set_config)
-        r.add_get("/admin/log", self.get_log)
-        r.add_post("/admin/reset", self.reset)
+        self.add_admin_routes(r)
         r.add_get("/{path:.+-lyrics}", self.page)
         return app
 
@@ -288,9 +278,6 @@ class FakeGenius:
 
     # ---- admin -----------------------------------------------------------------------
 
-    async def get_config(self, request: web.Request) -> web.Response:
-        return web.json_response(asdict(self.config))
-
     async def set_config(self, request: web.Request) -> web.Response:
         changes = await request.json()
         if {"n_tracks", "seed"} & set(changes):
@@ -300,9 +287,6 @@ class FakeGenius:
         except ValueError as exc:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response(asdict(self.config))
-
-    async def get_log(self, request: web.Request) -> web.Response:
-        return web.json_response(self.log)
 
     async def reset(self, request: web.Request) -> web.Response:
         self.log.clear()

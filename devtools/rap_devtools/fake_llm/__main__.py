@@ -6,46 +6,18 @@ chosen port is printed and written to --port-file (so a parent can find it).
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
-import signal
-from pathlib import Path
-
-from aiohttp import web
-
+from rap_devtools import fake_server
 from rap_devtools.fake_llm.server import FakeConfig, FakeProvider
 
 
-async def serve(host: str, port: int, port_file: Path | None, config: FakeConfig) -> None:
-    runner = web.AppRunner(FakeProvider(config).app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    print(f"fake LLM provider on http://{host}:{bound}/v1", flush=True)
-    if port_file is not None:
-        tmp = port_file.with_suffix(".tmp")
-        tmp.write_text(str(bound))
-        tmp.replace(port_file)  # atomic: a reader never sees a half-written port
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await runner.cleanup()
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(prog="python -m rap_devtools.fake_llm", description=__doc__)
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--port-file", type=Path)
-    ap.add_argument("--config", default="{}", help="FakeConfig fields as a JSON object")
-    args = ap.parse_args()
-    config = FakeConfig()
-    config.update(json.loads(args.config))
-    asyncio.run(serve(args.host, args.port, args.port_file, config))
+    fake_server.main(
+        "python -m rap_devtools.fake_llm",
+        __doc__,
+        FakeConfig,
+        lambda config: FakeProvider(config).app(),
+        "fake LLM provider on http://{host}:{port}/v1",
+    )
 
 
 if __name__ == "__main__":

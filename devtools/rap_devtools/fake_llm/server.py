@@ -21,18 +21,19 @@ import random
 import time
 import uuid
 from collections import deque
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from aiohttp import web
 
 from rap_devtools.fake_llm import answers
+from rap_devtools.fake_server import AdminApi, Settings
 
 CHARS_PER_TOKEN = 4
 
 
 @dataclass
-class FakeConfig:
+class FakeConfig(Settings):
     model: str = "fake-qwen"
     api_key: str | None = None  # when set, requests must carry `Authorization: Bearer <key>`
     latency_p50: float = 0.0  # seconds; 0 = answer at once
@@ -46,16 +47,8 @@ class FakeConfig:
     slow_seconds: float = 0.0  # extra delay for tracks marked @@SLOW@@
     reject_json_schema: bool = False  # 400 on response_format json_schema
 
-    def update(self, changes: dict[str, Any]) -> None:
-        names = {f.name for f in fields(self)}
-        unknown = set(changes) - names
-        if unknown:
-            raise ValueError(f"unknown settings: {sorted(unknown)}")
-        for k, v in changes.items():
-            setattr(self, k, v)
 
-
-class FakeProvider:
+class FakeProvider(AdminApi):
     def __init__(self, config: FakeConfig | None = None) -> None:
         self.config = config or FakeConfig()
         self.rng = random.Random(self.config.seed)
@@ -91,10 +84,7 @@ class FakeProvider:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_get("/v1/models", self.models)
-        app.router.add_get("/admin/config", self.get_config)
-        app.router.add_post("/admin/config", self.set_config)
-        app.router.add_get("/admin/log", self.get_log)
-        app.router.add_post("/admin/reset", self.reset)
+        self.add_admin_routes(app.router)
         return app
 
     def _authorized(self, request: web.Request) -> bool:
@@ -182,9 +172,6 @@ class FakeProvider:
             }
         )
 
-    async def get_config(self, request: web.Request) -> web.Response:
-        return web.json_response(asdict(self.config))
-
     async def set_config(self, request: web.Request) -> web.Response:
         try:
             self.config.update(await request.json())
@@ -193,9 +180,6 @@ class FakeProvider:
         if "seed" in await request.json():
             self.rng = random.Random(self.config.seed)
         return web.json_response(asdict(self.config))
-
-    async def get_log(self, request: web.Request) -> web.Response:
-        return web.json_response(self.log)
 
     async def reset(self, request: web.Request) -> web.Response:
         self.log.clear()
