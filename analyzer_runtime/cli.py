@@ -190,39 +190,22 @@ def analyze(
     ] = 9102,
 ) -> None:
     """Work through one shard of a planned run (what each Job pod runs)."""
-    from analyzer_runtime import metrics, worker
+    from analyzer_runtime import worker
+    from analyzer_runtime.db.connect import create_pool
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if shard is None:
-        idx = os.environ.get("JOB_COMPLETION_INDEX")
-        if idx is None or not idx.isdigit():
-            raise _fail("no --shard given and JOB_COMPLETION_INDEX is not set", EXIT_INVALID)
-        shard = int(idx)
-    metrics.serve(metrics_port)
+    def summary(report: worker.ShardReport) -> str:
+        return (
+            f"shard {report.shard} attempt {report.attempt}: {report.done} done,"
+            f" {report.failed} failed, {report.skipped} skipped in {report.batches} batches"
+        )
 
-    async def go(url: str) -> worker.ShardReport:
-        from analyzer_runtime.db.connect import create_pool
-
-        pool = await _connect_with_retries(create_pool, url)
-        try:
-            stop = worker.StopFlag()
-            stop.install()
-            return await worker.run_shard(pool, run_id, shard, stop=stop)
-        finally:
-            await pool.close()
-
-    try:
-        report = _with_db(go)
-    except worker.FatalError as exc:
-        raise _fail(str(exc), worker.EXIT_FATAL) from None
-    print(
-        f"shard {report.shard} attempt {report.attempt}: {report.done} done, {report.failed} failed,"
-        f" {report.skipped} skipped in {report.batches} batches"
-        + ("; stopped before finishing" if report.stopped else ""),
-        file=sys.stderr,
+    _run_shard(
+        shard,
+        metrics_port,
+        create_pool,
+        lambda pool, shard, stop: worker.run_shard(pool, run_id, shard, stop=stop),
+        summary,
     )
-    if report.stopped:
-        raise typer.Exit(worker.EXIT_TERMINATED)
 
 
 @app.command()
@@ -237,12 +220,44 @@ def scrape(
     ] = 9102,
 ) -> None:
     """Scrape one shard of a planned ScrapeJob (what each of its Job pods runs)."""
-    from analyzer_runtime import metrics, worker
+    from analyzer_runtime import worker
     from analyzer_runtime.db.connect import create_pool
     from analyzer_runtime.scrape.worker import run_scrape_shard
 
+    def summary(report: worker.ShardReport) -> str:
+        return (
+            f"shard {report.shard} attempt {report.attempt}: {report.done} artists done,"
+            f" {report.failed} failed"
+        )
+
+    # Requests in flight each hold a connection for their rate-limit slot.
+    _run_shard(
+        shard,
+        metrics_port,
+        lambda u, **_: create_pool(u, max_size=12),
+        lambda pool, shard, stop: run_scrape_shard(pool, run_id, shard, stop=stop),
+        summary,
+        quiet=("httpx",),  # one line per request is noise
+    )
+
+
+def _run_shard(
+    shard: int | None,
+    metrics_port: int,
+    create: Callable[..., Awaitable[Any]],
+    work: Callable[[Any, int, Any], Awaitable[Any]],
+    summary: Callable[[Any], str],
+    *,
+    quiet: tuple[str, ...] = (),
+) -> None:
+    """What a Job pod's shard command does: resolve the shard index, serve metrics,
+    connect (with retries), run `work(pool, shard, stop)` until done or SIGTERM, and
+    print `summary(report)`; exit 143 if stopped before finishing."""
+    from analyzer_runtime import metrics, worker
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
+    for name in quiet:
+        logging.getLogger(name).setLevel(logging.WARNING)
     if shard is None:
         idx = os.environ.get("JOB_COMPLETION_INDEX")
         if idx is None or not idx.isdigit():
@@ -251,12 +266,12 @@ def scrape(
     metrics.serve(metrics_port)
 
     async def go(url: str) -> worker.ShardReport:
-        # Requests in flight each hold a connection for their rate-limit slot.
-        pool = await _connect_with_retries(lambda u, **_: create_pool(u, max_size=12), url)
+        pool = await _connect_with_retries(create, url)
         try:
             stop = worker.StopFlag()
             stop.install()
-            return await run_scrape_shard(pool, run_id, shard, stop=stop)
+            report: worker.ShardReport = await work(pool, shard, stop)
+            return report
         finally:
             await pool.close()
 
@@ -265,8 +280,7 @@ def scrape(
     except worker.FatalError as exc:
         raise _fail(str(exc), worker.EXIT_FATAL) from None
     print(
-        f"shard {report.shard} attempt {report.attempt}: {report.done} artists done,"
-        f" {report.failed} failed" + ("; stopped before finishing" if report.stopped else ""),
+        summary(report) + ("; stopped before finishing" if report.stopped else ""),
         file=sys.stderr,
     )
     if report.stopped:
