@@ -21,15 +21,13 @@ from typing import Any
 
 import asyncpg
 import kopf
-from pydantic import ValidationError
 
 from analyzer_runtime import protocol
-from analyzer_runtime.analyzers import registry
 from analyzer_runtime.scrape import store
 from analyzer_runtime.scrape.planning import plan_scrape
 from analyzer_runtime.scrape.status import scrape_fields
 from analyzer_runtime.scrape.worker import GENIUS_TOKEN_ENV, SPOTIFY_ID_ENV, SPOTIFY_SECRET_ENV
-from analyzer_runtime.spec import format_validation_error, load_scrape_manifest
+from analyzer_runtime.spec import load_scrape_manifest
 from analyzer_runtime.spec.scrape_models import (
     ScrapeJobManifest,
     ScrapeJobSpec,
@@ -39,31 +37,15 @@ from analyzer_runtime.spec.scrape_models import (
 from analyzer_runtime.spec.status_format import SCRAPE_WORDING
 from rap_operator import kube, manifests
 from rap_operator.kinds import JSON, RunKind, SecretRef, _analysis_secrets
-from rap_operator.validation import InvalidRun
+from rap_operator.validation import InvalidRun, check_analyzer, load_checked
 
 ANALYSIS_PLURAL = "analysisruns"
 
 
 def check_scrape_spec(body: JSON) -> ScrapeJobManifest:
-    doc = {k: body.get(k) for k in ("apiVersion", "kind", "metadata", "spec")}
-    doc["metadata"] = {
-        k: v
-        for k, v in (body.get("metadata") or {}).items()
-        if k in ("name", "namespace", "uid", "generation", "labels", "annotations")
-    }
-    try:
-        manifest = load_scrape_manifest(doc)
-    except ValidationError as exc:
-        raise InvalidRun(format_validation_error(exc).strip()) from None
-    except ValueError as exc:
-        raise InvalidRun(str(exc)) from None
+    manifest = load_checked(body, load_scrape_manifest)
     if (analyze := manifest.spec.analyze) is not None:
-        name = analyze.analyzer.value
-        if name not in registry.available():
-            raise InvalidRun(
-                f"spec.analyze.analyzer: {name!r} is not available in this operator version;"
-                f" available: {', '.join(registry.available())}"
-            )
+        check_analyzer(analyze.analyzer.value, "spec.analyze.analyzer")
     return manifest
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -12,6 +12,8 @@ from analyzer_runtime.spec import AnalysisRunManifest, format_validation_error, 
 from rap_operator import kube, manifests
 from rap_operator.config import OperatorConfig
 
+M = TypeVar("M")
+
 
 class InvalidRun(Exception):
     """What a person must fix; shown as the Valid=False condition and a Warning Event."""
@@ -19,6 +21,14 @@ class InvalidRun(Exception):
 
 def check_spec(body: dict[str, Any]) -> AnalysisRunManifest:
     """Same models as the CLI: anything the schema let through but the models refuse."""
+    manifest = load_checked(body, load_manifest)
+    check_analyzer(manifest.spec.analyzer.value, "spec.analyzer")
+    return manifest
+
+
+def load_checked(body: dict[str, Any], load: Callable[[dict[str, Any]], M]) -> M:
+    """The resource's manifest through `load` (the kind's models), their errors as
+    InvalidRun; only the metadata the models know is passed on."""
     doc = {k: body.get(k) for k in ("apiVersion", "kind", "metadata", "spec")}
     doc["metadata"] = {
         k: v
@@ -26,18 +36,20 @@ def check_spec(body: dict[str, Any]) -> AnalysisRunManifest:
         if k in ("name", "namespace", "uid", "generation", "labels", "annotations")
     }
     try:
-        manifest = load_manifest(doc)
+        return load(doc)
     except ValidationError as exc:
         raise InvalidRun(format_validation_error(exc).strip()) from None
     except ValueError as exc:
         raise InvalidRun(str(exc)) from None
-    name = manifest.spec.analyzer.value
+
+
+def check_analyzer(name: str, field: str) -> None:
+    """The analyzer named at `field` exists in this operator version."""
     if name not in registry.available():
         raise InvalidRun(
-            f"spec.analyzer: {name!r} is not available in this operator version;"
+            f"{field}: {name!r} is not available in this operator version;"
             f" available: {', '.join(registry.available())}"
         )
-    return manifest
 
 
 async def check_secrets(
