@@ -47,19 +47,26 @@ __all__ = [
     "API_VERSION",
     "GROUP_VERSION",
     "KIND",
+    "PARALLELISM_RULE",
     "QUANTITY_PATTERN",
     "REMOTE_ANALYZERS",
+    "ActiveDeadlineSeconds",
     "AnalysisRunManifest",
     "AnalysisRunSpec",
     "AnalyzerName",
     "CircuitBreakerOptions",
+    "DatabaseOverride",
     "DatabaseRef",
     "DatabaseSecretRef",
     "FallbackAnalyzerName",
     "IdRange",
+    "ImageOverride",
     "ImagePullPolicy",
     "LLMOptions",
     "LLMProvider",
+    "Parallelism",
+    "PodImagePullPolicy",
+    "PodResources",
     "RateLimit",
     "ResourceRequirements",
     "ResponseFormat",
@@ -67,9 +74,13 @@ __all__ = [
     "RunMetadata",
     "SecretKeyRef",
     "Selection",
+    "Shards",
     "SpecModel",
     "TokenPrices",
+    "TtlSecondsAfterFinished",
+    "changed_fields",
     "immutable_changes",
+    "parallelism_within_shards",
 ]
 
 
@@ -324,19 +335,80 @@ class ResourceRequirements(SpecModel):
     )
 
 
+# Fields every run kind's spec (AnalysisRunSpec, ScrapeJobSpec) declares alike. They are
+# Annotated types, not a base class, so that each spec keeps its own field order: the
+# order validators see earlier fields in and errors are reported in.
+Shards = Annotated[
+    int, Field(ge=1, le=1000, description="Number of shards (Job completions), 1-1000.")
+]
+Parallelism = Annotated[
+    int | None,
+    Field(
+        ge=1,
+        validate_default=True,
+        description="Shards running at once; defaults to shards and must be <= shards.",
+    ),
+]
+DatabaseOverride = Annotated[
+    DatabaseRef | None,
+    Field(description="Database Secret; defaults to the operator's database."),
+]
+ImageOverride = Annotated[
+    str | None, Field(min_length=1, description="Runtime image override for the shard pods.")
+]
+PodImagePullPolicy = Annotated[
+    ImagePullPolicy | None, Field(strict=False, description="Image pull policy of the shard pods.")
+]
+PodResources = Annotated[
+    ResourceRequirements | None,
+    Field(description="Resource requests and limits of each shard pod."),
+]
+TtlSecondsAfterFinished = Annotated[
+    int | None, Field(ge=0, description="Delete the finished Job after this many seconds.")
+]
+ActiveDeadlineSeconds = Annotated[
+    int | None, Field(ge=1, description="Fail the Job when it runs longer than this.")
+]
+
+PARALLELISM_RULE = cel_rule(
+    "!has(self.parallelism) || self.parallelism <= self.shards",
+    # A static message: the API server rejects messageExpressions that
+    # format integers as too costly for the schema's CEL budget.
+    "must be <= spec.shards (it is the number of shards run at once)",
+    fieldPath=".parallelism",
+)
+
+
+def parallelism_within_shards(v: int | None, info: ValidationInfo) -> int | None:
+    """The `parallelism` validator of a spec with `shards` before it: defaults to
+    shards, and must not exceed them."""
+    shards = info.data.get("shards")
+    if shards is None:  # shards itself is invalid; that error is enough
+        return v
+    if v is None:
+        return shards
+    if v > shards:
+        raise PydanticCustomError(
+            "parallelism",
+            "must be <= spec.shards ({shards}), got {got}",
+            {"shards": shards, "got": v},
+        )
+    return v
+
+
+def changed_fields(old: SpecModel, new: SpecModel, mutable: frozenset[str]) -> list[str]:
+    """camelCase names of top-level spec fields changed, other than the `mutable` ones."""
+    a, b = old.dump(), new.dump()
+    return sorted(k for k in a.keys() | b.keys() if k not in mutable and a.get(k) != b.get(k))
+
+
 class AnalysisRunSpec(SpecModel):
     """What to analyze, with which analyzer, and how to split the work."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel_rule(
-                    "!has(self.parallelism) || self.parallelism <= self.shards",
-                    # A static message: the API server rejects messageExpressions that
-                    # format integers as too costly for the schema's CEL budget.
-                    "must be <= spec.shards (it is the number of shards run at once)",
-                    fieldPath=".parallelism",
-                ),
+                PARALLELISM_RULE,
                 cel_rule(
                     "self.analyzer != 'llm' || has(self.llm)",
                     "llm options are required when analyzer is llm",
@@ -370,15 +442,8 @@ class AnalysisRunSpec(SpecModel):
         json_schema_extra={"default": {}},
         description="Which tracks to analyze (default: every track without a result).",
     )
-    shards: int = Field(
-        default=1, ge=1, le=1000, description="Number of shards (Job completions), 1-1000."
-    )
-    parallelism: int | None = Field(
-        default=None,
-        ge=1,
-        validate_default=True,
-        description="Shards running at once; defaults to shards and must be <= shards.",
-    )
+    shards: Shards = 1
+    parallelism: Parallelism = None
     batch_size: int = Field(
         default=50, ge=1, le=10000, description="Tracks per transaction in a shard."
     )
@@ -401,24 +466,12 @@ class AnalysisRunSpec(SpecModel):
     dry_run: bool = Field(
         default=False, description="Plan and report the selection without analyzing."
     )
-    database: DatabaseRef | None = Field(
-        default=None, description="Database Secret; defaults to the operator's database."
-    )
-    image: str | None = Field(
-        default=None, min_length=1, description="Runtime image override for the shard pods."
-    )
-    image_pull_policy: ImagePullPolicy | None = Field(
-        default=None, strict=False, description="Image pull policy of the shard pods."
-    )
-    resources: ResourceRequirements | None = Field(
-        default=None, description="Resource requests and limits of each shard pod."
-    )
-    ttl_seconds_after_finished: int | None = Field(
-        default=None, ge=0, description="Delete the finished Job after this many seconds."
-    )
-    active_deadline_seconds: int | None = Field(
-        default=None, ge=1, description="Fail the Job when it runs longer than this."
-    )
+    database: DatabaseOverride = None
+    image: ImageOverride = None
+    image_pull_policy: PodImagePullPolicy = None
+    resources: PodResources = None
+    ttl_seconds_after_finished: TtlSecondsAfterFinished = None
+    active_deadline_seconds: ActiveDeadlineSeconds = None
 
     @field_validator("llm")
     @classmethod
@@ -440,18 +493,7 @@ class AnalysisRunSpec(SpecModel):
     @field_validator("parallelism")
     @classmethod
     def _parallelism_within_shards(cls, v: int | None, info: ValidationInfo) -> int | None:
-        shards = info.data.get("shards")
-        if shards is None:  # shards itself is invalid; that error is enough
-            return v
-        if v is None:
-            return shards
-        if v > shards:
-            raise PydanticCustomError(
-                "parallelism",
-                "must be <= spec.shards ({shards}), got {got}",
-                {"shards": shards, "got": v},
-            )
-        return v
+        return parallelism_within_shards(v, info)
 
     @property
     def effective_parallelism(self) -> int:
@@ -468,10 +510,7 @@ MUTABLE_AFTER_PLANNING: frozenset[str] = frozenset(
 
 def immutable_changes(old: AnalysisRunSpec, new: AnalysisRunSpec) -> list[str]:
     """camelCase names of top-level spec fields changed that a planned run cannot take."""
-    a, b = old.dump(), new.dump()
-    return sorted(
-        k for k in a.keys() | b.keys() if k not in MUTABLE_AFTER_PLANNING and a.get(k) != b.get(k)
-    )
+    return changed_fields(old, new, MUTABLE_AFTER_PLANNING)
 
 
 class RunMetadata(BaseModel):

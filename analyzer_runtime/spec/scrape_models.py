@@ -15,16 +15,25 @@ from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from analyzer_runtime.spec.models import (
+    PARALLELISM_RULE,
+    ActiveDeadlineSeconds,
     AnalysisRunSpec,
-    DatabaseRef,
+    DatabaseOverride,
+    ImageOverride,
+    Parallelism,
+    PodImagePullPolicy,
+    PodResources,
     RateLimit,
-    ResourceRequirements,
     RetryPolicy,
     RunMetadata,
     SecretKeyRef,
+    Shards,
     SpecModel,
+    TtlSecondsAfterFinished,
+    changed_fields,
+    parallelism_within_shards,
 )
-from analyzer_runtime.spec.types import GROUP_VERSION, ImagePullPolicy, cel_rule
+from analyzer_runtime.spec.types import GROUP_VERSION, cel_rule
 
 SCRAPE_KIND = "ScrapeJob"
 GENIUS_API = "https://api.genius.com"
@@ -133,11 +142,7 @@ class ScrapeJobSpec(SpecModel):
                     "has(self.artists) != has(self.artistsFrom)",
                     "set exactly one of spec.artists (a list) or spec.artistsFrom (a ConfigMap)",
                 ),
-                cel_rule(
-                    "!has(self.parallelism) || self.parallelism <= self.shards",
-                    "must be <= spec.shards (it is the number of shards run at once)",
-                    fieldPath=".parallelism",
-                ),
+                PARALLELISM_RULE,
             ]
         }
     )
@@ -169,15 +174,8 @@ class ScrapeJobSpec(SpecModel):
     rate_limit: UpstreamRateLimits | None = Field(
         default=None, description="Requests per minute per upstream API, across all shards."
     )
-    shards: int = Field(
-        default=1, ge=1, le=1000, description="Number of shards (Job completions), 1-1000."
-    )
-    parallelism: int | None = Field(
-        default=None,
-        ge=1,
-        validate_default=True,
-        description="Shards running at once; defaults to shards and must be <= shards.",
-    )
+    shards: Shards = 1
+    parallelism: Parallelism = None
     batch_size: int = Field(
         default=20, ge=1, le=1000, description="Songs committed per database transaction."
     )
@@ -192,24 +190,12 @@ class ScrapeJobSpec(SpecModel):
     suspend: bool = Field(
         default=False, description="Pause the job (the Job is suspended); false resumes it."
     )
-    database: DatabaseRef | None = Field(
-        default=None, description="Database Secret; defaults to the operator's database."
-    )
-    image: str | None = Field(
-        default=None, min_length=1, description="Runtime image override for the shard pods."
-    )
-    image_pull_policy: ImagePullPolicy | None = Field(
-        default=None, strict=False, description="Image pull policy of the shard pods."
-    )
-    resources: ResourceRequirements | None = Field(
-        default=None, description="Resource requests and limits of each shard pod."
-    )
-    ttl_seconds_after_finished: int | None = Field(
-        default=None, ge=0, description="Delete the finished Job after this many seconds."
-    )
-    active_deadline_seconds: int | None = Field(
-        default=None, ge=1, description="Fail the Job when it runs longer than this."
-    )
+    database: DatabaseOverride = None
+    image: ImageOverride = None
+    image_pull_policy: PodImagePullPolicy = None
+    resources: PodResources = None
+    ttl_seconds_after_finished: TtlSecondsAfterFinished = None
+    active_deadline_seconds: ActiveDeadlineSeconds = None
     analyze: AnalysisRunSpec | None = Field(
         default=None,
         description="An AnalysisRun spec the operator applies when scraping succeeds, over "
@@ -233,18 +219,7 @@ class ScrapeJobSpec(SpecModel):
     @field_validator("parallelism")
     @classmethod
     def _parallelism_within_shards(cls, v: int | None, info: ValidationInfo) -> int | None:
-        shards = info.data.get("shards")
-        if shards is None:
-            return v
-        if v is None:
-            return shards
-        if v > shards:
-            raise PydanticCustomError(
-                "parallelism",
-                "must be <= spec.shards ({shards}), got {got}",
-                {"shards": shards, "got": v},
-            )
-        return v
+        return parallelism_within_shards(v, info)
 
 
 # Fields a planned ScrapeJob may still change (the artists were fixed at planning).
@@ -255,12 +230,7 @@ SCRAPE_MUTABLE_AFTER_PLANNING: frozenset[str] = frozenset(
 
 def scrape_immutable_changes(old: ScrapeJobSpec, new: ScrapeJobSpec) -> list[str]:
     """camelCase names of top-level spec fields changed that a planned job cannot take."""
-    a, b = old.dump(), new.dump()
-    return sorted(
-        k
-        for k in a.keys() | b.keys()
-        if k not in SCRAPE_MUTABLE_AFTER_PLANNING and a.get(k) != b.get(k)
-    )
+    return changed_fields(old, new, SCRAPE_MUTABLE_AFTER_PLANNING)
 
 
 class ScrapeJobManifest(SpecModel):
