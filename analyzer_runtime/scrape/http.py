@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from prometheus_client import Counter
-from tenacity import AsyncRetrying, retry_if_exception
 
 from analyzer_runtime.analyzers.llm.client import retry_after_seconds
 from analyzer_runtime.ratelimit import Limiter
+from analyzer_runtime.retrying import RetryChain
+from analyzer_runtime.retrying import RetrySettings as _RetrySettings
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +43,8 @@ class UpstreamError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class RetrySettings:
-    retries: int = 3
-    initial_backoff: float = 2.0
-    max_backoff: float = 60.0
-    jitter: float = 0.2
-
-    def backoff(self, failure_no: int) -> float:
-        """Wait before retry `failure_no` (1-based): 2 s, 4 s, 8 s ... ±20%."""
-        base = min(self.initial_backoff * 2 ** (failure_no - 1), self.max_backoff)
-        return base * random.uniform(1 - self.jitter, 1 + self.jitter)
+class RetrySettings(_RetrySettings):
+    """The shared retry policy, read from a ScrapeJob's spec.retry."""
 
     @classmethod
     def from_spec(cls, retry: dict[str, Any] | None) -> RetrySettings:
@@ -84,34 +76,21 @@ class UpstreamStats:
     by_status: dict[int, int] = field(default_factory=dict)
 
 
-class _Chain:
+class _Chain(RetryChain):
     """Retry bookkeeping of one logical request across its attempts."""
 
     def __init__(self, retry: RetrySettings, stats: UpstreamStats) -> None:
-        self.retry, self.stats = retry, stats
-        self.failures = self.throttles = 0
-        self.next_wait = 0.0
+        super().__init__(retry, MAX_THROTTLED)
+        self.stats = stats
 
     def should_retry(self, exc: BaseException) -> bool:
         if isinstance(exc, _Throttled):
-            self.throttles += 1
             self.stats.throttled += 1
-            self.next_wait = (
-                exc.retry_after * random.uniform(1.0, 1.1)
-                if exc.retry_after is not None
-                else self.retry.backoff(min(self.throttles, 6))
-            )
-            return self.throttles <= MAX_THROTTLED
-        if isinstance(exc, _Transient):
-            self.failures += 1
-            self.next_wait = self.retry.backoff(self.failures)
-            if self.failures <= self.retry.retries:
-                self.stats.retried += 1
-                return True
+            return self.throttled(exc.retry_after)
+        if isinstance(exc, _Transient) and self.failed():
+            self.stats.retried += 1
+            return True
         return False
-
-    def wait(self, _: Any) -> float:
-        return self.next_wait
 
 
 class Upstream:
@@ -140,11 +119,8 @@ class Upstream:
         """The answer (2xx, or a 4xx other than 429 for the caller to judge); raises
         UpstreamError once the retries are used up."""
         chain = _Chain(self.retry, self.stats)
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(chain.should_retry), wait=chain.wait, reraise=True
-        )
         try:
-            async for attempt in retrying:
+            async for attempt in chain.retrying():
                 with attempt:
                     return await self._once(method, url, **kw)
         except _Throttled as exc:

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import openai
-from tenacity import AsyncRetrying, retry_if_exception
 
 from analyzer_runtime import metrics
 from analyzer_runtime.analyzers.llm.breaker import CircuitBreaker, State
@@ -30,6 +28,7 @@ from analyzer_runtime.analyzers.llm.prompt import Prompt, estimate_tokens
 from analyzer_runtime.analyzers.llm.redaction import Redactor
 from analyzer_runtime.analyzers.llm.schema import RESPONSE_FORMAT_SCHEMA
 from analyzer_runtime.ratelimit import Limiter
+from analyzer_runtime.retrying import RetryChain, RetrySettings
 from analyzer_runtime.spec.types import ResponseFormat
 
 MAX_RATE_LIMITED = 20
@@ -63,19 +62,6 @@ class _Downgraded(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class RetrySettings:
-    retries: int = 3
-    initial_backoff: float = 2.0
-    max_backoff: float = 60.0
-    jitter: float = 0.2
-
-    def backoff(self, failure_no: int, rng: random.Random | None = None) -> float:
-        """Wait before retry `failure_no` (1-based): 2 s, 4 s, 8 s ... ±20%."""
-        base = min(self.initial_backoff * 2 ** (failure_no - 1), self.max_backoff)
-        return base * (rng or random).uniform(1 - self.jitter, 1 + self.jitter)
-
-
-@dataclass(frozen=True, slots=True)
 class Completion:
     text: str | None
     refusal: str | None
@@ -105,35 +91,24 @@ def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
         return min(max(when.timestamp() - time.time(), 0.0), MAX_RETRY_AFTER)
 
 
-class _Chain:
+class _Chain(RetryChain):
     """Retry bookkeeping of one request across its attempts."""
 
     def __init__(self, retry: RetrySettings, breaker: CircuitBreaker) -> None:
-        self.retry, self.breaker = retry, breaker
-        self.failures = self.throttles = self.attempts = 0
-        self.next_wait = 0.0
+        super().__init__(retry, MAX_RATE_LIMITED)
+        self.breaker = breaker
+        self.attempts = 0
 
     def should_retry(self, exc: BaseException) -> bool:
         if isinstance(exc, _Downgraded):
             self.next_wait = 0.0
             return True
         if isinstance(exc, _RateLimited):
-            self.throttles += 1
-            self.next_wait = (
-                exc.retry_after * random.uniform(1.0, 1.1)
-                if exc.retry_after is not None
-                else self.retry.backoff(min(self.throttles, 6))
-            )
-            return self.throttles <= MAX_RATE_LIMITED
+            return self.throttled(exc.retry_after)
         if isinstance(exc, _Transient):
-            self.failures += 1
-            self.next_wait = self.retry.backoff(self.failures)
             # Once the breaker is open, waiting out the backoff only delays the fallback.
-            return self.failures <= self.retry.retries and not self.breaker.is_open
+            return self.failed() and not self.breaker.is_open
         return False
-
-    def wait(self, _: Any) -> float:
-        return self.next_wait
 
 
 class ChatClient:
@@ -178,11 +153,8 @@ class ChatClient:
 
     async def complete(self, prompt: Prompt) -> Completion:
         chain = _Chain(self.retry, self.breaker)
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(chain.should_retry), wait=chain.wait, reraise=True
-        )
         try:
-            async for attempt in retrying:
+            async for attempt in chain.retrying():
                 with attempt:
                     chain.attempts += 1
                     return await self._attempt(prompt, chain.attempts)
