@@ -32,9 +32,8 @@ from typing import Any
 
 from rap_devtools.fake_llm import FakeLLM
 
-from analyzer_runtime.ratelimit import max_in_window
+from bench.rates import WINDOW, request_rates
 
-WINDOW = 60.0
 ORIGINAL_TRACKS_PER_MIN = (2.0, 5.0)  # measured on the original platform ...
 ORIGINAL_BUDGET = 45  # ... at Novita's 45 requests/min
 
@@ -98,8 +97,7 @@ def run_one(k: int, budget: int, windows: int, shards: int) -> dict[str, Any]:
             wall = time.perf_counter() - t0
             log = fake.log()
         server.cleanup()
-    times = sorted(e["t"] for e in log)
-    first = times[0]
+    first = min(e["t"] for e in log)
     measured = [e for e in log if e["t"] < first + windows * WINDOW]
     answered = [e for e in measured if e["status"] == 200]
     tracks_per_min = sum(len(e["tracks"]) for e in answered) / windows
@@ -111,18 +109,7 @@ def run_one(k: int, budget: int, windows: int, shards: int) -> dict[str, Any]:
         "processed": status["processed"],
         "failed": status["failed"],
         "wall_s": round(wall, 1),
-        "requests": len(log),
-        "requests_429": sum(e["status"] == 429 for e in log),
-        "achieved_per_min": round(len(measured) / windows, 1),
-        "achieved_over_budget": round(len(measured) / (windows * budget), 3),
-        # The same without the free first window: windows x budget requests took this long
-        # to start (the next request is the first of window windows+1).
-        "sustained_over_budget": round(
-            windows * budget / ((times[windows * budget] - first) / WINDOW) / budget, 3
-        )
-        if len(times) > windows * budget
-        else None,
-        "largest_60s_window": max_in_window(times, WINDOW),
+        **request_rates(log, budget, windows),
         "tracks_per_min": round(tracks_per_min, 1),
         "original_scaled_tracks_per_min": [round(x, 1) for x in original],
         "x_original": [round(tracks_per_min / x, 1) for x in reversed(original)],

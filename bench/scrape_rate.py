@@ -36,9 +36,8 @@ from typing import Any
 
 from rap_devtools.fake_genius import FakeGeniusServer
 
-from analyzer_runtime.ratelimit import max_in_window
+from bench.rates import WINDOW, request_rates
 
-WINDOW = 60.0
 TOKEN = "bench-token"
 MAX_SONGS = 30
 REQUESTS_PER_SONG = 2.1  # details + page, plus the search and listing pages per artist
@@ -131,9 +130,7 @@ def run(budget: int, windows: int, shards: int) -> dict[str, Any]:
             errors = [
                 Path(f.name).read_text()[-500:] for f, c in zip(logs, codes, strict=True) if c
             ]
-        times = sorted(e["t"] for e in log)
-        first = times[0]
-        measured = [t for t in times if t < first + windows * WINDOW]
+        first = min(e["t"] for e in log)
         early, total = asyncio.run(_new_tracks_at(url, uid, first + windows * WINDOW))
         server.cleanup()
     return {
@@ -142,16 +139,7 @@ def run(budget: int, windows: int, shards: int) -> dict[str, Any]:
         "exit_codes": codes,
         "errors": errors,
         "wall_s": round(wall, 1),
-        "requests": len(log),
-        "requests_429": sum(e["status"] == 429 for e in log),
-        "achieved_per_min": round(len(measured) / windows, 1),
-        "achieved_over_budget": round(len(measured) / (windows * budget), 3),
-        "sustained_over_budget": round(
-            windows * budget / ((times[windows * budget] - first) / WINDOW) / budget, 3
-        )
-        if len(times) > windows * budget
-        else None,
-        "largest_60s_window": max_in_window(times, WINDOW),
+        **request_rates(log, budget, windows),
         "new_tracks": total,
         "tracks_per_min": round(early / windows, 1),
     }
