@@ -175,7 +175,9 @@ def status(
     st = _with_db(go)
     if st is None:
         raise _fail(f"no run with uid or name {run!r}", 1)
-    out.print(json.dumps(st, indent=2) if as_json else render_status_text(st), highlight=False)
+    out.print(
+        json.dumps(st, indent=2) if as_json else render_status_text(st, name=run), highlight=False
+    )
 
 
 @app.command()

@@ -125,7 +125,7 @@ async def run_local(
                 failure_reason=None, failure_message=None,
             )  # fmt: skip
             st = await _status(pool, plan.run, job_obs)
-            console.print(render_status_text(st), highlight=False)
+            console.print(render_status_text(st, name=plan.run.name), highlight=False)
             return st
         errors: dict[int, str] = {}
         driver = asyncio.create_task(_drive(job, url, uid, errors))
@@ -141,7 +141,7 @@ async def run_local(
         st = await _status(pool, plan.run, job.observation())
         for shard, msg in sorted(errors.items()):
             console.print(f"shard {shard}: {msg}", highlight=False, style="yellow")
-        console.print(render_status_text(st), highlight=False)
+        console.print(render_status_text(st, name=plan.run.name), highlight=False)
         return st
 
 
@@ -199,6 +199,7 @@ async def status_of(pool: asyncpg.Pool, run_ref: str) -> dict[str, Any] | None:
     if run is None:
         return None
     st = await _status(pool, run, None)
+    st["runId"] = run.uid
     if run.state in ("succeeded", "failed", "cancelled"):
         st["runState"] = run.state
     return st
