@@ -180,16 +180,21 @@ def status(
     )
 
 
+# The options every shard command (what a Job pod runs) takes.
+ShardOption = Annotated[
+    int | None,
+    typer.Option(help="shard index (default: $JOB_COMPLETION_INDEX)", show_default=False),
+]
+MetricsPortOption = Annotated[
+    int, typer.Option(envvar="METRICS_PORT", help="Prometheus port, 0 = off")
+]
+
+
 @app.command()
 def analyze(
     run_id: Annotated[str, typer.Option("--run-id", help="the run's uid")],
-    shard: Annotated[
-        int | None,
-        typer.Option(help="shard index (default: $JOB_COMPLETION_INDEX)", show_default=False),
-    ] = None,
-    metrics_port: Annotated[
-        int, typer.Option(envvar="METRICS_PORT", help="Prometheus port, 0 = off")
-    ] = 9102,
+    shard: ShardOption = None,
+    metrics_port: MetricsPortOption = 9102,
 ) -> None:
     """Work through one shard of a planned run (what each Job pod runs)."""
     from analyzer_runtime import worker
@@ -213,13 +218,8 @@ def analyze(
 @app.command()
 def scrape(
     run_id: Annotated[str, typer.Option("--run-id", help="the ScrapeJob's uid")],
-    shard: Annotated[
-        int | None,
-        typer.Option(help="shard index (default: $JOB_COMPLETION_INDEX)", show_default=False),
-    ] = None,
-    metrics_port: Annotated[
-        int, typer.Option(envvar="METRICS_PORT", help="Prometheus port, 0 = off")
-    ] = 9102,
+    shard: ShardOption = None,
+    metrics_port: MetricsPortOption = 9102,
 ) -> None:
     """Scrape one shard of a planned ScrapeJob (what each of its Job pods runs)."""
     from analyzer_runtime import worker
