@@ -146,7 +146,7 @@ def test_exit_code_and_log_file(cluster: LocalCluster, kube: KubeApi, namespace:
 
 ON_SIGTERM = textwrap.dedent(
     """
-    import signal, sys, time
+    import signal, sys
     def bye(*_):
         print("got SIGTERM", flush=True)
         sys.exit(0)
@@ -155,7 +155,8 @@ ON_SIGTERM = textwrap.dedent(
     else:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     print("ready", flush=True)
-    time.sleep(300)
+    while True:  # until a signal ends it: the kubelet's SIGTERM, or its SIGKILL
+        signal.pause()
     """
 )
 
