@@ -98,6 +98,7 @@ class OperatorProcess:
         self.kubeconfig, self.log, self.interval = kubeconfig, log, interval
         self.proc: subprocess.Popen[bytes] | None = None
         self.health = free_port()
+        self.metrics_port = free_port()
 
     @property
     def pid(self) -> int | None:
@@ -108,7 +109,7 @@ class OperatorProcess:
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "RAP_STATUS_INTERVAL": str(self.interval),
-            "RAP_METRICS_PORT": str(free_port()),
+            "RAP_METRICS_PORT": str(self.metrics_port),
             "RAP_LIVENESS": f"http://127.0.0.1:{self.health}/healthz",
             # Shards share this host: no fixed metrics port to fight over.
             "RAP_POD_METRICS_PORT": "0",

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
+import urllib.request
 
 import pytest
 from rap_devtools.procs import pid_alive
@@ -63,6 +65,15 @@ def test_run_goes_pending_running_succeeded(env: Env, namespace: str) -> None:
     phases = [r for r in reasons if r in ("Pending", "Running", "Succeeded")]
     assert phases == ["Pending", "Running", "Succeeded"], reasons
     assert env.sql(url, "SELECT state FROM runs") == "succeeded"
+
+    # The operator's Prometheus metrics saw it.
+    metrics_url = f"http://127.0.0.1:{env.operator.metrics_port}/metrics"
+    body = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+    succeeded = re.search(r'^rap_operator_runs\{phase="Succeeded"\} (\S+)$', body, re.M)
+    assert succeeded and float(succeeded.group(1)) >= 1, body[-2000:]
+    refreshes = re.search(r"^rap_operator_status_refresh_seconds_count (\S+)$", body, re.M)
+    assert refreshes and float(refreshes.group(1)) >= 3
+    assert 'rap_operator_reconcile_seconds_count{handler="reconcile"}' in body
 
     # A second run with onlyMissing (the default) plans nothing and succeeds at once.
     assert env.apply(namespace, run_manifest("again")).returncode == 0
