@@ -81,40 +81,34 @@ async def delete_job(namespace: str, name: str) -> None:
             raise
 
 
-async def secret_value(namespace: str, name: str, key: str) -> str:
-    core = client.CoreV1Api(await api())
+async def _key_of(kind: str, read: Any, namespace: str, name: str, key: str) -> Any:
+    """One key of a Secret's or ConfigMap's data. Missing objects and keys raise
+    SecretProblem naming them (the Valid=False message), never the values."""
     try:
-        secret = await core.read_namespaced_secret(name, namespace)
+        obj = await read(name, namespace)
     except ApiException as exc:
         if exc.status == 404:
-            raise SecretProblem(f"Secret {namespace}/{name} does not exist") from None
+            raise SecretProblem(f"{kind} {namespace}/{name} does not exist") from None
         if exc.status == 403:
-            raise SecretProblem(f"the operator may not read Secret {namespace}/{name}") from None
+            raise SecretProblem(f"the operator may not read {kind} {namespace}/{name}") from None
         raise
-    data = secret.data or {}
+    data = obj.data or {}
     if key not in data:
         keys = ", ".join(sorted(data)) or "none"
-        raise SecretProblem(f"Secret {namespace}/{name} has no key {key!r} (keys: {keys})")
-    return base64.b64decode(data[key]).decode()
+        raise SecretProblem(f"{kind} {namespace}/{name} has no key {key!r} (keys: {keys})")
+    return data[key]
+
+
+async def secret_value(namespace: str, name: str, key: str) -> str:
+    core = client.CoreV1Api(await api())
+    value = await _key_of("Secret", core.read_namespaced_secret, namespace, name, key)
+    return base64.b64decode(value).decode()
 
 
 async def configmap_value(namespace: str, name: str, key: str) -> str:
-    """A ConfigMap key's text (a ScrapeJob's artist list). Problems raise SecretProblem
-    (a missing reference) naming the ConfigMap and key: the Valid=False message."""
+    """A ConfigMap key's text (a ScrapeJob's artist list)."""
     core = client.CoreV1Api(await api())
-    try:
-        cm = await core.read_namespaced_config_map(name, namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            raise SecretProblem(f"ConfigMap {namespace}/{name} does not exist") from None
-        if exc.status == 403:
-            raise SecretProblem(f"the operator may not read ConfigMap {namespace}/{name}") from None
-        raise
-    data = cm.data or {}
-    if key not in data:
-        keys = ", ".join(sorted(data)) or "none"
-        raise SecretProblem(f"ConfigMap {namespace}/{name} has no key {key!r} (keys: {keys})")
-    return str(data[key])
+    return str(await _key_of("ConfigMap", core.read_namespaced_config_map, namespace, name, key))
 
 
 async def create_custom_object(plural: str, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
