@@ -3,19 +3,33 @@ writes the run ledger.
 
 - `record_plan` writes a run, its shards and its items in one transaction, keyed by
   the resource's uid: planning again is a no-op.
-- A shard worker `claim_shard`s, then loops `next_batch` → work → `commit_batch`.
-  `commit_batch` runs the caller's result writes, marks the items and increments the
-  shard's counters in ONE transaction. Items move only from `pending`, and counters
-  grow by the rows that actually moved, so a batch replayed after a killed pod, or
-  raced by a stale pod, is never counted twice.
+- A shard worker `claim_shard`s, then loops `next_batch` → work → `commit_batch`
+  inside `holding_leases`, whose heartbeat renews the leases of the batch in flight.
+- Leases: `next_batch` takes only unleased items or items whose lease expired, and
+  leases them to its `Claimer` (SKIP LOCKED, so concurrent claimers never take the
+  same item). Only the holder completes an item. An expired lease on an unfinished
+  item means its holder died (or hung) while working on it: that is the only time an
+  item is charged a crash. Items that crashed before are claimed one at a time, so a
+  track that really kills the process is the only one that runs out of attempts.
+- `commit_batch` marks the items, runs the caller's result writes for the items that
+  moved and increments the shard's counters in ONE transaction. Items move only from
+  `pending` and only for their lease holder, and counters grow by the rows that
+  actually moved, so a batch replayed after a killed pod, or raced by a stale pod,
+  is never written or counted twice.
 - Readers (`read_shards`) look at `run_shards` only: O(shards), never a count over items.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+import logging
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -24,7 +38,16 @@ import asyncpg
 from analyzer_runtime.status import ShardCounters
 
 ItemState = Literal["done", "failed", "skipped"]
-RunState = Literal["planned", "running", "succeeded", "failed", "cancelled"]
+RunState = Literal["planned", "running", "succeeded", "failed", "cancelled", "interrupted"]
+TERMINAL_RUN_STATES = ("succeeded", "failed", "cancelled")
+# Runs that still have (or will have) shards working: an overlapping run would do
+# their work twice. An interrupted run resumes with `run --uid`, so it counts too.
+ACTIVE_RUN_STATES = ("planned", "running", "interrupted")
+
+LEASE_SECONDS_ENV = "RAP_LEASE_SECONDS"
+DEFAULT_LEASE_SECONDS = 30.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +65,7 @@ class Run:
     state: str
     created_at: datetime
     finished_at: datetime | None
+    driver: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +77,31 @@ class PlanResult:
 @dataclass(frozen=True, slots=True)
 class ClaimedItem:
     item_id: int
-    attempts: int
+    attempts: int  # claims, this one included
     payload: str | None
+    crashes: int = 0  # leases that expired with the item unfinished
+
+
+class LeaseLost(RuntimeError):
+    """The claimer no longer holds an item it is working on (its lease expired and
+    another claimer took it); its results for that item must not be written."""
+
+
+@dataclass(slots=True)
+class Claimer:
+    """One shard process's identity on its leases: the pod (host) name, the pid and
+    a random token, so two processes never pass for each other."""
+
+    identity: str
+    lease_seconds: float
+    held: set[int] = field(default_factory=set)
+
+    @classmethod
+    def new(cls, lease_seconds: float | None = None) -> Claimer:
+        if lease_seconds is None:
+            lease_seconds = float(os.environ.get(LEASE_SECONDS_ENV) or DEFAULT_LEASE_SECONDS)
+        identity = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        return cls(identity, lease_seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +136,7 @@ def _run(row: asyncpg.Record) -> Run:
         state=row["state"],
         created_at=row["created_at"],
         finished_at=row["finished_at"],
+        driver=row["driver"],
     )
 
 
@@ -185,27 +233,141 @@ async def claim_shard(conn: asyncpg.Connection, run_id: int, shard: int) -> int:
 
 
 async def next_batch(
-    conn: asyncpg.Connection, run_id: int, shard: int, size: int
+    conn: asyncpg.Connection, run_id: int, shard: int, size: int, claimer: Claimer
 ) -> list[ClaimedItem]:
-    """The shard's next pending items in id order, with their attempt counted.
+    """Lease the shard's next claimable items (unleased, or whose lease expired) to
+    `claimer`, in id order.
 
-    Counting attempts when an item is taken (not when it is committed) is what lets a
-    poison item that kills the process be given up after `maxItemAttempts`."""
-    rows = await conn.fetch(
-        """UPDATE run_items i SET attempts = i.attempts + 1
-             FROM (SELECT item_id FROM run_items
-                    WHERE run_id = $1 AND shard = $2 AND state = 'pending'
-                    ORDER BY item_id LIMIT $3) p
-            WHERE i.run_id = $1 AND i.item_id = p.item_id
-        RETURNING i.item_id, i.attempts, i.payload""",
-        run_id,
-        shard,
-        size,
-    )
-    return sorted(
-        (ClaimedItem(r["item_id"], r["attempts"], r["payload"]) for r in rows),
+    An item whose previous lease expired unfinished is charged a crash. Items that
+    crashed before are suspects and go alone: the batch is either one suspect or the
+    run of healthy items before the next suspect, so a crash is never charged to
+    more than one suspect."""
+    async with conn.transaction():
+        rows = await conn.fetch(
+            """SELECT item_id, crashes + (claimed_by IS NOT NULL)::int AS crashes
+                 FROM run_items
+                WHERE run_id = $1 AND shard = $2 AND state = 'pending'
+                  AND (lease_expires IS NULL OR lease_expires <= now())
+                ORDER BY item_id LIMIT $3
+                  FOR UPDATE SKIP LOCKED""",
+            run_id,
+            shard,
+            size,
+        )
+        if not rows:
+            return []
+        take = rows[:1]
+        if rows[0]["crashes"] == 0:
+            take = []
+            for r in rows:
+                if r["crashes"]:
+                    break
+                take.append(r)
+        claimed = await conn.fetch(
+            """UPDATE run_items i
+                  SET attempts = i.attempts + 1, crashes = u.crashes, claimed_by = $4,
+                      lease_expires = now() + make_interval(secs => $5)
+                 FROM unnest($2::bigint[], $3::int[]) AS u(item_id, crashes)
+                WHERE i.run_id = $1 AND i.item_id = u.item_id
+            RETURNING i.item_id, i.attempts, i.crashes, i.payload""",
+            run_id,
+            [r["item_id"] for r in take],
+            [r["crashes"] for r in take],
+            claimer.identity,
+            claimer.lease_seconds,
+        )
+    items = sorted(
+        (ClaimedItem(r["item_id"], r["attempts"], r["payload"], r["crashes"]) for r in claimed),
         key=lambda c: c.item_id,
     )
+    claimer.held.update(c.item_id for c in items)
+    return items
+
+
+async def renew_leases(conn: asyncpg.Connection, run_id: int, shard: int, claimer: Claimer) -> int:
+    """The heartbeat: extend the leases `claimer` holds and stamp the shard alive.
+    Returns how many leases are still held (fewer than `claimer.held`: some were lost)."""
+    async with conn.transaction():
+        renewed = 0
+        if claimer.held:
+            renewed = len(
+                await conn.fetch(
+                    """UPDATE run_items SET lease_expires = now() + make_interval(secs => $4)
+                        WHERE run_id = $1 AND item_id = ANY($2::bigint[]) AND claimed_by = $3
+                          AND state = 'pending'
+                    RETURNING item_id""",
+                    run_id,
+                    list(claimer.held),
+                    claimer.identity,
+                    claimer.lease_seconds,
+                )
+            )
+        await conn.execute(
+            "UPDATE run_shards SET heartbeat_at = now() WHERE run_id = $1 AND shard = $2",
+            run_id,
+            shard,
+        )
+    return renewed
+
+
+async def release_leases(conn: asyncpg.Connection, run_id: int, claimer: Claimer) -> None:
+    """Give back unfinished items without charging them a crash (a stop, not a crash)."""
+    if claimer.held:
+        await conn.execute(
+            """UPDATE run_items SET claimed_by = NULL, lease_expires = NULL
+                WHERE run_id = $1 AND item_id = ANY($2::bigint[]) AND claimed_by = $3""",
+            run_id,
+            list(claimer.held),
+            claimer.identity,
+        )
+    claimer.held.clear()
+
+
+@contextlib.asynccontextmanager
+async def holding_leases(
+    pool: asyncpg.Pool, run_id: int, shard: int, claimer: Claimer
+) -> AsyncIterator[Claimer]:
+    """Renew `claimer`'s leases every third of their length while the block runs;
+    on the way out (done, stopped, or an error) give back what it still holds."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(claimer.lease_seconds / 3)
+            try:
+                async with pool.acquire() as conn:
+                    held = len(claimer.held)
+                    if await renew_leases(conn, run_id, shard, claimer) < held:
+                        log.warning("lost the lease on items of shard %d", shard)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                # The work loop meets the same database; it decides what to do.
+                log.warning("heartbeat failed: %s", exc)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield claimer
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if claimer.held:
+            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                async with pool.acquire() as conn:
+                    await release_leases(conn, run_id, claimer)
+
+
+async def seconds_to_next_lease(conn: asyncpg.Connection, run_id: int, shard: int) -> float | None:
+    """When nothing is claimable but items are pending, they are leased by another
+    claimer: seconds until the first such lease expires (None: nothing pending)."""
+    value = await conn.fetchval(
+        """SELECT extract(epoch FROM min(coalesce(lease_expires, now())) - now())
+             FROM run_items WHERE run_id = $1 AND shard = $2 AND state = 'pending'""",
+        run_id,
+        shard,
+    )
+    return None if value is None else max(0.0, float(value))
+
+
+Writer = Callable[[asyncpg.Connection, frozenset[int]], Awaitable[None]]
 
 
 async def commit_batch(
@@ -213,50 +375,71 @@ async def commit_batch(
     run_id: int,
     shard: int,
     updates: Sequence[ItemUpdate],
+    claimer: Claimer,
     *,
-    write: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
+    write: Writer | None = None,
     extras: BatchExtras | None = None,
+    holding: Collection[int] = (),
 ) -> dict[str, int]:
-    """One transaction: the caller's writes, item states, shard counters, heartbeat.
-    Returns how many items actually moved to each state."""
+    """One transaction: item states, the caller's writes, shard counters, heartbeat.
+
+    Only items still pending and leased to `claimer` move; `write(conn, ids)` is
+    called with the ids that moved (plus those of `holding` still held: work in
+    progress on an item that does not move yet, e.g. an artist's songs), so results
+    for an item whose lease was lost are never written. Raises LeaseLost when an
+    item of `holding` is no longer held. Returns how many items moved to each state."""
     ex = extras or BatchExtras()
     async with conn.transaction():
-        if write is not None:
-            await write(conn)
-        row = await conn.fetchrow(
-            """WITH moved AS (
-                   UPDATE run_items i
-                      SET state = u.state, last_error = u.error, updated_at = now()
-                     FROM unnest($3::bigint[], $4::text[], $5::text[]) AS u(item_id, state, error)
-                    WHERE i.run_id = $1 AND i.item_id = u.item_id AND i.state = 'pending'
-                RETURNING i.state),
-               counts AS (
-                   SELECT count(*) FILTER (WHERE state = 'done')    AS done,
-                          count(*) FILTER (WHERE state = 'failed')  AS failed,
-                          count(*) FILTER (WHERE state = 'skipped') AS skipped
-                     FROM moved)
-               UPDATE run_shards s
-                  SET processed = s.processed + c.done,
-                      failed = s.failed + c.failed,
-                      skipped = s.skipped + c.skipped,
-                      tokens_prompt = s.tokens_prompt + $6,
-                      tokens_completion = s.tokens_completion + $7,
-                      fallback_used = s.fallback_used + $8,
-                      heartbeat_at = now()
-                 FROM counts c
-                WHERE s.run_id = $1 AND s.shard = $2
-            RETURNING c.done, c.failed, c.skipped""",
+        moved = await conn.fetch(
+            """UPDATE run_items i
+                  SET state = u.state, last_error = u.error, updated_at = now(),
+                      claimed_by = NULL, lease_expires = NULL
+                 FROM unnest($2::bigint[], $3::text[], $4::text[]) AS u(item_id, state, error)
+                WHERE i.run_id = $1 AND i.item_id = u.item_id AND i.state = 'pending'
+                  AND i.claimed_by = $5
+            RETURNING i.item_id, i.state""",
             run_id,
-            shard,
             [u.item_id for u in updates],
             [u.state for u in updates],
             [u.error for u in updates],
+            claimer.identity,
+        )
+        ids = {r["item_id"] for r in moved}
+        if holding:
+            held = await conn.fetch(
+                """SELECT item_id FROM run_items
+                    WHERE run_id = $1 AND item_id = ANY($2::bigint[]) AND claimed_by = $3
+                      AND state = 'pending' FOR UPDATE""",
+                run_id,
+                list(holding),
+                claimer.identity,
+            )
+            if len(held) < len(set(holding)):
+                raise LeaseLost(f"shard {shard} lost the lease on an item in progress")
+            ids |= {r["item_id"] for r in held}
+        if write is not None and ids:
+            await write(conn, frozenset(ids))
+        counts = {"done": 0, "failed": 0, "skipped": 0}
+        for r in moved:
+            counts[r["state"]] += 1
+        await conn.execute(
+            """UPDATE run_shards
+                  SET processed = processed + $3, failed = failed + $4, skipped = skipped + $5,
+                      tokens_prompt = tokens_prompt + $6,
+                      tokens_completion = tokens_completion + $7,
+                      fallback_used = fallback_used + $8, heartbeat_at = now()
+                WHERE run_id = $1 AND shard = $2""",
+            run_id,
+            shard,
+            counts["done"],
+            counts["failed"],
+            counts["skipped"],
             ex.tokens_prompt,
             ex.tokens_completion,
             ex.fallback_used,
         )
-    assert row is not None
-    return {"done": row["done"], "failed": row["failed"], "skipped": row["skipped"]}
+    claimer.held.difference_update(u.item_id for u in updates)
+    return counts
 
 
 async def finish_shard(conn: asyncpg.Connection, run_id: int, shard: int) -> bool:
@@ -293,16 +476,21 @@ async def mark_shards_failed(conn: asyncpg.Connection, run_id: int, shards: Sequ
     )
 
 
-async def set_run_state(conn: asyncpg.Connection, run_id: int, state: RunState) -> None:
-    terminal = state in ("succeeded", "failed", "cancelled")
+async def set_run_state(
+    conn: asyncpg.Connection, run_id: int, state: RunState, *, driver: str | None = None
+) -> None:
+    """Move an unfinished run to `state`; `driver` records the local runner driving
+    it (host:pid), cleared when the run stops being driven."""
+    terminal = state in TERMINAL_RUN_STATES
     await conn.execute(
-        """UPDATE runs SET state = $2,
+        """UPDATE runs SET state = $2, driver = $4,
                   finished_at = CASE WHEN $3 THEN coalesce(finished_at, now()) ELSE finished_at END,
                   cancelled_at = CASE WHEN $2 = 'cancelled' THEN now() ELSE cancelled_at END
             WHERE id = $1 AND state NOT IN ('succeeded', 'failed', 'cancelled')""",
         run_id,
         state,
         terminal,
+        driver,
     )
 
 

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 
 from analyzer_runtime import metrics, protocol, results
 from analyzer_runtime.analyzers import registry
-from analyzer_runtime.analyzers.base import Analyzer, ItemOutcome, RunContext, TrackInput
+from analyzer_runtime.analyzers.base import (
+    AnalysisResult,
+    Analyzer,
+    ItemOutcome,
+    RunContext,
+    TrackInput,
+)
 from analyzer_runtime.planner import analyzer_options
 
 log = logging.getLogger(__name__)
@@ -51,11 +57,21 @@ async def fetch_tracks(conn: asyncpg.Connection, ids: Sequence[int]) -> dict[int
     return {r["id"]: TrackInput(r["id"], r["title"], r["artist"], r["lyrics"]) for r in rows}
 
 
+# How often a shard with nothing claimable looks again while another claimer holds
+# its last items.
+LEASE_POLL_SECONDS = 1.0
+
+
 class StopFlag:
     """Set by SIGTERM/SIGINT: the batch in flight finishes, no new batch starts."""
 
     def __init__(self) -> None:
         self.event = asyncio.Event()
+
+    async def pause(self, seconds: float) -> None:
+        """Return after `seconds`, or at once when the flag is set."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.event.wait(), seconds)
 
     def install(self) -> None:
         loop = asyncio.get_running_loop()
@@ -74,65 +90,93 @@ async def run_shard(
     *,
     stop: StopFlag | None = None,
     analyzer: Analyzer | None = None,
+    claimer: protocol.Claimer | None = None,
 ) -> ShardReport:
     stop = stop or StopFlag()
-    async with pool.acquire() as conn:
-        run = await protocol.find_run(conn, run_uid)
-        if run is None:
-            raise FatalError(f"run {run_uid!r} is not planned in this database")
-        if not 0 <= shard < run.shards:
-            raise FatalError(f"shard {shard} is out of range: run {run.name} has {run.shards}")
-        report = ShardReport(run_uid, shard, attempt=0)
-        if run.state == "cancelled":
-            log.info("run %s was cancelled; nothing to do", run.name)
-            report.finished = True
-            return report
-        report.attempt = await protocol.claim_shard(conn, run.id, shard)
+    claimer = claimer or protocol.Claimer.new()
+    run, report = await _start(pool, run_uid, shard)
+    if report.finished:
+        return report
 
+    # The spec planned in Postgres is the truth: options, batch size, and the
+    # analyzer version results are written under.
     spec = run.spec
     batch_size = int(spec.get("batchSize") or 50)
     max_attempts = int((spec.get("retry") or {}).get("maxItemAttempts") or 3)
     try:
         if analyzer is None:
             analyzer = registry.create(spec["analyzer"], **analyzer_options(spec))
-        await analyzer.attach(RunContext(pool, run.id, shard, spec))
+        await analyzer.attach(RunContext(pool, run.id, shard, spec, run.model_version))
     except ValueError as exc:
         raise FatalError(str(exc)) from None
     name = analyzer.name
     try:
-        while not stop.set:
-            started = time.perf_counter()
-            async with pool.acquire() as conn:
-                claimed = await protocol.next_batch(conn, run.id, shard, batch_size)
-                if not claimed:
-                    report.finished = await protocol.finish_shard(conn, run.id, shard)
-                    break
-                tracks = await fetch_tracks(conn, [c.item_id for c in claimed])
-            outcomes = await _analyze(analyzer, claimed, tracks, max_attempts)
-            updates = [protocol.ItemUpdate(o.track_id, o.status, o.reason) for o in outcomes]
-            done = [o.result for o in outcomes if o.result is not None]
+        async with protocol.holding_leases(pool, run.id, shard, claimer):
+            while not stop.set:
+                started = time.perf_counter()
+                async with pool.acquire() as conn:
+                    claimed = await protocol.next_batch(conn, run.id, shard, batch_size, claimer)
+                    if not claimed:
+                        if await finish_or_wait(conn, run.id, shard, stop):
+                            report.finished = True
+                            break
+                        continue
+                    tracks = await fetch_tracks(conn, [c.item_id for c in claimed])
+                outcomes = await _analyze(analyzer, claimed, tracks, max_attempts)
+                for o in outcomes:
+                    if o.result is not None and o.result.analyzer_type == run.analyzer_type:
+                        o.result.model_version = run.model_version or o.result.model_version
+                updates = [protocol.ItemUpdate(o.track_id, o.status, o.reason) for o in outcomes]
+                results_of = {o.track_id: o.result for o in outcomes if o.result is not None}
 
-            async def write(c: asyncpg.Connection, done: list[Any] = done) -> None:
-                await results.upsert_results(c, done)
+                async def write(
+                    c: asyncpg.Connection,
+                    ids: frozenset[int],
+                    results_of: dict[int, AnalysisResult] = results_of,
+                ) -> None:
+                    await results.upsert_results(
+                        c, [r for tid, r in results_of.items() if tid in ids]
+                    )
 
-            extras = analyzer.take_extras()  # tokens and fallback use, same transaction
-            async with pool.acquire() as conn:
-                moved = await protocol.commit_batch(
-                    conn, run.id, shard, updates, write=write, extras=extras
-                )
-            report.batches += 1
-            report.done += moved["done"]
-            report.failed += moved["failed"]
-            report.skipped += moved["skipped"]
-            for state, n in moved.items():
-                metrics.ITEMS.labels(name, state).inc(n)
-            for r in done:
-                metrics.ANALYZER_SECONDS.labels(name).observe(r.processing_time_ms / 1000)
-            metrics.BATCH_SECONDS.labels(name).observe(time.perf_counter() - started)
+                extras = analyzer.take_extras()  # tokens and fallback use, same transaction
+                async with pool.acquire() as conn:
+                    moved = await protocol.commit_batch(
+                        conn, run.id, shard, updates, claimer, write=write, extras=extras
+                    )
+                report.batches += 1
+                report.done += moved["done"]
+                report.failed += moved["failed"]
+                report.skipped += moved["skipped"]
+                for state, n in moved.items():
+                    metrics.ITEMS.labels(name, state).inc(n)
+                for r in results_of.values():
+                    metrics.ANALYZER_SECONDS.labels(name).observe(r.processing_time_ms / 1000)
+                metrics.BATCH_SECONDS.labels(name).observe(time.perf_counter() - started)
     finally:
         await analyzer.aclose()
     report.stopped = stop.set and not report.finished
     return report
+
+
+async def _start(pool: asyncpg.Pool, run_uid: str, shard: int) -> tuple[protocol.Run, ShardReport]:
+    """The planned run and a report for this attempt; finished at once when the run
+    was cancelled."""
+    async with pool.acquire() as conn:
+        run = await protocol.find_run(conn, run_uid)
+        if run is None:
+            raise FatalError(f"run {run_uid!r} is not planned in this database")
+        if not 0 <= shard < run.shards:
+            raise FatalError(
+                f"shard {shard} is out of range: run {run.name} has {run.shards} shard(s)"
+                f" (0-{run.shards - 1})"
+            )
+        report = ShardReport(run_uid, shard, attempt=0)
+        if run.state == "cancelled":
+            log.info("run %s was cancelled; nothing to do", run.name)
+            report.finished = True
+            return run, report
+        report.attempt = await protocol.claim_shard(conn, run.id, shard)
+    return run, report
 
 
 async def _analyze(
@@ -144,13 +188,8 @@ async def _analyze(
     outcomes: list[ItemOutcome] = []
     todo: list[TrackInput] = []
     for c in claimed:
-        if c.attempts > max_attempts:
-            outcomes.append(
-                ItemOutcome.failed(
-                    c.item_id,
-                    f"gave up after {max_attempts} attempts: the process died while analyzing it",
-                )
-            )
+        if c.crashes >= max_attempts:
+            outcomes.append(ItemOutcome.failed(c.item_id, gave_up(max_attempts, "analyzing")))
         elif c.item_id not in tracks:
             outcomes.append(ItemOutcome.failed(c.item_id, "track no longer exists"))
         else:
@@ -162,3 +201,22 @@ async def _analyze(
             reason = f"{type(exc).__name__}: {exc}"[:500]
             outcomes.extend(ItemOutcome.failed(t.id, reason) for t in todo)
     return outcomes
+
+
+async def finish_or_wait(conn: asyncpg.Connection, run_id: int, shard: int, stop: StopFlag) -> bool:
+    """Nothing was claimable: mark the shard done if nothing is pending (True), else
+    the pending items are leased to another claimer - wait a little for it to finish
+    them, or for its lease to expire if it died (False: claim again)."""
+    if await protocol.finish_shard(conn, run_id, shard):
+        return True
+    wait = await protocol.seconds_to_next_lease(conn, run_id, shard)
+    await stop.pause(min(max(wait or 0.0, 0.05), LEASE_POLL_SECONDS))
+    return False
+
+
+def gave_up(max_attempts: int, doing: str) -> str:
+    """Why an item that crashed its process `max_attempts` times is failed."""
+    return (
+        f"gave up after {max_attempts} attempts: the process died while {doing} it"
+        " (each time its lease expired unfinished)"
+    )

@@ -6,6 +6,7 @@ stores whatever outcomes come back, in one transaction per batch.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -31,6 +32,9 @@ class RunContext:
     run_id: int
     shard: int
     spec: dict[str, Any]
+    # The version the run was planned with: every result of this analyzer is stored
+    # under it.
+    model_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +89,29 @@ class Analyzer(ABC):
     name: str
     analyzer_type: str
     version: str
+    # The versions this code implements (the newest last); None: any label names the
+    # version (an LLM's version is its provider, model and prompt).
+    versions: tuple[str, ...] | None = None
 
     @abstractmethod
     async def analyze_batch(self, tracks: Sequence[TrackInput]) -> list[ItemOutcome]: ...
 
-    async def attach(self, ctx: RunContext) -> None:  # noqa: B027 - optional hook
+    async def attach(self, ctx: RunContext) -> None:
         """Called by the shard worker once before the first batch; a ValueError here
         is a configuration error (the shard exits with its message)."""
+        self.use_version(ctx.model_version)
+
+    def use_version(self, version: str | None) -> None:
+        """Write results under `version` (the planned one); refused when this code
+        does not implement it."""
+        if version is None:
+            return
+        if self.versions is not None and version not in self.versions:
+            raise ValueError(
+                f"{self.name} implements version(s) {', '.join(self.versions)};"
+                f" the run asks for {version!r}"
+            )
+        self.version = version
 
     def take_extras(self) -> BatchExtras:
         """Counters that are not item states (LLM tokens, fallback use) gathered since
@@ -117,7 +137,8 @@ class LocalAnalyzer(Analyzer):
         raise NotImplementedError
 
     async def analyze_batch(self, tracks: Sequence[TrackInput]) -> list[ItemOutcome]:
-        return [self.analyze_sync(t) for t in tracks]
+        # In a thread, so that the lease heartbeat keeps running during a long batch.
+        return await asyncio.to_thread(lambda: [self.analyze_sync(t) for t in tracks])
 
     def analyze_sync(self, track: TrackInput) -> ItemOutcome:
         if track.lyrics is None or not track.lyrics.strip():

@@ -5,10 +5,13 @@ claim the shard; take the next pending artist; resolve it on Genius; walk its so
 listing and, every `batchSize` songs, commit ONE transaction with the tracks, the
 song ledger, the scrape counters and the heartbeat (`commit_batch` with no item
 moving); when the listing is through, commit the artist done (or failed, with the
-reason). A pod killed mid-artist leaves the artist pending: its replacement takes it
-again and skips the songs the ledger already has - nothing fetched twice that was
-committed, nothing counted twice. SIGTERM finishes the song batch in flight, leaves
-the artist pending, and the process exits 143 (the Job retries the index).
+reason). The artist is leased to the shard process while it works on it (the
+heartbeat renews the lease), and every song commit checks the lease is still held. A
+pod killed mid-artist leaves the artist pending: once its lease expires, its
+replacement takes it again and skips the songs the ledger already has - nothing
+fetched twice that was committed, nothing counted twice. SIGTERM finishes the song
+batch in flight, gives the artist back (no crash charged), and the process exits 143
+(the Job retries the index).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from analyzer_runtime.scrape.genius import (
 )
 from analyzer_runtime.scrape.http import RetrySettings, Upstream, UpstreamError
 from analyzer_runtime.scrape.spotify import SpotifyClient, SpotifyError
-from analyzer_runtime.worker import FatalError, ShardReport, StopFlag
+from analyzer_runtime.worker import FatalError, ShardReport, StopFlag, finish_or_wait, gave_up
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,7 @@ class _Shard:
     refresh: bool
     sem: asyncio.Semaphore
     stop: StopFlag
+    claimer: protocol.Claimer
 
 
 async def _limiter(
@@ -141,9 +145,11 @@ async def run_scrape_shard(
             batch_size=int(spec.get("batchSize") or 20),
             max_songs=int(spec.get("maxSongsPerArtist") or 50),
             refresh=bool(spec.get("refreshExisting")),
-            sem=asyncio.Semaphore(concurrency), stop=stop,
+            sem=asyncio.Semaphore(concurrency), stop=stop, claimer=protocol.Claimer.new(),
         )  # fmt: skip
-        await _artists(ctx, report, int((spec.get("retry") or {}).get("maxItemAttempts") or 3))
+        max_attempts = int((spec.get("retry") or {}).get("maxItemAttempts") or 3)
+        async with protocol.holding_leases(pool, run.id, shard, ctx.claimer):
+            await _artists(ctx, report, max_attempts)
     report.stopped = stop.set and not report.finished
     return report
 
@@ -152,26 +158,30 @@ async def _artists(ctx: _Shard, report: ShardReport, max_attempts: int) -> None:
     run, shard = ctx.run, ctx.shard
     while not ctx.stop.set:
         async with ctx.pool.acquire() as conn:
-            claimed = await protocol.next_batch(conn, run.id, shard, 1)
+            claimed = await protocol.next_batch(conn, run.id, shard, 1, ctx.claimer)
             if not claimed:
-                report.finished = await protocol.finish_shard(conn, run.id, shard)
-                return
+                if await finish_or_wait(conn, run.id, shard, ctx.stop):
+                    report.finished = True
+                    return
+                continue
         item = claimed[0]
         name = item.payload or ""
-        if item.attempts > max_attempts:
-            update = protocol.ItemUpdate(
-                item.item_id, "failed",
-                f"gave up after {max_attempts} attempts: the process died while scraping it",
-            )  # fmt: skip
+        if item.crashes >= max_attempts:
+            update = protocol.ItemUpdate(item.item_id, "failed", gave_up(max_attempts, "scraping"))
         else:
             try:
                 update = await _artist(ctx, item.item_id, name)
             except AuthError as exc:
                 raise FatalError(str(exc)) from None
+            except protocol.LeaseLost as exc:
+                # Another claimer took the artist (our lease expired): it is theirs now.
+                log.warning("artist %r: %s", name, exc)
+                ctx.claimer.held.discard(item.item_id)
+                continue
             if update is None:  # stopped mid-artist: it stays pending for the next pod
                 return
         async with ctx.pool.acquire() as conn:
-            moved = await protocol.commit_batch(conn, run.id, shard, [update])
+            moved = await protocol.commit_batch(conn, run.id, shard, [update], ctx.claimer)
         report.batches += 1
         report.done += moved["done"]
         report.failed += moved["failed"]
@@ -233,13 +243,15 @@ async def _commit_songs(ctx: _Shard, item_id: int, artist: str, entries: list[So
     todo = [e for e in entries if e.genius_id not in done]
     results = await asyncio.gather(*(_song(ctx, e, artist, existing) for e in todo))
 
-    async def write(conn: asyncpg.Connection) -> None:
+    async def write(conn: asyncpg.Connection, _held: frozenset[int]) -> None:
         await store.write_songs(conn, ctx.run.id, ctx.shard, item_id, results)
 
     async with ctx.pool.acquire() as conn:
         # No item moves: the artist is still in progress. The ledger, counters and
-        # heartbeat commit together with the tracks.
-        await protocol.commit_batch(conn, ctx.run.id, ctx.shard, [], write=write)
+        # heartbeat commit together with the tracks, while we still hold the artist.
+        await protocol.commit_batch(
+            conn, ctx.run.id, ctx.shard, [], ctx.claimer, write=write, holding=[item_id]
+        )
 
 
 async def _song(

@@ -4,7 +4,7 @@ import asyncpg
 import pytest
 
 from analyzer_runtime import protocol
-from analyzer_runtime.protocol import BatchExtras, ItemUpdate
+from analyzer_runtime.protocol import BatchExtras, Claimer, ItemUpdate
 
 
 @pytest.mark.parametrize(("n", "shards"), [(10, 3), (57718, 7), (5, 8), (1, 1), (0, 4)])
@@ -48,18 +48,19 @@ async def test_replayed_batch_is_counted_once(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         plan = await _plan(conn, "uid-2", [1, 2, 3, 4], 1)
         rid = plan.run.id
+        me = Claimer.new(30)
         assert await protocol.claim_shard(conn, rid, 0) == 1
-        batch = await protocol.next_batch(conn, rid, 0, 3)
+        batch = await protocol.next_batch(conn, rid, 0, 3, me)
         assert [c.item_id for c in batch] == [1, 2, 3] and all(c.attempts == 1 for c in batch)
         ups = [
             ItemUpdate(1, "done"),
             ItemUpdate(2, "failed", "boom"),
             ItemUpdate(3, "skipped", "empty"),
         ]
-        moved = await protocol.commit_batch(conn, rid, 0, ups, extras=BatchExtras(10, 5, 1))
+        moved = await protocol.commit_batch(conn, rid, 0, ups, me, extras=BatchExtras(10, 5, 1))
         assert moved == {"done": 1, "failed": 1, "skipped": 1}
         # A stale pod commits the same batch again: items do not move, counters do not grow.
-        assert await protocol.commit_batch(conn, rid, 0, ups) == {
+        assert await protocol.commit_batch(conn, rid, 0, ups, me) == {
             "done": 0,
             "failed": 0,
             "skipped": 0,
@@ -68,9 +69,9 @@ async def test_replayed_batch_is_counted_once(pool: asyncpg.Pool) -> None:
         assert (s.processed, s.failed, s.skipped) == (1, 1, 1)
         assert (s.tokens_prompt, s.tokens_completion, s.fallback_used) == (10, 5, 1)
         assert not await protocol.finish_shard(conn, rid, 0)  # item 4 still pending
-        rest = await protocol.next_batch(conn, rid, 0, 3)
+        rest = await protocol.next_batch(conn, rid, 0, 3, me)
         assert [c.item_id for c in rest] == [4]
-        await protocol.commit_batch(conn, rid, 0, [ItemUpdate(4, "done")])
+        await protocol.commit_batch(conn, rid, 0, [ItemUpdate(4, "done")], me)
         assert await protocol.finish_shard(conn, rid, 0)
         (s,) = await protocol.read_shards(conn, rid)
         assert s.state == "done" and s.processed == 2 and s.finished_at is not None
@@ -82,23 +83,19 @@ async def test_a_failed_write_rolls_back_the_whole_batch(pool: asyncpg.Pool) -> 
     async with pool.acquire() as conn:
         plan = await _plan(conn, "uid-3", [1, 2], 1)
 
-        async def bad_write(c: asyncpg.Connection) -> None:
+        me = Claimer.new(30)
+        await protocol.next_batch(conn, plan.run.id, 0, 2, me)
+
+        async def bad_write(c: asyncpg.Connection, ids: frozenset[int]) -> None:
+            assert ids == {1}
             await c.execute("INSERT INTO tracks (title, artist) VALUES ('x', 'y')")
             raise RuntimeError("disk full")
 
         with pytest.raises(RuntimeError):
             await protocol.commit_batch(
-                conn, plan.run.id, 0, [ItemUpdate(1, "done")], write=bad_write
+                conn, plan.run.id, 0, [ItemUpdate(1, "done")], me, write=bad_write
             )
         (s,) = await protocol.read_shards(conn, plan.run.id)
         assert s.processed == 0
         assert await conn.fetchval("SELECT count(*) FROM tracks") == 0
         assert await conn.fetchval("SELECT count(*) FROM run_items WHERE state = 'pending'") == 2
-
-
-async def test_attempts_count_each_time_an_item_is_taken(pool: asyncpg.Pool) -> None:
-    async with pool.acquire() as conn:
-        plan = await _plan(conn, "uid-4", [5], 1)
-        for expected in (1, 2, 3):
-            (c,) = await protocol.next_batch(conn, plan.run.id, 0, 10)
-            assert c.attempts == expected

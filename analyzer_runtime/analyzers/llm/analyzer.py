@@ -108,7 +108,9 @@ class LLMAnalyzer(Analyzer):
         from analyzer_runtime.analyzers.llm.client import RetrySettings
 
         spec = ctx.spec
-        if spec.get("analyzerVersion"):
+        if ctx.model_version:
+            self.version = ctx.model_version
+        elif spec.get("analyzerVersion"):
             self.version = str(spec["analyzerVersion"])
         rpm = presets.requests_per_minute(spec, self.resolved)
         limiter: Limiter = Limiter()
