@@ -7,7 +7,7 @@ BIN := bin
 N ?= 57718
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-operator bench-llm bench-scrape fake-llm \
+.PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-llm bench-scrape fake-llm \
         controlplane helm cluster-up cluster-down operator-up operator-down cluster-demo clean
 
 help: ## list the targets
@@ -50,10 +50,13 @@ crds: install ## regenerate crds/ from the pydantic spec models
 	$(PY) -m analyzer_runtime.spec.crd crds
 	cp crds/*.yaml charts/rap-analyzer/crds/
 
-bench: bench-local bench-operator bench-llm bench-scrape ## every benchmark (~25 min; figures go to bench/RESULTS.md)
+bench: bench-local bench-leases bench-operator bench-llm bench-scrape ## every benchmark (~25 min; figures go to bench/RESULTS.md)
 
 bench-local: install ## local runner vs pure analyzer rate on N tracks (default 57,718)
 	$(PY) -m bench.local_run $(N)
+
+bench-leases: install ## the shard protocol with vs without leases on N tracks, one run each
+	$(PY) -m bench.lease_cost $(N)
 
 bench-operator: install controlplane helm ## apply->Job latency, status lag, refresh cost, operator vs local on N tracks
 	$(PY) -m bench.operator_bench $(N)

@@ -1,8 +1,10 @@
 """`rap-analyzer`: the command line for local use and for the Job pods.
 
 Everything here is thin: parse arguments, open the database, call the module that
-does the work, print. Exit codes: 0 ok, 1 run failed or fatal error, 2 invalid input,
-3 database unreachable, 143 stopped by SIGTERM before the shard finished.
+does the work, print. Exit codes: 0 ok, 1 run failed or fatal error, 2 invalid input
+(or refused: a differing YAML on resume, an overlapping run), 3 database unreachable
+(at start or mid-run), 130 stopped by SIGINT (Ctrl-C), 143 stopped by SIGTERM. Errors
+are one line; the traceback only with --debug.
 """
 
 from __future__ import annotations
@@ -18,17 +20,49 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from analyzer_runtime.db.connect import DatabaseUnavailable, database_url, pool_for
+from analyzer_runtime.db.connect import (
+    DatabaseUnavailable,
+    InvalidDatabaseURL,
+    database_url,
+    host_of,
+    is_connection_error,
+    pool_for,
+    redact,
+)
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__.split("\n")[0])
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help=__doc__.split("\n")[0],
+    pretty_exceptions_enable=False,
+)
 db_app = typer.Typer(no_args_is_help=True, help="Database: migrations and the embedded server.")
 app.add_typer(db_app, name="db")
 err = Console(stderr=True)
 out = Console()
 T = TypeVar("T")
 
+EXIT_FAILED = 1
 EXIT_INVALID = 2
 EXIT_DB = 3
+EXIT_SIGNAL_BASE = 128  # 128 + signal number: 130 for SIGINT, 143 for SIGTERM
+DEBUG_ENV = "RAP_ANALYZER_DEBUG"
+_debug = bool(os.environ.get(DEBUG_ENV))
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool, typer.Option("--debug", envvar=DEBUG_ENV, help="show tracebacks of errors")
+    ] = False,
+) -> None:
+    """Analyze a corpus of rap lyrics in Postgres: locally or as Kubernetes Jobs."""
+    global _debug
+    _debug = _debug or debug
+    if not _debug:
+        # asyncpg logs its pool's reconnect attempts with tracebacks; the one-line
+        # error the command ends with says what matters.
+        logging.getLogger("asyncpg").setLevel(logging.CRITICAL)
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -38,11 +72,22 @@ def _fail(message: str, code: int) -> typer.Exit:
 
 
 def _with_db(fn: Callable[[str], Awaitable[T]], *, keep_running: bool = False) -> T:
+    url = ""
     try:
         with database_url(keep_running=keep_running) as url:
             return asyncio.run(fn(url))
-    except DatabaseUnavailable as exc:
-        raise _fail(str(exc), EXIT_DB) from None
+    except InvalidDatabaseURL as exc:
+        raise _fail(str(exc), EXIT_INVALID) from None
+    except Exception as exc:
+        if _debug or not is_connection_error(exc):
+            raise
+        if isinstance(exc, DatabaseUnavailable):
+            raise _fail(str(exc), EXIT_DB) from None
+        raise _fail(
+            f"lost the connection to the database at {host_of(url)}:"
+            f" {redact(str(exc)) or type(exc).__name__}",
+            EXIT_DB,
+        ) from None
 
 
 async def _migrate(url: str) -> list[Any]:
@@ -113,7 +158,7 @@ def _load(path: Path) -> Any:
     from analyzer_runtime.spec import RunSpecError, format_validation_error, load_manifest
 
     try:
-        text = path.read_text()
+        text = path.read_bytes()  # the loader checks the encoding and says what is wrong
     except OSError as exc:
         raise _fail(f"{path}: {exc.strerror}", EXIT_INVALID) from None
     try:
@@ -135,26 +180,62 @@ def validate(path: Annotated[Path, typer.Argument(help="AnalysisRun YAML")]) -> 
 
 @app.command()
 def run(
-    path: Annotated[Path, typer.Argument(help="AnalysisRun YAML, as for kubectl apply")],
-    uid: Annotated[str | None, typer.Option(help="run uid (default: a new one)")] = None,
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="AnalysisRun YAML, as for kubectl apply (optional with --uid)"),
+    ] = None,
+    uid: Annotated[
+        str | None,
+        typer.Option(help="resume the run planned with this uid (default: plan a new run)"),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="show a live progress bar")] = True,
+    allow_overlap: Annotated[
+        bool,
+        typer.Option(help="plan even if an active run of the same analyzer has the same tracks"),
+    ] = False,
 ) -> None:
-    """Plan and run an AnalysisRun locally: shards as local processes."""
+    """Plan and run an AnalysisRun locally: shards as local processes.
+
+    With --uid, resume a run (after Ctrl-C, a crash, a reboot): the spec planned in the
+    database is used; a YAML given too must not differ except in spec.parallelism."""
     from analyzer_runtime import localrun
     from analyzer_runtime.analyzers.registry import UnknownAnalyzerError
+    from analyzer_runtime.planner import OverlapError
+    from analyzer_runtime.status import render_status_text
 
-    manifest = _load(path)
+    if path is None and uid is None:
+        raise _fail("give an AnalysisRun YAML to plan a run, or --uid UID to resume one", 2)
+    manifest = _load(path) if path is not None else None
+    where = str(path) if path is not None else f"run {uid}"
 
     async def go(url: str) -> dict[str, Any]:
         await _migrate(url)
-        return await localrun.run_local(manifest, url, uid=uid, progress=progress, console=out)
+        return await localrun.run_local(
+            manifest, url, uid=uid, progress=progress, console=out, allow_overlap=allow_overlap
+        )
 
     try:
         status = _with_db(go)
     except UnknownAnalyzerError as exc:
-        raise _fail(f"{path}: spec.analyzer: {exc}", EXIT_INVALID) from None
+        raise _fail(f"{where}: spec.analyzer: {exc}", EXIT_INVALID) from None
+    except ValueError as exc:  # a version this code does not implement, a differing YAML
+        raise _fail(f"{where}: {exc}", EXIT_INVALID) from None
+    except OverlapError as exc:
+        raise _fail(
+            f"{where}: {exc} (rap-analyzer run --allow-overlap, or spec.allowOverlap: true)",
+            EXIT_INVALID,
+        ) from None
+    except localrun.Interrupted as exc:
+        out.print(render_status_text(exc.status, name=exc.run.name), highlight=False)
+        err.print(
+            f"interrupted ({exc}): finished work is saved. Resume with:"
+            f" {localrun.resume_command(exc.run.uid)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_SIGNAL_BASE + exc.signum) from None
     if status.get("phase") == "Failed":
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command()
@@ -178,6 +259,8 @@ def status(
     out.print(
         json.dumps(st, indent=2) if as_json else render_status_text(st, name=run), highlight=False
     )
+    if st.get("resume") and not as_json:
+        out.print(f"interrupted; resume with: {st['resume']}", highlight=False, soft_wrap=True)
 
 
 # The options every shard command (what a Job pod runs) takes.
@@ -305,4 +388,19 @@ async def _connect_with_retries(create: Callable[..., Awaitable[T]], url: str) -
 
 
 def main() -> None:
-    app()
+    """The entry point: no traceback reaches the user without --debug."""
+    try:
+        app()
+    except KeyboardInterrupt:  # Ctrl-C outside a run (a run handles it itself)
+        err.print("interrupted", highlight=False)
+        sys.exit(EXIT_SIGNAL_BASE + 2)
+    except Exception as exc:
+        if _debug:
+            raise
+        err.print(
+            f"[bold red]error:[/] {type(exc).__name__}: {redact(str(exc))}"
+            f" (run with --debug for the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(EXIT_DB if is_connection_error(exc) else EXIT_FAILED)

@@ -2,15 +2,25 @@
 
 It mirrors the Indexed Job: at most `parallelism` shard processes at once, each
 index retried up to `retry.backoffLimitPerIndex` times, and the same status the
-custom resource would show, computed by the same code (status.py)."""
+custom resource would show, computed by the same code (status.py).
+
+The runner is the run's driver (`runs.driver` = host:pid). Its shard processes die
+with it (PR_SET_PDEATHSIG); Ctrl-C or SIGTERM stops them after their batch in
+flight and marks the run `interrupted`, to be resumed with `run --uid`. A run whose
+driver died without a word (SIGKILL) is found interrupted by the next command.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import os
+import signal
+import socket
 import sys
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,9 +31,61 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from analyzer_runtime import estimates, planner, protocol
 from analyzer_runtime.analyzers.llm.presets import pricing_for_spec
 from analyzer_runtime.db.connect import pool_for
+from analyzer_runtime.spec import AnalysisRunSpec
 from analyzer_runtime.status import JobObservation, compute_status, render_status_text
 
 POLL_SECONDS = 0.5
+# The shard's exit status when SIGTERM stopped it before it finished (worker.py).
+SHARD_STOPPED = 143
+_PR_SET_PDEATHSIG = 1
+
+
+class RunMismatch(ValueError):
+    """`run --uid` with a YAML that differs from the planned spec (exit 2)."""
+
+
+class Interrupted(Exception):
+    """The runner was stopped by a signal; the run can be resumed."""
+
+    def __init__(self, signum: int, status: dict[str, Any], run: protocol.Run) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.status = status
+        self.run = run
+
+
+def this_driver() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _driver_alive(driver: str) -> bool:
+    """Whether a local runner (host:pid) still runs; one on another host is assumed to."""
+    host, _, pid = driver.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def reap_dead_drivers(conn: asyncpg.Connection) -> None:
+    """Runs whose local runner died without marking them (SIGKILL, a crash of the
+    machine) are interrupted, not active: they neither block an overlapping run nor
+    show an ETA."""
+    rows = await conn.fetch(
+        "SELECT id, driver FROM runs WHERE driver IS NOT NULL AND state IN ('planned', 'running')"
+    )
+    for r in rows:
+        if not _driver_alive(r["driver"]):
+            await protocol.set_run_state(conn, r["id"], "interrupted")
+
+
+def resume_command(uid: str) -> str:
+    return f"rap-analyzer run --uid {uid}"
 
 
 @dataclass
@@ -37,6 +99,11 @@ class LocalJob:
     completed: set[int] = field(default_factory=set)
     failed: set[int] = field(default_factory=set)
     running: dict[int, asyncio.subprocess.Process] = field(default_factory=dict)
+
+    def signal_all(self, signum: int) -> None:
+        for proc in self.running.values():
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signum)
 
     def observation(self) -> JobObservation:
         finished = len(self.completed) + len(self.failed) == self.shards
@@ -55,6 +122,16 @@ class LocalJob:
         )
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the runner dies, however it dies, so a
+    shard never runs unsupervised (it finishes its batch in flight and exits)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    # The runner may have died between fork and prctl: then nobody would signal us.
+    if os.getppid() == 1:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 async def _spawn(url: str, uid: str, shard: int) -> asyncio.subprocess.Process:
     env = {**os.environ, "DATABASE_URL": url, "METRICS_PORT": "0"}
     return await asyncio.create_subprocess_exec(
@@ -63,15 +140,19 @@ async def _spawn(url: str, uid: str, shard: int) -> asyncio.subprocess.Process:
         env=env,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
     )  # fmt: skip
 
 
-async def _drive(job: LocalJob, url: str, uid: str, errors: dict[int, str]) -> None:
-    """Start shards up to `parallelism`, retry failed indexes, until all are settled."""
+async def _drive(
+    job: LocalJob, url: str, uid: str, errors: dict[int, str], stopping: asyncio.Event
+) -> None:
+    """Start shards up to `parallelism`, retry failed indexes, until all are settled
+    (or, once `stopping` is set, until the running ones have stopped)."""
     queue = list(range(job.shards))
     waiting: dict[asyncio.Task[int], int] = {}
-    while queue or waiting:
-        while queue and len(job.running) < job.parallelism:
+    while (queue and not stopping.is_set()) or waiting:
+        while queue and len(job.running) < job.parallelism and not stopping.is_set():
             shard = queue.pop(0)
             proc = await _spawn(url, uid, shard)
             job.running[shard] = proc
@@ -84,6 +165,9 @@ async def _drive(job: LocalJob, url: str, uid: str, errors: dict[int, str]) -> N
             if task.result() == 0:
                 job.completed.add(shard)
                 continue
+            if stopping.is_set() and task.result() in (SHARD_STOPPED, -signal.SIGTERM):
+                queue.append(shard)  # stopped as asked, not failed: it resumes later
+                continue
             errors[shard] = (stderr.strip().splitlines() or ["(no output)"])[-1]
             job.failures[shard] = job.failures.get(shard, 0) + 1
             if job.failures[shard] > job.backoff_limit_per_index:
@@ -93,56 +177,137 @@ async def _drive(job: LocalJob, url: str, uid: str, errors: dict[int, str]) -> N
 
 
 async def run_local(
-    manifest: Any,
+    manifest: Any | None,
     url: str,
     *,
     uid: str | None = None,
     progress: bool = True,
     console: Console | None = None,
+    allow_overlap: bool = False,
 ) -> dict[str, Any]:
+    """Plan (or resume, with `uid`) a run and drive its shards to the end.
+
+    Resuming reads the spec planned in Postgres; a `manifest` given with it must not
+    differ in anything but `parallelism` (RunMismatch). Raises planner.OverlapError
+    when an active run already has some of the same work, and Interrupted when a
+    signal stopped the runner."""
     console = console or Console()
-    uid = uid or manifest.metadata.uid or str(uuid.uuid4())
-    spec = manifest.spec
     async with pool_for(url, max_size=2) as pool:
         async with pool.acquire() as conn:
-            plan = await planner.plan_manifest(conn, manifest, uid)
+            await reap_dead_drivers(conn)
+            plan = await _plan_or_resume(conn, manifest, uid, allow_overlap)
+        run = plan.run
+        spec = AnalysisRunSpec.model_validate(run.spec)
         verb = "planned" if plan.created else "resuming"
         console.print(
-            f"{verb} run {plan.run.name} (uid {uid}): {plan.run.total} tracks"
-            f" in {plan.run.shards} shard(s), analyzer {plan.run.analyzer_type}"
-            f" {plan.run.model_version}",
+            f"{verb} run {run.name} (uid {run.uid}): {run.total} tracks"
+            f" in {run.shards} shard(s), analyzer {run.analyzer_type} {run.model_version}",
             highlight=False,
         )
+        parallelism = manifest.spec.effective_parallelism if manifest else spec.shards
         job = LocalJob(
-            shards=spec.shards,
-            parallelism=spec.parallelism or spec.shards,
+            shards=run.shards,
+            parallelism=min(parallelism, run.shards),
             backoff_limit_per_index=spec.retry.backoff_limit_per_index,
         )
-        if spec.dry_run or spec.suspend:
+        if spec.dry_run or spec.suspend or run.state in protocol.TERMINAL_RUN_STATES:
             job_obs = JobObservation(
                 exists=False, suspended=bool(spec.suspend), active=0,
                 completed_indexes=set(), failed_indexes=set(), complete=False, failed=False,
                 failure_reason=None, failure_message=None,
             )  # fmt: skip
-            st = await _status(pool, plan.run, job_obs)
-            console.print(render_status_text(st, name=plan.run.name), highlight=False)
+            finished = run.state in protocol.TERMINAL_RUN_STATES
+            st = await _status(pool, run, None if finished else job_obs)
+            if finished:
+                console.print(f"run {run.name} already {run.state}; nothing to resume")
+            console.print(render_status_text(st, name=run.name), highlight=False)
             return st
-        errors: dict[int, str] = {}
-        driver = asyncio.create_task(_drive(job, url, uid, errors))
-        await _watch(pool, plan.run, driver, progress, console)
-        await driver
-        st = await _status(pool, plan.run, job.observation())
         async with pool.acquire() as conn:
-            if job.failed:
-                await protocol.mark_shards_failed(conn, plan.run.id, sorted(job.failed))
-            await protocol.set_run_state(
-                conn, plan.run.id, "failed" if st["phase"] == "Failed" else "succeeded"
-            )
-        st = await _status(pool, plan.run, job.observation())
+            await protocol.set_run_state(conn, run.id, "running", driver=this_driver())
+        errors: dict[int, str] = {}
+        stopping = asyncio.Event()
+        signals: list[int] = []
+        loop = asyncio.get_running_loop()
+
+        def on_signal(signum: int) -> None:
+            signals.append(signum)
+            if len(signals) == 1:
+                stopping.set()
+                console.print(
+                    "stopping: the shards finish their batch in flight"
+                    " (press Ctrl-C again to kill them)",
+                    highlight=False,
+                    style="yellow",
+                )
+                job.signal_all(signal.SIGTERM)
+            else:
+                job.signal_all(signal.SIGKILL)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal, sig)
+        driver = asyncio.create_task(_drive(job, url, run.uid, errors, stopping))
+        try:
+            await _watch(pool, run, driver, progress, console)
+            await driver
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            if not driver.done():  # an error (e.g. the database went away): no orphans
+                job.signal_all(signal.SIGKILL)
+                for proc in job.running.values():
+                    await proc.wait()
+                driver.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await driver
         for shard, msg in sorted(errors.items()):
             console.print(f"shard {shard}: {msg}", highlight=False, style="yellow")
-        console.print(render_status_text(st, name=plan.run.name), highlight=False)
+        if signals and len(job.completed) + len(job.failed) < job.shards:
+            async with pool.acquire() as conn:
+                await protocol.set_run_state(conn, run.id, "interrupted")
+            st = await _status(pool, run, None)
+            raise Interrupted(signals[0], _as_interrupted(st), run)
+        st = await _status(pool, run, job.observation())
+        async with pool.acquire() as conn:
+            if job.failed:
+                await protocol.mark_shards_failed(conn, run.id, sorted(job.failed))
+            await protocol.set_run_state(
+                conn, run.id, "failed" if st["phase"] == "Failed" else "succeeded"
+            )
+        st = await _status(pool, run, job.observation())
+        console.print(render_status_text(st, name=run.name), highlight=False)
         return st
+
+
+async def _plan_or_resume(
+    conn: asyncpg.Connection, manifest: Any | None, uid: str | None, allow_overlap: bool
+) -> protocol.PlanResult:
+    existing = await protocol.find_run(conn, uid) if uid else None
+    if existing is None:
+        if manifest is None:
+            raise RunMismatch(
+                f"no run with uid {uid!r} in this database; give the AnalysisRun YAML to plan it"
+            )
+        uid = uid or manifest.metadata.uid or str(uuid.uuid4())
+        return await planner.plan_manifest(conn, manifest, uid, allow_overlap=allow_overlap)
+    if existing.kind != "AnalysisRun":
+        raise RunMismatch(
+            f"run {existing.name} (uid {uid}) is a {existing.kind}, not an AnalysisRun"
+        )
+    if manifest is not None:
+        differing = planner.differences_from_plan(existing, manifest)
+        if differing:
+            raise RunMismatch(
+                f"the YAML differs from run {existing.name} as it was planned (uid {uid}) in "
+                + ", ".join(differing)
+                + "; only spec.parallelism may change on resume. Resume without the YAML"
+                f" ({resume_command(existing.uid)}), or plan a new run without --uid"
+            )
+    return protocol.PlanResult(existing, created=False)
+
+
+def _as_interrupted(st: dict[str, Any]) -> dict[str, Any]:
+    """A stopped run shows no rate or ETA: nothing is working on it."""
+    return {**st, "phase": "Interrupted", "eta": None, "throughput": None}
 
 
 async def _status(
@@ -198,8 +363,15 @@ async def status_of(pool: asyncpg.Pool, run_ref: str) -> dict[str, Any] | None:
         )
     if run is None:
         return None
+    if run.state in ("planned", "running") and run.driver and not _driver_alive(run.driver):
+        async with pool.acquire() as conn:
+            await protocol.set_run_state(conn, run.id, "interrupted")
+        run = replace(run, state="interrupted")
     st = await _status(pool, run, None)
     st["runId"] = run.uid
-    if run.state in ("succeeded", "failed", "cancelled"):
+    if run.state in (*protocol.TERMINAL_RUN_STATES, "interrupted"):
         st["runState"] = run.state
+    if run.state == "interrupted":
+        st = _as_interrupted(st)
+        st["resume"] = resume_command(run.uid)
     return st

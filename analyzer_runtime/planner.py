@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,6 +11,25 @@ import asyncpg
 
 from analyzer_runtime import estimates, protocol
 from analyzer_runtime.analyzers import registry
+
+# Fields a run resumed locally may take from a new YAML; the operator's own list of
+# what may change after planning (models.MUTABLE_AFTER_PLANNING) is about a live Job.
+RESUMABLE_CHANGES = frozenset({"parallelism"})
+
+
+class OverlapError(Exception):
+    """An active run of the same analyzer and version has pending work on some of the
+    tracks this run would select: both would analyze them."""
+
+    def __init__(self, other: protocol.Run) -> None:
+        where = f"{other.namespace}/{other.name}" if other.namespace else other.name
+        super().__init__(
+            f"overlaps run {where} (uid {other.uid}, {other.state}), which has pending work"
+            f" on some of the same tracks with {other.analyzer_type} {other.model_version}."
+            " Wait for it to finish (with onlyMissing the new run then selects only what is"
+            " left), resume it if it was interrupted, or allow the overlap"
+        )
+        self.other = other
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,24 +98,66 @@ async def plan_analysis(
     shards: int,
     analyzer_type: str,
     model_version: str,
+    allow_overlap: bool = False,
 ) -> protocol.PlanResult:
-    """Plan once per uid: a second call returns the first plan and writes nothing."""
+    """Plan once per uid: a second call returns the first plan and writes nothing.
+
+    Selection, overlap check and the plan are one transaction under a lock per
+    analyzer and version, so two runs planned at once cannot both miss each other."""
     existing = await protocol.find_run(conn, uid)
     if existing is not None:
         return protocol.PlanResult(existing, created=False)
-    ids = await select_track_ids(conn, selection, analyzer_type, model_version)
-    return await protocol.record_plan(
-        conn,
-        uid=uid,
-        name=name,
-        namespace=namespace,
-        kind="AnalysisRun",
-        spec=spec,
-        shards=shards,
-        analyzer_type=analyzer_type,
-        model_version=model_version,
-        item_ids=ids,
-    )
+    async with conn.transaction():
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            f"plan:{analyzer_type}:{model_version}",
+        )
+        existing = await protocol.find_run(conn, uid)
+        if existing is not None:
+            return protocol.PlanResult(existing, created=False)
+        ids = await select_track_ids(conn, selection, analyzer_type, model_version)
+        if not allow_overlap:
+            other = await protocol.overlapping_run(conn, analyzer_type, model_version, ids)
+            if other is not None:
+                raise OverlapError(other)
+        return await protocol.record_plan(
+            conn,
+            uid=uid,
+            name=name,
+            namespace=namespace,
+            kind="AnalysisRun",
+            spec=spec,
+            shards=shards,
+            analyzer_type=analyzer_type,
+            model_version=model_version,
+            item_ids=ids,
+        )
+
+
+def differences_from_plan(run: protocol.Run, manifest: Any) -> list[str]:
+    """Fields of `manifest` that differ from the run as planned, other than those a
+    resumed run may take (`RESUMABLE_CHANGES`), e.g. `spec.shards`, `metadata.name`."""
+    spec = manifest.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+    planned = run.spec
+    with contextlib.suppress(ValueError):
+        # Through today's models, so that a field added since the run was planned
+        # compares as its default rather than as a difference.
+        planned = type(manifest.spec).model_validate(planned).model_dump(
+            by_alias=True, exclude_none=True, mode="json"
+        )
+    fields = [
+        f"spec.{k} (planned {_show(planned.get(k))}, YAML {_show(spec.get(k))})"
+        for k in sorted(planned.keys() | spec.keys())
+        if k not in RESUMABLE_CHANGES and planned.get(k) != spec.get(k)
+    ]
+    if manifest.metadata.name != run.name:
+        fields.insert(0, f"metadata.name (planned {run.name!r}, YAML {manifest.metadata.name!r})")
+    return fields
+
+
+def _show(value: Any) -> str:
+    text = "unset" if value is None else json.dumps(value, sort_keys=True)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def selection_of(spec: dict[str, Any]) -> Selection:
@@ -111,11 +174,14 @@ def selection_of(spec: dict[str, Any]) -> Selection:
     )
 
 
-async def plan_manifest(conn: asyncpg.Connection, manifest: Any, uid: str) -> protocol.PlanResult:
+async def plan_manifest(
+    conn: asyncpg.Connection, manifest: Any, uid: str, *, allow_overlap: bool = False
+) -> protocol.PlanResult:
     spec = manifest.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
     analyzer = registry.create(spec["analyzer"], **analyzer_options(spec))
     try:
-        version = spec.get("analyzerVersion") or analyzer.version
+        analyzer.use_version(spec.get("analyzerVersion"))
+        version = analyzer.version
         plan = await plan_analysis(
             conn,
             uid=uid,
@@ -126,6 +192,7 @@ async def plan_manifest(conn: asyncpg.Connection, manifest: Any, uid: str) -> pr
             shards=spec["shards"],
             analyzer_type=analyzer.analyzer_type,
             model_version=version,
+            allow_overlap=allow_overlap or bool(spec.get("allowOverlap")),
         )
         # Before any shard starts: the status shows the estimate from the first refresh.
         await estimates.ensure(conn, analyzer, plan.run)

@@ -158,6 +158,28 @@ async def find_run_by_name(
     return _run(row) if row else None
 
 
+async def overlapping_run(
+    conn: asyncpg.Connection, analyzer_type: str, model_version: str, item_ids: Sequence[int]
+) -> Run | None:
+    """An active run of this analyzer and version with pending work on any of
+    `item_ids` (the oldest such run), or None."""
+    if not item_ids:
+        return None
+    row = await conn.fetchrow(
+        """SELECT r.* FROM runs r
+            WHERE r.analyzer_type = $1 AND r.model_version = $2 AND r.state = ANY($4::text[])
+              AND EXISTS (SELECT 1 FROM run_items i
+                           WHERE i.run_id = r.id AND i.state = 'pending'
+                             AND i.item_id = ANY($3::bigint[]))
+            ORDER BY r.created_at, r.id LIMIT 1""",
+        analyzer_type,
+        model_version,
+        list(item_ids),
+        list(ACTIVE_RUN_STATES),
+    )
+    return _run(row) if row else None
+
+
 def assign_shards(n_items: int, shards: int) -> list[int]:
     """Contiguous, even blocks: shard sizes differ by at most one, and each shard's
     items are neighbours in id order (good locality for its index scans)."""

@@ -197,6 +197,7 @@ def compute_status(
     valid: bool = True,
     invalid_message: str | None = None,
     invalid_reason: str = "InvalidSpec",
+    invalid_until_fixed: bool = True,
     planned_total: int | None = None,
     suspend: bool = False,
     job_name: str | None = None,
@@ -209,8 +210,10 @@ def compute_status(
     `shards` empty and `planned_total` None means "not planned yet" (Pending);
     `planned_total=0` means planning selected nothing (Succeeded at once).
     `job` is None for the local runner (shard states alone decide). `valid=False`
-    sets `Valid=False`; before any work exists it also ends the run Failed, after
-    planning it only reports (e.g. a refused spec change) and the run goes on.
+    sets `Valid=False`; before any work exists it also ends the run Failed (unless
+    `invalid_until_fixed` is False: a cause time removes, such as an overlapping run,
+    keeps it Pending), after planning it only reports (e.g. a refused spec change)
+    and the run goes on.
     `previous` (the last status) keeps each condition's lastTransitionTime and the
     start/completion times stable across refreshes. `dry_run` (spec.dryRun) ends a
     planned run Succeeded with reason DryRun: it was planned and estimated, and no
@@ -243,7 +246,7 @@ def compute_status(
     verdict = _decide(
         shards, job if job_seen else None, failed_shards, done, total, finished, valid,
         invalid_reason, invalid_message, planned=bool(shards) or planned_total is not None,
-        suspend=suspend, dry_run=dry_run, wording=wording,
+        suspend=suspend, dry_run=dry_run, wording=wording, waiting=not invalid_until_fixed,
     )  # fmt: skip
     terminal = is_terminal(verdict.phase)
 
@@ -320,10 +323,12 @@ def _decide(
     suspend: bool,
     dry_run: bool = False,
     wording: Wording = ANALYSIS_WORDING,
+    waiting: bool = False,
 ) -> _Verdict:
     kept = wording.kept
     if not valid and not planned and job is None:
-        return _Verdict(Phase.Failed, invalid_reason, invalid_message or "the spec is invalid")
+        message = invalid_message or "the spec is invalid"
+        return _Verdict(Phase.Pending if waiting else Phase.Failed, invalid_reason, message)
     if dry_run and planned and job is None:
         return _Verdict(
             Phase.Succeeded,

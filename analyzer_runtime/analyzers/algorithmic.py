@@ -61,6 +61,7 @@ from analyzer_runtime.analyzers.lexicons import PROFANITY, THEMES
 from analyzer_runtime.analyzers.phonetics import word_info
 from analyzer_runtime.analyzers.sentiment import THRESHOLD, score_lines
 from analyzer_runtime.analyzers.text import Bar, Lyrics, normalize_word, parse
+from analyzer_runtime.spec.types import ANALYZER_VERSIONS, AnalyzerName
 
 MATTR_WINDOW = 50
 SCHEME_MAX_BARS = 256
@@ -238,7 +239,8 @@ class AlgorithmicAnalyzer(LocalAnalyzer):
 
     name = "algorithmic"
     analyzer_type = "algorithmic"
-    version = "1.0.0"
+    versions = ANALYZER_VERSIONS[AnalyzerName.algorithmic]
+    version = versions[-1]
 
     def analyze_one(self, track: TrackInput) -> AnalysisResult | ItemOutcome:
         data = features(track.lyrics or "")

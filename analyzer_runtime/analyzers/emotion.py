@@ -30,6 +30,7 @@ from typing import Any
 
 from analyzer_runtime.analyzers.base import AnalysisResult, ItemOutcome, LocalAnalyzer, TrackInput
 from analyzer_runtime.analyzers.text import normalize_word, tokenize
+from analyzer_runtime.spec.types import ANALYZER_VERSIONS, AnalyzerName
 
 EMOTIONS: tuple[str, ...] = (
     "anger",
@@ -126,7 +127,8 @@ class EmotionAnalyzer(LocalAnalyzer):
 
     name = "emotion"
     analyzer_type = "emotion"
-    version = "1.0.0"
+    versions = ANALYZER_VERSIONS[AnalyzerName.emotion]
+    version = versions[-1]
 
     def analyze_one(self, track: TrackInput) -> AnalysisResult | ItemOutcome:
         data = emotion_features(track.lyrics or "")

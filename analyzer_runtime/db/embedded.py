@@ -39,14 +39,33 @@ def start(pgdata: Path | None = None, *, keep_running: bool = False) -> Any:
         import pgserver
         from pgserver.utils import PostmasterInfo
 
+        _forget_dead_handles(path)
         info = PostmasterInfo.read_from_pgdata(path)
         already = info is not None and info.is_running()
         mode = None if keep_running or already else "stop"
         return pgserver.get_server(path, cleanup_mode=mode)
 
 
-def stop(pgdata: Path | None = None) -> bool:
-    """Stop a server started with keep_running; True if one was running."""
+def _forget_dead_handles(pgdata: Path) -> None:
+    """pgserver stops the server when the last process holding a handle exits, and
+    keeps those processes' pids in a file. A process killed with SIGKILL never takes
+    its pid out, and the server would then never be stopped by a later command:
+    drop the pids of processes that are gone."""
+    from pgserver.utils import DiskList, process_is_running
+
+    handles = DiskList(pgdata / ".handle_pids.json")
+    try:
+        pids = handles.get()
+    except (OSError, ValueError):  # unreadable: pgserver rewrites it
+        return
+    alive = [pid for pid in pids if pid == os.getpid() or process_is_running(pid)]
+    if alive != pids:
+        handles.put(alive)
+
+
+def stop(pgdata: Path | None = None, *, mode: str = "fast") -> bool:
+    """Stop a server started with keep_running; True if one was running. `mode` is
+    pg_ctl's shutdown mode (`immediate` is a crash, for tests)."""
     import subprocess
 
     path = pgdata or data_dir() / "pgdata"
@@ -59,7 +78,7 @@ def stop(pgdata: Path | None = None) -> bool:
 
     try:
         pg_ctl(
-            ["-w", "stop", "-m", "fast"],
+            ["-w", "stop", "-m", mode],
             pgdata=path,
             user="pgserver" if os.geteuid() == 0 else None,
         )

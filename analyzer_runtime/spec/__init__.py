@@ -2,6 +2,7 @@
 
 from analyzer_runtime.spec.loading import (
     RunSpecError,
+    decode_manifest,
     describe_error,
     format_validation_error,
     load_manifest,
@@ -9,9 +10,11 @@ from analyzer_runtime.spec.loading import (
     load_scrape_manifest,
 )
 from analyzer_runtime.spec.models import (
+    ANALYZER_VERSIONS,
     API_GROUP,
     API_VERSION,
     GROUP_VERSION,
+    INT32_MAX,
     KIND,
     MUTABLE_AFTER_PLANNING,
     REMOTE_ANALYZERS,
@@ -38,9 +41,11 @@ from analyzer_runtime.spec.models import (
 )
 
 __all__ = [
+    "ANALYZER_VERSIONS",
     "API_GROUP",
     "API_VERSION",
     "GROUP_VERSION",
+    "INT32_MAX",
     "KIND",
     "MUTABLE_AFTER_PLANNING",
     "REMOTE_ANALYZERS",
@@ -64,6 +69,7 @@ __all__ = [
     "SecretKeyRef",
     "Selection",
     "TokenPrices",
+    "decode_manifest",
     "describe_error",
     "format_validation_error",
     "immutable_changes",

@@ -24,6 +24,7 @@ from analyzer_runtime.spec.models import API_GROUP, API_VERSION, KIND, AnalysisR
 from analyzer_runtime.spec.scrape_models import SCRAPE_KIND, ScrapeJobSpec
 from analyzer_runtime.spec.scrape_status import ScrapeJobStatus
 from analyzer_runtime.spec.status_model import AnalysisRunStatus
+from analyzer_runtime.spec.types import NUL_FREE_PATTERN
 
 # JSON Schema keywords that survive into the CRD; anything else pydantic emits
 # (title, $defs, ...) is dropped so that a pydantic upgrade cannot leak new keywords.
@@ -113,6 +114,22 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     if "type" not in out and "properties" in out:
         out["type"] = "object"
     return out
+
+
+def forbid_nul(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` with NUL_FREE_PATTERN on every string without a pattern or enum of its
+    own: the API-server side of SpecModel's NUL check (Postgres text and jsonb cannot
+    hold NUL). Patterns a model sets already exclude NUL (a unit test checks); map keys
+    cannot carry a pattern in a structural schema and are checked by the models only.
+    Changes and returns `schema`."""
+    if schema.get("type") == "string" and "pattern" not in schema and "enum" not in schema:
+        schema["pattern"] = NUL_FREE_PATTERN
+    for sub in schema.get("properties", {}).values():
+        forbid_nul(sub)
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            forbid_nul(schema[key])
+    return schema
 
 
 def structural_problems(schema: dict[str, Any], path: str = "") -> list[str]:
@@ -228,7 +245,7 @@ def _crd(
             },
             "kind": {"type": "string", "description": "Kind of this object: " + kind + "."},
             "metadata": {"type": "object"},
-            "spec": openapi_schema(spec_model),
+            "spec": forbid_nul(openapi_schema(spec_model)),
             "status": _status_schema(status_model),
         },
         "required": ["spec"],

@@ -20,11 +20,21 @@ class CircuitBreakerOptions(SpecModel):
     )
 
 
+# Upper bounds well above any real model: a typo (a price per token written per
+# million, or a context size) is refused instead of producing absurd estimates.
+MAX_PRICE_PER_MILLION = 10_000.0
+MAX_INPUT_TOKENS = 2_000_000
+
+
 class TokenPrices(SpecModel):
     """LLM prices in USD per million tokens (as providers list them), for estimatedCost."""
 
-    prompt_per_million: float = Field(ge=0, description="USD per million prompt tokens.")
-    completion_per_million: float = Field(ge=0, description="USD per million completion tokens.")
+    prompt_per_million: float = Field(
+        ge=0, le=MAX_PRICE_PER_MILLION, description="USD per million prompt tokens."
+    )
+    completion_per_million: float = Field(
+        ge=0, le=MAX_PRICE_PER_MILLION, description="USD per million completion tokens."
+    )
 
 
 class LLMOptions(SpecModel):
@@ -76,7 +86,10 @@ class LLMOptions(SpecModel):
     )
     timeout_seconds: int = Field(default=30, ge=1, le=600, description="Per-request timeout.")
     max_input_tokens: int | None = Field(
-        default=None, ge=1, description="Lyrics are truncated to about this many tokens."
+        default=None,
+        ge=1,
+        le=MAX_INPUT_TOKENS,
+        description="Lyrics are truncated to about this many tokens.",
     )
     concurrency: int = Field(
         default=4, ge=1, le=64, description="Requests in flight at once per shard pod."

@@ -8,6 +8,7 @@ pydantic error dump or a stack trace.
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import re
 import types
@@ -19,6 +20,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from analyzer_runtime.spec.base import SURROGATE_MESSAGE
 from analyzer_runtime.spec.models import (
     KIND,
     AnalysisRunManifest,
@@ -57,7 +59,9 @@ M = typing.TypeVar("M", bound=BaseModel)
 
 def _load(text_or_dict: str | bytes | Mapping[str, Any], model: type[M], kind_name: str) -> M:
     data: Any = text_or_dict
-    if isinstance(text_or_dict, str | bytes):
+    if isinstance(text_or_dict, bytes):
+        text_or_dict = decode_manifest(text_or_dict)
+    if isinstance(text_or_dict, str):
         data = _parse_yaml(text_or_dict, kind_name)
     if not isinstance(data, Mapping):
         raise RunSpecError(
@@ -76,12 +80,65 @@ def _load(text_or_dict: str | bytes | Mapping[str, Any], model: type[M], kind_na
 
 
 def load_manifest_file(path: str | Path) -> AnalysisRunManifest:
-    """`load_manifest` on a file; a missing or unreadable file is a RunSpecError."""
+    """`load_manifest` on a file; a missing, unreadable or non-UTF-8 file is a RunSpecError."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise RunSpecError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    return load_manifest(text)
+    return load_manifest(decode_manifest(data, str(path)))
+
+
+# Byte-order marks of encodings PyYAML would read (UTF-16) or we can name; UTF-32
+# first, because its little-endian mark starts with UTF-16's.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+
+
+def _wide_encoding(data: bytes) -> str | None:
+    """UTF-16 or UTF-32 when the start of `data` is mostly NUL bytes, as ASCII text in
+    those encodings is. (A lone NUL in UTF-8 text is left to the YAML reader's error.)"""
+    head = data[:256]
+    if len(head) < 4:
+        return None
+    zeros = head.count(0) / len(head)
+    if zeros >= 0.7:
+        return "UTF-32"
+    if zeros >= 0.4:
+        return "UTF-16"
+    return None
+
+
+def decode_manifest(data: bytes, name: str = "the manifest") -> str:
+    """The text of a manifest given as bytes, which must be UTF-8 (a UTF-8 byte-order
+    mark is dropped). Anything else is a RunSpecError naming the encoding it looks like:
+    `kubectl` and the API server read manifests as UTF-8 only, so a file that PyYAML
+    alone would accept (UTF-16 with a BOM) must not pass `validate`."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            raise RunSpecError(
+                f"{name} is {encoding} (it starts with a {encoding} byte-order mark); "
+                "save it as UTF-8"
+            )
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    wide = _wide_encoding(data)
+    if wide is not None:
+        # Valid UTF-8 as far as bytes go, but ASCII text in UTF-16/32 without a BOM.
+        raise RunSpecError(
+            f"{name} looks like {wide} without a byte-order mark ({wide} puts NUL bytes "
+            "between ASCII characters); save it as UTF-8"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RunSpecError(
+            f"{name} is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "save it as UTF-8"
+        ) from None
 
 
 def describe_error(exc: BaseException) -> str:
@@ -91,7 +148,7 @@ def describe_error(exc: BaseException) -> str:
     return str(exc)
 
 
-def _parse_yaml(text: str | bytes, kind_name: str = KIND) -> Any:
+def _parse_yaml(text: str, kind_name: str = KIND) -> Any:
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
@@ -198,6 +255,10 @@ def _message(err: Mapping[str, Any], root: type[BaseModel]) -> str:
     if etype in _TYPE_WORDS:
         hint = " (put it in quotes)" if etype == "string_type" and value is not None else ""
         return f"must be {_TYPE_WORDS[etype]}, got {_kind_of(value)}{hint}"
+    if etype == "string_unicode":  # a lone surrogate: YAML's "\ud800"
+        return f"{SURROGATE_MESSAGE}, got {_show(value)}"
+    if etype == "finite_number":
+        return f"must be a finite number, got {_show(value)}"
     if etype in _BOUNDS:
         op, key = _BOUNDS[etype]
         return f"must be {op} {ctx.get(key)}, got {_show(value)}"

@@ -7,6 +7,12 @@ field-level limits become `minimum`/`maximum`/`enum` in the CRD, and each cross-
 rule is written twice side by side - as a Python validator (for the local runner and
 the operator) and as a CEL rule in `x-kubernetes-validations` (for `kubectl apply`).
 
+Whatever Postgres or a later stage would refuse is refused here first (validate ==
+run): every number has a maximum (integers at most INT32_MAX, the int4 columns),
+strings stored in varchar columns have their maxLength, no string may hold NUL
+(SpecModel; the CRD gets a NUL-free pattern), and analyzerVersion must be one the
+analyzer implements (ANALYZER_VERSIONS).
+
 Integers, booleans and strings are strict, because the API server's schema refuses
 `shards: "4"` and the local runner must refuse exactly what a cluster would.
 """
@@ -16,7 +22,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     ValidationInfo,
@@ -25,14 +30,17 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from analyzer_runtime.spec.base import SecretKeyRef, SpecModel
+from analyzer_runtime.spec.base import PostgresTextModel, SecretKeyRef, SpecModel
 from analyzer_runtime.spec.llm_models import CircuitBreakerOptions, LLMOptions, TokenPrices
 from analyzer_runtime.spec.types import (
+    ANALYZER_VERSIONS,
     API_GROUP,
     API_VERSION,
     DNS_SUBDOMAIN_PATTERN,
     GROUP_VERSION,
+    INT32_MAX,
     KIND,
+    MODEL_VERSION_MAX_LENGTH,
     QUANTITY_PATTERN,
     REMOTE_ANALYZERS,
     AnalyzerName,
@@ -45,10 +53,13 @@ from analyzer_runtime.spec.types import (
 )
 
 __all__ = [
+    "ANALYZER_VERSIONS",
     "API_GROUP",
     "API_VERSION",
     "GROUP_VERSION",
+    "INT32_MAX",
     "KIND",
+    "MAX_REQUESTS_PER_MINUTE",
     "PARALLELISM_RULE",
     "QUANTITY_PATTERN",
     "REMOTE_ANALYZERS",
@@ -80,6 +91,7 @@ __all__ = [
     "SpecModel",
     "TokenPrices",
     "TtlSecondsAfterFinished",
+    "analyzer_version_rules",
     "changed_fields",
     "immutable_changes",
     "parallelism_within_shards",
@@ -97,8 +109,9 @@ class IdRange(SpecModel):
         }
     )
 
-    from_: int = Field(alias="from", ge=0, description="First track id (inclusive).")
-    to: int = Field(ge=0, description="Last track id (inclusive).")
+    # Track ids are Postgres `serial` (int4).
+    from_: int = Field(alias="from", ge=0, le=INT32_MAX, description="First track id (inclusive).")
+    to: int = Field(ge=0, le=INT32_MAX, description="Last track id (inclusive).")
 
     @field_validator("to")
     @classmethod
@@ -123,9 +136,14 @@ class Selection(SpecModel):
         default=None, description="Only tracks by these artists (exact names)."
     )
     id_range: IdRange | None = Field(default=None, description="Only track ids in this range.")
-    limit: int | None = Field(default=None, ge=1, description="At most this many tracks.")
+    limit: int | None = Field(
+        default=None, ge=1, le=INT32_MAX, description="At most this many tracks."
+    )
     min_words: int | None = Field(
-        default=None, ge=0, description="Only tracks with at least this many words of lyrics."
+        default=None,
+        ge=0,
+        le=INT32_MAX,
+        description="Only tracks with at least this many words of lyrics.",
     )
     scrape_run: str | None = Field(
         default=None,
@@ -135,11 +153,17 @@ class Selection(SpecModel):
     )
 
 
+# A budget of N requests per minute is N rows in rate_limit_slots (ratelimit.py).
+MAX_REQUESTS_PER_MINUTE = 100_000
+
+
 class RateLimit(SpecModel):
     """Global request budget shared by all shards of the run."""
 
     requests_per_minute: int = Field(
-        ge=1, description="Requests per minute across all shards together."
+        ge=1,
+        le=MAX_REQUESTS_PER_MINUTE,
+        description="Requests per minute across all shards together (at most 100000).",
     )
 
 
@@ -218,6 +242,7 @@ Parallelism = Annotated[
     int | None,
     Field(
         ge=1,
+        le=1000,
         validate_default=True,
         description="Shards running at once; defaults to shards and must be <= shards.",
     ),
@@ -236,11 +261,15 @@ PodResources = Annotated[
     ResourceRequirements | None,
     Field(description="Resource requests and limits of each shard pod."),
 ]
+# Job.spec.ttlSecondsAfterFinished is an int32 in Kubernetes; the deadline is kept
+# to the same range (68 years).
 TtlSecondsAfterFinished = Annotated[
-    int | None, Field(ge=0, description="Delete the finished Job after this many seconds.")
+    int | None,
+    Field(ge=0, le=INT32_MAX, description="Delete the finished Job after this many seconds."),
 ]
 ActiveDeadlineSeconds = Annotated[
-    int | None, Field(ge=1, description="Fail the Job when it runs longer than this.")
+    int | None,
+    Field(ge=1, le=INT32_MAX, description="Fail the Job when it runs longer than this."),
 ]
 
 PARALLELISM_RULE = cel_rule(
@@ -269,6 +298,33 @@ def parallelism_within_shards(v: int | None, info: ValidationInfo) -> int | None
     return v
 
 
+def _cel_string(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _versions_message(analyzer: AnalyzerName, versions: tuple[str, ...]) -> str:
+    return f"{analyzer} implements {', '.join(versions)}"
+
+
+def analyzer_version_rules() -> list[dict[str, str]]:
+    """The CEL rules of ANALYZER_VERSIONS: one per analyzer with a fixed set of versions
+    (a static message each; the API server rejects costly messageExpressions)."""
+    rules = []
+    for analyzer, versions in ANALYZER_VERSIONS.items():
+        if versions is None:
+            continue
+        allowed = ", ".join(_cel_string(v) for v in versions)
+        rules.append(
+            cel_rule(
+                f"!has(self.analyzerVersion) || self.analyzer != {_cel_string(analyzer)}"
+                f" || self.analyzerVersion in [{allowed}]",
+                _versions_message(analyzer, versions),
+                fieldPath=".analyzerVersion",
+            )
+        )
+    return rules
+
+
 def changed_fields(old: SpecModel, new: SpecModel, mutable: frozenset[str]) -> list[str]:
     """camelCase names of top-level spec fields changed, other than the `mutable` ones."""
     a, b = old.dump(), new.dump()
@@ -292,6 +348,7 @@ class AnalysisRunSpec(SpecModel):
                     "llm options are only allowed when analyzer is llm",
                     fieldPath=".llm",
                 ),
+                *analyzer_version_rules(),
             ]
         }
     )
@@ -303,7 +360,11 @@ class AnalysisRunSpec(SpecModel):
     analyzer_version: str | None = Field(
         default=None,
         min_length=1,
-        description="Analyzer version results are stored under; defaults to the analyzer's own.",
+        max_length=MODEL_VERSION_MAX_LENGTH,  # analysis_results.model_version varchar(100)
+        description="Analyzer version results are stored under; defaults to the analyzer's "
+        "own. Must be a version the analyzer implements, except for "
+        + ", ".join(a for a, v in ANALYZER_VERSIONS.items() if v is None)
+        + f" (a free label of at most {MODEL_VERSION_MAX_LENGTH} characters).",
     )
     llm: LLMOptions | None = Field(
         default=None,
@@ -339,12 +400,33 @@ class AnalysisRunSpec(SpecModel):
     dry_run: bool = Field(
         default=False, description="Plan and report the selection without analyzing."
     )
+    allow_overlap: bool = Field(
+        default=False,
+        description="Plan even when an active run of the same analyzer and version still has "
+        "some of the selected tracks pending (they are then analyzed twice). Without it such "
+        "a run waits, with Valid=False reason OverlapsRun, until the other run is finished.",
+    )
     database: DatabaseOverride = None
     image: ImageOverride = None
     image_pull_policy: PodImagePullPolicy = None
     resources: PodResources = None
     ttl_seconds_after_finished: TtlSecondsAfterFinished = None
     active_deadline_seconds: ActiveDeadlineSeconds = None
+
+    @field_validator("analyzer_version")
+    @classmethod
+    def _implemented_version(cls, v: str | None, info: ValidationInfo) -> str | None:
+        analyzer = info.data.get("analyzer")
+        if v is None or analyzer is None:
+            return v
+        versions = ANALYZER_VERSIONS[analyzer]
+        if versions is not None and v not in versions:
+            raise PydanticCustomError(
+                "analyzer_version",
+                "{implements}; got '{got}'",
+                {"implements": _versions_message(analyzer, versions), "got": v},
+            )
+        return v
 
     @field_validator("llm")
     @classmethod
@@ -386,9 +468,10 @@ def immutable_changes(old: AnalysisRunSpec, new: AnalysisRunSpec) -> list[str]:
     return changed_fields(old, new, MUTABLE_AFTER_PLANNING)
 
 
-class RunMetadata(BaseModel):
+class RunMetadata(PostgresTextModel):
     """The part of Kubernetes object metadata a run uses; the API server adds more
-    (resourceVersion, managedFields, ...), which is ignored rather than refused."""
+    (resourceVersion, managedFields, ...), which is ignored rather than refused.
+    Its strings refuse NUL like the spec's (namespace and uid go to Postgres)."""
 
     model_config = ConfigDict(extra="ignore", alias_generator=to_camel, populate_by_name=True)
 
@@ -409,3 +492,5 @@ class AnalysisRunManifest(SpecModel):
     spec: AnalysisRunSpec
     # The operator validates objects read back from the API, which carry a status.
     status: dict[str, Any] | None = Field(default=None, strict=False)
+
+    text_unchecked_fields = frozenset({"status"})

@@ -242,6 +242,8 @@ class ScrapeJobManifest(SpecModel):
     spec: ScrapeJobSpec
     status: dict[str, Any] | None = Field(default=None, strict=False)
 
+    text_unchecked_fields = frozenset({"status"})
+
 
 def parse_artist_list(text: str) -> list[str]:
     """Artist names from a ConfigMap value: one per line, blank lines and '#' comments

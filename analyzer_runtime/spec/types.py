@@ -1,7 +1,8 @@
 """Names, enums and value types of the AnalysisRun spec.
 
 `AnalyzerName` is THE list of analyzers: the CRD enum, the fallback enum and the
-error messages are all derived from it, so adding an analyzer is one line here.
+error messages are all derived from it, so adding an analyzer is one line there
+(plus its versions in `ANALYZER_VERSIONS`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,20 @@ API_VERSION = "v1alpha1"
 GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"
 KIND = "AnalysisRun"
 
+# The largest value of a Postgres `integer` (int4) column or parameter: track ids,
+# word counts, limits. Every integer of a spec is bounded (by this or by less), so
+# `validate` refuses what planning would fail on with "value out of int32 range".
+INT32_MAX = 2**31 - 1
+
+# analysis_results.model_version is a varchar(100) (and analyzer_type a varchar(50)).
+MODEL_VERSION_MAX_LENGTH = 100
+ANALYZER_TYPE_MAX_LENGTH = 50
+
+# Postgres text and jsonb cannot hold NUL, and the whole spec is stored as jsonb: every
+# string of a spec refuses "\x00" (SpecModel), and every string schema of the CRD
+# without a pattern (or enum) of its own gets this one (RE2, as the API server reads it).
+NUL_FREE_PATTERN = r"^[^\x00]*$"
+
 
 class AnalyzerName(StrEnum):
     """Analyzer a run applies. THE list of analyzer names: later analyzers are added here
@@ -25,6 +40,17 @@ class AnalyzerName(StrEnum):
     emotion = "emotion"
     llm = "llm"
 
+
+# The versions each analyzer implements (results are stored under analyzer + version):
+# spec.analyzerVersion must be one of them. None means the version is a free label:
+# the llm analyzer's names the provider, model and prompt (`novita:qwen/...@p1`), so
+# any label up to MODEL_VERSION_MAX_LENGTH characters is accepted. Every AnalyzerName
+# has an entry (a unit test checks).
+ANALYZER_VERSIONS: dict[AnalyzerName, tuple[str, ...] | None] = {
+    AnalyzerName.algorithmic: ("1.0.0",),
+    AnalyzerName.emotion: ("1.0.0",),
+    AnalyzerName.llm: None,
+}
 
 # Analyzers that call out over the network. They cannot be a fallback, because the
 # fallback exists precisely for when the network analyzer is failing.

@@ -22,6 +22,7 @@ import kopf
 
 from analyzer_runtime import protocol
 from analyzer_runtime.db.connect import DatabaseUnavailable
+from analyzer_runtime.planner import OverlapError
 from analyzer_runtime.status import compute_status, is_terminal
 from rap_operator import database, kinds, kube, manifests, metrics, refresh
 from rap_operator.config import OperatorConfig
@@ -52,11 +53,18 @@ async def cleanup(**_: Any) -> None:
     await kube.close()
 
 
-def _invalid_status(body: kopf.Body, message: str, previous: dict[str, Any]) -> dict[str, Any]:
+def _invalid_status(
+    body: kopf.Body,
+    message: str,
+    previous: dict[str, Any],
+    *,
+    reason: str = "InvalidSpec",
+    until_fixed: bool = True,
+) -> dict[str, Any]:
     return compute_status(
         generation=body.metadata.get("generation") or 1, shards=[], job=None,
         previous=previous, now=datetime.now(UTC), valid=False, invalid_message=message,
-        wording=kinds.of(body).wording,
+        invalid_reason=reason, invalid_until_fixed=until_fixed, wording=kinds.of(body).wording,
     )  # fmt: skip
 
 
@@ -86,6 +94,14 @@ async def _plan_and_start(body: kopf.Body, patch: kopf.Patch) -> None:
             plan = await kind.plan(conn, manifest, uid, inputs)
     except DatabaseUnavailable as exc:
         raise kopf.TemporaryError(str(exc), delay=10) from None
+    except OverlapError as exc:
+        # Not the spec's fault: it plans by itself once the other run is finished.
+        waiting = _invalid_status(body, str(exc), status, reason="OverlapsRun", until_fixed=False)
+        if status.get("conditions") != waiting["conditions"]:
+            kopf.warn(raw, reason="OverlapsRun", message=str(exc))
+        patch.status.update(waiting)
+        metrics.set_phase(body.metadata.uid, "Pending")
+        raise kopf.TemporaryError(str(exc), delay=CONFIG.status_interval * 5) from None
     if plan.created:
         kopf.info(raw, reason="Planned", message=kind.planned_message(plan.run))
     if kind.dry_run(raw.get("spec") or {}):

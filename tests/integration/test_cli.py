@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from analyzer_runtime.seed import seed
+from tests.integration.clirun import ROOT, cli
 
-ROOT = Path(__file__).resolve().parents[2]
 INVALID = sorted((ROOT / "tests/fixtures/invalid_runs").glob("*.yaml"))
-
-
-def cli(
-    *args: str, db_url: str | None = None, timeout: int = 300
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "METRICS_PORT": "0"}
-    if db_url:
-        env["DATABASE_URL"] = db_url
-    return subprocess.run(
-        [sys.executable, "-m", "analyzer_runtime", *args],
-        env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-    )  # fmt: skip
 
 
 async def test_run_example_succeeds_and_prints_the_status(pool: asyncpg.Pool, db_url: str) -> None:

@@ -213,3 +213,29 @@ def test_operator_restart_mid_run_resumes_without_a_second_job(env: Env, namespa
     assert len(env.jobs(namespace, uid)) == 1
     assert env.sql(url, "SELECT count(*) FROM runs") == 1
     _exact(env, url, CORPUS)
+
+
+def test_an_overlapping_run_waits_until_the_other_is_gone(env: Env, namespace: str) -> None:
+    url = env.new_database()
+    env.db_secret(namespace, url)
+    # The first run is planned but suspended: its tracks stay pending.
+    assert env.apply(namespace, run_manifest("holder", suspend=True)).returncode == 0
+    env.wait_status(namespace, "holder", _phase("Suspended"), timeout=60)
+    assert env.apply(namespace, run_manifest("second")).returncode == 0
+
+    def overlapping(st: dict) -> bool:  # type: ignore[type-arg]
+        valid = next((c for c in st.get("conditions", []) if c["type"] == "Valid"), None)
+        return bool(valid) and valid["status"] == "False" and valid["reason"] == "OverlapsRun"
+
+    st = env.wait_status(namespace, "second", overlapping, timeout=60)
+    assert st["phase"] == "Pending" and not env.jobs(
+        namespace, env.get(namespace, "second")["metadata"]["uid"]
+    )
+    valid = next(c for c in st["conditions"] if c["type"] == "Valid")
+    assert f"overlaps run {namespace}/holder" in valid["message"]
+    assert "OverlapsRun" in [e["reason"] for e in env.events(namespace, "second")]
+    # The first run goes away (cancelled): the second plans by itself and does the work.
+    assert env.kubectl("delete", "ar", "holder", "-n", namespace).returncode == 0
+    st = env.wait_status(namespace, "second", _phase("Succeeded"), timeout=120)
+    assert st["processed"] == CORPUS
+    _exact(env, url, CORPUS)
