@@ -142,8 +142,10 @@ def differences_from_plan(run: protocol.Run, manifest: Any) -> list[str]:
     with contextlib.suppress(ValueError):
         # Through today's models, so that a field added since the run was planned
         # compares as its default rather than as a difference.
-        planned = type(manifest.spec).model_validate(planned).model_dump(
-            by_alias=True, exclude_none=True, mode="json"
+        planned = (
+            type(manifest.spec)
+            .model_validate(planned)
+            .model_dump(by_alias=True, exclude_none=True, mode="json")
         )
     fields = [
         f"spec.{k} (planned {_show(planned.get(k))}, YAML {_show(spec.get(k))})"
