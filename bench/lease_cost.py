@@ -32,7 +32,8 @@ BASELINE = "b0bcd7a"
 
 def _timed_run(n: int, code: Path | None, tmp: Path) -> float:
     """Seconds of `rap-analyzer run` over n fresh tracks with the code at `code`
-    (None: this tree)."""
+    (None: this tree). Everything runs in `tmp`, so that the current directory does
+    not put this tree's packages first on sys.path."""
     env = {**os.environ, "RAP_ANALYZER_DATA_DIR": str(tmp / "data"), "METRICS_PORT": "0"}
     env.pop("DATABASE_URL", None)
     if code is not None:
@@ -40,28 +41,29 @@ def _timed_run(n: int, code: Path | None, tmp: Path) -> float:
     cli = [sys.executable, "-m", "analyzer_runtime"]
     where = subprocess.run(
         [sys.executable, "-c", "import analyzer_runtime as a; print(a.__file__)"],
-        env=env, capture_output=True, text=True, check=True,
+        env=env, capture_output=True, text=True, check=True, cwd=tmp,
     ).stdout  # fmt: skip
     assert where.startswith(str(code or ROOT)), f"the run would use {where}"
     url = subprocess.run(
-        [*cli, "db", "start"], env=env, capture_output=True, text=True, check=True
+        [*cli, "db", "start"], env=env, capture_output=True, text=True, check=True, cwd=tmp
     ).stdout.strip()
     env["DATABASE_URL"] = url
     try:
-        subprocess.run([*cli, "seed", str(n)], env=env, check=True, capture_output=True)
+        subprocess.run([*cli, "seed", str(n)], env=env, check=True, capture_output=True, cwd=tmp)
         manifest = tmp / "run.yaml"
         _manifest(manifest)
         t0 = time.perf_counter()
         res = subprocess.run(
-            [*cli, "run", str(manifest), "--no-progress"], env=env, capture_output=True, text=True
-        )
+            [*cli, "run", str(manifest), "--no-progress"],
+            env=env, capture_output=True, text=True, cwd=tmp,
+        )  # fmt: skip
         wall = time.perf_counter() - t0
         if res.returncode != 0 or f"{n}/{n} (100.0%)" not in res.stdout:
             raise RuntimeError(res.stdout + res.stderr)
         return wall
     finally:
         env.pop("DATABASE_URL")
-        subprocess.run([*cli, "db", "stop"], env=env, capture_output=True)
+        subprocess.run([*cli, "db", "stop"], env=env, capture_output=True, cwd=tmp)
 
 
 def main(n: int, baseline: str) -> dict[str, Any]:
