@@ -11,11 +11,11 @@ RUN pip install --no-cache-dir --prefix=/install .
 
 FROM python:3.11-slim
 # Run as a non-root user; the runtime needs no privileges.
-RUN useradd --create-home --uid 10001 rap
+RUN groupadd --gid 10001 rap && useradd --create-home --uid 10001 --gid 10001 rap
 COPY --from=build /install /usr/local
 COPY crds /app/crds
 WORKDIR /app
-USER 10001
+USER 10001:10001
 ENV PYTHONUNBUFFERED=1 METRICS_PORT=9102
 EXPOSE 9102
 ENTRYPOINT ["python", "-m"]

@@ -77,11 +77,11 @@ helm: ## build bin/helm from tools/helm (no-op when up to date)
 	bash tools/build-helm.sh $(BIN)
 
 cluster-up: install controlplane ## start the local control plane + process kubelet (kubeconfig: .cluster/kubeconfig)
-	$(PY) -m rap_devtools.cluster up
+	$(PY) -m rap_devtools.cluster_cli up
 
 cluster-down: ## stop everything cluster-up and operator-up started
 	$(PY) -m rap_devtools.demo operator-down
-	$(PY) -m rap_devtools.cluster down
+	$(PY) -m rap_devtools.cluster_cli down
 
 operator-up: install helm ## on the cluster-up cluster: embedded Postgres, seed, CRDs, chart RBAC, operator (log: .cluster/operator.log)
 	$(PY) -m rap_devtools.demo operator-up

@@ -33,14 +33,24 @@ from analyzer_runtime.spec.status_format import (
     parse_time,
     render_status_text,
 )
-from analyzer_runtime.spec.status_model import Phase
+from analyzer_runtime.spec.status_model import (
+    SHARD_DETAIL_ALL,
+    SHARD_DETAIL_TOP,
+    SHARD_INDEXES_MAX_CHARS,
+    SHARD_MESSAGE_MAX_CHARS,
+    Phase,
+    ShardState,
+)
 
 __all__ = [
     "TERMINAL_PHASES",
     "JobObservation",
     "ShardCounters",
     "TokenPricing",
+    "clip_indexes",
+    "clip_text",
     "compute_status",
+    "failure_note",
     "format_duration",
     "format_indexes",
     "format_progress",
@@ -50,6 +60,7 @@ __all__ = [
     "parse_time",
     "phase_changed",
     "render_status_text",
+    "shard_summary",
 ]
 
 TERMINAL_PHASES: frozenset[str] = frozenset({Phase.Succeeded, Phase.Failed})
@@ -96,6 +107,21 @@ def format_indexes(indexes: Iterable[int]) -> str:
         else:
             runs.append([i, i])
     return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def clip_indexes(text: str, limit: int = SHARD_INDEXES_MAX_CHARS) -> str:
+    """`text` (format_indexes' form) cut at a comma to at most `limit` characters, then
+    ",..." appended: "0,2,4,...". Unchanged when it fits."""
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(",", 0, limit - 3)
+    return (text[:cut] if cut > 0 else text.split(",", 1)[0]) + ",..."
+
+
+def clip_text(text: str, limit: int = SHARD_MESSAGE_MAX_CHARS) -> str:
+    """`text` on one line, at most `limit` characters ("..." marks a cut)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
 
 # ---- inputs ------------------------------------------------------------------------
@@ -300,7 +326,7 @@ def compute_status(
         status["fallbackUsed"] = fallback
     if job_name:
         status["jobName"] = job_name
-    status["shards"] = [_shard_summary(s, failed_shards, done, job_seen) for s in shards]
+    status["shards"] = shard_summary(shards, failed_shards, done, job_seen)
     status["conditions"] = _conditions(
         verdict, valid, invalid_reason, invalid_message, failed, total, generation, prev, now,
         wording,
@@ -336,7 +362,7 @@ def _decide(
             f"dry run: {total} tracks planned and estimated (status.estimate); nothing was"
             " analyzed. Create a new AnalysisRun without dryRun to analyze them",
         )
-    shard_note = "; ".join(f"shard {i} {why}" for i, why in failed_shards.items())
+    shard_note = failure_note(failed_shards)
     if job is not None and job.failed:
         if failed_shards:  # the usual case: failedIndexes made the Job fail
             return _Verdict(Phase.Failed, "ShardFailed", shard_note + kept)
@@ -370,19 +396,110 @@ def _decide(
     return _Verdict(Phase.Running, "ShardsRunning", msg)
 
 
-def _shard_summary(
+# Distinct failure reasons a condition message names (the rest are counted).
+_NOTE_REASONS = 2
+
+
+def failure_note(failed_shards: Mapping[int, str]) -> str:
+    """The failed shards for a condition message, short whatever their number: shards
+    grouped by reason, "shard 3 exhausted its pod retries (...)" or "shards 0-9,12
+    exhausted their pod retries (...)"; at most _NOTE_REASONS reasons, then a count."""
+    by_reason: dict[str, list[int]] = {}
+    for index, why in failed_shards.items():
+        by_reason.setdefault(why, []).append(index)
+    parts = []
+    for why, indexes in list(by_reason.items())[:_NOTE_REASONS]:
+        reason = clip_text(why, 100)
+        if len(indexes) == 1:
+            parts.append(f"shard {indexes[0]} {reason}")
+        else:
+            reason = reason.replace(" its ", " their ", 1)
+            parts.append(
+                f"{len(indexes)} shards ({clip_indexes(format_indexes(indexes), 60)}) {reason}"
+            )
+    rest = sum(len(v) for v in list(by_reason.values())[_NOTE_REASONS:])
+    if rest:
+        parts.append(f"{rest} more shards failed for other reasons (status.shards)")
+    return "; ".join(parts)
+
+
+def _shard_state(
     s: ShardCounters, failed_shards: Mapping[int, str], done: set[int], job_seen: bool
-) -> dict[str, Any]:
-    state = s.state
+) -> ShardState:
     if s.shard in failed_shards:
-        state = "failed"
-    elif s.shard in done:
-        state = "done"
-    elif job_seen and state == "failed":
-        state = "retrying"  # the Job has pod retries left for this index
+        return ShardState.failed
+    if s.shard in done:
+        return ShardState.done
+    if job_seen and s.state == "failed":
+        return ShardState.retrying  # the Job has pod retries left for this index
+    try:
+        return ShardState(s.state)
+    except ValueError:  # pragma: no cover - the ledger has no other states
+        return ShardState.running
+
+
+def _shard_message(
+    s: ShardCounters, state: ShardState, failed_shards: Mapping[int, str], job_seen: bool
+) -> str | None:
+    if state is ShardState.failed:
+        text = f"shard {s.shard} {failed_shards[s.shard]}"
+        if job_seen and s.last_error:  # the Job says why it gave up; the ledger, what broke
+            text += f"; last error: {s.last_error}"
+        return clip_text(text)
+    if state is ShardState.retrying and s.last_error:
+        return clip_text(f"last error: {s.last_error}")
+    return None
+
+
+# Which shards are shown in detail in a big run, most notable first.
+_DETAIL_PRIORITY = {ShardState.failed: 0, ShardState.retrying: 1, ShardState.running: 2}
+
+
+def shard_summary(
+    shards: Sequence[ShardCounters],
+    failed_shards: Mapping[int, str],
+    done: set[int],
+    job_seen: bool,
+) -> dict[str, Any]:
+    """`status.shards` (schema: ShardSummary): per state a count and the index ranges,
+    and a few shards in detail - every shard (in index order) in a run of at most
+    SHARD_DETAIL_ALL, otherwise the SHARD_DETAIL_TOP most notable (failed, retrying,
+    then the running ones least far along, in that order). A few KB at 1,000 shards, and nothing in it changes unless
+    work moved (no heartbeat times). Every key is always there: the status is written
+    with merge patches, which would keep a key a refresh leaves out."""
+    states = {s.shard: _shard_state(s, failed_shards, done, job_seen) for s in shards}
+    out: dict[str, Any] = {"total": len(shards)}
+    for state in (
+        ShardState.done,
+        ShardState.running,
+        ShardState.retrying,
+        ShardState.failed,
+        ShardState.pending,
+    ):
+        indexes = [i for i, st in states.items() if st is state]
+        out[str(state)] = {"count": len(indexes), "indexes": clip_indexes(format_indexes(indexes))}
+
+    def notability(s: ShardCounters) -> tuple[int, float, int]:
+        state = states[s.shard]
+        # Running shards least far along first; the others in index order.
+        along = (s.finished / s.total if s.total else 1.0) if state is ShardState.running else 0
+        return _DETAIL_PRIORITY.get(state, len(_DETAIL_PRIORITY)), along, s.shard
+
+    if len(shards) <= SHARD_DETAIL_ALL:
+        chosen = sorted(shards, key=lambda s: s.shard)  # a table of the whole run
+    else:
+        notable = [s for s in shards if states[s.shard] in _DETAIL_PRIORITY]
+        chosen = sorted(notable, key=notability)[:SHARD_DETAIL_TOP]
+    out["detail"] = [_shard_detail(s, states[s.shard], failed_shards, job_seen) for s in chosen]
+    return out
+
+
+def _shard_detail(
+    s: ShardCounters, state: ShardState, failed_shards: Mapping[int, str], job_seen: bool
+) -> dict[str, Any]:
     out: dict[str, Any] = {
         "index": s.shard,
-        "state": state,
+        "state": str(state),
         "total": s.total,
         "processed": s.processed,
         "failed": s.failed,
@@ -390,12 +507,10 @@ def _shard_summary(
         "progress": f"{s.finished}/{s.total}",
         "attempt": s.attempt,
     }
-    # Omitted, not null, when unknown: the API server prunes nulls inside list items,
-    # and a patch that the server changes makes kopf report inconsistencies.
-    if s.heartbeat_at is not None:
-        out["lastHeartbeat"] = format_time(s.heartbeat_at)
-    if s.shard in failed_shards:
-        out["message"] = f"shard {s.shard} {failed_shards[s.shard]}"
+    # Omitted, not null, when there is none: the API server prunes nulls inside list
+    # items, and a patch that the server changes makes kopf report inconsistencies.
+    if (message := _shard_message(s, state, failed_shards, job_seen)) is not None:
+        out["message"] = message
     return out
 
 

@@ -16,6 +16,7 @@ from pydantic_core import PydanticCustomError
 
 from analyzer_runtime.spec.models import (
     PARALLELISM_RULE,
+    POD_RESOURCES_RULE,
     ActiveDeadlineSeconds,
     AnalysisRunSpec,
     DatabaseOverride,
@@ -23,6 +24,8 @@ from analyzer_runtime.spec.models import (
     Parallelism,
     PodImagePullPolicy,
     PodResources,
+    PodTemplate,
+    PodTemplateOverride,
     RateLimit,
     RetryPolicy,
     RunMetadata,
@@ -31,6 +34,7 @@ from analyzer_runtime.spec.models import (
     SpecModel,
     TtlSecondsAfterFinished,
     changed_fields,
+    one_resources,
     parallelism_within_shards,
 )
 from analyzer_runtime.spec.types import GROUP_VERSION, cel_rule
@@ -143,6 +147,7 @@ class ScrapeJobSpec(SpecModel):
                     "set exactly one of spec.artists (a list) or spec.artistsFrom (a ConfigMap)",
                 ),
                 PARALLELISM_RULE,
+                POD_RESOURCES_RULE,
             ]
         }
     )
@@ -194,6 +199,7 @@ class ScrapeJobSpec(SpecModel):
     image: ImageOverride = None
     image_pull_policy: PodImagePullPolicy = None
     resources: PodResources = None
+    pod_template: PodTemplateOverride = None
     ttl_seconds_after_finished: TtlSecondsAfterFinished = None
     active_deadline_seconds: ActiveDeadlineSeconds = None
     analyze: AnalysisRunSpec | None = Field(
@@ -220,6 +226,11 @@ class ScrapeJobSpec(SpecModel):
     @classmethod
     def _parallelism_within_shards(cls, v: int | None, info: ValidationInfo) -> int | None:
         return parallelism_within_shards(v, info)
+
+    @field_validator("pod_template")
+    @classmethod
+    def _one_resources(cls, v: PodTemplate | None, info: ValidationInfo) -> PodTemplate | None:
+        return one_resources(v, info)
 
 
 # Fields a planned ScrapeJob may still change (the artists were fixed at planning).

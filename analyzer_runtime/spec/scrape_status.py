@@ -10,17 +10,29 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from analyzer_runtime.spec.status_model import RunStatus, ShardStatus, StatusModel
+from analyzer_runtime.spec.status_model import (
+    SHARD_DETAIL_RULE,
+    RunStatus,
+    ShardDetail,
+    ShardSummary,
+    StatusModel,
+)
 
 
-class ScrapeShardStatus(ShardStatus):
-    """Summary of one shard (one index of the Indexed Job); its items are artists."""
+class ScrapeShardDetail(ShardDetail):
+    """One shard in detail (one index of the Indexed Job); its items are artists."""
 
     total: int = Field(description="Artists assigned to the shard.")
     processed: int = Field(description="Artists scraped.")
     failed: int = Field(description="Artists that failed (not found on Genius, or gave up).")
     skipped: int = Field(description="Artists skipped.")
     progress: str = Field(description="Finished/total artists of the shard.")
+
+
+class ScrapeShardSummary(ShardSummary):
+    """The shards of the job, compact whatever their number (see ShardSummary)."""
+
+    detail: list[ScrapeShardDetail] = Field(description=SHARD_DETAIL_RULE)
 
 
 class FailedArtist(StatusModel):
@@ -47,7 +59,10 @@ class ScrapeJobStatus(RunStatus):
     progress: str = Field(
         default="0/0 (0.0%)", description="Finished artists / total, with percent."
     )
-    shards: list[ScrapeShardStatus] = Field(default_factory=list, description="Per-shard summary.")
+    shards: ScrapeShardSummary | None = Field(
+        default=None,
+        description="Shards by state (count and index ranges), a few of them in detail.",
+    )
     artists: str = Field(default="0/0", description="Finished artists / total (printer column).")
     songs_found: int = Field(
         default=0, description="Songs listed for the artists (up to maxSongsPerArtist each)."

@@ -131,20 +131,7 @@ def render_status_text(
         row("Fallback", f"{status['fallbackUsed']} tracks by the fallback analyzer")
     if status.get("jobName"):
         row("Job", status["jobName"])
-    shards = list(status.get("shards") or [])
-    if shards:
-        lines.append("Shards:")
-        lines.append(
-            f"  {'SHARD':<6}{'STATE':<10}{'PROGRESS':<16}{'FAILED':<8}{'SKIPPED':<9}"
-            f"{'ATTEMPT':<9}HEARTBEAT"
-        )
-        for sh in shards[:max_shards]:
-            lines.append(
-                f"  {sh['index']:<6}{sh['state']:<10}{sh['progress']:<16}{sh['failed']:<8}"
-                f"{sh['skipped']:<9}{sh['attempt']:<9}{sh.get('lastHeartbeat') or '-'}"
-            )
-        if len(shards) > max_shards:
-            lines.append(f"  ... {len(shards) - max_shards} more shards")
+    lines.extend(_shard_lines(status.get("shards"), max_shards))
     notable = [
         c
         for c in status.get("conditions") or []
@@ -157,3 +144,36 @@ def render_status_text(
         for c in notable:
             lines.append(f"  {c['type']}={c['status']} ({c.get('reason')}): {c.get('message')}")
     return "\n".join(lines)
+
+
+_SHARD_STATES = ("done", "running", "retrying", "failed", "pending")
+
+
+def _shard_lines(shards: Any, max_shards: int) -> list[str]:
+    """The "Shards:" part of the status block: counts and index ranges per state, then
+    the shards the status details (all of a small run) as a table."""
+    if not shards:
+        return []
+    if isinstance(shards, list):  # a status written before status.shards was compact
+        shards = {"total": len(shards), "detail": shards}
+    total = int(shards.get("total") or 0)
+    groups = [
+        f"{g['count']} {state}" + (f" ({g['indexes']})" if g.get("indexes") else "")
+        for state in _SHARD_STATES
+        if (g := shards.get(state)) and g.get("count")
+    ]
+    lines = [f"{'Shards:':<12}{total}" + (": " + ", ".join(groups) if groups else "")]
+    detail = list(shards.get("detail") or [])[:max_shards]
+    if not detail:
+        return lines
+    lines.append(f"  {'SHARD':<6}{'STATE':<10}{'PROGRESS':<16}{'FAILED':<8}{'SKIPPED':<9}ATTEMPT")
+    for sh in detail:
+        lines.append(
+            f"  {sh['index']:<6}{sh['state']:<10}{sh['progress']:<16}{sh['failed']:<8}"
+            f"{sh['skipped']:<9}{sh['attempt']}"
+        )
+        if sh.get("message"):
+            lines.append(f"        {sh['message']}")
+    if total > len(detail):
+        lines.append(f"  ... {total - len(detail)} more shards (counted above)")
+    return lines

@@ -17,6 +17,20 @@ _DATE_TIME = {"format": "date-time"}
 # Fields compute_status may set to null (e.g. ETA before anything ran).
 _NULLABLE = {"nullable": True}
 
+# status.shards stays small whatever the number of shards (a status is rewritten on
+# every refresh; 1,000 shards must fit in a few KB): every shard in detail up to
+# SHARD_DETAIL_ALL shards, otherwise the SHARD_DETAIL_TOP most notable ones; index
+# lists and messages cut to these lengths.
+SHARD_DETAIL_ALL = 16
+SHARD_DETAIL_TOP = 10
+SHARD_INDEXES_MAX_CHARS = 200
+SHARD_MESSAGE_MAX_CHARS = 140
+SHARD_DETAIL_RULE = (
+    f"Every shard, in index order, when there are at most {SHARD_DETAIL_ALL}; otherwise "
+    f"at most {SHARD_DETAIL_TOP}: the failed ones first (with the error), then the "
+    "retrying ones, then the running ones least far along."
+)
+
 
 class Phase(StrEnum):
     """Lifecycle phase of a run."""
@@ -57,11 +71,32 @@ class Condition(StatusModel):
     )
 
 
-class ShardStatus(StatusModel):
-    """Summary of one shard (one index of the Indexed Job)."""
+class ShardState(StrEnum):
+    """State of one shard (one index of the Indexed Job)."""
+
+    pending = "pending"
+    running = "running"
+    retrying = "retrying"
+    done = "done"
+    failed = "failed"
+
+
+class ShardGroup(StatusModel):
+    """The shards in one state: how many, and which."""
+
+    count: int = Field(description="Number of shards in this state.")
+    indexes: str = Field(
+        description='Their indexes as ranges, like the Job\'s completedIndexes: "0-995,999" '
+        f"(empty when there are none; a list longer than {SHARD_INDEXES_MAX_CHARS} characters "
+        'is cut and ends in ",..." - count is always exact).'
+    )
+
+
+class ShardDetail(StatusModel):
+    """One shard in detail (one index of the Indexed Job)."""
 
     index: int = Field(description="Shard number (the Job completion index).")
-    state: str = Field(
+    state: ShardState = Field(
         description="pending, running, retrying (the Job will retry it), done or failed."
     )
     total: int = Field(description="Tracks assigned to the shard.")
@@ -70,12 +105,26 @@ class ShardStatus(StatusModel):
     skipped: int = Field(description="Tracks skipped (e.g. empty lyrics).")
     progress: str = Field(description="Finished/total tracks of the shard.")
     attempt: int = Field(description="Pod attempt the shard is on (1 = first).")
-    last_heartbeat: str | None = Field(
-        default=None,
-        json_schema_extra=_DATE_TIME | _NULLABLE,
-        description="Last batch committed by the shard.",
+    message: str | None = Field(
+        default=None, description="Why the shard failed or is being retried (shortened)."
     )
-    message: str | None = Field(default=None, description="Why the shard failed, if it did.")
+
+
+class ShardSummary(StatusModel):
+    """The shards of the run, compact whatever their number: a count and index ranges
+    per state, and a few shards in detail. Every key is always present (the status is
+    written with merge patches, which would keep a key that a refresh leaves out)."""
+
+    total: int = Field(description="Number of shards (Job completions).")
+    done: ShardGroup = Field(description="Shards that finished their work.")
+    running: ShardGroup = Field(description="Shards working now.")
+    retrying: ShardGroup = Field(
+        description="Shards whose pod failed and that the Job will retry "
+        "(spec.retry.backoffLimitPerIndex)."
+    )
+    failed: ShardGroup = Field(description="Shards that failed for good.")
+    pending: ShardGroup = Field(description="Shards not started yet.")
+    detail: list[ShardDetail] = Field(description=SHARD_DETAIL_RULE)
 
 
 class TokenUsage(StatusModel):
@@ -127,7 +176,10 @@ class RunStatus(StatusModel):
         default="0/0 (0.0%)",
         description="Finished tracks (processed+failed+skipped) / total, with percent.",
     )
-    shards: list[ShardStatus] = Field(default_factory=list, description="Per-shard summary.")
+    shards: ShardSummary | None = Field(
+        default=None,
+        description="Shards by state (count and index ranges), a few of them in detail.",
+    )
     start_time: str | None = Field(
         default=None,
         json_schema_extra=_DATE_TIME | _NULLABLE,

@@ -7,6 +7,7 @@ error messages are all derived from it, so adding an analyzer is one line there
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -116,6 +117,82 @@ Quantity = Annotated[
         }
     ),
 ]
+
+
+class TolerationOperator(StrEnum):
+    """How a toleration matches a taint: Equal (key and value) or Exists (key only)."""
+
+    Exists = "Exists"
+    Equal = "Equal"
+
+
+class TaintEffect(StrEnum):
+    """The taint effect a toleration tolerates (unset: all of them)."""
+
+    NoSchedule = "NoSchedule"
+    PreferNoSchedule = "PreferNoSchedule"
+    NoExecute = "NoExecute"
+
+
+# Kubernetes' label and annotation syntax (apimachinery's IsQualifiedName and
+# IsValidLabelValue). Checked by the models, not by CRD patterns: a map key cannot carry
+# a pattern in a structural schema, and the API server refuses the Job anyway - the
+# operator must say so first, with the field's name.
+LABEL_VALUE_MAX_LENGTH = 63
+_NAME_PART = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_DNS_SUBDOMAIN = re.compile(DNS_SUBDOMAIN_PATTERN)
+# Annotations of one object together (keys and values), as the API server counts them.
+ANNOTATIONS_MAX_BYTES = 256 * 1024
+
+# Pod labels the operator or the Job controller sets: a pod template may not set them.
+# (The operator's other labels, app.kubernetes.io/name and /component, win over the
+# template's.)
+RESERVED_LABEL_PREFIXES = ("rapanalyzer.io/", "batch.kubernetes.io/")
+RESERVED_LABELS = frozenset({"app.kubernetes.io/managed-by", "job-name", "controller-uid"})
+RESERVED_ANNOTATION_PREFIXES = ("rapanalyzer.io/", "batch.kubernetes.io/")
+
+
+def qualified_name_problem(key: str) -> str | None:
+    """Why `key` is not a Kubernetes label/annotation key ("prefix/name" or "name");
+    None when it is one."""
+    prefix, slash, name = key.rpartition("/")
+    if slash and not prefix:
+        return "the prefix before '/' must not be empty"
+    if slash and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
+        return (
+            "the prefix before '/' must be a DNS subdomain (lowercase letters, digits, '-' "
+            "and '.', at most 253 characters)"
+        )
+    if not name:
+        return "the name must not be empty"
+    if len(name) > 63 or not _NAME_PART.fullmatch(name):
+        return (
+            "the name must be at most 63 characters of letters, digits, '-', '_' and '.', "
+            "starting and ending with a letter or digit"
+        )
+    return None
+
+
+def label_value_problem(value: str) -> str | None:
+    """Why `value` is not a Kubernetes label value; None when it is one."""
+    if value == "":
+        return None
+    if len(value) > LABEL_VALUE_MAX_LENGTH or not _NAME_PART.fullmatch(value):
+        return (
+            "must be empty or at most 63 characters of letters, digits, '-', '_' and '.', "
+            "starting and ending with a letter or digit (a label value)"
+        )
+    return None
+
+
+def dns_subdomain_problem(value: str) -> str | None:
+    """Why `value` is not a DNS subdomain name (e.g. a PriorityClass's); None when it is."""
+    if len(value) > 253 or not _DNS_SUBDOMAIN.fullmatch(value):
+        return (
+            "must be a lowercase name of letters, digits, '-' and '.', starting and ending "
+            "with a letter or digit, at most 253 characters"
+        )
+    return None
 
 
 def cel_rule(rule: str, message: str, **extra: str) -> dict[str, str]:

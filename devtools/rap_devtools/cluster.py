@@ -9,7 +9,7 @@ Python (pytest fixtures)::
 
 CLI (``make cluster-up`` / ``make cluster-down``)::
 
-    python -m rap_devtools.cluster up|down|status [--workdir .cluster]
+    python -m rap_devtools.cluster_cli up|down|status [--workdir .cluster]
 
 ``up`` starts a detached supervisor process that owns the cluster; state,
 logs and pidfiles live under ``.cluster/`` and the kubeconfig is always
@@ -284,9 +284,3 @@ class LocalCluster:
             cert_pem=cert,
             key_pem=key,
         )
-
-
-if __name__ == "__main__":
-    from rap_devtools.cluster_cli import main
-
-    main(sys.argv[1:])

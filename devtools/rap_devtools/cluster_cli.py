@@ -1,4 +1,4 @@
-"""``python -m rap_devtools.cluster up|down|status`` (make cluster-up/down).
+"""``python -m rap_devtools.cluster_cli up|down|status`` (make cluster-up/down).
 
 ``up`` forks a detached supervisor (``serve``) that runs a LocalCluster in
 ``--workdir`` until SIGTERM, and returns once it is ready. Files::
@@ -146,7 +146,7 @@ def status(workdir: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m rap_devtools.cluster")
+    ap = argparse.ArgumentParser(prog="python -m rap_devtools.cluster_cli")
     ap.add_argument("command", choices=["up", "down", "status", "serve"])
     ap.add_argument("--workdir", type=Path, default=REPO_ROOT / ".cluster")
     ap.add_argument("--bin-dir", type=Path, default=REPO_ROOT / "bin")

@@ -252,7 +252,10 @@ class ControlPlane:
             f"--service-account-key-file={p.sa_public_key}",
             f"--service-account-signing-key-file={p.sa_private_key}",
             # ServiceAccount admission stays on: the controller manager runs
-            # the serviceaccount controllers that make it satisfiable.
+            # the serviceaccount controllers that make it satisfiable. As strict as
+            # OpenShift about ownerReferences: blockOwnerDeletion needs `update` on
+            # the owner's finalizers (PodSecurity is on by default).
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
             "--allow-privileged=true",
             "--profiling=false",
             f"--v={self.verbosity}",

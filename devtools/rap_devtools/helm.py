@@ -69,8 +69,8 @@ def render_chart(
 ) -> list[dict[str, Any]]:
     """`helm template` the chart with these values; the parsed documents, in helm's order.
 
-    `helm template` talks to no cluster: `lookup` finds nothing, so the in-cluster
-    Postgres password is freshly generated on every call.
+    `helm template` talks to no cluster, and the chart needs none: the output is the
+    same on every call (the in-cluster Postgres password comes from a hook Job).
     """
     args = ["template", release, str(CHART), "--namespace", namespace]
     if include_crds:
@@ -124,9 +124,14 @@ def operator_env(docs: Iterable[dict[str, Any]]) -> dict[str, str]:
     return {e["name"]: e.get("value", "") for e in operator_container(docs).get("env", [])}
 
 
+def _is_hook(doc: dict[str, Any]) -> bool:
+    return "helm.sh/hook" in ((doc.get("metadata") or {}).get("annotations") or {})
+
+
 def rbac_documents(docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """ServiceAccount, ClusterRole(s), Role(s) and their bindings, ready to apply."""
-    return [d for d in docs if d.get("kind") in RBAC_KINDS]
+    """The operator's ServiceAccount, ClusterRole(s), Role(s) and their bindings, ready
+    to apply (a hook's own RBAC is not the operator's)."""
+    return [d for d in docs if d.get("kind") in RBAC_KINDS and not _is_hook(d)]
 
 
 def rbac_rules(docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -138,7 +143,7 @@ def rbac_rules(docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """
     rules: list[dict[str, Any]] = []
     for doc in docs:
-        if doc.get("kind") not in ("ClusterRole", "Role"):
+        if doc.get("kind") not in ("ClusterRole", "Role") or _is_hook(doc):
             continue
         for rule in doc.get("rules") or []:
             if rule not in rules:

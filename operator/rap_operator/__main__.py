@@ -13,12 +13,13 @@ import kopf
 from rap_operator import handlers
 
 
-class _QuietTimer(logging.Filter):
-    """kopf logs every successful timer tick; one line per run per interval is noise."""
+class _QuietWatch(logging.Filter):
+    """kopf logs every watch event a handler took; one line per Job change is noise."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
         return not (
-            record.levelno <= logging.INFO and "Timer 'refresh_status'" in record.getMessage()
+            record.levelno <= logging.INFO and ("'run_event'" in msg or "'job_event'" in msg)
         )
 
 
@@ -28,7 +29,7 @@ def main() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     for handler in logging.getLogger().handlers:
-        handler.addFilter(_QuietTimer())
+        handler.addFilter(_QuietWatch())
     namespaces = handlers.CONFIG.namespaces
     kopf.run(
         standalone=True,  # one replica; no KopfPeering CRD needed

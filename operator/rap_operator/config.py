@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 
 def _list(value: str | None) -> list[str]:
@@ -11,6 +12,27 @@ def _list(value: str | None) -> list[str]:
 
 
 RUNTIME_SUBCOMMANDS = frozenset({"analyze", "scrape"})
+
+# The numeric uid (and gid) of the image's user (Dockerfile: USER 10001:10001).
+DEFAULT_POD_RUN_AS_USER = 10001
+
+
+def _run_as_user(value: str | None) -> int | None:
+    """RAP_POD_RUN_AS_USER: a non-zero uid, or empty for none (the platform assigns
+    one, as OpenShift's restricted SCC does; the image's numeric USER applies)."""
+    if value is None:
+        return DEFAULT_POD_RUN_AS_USER
+    if not value.strip():
+        return None
+    try:
+        uid = int(value)
+    except ValueError:
+        uid = -1
+    if not 0 < uid <= 2**31 - 1:
+        raise ValueError(
+            f"RAP_POD_RUN_AS_USER must be a non-zero numeric uid (or empty), got {value!r}"
+        )
+    return uid
 
 
 @dataclass(frozen=True)
@@ -31,6 +53,9 @@ class OperatorConfig:
     service_account: str | None = None
     metrics_port: int = 9090
     pod_metrics_port: int = 9102
+    # runAsUser, runAsGroup and fsGroup of the Job pods (Pod Security `restricted`
+    # needs runAsNonRoot; a numeric uid lets the kubelet check it). None: not set.
+    pod_run_as_user: int | None = DEFAULT_POD_RUN_AS_USER
 
     def command_for(self, subcommand: str) -> list[str]:
         """The pod's command for a kind's subcommand. A configured command that already
@@ -55,4 +80,12 @@ class OperatorConfig:
             service_account=e.get("RAP_RUNTIME_SERVICE_ACCOUNT") or None,
             metrics_port=int(e.get("RAP_METRICS_PORT", d.metrics_port)),
             pod_metrics_port=int(e.get("RAP_POD_METRICS_PORT", d.pod_metrics_port)),
+            pod_run_as_user=_run_as_user(e.get("RAP_POD_RUN_AS_USER")),
         )
+
+
+def database_secret(spec: dict[str, Any], config: OperatorConfig) -> tuple[str, str]:
+    """(Secret name, key) of a run's database URL: `spec.database.secretRef`, else the
+    operator's default Secret in the run's namespace."""
+    ref = (spec.get("database") or {}).get("secretRef") or {}
+    return ref.get("name") or config.database_secret, ref.get("key") or config.database_secret_key

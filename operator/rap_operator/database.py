@@ -1,31 +1,91 @@
-"""Postgres pools for the operator, one per database URL (runs may name their own Secret)."""
+"""Postgres pools for the operator, one per database URL (runs may name their own Secret).
+
+One lock per URL, taken only to create that URL's pool: a tenant's unreachable
+database (a short connect timeout) never holds up another's status. Pools unused for
+`IDLE_SECONDS` are closed. The operator migrates only its own database
+(`$DATABASE_URL` of the operator, the chart's); any other must already be migrated.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import time
+from collections import defaultdict
 
 import asyncpg
 
-from analyzer_runtime.db.connect import create_pool
-from analyzer_runtime.db.migrate import migrate
+from analyzer_runtime.db.connect import DatabaseUnavailable, create_pool, host_of
+from analyzer_runtime.db.migrate import applied, available, migrate
+
+CONNECT_TIMEOUT = float(os.environ.get("RAP_DB_CONNECT_TIMEOUT", "5"))
+IDLE_SECONDS = 600.0
 
 _pools: dict[str, asyncpg.Pool] = {}
-_lock = asyncio.Lock()
+_used: dict[str, float] = {}
+_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+
+class NotMigrated(Exception):
+    """The run's database lacks migrations; the message says which command applies them."""
+
+
+def own_database_url() -> str | None:
+    return os.environ.get("DATABASE_URL") or None
 
 
 async def pool(url: str) -> asyncpg.Pool:
-    """A pool for `url`, migrated on first use (the operator owns the schema)."""
-    async with _lock:
-        if url not in _pools:
-            p = await create_pool(url, min_size=1, max_size=5)
+    """A pool for `url`; raises DatabaseUnavailable (time may fix it) or NotMigrated."""
+    _used[url] = time.monotonic()
+    if (p := _pools.get(url)) is not None:  # the common path: no lock
+        return p
+    async with _locks[url]:
+        if (p := _pools.get(url)) is not None:
+            return p
+        p = await create_pool(url, min_size=0, max_size=5, timeout=CONNECT_TIMEOUT)
+        try:
             async with p.acquire() as conn:
-                await migrate(conn)
-            _pools[url] = p
-        return _pools[url]
+                await _check_schema(conn, url)
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            await p.close()
+            raise DatabaseUnavailable(f"database at {host_of(url)}: {exc}") from None
+        except NotMigrated:
+            await p.close()
+            raise
+        _pools[url] = p
+        return p
+
+
+async def _check_schema(conn: asyncpg.Connection, url: str) -> None:
+    if url == own_database_url():
+        await migrate(conn)
+        return
+    missing = sorted({m.version for m in available()} - await applied(conn))
+    if missing:
+        raise NotMigrated(
+            f"the database at {host_of(url)} lacks schema migration(s)"
+            f" {', '.join(f'{v:04d}' for v in missing)}; apply them with"
+            " `rap-analyzer db migrate` (DATABASE_URL set to that database) or the chart's"
+            " migration, then the run proceeds by itself"
+        )
+
+
+async def evict_idle(now: float | None = None) -> int:
+    """Close pools unused for IDLE_SECONDS; returns how many were closed."""
+    now = time.monotonic() if now is None else now
+    stale = [u for u, t in _used.items() if now - t > IDLE_SECONDS and u in _pools]
+    for url in stale:
+        async with _locks[url]:
+            p = _pools.pop(url, None)
+            _used.pop(url, None)
+        if p is not None:
+            await p.close()
+    return len(stale)
 
 
 async def close_all() -> None:
-    async with _lock:
-        for p in _pools.values():
-            await p.close()
-        _pools.clear()
+    pools = list(_pools.values())
+    _pools.clear()
+    _used.clear()
+    for p in pools:
+        await p.close()

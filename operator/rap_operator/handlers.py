@@ -1,47 +1,55 @@
-"""kopf handlers for every kind of run (AnalysisRun, ScrapeJob): plan → Job → status,
-suspend/resume, deletion. One flow; what differs per kind is in kinds.py.
+"""kopf wiring: watch the runs (every kind) and their Jobs, and keep one reconcile
+loop per unfinished run (reconcile.py does the work).
 
-The flow per resource:
-- create/resume: validate (models, Secrets, the kind's inputs) → plan in Postgres by
-  uid (idempotent) → create the Indexed Job (idempotent) → first status.
-- timer: status from the per-shard counters + the Job (refresh.py); stops
-  patching once the run is terminal (a succeeded ScrapeJob first chains its analysis).
-- spec update: suspend/parallelism go to the Job; other changes after planning are
-  refused with a condition (the planned spec in Postgres is the reference).
-- delete: the Job goes with its owner; the run is marked cancelled in Postgres.
+Like the dask-kubernetes operator, children are watched, not polled: a Job's watch
+event wakes its run's loop, and so does any change of the run itself; otherwise a
+loop wakes every `status_interval` seconds to read the shard counters. One loop per
+run is the only writer of that run's status and phase Events. Loops exist only for
+unfinished runs. There is no finalizer: deleting a run (or its namespace) never
+waits for the operator - the Job goes with its owner, and the run is marked
+cancelled in Postgres when the deletion is seen.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import time
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 
 from analyzer_runtime import protocol
 from analyzer_runtime.db.connect import DatabaseUnavailable
-from analyzer_runtime.planner import OverlapError
-from analyzer_runtime.status import compute_status, is_terminal
-from rap_operator import database, kinds, kube, manifests, metrics, refresh
+from rap_operator import database, kinds, kube, manifests, metrics
 from rap_operator.config import OperatorConfig
-from rap_operator.validation import InvalidRun, check_secrets
+from rap_operator.reconcile import RunMemory, finished, reconcile
+from rap_operator.validation import MissingInput, check_secrets
 
 GROUP, VERSION = "rapanalyzer.io", "v1alpha1"
 PLURALS = tuple(k.plural for k in kinds.registry().values())
 CONFIG = OperatorConfig.from_env()
 log = logging.getLogger(__name__)
+# A pass that raised (API or database trouble) is retried after this many seconds,
+# doubling up to the maximum.
+RETRY_SECONDS, MAX_RETRY_SECONDS = 2.0, 60.0
+
+
+@dataclass
+class RunLoop:
+    body: dict[str, Any]
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    memory: RunMemory = field(default_factory=RunMemory)
+    task: asyncio.Task[None] | None = None
+
+
+_loops: dict[str, RunLoop] = {}
+_jobs: dict[str, dict[str, Any]] = {}  # run uid -> its Job, from the watch
 
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    # Handler bookkeeping in annotations keeps .status ours alone.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
-    settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.posting.reporting_component = "rap-analyzer-operator"
     settings.watching.server_timeout = 120
     metrics.serve(CONFIG.metrics_port)
@@ -49,132 +57,92 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 @kopf.on.cleanup()
 async def cleanup(**_: Any) -> None:
+    for lp in list(_loops.values()):
+        if lp.task is not None:
+            lp.task.cancel()
     await database.close_all()
     await kube.close()
 
 
-def _invalid_status(
-    body: kopf.Body,
-    message: str,
-    previous: dict[str, Any],
-    *,
-    reason: str = "InvalidSpec",
-    until_fixed: bool = True,
-) -> dict[str, Any]:
-    return compute_status(
-        generation=body.metadata.get("generation") or 1, shards=[], job=None,
-        previous=previous, now=datetime.now(UTC), valid=False, invalid_message=message,
-        invalid_reason=reason, invalid_until_fixed=until_fixed, wording=kinds.of(body).wording,
-    )  # fmt: skip
+async def _loop(uid: str) -> None:
+    backoff = RETRY_SECONDS
+    while (lp := _loops.get(uid)) is not None:
+        lp.wake.clear()
+        wait = CONFIG.status_interval
+        try:
+            if not await reconcile(lp.body, _jobs.get(uid), lp.memory, CONFIG):
+                break
+            backoff = RETRY_SECONDS
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the next pass tries again; the run stays as it was
+            meta = lp.body["metadata"]
+            log.warning("reconcile of %s/%s failed: %s", meta["namespace"], meta["name"], exc)
+            wait, backoff = backoff, min(backoff * 2, MAX_RETRY_SECONDS)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(lp.wake.wait(), wait)
+    lp = _loops.pop(uid, None)
+    if lp is not None and lp.wake.is_set():  # changed while finishing: look again
+        _watch(lp.body)
 
 
-async def _plan_and_start(body: kopf.Body, patch: kopf.Patch) -> None:
-    status = dict(body.get("status") or {})
-    if is_terminal(status.get("phase")):
-        return  # a finished run stays finished across operator restarts
+def _watch(body: dict[str, Any]) -> None:
+    """Wake (or start) the loop of an unfinished run."""
+    uid = body["metadata"]["uid"]
+    lp = _loops.get(uid)
+    if lp is None:
+        if finished(body):
+            return
+        lp = _loops[uid] = RunLoop(body)
+        lp.task = asyncio.create_task(_loop(uid))
+    lp.body = body
+    lp.wake.set()
+
+
+async def run_event(type: str | None, body: kopf.Body, **_: Any) -> None:
     raw = dict(body)
-    kind = kinds.of(raw)
-    try:
-        manifest = kind.check_spec(raw)
-        url = await check_secrets(raw, CONFIG, kind.secret_refs(raw.get("spec") or {}))
-        # Inputs read from the cluster (a ScrapeJob's artist ConfigMap) matter only
-        # until the run is planned: a resumed run must not fail because one went away.
-        inputs = None if status.get("jobName") else await kind.prepare(raw, manifest)
-    except InvalidRun as exc:
-        msg = str(exc)
-        if status.get("conditions") != _invalid_status(body, msg, status)["conditions"]:
-            kopf.warn(raw, reason="InvalidSpec", message=msg)
-        patch.status.update(_invalid_status(body, msg, status))
-        metrics.set_phase(body.metadata.uid, "Failed")
-        return
     uid = body.metadata.uid
+    if type == "DELETED":
+        lp = _loops.pop(uid, None)
+        if lp is not None and lp.task is not None:
+            lp.task.cancel()
+        _jobs.pop(uid, None)
+        metrics.set_phase(uid, None)
+        await _cancelled(raw, lp.memory.url if lp else None)
+        return
+    if finished(raw):
+        metrics.set_phase(uid, (raw.get("status") or {}).get("phase"))
+    _watch(raw)
+
+
+async def job_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+    uid = (body.metadata.labels or {}).get(manifests.LABEL_RUN_UID)
+    if not uid:
+        return
+    if type == "DELETED":
+        _jobs.pop(uid, None)
+    else:
+        _jobs[uid] = dict(body)
+    if (lp := _loops.get(uid)) is not None:
+        lp.wake.set()
+
+
+async def _cancelled(body: dict[str, Any], url: str | None) -> None:
+    """Record the cancel; results already written stay. Never blocks the deletion."""
+    status = body.get("status") or {}
+    if not status.get("runId") or finished(body):
+        return
     try:
+        url = url or await check_secrets(body, CONFIG)
         pool = await database.pool(url)
         async with pool.acquire() as conn:
-            plan = await kind.plan(conn, manifest, uid, inputs)
-    except DatabaseUnavailable as exc:
-        raise kopf.TemporaryError(str(exc), delay=10) from None
-    except OverlapError as exc:
-        # Not the spec's fault: it plans by itself once the other run is finished.
-        waiting = _invalid_status(body, str(exc), status, reason="OverlapsRun", until_fixed=False)
-        if status.get("conditions") != waiting["conditions"]:
-            kopf.warn(raw, reason="OverlapsRun", message=str(exc))
-        patch.status.update(waiting)
-        metrics.set_phase(body.metadata.uid, "Pending")
-        raise kopf.TemporaryError(str(exc), delay=CONFIG.status_interval * 5) from None
-    if plan.created:
-        kopf.info(raw, reason="Planned", message=kind.planned_message(plan.run))
-    if kind.dry_run(raw.get("spec") or {}):
-        # Planned and estimated (status.estimate); a dry run never gets a Job.
-        await refresh.refresh(raw, patch, url=url, run=plan.run)
-        return
-    job, created = await kube.create_job(manifests.kind_job(raw, CONFIG, kind))
-    if created:
-        kopf.info(raw, reason="JobCreated", message=f"Indexed Job {job['metadata']['name']}")
-    await refresh.refresh(raw, patch, url=url, run=plan.run, job=job)
-
-
-async def reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    t0 = time.perf_counter()
-    try:
-        await _plan_and_start(body, patch)
-    finally:
-        metrics.RECONCILE_SECONDS.labels("reconcile").observe(time.perf_counter() - t0)
-
-
-async def spec_changed(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    t0 = time.perf_counter()
-    try:
-        status = body.get("status") or {}
-        if not status.get("jobName"):
-            # Never planned (e.g. it was invalid): the new spec gets a full reconcile.
-            await _plan_and_start(body, patch)
-            return
-        if is_terminal(status.get("phase")):
-            return
-        # suspend and parallelism follow the spec; refresh() reports any other change.
-        await kube.patch_job(
-            body.metadata.namespace,
-            status["jobName"],
-            manifests.job_patch_for_spec(dict(body.spec)),
-        )
-        await refresh.refresh(dict(body), patch)
-    finally:
-        metrics.RECONCILE_SECONDS.labels("update").observe(time.perf_counter() - t0)
-
-
-async def refresh_status(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    status = body.get("status") or {}
-    if is_terminal(status.get("phase")) or not status.get("jobName"):
-        return
-    await refresh.refresh(dict(body), patch)
-
-
-async def deleted(body: kopf.Body, **_: Any) -> None:
-    """Stop the work now (the Job's garbage collection would too) and record the cancel."""
-    raw = dict(body)
-    status = body.get("status") or {}
-    metrics.set_phase(body.metadata.uid, None)
-    if job_name := status.get("jobName"):
-        await kube.delete_job(body.metadata.namespace, job_name)
-    if is_terminal(status.get("phase")) or not status.get("jobName"):
-        return
-    try:
-        url = await check_secrets(raw, CONFIG)  # the database URL only
-        pool = await database.pool(url)
-        async with pool.acquire() as conn:
-            run = await protocol.find_run(conn, body.metadata.uid)
+            run = await protocol.find_run(conn, body["metadata"]["uid"])
             if run is not None:
                 await protocol.set_run_state(conn, run.id, "cancelled")
-    except (InvalidRun, DatabaseUnavailable) as exc:
-        # Never block deletion on a database we cannot reach; the results stay either way.
-        log.warning("could not mark run %s cancelled: %s", body.metadata.name, exc)
+    except (MissingInput, DatabaseUnavailable, database.NotMigrated, OSError) as exc:
+        log.warning("could not mark run %s cancelled: %s", body["metadata"]["name"], exc)
 
 
-# The same handlers for every kind (kopf matches them by resource).
 for _plural in PLURALS:
-    kopf.on.create(GROUP, VERSION, _plural)(reconcile)
-    kopf.on.resume(GROUP, VERSION, _plural)(reconcile)
-    kopf.on.update(GROUP, VERSION, _plural, field="spec")(spec_changed)
-    kopf.timer(GROUP, VERSION, _plural, interval=CONFIG.status_interval)(refresh_status)
-    kopf.on.delete(GROUP, VERSION, _plural)(deleted)
+    kopf.on.event(GROUP, VERSION, _plural)(run_event)
+kopf.on.event("batch", "v1", "jobs", labels={manifests.LABEL_RUN_UID: kopf.PRESENT})(job_event)

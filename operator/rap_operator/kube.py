@@ -81,6 +81,48 @@ async def delete_job(namespace: str, name: str) -> None:
             raise
 
 
+async def events_for(namespace: str, kind: str, name: str) -> list[dict[str, Any]]:
+    """Events about one object, newest last."""
+    core = client.CoreV1Api(await api())
+    got = await core.list_namespaced_event(
+        namespace, field_selector=f"involvedObject.kind={kind},involvedObject.name={name}"
+    )
+    events = [_plain(e) for e in got.items]
+    return sorted(events, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+
+
+async def pods_of_run(namespace: str, uid: str) -> list[dict[str, Any]]:
+    from rap_operator.manifests import LABEL_RUN_UID
+
+    core = client.CoreV1Api(await api())
+    got = await core.list_namespaced_pod(namespace, label_selector=f"{LABEL_RUN_UID}={uid}")
+    return [_plain(p) for p in got.items]
+
+
+async def patch_status(plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+    """Merge-patch a run's status subresource (None values remove fields)."""
+    custom = client.CustomObjectsApi(await api())
+    await custom.patch_namespaced_custom_object_status(
+        "rapanalyzer.io", "v1alpha1", namespace, plural, name, {"status": status},
+        _content_type="application/merge-patch+json",
+    )  # fmt: skip
+
+
+async def remove_finalizer(plural: str, body: dict[str, Any], finalizer: str) -> None:
+    """Drop a finalizer an older operator version left (JSON patch, guarded by a test)."""
+    meta = body["metadata"]
+    finalizers = list(meta.get("finalizers") or [])
+    if finalizer not in finalizers:
+        return
+    custom = client.CustomObjectsApi(await api())
+    i = finalizers.index(finalizer)
+    await custom.patch_namespaced_custom_object(
+        "rapanalyzer.io", "v1alpha1", meta["namespace"], plural, meta["name"],
+        [{"op": "test", "path": f"/metadata/finalizers/{i}", "value": finalizer},
+         {"op": "remove", "path": f"/metadata/finalizers/{i}"}],
+    )  # fmt: skip
+
+
 async def _key_of(kind: str, read: Any, namespace: str, name: str, key: str) -> Any:
     """One key of a Secret's or ConfigMap's data. Missing objects and keys raise
     SecretProblem naming them (the Valid=False message), never the values."""

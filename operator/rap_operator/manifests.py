@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from rap_operator.config import OperatorConfig
+from rap_operator.config import OperatorConfig, database_secret
 
-if TYPE_CHECKING:
-    from rap_operator.kinds import RunKind
+
+class JobKind(Protocol):
+    """What a Job needs from its run's kind (kinds.RunKind has it)."""
+
+    subcommand: str
+
+    def pod_env(self, spec: dict[str, Any], /) -> list[dict[str, Any]]: ...
+
 
 GROUP_VERSION = "rapanalyzer.io/v1alpha1"
 LABEL_RUN = "rapanalyzer.io/run"
@@ -46,14 +53,33 @@ def owner_reference(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def database_secret(spec: dict[str, Any], config: OperatorConfig) -> tuple[str, str]:
-    ref = (spec.get("database") or {}).get("secretRef") or {}
-    return ref.get("name") or config.database_secret, ref.get("key") or config.database_secret_key
-
-
 def _resources(spec: dict[str, Any]) -> dict[str, Any]:
-    res = spec.get("resources") or {}
+    # spec.resources is shorthand for spec.podTemplate.resources (the models refuse both).
+    res = spec.get("resources") or (spec.get("podTemplate") or {}).get("resources") or {}
     return {k: {n: str(q) for n, q in v.items()} for k, v in res.items() if v}
+
+
+# Where the pods may write: the root filesystem is read-only.
+TMP_VOLUME = "tmp"
+TMP_PATH = "/tmp"
+_TOLERATION_KEYS = ("key", "operator", "value", "effect", "tolerationSeconds")
+
+
+def pod_security_context(config: OperatorConfig) -> dict[str, Any]:
+    """The pod's securityContext: Pod Security Standards `restricted` (non-root, the
+    runtime's default seccomp profile), as the image's numeric user."""
+    ctx: dict[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    if config.pod_run_as_user is not None:
+        uid = config.pod_run_as_user
+        ctx |= {"runAsUser": uid, "runAsGroup": uid, "fsGroup": uid}
+    return ctx
+
+
+CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "readOnlyRootFilesystem": True,
+}
 
 
 def _env(
@@ -64,6 +90,8 @@ def _env(
         {"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}},
         {"name": "METRICS_PORT", "value": str(config.pod_metrics_port)},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
+        # The root filesystem is read-only; libraries put caches and config under HOME.
+        {"name": "HOME", "value": TMP_PATH},
     ]
     # The kind's credentials (LLM API key, Genius token, ...) come as secretKeyRefs:
     # never in the Job spec, the status or an Event.
@@ -71,14 +99,7 @@ def _env(
     return env
 
 
-def analysis_job(body: dict[str, Any], config: OperatorConfig) -> dict[str, Any]:
-    """The Indexed Job of an AnalysisRun: one index per shard, owned by the resource."""
-    from rap_operator.kinds import ANALYSIS
-
-    return kind_job(body, config, ANALYSIS)
-
-
-def kind_job(body: dict[str, Any], config: OperatorConfig, kind: RunKind) -> dict[str, Any]:
+def kind_job(body: dict[str, Any], config: OperatorConfig, kind: JobKind) -> dict[str, Any]:
     """The Indexed Job of a run of any kind (its subcommand and credentials)."""
     return run_job(body, config, subcommand=kind.subcommand, extra_env=kind.pod_env(body["spec"]))
 
@@ -90,11 +111,15 @@ def run_job(
     subcommand: str,
     extra_env: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The Indexed Job of a run: one index per shard, owned by the resource."""
+    """The Indexed Job of a run: one index per shard, owned by the resource. Its pods
+    pass Pod Security `restricted`; spec.podTemplate adds labels, annotations and
+    scheduling. No ttlSecondsAfterFinished: it is set once the operator has recorded
+    the final phase (job_patch_after_finish), so the Job cannot vanish before that."""
     meta, spec = body["metadata"], body["spec"]
     name, uid = meta["name"], meta["uid"]
     shards = int(spec.get("shards", 1))
     retry = spec.get("retry") or {}
+    template = spec.get("podTemplate") or {}
     lbl = labels(body["kind"], name, uid)
     container: dict[str, Any] = {
         "name": "shard",
@@ -102,14 +127,35 @@ def run_job(
         "imagePullPolicy": spec.get("imagePullPolicy") or config.image_pull_policy,
         "command": [*config.command_for(subcommand), "--run-id", uid],
         "env": _env(spec, config, extra_env),
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT),
+        "volumeMounts": [{"name": TMP_VOLUME, "mountPath": TMP_PATH}],
     }
     if config.pod_metrics_port > 0:
         container["ports"] = [{"name": "metrics", "containerPort": config.pod_metrics_port}]
     if res := _resources(spec):
         container["resources"] = res
-    pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        # Shards talk to Postgres and upstream APIs, never to the Kubernetes API.
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security_context(config),
+        "containers": [container],
+        "volumes": [{"name": TMP_VOLUME, "emptyDir": {}}],
+    }
     if config.service_account:
         pod_spec["serviceAccountName"] = config.service_account
+    if node_selector := template.get("nodeSelector"):
+        pod_spec["nodeSelector"] = dict(node_selector)
+    if tolerations := template.get("tolerations"):
+        pod_spec["tolerations"] = [
+            {k: t[k] for k in _TOLERATION_KEYS if t.get(k) is not None} for t in tolerations
+        ]
+    if priority_class := template.get("priorityClassName"):
+        pod_spec["priorityClassName"] = priority_class
+    # The user's labels under the operator's own (the models refuse reserved keys).
+    pod_meta: dict[str, Any] = {"labels": {**(template.get("labels") or {}), **lbl}}
+    if annotations := template.get("annotations"):
+        pod_meta["annotations"] = dict(annotations)
     job_spec: dict[str, Any] = {
         "completionMode": "Indexed",
         "completions": shards,
@@ -119,10 +165,8 @@ def run_job(
         # failed pod is fully gone (the protocol tolerates overlap, but why pay for it).
         "podReplacementPolicy": "Failed",
         "suspend": bool(spec.get("suspend", False)),
-        "template": {"metadata": {"labels": lbl}, "spec": pod_spec},
+        "template": {"metadata": pod_meta, "spec": pod_spec},
     }
-    if (ttl := spec.get("ttlSecondsAfterFinished")) is not None:
-        job_spec["ttlSecondsAfterFinished"] = int(ttl)
     if (deadline := spec.get("activeDeadlineSeconds")) is not None:
         job_spec["activeDeadlineSeconds"] = int(deadline)
     return {
@@ -139,11 +183,31 @@ def run_job(
 
 
 def job_patch_for_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    """The Job fields that follow the resource's spec after creation."""
+    """The merge patch that makes a running Job follow the resource's spec: the
+    fields of MUTABLE_AFTER_PLANNING a Job takes while it runs (suspend, parallelism,
+    activeDeadlineSeconds; null removes a deadline that was taken out of the spec).
+    ttlSecondsAfterFinished is the other one: see job_patch_after_finish."""
     shards = int(spec.get("shards", 1))
+    deadline = spec.get("activeDeadlineSeconds")
     return {
         "spec": {
             "suspend": bool(spec.get("suspend", False)),
             "parallelism": int(spec.get("parallelism") or shards),
+            "activeDeadlineSeconds": int(deadline) if deadline is not None else None,
         }
     }
+
+
+def job_patch_after_finish(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The merge patch that sets the Job's ttlSecondsAfterFinished, for the refresh
+    that has recorded the run's final phase (Succeeded or Failed) on the resource;
+    None when the spec sets no TTL (the Job then stays until the resource is deleted).
+
+    The Job never has a TTL before that: a TTL shorter than the status refresh would
+    let the TTL controller delete the Job before the operator saw how it ended. The
+    TTL still counts from the Job's own finish time, so a Job whose TTL has already
+    run out is deleted right after this patch. Idempotent: patching again is harmless."""
+    ttl = spec.get("ttlSecondsAfterFinished")
+    if ttl is None:
+        return None
+    return {"spec": {"ttlSecondsAfterFinished": int(ttl)}}

@@ -6,7 +6,7 @@ from prometheus_client import Gauge, Histogram
 
 RUNS = Gauge("rap_operator_runs", "AnalysisRuns known to this operator, by phase", ["phase"])
 RECONCILE_SECONDS = Histogram(
-    "rap_operator_reconcile_seconds", "Duration of create/resume/update handling", ["handler"]
+    "rap_operator_reconcile_seconds", "Duration of one reconcile pass of a run", ["handler"]
 )
 STATUS_REFRESH_SECONDS = Histogram(
     "rap_operator_status_refresh_seconds",

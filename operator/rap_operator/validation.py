@@ -9,14 +9,21 @@ from pydantic import ValidationError
 
 from analyzer_runtime.analyzers import registry
 from analyzer_runtime.spec import AnalysisRunManifest, format_validation_error, load_manifest
-from rap_operator import kube, manifests
-from rap_operator.config import OperatorConfig
+from rap_operator import kube
+from rap_operator.config import OperatorConfig, database_secret
 
 M = TypeVar("M")
 
 
 class InvalidRun(Exception):
-    """What a person must fix; shown as the Valid=False condition and a Warning Event."""
+    """What a person must fix in the spec; shown as the Valid=False condition and a
+    Warning Event. Permanent until the spec changes (a new generation)."""
+
+
+class MissingInput(Exception):
+    """Something the run needs from the cluster is not there yet (a Secret, a key, a
+    ConfigMap). Time fixes it (GitOps applies the Secret a moment later): the run
+    stays Pending saying what is missing, and proceeds once it appears."""
 
 
 def check_spec(body: dict[str, Any]) -> AnalysisRunManifest:
@@ -60,7 +67,7 @@ async def check_secrets(
     database URL (for planning)."""
     ns = body["metadata"]["namespace"]
     spec = body.get("spec") or {}
-    name, key = manifests.database_secret(spec, config)
+    name, key = database_secret(spec, config)
     try:
         url = await kube.secret_value(ns, name, key)
     except kube.SecretProblem as exc:
@@ -71,10 +78,10 @@ async def check_secrets(
                 f" (no spec.database.secretRef, so the operator's default Secret '{name}' is used)"
             )
         )
-        raise InvalidRun(f"{exc}{hint}") from None
+        raise MissingInput(f"{exc}{hint}") from None
     try:
         for ref_name, ref_key in refs:
             await kube.secret_value(ns, ref_name, ref_key)
     except kube.SecretProblem as exc:
-        raise InvalidRun(str(exc)) from None
+        raise MissingInput(str(exc)) from None
     return url

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from rap_operator import kinds, manifests
 from rap_operator.config import OperatorConfig
-from rap_operator.scrapejob import SCRAPE, analysis_name, chained_analysis, check_scrape_spec
+from rap_operator.kinds.scrapejob import SCRAPE, analysis_name, chained_analysis, check_scrape_spec
 from rap_operator.validation import InvalidRun
 
 UID = "5c1d8a1e-0000-4a7e-9d43-2f1e7f0e9a11"

@@ -1,10 +1,15 @@
 """charts/rap-analyzer: lints, renders in every database/scope mode, and agrees
-with the operator (its env, its CRD, the exact RBAC it is granted)."""
+with the operator (its env, its CRD, the exact RBAC it is granted); renders are
+reproducible (no cluster reads, no randomness: Argo CD renders without a cluster)."""
 
 from __future__ import annotations
 
 import ast
 import base64
+import json
+import re
+import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,6 +21,7 @@ from rap_devtools.helm import (
     ROOT,
     HelmError,
     find,
+    helm_bin,
     lint_chart,
     only,
     operator_container,
@@ -31,6 +37,8 @@ NAMESPACED = {"rbac": {"clusterWide": False}, "watchNamespaces": ["team-a", "tea
 EXTERNAL_URL = "postgresql://rap:s3cret@db.example.com:5432/rap?sslmode=require"
 EXTERNAL = {"database": {"url": EXTERNAL_URL}, "postgres": {"enabled": False}}
 EXISTING = {"database": {"existingSecret": "my-db", "existingSecretKey": "dsn"}}
+PG_EXISTING = {"postgres": {"auth": {"existingSecret": "my-pg", "existingSecretKey": "pw"}}}
+PG_PASSWORD = {"postgres": {"auth": {"password": "p@ss w/rd"}}}
 
 VARIANTS = {
     "defaults": None,
@@ -38,6 +46,10 @@ VARIANTS = {
     "namespaced-release-ns": {"rbac": {"clusterWide": False}},
     "external-url": EXTERNAL,
     "existing-secret": EXISTING,
+    "postgres-existing-secret": PG_EXISTING,
+    "postgres-password": PG_PASSWORD,
+    "secret-job-service-account": {"postgres": {"secretJob": {"serviceAccountName": "pg-admin"}}},
+    "rbac-disabled": {"rbac": {"create": False}},
     "service-monitor": {"metrics": {"serviceMonitor": {"enabled": True}}},
 }
 
@@ -56,12 +68,18 @@ NAMESPACED_RULES = (
     | _triples(
         "rapanalyzer.io", ["analysisruns/status", "scrapejobs/status"], ["get", "patch", "update"]
     )
+    # OwnerReferencesPermissionEnforcement (OpenShift): creating an object whose
+    # ownerReference has blockOwnerDeletion needs update on the owner's finalizers.
+    | _triples("rapanalyzer.io", ["analysisruns/finalizers", "scrapejobs/finalizers"], ["update"])
     # A succeeded ScrapeJob creates the AnalysisRun of its spec.analyze.
     | _triples("rapanalyzer.io", ["analysisruns"], ["create"])
     | _triples("batch", ["jobs"], ["get", "list", "watch", "create", "patch", "delete"])
     | _triples("", ["secrets"], ["get"])
     | _triples("", ["configmaps"], ["get"])
-    | _triples("", ["events"], ["create", "patch"])
+    # list: a Job without pods has its FailedCreate Events read, to say why on the run.
+    | _triples("", ["events"], ["create", "patch", "list"])
+    # A run's pods are listed (never watched) when its Job reports some not ready/failed.
+    | _triples("", ["pods"], ["list"])
     | _triples("events.k8s.io", ["events"], ["create", "patch"])
 )
 # ... and cluster-wide, for kopf itself.
@@ -74,9 +92,54 @@ def _secret_data(doc: dict[str, Any]) -> dict[str, str]:
     return {k: base64.b64decode(v).decode() for k, v in doc["data"].items()}
 
 
+def _is_hook(doc: dict[str, Any]) -> bool:
+    return "helm.sh/hook" in (doc["metadata"].get("annotations") or {})
+
+
+def _release(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The release's own objects (what `helm install` applies and tracks)."""
+    return [d for d in docs if not _is_hook(d)]
+
+
+def _hooks(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in docs if _is_hook(d)]
+
+
+def _env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def _render_text(values: dict[str, Any] | None = None, *extra: str) -> str:
+    """`helm template` stdout, byte for byte (render_chart parses it)."""
+    with tempfile.TemporaryDirectory(prefix="rap-helm-") as tmp:
+        cmd = [str(helm_bin()), "template", "rap-analyzer", str(CHART), "--namespace", "rap"]
+        if values:
+            path = Path(tmp) / "values.yaml"
+            path.write_text(yaml.safe_dump(values), encoding="utf-8")
+            cmd += ["--values", str(path)]
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HELM_CACHE_HOME": f"{tmp}/cache",
+            "HELM_CONFIG_HOME": f"{tmp}/config",
+            "HELM_DATA_HOME": f"{tmp}/data",
+            "KUBECONFIG": f"{tmp}/no-kubeconfig",
+        }
+        proc = subprocess.run(
+            [*cmd, *extra], capture_output=True, text=True, env=env, timeout=120, check=False
+        )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
 @pytest.fixture(scope="module")
-def defaults() -> list[dict[str, Any]]:
+def rendered() -> list[dict[str, Any]]:
     return render_chart()
+
+
+@pytest.fixture(scope="module")
+def defaults(rendered: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The default release's objects, without the hook Job and its RBAC."""
+    return _release(rendered)
 
 
 # --- lint ---------------------------------------------------------------------
@@ -229,7 +292,9 @@ def test_env_comes_through_from_env(defaults: list[dict[str, Any]]) -> None:
 # --- database modes -----------------------------------------------------------
 
 
-def test_default_in_cluster_postgres(defaults: list[dict[str, Any]]) -> None:
+def test_default_in_cluster_postgres(
+    defaults: list[dict[str, Any]], rendered: list[dict[str, Any]]
+) -> None:
     sts = only(defaults, "StatefulSet")
     assert sts["metadata"]["namespace"] == "rap"
     c = sts["spec"]["template"]["spec"]["containers"][0]
@@ -239,17 +304,168 @@ def test_default_in_cluster_postgres(defaults: list[dict[str, Any]]) -> None:
     svc = only(defaults, "Service", sts["spec"]["serviceName"])
     assert svc["spec"]["ports"][0]["port"] == 5432
 
-    password = _secret_data(only(defaults, "Secret", "rap-analyzer-postgres"))["password"]
-    assert len(password) == 32
-    db = only(defaults, "Secret", "rap-analyzer-db")
-    assert db["metadata"]["namespace"] == "rap"  # the release namespace
-    url = urlsplit(_secret_data(db)["url"])
+    # No password (nor URL) at render time: the hook Job writes both Secrets.
+    assert find(defaults, "Secret") == []
+    ref = _env(c)["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "rap-analyzer-postgres", "key": "password"}
+
+    job = only(_hooks(rendered), "Job")
+    env = {
+        k: v.get("value") for k, v in _env(job["spec"]["template"]["spec"]["containers"][0]).items()
+    }
+    assert env["NAMESPACE"] == "rap"
+    assert (env["PASSWORD_SECRET"], env["PASSWORD_KEY"]) == ("rap-analyzer-postgres", "password")
+    assert env["PASSWORD_GENERATE"] == "true"
+    # The URL Secret the operator is told about is the one the hook writes.
+    op = operator_env(defaults)
+    assert (env["URL_SECRET"], env["URL_KEY"]) == (
+        op["RAP_DATABASE_SECRET"],
+        op["RAP_DATABASE_SECRET_KEY"],
+    )
+    assert (env["URL_SECRET"], env["URL_KEY"]) == ("rap-analyzer-db", "url")
+    # ... and its host is the Postgres Service, namespace-qualified.
+    assert env["POSTGRES_HOST"] == f"{svc['metadata']['name']}.rap.svc"
+    assert (env["POSTGRES_USER"], env["POSTGRES_DB"], env["POSTGRES_PORT"]) == (
+        "rap",
+        "rap",
+        "5432",
+    )
+
+
+def test_secret_hook_job(rendered: list[dict[str, Any]]) -> None:
+    hooks = _hooks(rendered)
+    assert sorted(d["kind"] for d in hooks) == ["Job", "Role", "RoleBinding", "ServiceAccount"]
+    weights = {}
+    for d in hooks:
+        ann = d["metadata"]["annotations"]
+        assert d["metadata"]["name"] == "rap-analyzer-db-secret"
+        assert ann["helm.sh/hook"] == "pre-install,pre-upgrade"
+        assert ann["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+        weights[d["kind"]] = int(ann["helm.sh/hook-weight"])
+    # Its RBAC exists before the Job (Helm and Argo CD run hooks by weight).
+    assert weights["ServiceAccount"] < weights["Role"] < weights["RoleBinding"] < weights["Job"]
+
+    job = only(hooks, "Job")
+    pod = job["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "rap-analyzer-db-secret"
+    assert pod["restartPolicy"] == "Never"
+    (c,) = pod["containers"]
+    # The project image (python + the kubernetes client), running files/db-secret.py.
+    assert c["image"] == operator_container(rendered)["image"]
+    assert c["command"] == ["python", "-c"]
+    script = (CHART / "files" / "db-secret.py").read_text()
+    assert c["args"] == [script]
+    # The kubelet expands $(NAME) in args: the script must contain none.
+    assert "$(" not in script
+    labels = json.loads(_env(c)["SECRET_LABELS"]["value"])
+    annotations = json.loads(_env(c)["SECRET_ANNOTATIONS"]["value"])
+    # Not tracked by Argo CD (it would prune it), never deleted by Helm, and adoptable.
+    assert "app.kubernetes.io/instance" not in labels
+    assert labels["app.kubernetes.io/managed-by"] == "Helm"
+    assert annotations == {
+        "helm.sh/resource-policy": "keep",
+        "meta.helm.sh/release-name": "rap-analyzer",
+        "meta.helm.sh/release-namespace": "rap",
+    }
+    # The hook pod must never be selected by the Postgres or operator Services.
+    pod_labels = job["spec"]["template"]["metadata"]["labels"]
+    for svc in find(rendered, "Service"):
+        sel = svc["spec"]["selector"]
+        assert not all(pod_labels.get(k) == v for k, v in sel.items())
+
+    sa = only(hooks, "ServiceAccount")
+    binding = only(hooks, "RoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": only(hooks, "Role")["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "rap"}
+    ]
+
+
+def _hook_rules(docs: list[dict[str, Any]]) -> set[tuple[str, str, str, str]]:
+    """(resource, verb, resourceName or '*') of the hook Role."""
+    role = only(_hooks(docs), "Role")
+    return {
+        (group, resource, verb, name)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+        for name in rule.get("resourceNames") or ["*"]
+    }
+
+
+def test_secret_hook_rbac_is_minimal(rendered: list[dict[str, Any]]) -> None:
+    assert _hook_rules(rendered) == {
+        ("", "secrets", "create", "*"),  # create cannot be limited by name
+        ("", "secrets", "get", "rap-analyzer-postgres"),
+        ("", "secrets", "patch", "rap-analyzer-postgres"),
+        ("", "secrets", "get", "rap-analyzer-db"),
+        ("", "secrets", "patch", "rap-analyzer-db"),
+    }
+    # The hook's Role is its own: the operator's rules do not change.
+    assert rule_triples(rbac_rules(_release(rendered))) == NAMESPACED_RULES | CLUSTER_RULES
+
+
+def test_postgres_existing_secret() -> None:
+    docs = render_chart(PG_EXISTING)
+    release = _release(docs)
+    # Nothing with a password is rendered: Postgres reads the user's Secret ...
+    assert find(release, "Secret") == []
+    c = only(release, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+    ref = _env(c)["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "my-pg", "key": "pw"}
+    # ... and the hook only reads it, to write the URL Secret.
+    env = {
+        k: v.get("value")
+        for k, v in _env(only(docs, "Job")["spec"]["template"]["spec"]["containers"][0]).items()
+    }
+    assert (env["PASSWORD_SECRET"], env["PASSWORD_KEY"], env["PASSWORD_GENERATE"]) == (
+        "my-pg",
+        "pw",
+        "false",
+    )
+    assert _hook_rules(docs) == {
+        ("", "secrets", "create", "*"),
+        ("", "secrets", "get", "rap-analyzer-db"),
+        ("", "secrets", "patch", "rap-analyzer-db"),
+        ("", "secrets", "get", "my-pg"),
+    }
+    assert operator_env(docs)["RAP_DATABASE_SECRET"] == "rap-analyzer-db"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [PG_PASSWORD, {"postgres": {"password": "p@ss w/rd"}}],  # postgres.password: the old name
+    ids=["auth.password", "legacy-password"],
+)
+def test_postgres_password_value(values: dict[str, Any]) -> None:
+    docs = render_chart(values)
+    assert _hooks(docs) == []  # known at render time: no hook needed
+    secret = only(docs, "Secret", "rap-analyzer-postgres")
+    assert _secret_data(secret) == {"password": "p@ss w/rd"}
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    url = urlsplit(_secret_data(only(docs, "Secret", "rap-analyzer-db"))["url"])
     assert url.scheme == "postgresql"
-    assert (url.username, url.password) == ("rap", password)  # one password per render
     assert url.hostname == "rap-analyzer-postgres.rap.svc"
-    assert (url.port, url.path) == (5432, "/rap")
-    env = {e["name"]: e for e in c["env"]}
-    assert env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "rap-analyzer-postgres"
+    assert (url.port, url.path, url.username) == (5432, "/rap", "rap")
+    assert url.password is not None and "@" not in url.password and "/" not in url.password
+    c = only(docs, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+    ref = _env(c)["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "rap-analyzer-postgres", "key": "password"}
+
+
+def test_secret_hook_with_own_service_account_or_without_rbac() -> None:
+    docs = render_chart({"postgres": {"secretJob": {"serviceAccountName": "pg-admin"}}})
+    assert [d["kind"] for d in _hooks(docs)] == ["Job"]
+    assert only(docs, "Job")["spec"]["template"]["spec"]["serviceAccountName"] == "pg-admin"
+
+    docs = render_chart({"rbac": {"create": False}})
+    assert sorted(d["kind"] for d in _hooks(docs)) == ["Job", "ServiceAccount"]
+    assert find(docs, "Role") == [] and find(docs, "ClusterRole") == []
 
 
 def test_postgres_storage_size() -> None:
@@ -307,7 +523,7 @@ def test_cluster_wide_rbac_is_exactly_the_minimal_rules(defaults: list[dict[str,
 
 
 def test_namespaced_rbac() -> None:
-    docs = render_chart(NAMESPACED)
+    docs = _release(render_chart(NAMESPACED))
     roles = find(docs, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     for role in roles:
@@ -326,14 +542,14 @@ def test_namespaced_rbac() -> None:
 
 
 def test_namespaced_rbac_defaults_to_the_release_namespace() -> None:
-    docs = render_chart({"rbac": {"clusterWide": False}}, namespace="rap-ops")
+    docs = _release(render_chart({"rbac": {"clusterWide": False}}, namespace="rap-ops"))
     assert [r["metadata"]["namespace"] for r in find(docs, "Role")] == ["rap-ops"]
     assert operator_env(docs)["RAP_NAMESPACES"] == "rap-ops"
 
 
 def test_role_and_cluster_role_share_one_rule_set() -> None:
     cluster_wide = only(render_chart(), "ClusterRole")["rules"]
-    role = find(render_chart(NAMESPACED), "Role")[0]["rules"]
+    role = find(_release(render_chart(NAMESPACED)), "Role")[0]["rules"]
     assert cluster_wide[: len(role)] == role
 
 
@@ -367,3 +583,88 @@ def test_metrics_service_and_service_monitor(defaults: list[dict[str, Any]]) -> 
     assert sm["metadata"]["labels"]["r"] == "p"
     assert sm["spec"]["endpoints"][0]["port"] == "metrics"
     assert sm["spec"]["selector"]["matchLabels"] == svc["spec"]["selector"]
+
+
+def test_operator_may_update_the_finalizers_of_its_owners() -> None:
+    """OwnerReferencesPermissionEnforcement (OpenShift) refuses a Job whose
+    ownerReference has blockOwnerDeletion unless its creator may update the
+    owner's finalizers: both for the ClusterRole and for the namespaced Roles."""
+    wanted = _triples(
+        "rapanalyzer.io", ["analysisruns/finalizers", "scrapejobs/finalizers"], ["update"]
+    )
+    assert wanted <= rule_triples(only(render_chart(), "ClusterRole")["rules"])
+    for role in find(_release(render_chart(NAMESPACED)), "Role"):
+        assert wanted <= rule_triples(role["rules"])
+
+
+# --- reproducible renders -----------------------------------------------------
+
+# Template functions whose result depends on the cluster, the clock or chance.
+NONDETERMINISTIC = (
+    "lookup",
+    "randAlphaNum",
+    "randAlpha",
+    "randAscii",
+    "randNumeric",
+    "randBytes",
+    "randInt",
+    "uuidv4",
+    "now",
+    "genPrivateKey",
+    "genCA",
+    "genSelfSignedCert",
+    "genSignedCert",
+    "derivePassword",
+    "bcrypt",
+    "htpasswd",
+    "shuffle",
+)
+_ACTION = re.compile(r"\{\{-?(?!\s*/\*)(.*?)-?\}\}", re.DOTALL)
+
+
+def _template_files() -> list[Path]:
+    files = sorted(p for p in (CHART / "templates").rglob("*") if p.is_file())
+    assert any(p.name == "_helpers.tpl" for p in files)
+    return files
+
+
+def test_no_template_reads_the_cluster_or_generates_a_password() -> None:
+    """Argo CD renders without cluster access and on every sync: a `lookup`
+    finds nothing there and a random value changes each time."""
+    for path in _template_files():
+        text = path.read_text()
+        for word in ("lookup", "randAlphaNum"):
+            assert word not in text, f"{path.relative_to(CHART)} mentions {word}"
+        for action in _ACTION.findall(text):
+            words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", action))
+            bad = words & set(NONDETERMINISTIC)
+            assert not bad, f"{path.relative_to(CHART)}: {{{{{action.strip()}}}}} uses {bad}"
+
+
+REPRODUCIBLE = {
+    "defaults": None,
+    "postgres-disabled": EXTERNAL,
+    "database-existing-secret": EXISTING,
+    "postgres-existing-secret": PG_EXISTING,
+    "postgres-password": PG_PASSWORD,
+}
+
+
+@pytest.mark.parametrize("name", REPRODUCIBLE)
+def test_two_renders_are_byte_identical(name: str) -> None:
+    first = _render_text(REPRODUCIBLE[name], "--include-crds")
+    second = _render_text(REPRODUCIBLE[name], "--include-crds")
+    assert first == second
+    assert "kind: Deployment" in first
+
+
+def test_runtime_pod_run_as_user() -> None:
+    """The Job pods' uid (RAP_POD_RUN_AS_USER): the image's 10001 by default, none
+    when unset (OpenShift assigns one), and a large uid from a values file stays
+    an integer (Helm reads YAML numbers as floats)."""
+    assert OperatorConfig.from_env(operator_env(render_chart())).pod_run_as_user == 10001
+    unset = render_chart({"runtime": {"podRunAsUser": None}})
+    assert operator_env(unset)["RAP_POD_RUN_AS_USER"] == ""
+    assert OperatorConfig.from_env(operator_env(unset)).pod_run_as_user is None
+    big = operator_env(render_chart({"runtime": {"podRunAsUser": 1000680000}}))
+    assert big["RAP_POD_RUN_AS_USER"] == "1000680000"

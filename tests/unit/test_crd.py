@@ -125,3 +125,53 @@ def test_cli_writes_and_checks(tmp_path: Path) -> None:
     assert main([str(tmp_path)]) == 0
     assert main(["--check", str(tmp_path)]) == 0
     assert (tmp_path / "analysisrun.yaml").read_text() == generated_files()["analysisrun.yaml"]
+
+
+def test_pod_template_schema_and_its_rules() -> None:
+    spec = root_schema()["properties"]["spec"]
+    tpl = spec["properties"]["podTemplate"]["properties"]
+    assert set(tpl) == {
+        "labels", "annotations", "nodeSelector", "tolerations", "priorityClassName", "resources"
+    }  # fmt: skip
+    assert tpl["labels"]["additionalProperties"]["maxLength"] == 63
+    assert tpl["resources"] == spec["properties"]["resources"] | {
+        "description": tpl["resources"]["description"]
+    }
+    toleration = tpl["tolerations"]["items"]
+    assert toleration["properties"]["operator"]["enum"] == ["Exists", "Equal"]
+    assert toleration["properties"]["effect"]["enum"] == ["NoSchedule", "PreferNoSchedule",
+                                                          "NoExecute"]  # fmt: skip
+    assert len(toleration["x-kubernetes-validations"]) == 3
+    rule = next(r for r in spec["x-kubernetes-validations"] if "podTemplate" in r["rule"])
+    assert rule["rule"] == (
+        "!has(self.resources) || !has(self.podTemplate) || !has(self.podTemplate.resources)"
+    )
+    assert rule["fieldPath"] == ".podTemplate.resources"
+
+
+def test_status_shards_schema_is_compact() -> None:
+    shards = root_schema()["properties"]["status"]["properties"]["shards"]
+    assert shards["type"] == "object"
+    props = shards["properties"]
+    assert set(props) == {"total", "done", "running", "retrying", "failed", "pending", "detail"}
+    assert props["failed"]["properties"]["indexes"]["type"] == "string"
+    assert "lastHeartbeat" not in props["detail"]["items"]["properties"]
+
+
+def test_reserved_pod_label_and_annotation_keys_are_refused_by_cel_too() -> None:
+    from analyzer_runtime.spec.types import (
+        RESERVED_ANNOTATION_PREFIXES,
+        RESERVED_LABEL_PREFIXES,
+        RESERVED_LABELS,
+    )
+
+    tpl = root_schema()["properties"]["spec"]["properties"]["podTemplate"]
+    rules = {r["fieldPath"]: r for r in tpl["x-kubernetes-validations"]}
+    labels, annotations = rules[".labels"], rules[".annotations"]
+    assert labels["rule"].startswith("!has(self.labels) || self.labels.all(k, ")
+    for prefix in RESERVED_LABEL_PREFIXES:
+        assert f"!k.startsWith('{prefix}')" in labels["rule"] and prefix in labels["message"]
+    for name in RESERVED_LABELS:
+        assert f"k != '{name}'" in labels["rule"] and name in labels["message"]
+    for prefix in RESERVED_ANNOTATION_PREFIXES:
+        assert f"!k.startsWith('{prefix}')" in annotations["rule"]

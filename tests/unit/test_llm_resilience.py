@@ -161,7 +161,8 @@ def test_a_dry_run_ends_succeeded_without_a_job() -> None:
 @pytest.mark.parametrize("analyzer", ["llm", "algorithmic"])
 def test_the_api_key_reaches_pods_only_by_secret_reference(analyzer: str) -> None:
     from rap_operator.config import OperatorConfig
-    from rap_operator.manifests import analysis_job
+    from rap_operator.kinds import ANALYSIS
+    from rap_operator.manifests import kind_job
 
     spec: dict = {"analyzer": analyzer, "shards": 2}  # type: ignore[type-arg]
     if analyzer == "llm":
@@ -170,7 +171,9 @@ def test_the_api_key_reaches_pods_only_by_secret_reference(analyzer: str) -> Non
         "apiVersion": "rapanalyzer.io/v1alpha1", "kind": "AnalysisRun", "spec": spec,
         "metadata": {"name": "r", "namespace": "ns", "uid": "u-1"},
     }  # fmt: skip
-    env = analysis_job(body, OperatorConfig())["spec"]["template"]["spec"]["containers"][0]["env"]
+    env = kind_job(body, OperatorConfig(), ANALYSIS)["spec"]["template"]["spec"]["containers"][0][
+        "env"
+    ]
     keys = [e for e in env if e["name"] == "LLM_API_KEY"]
     if analyzer == "llm":
         assert keys == [

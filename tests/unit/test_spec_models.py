@@ -216,3 +216,132 @@ def test_immutable_changes() -> None:
     assert immutable_changes(old, new) == []
     newer = load_manifest(manifest(shards=8, batchSize=10)).spec
     assert immutable_changes(old, newer) == ["batchSize", "shards"]
+
+
+# ---- spec.podTemplate ------------------------------------------------------------------
+
+POD_TEMPLATE: dict[str, Any] = {
+    "labels": {"team": "data", "example.com/cost-center": "c-42", "empty": ""},
+    "annotations": {"example.com/owner": "Data team <data@example.com>"},
+    "nodeSelector": {"kubernetes.io/arch": "amd64"},
+    "tolerations": [
+        {"key": "dedicated", "value": "batch", "effect": "NoSchedule"},
+        {"key": "spot", "operator": "Exists"},
+        {"operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+    ],
+    "priorityClassName": "batch-low",
+    "resources": {"requests": {"cpu": 1}},
+}
+
+
+def test_pod_template_loads_and_round_trips() -> None:
+    spec = load_manifest(manifest(podTemplate=POD_TEMPLATE)).spec
+    tpl = spec.pod_template
+    assert tpl is not None and tpl.priority_class_name == "batch-low"
+    assert tpl.tolerations is not None and tpl.tolerations[0].operator == "Equal"  # defaulted
+    assert tpl.resources is not None and tpl.resources.requests == {"cpu": "1"}
+    dumped = spec.dump()["podTemplate"]
+    assert dumped["nodeSelector"] == {"kubernetes.io/arch": "amd64"}
+    assert dumped["tolerations"][2] == {
+        "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300
+    }  # fmt: skip
+    assert AnalysisRunSpec.model_validate(spec.dump()) == spec
+
+
+def test_pod_template_is_shared_by_scrapejobs_and_their_analyze_template() -> None:
+    from analyzer_runtime.spec import load_scrape_manifest
+
+    scrape = {
+        "apiVersion": "rapanalyzer.io/v1alpha1",
+        "kind": "ScrapeJob",
+        "metadata": {"name": "s"},
+        "spec": {
+            "artists": ["A"],
+            "genius": {"tokenSecretRef": {"name": "g", "key": "t"}},
+            "podTemplate": POD_TEMPLATE,
+            "analyze": {"analyzer": "emotion", "podTemplate": {"labels": {"team": "x"}}},
+        },
+    }
+    spec = load_scrape_manifest(scrape).spec
+    assert spec.pod_template == load_manifest(manifest(podTemplate=POD_TEMPLATE)).spec.pod_template
+    assert spec.analyze is not None and spec.analyze.pod_template is not None
+    scrape["spec"]["resources"] = {"limits": {"memory": "1Gi"}}
+    with pytest.raises(ValidationError) as info:
+        load_scrape_manifest(scrape)
+    assert format_validation_error(info.value).startswith(
+        "spec.podTemplate: set spec.resources or spec.podTemplate.resources, not both"
+    )
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ({"labels": {"rapanalyzer.io/run": "x"}},
+         "spec.podTemplate.labels: 'rapanalyzer.io/run' is reserved for the operator; choose "
+         "another key"),
+        ({"labels": {"app.kubernetes.io/managed-by": "me"}},
+         "spec.podTemplate.labels: 'app.kubernetes.io/managed-by' is reserved for the operator"),
+        ({"labels": {"job-name": "x"}}, "spec.podTemplate.labels: 'job-name' is reserved for the "
+         "Job controller"),
+        ({"labels": {"batch.kubernetes.io/job-name": "x"}},
+         "spec.podTemplate.labels: 'batch.kubernetes.io/job-name' is reserved for the Job "
+         "controller"),
+        ({"annotations": {"rapanalyzer.io/x": "y"}},
+         "spec.podTemplate.annotations: 'rapanalyzer.io/x' is reserved for the operator"),
+        ({"labels": {"bad key": "x"}}, "spec.podTemplate.labels: key 'bad key': the name must be"),
+        ({"labels": {"Example.com/x": "x"}},
+         "spec.podTemplate.labels: key 'Example.com/x': the prefix before '/' must be a DNS "
+         "subdomain"),
+        ({"labels": {"team": "not ok"}}, "spec.podTemplate.labels: value of 'team': must be empty or at "
+         "most 63 characters"),
+        ({"labels": {"team": "x" * 64}}, "spec.podTemplate.labels.team: must be at most 63 "
+         "characters"),
+        ({"nodeSelector": {"/x": "y"}},
+         "spec.podTemplate.nodeSelector: key '/x': the prefix before '/' must not be empty"),
+        ({"annotations": {"a": "x" * (256 * 1024)}},
+         "spec.podTemplate.annotations: must be at most 262144 bytes together"),
+        ({"priorityClassName": "Low"}, "spec.podTemplate.priorityClassName: must be a lowercase "
+         "name"),
+        ({"tolerations": [{"value": "x"}]},
+         "spec.podTemplate.tolerations[0].operator: a toleration without a key must have "
+         "operator Exists"),
+        ({"tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]},
+         "spec.podTemplate.tolerations[0].value: must be empty when operator is Exists"),
+        ({"tolerations": [{"key": "k", "tolerationSeconds": 5}]},
+         "spec.podTemplate.tolerations[0].tolerationSeconds: only allowed with effect NoExecute"),
+        ({"tolerations": [{"key": "k", "operator": "In"}]},
+         "spec.podTemplate.tolerations[0].operator: must be one of: Exists, Equal; got 'In'"),
+        ({"tolerations": [{"key": "k", "effect": "NoRun"}]},
+         "spec.podTemplate.tolerations[0].effect: must be one of: NoSchedule, PreferNoSchedule, "
+         "NoExecute; got 'NoRun'"),
+        ({"tolerations": [{"key": "k", "effect": "NoExecute", "tolerationSeconds": 2**31}]},
+         "spec.podTemplate.tolerations[0].tolerationSeconds: must be <= 2147483647"),
+        ({"nodeSelector": {"a": "b\x00"}},
+         r"spec.podTemplate.nodeSelector: must not contain NUL (\0) characters"),
+        ({"annotations": {"a": "b\x00"}},
+         r"spec.podTemplate.annotations: must not contain NUL (\0) characters"),
+        ({"labelz": {}}, "spec.podTemplate.labelz: unknown field 'labelz'; did you mean 'labels'?"),
+    ],
+)  # fmt: skip
+def test_pod_template_refusals(template: dict[str, Any], expected: str) -> None:
+    msg = error_of(manifest(podTemplate=template))
+    assert any(line.startswith(expected) for line in msg.splitlines()), msg
+
+
+def test_resources_in_one_place_only() -> None:
+    both = manifest(resources={"limits": {"memory": "1Gi"}},
+                    podTemplate={"resources": {"requests": {"cpu": 1}}})  # fmt: skip
+    assert error_of(both) == (
+        "spec.podTemplate: set spec.resources or spec.podTemplate.resources, not both "
+        "(spec.resources is a shorthand for spec.podTemplate.resources)"
+    )
+    shorthand = manifest(resources={"limits": {"memory": "1Gi"}}, podTemplate={"labels": {}})
+    assert load_manifest(shorthand).spec.resources is not None
+
+
+def test_pod_template_cannot_change_after_planning() -> None:
+    old = load_manifest(manifest(podTemplate=POD_TEMPLATE)).spec
+    changed = load_manifest(manifest(podTemplate={**POD_TEMPLATE, "priorityClassName": "hi"})).spec
+    assert immutable_changes(old, changed) == ["podTemplate"]
+    added = load_manifest(manifest()).spec
+    assert immutable_changes(added, old) == ["podTemplate"]

@@ -81,26 +81,73 @@ release namespace alone is watched: namespaced RBAC cannot cover "all".
 {{- end }}
 
 {{/*
-The Postgres password: postgres.password, else the one already stored in the
-<fullname>-postgres Secret (so upgrades keep it), else 32 random characters.
-Computed once per render and memoised in .Values (shared by every template),
-so the password Secret and the URL in the database Secret agree.
-`helm template` has no cluster, so it always generates a fresh one.
+The in-cluster Postgres password, given as a value: postgres.auth.password, or
+postgres.password (its name before postgres.auth existed). Empty: it comes from
+postgres.auth.existingSecret, or the hook Job generates it (never a render:
+no cluster reads and no randomness at render time, so `helm template` output
+is stable).
 */}}
-{{- define "rap-analyzer.postgres.password" -}}
-{{- if not (hasKey .Values.postgres "_resolvedPassword") }}
-{{- $password := .Values.postgres.password }}
-{{- if not $password }}
-{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "rap-analyzer.postgres.fullname" .) }}
-{{- if and $existing $existing.data (hasKey $existing.data "password") }}
-{{- $password = index $existing.data "password" | b64dec }}
+{{- define "rap-analyzer.postgres.passwordValue" -}}
+{{- $auth := .Values.postgres.auth | default dict }}
+{{- $auth.password | default .Values.postgres.password | default "" }}
+{{- end }}
+
+{{/* Where the Postgres password is: existingSecret, value or generated. */}}
+{{- define "rap-analyzer.postgres.passwordSource" -}}
+{{- $auth := .Values.postgres.auth | default dict }}
+{{- if $auth.existingSecret }}existingSecret
+{{- else if include "rap-analyzer.postgres.passwordValue" . }}value
+{{- else }}generated
+{{- end }}
+{{- end }}
+
+{{/* The Secret (and key) the Postgres container reads POSTGRES_PASSWORD from. */}}
+{{- define "rap-analyzer.postgres.passwordSecret" -}}
+{{- $auth := .Values.postgres.auth | default dict }}
+{{- $auth.existingSecret | default (include "rap-analyzer.postgres.fullname" .) }}
+{{- end }}
+
+{{- define "rap-analyzer.postgres.passwordKey" -}}
+{{- $auth := .Values.postgres.auth | default dict }}
+{{- if $auth.existingSecret }}
+{{- $auth.existingSecretKey | default "password" }}
 {{- else }}
-{{- $password = randAlphaNum 32 }}
+{{- print "password" }}
 {{- end }}
 {{- end }}
-{{- $_ := set .Values.postgres "_resolvedPassword" $password }}
+
+{{/*
+The hook Job (templates/postgres-secret-job.yaml) writes the password Secret
+(generated) and the database URL Secret: in-cluster Postgres whose password is
+not a value. With a value, both Secrets are ordinary rendered objects.
+*/}}
+{{- define "rap-analyzer.postgres.secretJob.enabled" -}}
+{{- if and (include "rap-analyzer.postgres.enabled" .) (ne (include "rap-analyzer.postgres.passwordSource" .) "value") }}true{{- end }}
 {{- end }}
-{{- .Values.postgres._resolvedPassword }}
+
+{{- define "rap-analyzer.postgres.secretJob.fullname" -}}
+{{- printf "%s-db-secret" (include "rap-analyzer.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The in-cluster Postgres's host: the namespace-qualified Service name. */}}
+{{- define "rap-analyzer.postgres.host" -}}
+{{- printf "%s.%s.svc" (include "rap-analyzer.postgres.fullname" .) .Release.Namespace }}
+{{- end }}
+
+{{/*
+Labels and annotations of the Secrets the hook Job writes. No
+app.kubernetes.io/instance: Argo CD tracks resources by that label and would
+prune a Secret that is not in the rendered manifest. resource-policy keep: Helm
+(and Argo CD) never delete them, since the data volume outlives the release.
+The meta.helm.sh annotations and managed-by=Helm let a later release that
+renders the same Secret (postgres.auth.password set) adopt it.
+*/}}
+{{- define "rap-analyzer.postgres.secretJob.secretLabels" -}}
+{{- dict "app.kubernetes.io/name" (include "rap-analyzer.name" .) "app.kubernetes.io/part-of" "rap-analyzer" "app.kubernetes.io/component" "database" "app.kubernetes.io/managed-by" "Helm" | toJson }}
+{{- end }}
+
+{{- define "rap-analyzer.postgres.secretJob.secretAnnotations" -}}
+{{- dict "helm.sh/resource-policy" "keep" "meta.helm.sh/release-name" .Release.Name "meta.helm.sh/release-namespace" .Release.Namespace | toJson }}
 {{- end }}
 
 {{/* Name and key of the Secret holding the database URL (RAP_DATABASE_SECRET[_KEY]). */}}
@@ -149,6 +196,13 @@ operator with exactly these rules (tests/helm.py: rbac_rules).
 - apiGroups: ["rapanalyzer.io"]
   resources: ["analysisruns/status", "scrapejobs/status"]
   verbs: ["get", "patch", "update"]
+# The Jobs (and a ScrapeJob's AnalysisRun) the operator creates name their owner
+# with blockOwnerDeletion: true. With the OwnerReferencesPermissionEnforcement
+# admission plugin (OpenShift), that create is refused unless the creator may
+# update the owner's finalizers subresource.
+- apiGroups: ["rapanalyzer.io"]
+  resources: ["analysisruns/finalizers", "scrapejobs/finalizers"]
+  verbs: ["update"]
 # The Indexed Job per run: created on plan, read by the status refresh, patched
 # for suspend/parallelism, deleted when the run is deleted.
 - apiGroups: ["batch"]
@@ -165,10 +219,16 @@ operator with exactly these rules (tests/helm.py: rbac_rules).
   resources: ["configmaps"]
   verbs: ["get"]
 # Kubernetes Events on phase changes and validation failures (kopf posts
-# core/v1 Events; events.k8s.io for clients that use the newer API).
+# core/v1 Events; events.k8s.io for clients that use the newer API). list: a Job
+# without pods has its FailedCreate Events read, to say why on the run.
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create", "patch", "list"]
+# A run's pods are listed (never watched) only when its Job says some are not
+# ready or failed: unschedulable, image pull errors and OOM kills show on the run.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

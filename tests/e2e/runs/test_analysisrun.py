@@ -45,7 +45,7 @@ def test_run_goes_pending_running_succeeded(env: Env, namespace: str) -> None:
     st = env.wait_status(namespace, "full", watch, timeout=180)
     assert st["progress"] == f"{CORPUS}/{CORPUS} (100.0%)"
     assert (st["processed"], st["failed"], st["total"]) == (CORPUS, 0, CORPUS)
-    assert [s["state"] for s in st["shards"]] == ["done"] * 4
+    assert st["shards"]["done"] == {"count": 4, "indexes": "0-3"}
     assert st["observedGeneration"] == 1 and st["startTime"] and st["completionTime"]
     _exact(env, url, CORPUS)
     # Live progress: while Running, `kubectl get` showed a partial count.
@@ -111,16 +111,21 @@ def test_api_server_refuses_bad_specs(env: Env, namespace: str, spec: dict, expe
     assert expect in res.stderr, res.stderr
 
 
-def test_operator_refuses_a_missing_secret(env: Env, namespace: str) -> None:
+def test_a_missing_secret_keeps_the_run_pending_saying_so(env: Env, namespace: str) -> None:
     m = run_manifest("nosecret", database={"secretRef": {"name": "does-not-exist"}})
     assert env.apply(namespace, m).returncode == 0
-    st = env.wait_status(namespace, "nosecret", _phase("Failed"), timeout=60)
+
+    def waiting(st: dict) -> bool:  # type: ignore[type-arg]
+        valid = next((c for c in st.get("conditions") or [] if c["type"] == "Valid"), None)
+        return st.get("phase") == "Pending" and bool(valid) and valid["reason"] == "InputMissing"
+
+    st = env.wait_status(namespace, "nosecret", waiting, timeout=60)
     valid = next(c for c in st["conditions"] if c["type"] == "Valid")
-    assert valid["status"] == "False" and valid["reason"] == "InvalidSpec"
+    assert valid["status"] == "False"
     assert valid["message"] == f"Secret {namespace}/does-not-exist does not exist"
     assert "Traceback" not in str(st)
     warnings = [e for e in env.events(namespace, "nosecret") if e["type"] == "Warning"]
-    assert any(e["reason"] == "InvalidSpec" and "does-not-exist" in e["message"] for e in warnings)
+    assert any(e["reason"] == "InputMissing" and "does-not-exist" in e["message"] for e in warnings)
     assert env.jobs(namespace, env.get(namespace, "nosecret")["metadata"]["uid"]) == []
 
 
@@ -190,7 +195,7 @@ def test_sigkilled_shard_is_retried_and_counts_stay_exact(env: Env, namespace: s
     st = env.wait_status(namespace, "killed", _phase("Succeeded"), timeout=240)
     assert st["processed"] == CORPUS and st["failed"] == 0
     _exact(env, url, CORPUS)
-    shard = next(s for s in st["shards"] if s["index"] == int(index))
+    shard = next(s for s in st["shards"]["detail"] if s["index"] == int(index))
     assert shard["attempt"] >= 2
 
 

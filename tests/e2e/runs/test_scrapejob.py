@@ -113,7 +113,7 @@ def test_20_artists_in_4_shards_then_a_rerun_adds_nothing(
     )
     assert (st["duplicatesSkipped"], st["songsSkipped"], st["nonSongs"], st["songFailures"]) == (
         0, want["skipped"], want["non_songs"], 0)  # fmt: skip
-    assert [s["state"] for s in st["shards"]] == ["done"] * 4
+    assert st["shards"]["done"] == {"count": 4, "indexes": "0-3"}
     assert env.sql(url, SCRAPED) == len(new)
     assert env.sql(url, "SELECT count(*) FROM tracks") == CORPUS + len(new)
     assert env.sql(url, "SELECT count(DISTINCT genius_id) FROM tracks") == CORPUS + len(new)
@@ -182,7 +182,7 @@ def test_sigkill_mid_artist_is_retried_without_duplicates(
     assert (
         env.sql(url, "SELECT count(*) FROM scrape_songs") == want["songs_found"] + want["non_songs"]
     )  # type: ignore[operator]
-    assert next(s for s in st["shards"] if s["index"] == shard)["attempt"] >= 2
+    assert next(s for s in st["shards"]["detail"] if s["index"] == shard)["attempt"] >= 2
 
 
 def test_429_and_500_bursts_complete_within_the_rate_limit(

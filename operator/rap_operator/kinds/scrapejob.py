@@ -1,4 +1,4 @@
-"""The ScrapeJob kind: its parts of the shared run flow (see kinds.py), and chaining.
+"""The ScrapeJob kind: its parts of the shared run flow (see base.py), and chaining.
 
 - validation: the ScrapeJob models (same readable errors as AnalysisRun), the
   `analyze` template's analyzer available; Secrets: Genius token, Spotify id/secret,
@@ -36,8 +36,9 @@ from analyzer_runtime.spec.scrape_models import (
 )
 from analyzer_runtime.spec.status_format import SCRAPE_WORDING
 from rap_operator import kube, manifests
-from rap_operator.kinds import JSON, RunKind, SecretRef, _analysis_secrets
-from rap_operator.validation import InvalidRun, check_analyzer, load_checked
+from rap_operator.kinds.analysisrun import analysis_secrets
+from rap_operator.kinds.base import JSON, RunKind, SecretRef
+from rap_operator.validation import MissingInput, check_analyzer, load_checked
 
 ANALYSIS_PLURAL = "analysisruns"
 
@@ -64,7 +65,7 @@ def _credentials(spec: JSON) -> list[tuple[str, SecretRef]]:
 def _secrets(spec: JSON) -> list[SecretRef]:
     # The chained AnalysisRun's Secrets are checked now: failing after the scrape
     # would waste it.
-    return [ref for _, ref in _credentials(spec)] + _analysis_secrets(spec.get("analyze") or {})
+    return [ref for _, ref in _credentials(spec)] + analysis_secrets(spec.get("analyze") or {})
 
 
 def _env(spec: JSON) -> list[JSON]:
@@ -83,10 +84,10 @@ async def _artists(body: JSON, manifest: ScrapeJobManifest) -> list[str]:
     try:
         text = await kube.configmap_value(body["metadata"]["namespace"], ref.name, ref.key)
     except kube.SecretProblem as exc:
-        raise InvalidRun(f"spec.artistsFrom: {exc}") from None
+        raise MissingInput(f"spec.artistsFrom: {exc}") from None
     names = parse_artist_list(text)
     if not names:
-        raise InvalidRun(
+        raise MissingInput(
             f"spec.artistsFrom: ConfigMap {ref.name} key {ref.key!r} lists no artists"
             " (one name per line; lines starting with # are comments)"
         )

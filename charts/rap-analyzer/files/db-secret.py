@@ -1,0 +1,192 @@
+"""The chart's database-Secret hook (templates/postgres-secret-job.yaml).
+
+Runs as a Helm pre-install/pre-upgrade hook Job (an Argo CD PreSync hook) in
+the project image, as `python -c <this file>`, configured by environment:
+
+  NAMESPACE                          the release namespace
+  PASSWORD_SECRET / PASSWORD_KEY     the Secret (and key) holding the Postgres password
+  PASSWORD_GENERATE                  "true": create PASSWORD_SECRET with a random
+                                     password if it does not exist; never change it
+                                     once it does. "false": it must exist
+                                     (postgres.auth.existingSecret).
+  URL_SECRET / URL_KEY               the Secret the operator and the runs read the
+                                     database URL from (database.secretName/secretKey)
+  POSTGRES_USER, POSTGRES_HOST,
+  POSTGRES_PORT, POSTGRES_DB         the rest of the URL
+  SECRET_LABELS, SECRET_ANNOTATIONS  JSON objects put on the Secrets it writes
+
+It makes the URL Secret agree with the password (creates or patches that one key).
+A password is generated here, in the cluster, once: never by a render, so
+`helm template` (Argo CD) output stays the same from one render to the next.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import string
+import sys
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+from kubernetes.client.exceptions import ApiException
+
+# JSON merge patch (RFC 7386; null deletes a key), named explicitly: some
+# versions of the generated client would send a dict as a JSON patch.
+MERGE_PATCH = "application/merge-patch+json"
+ALPHABET = string.ascii_letters + string.digits
+PASSWORD_LENGTH = 32
+
+
+def new_password() -> str:
+    return "".join(secrets.choice(ALPHABET) for _ in range(PASSWORD_LENGTH))
+
+
+def database_url(env: Mapping[str, str], password: str) -> str:
+    user = quote(env["POSTGRES_USER"], safe="")
+    db = quote(env["POSTGRES_DB"], safe="")
+    return (
+        f"postgresql://{user}:{quote(password, safe='')}"
+        f"@{env['POSTGRES_HOST']}:{env.get('POSTGRES_PORT') or '5432'}/{db}"
+    )
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _read(core: Any, namespace: str, name: str) -> Any | None:
+    try:
+        return core.read_namespaced_secret(name, namespace)
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+
+
+def _value(secret: Any, key: str) -> str | None:
+    data = secret.data or {}
+    return base64.b64decode(data[key]).decode() if data.get(key) else None
+
+
+# Argo CD's default tracking label: a Secret written here is not part of the
+# rendered manifest, so it must not carry it (Argo CD would want to prune it).
+TRACKING_LABEL = "app.kubernetes.io/instance"
+
+
+def _metadata(env: Mapping[str, str], name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "labels": json.loads(env.get("SECRET_LABELS") or "{}"),
+        "annotations": json.loads(env.get("SECRET_ANNOTATIONS") or "{}"),
+    }
+
+
+def _metadata_patch(secret: Any, meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The metadata patch that gives a live Secret our labels and annotations
+    (and drops the tracking label); None when it has them already."""
+    labels = secret.metadata.labels or {}
+    annotations = secret.metadata.annotations or {}
+    if (
+        all(labels.get(k) == v for k, v in meta["labels"].items())
+        and all(annotations.get(k) == v for k, v in meta["annotations"].items())
+        and TRACKING_LABEL not in labels
+    ):
+        return None
+    new_labels: dict[str, Any] = dict(meta["labels"])
+    if TRACKING_LABEL in labels:
+        new_labels[TRACKING_LABEL] = None  # merge patch: null deletes the key
+    return {"labels": new_labels, "annotations": meta["annotations"]}
+
+
+def ensure_password(core: Any, env: Mapping[str, str], log: Any = print) -> str:
+    """The password in PASSWORD_SECRET, creating that Secret first if allowed.
+    An existing password is never changed (the data volume was initialised with it)."""
+    ns, name, key = env["NAMESPACE"], env["PASSWORD_SECRET"], env.get("PASSWORD_KEY") or "password"
+    generate = env.get("PASSWORD_GENERATE", "false").lower() == "true"
+    secret = _read(core, ns, name)
+    if secret is None and generate:
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": _metadata(env, name),
+            "type": "Opaque",
+            "data": {key: _b64(new_password())},
+        }
+        try:
+            core.create_namespaced_secret(ns, body)
+            log(f"created Secret {ns}/{name} with a generated password")
+        except ApiException as e:
+            if e.status != 409:  # 409: created meanwhile (a concurrent hook): use that one
+                raise
+        secret = _read(core, ns, name)
+    elif secret is not None and generate:
+        # A Secret this hook (or an earlier chart version) made: keep its password,
+        # bring its metadata up to date (resource-policy keep, no tracking label).
+        patch = _metadata_patch(secret, _metadata(env, name))
+        if patch is not None:
+            secret = core.patch_namespaced_secret(
+                name, ns, {"metadata": patch}, _content_type=MERGE_PATCH
+            )
+            log(f"updated the metadata of Secret {ns}/{name}")
+    if secret is None:
+        raise SystemExit(
+            f"Secret {ns}/{name} does not exist: create it with the Postgres password "
+            f"under the key {key!r} (postgres.auth.existingSecret), then retry"
+        )
+    password = _value(secret, key)
+    if not password:
+        raise SystemExit(f"Secret {ns}/{name} has no (or an empty) key {key!r}")
+    return password
+
+
+def ensure_url(core: Any, env: Mapping[str, str], password: str, log: Any = print) -> str:
+    """Create URL_SECRET, or patch its key (and metadata) when they differ."""
+    ns, name, key = env["NAMESPACE"], env["URL_SECRET"], env.get("URL_KEY") or "url"
+    url = database_url(env, password)
+    meta = _metadata(env, name)
+    secret = _read(core, ns, name)
+    if secret is None:
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": meta,
+            "type": "Opaque",
+            "data": {key: _b64(url)},
+        }
+        core.create_namespaced_secret(ns, body)
+        log(f"created Secret {ns}/{name} (key {key})")
+        return url
+    patch: dict[str, Any] = {}
+    metadata = _metadata_patch(secret, meta)
+    if metadata is not None:
+        patch["metadata"] = metadata
+    if _value(secret, key) != url:
+        patch["data"] = {key: _b64(url)}
+    if patch:
+        core.patch_namespaced_secret(name, ns, patch, _content_type=MERGE_PATCH)
+        log(f"updated Secret {ns}/{name} (key {key})")
+    else:
+        log(f"Secret {ns}/{name} is up to date")
+    return url
+
+
+def ensure(core: Any, env: Mapping[str, str], log: Any = print) -> str:
+    """Both Secrets; returns the database URL."""
+    return ensure_url(core, env, ensure_password(core, env, log), log)
+
+
+def main() -> None:
+    from kubernetes import client, config
+
+    config.load_incluster_config()
+    with client.ApiClient() as api:
+        ensure(client.CoreV1Api(api), os.environ)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""The kinds of run the operator reconciles, by kind name: one module per kind, on
+a shared base (base.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rap_operator.kinds.analysisrun import ANALYSIS
+from rap_operator.kinds.base import JSON, RunKind, SecretRef
+from rap_operator.kinds.scrapejob import SCRAPE
+
+__all__ = ["ANALYSIS", "JSON", "SCRAPE", "RunKind", "SecretRef", "of", "registry"]
+
+_KINDS: dict[str, RunKind] = {k.kind: k for k in (ANALYSIS, SCRAPE)}
+
+
+def registry() -> dict[str, RunKind]:
+    """Kind name -> description."""
+    return dict(_KINDS)
+
+
+def of(body: Mapping[str, Any]) -> RunKind:
+    return _KINDS[str(body.get("kind"))]

@@ -1,0 +1,76 @@
+"""The AnalysisRun kind: its parts of the shared run flow (see base.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from analyzer_runtime import estimates, planner, protocol
+from analyzer_runtime.analyzers.llm.presets import API_KEY_ENV, pricing_for_spec
+from analyzer_runtime.spec import AnalysisRunSpec, immutable_changes
+from analyzer_runtime.spec.status_format import ANALYSIS_WORDING
+from rap_operator.kinds.base import JSON, RunKind, SecretRef
+from rap_operator.validation import check_spec
+
+
+def analysis_secrets(spec: JSON) -> list[SecretRef]:
+    ref = (spec.get("llm") or {}).get("apiKeySecretRef")
+    return [(ref["name"], ref["key"])] if spec.get("analyzer") == "llm" and ref else []
+
+
+def _analysis_env(spec: JSON) -> list[JSON]:
+    # The LLM API key goes from its Secret straight into the pod's environment: never
+    # into the Job spec, the status or an Event (validation only checks it exists).
+    return [
+        {"name": API_KEY_ENV, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}
+        for name, key in analysis_secrets(spec)
+    ]
+
+
+def _analysis_refused(planned: JSON, current: JSON) -> str | None:
+    try:
+        changes = immutable_changes(
+            AnalysisRunSpec.model_validate(planned), AnalysisRunSpec.model_validate(current)
+        )
+    except ValueError:
+        return "the spec no longer validates; revert it or create a new AnalysisRun"
+    if not changes:
+        return None
+    return (
+        f"{', '.join(changes)} cannot change after planning; the run continues with the"
+        " planned spec. Revert the change, or create a new AnalysisRun for a new selection"
+    )
+
+
+async def _analysis_plan(
+    conn: asyncpg.Connection, manifest: Any, uid: str, inputs: Any
+) -> protocol.PlanResult:
+    return await planner.plan_manifest(conn, manifest, uid)
+
+
+async def _analysis_extra(conn: asyncpg.Connection, run: protocol.Run, status: JSON) -> JSON:
+    estimate = await estimates.read(conn, run.id)
+    return {"estimate": estimate} if estimate is not None else {}
+
+
+ANALYSIS = RunKind(
+    kind="AnalysisRun",
+    plural="analysisruns",
+    subcommand="analyze",
+    wording=ANALYSIS_WORDING,
+    check_spec=check_spec,
+    secret_refs=analysis_secrets,
+    plan=_analysis_plan,
+    planned_message=lambda run: (
+        f"{run.total} tracks in {run.shards} shards ({run.analyzer_type} {run.model_version})"
+    ),
+    pod_env=_analysis_env,
+    refused_changes=_analysis_refused,
+    dry_run=lambda spec: bool(spec.get("dryRun")),
+    status_args=lambda run: {
+        "pricing": pricing_for_spec(run.spec),
+        "dry_run": bool(run.spec.get("dryRun")),
+    },
+    extra_status=_analysis_extra,
+)

@@ -1,0 +1,308 @@
+"""One reconcile pass over one run, level-triggered: observe the resource, the
+database and the Job, then create what is missing, then write the status.
+
+- Not planned yet: validate the spec (an invalid spec is permanent until a new
+  generation), find the Secrets/ConfigMaps and the database (missing ones keep the
+  run Pending saying what is missing; the next pass tries again), plan by uid.
+- Planned: the Job is owned state - created when missing while work is unfinished
+  (recreated with an Event if it was deleted; the shards resume from Postgres), and
+  kept at the spec's suspend/parallelism/deadline. A run that selected nothing, or a
+  dry run, gets no Job. Its TTL is set only after the final phase is recorded.
+- Status: from the per-shard counters (O(shards)) + the Job + what the pods say,
+  patched only where it changed; an Event once per phase change.
+
+This is the only writer of a run's status and phase Events (handlers.py runs one
+pass at a time per run).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from analyzer_runtime import protocol
+from analyzer_runtime.db.connect import DatabaseUnavailable
+from analyzer_runtime.planner import OverlapError
+from analyzer_runtime.status import JobObservation, compute_status, is_terminal
+from rap_operator import database, kinds, kube, manifests, metrics, pods
+from rap_operator.config import OperatorConfig
+from rap_operator.validation import InvalidRun, MissingInput, check_secrets
+
+JSON = dict[str, Any]
+log = logging.getLogger(__name__)
+# The finalizer older versions put on every run; removed on sight, so that deleting
+# a run (or its namespace) never waits for an operator that may be gone.
+OLD_FINALIZER = "rapanalyzer.io/finalizer"
+# Spec fields a planned run takes from the live resource; everything else comes
+# from the spec planned in Postgres.
+LIVE_FIELDS = ("suspend", "parallelism", "ttlSecondsAfterFinished", "activeDeadlineSeconds")
+
+
+@dataclass
+class RunMemory:
+    """What the operator remembers of one run between passes (lost on restart, and
+    rebuilt from the resource and Postgres)."""
+
+    url: str | None = None  # the database the run was planned in
+    phase: str | None = None  # the last phase an Event was posted for
+    warned: set[str] = field(default_factory=set)  # Warning Events already posted
+    ttl_applied: bool = False
+
+
+def finished(body: JSON) -> bool:
+    """Nothing more to do: a final phase after planning, or a refused spec whose
+    generation was already seen (a new generation is looked at again)."""
+    status = body.get("status") or {}
+    if not is_terminal(status.get("phase")):
+        return False
+    planned = bool(status.get("runId") or status.get("jobName"))
+    gen = (body.get("metadata") or {}).get("generation") or 1
+    return planned or status.get("observedGeneration") == gen
+
+
+def _warn_once(body: JSON, mem: RunMemory, reason: str, message: str) -> None:
+    if f"{reason}:{message}" not in mem.warned:
+        mem.warned.add(f"{reason}:{message}")
+        kopf.warn(body, reason=reason, message=message)
+
+
+async def _patch(body: JSON, status: JSON, previous: JSON) -> None:
+    changed = {k: v for k, v in status.items() if previous.get(k) != v}
+    if changed:
+        meta = body["metadata"]
+        await kube.patch_status(kinds.of(body).plural, meta["namespace"], meta["name"], changed)
+    metrics.set_phase(body["metadata"]["uid"], status.get("phase"))
+
+
+async def _not_ready(
+    body: JSON, mem: RunMemory, reason: str, message: str, *, permanent: bool = False
+) -> bool:
+    """Pending (or Failed when `permanent`) with Valid=False saying why; returns
+    whether to keep reconciling."""
+    previous = dict(body.get("status") or {})
+    status = compute_status(
+        generation=body["metadata"].get("generation") or 1, shards=[], job=None,
+        previous=previous, now=datetime.now(UTC), valid=False, invalid_message=message,
+        invalid_reason=reason, invalid_until_fixed=permanent, wording=kinds.of(body).wording,
+    )  # fmt: skip
+    _warn_once(body, mem, reason, message)
+    await _patch(body, status, previous)
+    return not permanent
+
+
+async def reconcile(body: JSON, job: JSON | None, mem: RunMemory, config: OperatorConfig) -> bool:
+    """One pass; returns whether the run still needs reconciling."""
+    t0 = time.perf_counter()
+    try:
+        return await _reconcile(body, job, mem, config)
+    finally:
+        metrics.RECONCILE_SECONDS.labels("reconcile").observe(time.perf_counter() - t0)
+
+
+async def _reconcile(body: JSON, job: JSON | None, mem: RunMemory, config: OperatorConfig) -> bool:
+    kind = kinds.of(body)
+    meta = body["metadata"]
+    if OLD_FINALIZER in (meta.get("finalizers") or []):
+        await kube.remove_finalizer(kind.plural, body, OLD_FINALIZER)
+    if finished(body):
+        return False
+    status = body.get("status") or {}
+    run: protocol.Run | None = None
+    if not status.get("runId"):  # not planned (as far as the resource knows)
+        try:
+            manifest = kind.check_spec(body)
+        except InvalidRun as exc:
+            return await _not_ready(body, mem, "InvalidSpec", str(exc), permanent=True)
+        try:
+            url = await check_secrets(body, config, kind.secret_refs(body.get("spec") or {}))
+            inputs = await kind.prepare(body, manifest)
+            pool = await database.pool(url)
+            async with pool.acquire() as conn:
+                plan = await kind.plan(conn, manifest, meta["uid"], inputs)
+        except MissingInput as exc:
+            return await _not_ready(body, mem, "InputMissing", str(exc))
+        except DatabaseUnavailable as exc:
+            return await _not_ready(body, mem, "DatabaseUnavailable", str(exc))
+        except database.NotMigrated as exc:
+            return await _not_ready(body, mem, "DatabaseNotMigrated", str(exc))
+        except OverlapError as exc:
+            return await _not_ready(body, mem, "OverlapsRun", str(exc))
+        mem.url, run = url, plan.run
+        if plan.created:
+            kopf.info(body, reason="Planned", message=kind.planned_message(plan.run))
+    return await _refresh(body, job, mem, config, run)
+
+
+def _job_body(body: JSON, run: protocol.Run) -> JSON:
+    """The resource as the Job must see it: the planned spec, with the fields that may
+    change after planning taken from the live spec."""
+    live = body.get("spec") or {}
+    spec = {**run.spec, **{k: live[k] for k in LIVE_FIELDS if k in live}}
+    return {**body, "spec": spec}
+
+
+async def _ensure_job(
+    body: JSON, job: JSON | None, run: protocol.Run, config: OperatorConfig, mem: RunMemory
+) -> tuple[JSON | None, str | None]:
+    """The Job, created when missing; (job, why it could not be created)."""
+    kind = kinds.of(body)
+    want = _job_body(body, run)
+    if job is None:
+        try:
+            job, created = await kube.create_job(manifests.kind_job(want, config, kind))
+        except ApiException as exc:
+            if exc.status in (403, 409, 422):  # forbidden (RBAC, admission), invalid
+                return None, f"cannot create the Job ({exc.status}): {_api_message(exc)}"
+            raise
+        if created:
+            status = body.get("status") or {}
+            if status.get("jobName"):
+                kopf.warn(
+                    body,
+                    reason="JobRecreated",
+                    message=f"the Job {job['metadata']['name']} was gone with"
+                    f" {status.get('progress') or 'work'} done; recreated, the shards resume"
+                    " from Postgres",
+                )
+            else:
+                kopf.info(
+                    body, reason="JobCreated", message=f"Indexed Job {job['metadata']['name']}"
+                )
+        return job, None
+    desired = manifests.job_patch_for_spec(want["spec"])["spec"]
+    current = job.get("spec") or {}
+    if any(current.get(k) != v for k, v in desired.items()):
+        meta = job["metadata"]
+        await kube.patch_job(meta["namespace"], meta["name"], {"spec": desired})
+    return job, None
+
+
+def _api_message(exc: ApiException) -> str:
+    import json
+
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except ValueError:
+        return str(exc.reason)
+
+
+async def _refresh(
+    body: JSON,
+    job: JSON | None,
+    mem: RunMemory,
+    config: OperatorConfig,
+    run: protocol.Run | None,
+) -> bool:
+    t0 = time.perf_counter()
+    kind = kinds.of(body)
+    meta, spec = body["metadata"], body.get("spec") or {}
+    previous = dict(body.get("status") or {})
+    if mem.url is None:
+        try:
+            mem.url = await check_secrets(body, config)
+        except MissingInput as exc:
+            log.warning("run %s/%s: %s", meta["namespace"], meta["name"], exc)
+            return True
+    pool = await database.pool(mem.url)
+    async with pool.acquire() as conn:
+        run = run or await protocol.find_run(conn, meta["uid"])
+        if run is None:  # the database was replaced or wiped: nothing to report from
+            log.warning("run %s/%s is not in its database", meta["namespace"], meta["name"])
+            return True
+        shards = await protocol.read_shards(conn, run.id)
+        no_job = kind.dry_run(run.spec) or run.total == 0
+        job_name = None if no_job else manifests.job_name(meta["name"], meta["uid"])
+        problem = None
+        unfinished = run.state not in protocol.TERMINAL_RUN_STATES
+        if not no_job and unfinished:
+            job, problem = await _ensure_job(body, job, run, config, mem)
+        obs = JobObservation.from_job_status(job) if not no_job else None
+        refusal = kind.refused_changes(run.spec, spec)
+        status = compute_status(
+            generation=meta.get("generation") or 1, shards=shards, job=obs, previous=previous,
+            now=datetime.now(UTC), valid=refusal is None, invalid_reason="SpecChangeRefused",
+            invalid_message=refusal, planned_total=run.total, suspend=bool(spec.get("suspend")),
+            job_name=job_name, wording=kind.wording, **kind.status_args(run),
+        )  # fmt: skip
+        status.update(await kind.extra_status(conn, run, status))
+        status["runId"] = meta["uid"]
+        if obs is not None and obs.failed_indexes:
+            await protocol.mark_shards_failed(conn, run.id, sorted(obs.failed_indexes))
+        phase = status["phase"]
+        if is_terminal(phase):
+            await protocol.set_run_state(
+                conn, run.id, "succeeded" if phase == "Succeeded" else "failed"
+            )
+    troubles = [pods.PodProblem("JobNotCreated", problem)] if problem else []
+    if not is_terminal(phase):
+        troubles += await pods.problems(job)
+    for t in troubles:
+        _warn_once(body, mem, t.reason, t.message)
+    if troubles:
+        status["conditions"] = [*status["conditions"], _pods_condition(troubles, previous)]
+    if phase == "Succeeded" and kind.on_succeeded is not None:
+        # Before the patch: if this fails, the run is not terminal yet and the next
+        # pass tries again (the kind's action must be idempotent).
+        status.update(await kind.on_succeeded(body, status))
+    await _patch(body, status, previous)
+    last = mem.phase or previous.get("phase")
+    if last != phase:
+        _event(body, last, status)
+        mem.phase = phase
+    if refusal:
+        _warn_once(body, mem, "SpecChangeRefused", refusal)
+    metrics.STATUS_REFRESH_SECONDS.observe(time.perf_counter() - t0)
+    if is_terminal(phase):
+        await _apply_ttl(body, job, mem)
+        return False
+    return True
+
+
+def _pods_condition(troubles: list[pods.PodProblem], previous: JSON) -> JSON:
+    first = troubles[0]
+    message = "; ".join(dict.fromkeys(t.message for t in troubles))[:1000]
+    old = next((c for c in previous.get("conditions") or [] if c.get("type") == "PodsReady"), {})
+    since = old.get("lastTransitionTime") if old.get("reason") == first.reason else None
+    return {
+        "type": "PodsReady",
+        "status": "False",
+        "reason": first.reason,
+        "message": message,
+        "lastTransitionTime": since or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+async def _apply_ttl(body: JSON, job: JSON | None, mem: RunMemory) -> None:
+    """ttlSecondsAfterFinished reaches the Job only now that the final phase is recorded."""
+    if job is None or mem.ttl_applied:
+        return
+    after = getattr(manifests, "job_patch_after_finish", None)
+    patch = after(body.get("spec") or {}) if after is not None else None
+    if patch:
+        meta = job["metadata"]
+        try:
+            await kube.patch_job(meta["namespace"], meta["name"], patch)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+    mem.ttl_applied = True
+
+
+def _event(body: JSON, old: str | None, status: JSON) -> None:
+    phase = status["phase"]
+    summary = next(
+        (c for c in status.get("conditions", []) if c["type"] in (phase, "Succeeded")), None
+    )
+    message = f"{old or 'New'} → {phase}: {status.get('progress')}"
+    if summary and summary.get("message"):
+        message += f"; {summary['message']}"
+    if phase == "Failed":
+        kopf.warn(body, reason="Failed", message=message)
+    else:
+        kopf.info(body, reason=phase, message=message)
