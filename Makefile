@@ -7,7 +7,7 @@ BIN := bin
 N ?= 57718
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-llm bench-scrape fake-llm \
+.PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-scrape fake-llm \
         controlplane helm cluster-up cluster-down operator-up operator-down cluster-demo clean
 
 help: ## list the targets
@@ -50,7 +50,7 @@ crds: install ## regenerate crds/ from the pydantic spec models
 	$(PY) -m analyzer_runtime.spec.crd crds
 	cp crds/*.yaml charts/rap-analyzer/crds/
 
-bench: bench-local bench-leases bench-operator bench-llm bench-scrape ## every benchmark (~25 min; figures go to bench/RESULTS.md)
+bench: bench-local bench-leases bench-operator bench-scale bench-llm bench-scrape ## every benchmark (~25 min; figures go to bench/RESULTS.md)
 
 bench-local: install ## local runner vs pure analyzer rate on N tracks (default 57,718)
 	$(PY) -m bench.local_run $(N)
@@ -60,6 +60,9 @@ bench-leases: install ## the shard protocol with vs without leases on N tracks, 
 
 bench-operator: install controlplane helm ## apply->Job latency, status lag, refresh cost, operator vs local on N tracks
 	$(PY) -m bench.operator_bench $(N)
+
+bench-scale: install controlplane helm ## 100 AnalysisRuns at once: apply->Job, API requests/run/min, operator RSS, before vs after (~6 min)
+	$(PY) -m bench.operator_scale 100
 
 bench-llm: install ## LLM budget use at 600 requests/min, 4 shards, k=1 and k=8 (~8 min)
 	$(PY) -m bench.llm_rate

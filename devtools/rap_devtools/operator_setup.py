@@ -94,8 +94,19 @@ def put_db_secret(kube: KubeApi, namespace: str, url: str, name: str = "rap-anal
 class OperatorProcess:
     """`python -m rap_operator` with a given kubeconfig, as a process group of its own."""
 
-    def __init__(self, kubeconfig: Path, log: Path, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log: Path,
+        interval: float = 1.0,
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        """`env` adds to the environment, `cwd` is where it runs (a benchmark runs
+        another checkout's operator with PYTHONPATH and a neutral directory)."""
         self.kubeconfig, self.log, self.interval = kubeconfig, log, interval
+        self.extra_env, self.cwd = dict(env or {}), cwd or REPO_ROOT
         self.proc: subprocess.Popen[bytes] | None = None
         self.health = free_port()
         self.metrics_port = free_port()
@@ -113,13 +124,14 @@ class OperatorProcess:
             "RAP_LIVENESS": f"http://127.0.0.1:{self.health}/healthz",
             # Shards share this host: no fixed metrics port to fight over.
             "RAP_POD_METRICS_PORT": "0",
+            **self.extra_env,
         }
         env.pop("DATABASE_URL", None)
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "rap_operator"], env=env, stdout=out, stderr=out,
-                stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO_ROOT,
+                stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.cwd,
             )  # fmt: skip
         wait_for(self._healthy, timeout=60, what="operator liveness", describe=self.tail)
 

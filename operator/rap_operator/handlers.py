@@ -24,8 +24,14 @@ from analyzer_runtime import protocol
 from analyzer_runtime.db.connect import DatabaseUnavailable
 from rap_operator import database, kinds, kube, manifests, metrics
 from rap_operator.config import OperatorConfig
-from rap_operator.reconcile import RunMemory, finished, reconcile
-from rap_operator.validation import MissingInput, check_secrets
+from rap_operator.reconcile import (
+    OLD_FINALIZER,
+    RunMemory,
+    finished,
+    planned_database,
+    reconcile,
+)
+from rap_operator.validation import MissingInput
 
 GROUP, VERSION = "rapanalyzer.io", "v1alpha1"
 PLURALS = tuple(k.plural for k in kinds.registry().values())
@@ -48,15 +54,29 @@ _loops: dict[str, RunLoop] = {}
 _jobs: dict[str, dict[str, Any]] = {}  # run uid -> its Job, from the watch
 
 
+_background: set[asyncio.Task[None]] = set()
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.reporting_component = "rap-analyzer-operator"
     settings.watching.server_timeout = 120
     metrics.serve(CONFIG.metrics_port)
+    _background.add(asyncio.create_task(_evict_idle_pools()))
+
+
+async def _evict_idle_pools() -> None:
+    """Close the pools of databases no run has used for a while (finished tenants)."""
+    while True:
+        await asyncio.sleep(60)
+        with contextlib.suppress(Exception):
+            await database.evict_idle()
 
 
 @kopf.on.cleanup()
 async def cleanup(**_: Any) -> None:
+    for task in _background:
+        task.cancel()
     for lp in list(_loops.values()):
         if lp.task is not None:
             lp.task.cancel()
@@ -112,6 +132,8 @@ async def run_event(type: str | None, body: kopf.Body, **_: Any) -> None:
         return
     if finished(raw):
         metrics.set_phase(uid, (raw.get("status") or {}).get("phase"))
+        if OLD_FINALIZER in (body.metadata.get("finalizers") or []):
+            await kube.remove_finalizer(kinds.of(raw).plural, raw, OLD_FINALIZER)
     _watch(raw)
 
 
@@ -133,7 +155,7 @@ async def _cancelled(body: dict[str, Any], url: str | None) -> None:
     if not status.get("runId") or finished(body):
         return
     try:
-        url = url or await check_secrets(body, CONFIG)
+        url = url or await planned_database(body, CONFIG)
         pool = await database.pool(url)
         async with pool.acquire() as conn:
             run = await protocol.find_run(conn, body["metadata"]["uid"])

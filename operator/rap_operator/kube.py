@@ -108,6 +108,16 @@ async def patch_status(plural: str, namespace: str, name: str, status: dict[str,
     )  # fmt: skip
 
 
+async def annotate(plural: str, body: dict[str, Any], annotations: dict[str, str]) -> None:
+    custom = client.CustomObjectsApi(await api())
+    meta = body["metadata"]
+    await custom.patch_namespaced_custom_object(
+        "rapanalyzer.io", "v1alpha1", meta["namespace"], plural, meta["name"],
+        {"metadata": {"annotations": annotations}},
+        _content_type="application/merge-patch+json",
+    )  # fmt: skip
+
+
 async def remove_finalizer(plural: str, body: dict[str, Any], finalizer: str) -> None:
     """Drop a finalizer an older operator version left (JSON patch, guarded by a test)."""
     meta = body["metadata"]

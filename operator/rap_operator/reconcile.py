@@ -31,7 +31,7 @@ from analyzer_runtime.db.connect import DatabaseUnavailable
 from analyzer_runtime.planner import OverlapError
 from analyzer_runtime.status import JobObservation, compute_status, is_terminal
 from rap_operator import database, kinds, kube, manifests, metrics, pods
-from rap_operator.config import OperatorConfig
+from rap_operator.config import OperatorConfig, database_secret
 from rap_operator.validation import InvalidRun, MissingInput, check_secrets
 
 JSON = dict[str, Any]
@@ -42,6 +42,9 @@ OLD_FINALIZER = "rapanalyzer.io/finalizer"
 # Spec fields a planned run takes from the live resource; everything else comes
 # from the spec planned in Postgres.
 LIVE_FIELDS = ("suspend", "parallelism", "ttlSecondsAfterFinished", "activeDeadlineSeconds")
+# The database Secret (name/key) a run was planned with: after an operator restart the
+# status is read from that database, whatever a (refused) spec change says now.
+DATABASE_ANNOTATION = "rapanalyzer.io/database-secret"
 
 
 @dataclass
@@ -134,6 +137,9 @@ async def _reconcile(body: JSON, job: JSON | None, mem: RunMemory, config: Opera
         except OverlapError as exc:
             return await _not_ready(body, mem, "OverlapsRun", str(exc))
         mem.url, run = url, plan.run
+        name, key = database_secret(body.get("spec") or {}, config)
+        if (meta.get("annotations") or {}).get(DATABASE_ANNOTATION) != f"{name}/{key}":
+            await kube.annotate(kind.plural, body, {DATABASE_ANNOTATION: f"{name}/{key}"})
         if plan.created:
             kopf.info(body, reason="Planned", message=kind.planned_message(plan.run))
     return await _refresh(body, job, mem, config, run)
@@ -205,7 +211,7 @@ async def _refresh(
     previous = dict(body.get("status") or {})
     if mem.url is None:
         try:
-            mem.url = await check_secrets(body, config)
+            mem.url = await planned_database(body, config)
         except MissingInput as exc:
             log.warning("run %s/%s: %s", meta["namespace"], meta["name"], exc)
             return True
@@ -262,6 +268,21 @@ async def _refresh(
         await _apply_ttl(body, job, mem)
         return False
     return True
+
+
+async def planned_database(body: JSON, config: OperatorConfig) -> str:
+    """The URL of the database the run was planned in (its annotation), else the one
+    the spec names."""
+    planned = ((body["metadata"].get("annotations") or {}).get(DATABASE_ANNOTATION) or "").split(
+        "/", 1
+    )
+    if len(planned) == 2:
+        name, key = planned
+        try:
+            return await kube.secret_value(body["metadata"]["namespace"], name, key)
+        except kube.SecretProblem as exc:
+            raise MissingInput(str(exc)) from None
+    return await check_secrets(body, config)
 
 
 def _pods_condition(troubles: list[pods.PodProblem], previous: JSON) -> JSON:

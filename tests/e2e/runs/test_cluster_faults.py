@@ -91,20 +91,23 @@ def test_a_run_selecting_nothing_gets_no_job(env: Env, namespace: str) -> None:
 def test_refused_pod_creation_shows_on_the_run(env: Env, namespace: str) -> None:
     url = env.new_database()
     env.db_secret(namespace, url)
-    # No quota controller runs here, so quota admission refuses every pod: the same
-    # FailedCreate a real cluster gives for an exhausted quota.
-    quota = {"metadata": {"name": "tight"}, "spec": {"hard": {"pods": "10"}}}
-    env.kube.post(f"/api/v1/namespaces/{namespace}/resourcequotas", quota)
-    assert env.apply(namespace, run_manifest("refused")).returncode == 0
+    # The namespace's LimitRange allows less CPU than the run's pods ask for: the pods
+    # are refused at admission, a FailedCreate on the Job only.
+    limits = {"metadata": {"name": "tiny"},
+              "spec": {"limits": [{"type": "Container", "max": {"cpu": "1m"}}]}}  # fmt: skip
+    env.kube.post(f"/api/v1/namespaces/{namespace}/limitranges", limits)
+    run = run_manifest("refused", resources={"limits": {"cpu": "50m"}, "requests": {"cpu": "50m"}})
+    assert env.apply(namespace, run).returncode == 0
 
     def told(st: dict) -> bool:  # type: ignore[type-arg]
         pods = _condition(st, "PodsReady")
         return bool(pods) and pods["reason"] == "FailedCreate"
 
     st = env.wait_status(namespace, "refused", told, timeout=90)
-    assert "quota" in _condition(st, "PodsReady")["message"]  # type: ignore[index]
+    assert "maximum cpu usage per Container is 1m" in _condition(st, "PodsReady")["message"]  # type: ignore[index]
+    assert st["phase"] == "Pending"
     assert "FailedCreate" in [e["reason"] for e in env.events(namespace, "refused")]
-    env.kube.delete(f"/api/v1/namespaces/{namespace}/resourcequotas/tight")
+    env.kube.delete(f"/api/v1/namespaces/{namespace}/limitranges/tiny")
     st = env.wait_status(namespace, "refused", _phase("Succeeded"), timeout=240)
     assert _condition(st, "PodsReady") is None
     _exact(env, url, CORPUS)

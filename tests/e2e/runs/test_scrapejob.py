@@ -260,7 +260,7 @@ def test_api_server_refuses_bad_specs(
     assert expect in res.stderr, res.stderr
 
 
-def test_operator_refuses_a_missing_secret_or_configmap(
+def test_a_missing_secret_or_configmap_keeps_the_job_pending_saying_so(
     env: Env, namespace: str, fake: FakeGeniusServer
 ) -> None:
     env.db_secret(namespace, env.new_database())
@@ -272,13 +272,19 @@ def test_operator_refuses_a_missing_secret_or_configmap(
     ]  # fmt: skip
     for name, manifest, message in cases:
         assert env.apply(namespace, manifest).returncode == 0
-        st = wait_status(env, namespace, name, phase("Failed"), timeout=60)
+
+        def waiting(st: dict) -> bool:  # type: ignore[type-arg]
+            valid = next((c for c in st.get("conditions") or [] if c["type"] == "Valid"), None)
+            return (
+                st.get("phase") == "Pending" and bool(valid) and valid["reason"] == "InputMissing"
+            )
+
+        st = wait_status(env, namespace, name, waiting, timeout=60)
         valid = next(c for c in st["conditions"] if c["type"] == "Valid")
-        assert (valid["status"], valid["reason"], valid["message"]) == (
-            "False", "InvalidSpec", message)  # fmt: skip
+        assert (valid["status"], valid["message"]) == ("False", message)
         assert "Traceback" not in json.dumps(st)
         warnings = [e for e in events(env, namespace, name) if e["type"] == "Warning"]
-        assert any(e["reason"] == "InvalidSpec" and message in e["message"] for e in warnings)
+        assert any(e["reason"] == "InputMissing" and message in e["message"] for e in warnings)
         uid = env.kube.get(path(namespace, name))["metadata"]["uid"]
         assert env.jobs(namespace, uid) == []
         if name == "nosecret":
