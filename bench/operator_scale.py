@@ -7,6 +7,9 @@ For each operator - BASELINE's (checked out with `git worktree`, run with PYTHON
 from a neutral directory) and this tree's - on the same cluster, Postgres and chart
 RBAC, in a namespace of its own:
 
+Each operator watches only its namespace (RAP_NAMESPACES) and gets its own checkout's
+CRDs (the status schema changed between the two).
+
 1. apply→Job: RUNS AnalysisRuns (4 shards, `suspend: true`, disjoint 12-track id
    ranges) in ONE `kubectl apply`; a watch thread timestamps each run's ADDED and
    its Job's ADDED; p50/p95/max of the difference.
@@ -127,7 +130,10 @@ def _variant(
     kube.post("/api/v1/namespaces", {"metadata": {"name": ns}})
     time.sleep(1)  # the namespace's default ServiceAccount (pods are never created here)
     put_db_secret(kube, ns, url)
-    env = {}
+    # Each operator with its own CRDs (the status schema changed) and watching only
+    # its namespace.
+    install_crds(c.kubeconfig, (code or ROOT) / "crds")
+    env = {"RAP_NAMESPACES": ns}
     if code is not None:
         env["PYTHONPATH"] = os.pathsep.join(str(code / p) for p in (".", "operator", "devtools"))
     op = OperatorProcess(
@@ -214,7 +220,6 @@ def main(runs: int, baseline: str) -> dict[str, Any]:
 
         with LocalCluster(max_pods=4) as c:
             kube = c.kube_api()
-            install_crds(c.kubeconfig)
             sa = install_operator_rbac(c.kubeconfig, kube)
             kube.close()
             out: dict[str, Any] = {

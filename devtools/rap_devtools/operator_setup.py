@@ -41,11 +41,13 @@ def kubectl(
     )  # fmt: skip
 
 
-def install_crds(kubeconfig: Path) -> None:
-    res = kubectl(kubeconfig, "apply", "-f", str(REPO_ROOT / "crds"))
+def install_crds(kubeconfig: Path, crds: Path | None = None) -> None:
+    """Apply the CRDs (this checkout's, or those in `crds`) and wait until served."""
+    crds = crds or REPO_ROOT / "crds"
+    res = kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(crds))
     if res.returncode != 0:
         raise RuntimeError(f"kubectl apply -f crds/ failed: {res.stderr}")
-    for path in sorted((REPO_ROOT / "crds").glob("*.yaml")):
+    for path in sorted(crds.glob("*.yaml")):
         crd = yaml.safe_load(path.read_text())
         res = kubectl(
             kubeconfig, "wait", "--for=condition=Established", f"crd/{crd['metadata']['name']}",

@@ -107,7 +107,9 @@ async def _loop(uid: str) -> None:
 
 
 def _watch(body: dict[str, Any]) -> None:
-    """Wake (or start) the loop of an unfinished run."""
+    """Start the loop of an unfinished run, or hand it the newest body - waking it
+    only for a change it did not make itself (a new generation of the spec, a
+    deletion): its own status patches must not make it spin."""
     uid = body["metadata"]["uid"]
     lp = _loops.get(uid)
     if lp is None:
@@ -115,8 +117,16 @@ def _watch(body: dict[str, Any]) -> None:
             return
         lp = _loops[uid] = RunLoop(body)
         lp.task = asyncio.create_task(_loop(uid))
-    lp.body = body
-    lp.wake.set()
+        lp.wake.set()
+        return
+    old, lp.body = lp.body, body
+    if _cause(old) != _cause(body):
+        lp.wake.set()
+
+
+def _cause(body: dict[str, Any]) -> tuple[Any, ...]:
+    meta = body.get("metadata") or {}
+    return meta.get("generation"), meta.get("deletionTimestamp")
 
 
 async def run_event(type: str | None, body: kopf.Body, **_: Any) -> None:

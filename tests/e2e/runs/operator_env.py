@@ -124,6 +124,19 @@ class Env:
         )["items"]
 
 
+def phase(p: str) -> Callable[[JSON], bool]:
+    """A wait_status predicate: the run is in phase `p`."""
+    return lambda st: st.get("phase") == p
+
+
+def exact(e: Env, url: str, total: int) -> None:
+    """One result per selected track, and counters that agree with the rows."""
+    rows = e.sql(url, "SELECT count(*) FROM analysis_results")
+    distinct = e.sql(url, "SELECT count(DISTINCT track_id) FROM analysis_results")
+    counted = e.sql(url, "SELECT sum(processed) FROM run_shards")
+    assert rows == distinct == counted == total
+
+
 def run_manifest(name: str, **spec: Any) -> JSON:
     return {
         "apiVersion": "rapanalyzer.io/v1alpha1",

@@ -12,21 +12,9 @@ import pytest
 from rap_devtools.procs import pid_alive
 from rap_devtools.waiting import wait_for
 
-from tests.e2e.runs.operator_env import CORPUS, Env, run_manifest
+from tests.e2e.runs.operator_env import CORPUS, Env, exact, phase, run_manifest
 
 pytestmark = pytest.mark.e2e
-
-
-def _phase(p: str):  # type: ignore[no-untyped-def]
-    return lambda st: st.get("phase") == p
-
-
-def _exact(e: Env, url: str, total: int) -> None:
-    """One result per selected track, and counters that agree with the rows."""
-    rows = e.sql(url, "SELECT count(*) FROM analysis_results")
-    distinct = e.sql(url, "SELECT count(DISTINCT track_id) FROM analysis_results")
-    counted = e.sql(url, "SELECT sum(processed) FROM run_shards")
-    assert rows == distinct == counted == total
 
 
 def test_run_goes_pending_running_succeeded(env: Env, namespace: str) -> None:
@@ -47,7 +35,7 @@ def test_run_goes_pending_running_succeeded(env: Env, namespace: str) -> None:
     assert (st["processed"], st["failed"], st["total"]) == (CORPUS, 0, CORPUS)
     assert st["shards"]["done"] == {"count": 4, "indexes": "0-3"}
     assert st["observedGeneration"] == 1 and st["startTime"] and st["completionTime"]
-    _exact(env, url, CORPUS)
+    exact(env, url, CORPUS)
     # Live progress: while Running, `kubectl get` showed a partial count.
     assert any(p != f"{CORPUS}/{CORPUS}" for p in progress_seen), progress_seen
 
@@ -77,7 +65,7 @@ def test_run_goes_pending_running_succeeded(env: Env, namespace: str) -> None:
 
     # A second run with onlyMissing (the default) plans nothing and succeeds at once.
     assert env.apply(namespace, run_manifest("again")).returncode == 0
-    again = env.wait_status(namespace, "again", _phase("Succeeded"), timeout=60)
+    again = env.wait_status(namespace, "again", phase("Succeeded"), timeout=60)
     assert again["total"] == 0 and again["progress"] == "0/0 (100.0%)"
     assert env.sql(url, "SELECT count(*) FROM analysis_results") == CORPUS
 
@@ -139,16 +127,16 @@ def test_suspend_then_resume_completes_exactly(env: Env, namespace: str) -> None
     assert env.apply(namespace, run_manifest("pausing", batchSize=5)).returncode == 0
     env.wait_status(namespace, "pausing", _started)
     env.patch_spec(namespace, "pausing", {"suspend": True})
-    st = env.wait_status(namespace, "pausing", _phase("Suspended"), timeout=60)
+    st = env.wait_status(namespace, "pausing", phase("Suspended"), timeout=60)
     uid = env.get(namespace, "pausing")["metadata"]["uid"]
     wait_for(lambda: env.pods(namespace, uid) == [], timeout=60, what="pods gone while suspended")
     frozen = env.status(namespace, "pausing")["processed"]
     assert frozen < CORPUS, "the run finished before it could be suspended"
     assert st["phase"] == "Suspended"
     env.patch_spec(namespace, "pausing", {"suspend": False})
-    st = env.wait_status(namespace, "pausing", _phase("Succeeded"), timeout=180)
+    st = env.wait_status(namespace, "pausing", phase("Succeeded"), timeout=180)
     assert st["processed"] == CORPUS and st["failed"] == 0
-    _exact(env, url, CORPUS)
+    exact(env, url, CORPUS)
     reasons = [e["reason"] for e in env.events(namespace, "pausing")]
     assert "Suspended" in reasons and reasons[-1] == "Succeeded"
 
@@ -173,7 +161,7 @@ def test_delete_mid_run_stops_everything_and_cancels(env: Env, namespace: str) -
     assert kept == env.sql(url, "SELECT sum(processed) FROM run_shards")
 
 
-def test_sigkilled_shard_is_retried_and_counts_stay_exact(env: Env, namespace: str) -> None:
+def test_sigkilled_shard_is_retried_and_counts_stayexact(env: Env, namespace: str) -> None:
     url = env.new_database()
     env.db_secret(namespace, url)
     m = run_manifest("killed", batchSize=5, retry={"backoffLimitPerIndex": 2})
@@ -192,9 +180,9 @@ def test_sigkilled_shard_is_retried_and_counts_stay_exact(env: Env, namespace: s
 
     index, pid = wait_for(running_pid, timeout=60, what="a running shard process")
     os.kill(pid, signal.SIGKILL)
-    st = env.wait_status(namespace, "killed", _phase("Succeeded"), timeout=240)
+    st = env.wait_status(namespace, "killed", phase("Succeeded"), timeout=240)
     assert st["processed"] == CORPUS and st["failed"] == 0
-    _exact(env, url, CORPUS)
+    exact(env, url, CORPUS)
     shard = next(s for s in st["shards"]["detail"] if s["index"] == int(index))
     assert shard["attempt"] >= 2
 
@@ -212,12 +200,12 @@ def test_operator_restart_mid_run_resumes_without_a_second_job(env: Env, namespa
                  timeout=60, what="progress while the operator is down")  # fmt: skip
     finally:
         env.operator.start()
-    st = env.wait_status(namespace, "restarted", _phase("Succeeded"), timeout=240)
+    st = env.wait_status(namespace, "restarted", phase("Succeeded"), timeout=240)
     assert st["processed"] == CORPUS
     uid = env.get(namespace, "restarted")["metadata"]["uid"]
     assert len(env.jobs(namespace, uid)) == 1
     assert env.sql(url, "SELECT count(*) FROM runs") == 1
-    _exact(env, url, CORPUS)
+    exact(env, url, CORPUS)
 
 
 def test_an_overlapping_run_waits_until_the_other_is_gone(env: Env, namespace: str) -> None:
@@ -225,7 +213,7 @@ def test_an_overlapping_run_waits_until_the_other_is_gone(env: Env, namespace: s
     env.db_secret(namespace, url)
     # The first run is planned but suspended: its tracks stay pending.
     assert env.apply(namespace, run_manifest("holder", suspend=True)).returncode == 0
-    env.wait_status(namespace, "holder", _phase("Suspended"), timeout=60)
+    env.wait_status(namespace, "holder", phase("Suspended"), timeout=60)
     assert env.apply(namespace, run_manifest("second")).returncode == 0
 
     def overlapping(st: dict) -> bool:  # type: ignore[type-arg]
@@ -241,6 +229,6 @@ def test_an_overlapping_run_waits_until_the_other_is_gone(env: Env, namespace: s
     assert "OverlapsRun" in [e["reason"] for e in env.events(namespace, "second")]
     # The first run goes away (cancelled): the second plans by itself and does the work.
     assert env.kubectl("delete", "ar", "holder", "-n", namespace).returncode == 0
-    st = env.wait_status(namespace, "second", _phase("Succeeded"), timeout=120)
+    st = env.wait_status(namespace, "second", phase("Succeeded"), timeout=120)
     assert st["processed"] == CORPUS
-    _exact(env, url, CORPUS)
+    exact(env, url, CORPUS)

@@ -12,24 +12,13 @@ from rap_devtools.kubeapi import ApiError
 from rap_devtools.waiting import wait_for
 
 from tests.e2e.runs.conftest import RESTRICTED
-from tests.e2e.runs.operator_env import CORPUS, Env, run_manifest
+from tests.e2e.runs.operator_env import CORPUS, Env, exact, phase, run_manifest
 
 pytestmark = pytest.mark.e2e
 
 
-def _phase(p: str):  # type: ignore[no-untyped-def]
-    return lambda st: st.get("phase") == p
-
-
 def _condition(st: dict, ctype: str) -> dict | None:  # type: ignore[type-arg]
     return next((c for c in st.get("conditions") or [] if c["type"] == ctype), None)
-
-
-def _exact(e: Env, url: str, total: int) -> None:
-    rows = e.sql(url, "SELECT count(*) FROM analysis_results")
-    distinct = e.sql(url, "SELECT count(DISTINCT track_id) FROM analysis_results")
-    counted = e.sql(url, "SELECT sum(processed) FROM run_shards")
-    assert rows == distinct == counted == total
 
 
 def test_a_run_applied_before_its_secret_waits_then_succeeds(env: Env, namespace: str) -> None:
@@ -47,9 +36,9 @@ def test_a_run_applied_before_its_secret_waits_then_succeeds(env: Env, namespace
     assert "InputMissing" in [e["reason"] for e in env.events(namespace, "early")]
     url = env.new_database()
     env.db_secret(namespace, url)  # GitOps applies it a moment later
-    st = env.wait_status(namespace, "early", _phase("Succeeded"), timeout=180)
+    st = env.wait_status(namespace, "early", phase("Succeeded"), timeout=180)
     assert st["processed"] == CORPUS and _condition(st, "Valid")["status"] == "True"  # type: ignore[index]
-    _exact(env, url, CORPUS)
+    exact(env, url, CORPUS)
     # The shard pods ran under `restricted`.
     uid = env.get(namespace, "early")["metadata"]["uid"]
     (job,) = env.jobs(namespace, uid)
@@ -73,9 +62,9 @@ def test_a_deleted_job_is_recreated_and_the_run_finishes_exactly_once(
         "delete", "job", job["metadata"]["name"], "-n", namespace, "--cascade=foreground",
         "--wait=false",
     )  # fmt: skip
-    st = env.wait_status(namespace, "lost", _phase("Succeeded"), timeout=240)
+    st = env.wait_status(namespace, "lost", phase("Succeeded"), timeout=240)
     assert st["processed"] == CORPUS and st["failed"] == 0
-    _exact(env, url, CORPUS)
+    exact(env, url, CORPUS)
     assert "JobRecreated" in [e["reason"] for e in env.events(namespace, "lost")]
 
 
@@ -83,7 +72,7 @@ def test_a_run_selecting_nothing_gets_no_job(env: Env, namespace: str) -> None:
     env.db_secret(namespace, env.new_database())
     empty = run_manifest("empty", selection={"idRange": {"from": 10**9, "to": 10**9 + 5}})
     assert env.apply(namespace, empty).returncode == 0
-    st = env.wait_status(namespace, "empty", _phase("Succeeded"), timeout=60)
+    st = env.wait_status(namespace, "empty", phase("Succeeded"), timeout=60)
     assert _condition(st, "Succeeded")["reason"] == "NothingToDo"  # type: ignore[index]
     assert env.jobs(namespace, env.get(namespace, "empty")["metadata"]["uid"]) == []
 
@@ -108,17 +97,17 @@ def test_refused_pod_creation_shows_on_the_run(env: Env, namespace: str) -> None
     assert st["phase"] == "Pending"
     assert "FailedCreate" in [e["reason"] for e in env.events(namespace, "refused")]
     env.kube.delete(f"/api/v1/namespaces/{namespace}/limitranges/tiny")
-    st = env.wait_status(namespace, "refused", _phase("Succeeded"), timeout=240)
+    st = env.wait_status(namespace, "refused", phase("Succeeded"), timeout=240)
     assert _condition(st, "PodsReady") is None
-    _exact(env, url, CORPUS)
+    exact(env, url, CORPUS)
 
 
 def test_runs_never_block_deletion_once_the_operator_is_gone(env: Env, namespace: str) -> None:
     env.db_secret(namespace, env.new_database())
     assert env.apply(namespace, run_manifest("done", selection={"limit": 20})).returncode == 0
     assert env.apply(namespace, run_manifest("paused", suspend=True)).returncode == 0
-    env.wait_status(namespace, "done", _phase("Succeeded"), timeout=120)
-    env.wait_status(namespace, "paused", _phase("Suspended"), timeout=60)
+    env.wait_status(namespace, "done", phase("Succeeded"), timeout=120)
+    env.wait_status(namespace, "paused", phase("Suspended"), timeout=60)
     for name in ("done", "paused"):
         assert not env.get(namespace, name)["metadata"].get("finalizers")
     env.operator.stop()  # as after `helm uninstall`
