@@ -75,8 +75,19 @@ def _warn_once(body: JSON, mem: RunMemory, reason: str, message: str) -> None:
         kopf.warn(body, reason=reason, message=message)
 
 
+# Derived from the clock as much as from the work: rewritten only when work moved.
+_CLOCK_FIELDS = ("throughput", "eta")
+_WORK_FIELDS = ("phase", "processed", "failed", "skipped", "total")
+
+
 async def _patch(body: JSON, status: JSON, previous: JSON) -> None:
+    """Patch what changed; nothing at all when no work moved (a suspended or waiting
+    run costs no write, however often it is looked at)."""
     changed = {k: v for k, v in status.items() if previous.get(k) != v}
+    if all(status.get(k) == previous.get(k) for k in _WORK_FIELDS):
+        for k in _CLOCK_FIELDS:
+            if k in previous:
+                changed.pop(k, None)
     if changed:
         meta = body["metadata"]
         await kube.patch_status(kinds.of(body).plural, meta["namespace"], meta["name"], changed)

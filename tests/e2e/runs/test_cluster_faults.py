@@ -5,6 +5,7 @@ refused, and the operator goes away."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -126,3 +127,13 @@ def test_runs_never_block_deletion_once_the_operator_is_gone(env: Env, namespace
         assert time.monotonic() - start < 30
     finally:
         env.operator.start()
+
+
+def test_the_status_of_a_thousand_shards_fits_in_8_kb(env: Env, namespace: str) -> None:
+    env.db_secret(namespace, env.new_database())
+    big = run_manifest("wide", shards=1000, parallelism=1000, dryRun=True)
+    assert env.apply(namespace, big).returncode == 0
+    st = env.wait_status(namespace, "wide", phase("Succeeded"), timeout=120)
+    assert _condition(st, "Succeeded")["reason"] == "DryRun"  # type: ignore[index]
+    assert st["shards"]["total"] == 1000
+    assert len(json.dumps(st)) <= 8192, len(json.dumps(st))
