@@ -7,7 +7,7 @@ BIN := bin
 N ?= 57718
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-scrape fake-llm \
+.PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape fake-llm \
         controlplane helm cluster-up cluster-down operator-up operator-down cluster-demo clean
 
 help: ## list the targets
@@ -50,7 +50,7 @@ crds: install ## regenerate crds/ from the pydantic spec models
 	$(PY) -m analyzer_runtime.spec.crd crds
 	cp crds/*.yaml charts/rap-analyzer/crds/
 
-bench: bench-local bench-leases bench-operator bench-scale bench-llm bench-scrape ## every benchmark (~25 min; figures go to bench/RESULTS.md)
+bench: bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape ## every benchmark (~25 min; figures go to bench/RESULTS.md)
 
 bench-local: install ## local runner vs pure analyzer rate on N tracks (default 57,718)
 	$(PY) -m bench.local_run $(N)
@@ -66,6 +66,9 @@ bench-scale: install controlplane helm ## 100 AnalysisRuns at once: apply->Job, 
 
 bench-llm: install ## LLM budget use at 600 requests/min, 4 shards, k=1 and k=8 (~8 min)
 	$(PY) -m bench.llm_rate
+
+bench-adaptive: install ## LLM budget 600/min against a provider limited to 300/min: the adaptive share (~5 min)
+	$(PY) -m bench.llm_rate --budget 600 --provider-limit 300 --windows 4 --k 1
 
 bench-scrape: install ## ScrapeJob requests/min vs the rate limit, 4 shards (~5 min)
 	$(PY) -m bench.scrape_rate

@@ -27,6 +27,17 @@ the next W seconds, up to 2N in one window, so it cannot promise "never over N".
 The budget is not split between shards: every shard draws from the same N slots,
 so when shards finish, the ones still working get all of it. A provider's 429
 `Retry-After` pauses the whole run (`pause`), not just the pod that saw it.
+
+Adaptive share. A provider's real limit may be below our budget (Novita's first
+tier is 30 requests/min). A slot is granted only while fewer than `allowed` slots
+are busy (used by a request that started or ended within the last window), and
+`allowed` starts at N. A 429 (`throttled`, with or without Retry-After) sets it to
+90% of the requests of the last window - below the provider's limit, which that
+window just reached - at most once per 1/30 of a window; then every
+quarter window without a decrease it grows by 1% of N (additive increase), never
+above N. All of it lives in the run's `rate_limits` row, so it is global across shards.
+Lowering `allowed` keeps the sliding-window bound: at most `allowed` <= N requests
+per window.
 """
 
 from __future__ import annotations
@@ -50,6 +61,13 @@ LEASE_MARGIN_SECONDS = 10.0
 # Longest nap between two attempts to take a slot; waiters also wake when a slot's
 # free_at says so, so this only bounds the cost of a missed release.
 MAX_POLL_SECONDS = 1.0
+# AIMD of the adaptive share: a 429 keeps DECREASE_FACTOR of the last window's
+# requests; each INCREASE_EVERY of a window without a decrease adds INCREASE_STEP of
+# the budget. Several shards seeing the same burst of 429s decrease once.
+DECREASE_FACTOR = 0.9
+DECREASE_GUARD = 1 / 30  # of a window: 2 s of a 60-s window
+INCREASE_EVERY = 0.25  # of a window
+INCREASE_STEP = 0.01  # of the budget
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +97,10 @@ class Limiter:
     async def pause(self, seconds: float) -> None:
         return None
 
+    async def throttled(self) -> None:
+        """The provider answered 429: allow fewer requests per window."""
+        return None
+
     @contextlib.asynccontextmanager
     async def permit(self) -> AsyncIterator[Permit]:
         p = await self.acquire()
@@ -89,11 +111,15 @@ class Limiter:
 
 
 _ACQUIRE = """
-WITH lim AS (SELECT paused_until FROM rate_limits WHERE run_id = $1 AND budget = $4),
+WITH lim AS (SELECT paused_until, allowed FROM rate_limits
+              WHERE run_id = $1 AND budget = $4 FOR UPDATE),
+busy AS (SELECT count(*) AS n, min(free_at) AS next_free FROM rate_limit_slots
+          WHERE run_id = $1 AND budget = $4 AND free_at > clock_timestamp()),
 cand AS (
     SELECT s.slot FROM rate_limit_slots s
      WHERE s.run_id = $1 AND s.budget = $4 AND s.free_at <= clock_timestamp()
        AND (SELECT paused_until FROM lim) <= clock_timestamp()
+       AND (SELECT n FROM busy) < (SELECT allowed FROM lim)
      ORDER BY s.free_at
      LIMIT 1
        FOR UPDATE SKIP LOCKED),
@@ -107,8 +133,38 @@ granted AS (
 SELECT (SELECT slot FROM granted) AS slot,
        extract(epoch FROM greatest(
            (SELECT paused_until FROM lim),
-           (SELECT min(free_at) FROM rate_limit_slots WHERE run_id = $1 AND budget = $4),
+           CASE WHEN (SELECT n FROM busy) >= (SELECT allowed FROM lim)
+                THEN (SELECT next_free FROM busy)
+                ELSE (SELECT min(free_at) FROM rate_limit_slots
+                       WHERE run_id = $1 AND budget = $4) END,
            clock_timestamp()) - clock_timestamp())::float8 AS wait
+"""
+
+# The slot frees one window after the request ended; and, at most every
+# INCREASE_EVERY of a window since the last change, the share grows back.
+_RELEASE = """
+WITH freed AS (
+    UPDATE rate_limit_slots
+       SET free_at = clock_timestamp() + make_interval(secs => $4), holder = NULL
+     WHERE run_id = $1 AND budget = $5 AND slot = $2 AND holder = $3
+    RETURNING slot)
+UPDATE rate_limits
+   SET allowed = least(requests, allowed + greatest(1, ceil(requests * $6::float8)::int)),
+       adjusted_at = clock_timestamp()
+ WHERE run_id = $1 AND budget = $5 AND allowed < requests
+   AND adjusted_at < clock_timestamp() - make_interval(secs => $4::float8 * $7::float8)
+   AND EXISTS (SELECT 1 FROM freed)
+"""
+
+_THROTTLED = """
+UPDATE rate_limits r
+   SET allowed = greatest(1, least(r.allowed, floor(b.n * $3::float8)::int)),
+       decreased_at = clock_timestamp(), adjusted_at = clock_timestamp()
+  FROM (SELECT count(*) AS n FROM rate_limit_slots
+         WHERE run_id = $1 AND budget = $2 AND free_at > clock_timestamp()) b
+ WHERE r.run_id = $1 AND r.budget = $2
+   AND r.decreased_at < clock_timestamp() - make_interval(secs => $4::float8)
+RETURNING r.allowed
 """
 
 
@@ -138,8 +194,8 @@ class GlobalRateLimiter(Limiter):
         The window is stored with the budget so all pods use the same one."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
-                """INSERT INTO rate_limits (run_id, requests, window_seconds, budget)
-                   VALUES ($1, $2, $3, $4) ON CONFLICT (run_id, budget) DO NOTHING""",
+                """INSERT INTO rate_limits (run_id, requests, window_seconds, budget, allowed)
+                   VALUES ($1, $2, $3, $4, $2) ON CONFLICT (run_id, budget) DO NOTHING""",
                 self.run_id,
                 self.requests,
                 self.window_seconds,
@@ -185,19 +241,43 @@ class GlobalRateLimiter(Limiter):
         try:
             async with self.pool.acquire() as conn:
                 await conn.execute(
-                    """UPDATE rate_limit_slots
-                          SET free_at = clock_timestamp() + make_interval(secs => $4),
-                              holder = NULL
-                        WHERE run_id = $1 AND budget = $5 AND slot = $2 AND holder = $3""",
+                    _RELEASE,
                     self.run_id,
                     permit.slot,
                     permit.holder,
                     self.window_seconds,
                     self.budget,
+                    INCREASE_STEP,
+                    INCREASE_EVERY,
                 )
         except (OSError, asyncpg.PostgresError) as exc:
             # Safe to lose: the lease end stands in for the release (only later).
             log.warning("could not release rate-limit slot %d: %s", permit.slot, exc)
+
+    async def throttled(self) -> None:
+        """A 429: the run's share drops to 90% of the last window's requests (once per
+        burst, whichever shard saw it first)."""
+        async with self.pool.acquire() as conn:
+            allowed = await conn.fetchval(
+                _THROTTLED,
+                self.run_id,
+                self.budget,
+                DECREASE_FACTOR,
+                DECREASE_GUARD * self.window_seconds,
+            )
+        if allowed is not None:
+            log.info("provider throttled: %s requests per window allowed now", allowed)
+
+    async def allowed(self) -> int:
+        """Requests per window the adaptive share allows now."""
+        async with self.pool.acquire() as conn:
+            return int(
+                await conn.fetchval(
+                    "SELECT allowed FROM rate_limits WHERE run_id = $1 AND budget = $2",
+                    self.run_id,
+                    self.budget,
+                )
+            )
 
     async def pause(self, seconds: float) -> None:
         """Hold every shard of the run for `seconds` (a provider's Retry-After)."""

@@ -1,6 +1,7 @@
 """Issue-5 benchmark: does a sharded llm run use its whole request budget, and never more?
 
     python -m bench.llm_rate [--budget 600] [--windows 3] [--shards 4] [--k 1 8]
+                             [--provider-limit 300] [--fake '{"...": ...}']
 
 For each k (tracksPerRequest): a fresh embedded Postgres with enough synthetic tracks
 to keep the run busy for more than `windows` minutes, the fake OpenAI-compatible
@@ -16,6 +17,10 @@ Figures, from the provider's own log of request arrival times:
 - largest 60-s window over the whole run (goal <= budget), and 429s (expected 0);
 - tracks per minute over those minutes, as a multiple of the original platform's
   2-5 tracks/min at its 45/min budget scaled to this budget (goal k=8: >= 10x).
+
+With `--provider-limit L` below the budget (issue 11, the adaptive share): what the
+provider accepted per minute after the first window, over L (goal >= 0.9), and the
+share of requests it answered 429 (goal <= 2%).
 """
 
 from __future__ import annotations
@@ -76,7 +81,16 @@ def _manifest(fake: FakeLLM, k: int, budget: int, shards: int, tracks: int) -> A
     )
 
 
-def run_one(k: int, budget: int, windows: int, shards: int) -> dict[str, Any]:
+def run_one(
+    k: int,
+    budget: int,
+    windows: int,
+    shards: int,
+    provider_limit: int | None = None,
+    fake_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One run; `provider_limit` below `budget` is a provider whose real limit is lower
+    than ours (the adaptive share must find it), `fake_options` more fake behaviours."""
     from analyzer_runtime.db import embedded
     from analyzer_runtime.localrun import run_local
 
@@ -87,7 +101,8 @@ def run_one(k: int, budget: int, windows: int, shards: int) -> dict[str, Any]:
         url = server.get_uri()
         asyncio.run(_prepare(url, tracks))
         config = {"latency_p50": 0.6, "latency_p95": 0.9, "seed": k,
-                  "rate_limit": budget, "rate_window": WINDOW}  # fmt: skip
+                  "rate_limit": provider_limit or budget, "rate_window": WINDOW,
+                  **(fake_options or {})}  # fmt: skip
         os.environ["LLM_API_KEY"] = "bench-key"
         with FakeLLM(api_key="bench-key", **config) as fake:
             t0 = time.perf_counter()
@@ -102,6 +117,20 @@ def run_one(k: int, budget: int, windows: int, shards: int) -> dict[str, Any]:
     answered = [e for e in measured if e["status"] == 200]
     tracks_per_min = sum(len(e["tracks"]) for e in answered) / windows
     original = [r * budget / ORIGINAL_BUDGET for r in ORIGINAL_TRACKS_PER_MIN]
+    adaptive: dict[str, Any] = {}
+    if provider_limit:
+        # After the first window (which finds the limit): what the provider accepted
+        # per minute, over its limit, and the share of requests it refused.
+        later = [e for e in log if first + WINDOW <= e["t"] < first + windows * WINDOW]
+        ok = sum(e["status"] == 200 for e in later)
+        adaptive = {
+            "provider_limit_per_min": provider_limit,
+            "accepted_over_provider_limit": round(ok / ((windows - 1) * provider_limit), 3),
+            "share_429_after_first_window": round(
+                sum(e["status"] == 429 for e in later) / max(1, len(later)), 4
+            ),
+            "share_429_whole_run": round(sum(e["status"] == 429 for e in log) / len(log), 4),
+        }
     return {
         "k": k,
         "tracks": tracks,
@@ -116,13 +145,19 @@ def run_one(k: int, budget: int, windows: int, shards: int) -> dict[str, Any]:
         "tokens": status.get("tokens"),
         "estimated_cost_usd": status.get("estimatedCost"),
         "estimate": status.get("estimate"),
+        **adaptive,
     }
 
 
 def main(
-    budget: int = 600, windows: int = 3, shards: int = 4, ks: tuple[int, ...] = (1, 8)
+    budget: int = 600,
+    windows: int = 3,
+    shards: int = 4,
+    ks: tuple[int, ...] = (1, 8),
+    provider_limit: int | None = None,
+    fake_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    results = [run_one(k, budget, windows, shards) for k in ks]
+    results = [run_one(k, budget, windows, shards, provider_limit, fake_options) for k in ks]
     return {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -142,5 +177,14 @@ if __name__ == "__main__":
     ap.add_argument("--windows", type=int, default=3)
     ap.add_argument("--shards", type=int, default=4)
     ap.add_argument("--k", type=int, nargs="+", default=[1, 8])
+    ap.add_argument(
+        "--provider-limit", type=int, default=None,
+        help="the fake provider's own limit per minute (default: the budget)",
+    )  # fmt: skip
+    ap.add_argument("--fake", type=json.loads, default=None, help="more fake options, as JSON")
     a = ap.parse_args()
-    print(json.dumps(main(a.budget, a.windows, a.shards, tuple(a.k)), indent=2))
+    print(
+        json.dumps(
+            main(a.budget, a.windows, a.shards, tuple(a.k), a.provider_limit, a.fake), indent=2
+        )
+    )

@@ -141,3 +141,45 @@ async def test_the_first_pod_fixes_the_budget_for_all(db_url: str) -> None:
             )
     finally:
         await pool.close()
+
+
+async def test_the_share_adapts_to_a_provider_limit_below_the_budget(db_url: str) -> None:
+    """A provider that allows L per window, below our budget of 2L: after the first
+    window the 429s are few and the provider's limit is mostly used."""
+    limit, budget, window = 60, 120, 1.0
+    accepted: list[float] = []
+    answers: list[tuple[float, bool]] = []
+    pools = [await create_pool(db_url, max_size=3) for _ in range(4)]
+
+    async def provider() -> bool:  # a sliding-window limit, as a provider counts
+        now = time.monotonic()
+        ok = sum(1 for t in accepted if t > now - window) < limit
+        if ok:
+            accepted.append(now)
+        answers.append((now, ok))
+        return ok
+
+    async def lane(lim: GlobalRateLimiter, until: float) -> None:
+        while time.monotonic() < until:
+            async with lim.permit():
+                ok = await provider()
+                await asyncio.sleep(0.02)
+            if not ok:
+                await lim.throttled()
+
+    try:
+        run_id = await _run_id(pools[0])
+        lims = [GlobalRateLimiter(p, run_id, budget, window_seconds=window) for p in pools]
+        await asyncio.gather(*(lim.setup() for lim in lims))
+        t0 = time.monotonic()
+        await asyncio.gather(*(lane(lim, t0 + 8.0) for lim in lims for _ in range(2)))
+        share = await lims[0].allowed()
+    finally:
+        await asyncio.gather(*(p.close() for p in pools))
+    late = [ok for t, ok in answers if t >= t0 + 2 * window]
+    rejected = late.count(False) / len(late)
+    achieved = late.count(True) / (8.0 - 2 * window)
+    assert rejected <= 0.15, (rejected, len(late))
+    assert achieved >= 0.7 * limit, achieved
+    assert 1 <= share <= budget
+    # Without the adaptive share, 8 lanes of 20-ms requests would get ~70% 429s here.
