@@ -319,7 +319,7 @@ async def _status(
     status = compute_status(
         generation=1, shards=shards, job=job, previous=None, now=datetime.now(UTC),
         planned_total=run.total, pricing=pricing_for_spec(run.spec),
-        dry_run=bool(run.spec.get("dryRun")),
+        dry_run=bool(run.spec.get("dryRun")), failure_threshold=run.spec.get("failureThreshold"),
     )  # fmt: skip
     if estimate is not None:  # LLM runs: requests, tokens, cost, duration before any request
         status["estimate"] = estimate

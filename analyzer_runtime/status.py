@@ -11,6 +11,9 @@ some tracks failed (then `CompletedWithErrors=True`: a new run with
 `selection.onlyMissing` retries exactly those tracks). Failed means a shard could
 not finish: its Job index exhausted its pod retries (`failedIndexes`), the Job
 failed as a whole (deadline, ...), or - without a Job - the shard process failed.
+A run whose shards all finished but in which more than `failure_threshold` (spec
+.failureThreshold, default 0.5) of the tracks failed ends Failed too, reason
+TooManyTrackFailures: a run where most tracks failed has not succeeded.
 A run with failed shards is declared Failed only once the other shards have
 finished, so the counts on a Failed run are final; until then it stays Running and
 the Running condition names the failed shards. Succeeded and Failed are final for
@@ -205,6 +208,9 @@ class TokenPricing:
 
 # ---- the computation ---------------------------------------------------------------
 
+# spec.failureThreshold's default: more than this fraction of failed tracks fails a run.
+DEFAULT_FAILURE_THRESHOLD = 0.5
+
 
 @dataclass(slots=True)
 class _Verdict:
@@ -230,8 +236,14 @@ def compute_status(
     pricing: TokenPricing | None = None,
     dry_run: bool = False,
     wording: Wording = ANALYSIS_WORDING,
+    failure_threshold: float | None = None,
 ) -> dict[str, Any]:
     """The run's `.status` dict.
+
+    `failure_threshold` (spec.failureThreshold): a finished run with more than this
+    fraction of failed items ends Failed, reason TooManyTrackFailures. None: the
+    default (DEFAULT_FAILURE_THRESHOLD) for an AnalysisRun's wording, no threshold for
+    other kinds.
 
     `shards` empty and `planned_total` None means "not planned yet" (Pending);
     `planned_total=0` means planning selected nothing (Succeeded at once).
@@ -274,6 +286,9 @@ def compute_status(
         invalid_reason, invalid_message, planned=bool(shards) or planned_total is not None,
         suspend=suspend, dry_run=dry_run, wording=wording, waiting=not invalid_until_fixed,
     )  # fmt: skip
+    if failure_threshold is None and wording is ANALYSIS_WORDING:
+        failure_threshold = DEFAULT_FAILURE_THRESHOLD
+    verdict = _too_many_failures(verdict, failed, total, failure_threshold, wording)
     terminal = is_terminal(verdict.phase)
 
     start = parse_time(prev.get("startTime")) or min(
@@ -332,6 +347,22 @@ def compute_status(
         wording,
     )  # fmt: skip
     return status
+
+
+def _too_many_failures(
+    verdict: _Verdict, failed: int, total: int, threshold: float | None, wording: Wording
+) -> _Verdict:
+    """A Succeeded verdict turned Failed when more than `threshold` of the items failed."""
+    if verdict.phase != Phase.Succeeded or threshold is None or total <= 0:
+        return verdict
+    if failed / total <= threshold:
+        return verdict
+    return _Verdict(
+        Phase.Failed,
+        "TooManyTrackFailures",
+        f"{failed} of {total} {wording.items} failed ({failed / total:.0%}, more than the"
+        f" failureThreshold {threshold:g}); the results of the others are kept",
+    )
 
 
 def _decide(

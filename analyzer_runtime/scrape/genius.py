@@ -10,6 +10,12 @@ Requests (all through one `Upstream`, so one budget covers API calls and pages):
 - `GET {api}/songs/{id}` - album and release date.
 - the song's page (`url` of the song, on genius.com): the lyrics (lyrics.py). The
   API token is sent to the API only, never to the page's host.
+
+Genius sits behind Cloudflare: song pages are requested with a browser's headers
+(cloudflare.BROWSER_HEADERS), and every answer - API and page - is checked for a
+Cloudflare challenge (cloudflare.py). A challenged request is retried with backoff;
+still challenged, it raises `http.Blocked` (the song is recorded failed, reason
+`blocked`), never read as a page without lyrics or as a refused token.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from analyzer_runtime.scrape.cloudflare import BROWSER_HEADERS, challenged
 from analyzer_runtime.scrape.http import Upstream
 from analyzer_runtime.scrape.lyrics import extract_lyrics, guess_language, is_non_song, word_count
 
@@ -130,7 +137,9 @@ class GeniusClient:
         self._auth = {"Authorization": f"Bearer {token}"}
 
     async def _api(self, path: str, **params: Any) -> dict[str, Any]:
-        resp = await self.upstream.get(f"{self.api}{path}", params=params, headers=self._auth)
+        resp = await self.upstream.get(
+            f"{self.api}{path}", params=params, headers=self._auth, challenged=challenged
+        )
         if resp.status_code in (401, 403):
             # Not retried: a bad token fails every request the same way.
             raise AuthError(
@@ -185,7 +194,7 @@ class GeniusClient:
         details = (await self._api(f"/songs/{entry.genius_id}")).get("song") or {}
         url = str(details.get("url") or entry.url)
         try:
-            resp = await self.upstream.get(url)
+            resp = await self.upstream.get(url, headers=BROWSER_HEADERS, challenged=challenged)
         except httpx.InvalidURL as exc:
             raise SongUnavailable(f"bad song URL {url!r}: {exc}") from None
         if resp.status_code >= 400:

@@ -9,12 +9,17 @@ capped; `requestRetries` times). A 429 is flow control, not a failure: its
 Retry-After pauses the upstream's whole budget (every shard) and the request is
 repeated without using up a retry (up to MAX_THROTTLED times). Other 4xx answers are
 returned to the caller, which knows what a 404 means for it.
+
+A caller may pass `challenged` (cloudflare.challenged): an answer it says is an
+anti-bot challenge (whatever its status, 200 included) is retried like a transient
+failure - with backoff, `requestRetries` times - and then raises `Blocked`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,10 +35,12 @@ log = logging.getLogger(__name__)
 
 MAX_THROTTLED = 20
 
+Challenge = Callable[[httpx.Response], bool]
+
 REQUESTS = Counter(
     "rap_scraper_requests_total",
     "HTTP requests sent to upstream APIs by this process, by outcome (ok, client_error,"
-    " throttled, server_error, timeout, connection_error)",
+    " throttled, challenged, server_error, timeout, connection_error)",
     ["upstream", "outcome"],
 )
 
@@ -56,8 +63,16 @@ class RetrySettings(_RetrySettings):
         )
 
 
+class Blocked(UpstreamError):
+    """The upstream kept answering an anti-bot challenge (Cloudflare) after retries."""
+
+
 class _Transient(Exception):
     """Worth retrying: a timeout, a dropped connection, a 5xx."""
+
+
+class _Challenged(_Transient):
+    """A challenge page instead of the answer: retried with backoff, then Blocked."""
 
 
 class _Throttled(Exception):
@@ -72,6 +87,7 @@ class UpstreamStats:
 
     sent: int = 0
     throttled: int = 0
+    challenged: int = 0
     retried: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
 
@@ -112,17 +128,26 @@ class Upstream:
         self.timeout = timeout
         self.stats = UpstreamStats()
 
-    async def get(self, url: str, **kw: Any) -> httpx.Response:
-        return await self.request("GET", url, **kw)
+    async def get(
+        self, url: str, *, challenged: Challenge | None = None, **kw: Any
+    ) -> httpx.Response:
+        return await self.request("GET", url, challenged=challenged, **kw)
 
-    async def request(self, method: str, url: str, **kw: Any) -> httpx.Response:
+    async def request(
+        self, method: str, url: str, *, challenged: Challenge | None = None, **kw: Any
+    ) -> httpx.Response:
         """The answer (2xx, or a 4xx other than 429 for the caller to judge); raises
-        UpstreamError once the retries are used up."""
+        UpstreamError once the retries are used up (Blocked: still challenged)."""
         chain = _Chain(self.retry, self.stats)
         try:
             async for attempt in chain.retrying():
                 with attempt:
-                    return await self._once(method, url, **kw)
+                    return await self._once(method, url, challenged, **kw)
+        except _Challenged as exc:
+            raise Blocked(
+                f"{self.name}: blocked by an anti-bot challenge ({exc}; after"
+                f" {self.retry.retries} retries)"
+            ) from None
         except _Throttled as exc:
             raise UpstreamError(
                 f"{self.name}: still rate limited after {MAX_THROTTLED} waits ({exc})"
@@ -133,7 +158,9 @@ class Upstream:
             ) from None
         raise AssertionError("unreachable")
 
-    async def _once(self, method: str, url: str, **kw: Any) -> httpx.Response:
+    async def _once(
+        self, method: str, url: str, challenged: Challenge | None, **kw: Any
+    ) -> httpx.Response:
         async with self.limiter.permit():
             self.stats.sent += 1
             try:
@@ -147,12 +174,19 @@ class Upstream:
                 raise _Transient(f"{type(exc).__name__}: {exc} ({method} {url})") from None
         code = resp.status_code
         self.stats.by_status[code] = self.stats.by_status.get(code, 0) + 1
+        if challenged is not None and challenged(resp):
+            # Before the 429/5xx rules: Cloudflare challenges with 403, 429 and 503 too.
+            REQUESTS.labels(self.name, "challenged").inc()
+            self.stats.challenged += 1
+            raise _Challenged(f"HTTP {code} challenge page from {method} {url}")
         if code == 429:
             REQUESTS.labels(self.name, "throttled").inc()
             wait = retry_after_seconds(resp.headers)
             if wait is not None:
                 # Every shard of the job holds off, not only this one.
                 await self.limiter.pause(wait)
+            # The upstream's real limit is below our budget: the job's share adapts.
+            await self.limiter.throttled()
             raise _Throttled(wait)
         if code >= 500 or code == 408:
             REQUESTS.labels(self.name, "server_error").inc()

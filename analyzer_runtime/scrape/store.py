@@ -1,5 +1,6 @@
-"""Postgres side of scraping (migration 0004): tracks upserted by genius_id, the
-per-run song ledger, per-shard counters, artist resolutions.
+"""Postgres side of scraping (migrations 0004, 0006): tracks upserted by genius_id, the
+per-run song ledger, per-shard counters, artist resolutions, and the notes a shard
+records once per run about an upstream (Spotify refusing the app, ...).
 
 `write_songs` runs inside `protocol.commit_batch`'s transaction (its `write`
 callback), so tracks, ledger rows, scrape counters, item states and the heartbeat
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 import asyncpg
@@ -34,6 +36,7 @@ class SongResult:
     spotify_error: str | None = None
     detail: str | None = None
     track_id: int | None = None  # for duplicates: the existing track
+    reason: str | None = None  # why it failed, machine-readable: 'blocked'
 
     @property
     def spotify_state(self) -> str | None:
@@ -58,6 +61,7 @@ class ScrapeCounters:
     non_songs: int = 0
     spotify_matched: int = 0
     spotify_missed: int = 0
+    songs_blocked: int = 0  # of songs_failed: blocked by a Cloudflare challenge
 
 
 async def already_handled(
@@ -110,15 +114,15 @@ RETURNING t.id, t.genius_id, (t.xmax = 0) AS inserted
 _LEDGER = """
 WITH ins AS (
     INSERT INTO scrape_songs (run_id, genius_id, artist_item, shard, track_id, outcome,
-                              spotify, detail)
-    SELECT $1, u.genius_id, $2, $3, u.track_id, u.outcome, u.spotify, u.detail
-      FROM unnest($4::bigint[], $5::int[], $6::text[], $7::text[], $8::text[])
-           AS u(genius_id, track_id, outcome, spotify, detail)
+                              spotify, detail, reason)
+    SELECT $1, u.genius_id, $2, $3, u.track_id, u.outcome, u.spotify, u.detail, u.reason
+      FROM unnest($4::bigint[], $5::int[], $6::text[], $7::text[], $8::text[], $9::text[])
+           AS u(genius_id, track_id, outcome, spotify, detail, reason)
     ON CONFLICT (run_id, genius_id) DO NOTHING
-    RETURNING outcome, spotify)
+    RETURNING outcome, spotify, reason)
 INSERT INTO scrape_counters AS c (run_id, shard, songs_found, tracks_new, tracks_updated,
                                   duplicates, songs_skipped, songs_failed, non_songs,
-                                  spotify_matched, spotify_missed)
+                                  spotify_matched, spotify_missed, songs_blocked)
 SELECT $1, $3,
        count(*) FILTER (WHERE outcome <> 'not_song'),
        count(*) FILTER (WHERE outcome = 'inserted'),
@@ -128,7 +132,8 @@ SELECT $1, $3,
        count(*) FILTER (WHERE outcome = 'failed'),
        count(*) FILTER (WHERE outcome = 'not_song'),
        count(*) FILTER (WHERE spotify = 'matched'),
-       count(*) FILTER (WHERE spotify IN ('missed', 'error'))
+       count(*) FILTER (WHERE spotify IN ('missed', 'error')),
+       count(*) FILTER (WHERE outcome = 'failed' AND reason = 'blocked')
   FROM ins
 ON CONFLICT (run_id, shard) DO UPDATE
    SET songs_found = c.songs_found + EXCLUDED.songs_found,
@@ -139,7 +144,8 @@ ON CONFLICT (run_id, shard) DO UPDATE
        songs_failed = c.songs_failed + EXCLUDED.songs_failed,
        non_songs = c.non_songs + EXCLUDED.non_songs,
        spotify_matched = c.spotify_matched + EXCLUDED.spotify_matched,
-       spotify_missed = c.spotify_missed + EXCLUDED.spotify_missed
+       spotify_missed = c.spotify_missed + EXCLUDED.spotify_missed,
+       songs_blocked = c.songs_blocked + EXCLUDED.songs_blocked
 RETURNING (SELECT count(*) FROM ins) AS recorded
 """
 
@@ -179,11 +185,11 @@ async def write_songs(
                 "SELECT id, genius_id FROM tracks WHERE genius_id = ANY($1::bigint[])", unchanged
             ):
                 outcome[rec["genius_id"]] = (rec["id"], "unchanged")
-    ledger: list[tuple[int, int | None, str, str | None, str | None]] = []
+    ledger: list[tuple[int, int | None, str, str | None, str | None, str | None]] = []
     for r in by_id.values():
         track_id, state = outcome.get(r.genius_id, (r.track_id, r.planned))
         detail = r.detail or r.spotify_error
-        ledger.append((r.genius_id, track_id, state, r.spotify_state, detail))
+        ledger.append((r.genius_id, track_id, state, r.spotify_state, detail, r.reason))
     recorded = await conn.fetchval(
         _LEDGER,
         run_id,
@@ -194,6 +200,7 @@ async def write_songs(
         [x[2] for x in ledger],
         [x[3] for x in ledger],
         [x[4] for x in ledger],
+        [x[5] for x in ledger],
     )
     return int(recorded or 0)
 
@@ -233,7 +240,7 @@ async def read_counters(conn: asyncpg.Connection, run_id: int) -> list[ScrapeCou
     """Per-shard scrape counters: O(shards), like protocol.read_shards."""
     rows = await conn.fetch(
         """SELECT shard, songs_found, tracks_new, tracks_updated, duplicates, songs_skipped,
-                  songs_failed, non_songs, spotify_matched, spotify_missed
+                  songs_failed, non_songs, spotify_matched, spotify_missed, songs_blocked
              FROM scrape_counters WHERE run_id = $1 ORDER BY shard""",
         run_id,
     )
@@ -251,3 +258,54 @@ async def failed_artists(
         limit,
     )
     return [{"name": r["payload"] or "", "reason": r["last_error"] or ""} for r in rows]
+
+
+# ---- notes: learned once per run, reported once ---------------------------------------
+
+SPOTIFY_UNAVAILABLE = "spotify_unavailable"
+AUDIO_FEATURES_OFF = "audio_features_off"
+GENIUS_BLOCKED = "genius_blocked"
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    kind: str
+    shard: int
+    message: str
+    recorded_at: datetime
+    announced: bool
+
+
+async def record_note(
+    conn: asyncpg.Connection, run_id: int, shard: int, kind: str, message: str
+) -> bool:
+    """Record `kind` for the run unless a shard did already; True when this was first."""
+    done = await conn.fetchval(
+        """INSERT INTO scrape_notes (run_id, kind, shard, message) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (run_id, kind) DO NOTHING RETURNING true""",
+        run_id,
+        kind,
+        shard,
+        message[:1000],
+    )
+    return bool(done)
+
+
+async def read_notes(conn: asyncpg.Connection, run_id: int) -> dict[str, Note]:
+    rows = await conn.fetch(
+        """SELECT kind, shard, message, recorded_at, announced FROM scrape_notes
+            WHERE run_id = $1""",
+        run_id,
+    )
+    return {r["kind"]: Note(**dict(r)) for r in rows}
+
+
+async def claim_announcements(conn: asyncpg.Connection, run_id: int) -> list[Note]:
+    """The notes no Event was sent for yet, marked as sent (each is announced once)."""
+    rows = await conn.fetch(
+        """UPDATE scrape_notes SET announced = true
+            WHERE run_id = $1 AND NOT announced
+        RETURNING kind, shard, message, recorded_at, announced""",
+        run_id,
+    )
+    return [Note(**dict(r)) for r in rows]

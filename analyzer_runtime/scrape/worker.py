@@ -12,6 +12,14 @@ replacement takes it again and skips the songs the ledger already has - nothing
 fetched twice that was committed, nothing counted twice. SIGTERM finishes the song
 batch in flight, gives the artist back (no crash charged), and the process exits 143
 (the Job retries the index).
+
+Upstreams as they really behave: a song whose page keeps answering a Cloudflare
+challenge is recorded failed with reason `blocked` (counted apart, never as a page
+without lyrics). A Spotify app that is refused (SpotifyUnavailable) stops the
+Spotify part of this shard - the songs are still stored from Genius - and is noted
+once for the run (store.record_note: the operator turns it into the
+SpotifyUnavailable condition and a Warning Event), as are audio features turned off
+by a 403 and the first blocked song.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -36,8 +44,8 @@ from analyzer_runtime.scrape.genius import (
     SongEntry,
     SongUnavailable,
 )
-from analyzer_runtime.scrape.http import RetrySettings, Upstream, UpstreamError
-from analyzer_runtime.scrape.spotify import SpotifyClient, SpotifyError
+from analyzer_runtime.scrape.http import Blocked, RetrySettings, Upstream, UpstreamError
+from analyzer_runtime.scrape.spotify import SpotifyClient, SpotifyError, SpotifyUnavailable
 from analyzer_runtime.worker import FatalError, ShardReport, StopFlag, finish_or_wait, gave_up
 
 log = logging.getLogger(__name__)
@@ -63,6 +71,16 @@ class _Shard:
     sem: asyncio.Semaphore
     stop: StopFlag
     claimer: protocol.Claimer
+    spotify_down: str | None = None  # why Spotify is not asked any more
+    noted: set[str] = field(default_factory=set)  # note kinds this process recorded
+
+    async def note(self, kind: str, message: str) -> None:
+        """Record a run note once per process (the table keeps the run's first)."""
+        if kind in self.noted:
+            return
+        self.noted.add(kind)
+        async with self.pool.acquire() as conn:
+            await store.record_note(conn, self.run.id, self.shard, kind, message)
 
 
 async def _limiter(
@@ -138,7 +156,7 @@ async def run_scrape_shard(
                     limiter=await _limiter(pool, run.id, spec, "spotify", s_timeout, window_seconds),
                 ),
                 client_id=cid, client_secret=secret, api_base=s_opts["apiBaseURL"],
-                token_url=s_opts["tokenURL"], audio_features=s_opts.get("audioFeatures", True),
+                token_url=s_opts["tokenURL"], audio_features=bool(s_opts.get("audioFeatures", False)),
             )  # fmt: skip
         ctx = _Shard(
             pool, run, shard, genius, spotify,
@@ -266,15 +284,33 @@ async def _song(
     async with ctx.sem:
         try:
             song = await ctx.genius.song(e, artist)
+        except Blocked as exc:
+            log.warning("song %s: %s", e.genius_id, exc)
+            await ctx.note(store.GENIUS_BLOCKED, f"song {e.url or e.genius_id}: {exc}")
+            return store.SongResult(e.genius_id, "failed", detail=str(exc)[:500], reason="blocked")
         except (UpstreamError, SongUnavailable) as exc:
             return store.SongResult(e.genius_id, "failed", detail=str(exc)[:500])
         if song is None:
             return store.SongResult(e.genius_id, "skipped", detail="no lyrics on the page")
-        if ctx.spotify is None or e.genius_id in existing:
+        if ctx.spotify is None or e.genius_id in existing or ctx.spotify_down:
             return store.SongResult(e.genius_id, "fetched", song)
+        year = song.release_date.year if song.release_date else None
         try:
-            enrichment = await ctx.spotify.enrich(song.title, song.artist)
+            enrichment = await ctx.spotify.enrich(
+                song.title, song.artist, album=song.album, year=year
+            )
+        except SpotifyUnavailable as exc:
+            # Loud, once: the app is refused, so no further Spotify request is sent.
+            # The track is stored from Genius, and it is not counted as a miss.
+            if ctx.spotify_down is None:
+                ctx.spotify_down = str(exc)
+                log.error("Spotify is unavailable, enrichment stops: %s", exc)
+            await ctx.note(store.SPOTIFY_UNAVAILABLE, str(exc))
+            return store.SongResult(e.genius_id, "fetched", song)
         except (UpstreamError, SpotifyError) as exc:
             # The track is kept without Spotify data; the miss is recorded.
             return store.SongResult(e.genius_id, "fetched", song, spotify_error=str(exc)[:500])
+        finally:
+            if ctx.spotify.audio_features_off:
+                await ctx.note(store.AUDIO_FEATURES_OFF, ctx.spotify.audio_features_off)
         return store.SongResult(e.genius_id, "fetched", song, enrichment)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
@@ -18,6 +20,28 @@ class CircuitBreakerOptions(SpecModel):
     open_seconds: float = Field(
         default=60.0, ge=0, le=3600, description="How long it stays open before one probe."
     )
+    unusable_threshold: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="Consecutive unusable answers (HTTP 200 with no choices, no content, or "
+        "nothing valid in it) that open it.",
+    )
+
+
+class Thinking(StrEnum):
+    """Reasoning ("thinking") of models that think by default, such as Qwen3."""
+
+    off = "off"
+    on = "on"
+    auto = "auto"
+
+
+# The completion budget: the first request asks COMPLETION_TOKENS_OVERHEAD + a per-track
+# budget (prompt.py), capped by maxTokens; an answer cut off by the limit is asked again
+# once with maxTokens.
+DEFAULT_MAX_TOKENS = 4096
+MAX_MAX_TOKENS = 131_072
 
 
 # Upper bounds well above any real model: a typo (a price per token written per
@@ -107,6 +131,21 @@ class LLMOptions(SpecModel):
     pricing: TokenPrices | None = Field(
         default=None,
         description="Prices for estimatedCost; defaults to the preset's price for the model.",
+    )
+    thinking: Thinking = Field(
+        default=Thinking.off,
+        strict=False,
+        description="Model reasoning: off (turned off the provider's way - Qwen3's "
+        "enable_thinking=false and /no_think, Ollama's reasoning_effort none), on, or auto "
+        "(nothing sent). Thinking that appears anyway is stripped from the answer.",
+    )
+    max_tokens: int = Field(
+        default=DEFAULT_MAX_TOKENS,
+        ge=64,
+        le=MAX_MAX_TOKENS,
+        description="Completion tokens at most per request. The first request asks 50 + 200 "
+        "per track (all of it when thinking is on); an answer cut off by the limit is asked "
+        "again once with maxTokens.",
     )
 
     @field_validator("base_url")

@@ -683,6 +683,13 @@ class AnalysisRunSpec(SpecModel):
         strict=False,
         description="Local analyzer used for a track when the primary analyzer fails on it.",
     )
+    failure_threshold: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="The run ends Failed (reason TooManyTrackFailures) when more than this "
+        "fraction of its tracks failed.",
+    )
     suspend: bool = Field(
         default=False, description="Pause the run (the Job is suspended); false resumes it."
     )

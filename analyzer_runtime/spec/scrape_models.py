@@ -102,7 +102,10 @@ class SpotifyOptions(SpecModel):
         description="Client-credentials token endpoint.",
     )
     audio_features: bool = Field(
-        default=True, description="Also fetch audio features (one more request per match)."
+        default=False,
+        description="Also fetch audio features (one more request per match). Off by"
+        " default: since Nov 2024 Spotify answers 403 to new and development-mode apps;"
+        " the first 403 turns it off for the rest of the run.",
     )
     timeout_seconds: int = Field(default=20, ge=1, le=300, description="Timeout of one request.")
 

@@ -47,6 +47,18 @@ class SpotifyCounts(StatusModel):
 
     matched: int = Field(description="Tracks matched on Spotify (spotify_data filled).")
     missed: int = Field(description="Tracks without a confident Spotify match (recorded).")
+    unavailable: str | None = Field(
+        default=None,
+        description="Why Spotify refused the app (token or search answered 400/401/403):"
+        " enrichment stopped, the tracks were stored from Genius (see the"
+        " SpotifyUnavailable condition).",
+    )
+    audio_features_off: str | None = Field(
+        default=None,
+        description="Why audio features were turned off during the run (Spotify answered"
+        " 403 on audio-features, as it does for new and development-mode apps since"
+        " Nov 2024).",
+    )
 
 
 class ScrapeJobStatus(RunStatus):
@@ -76,7 +88,12 @@ class ScrapeJobStatus(RunStatus):
     )
     songs_skipped: int = Field(default=0, description="Songs whose page had no lyrics.")
     song_failures: int = Field(
-        default=0, description="Songs that could not be fetched after retries."
+        default=0, description="Songs that could not be fetched after retries (blocked included)."
+    )
+    blocked: int = Field(
+        default=0,
+        description="Songs failed because Genius (Cloudflare) kept answering a challenge"
+        " page after retries; counted in songFailures too, never in songsSkipped.",
     )
     non_songs: int = Field(
         default=0, description="Entries skipped as not songs (tracklists, interviews, ...)."

@@ -28,7 +28,7 @@ def test_novita_preset_is_the_original_platform() -> None:
     assert r.base_url == "https://api.novita.ai/openai"
     assert r.model == "qwen/qwen3-4b-fp8"
     assert r.temperature == 0.7
-    assert r.default_requests_per_minute == 45
+    assert r.default_requests_per_minute == 30
     assert r.model_version == "novita:qwen/qwen3-4b-fp8@p1"
     assert r.needs_key and r.response_format is ResponseFormat.jsonObject
     assert r.pricing == TokenPricing(0.03 / 1000, 0.03 / 1000)
@@ -82,7 +82,7 @@ def test_pricing_and_budget_for_a_run_spec() -> None:
     assert presets.pricing_for_spec(spec) == TokenPricing(0.03 / 1000, 0.03 / 1000)
     assert presets.pricing_for_spec({"analyzer": "algorithmic"}) is None
     r = presets.resolve(opts(provider="novita"))
-    assert presets.requests_per_minute(spec, r) == 45
+    assert presets.requests_per_minute(spec, r) == 30
     assert presets.requests_per_minute({**spec, "rateLimit": {"requestsPerMinute": 9}}, r) == 9
 
 
@@ -210,6 +210,7 @@ def test_the_example_yaml_is_the_novita_preset_at_its_full_budget() -> None:
     assert spec.llm is not None and spec.rate_limit is not None
     r = presets.resolve(spec.llm)
     assert r.model_version == "novita:qwen/qwen3-4b-fp8@p1"
-    assert spec.llm.tracks_per_request == 8 and spec.rate_limit.requests_per_minute == 45
+    assert spec.llm.tracks_per_request == 8
+    assert spec.rate_limit.requests_per_minute == presets.requests_per_minute({}, r) == 30
     assert spec.llm.api_key_secret_ref is not None and spec.fallback_analyzer == "algorithmic"
     assert spec.batch_size % (spec.llm.tracks_per_request * spec.llm.concurrency) == 0

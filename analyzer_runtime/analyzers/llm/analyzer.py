@@ -2,12 +2,21 @@
 
 Per batch: empty lyrics are skipped; the rest go in requests of `tracksPerRequest`
 tracks (k = 1 is the same code path with one track), `concurrency` requests at a
-time. Each answer is validated per track (schema.py). An unusable answer gets ONE
-repair request; tracks still without a valid entry in a packed answer are retried
-singly, and a single track with no valid answer fails with the reason recorded. When
+time. Each answer is validated per track (schema.py: thinking stripped, JSON found
+in fences or prose, every entry validated). An answer cut off by the token limit
+(`finish_reason: "length"`) is asked again ONCE with `maxTokens` (not repaired with
+the same budget); any other unusable answer gets ONE repair request. Tracks still
+without a valid entry in a packed answer are retried singly, and a single track with
+no valid answer fails with the reason recorded. Answers with nothing usable count toward the breaker's unusable count. When
 the provider is down (retries exhausted, or the circuit breaker open), the run's
 `fallbackAnalyzer` analyzes the tracks and its results are stored under ITS OWN
 analyzer_type, with `fallback_for` in analysis_data; without one, they fail.
+
+Requests per track are bounded: a request group (`_ask`) sends at most 2 requests
+(the first, then one length retry OR one repair); a track is in at most 2 groups (its
+pack, then alone), so at most MAX_REQUESTS_PER_TRACK = 4 chat requests are answered
+for it, each with the client's own bounded retries (client.py: at most 4 transient
+attempts, MAX_RATE_LIMITED 429 repeats, one repeat after an answer without content).
 
 Results are stored as analyzer_type `llm`, model_version `<provider>:<model>@p<N>`
 (presets.model_version), or spec.analyzerVersion when set.
@@ -45,6 +54,10 @@ if TYPE_CHECKING:
 # Compresses the rate limit's minute for tests and benchmarks: `requestsPerMinute`
 # requests per this many seconds. Never set in production (default 60).
 WINDOW_ENV = "RAP_LLM_RATE_WINDOW_SECONDS"
+# Answered requests per request group (first + one length retry or repair) and per
+# track (its pack, then alone): see the module docstring.
+MAX_REQUESTS_PER_GROUP = 2
+MAX_REQUESTS_PER_TRACK = 4
 
 
 class LLMAnalyzer(Analyzer):
@@ -61,7 +74,10 @@ class LLMAnalyzer(Analyzer):
         cb = self.options.circuit_breaker
         gauge = metrics.LLM_CIRCUIT_STATE.labels(self.version)
         self.breaker = CircuitBreaker(
-            cb.failure_threshold, cb.open_seconds, on_change=lambda s: gauge.set(int(s))
+            cb.failure_threshold,
+            cb.open_seconds,
+            on_change=lambda s: gauge.set(int(s)),
+            unusable_threshold=cb.unusable_threshold,
         )
         self.redactor = redaction.Redactor(None)
         self._extras = BatchExtras()
@@ -178,7 +194,14 @@ class LLMAnalyzer(Analyzer):
         from analyzer_runtime.analyzers.llm.client import ProviderUnavailable, RequestRejected
 
         started = time.perf_counter()
-        p = prompt.build(chunk, self.options.max_input_tokens)
+        p = prompt.build(
+            chunk,
+            self.options.max_input_tokens,
+            no_think=self.resolved.no_think_switch,
+            max_tokens=self.options.max_tokens,
+        )
+        if self.resolved.thinking == "on":  # thinking counts against max_tokens
+            p = p.with_budget(self.options.max_tokens)
         try:
             parsed, answers = await self._ask(p)
         except ProviderUnavailable as exc:
@@ -194,7 +217,7 @@ class LLMAnalyzer(Analyzer):
             if found is not None:
                 out[t.id] = ItemOutcome.done(self._result(t, found, p, answers, elapsed_ms))
         rest = [t for t in chunk if t.id not in out]
-        if rest and len(chunk) > 1:
+        if rest and len(chunk) > 1:  # one bad track must not cost its pack-mates
             out.update(await self._singly(rest))
         else:
             for t in rest:
@@ -208,34 +231,56 @@ class LLMAnalyzer(Analyzer):
         return out
 
     async def _ask(self, p: prompt.Prompt) -> tuple[schema.ParsedAnswer, list[Completion]]:
-        """The request, plus one repair request when the answer is unusable."""
+        """The request, plus at most one more (MAX_REQUESTS_PER_GROUP): with more tokens
+        when the answer was cut off by the limit, else a repair when it was unusable."""
         from analyzer_runtime.analyzers.llm.client import ProviderUnavailable
 
         assert self._client is not None
         first = await self._client.complete(p)
-        parsed = schema.parse(
-            first.text, p.ids, finish_reason=first.finish_reason, refusal=first.refusal
-        )
+        parsed = self._parse(first, p)
         if not parsed.needs_repair:
             return parsed, [first]
-        bad = first.text or first.refusal or ""
+        cap = self.options.max_tokens
+        cut_off = first.finish_reason == "length"
+        if cut_off and p.max_tokens < cap:
+            follow_up, what = p.with_budget(cap), "the retry with more tokens"
+        elif cut_off:  # already at maxTokens: the same budget would be cut off again
+            parsed.truncated = True
+            for tid in p.ids:
+                if tid not in parsed.valid:
+                    parsed.errors[tid] = schema._cap(
+                        f"{parsed.reason_for(tid)} (max_tokens {p.max_tokens} = llm.maxTokens)"
+                    )
+            return parsed, [first]
+        else:
+            bad = first.text or first.refusal or ""
+            follow_up, what = prompt.repair(p, bad, parsed.describe()), "the repair request"
         try:
-            second = await self._client.complete(prompt.repair(p, bad, parsed.describe()))
+            second = await self._client.complete(follow_up)
         except ProviderUnavailable as exc:
             for tid in p.ids:
                 if tid not in parsed.valid:
-                    parsed.errors[tid] = f"{parsed.reason_for(tid)}; repair request failed: {exc}"
+                    parsed.errors[tid] = f"{parsed.reason_for(tid)}; {what} failed: {exc}"
             return parsed, [first]
-        fixed = schema.parse(
-            second.text, p.ids, finish_reason=second.finish_reason, refusal=second.refusal
-        )
+        fixed = self._parse(second, follow_up)
         merged = schema.ParsedAnswer(valid={**parsed.valid, **fixed.valid})
+        merged.truncated = second.finish_reason == "length"
+        label = "a retry with more tokens" if cut_off else "one repair request"
         for tid in p.ids:
             if tid not in merged.valid:
                 merged.errors[tid] = schema._cap(
-                    f"no valid answer after one repair request: {fixed.reason_for(tid)}"
+                    f"no valid answer after {label}: {fixed.reason_for(tid)}"
                 )
         return merged, [first, second]
+
+    def _parse(self, c: Completion, p: prompt.Prompt) -> schema.ParsedAnswer:
+        parsed = schema.parse(c.text, p.ids, finish_reason=c.finish_reason, refusal=c.refusal)
+        if parsed.valid:
+            self.breaker.usable()
+        elif not parsed.truncated:  # nothing usable in an HTTP 200: the provider failed us
+            self.breaker.unusable()
+        # (cut off by the token limit: our budget, asked again with more tokens)
+        return parsed
 
     def _result(
         self,

@@ -1,7 +1,11 @@
-"""The per-pod circuit breaker: 5 consecutive failures → open 60 s → one probe.
+"""The per-pod circuit breaker: 5 consecutive failures (or 10 consecutive unusable
+answers) → open 60 s → one probe.
 
 closed    requests go; each failure counts, any success resets the count; at
-          `threshold` consecutive failures it opens.
+          `threshold` consecutive failures it opens. Unusable answers (HTTP 200 with
+          no choices, no content, or nothing valid in it) are failures of their own
+          kind: `unusable_threshold` of them in a row open it too; only a usable
+          answer (`usable()`) resets that count, a mere HTTP 200 does not.
 open      requests are refused at once (the caller falls back) until `open_seconds`
           have passed; then the next request is let through as the probe.
 half_open exactly one probe is in flight, everything else is still refused; the
@@ -33,8 +37,11 @@ class CircuitBreaker:
         *,
         clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[State], None] | None = None,
+        unusable_threshold: int = 10,
     ) -> None:
         self.threshold = threshold
+        self.unusable_threshold = unusable_threshold
+        self.unusable_count = 0
         self.open_seconds = open_seconds
         self.clock = clock
         self.on_change = on_change
@@ -74,6 +81,20 @@ class CircuitBreaker:
         if self.state is State.closed and self.failures >= self.threshold:
             self._open()
 
+    def usable(self) -> None:
+        """An answer with something valid in it."""
+        self.unusable_count = 0
+        self.success()
+
+    def unusable(self) -> None:
+        """An HTTP 200 whose answer could not be used at all."""
+        if self.state is State.half_open:
+            self._open()
+            return
+        self.unusable_count += 1
+        if self.state is State.closed and self.unusable_count >= self.unusable_threshold:
+            self._open()
+
     def abandon(self) -> None:
         """A request ended with no verdict (cancelled). If it was the probe, let the
         next request probe at once instead of staying half-open forever."""
@@ -84,6 +105,7 @@ class CircuitBreaker:
     def _open(self) -> None:
         self.opened_at = self.clock()
         self.failures = 0
+        self.unusable_count = 0
         self._set(State.open)
 
     @property

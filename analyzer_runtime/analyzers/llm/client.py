@@ -7,7 +7,20 @@ Across attempts (tenacity): failures of the provider - timeouts, connection erro
 HTTP 5xx/408 - are retried after 2 s, 4 s, 8 s (±20% jitter; base and cap from
 spec.retry), so a request is sent at most 1 + 3 times. A 429 is flow control, not a
 failure: its Retry-After pauses the whole run (`Limiter.pause`) and the request is
-repeated without using up an attempt (up to MAX_RATE_LIMITED times).
+repeated without using up an attempt (up to MAX_RATE_LIMITED times). A 429 without
+Retry-After (Novita sends only the status and a message) backs off exponentially with
+jitter (RetrySettings), tells the limiter (`throttled()`, when it has one: an adaptive
+budget), and is repeated at most MAX_RATE_LIMITED_NO_RETRY_AFTER times. A request that
+runs out of 429 retries is a provider failure (it counts toward the breaker).
+
+An HTTP 200 that carries no answer - `choices: []`, or `content: null` that is not a
+length cut-off - is unusable: it counts toward the breaker's unusable count and is
+asked again once (MAX_UNUSABLE_RETRIES); then the request fails as ProviderUnavailable,
+so the fallback analyzer takes over.
+
+Bound per request (one `complete()` call): at most 1 + retries (4) transient attempts,
+plus at most MAX_RATE_LIMITED answered-429 repeats, plus one repeat after an unusable
+answer, plus one after a json_schema refusal.
 """
 
 from __future__ import annotations
@@ -31,8 +44,12 @@ from analyzer_runtime.ratelimit import Limiter
 from analyzer_runtime.retrying import RetryChain, RetrySettings
 from analyzer_runtime.spec.types import ResponseFormat
 
-MAX_RATE_LIMITED = 20
+MAX_RATE_LIMITED = 8
+MAX_RATE_LIMITED_NO_RETRY_AFTER = 5
+MAX_UNUSABLE_RETRIES = 1
 MAX_RETRY_AFTER = 300.0
+# A 400 about these is the server refusing structured outputs: JSON mode is the answer.
+_FORMAT_ERROR_WORDS = ("response_format", "json_schema", "json schema", "structured output")
 
 
 class ProviderUnavailable(Exception):
@@ -55,6 +72,10 @@ class _RateLimited(Exception):
     def __init__(self, retry_after: float | None) -> None:
         super().__init__(f"rate limited (HTTP 429, Retry-After {retry_after})")
         self.retry_after = retry_after
+
+
+class _Unusable(Exception):
+    """An HTTP 200 without an answer in it (no choices, or content null)."""
 
 
 class _Downgraded(Exception):
@@ -98,12 +119,23 @@ class _Chain(RetryChain):
         super().__init__(retry, MAX_RATE_LIMITED)
         self.breaker = breaker
         self.attempts = 0
+        self.unusable = 0
+        self.bare_throttles = 0  # 429s without Retry-After
 
     def should_retry(self, exc: BaseException) -> bool:
         if isinstance(exc, _Downgraded):
             self.next_wait = 0.0
             return True
+        if isinstance(exc, _Unusable):
+            self.unusable += 1
+            self.next_wait = self.retry.backoff(1)
+            return self.unusable <= MAX_UNUSABLE_RETRIES and not self.breaker.is_open
         if isinstance(exc, _RateLimited):
+            if exc.retry_after is None:
+                self.bare_throttles += 1
+                if self.bare_throttles > MAX_RATE_LIMITED_NO_RETRY_AFTER:
+                    self.throttles += 1
+                    return False
             return self.throttled(exc.retry_after)
         if isinstance(exc, _Transient):
             # Once the breaker is open, waiting out the backoff only delays the fallback.
@@ -162,8 +194,13 @@ class ChatClient:
             tries = f"{chain.attempts} attempt{'s' if chain.attempts > 1 else ''}"
             raise ProviderUnavailable(f"{exc} (after {tries})") from None
         except _RateLimited:
+            self._failed("rate_limit_exhausted")  # persistently refused: a failure
             raise ProviderUnavailable(
                 f"rate limited by the provider (HTTP 429) {chain.throttles} times in a row"
+            ) from None
+        except _Unusable as exc:
+            raise ProviderUnavailable(
+                f"unusable answer: {exc} (after {chain.unusable} requests)"
             ) from None
         raise AssertionError("unreachable")
 
@@ -192,6 +229,7 @@ class ChatClient:
                             else openai.omit,
                             max_tokens=prompt.max_tokens,
                             response_format=self._format(fmt),  # type: ignore[arg-type]
+                            extra_body=self.resolved.extra_body(),
                         )
                 finally:
                     await self.limiter.release(permit)
@@ -201,9 +239,14 @@ class ChatClient:
             self.breaker.abandon()
             raise
         except openai.RateLimitError as exc:
-            self.breaker.success()  # it answered: up, just busy
+            if self.breaker.state is State.half_open:
+                self.breaker.success()  # the probe was answered: up, just busy
+            # Otherwise no verdict: a request that runs out of 429 retries is a failure.
             metrics.LLM_REQUESTS.labels(self.label, "rate_limited").inc()
             wait = retry_after_seconds(exc.response.headers)
+            throttled = getattr(self.limiter, "throttled", None)
+            if throttled is not None:  # an adaptive budget: slow the whole run down
+                await throttled()
             if wait:
                 await self.limiter.pause(wait)
             raise _RateLimited(wait) from None
@@ -225,8 +268,9 @@ class ChatClient:
                 raise _Transient(f"HTTP {status} from the provider") from None
             self.breaker.success()
             metrics.LLM_REQUESTS.labels(self.label, "rejected").inc()
-            if status == 400 and fmt is ResponseFormat.jsonSchema:
+            if status == 400 and fmt is ResponseFormat.jsonSchema and _about_format(exc):
                 # Not every OpenAI-compatible server takes json_schema: JSON mode it is.
+                # Only when the 400 says so: a context-length 400 is this request's own.
                 self.response_format = ResponseFormat.jsonObject
                 raise _Downgraded() from None
             raise RequestRejected(self._clean(f"HTTP {status}: {_message(exc)}")) from None
@@ -236,6 +280,11 @@ class ChatClient:
         except Exception:
             self.breaker.abandon()  # e.g. the database went away: no verdict on the provider
             raise
+        if unusable := _no_answer(resp):
+            self.breaker.unusable()
+            metrics.LLM_REQUESTS.labels(self.label, "unusable").inc()
+            self._count_usage(resp, prompt, None)
+            raise _Unusable(unusable)
         self.breaker.success()
         metrics.LLM_REQUESTS.labels(self.label, "ok").inc()
         return self._completion(resp, prompt, attempt_no)
@@ -252,15 +301,8 @@ class ChatClient:
         message = choice.message if choice is not None else None
         text = message.content if message is not None else None
         refusal = getattr(message, "refusal", None) if message is not None else None
-        usage = resp.usage
-        if usage is not None and usage.prompt_tokens is not None:
-            p, c, estimated = int(usage.prompt_tokens), int(usage.completion_tokens or 0), False
-        else:  # some servers omit usage: count characters instead, and say so
-            p = sum(estimate_tokens(m["content"]) for m in prompt.messages)
-            c, estimated = estimate_tokens(text or ""), True
-        self.on_usage(p, c)
-        metrics.LLM_TOKENS.labels(self.label, "prompt").inc(p)
-        metrics.LLM_TOKENS.labels(self.label, "completion").inc(c)
+        # reasoning_content / reasoning (vLLM, SGLang, Ollama) are never read: thinking.
+        p, c, estimated = self._count_usage(resp, prompt, text)
         return Completion(
             text=text,
             refusal=refusal,
@@ -270,6 +312,41 @@ class ChatClient:
             usage_estimated=estimated,
             attempts=attempts,
         )
+
+    def _count_usage(self, resp: Any, prompt: Prompt, text: str | None) -> tuple[int, int, bool]:
+        usage = getattr(resp, "usage", None)
+        if usage is not None and usage.prompt_tokens is not None:
+            p, c, estimated = int(usage.prompt_tokens), int(usage.completion_tokens or 0), False
+        else:  # some servers omit usage: count characters instead, and say so
+            p = sum(estimate_tokens(m["content"]) for m in prompt.messages)
+            c, estimated = estimate_tokens(text or ""), True
+        self.on_usage(p, c)
+        metrics.LLM_TOKENS.labels(self.label, "prompt").inc(p)
+        metrics.LLM_TOKENS.labels(self.label, "completion").inc(c)
+        return p, c, estimated
+
+
+def _no_answer(resp: Any) -> str | None:
+    """Why an HTTP 200 carries no answer at all, or None. `content: null` cut off by the
+    token limit is not this (the caller asks again with more tokens), nor is a refusal."""
+    choices = getattr(resp, "choices", None)
+    if not choices:
+        return "the provider returned no choices"
+    choice = choices[0]
+    message = getattr(choice, "message", None)
+    if message is None:
+        return "the provider returned a choice without a message"
+    if message.content is None and not getattr(message, "refusal", None):
+        if choice.finish_reason == "length":
+            return None
+        return f"the message had no content (finish_reason {choice.finish_reason!r})"
+    return None
+
+
+def _about_format(exc: openai.APIStatusError) -> bool:
+    """Is this 400 about response_format / json_schema (not, say, the context length)?"""
+    text = f"{_message(exc)} {getattr(exc, 'param', None) or ''}".lower()
+    return any(w in text for w in _FORMAT_ERROR_WORDS)
 
 
 def _message(exc: openai.APIStatusError) -> str:

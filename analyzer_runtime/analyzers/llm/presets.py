@@ -2,7 +2,26 @@
 
 Everything provider-specific lives here, in one place: base URLs, default models and
 temperatures, which structured-output mode each supports, their documented rate
-limits, and per-model prices for `estimatedCost`.
+limits, how each turns a thinking model's reasoning off, and per-model prices for
+`estimatedCost`.
+
+Rate limits: Novita publishes per-model tiers; for qwen/qwen3-4b-fp8 the first tier
+is 30 requests/min and the second 100 (https://novita.ai/docs/guides/llm-rate-limits).
+The `novita` preset defaults to the first tier, 30/min - what every new account gets;
+a higher tier is spec.rateLimit.requestsPerMinute.
+
+Thinking (`spec.llm.thinking`, default off), per preset's `thinking_style`:
+- "qwen" (novita, custom: Qwen3 behind Novita, vLLM or SGLang): off sends
+  `chat_template_kwargs: {"enable_thinking": false}` in the body (the SDK's
+  `extra_body`) and appends Qwen3's documented `/no_think` switch to the user
+  message; on sends `enable_thinking: true`.
+- "ollama": Ollama's OpenAI-compatible /v1/chat/completions maps `reasoning_effort`
+  to its `think` option ("none" turns it off; documented in ollama/ollama#14820 /
+  PR #14821, docs.ollama.com/api/openai-compatibility). The native `think: false`
+  field is for /api/chat and is ignored on /v1, so it is not what we send.
+- None (openai): nothing is sent.
+`auto` sends nothing anywhere. Whatever is sent, thinking that appears in the answer
+is stripped (schema.strip_thinking).
 """
 
 from __future__ import annotations
@@ -39,27 +58,33 @@ class Preset:
     requests_per_minute: int | None
     # Typical latency of one request (s), for duration estimates without a budget.
     latency_p50: float
+    # How thinking is switched off/on: "qwen", "ollama" or None (see the module doc).
+    thinking_style: str | None = None
 
 
 PRESETS: dict[str, Preset] = {
-    # The original platform's primary model: Qwen3 4B FP8 on Novita, 45 requests/min,
-    # temperature 0.7, p50 latency 0.6 s. Novita's JSON mode is the portable choice.
+    # The original platform's primary model: Qwen3 4B FP8 on Novita, temperature 0.7,
+    # p50 latency 0.6 s. Novita's JSON mode is the portable choice. 30 requests/min:
+    # Novita's first rate-limit tier for qwen3-4b-fp8 (the second is 100/min).
     "novita": Preset(
         "novita", "https://api.novita.ai/openai", "qwen/qwen3-4b-fp8", 0.7,
-        ("NOVITA_API_KEY",), True, ResponseFormat.jsonObject, 45, 0.6,
+        ("NOVITA_API_KEY",), True, ResponseFormat.jsonObject, 30, 0.6, "qwen",
     ),
     # Ollama's OpenAI-compatible endpoint takes JSON schemas (structured outputs);
     # local, so no key, no price and no rate limit.
     "ollama": Preset(
         "ollama", "http://ollama:11434/v1", "llama3.2:3b", None,
-        (), False, ResponseFormat.jsonSchema, None, 2.0,
+        (), False, ResponseFormat.jsonSchema, None, 2.0, "ollama",
     ),
     "openai": Preset(
         "openai", "https://api.openai.com/v1", "gpt-4o-mini", None,
         ("OPENAI_API_KEY",), True, ResponseFormat.jsonSchema, None, 1.0,
     ),
     # Anything else OpenAI-compatible: baseURL and model come from the spec.
-    "custom": Preset("custom", None, None, None, (), False, ResponseFormat.jsonObject, None, 1.0),
+    # (Qwen3 behind vLLM/SGLang is the usual case: its thinking switch is sent.)
+    "custom": Preset(
+        "custom", None, None, None, (), False, ResponseFormat.jsonObject, None, 1.0, "qwen"
+    ),
 }  # fmt: skip
 
 # USD per million tokens (prompt, completion): list prices when this was written;
@@ -88,6 +113,24 @@ class ResolvedLLM:
     default_requests_per_minute: int | None
     latency_p50: float
     model_version: str
+    thinking: str = "off"
+    thinking_style: str | None = None
+
+    @property
+    def no_think_switch(self) -> bool:
+        """Append Qwen3's /no_think to the prompt?"""
+        return self.thinking == "off" and self.thinking_style == "qwen"
+
+    def extra_body(self) -> dict[str, Any] | None:
+        """Provider-specific fields of the request body (the SDK's `extra_body`)."""
+        if self.thinking == "auto" or self.thinking_style is None:
+            return None
+        on = self.thinking == "on"
+        if self.thinking_style == "qwen":
+            return {"chat_template_kwargs": {"enable_thinking": on}}
+        if self.thinking_style == "ollama":
+            return {"reasoning_effort": "medium" if on else "none"}
+        return None
 
     def api_key(self, env: Mapping[str, str] | None = None) -> str | None:
         """The key from the environment (never from the spec, which holds only a ref)."""
@@ -141,6 +184,8 @@ def resolve(options: LLMOptions) -> ResolvedLLM:
         default_requests_per_minute=preset.requests_per_minute,
         latency_p50=preset.latency_p50,
         model_version=model_version(provider, model),
+        thinking=str(options.thinking),
+        thinking_style=preset.thinking_style,
     )
 
 

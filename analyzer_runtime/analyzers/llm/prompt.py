@@ -8,6 +8,7 @@ says that everything in that document is data. Answers are validated against
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Sequence
@@ -27,6 +28,9 @@ COMPLETION_TOKENS_PER_TRACK = 200
 COMPLETION_TOKENS_OVERHEAD = 50
 # What an answer costs in the estimate (measured answers are ~60-90 tokens).
 ESTIMATED_COMPLETION_TOKENS_PER_TRACK = 80
+# Qwen3's documented soft switch: appended to the user message, it turns thinking off
+# for that turn (the model then answers with an empty `<think>\n\n</think>` block).
+NO_THINK_SWITCH = "/no_think"
 # title, artist, id and JSON punctuation per track, in tokens.
 TRACK_OVERHEAD_TOKENS = 20
 
@@ -80,14 +84,31 @@ class Prompt:
     ids: list[str]  # stable ids of the tracks, in order: str(track id)
     truncated: frozenset[str]
     input_chars: dict[str, int]  # per id, for splitting prompt tokens between tracks
+    # Completion budget of the request; None: the per-track budget (see max_tokens).
+    completion_budget: int | None = None
 
     @property
     def max_tokens(self) -> int:
+        """`completion_budget`, else 50 + 200 per track."""
+        if self.completion_budget is not None:
+            return self.completion_budget
         return COMPLETION_TOKENS_OVERHEAD + COMPLETION_TOKENS_PER_TRACK * len(self.ids)
 
+    def with_budget(self, tokens: int) -> Prompt:
+        return dataclasses.replace(self, completion_budget=tokens)
 
-def build(tracks: Sequence[TrackInput], max_input_tokens: int | None = None) -> Prompt:
-    """One request for `tracks` (k = len(tracks); k = 1 is the same code path)."""
+
+def build(
+    tracks: Sequence[TrackInput],
+    max_input_tokens: int | None = None,
+    *,
+    no_think: bool = False,
+    max_tokens: int | None = None,
+) -> Prompt:
+    """One request for `tracks` (k = len(tracks); k = 1 is the same code path).
+
+    `no_think` appends Qwen3's `/no_think` switch to the user message (after the JSON
+    document, on its own line); `max_tokens` caps the per-track completion budget."""
     budget = max_input_tokens or DEFAULT_MAX_INPUT_TOKENS
     docs: list[dict[str, Any]] = []
     truncated: set[str] = set()
@@ -100,8 +121,13 @@ def build(tracks: Sequence[TrackInput], max_input_tokens: int | None = None) -> 
         docs.append({"id": tid, "title": t.title, "artist": t.artist, "lyrics": lyrics})
         chars[tid] = len(lyrics) + len(t.title) + len(t.artist)
     user = json.dumps({"tracks": docs}, ensure_ascii=False)
+    if no_think:
+        user = f"{user}\n{NO_THINK_SWITCH}"
     messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
-    return Prompt(messages, [d["id"] for d in docs], frozenset(truncated), chars)
+    p = Prompt(messages, [d["id"] for d in docs], frozenset(truncated), chars)
+    if max_tokens is not None and p.max_tokens > max_tokens:
+        p = p.with_budget(max_tokens)
+    return p
 
 
 def repair(prompt: Prompt, bad_answer: str, problem: str) -> Prompt:
@@ -111,4 +137,4 @@ def repair(prompt: Prompt, bad_answer: str, problem: str) -> Prompt:
         {"role": "assistant", "content": bad_answer[:4000]},
         {"role": "user", "content": REPAIR_INSTRUCTION.format(problem=problem[:500])},
     ]
-    return Prompt(messages, prompt.ids, prompt.truncated, prompt.input_chars)
+    return dataclasses.replace(prompt, messages=messages)

@@ -84,6 +84,7 @@ class ParsedAnswer:
     valid: dict[str, TrackAnalysis] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     problem: str | None = None
+    truncated: bool = False  # cut off by the token limit
 
     @property
     def needs_repair(self) -> bool:
@@ -101,24 +102,76 @@ class ParsedAnswer:
         return self.problem or "the answer had no entry for this track"
 
 
-_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+_THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
+_THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
+_FENCE_ANYWHERE = re.compile(r"```(?:json|JSON)?[ \t]*\n?(.*?)```", re.DOTALL)
+_DECODER = json.JSONDecoder()
+
+
+def strip_thinking(text: str) -> str:
+    """The answer without Qwen3-style reasoning: closed blocks (`<think>…</think>`, the
+    empty `<think>\n\n</think>` of /no_think included), a closing tag whose opening the
+    server's chat template already consumed (everything before it is thinking), and an
+    unclosed block (thinking cut off by the token limit: nothing after it is an answer)."""
+    body = _THINK_BLOCK.sub("", text)
+    if (close := list(_THINK_CLOSE.finditer(body))) and not _THINK_OPEN.search(
+        body[: close[-1].start()]
+    ):
+        body = body[close[-1].end() :]
+    if m := _THINK_OPEN.search(body):
+        body = body[: m.start()]
+    return body.strip()
+
+
+def extract_json(body: str) -> Any:
+    """The JSON document in an answer: the whole body; else a ```json fenced block anywhere
+    (prose before and after tolerated); else the first balanced JSON object in it.
+    Raises ValueError (the whole body's error) when there is none."""
+    try:
+        return json.loads(body)
+    except ValueError as whole:
+        for m in _FENCE_ANYWHERE.finditer(body):
+            try:
+                return json.loads(m.group(1).strip())
+            except ValueError:
+                continue
+        start = body.find("{")
+        while start != -1:
+            try:
+                doc, _ = _DECODER.raw_decode(body, start)
+                if isinstance(doc, dict):
+                    return doc
+            except ValueError:
+                pass
+            start = body.find("{", start + 1)
+        raise whole from None
 
 
 def parse(
     text: str | None, ids: list[str], *, finish_reason: str | None = None,
     refusal: str | None = None,
 ) -> ParsedAnswer:  # fmt: skip
+    """Tolerant about where the JSON is (thinking, fences, prose around it), strict about
+    what it is: every entry is validated, and only the ids asked for are taken."""
     if refusal:
         return ParsedAnswer(problem=_cap(f"the model refused: {refusal}"))
-    body = (text or "").strip()
-    if m := _FENCE.match(body):  # tolerated: some models wrap JSON in markdown anyway
-        body = m.group(1)
+    raw = (text or "").strip()
+    body = strip_thinking(raw)
     try:
-        doc = json.loads(body)
+        doc = extract_json(body)
     except ValueError as exc:
         if finish_reason == "length":
-            return ParsedAnswer(problem="truncated JSON: the answer hit the token limit")
+            if not body:
+                return ParsedAnswer(
+                    problem="no answer: the token limit was reached (thinking?)", truncated=True
+                )
+            return ParsedAnswer(
+                problem="truncated JSON: the answer hit the token limit", truncated=True
+            )
         if not body:
+            if raw:
+                return ParsedAnswer(problem="only thinking, no answer")
             return ParsedAnswer(problem="empty answer")
         if not body.lstrip().startswith(("{", "[")):
             return ParsedAnswer(problem=_cap(f"not JSON (possibly a refusal): {body[:120]!r}"))

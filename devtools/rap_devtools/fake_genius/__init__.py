@@ -43,5 +43,6 @@ class FakeGeniusServer(FakeServerProcess):
         super().reset()
         self.configure(
             fail_every=0, throttle_every=0, fail_next=0, throttle_next=0, rate_limit=None,
-            page_latency=0.0, api_latency=0.0,
+            page_latency=0.0, api_latency=0.0, cloudflare="off", cloudflare_every=1,
+            spotify_api="legacy", spotify_blocked="",
         )  # fmt: skip

@@ -15,6 +15,18 @@ Faults (FakeConfig): every Nth request of an upstream answered 500 (`fail_every`
 `throttle_next`), a real sliding-window limit answered 429 + Retry-After
 (`rate_limit` per `rate_window`), and latency on pages and API calls. Every request
 is logged with its wall-clock time, upstream, path and status.
+
+The services as they really behave (issue 11):
+- `cloudflare` (cloudflare.py): song pages answered with Cloudflare's Challenge
+  Page, after Cloudflare's "Detect a Challenge Page response" documentation
+  (https://developers.cloudflare.com/cloudflare-challenges/challenge-types/challenge-pages/detect-response).
+- `spotify_api = "2024"`: Spotify's Web API after its 27 Nov 2024 announcement
+  "Introducing some changes to our Web API"
+  (https://developer.spotify.com/blog/2024-11-27-changes-to-the-web-api): 403 on
+  audio-features for the (new / development-mode) app, and tracks without
+  `popularity`, as development-mode apps get them since 2026.
+- `spotify_blocked = "token" | "search"`: the app refused - 403 on the token
+  endpoint or on /search (a blocked or quota-exceeded app).
 """
 
 from __future__ import annotations
@@ -32,7 +44,7 @@ from aiohttp import web
 
 from analyzer_runtime.scrape.genius import normalize_name
 from analyzer_runtime.scrape.spotify import normalize_title
-from rap_devtools.fake_genius import pages
+from rap_devtools.fake_genius import cloudflare, pages
 from rap_devtools.fake_genius.catalog import Catalog, FakeSong, _h, catalog
 from rap_devtools.fake_server import AdminApi, Settings
 
@@ -56,6 +68,10 @@ class FakeConfig(Settings):
     throttle_next: int = 0  # a burst of 429s
     rate_limit: int | None = None  # requests per rate_window and upstream, then 429
     rate_window: float = 60.0
+    cloudflare: str = "off"  # off | challenge | interstitial | bots (cloudflare.py)
+    cloudflare_every: int = 1  # songs with _h("cf", id) % N == 0 are challenged
+    spotify_api: str = "legacy"  # legacy | 2024 (403 on audio-features, no popularity)
+    spotify_blocked: str = ""  # "" | token | search: 403 there (the app is refused)
 
 
 def _song_json(s: FakeSong, base: str) -> dict[str, Any]:
@@ -202,16 +218,27 @@ class FakeGenius(AdminApi):
         body["release_date"] = s.release_date.isoformat() if s.release_date else None
         return self._ok({"song": body})
 
+    def cloudflare_blocks(self, song_id: int) -> bool:
+        """Whether this song's page is challenged in the current Cloudflare mode."""
+        c = self.config
+        return c.cloudflare != "off" and _h("cf", song_id) % max(1, c.cloudflare_every) == 0
+
     async def page(self, request: web.Request) -> web.Response:
         s = self.paths.get(request.path)
         if s is None:
             return web.Response(status=404, text="<html>Page not found</html>")
+        if self.cloudflare_blocks(s.id):
+            challenged = cloudflare.answer(self.config.cloudflare, request)
+            if challenged is not None:
+                return challenged
         return web.Response(text=pages.render(s), content_type="text/html")
 
     # ---- Spotify ---------------------------------------------------------------------
 
     async def spotify_token(self, request: web.Request) -> web.Response:
         c = self.config
+        if c.spotify_blocked == "token":
+            return self._spotify_refused()
         want = base64.b64encode(f"{c.spotify_client_id}:{c.spotify_client_secret}".encode())
         form = await request.post()
         if request.headers.get("Authorization") != f"Basic {want.decode()}" or (
@@ -224,6 +251,10 @@ class FakeGenius(AdminApi):
             {"access_token": token, "token_type": "Bearer", "expires_in": 3600}
         )
 
+    @staticmethod
+    def _spotify_refused() -> web.Response:
+        return web.json_response({"error": {"status": 403, "message": "Forbidden"}}, status=403)
+
     def _spotify_auth(self, request: web.Request) -> web.Response | None:
         auth = request.headers.get("Authorization", "")
         if auth.removeprefix("Bearer ") not in self.tokens:
@@ -233,7 +264,7 @@ class FakeGenius(AdminApi):
     def _track(self, s: FakeSong, *, artist: str | None = None) -> dict[str, Any]:
         """A Spotify track for a song; some titles carry a version suffix, as on Spotify."""
         title = s.title + (" - Remastered" if _h("rm", s.id) % 5 == 0 else "")
-        return {
+        track = {
             "id": f"sp{s.id}" if artist is None else f"other{s.id}",
             "uri": f"spotify:track:sp{s.id}",
             "name": title,
@@ -243,10 +274,15 @@ class FakeGenius(AdminApi):
             "explicit": s.explicit,
             "duration_ms": 120_000 + _h("dur", s.id) % 180_000,
         }
+        if self.config.spotify_api == "2024":
+            del track["popularity"]  # development-mode apps get no popularity (2026)
+        return track
 
     async def spotify_search(self, request: web.Request) -> web.Response:
         if (denied := self._spotify_auth(request)) is not None:
             return denied
+        if self.config.spotify_blocked == "search":
+            return self._spotify_refused()
         q = request.query.get("q", "")
         title = q.partition('track:"')[2].partition('"')[0]
         artist = q.partition('artist:"')[2].partition('"')[0]
@@ -266,6 +302,8 @@ class FakeGenius(AdminApi):
     async def audio_features(self, request: web.Request) -> web.Response:
         if (denied := self._spotify_auth(request)) is not None:
             return denied
+        if self.config.spotify_api == "2024":  # not for new / development-mode apps
+            return self._spotify_refused()
         tid = request.match_info["id"]
         if not tid.startswith("sp") or _h("af", tid) % 10 == 0:
             return web.json_response({"error": {"status": 404}}, status=404)
@@ -283,6 +321,12 @@ class FakeGenius(AdminApi):
         if {"n_tracks", "seed"} & set(changes):
             return web.json_response({"error": "the catalog is fixed at start"}, status=400)
         try:
+            if changes.get("cloudflare", "off") not in cloudflare.MODES:
+                raise ValueError(f"cloudflare must be one of {cloudflare.MODES}")
+            if changes.get("spotify_api", "legacy") not in ("legacy", "2024"):
+                raise ValueError("spotify_api must be 'legacy' or '2024'")
+            if changes.get("spotify_blocked", "") not in ("", "token", "search"):
+                raise ValueError("spotify_blocked must be '', 'token' or 'search'")
             self.config.update(changes)
         except ValueError as exc:
             return web.json_response({"error": str(exc)}, status=400)

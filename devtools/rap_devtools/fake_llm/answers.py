@@ -99,15 +99,39 @@ def answer(tracks: list[dict[str, Any]], *, repair: bool) -> tuple[str | None, s
     return content, None, "stop"
 
 
+SOFT_SWITCHES = ("/no_think", "/think")
+
+
+def soft_switch(messages: list[dict[str, Any]]) -> str | None:
+    """Qwen3's soft switch in the last user message that has one (`/no_think` or
+    `/think`; the model follows the most recent), or None."""
+    for m in reversed(messages):
+        text = m.get("content") if m.get("role") == "user" else None
+        if isinstance(text, str):
+            for switch in SOFT_SWITCHES:
+                if text.rstrip().endswith(switch):
+                    return switch
+    return None
+
+
+def _without_switch(text: str) -> str:
+    stripped = text.rstrip()
+    for switch in SOFT_SWITCHES:
+        if stripped.endswith(switch):
+            return stripped[: -len(switch)]
+    return text
+
+
 def tracks_of(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
     """The tracks of a request (the JSON document in the first user message that has
-    one) and whether it is a repair request (it carries an earlier answer)."""
+    one, a trailing soft switch aside) and whether it is a repair request (it carries
+    an earlier answer)."""
     repair = any(m.get("role") == "assistant" for m in messages)
     for m in messages:
         if m.get("role") != "user" or not isinstance(m.get("content"), str):
             continue
         try:
-            doc = json.loads(m["content"])
+            doc = json.loads(_without_switch(m["content"]))
         except ValueError:
             continue
         if isinstance(doc, dict) and isinstance(doc.get("tracks"), list):

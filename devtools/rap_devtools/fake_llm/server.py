@@ -11,6 +11,30 @@ Behaviours (FakeConfig): a latency distribution (log-normal from p50 and p95), a
 sliding-window request limit answered with 429 + Retry-After / retry-after-ms,
 bursts of 500/503 (`fail_next`), a provider that is down, slow answers, an API key
 it insists on, and refusal of JSON-schema response formats.
+
+Modes modelled on the real services (`FakeConfig.mode`), and what they follow:
+    normal          the JSON answer as `content`.
+    think_inline    Qwen3 served without a reasoning parser: thinking inline,
+                    `<think>…</think>\n\n{json}` (Qwen3 model card, "Switching Between
+                    Thinking and Non-Thinking Mode": thinking is on by default and
+                    wrapped in <think>…</think>; with `enable_thinking=False` in the chat
+                    template, or the `/no_think` soft switch in the user message, the
+                    model answers with an empty `<think>\n\n</think>` block first).
+    think_parser    Qwen3 behind vLLM/SGLang with `--reasoning-parser qwen3` (vLLM docs,
+                    "Reasoning Outputs"): the thinking in `message.reasoning_content`,
+                    the answer in `content`; thinking counts against `max_tokens`, so a
+                    budget too small for thinking + answer ends `finish_reason: "length"`
+                    with `content: null` (or the answer cut off). With thinking off it
+                    answers as Qwen3 does then: `<think>\n\n</think>\n\n{json}`.
+    prose_fence     "Here is the analysis:\n```json\n{json}\n```" and a closing remark.
+    empty_choices   HTTP 200 with `choices: []`.
+Thinking is on unless the request carries `chat_template_kwargs.enable_thinking:
+false` or ends its user message with `/no_think` (`thinking_tokens` tokens of it).
+Rate limits as Novita documents them (novita.ai/docs/guides/llm-rate-limits: per-model
+RPM tiers, 30 RPM first tier for qwen3-4b-fp8; an exceeded limit answers HTTP 429 with
+a message, no Retry-After): `retry_after_header=False` drops the header, `rate_limit`
+below the client's budget is "a provider limit below our budget", `always_429` is a
+permanent 429. Every request's body, messages aside, is in the log (`body`).
 """
 
 from __future__ import annotations
@@ -46,6 +70,11 @@ class FakeConfig(Settings):
     down: bool = False  # every request fails with fail_status
     slow_seconds: float = 0.0  # extra delay for tracks marked @@SLOW@@
     reject_json_schema: bool = False  # 400 on response_format json_schema
+    context_length: int | None = None  # 400 "maximum context length" above this many tokens
+    mode: str = "normal"  # normal | think_inline | think_parser | prose_fence | empty_choices
+    thinking_tokens: int = 600  # how long the model thinks when thinking is on
+    retry_after_header: bool = True  # False: 429 without Retry-After (as Novita's)
+    always_429: bool = False  # every request is answered 429 (a permanent limit)
 
 
 class FakeProvider(AdminApi):
@@ -110,6 +139,8 @@ class FakeProvider(AdminApi):
             return _error(400, "the body is not JSON", "invalid_request_error")
         tracks, repair = answers.tracks_of(body.get("messages") or [])
         entry.update(tracks=[str(t.get("id")) for t in tracks], repair=repair)
+        entry["body"] = {k: v for k, v in body.items() if k != "messages"}
+        entry["switch"] = answers.soft_switch(body.get("messages") or [])
         status, response = await self._chat(request, body, tracks, repair, now, entry)
         entry["status"] = status
         return response
@@ -136,10 +167,20 @@ class FakeProvider(AdminApi):
             return 400, _error(
                 400, "response_format json_schema is not supported", "invalid_request_error"
             )
-        wait = self._rate_limited(now)
+        prompt_chars = sum(len(str(m.get("content") or "")) for m in body.get("messages") or [])
+        if c.context_length and prompt_chars / CHARS_PER_TOKEN > c.context_length:
+            return 400, _error(
+                400,
+                f"This model's maximum context length is {c.context_length} tokens.",
+                "context_length_exceeded",
+            )
+        wait = 60.0 if c.always_429 else self._rate_limited(now)
         if wait is not None:
-            headers = {"retry-after": str(max(1, math.ceil(wait))),
-                       "retry-after-ms": str(max(1, math.ceil(wait * 1000)))}  # fmt: skip
+            headers = (
+                {"retry-after": str(max(1, math.ceil(wait))),
+                 "retry-after-ms": str(max(1, math.ceil(wait * 1000)))}
+                if c.retry_after_header else None
+            )  # fmt: skip
             return 429, _error(
                 429, "Rate limit reached for requests", "rate_limit_exceeded", headers
             )
@@ -149,28 +190,65 @@ class FakeProvider(AdminApi):
         if delay:
             await asyncio.sleep(delay)
         content, refusal, finish = answers.answer(tracks, repair=repair)
-        prompt_chars = sum(len(str(m.get("content") or "")) for m in body.get("messages") or [])
+        content, reasoning, finish, thought_tokens = self._mode(body, content, finish)
         p, k = (
             math.ceil(prompt_chars / CHARS_PER_TOKEN),
-            math.ceil(len(content or "") / CHARS_PER_TOKEN),
+            math.ceil(len(content or "") / CHARS_PER_TOKEN) + thought_tokens,
         )
         entry["usage"] = {"prompt": p, "completion": k}
+        entry["finish_reason"] = finish
+        message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": refusal}
+        if reasoning is not None:
+            message["reasoning_content"] = reasoning
+        if c.mode == "empty_choices":
+            choices: list[dict[str, Any]] = []
+        else:
+            choices = [{"index": 0, "message": message, "finish_reason": finish}]
         return 200, web.json_response(
             {
                 "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": body.get("model") or c.model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": content, "refusal": refusal},
-                        "finish_reason": finish,
-                    }
-                ],
+                "choices": choices,
                 "usage": {"prompt_tokens": p, "completion_tokens": k, "total_tokens": p + k},
             }
         )
+
+    def _mode(
+        self, body: dict[str, Any], content: str | None, finish: str
+    ) -> tuple[str | None, str | None, str, int]:
+        """(content, reasoning_content, finish_reason, thinking tokens) in the mode."""
+        c = self.config
+        if content is None or finish != "stop":
+            return content, None, finish, 0
+        if c.mode == "prose_fence":
+            text = f"Here is the analysis:\n```json\n{content}\n```\nLet me know if you need more."
+            return text, None, finish, 0
+        if c.mode not in ("think_inline", "think_parser"):
+            return content, None, finish, 0
+        kwargs = body.get("chat_template_kwargs") or {}
+        thinking = kwargs.get("enable_thinking", True) is not False
+        if answers.soft_switch(body.get("messages") or []) == "/no_think":
+            thinking = False
+        if not thinking:  # Qwen3 with thinking off: an empty block, then the answer
+            return f"<think>\n\n</think>\n\n{content}", None, finish, 0
+        budget = int(body.get("max_tokens") or body.get("max_completion_tokens") or 1 << 30)
+        thought = ("Let me look at the lyrics line by line. " * (c.thinking_tokens // 10 + 1))[
+            : c.thinking_tokens * CHARS_PER_TOKEN
+        ]
+        answer_tokens = math.ceil(len(content) / CHARS_PER_TOKEN)
+        if c.mode == "think_inline":
+            text = f"<think>\n{thought}\n</think>\n\n{content}"
+            if budget < c.thinking_tokens + answer_tokens:
+                return text[: budget * CHARS_PER_TOKEN], None, "length", 0
+            return text, None, finish, 0
+        if budget <= c.thinking_tokens:  # the budget ran out while thinking
+            return None, thought[: budget * CHARS_PER_TOKEN], "length", budget
+        left = budget - c.thinking_tokens
+        if left < answer_tokens:
+            return content[: left * CHARS_PER_TOKEN], thought, "length", c.thinking_tokens
+        return content, thought, finish, c.thinking_tokens
 
     async def set_config(self, request: web.Request) -> web.Response:
         try:

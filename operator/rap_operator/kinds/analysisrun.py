@@ -71,6 +71,7 @@ ANALYSIS = RunKind(
     status_args=lambda run: {
         "pricing": pricing_for_spec(run.spec),
         "dry_run": bool(run.spec.get("dryRun")),
+        "failure_threshold": run.spec.get("failureThreshold"),
     },
     extra_status=_analysis_extra,
 )

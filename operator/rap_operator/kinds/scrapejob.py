@@ -6,7 +6,10 @@
 - pods: `python -m analyzer_runtime scrape`, credentials from their Secrets as
   GENIUS_ACCESS_TOKEN / SPOTIFY_CLIENT_ID / SPOTIFY_CLIENT_SECRET.
 - status: artists are the items; songs found, new/updated tracks, duplicates,
-  failures from the per-shard scrape counters (O(shards)).
+  failures, blocked songs from the per-shard scrape counters (O(shards)); with
+  spec.spotify the `SpotifyUnavailable` condition. What shards noted once (Spotify
+  refused the app, audio features off, Genius blocking songs) becomes one Event each
+  (Warning for the first and the last).
 - chaining: when the job succeeds and has `spec.analyze`, the operator creates that
   AnalysisRun, owned by the ScrapeJob, with `selection.scrapeRun` = the job's uid
   (exactly the tracks it inserted or updated) and the job's database, and names it
@@ -25,7 +28,7 @@ import kopf
 from analyzer_runtime import protocol
 from analyzer_runtime.scrape import store
 from analyzer_runtime.scrape.planning import plan_scrape
-from analyzer_runtime.scrape.status import scrape_fields
+from analyzer_runtime.scrape.status import scrape_fields, spotify_condition
 from analyzer_runtime.scrape.worker import GENIUS_TOKEN_ENV, SPOTIFY_ID_ENV, SPOTIFY_SECRET_ENV
 from analyzer_runtime.spec import load_scrape_manifest
 from analyzer_runtime.spec.scrape_models import (
@@ -115,12 +118,50 @@ def _refused(planned: JSON, current: JSON) -> str | None:
     )
 
 
+_NOTE_EVENTS = {
+    store.SPOTIFY_UNAVAILABLE: ("Warning", "SpotifyUnavailable"),
+    store.AUDIO_FEATURES_OFF: ("Normal", "AudioFeaturesOff"),
+    store.GENIUS_BLOCKED: ("Warning", "GeniusBlocked"),
+}
+
+
+def _run_body(run: protocol.Run) -> JSON:
+    """Enough of the resource for an Event's involvedObject."""
+    return {
+        "apiVersion": manifests.GROUP_VERSION,
+        "kind": "ScrapeJob",
+        "metadata": {"name": run.name, "namespace": run.namespace, "uid": run.uid},
+    }
+
+
+def _announce(run: protocol.Run, notes: list[store.Note]) -> None:
+    for n in notes:
+        etype, reason = _NOTE_EVENTS.get(n.kind, ("Normal", "ScrapeNote"))
+        message = n.message
+        if n.kind == store.GENIUS_BLOCKED:
+            message = (
+                f"Genius answers Cloudflare challenges; songs are failed as blocked ({n.message})"
+            )
+        try:
+            kopf.event(_run_body(run), type=etype, reason=reason, message=message[:1000])
+        except LookupError:  # not inside the operator (tests): no Event poster
+            pass
+
+
 async def _extra_status(conn: asyncpg.Connection, run: protocol.Run, status: JSON) -> JSON:
     counters = await store.read_counters(conn, run.id)
     failed = await store.failed_artists(conn, run.id) if status.get("failed") else []
-    return scrape_fields(
-        status, counters, spotify=bool(run.spec.get("spotify")), failed_artists=failed
-    )
+    notes = await store.read_notes(conn, run.id)
+    spotify = bool(run.spec.get("spotify"))
+    out = scrape_fields(status, counters, spotify=spotify, failed_artists=failed, notes=notes)
+    if spotify:
+        conditions = list(status.get("conditions") or [])
+        generation = conditions[0].get("observedGeneration", 1) if conditions else 1
+        cond = spotify_condition(notes, generation=generation, since=run.created_at)
+        out["conditions"] = [c for c in conditions if c.get("type") != cond["type"]] + [cond]
+    if any(not n.announced for n in notes.values()):
+        _announce(run, await store.claim_announcements(conn, run.id))
+    return out
 
 
 # ---- chaining ----------------------------------------------------------------------

@@ -126,3 +126,41 @@ def test_a_dry_run_plans_and_estimates_without_a_job_or_a_request(
     assert fake.log() == []
     reasons = [e["reason"] for e in env.events(namespace, "estimate-only")]
     assert "Planned" in reasons and "JobCreated" not in reasons
+
+
+def test_a_thinking_qwen3_behind_a_reasoning_parser_is_analyzed(
+    env: Env, namespace: str, fake: FakeLLM
+) -> None:
+    """The `novita` preset against a provider that thinks unless told not to, with a
+    reasoning parser that spends max_tokens on thinking (issue 11)."""
+    fake.reset()
+    fake.configure(mode="think_parser")
+    try:
+        env.db_secret(namespace, env.new_database())
+        env.kube.post(
+            f"/api/v1/namespaces/{namespace}/secrets",
+            {"metadata": {"name": "llm-key"}, "type": "Opaque", "stringData": {"apiKey": KEY}},
+        )
+        m = run_manifest(
+            "thinking", analyzer="llm", shards=2, parallelism=2, batchSize=10,
+            selection={"limit": 40}, rateLimit={"requestsPerMinute": 6000},
+            retry={"initialBackoffSeconds": 0.05},
+            llm={"provider": "novita", "baseURL": fake.url,
+                 "apiKeySecretRef": {"name": "llm-key", "key": "apiKey"}},
+        )  # fmt: skip
+        assert env.apply(namespace, m).returncode == 0
+        st = env.wait_status(
+            namespace, "thinking", lambda s: s.get("phase") in ("Succeeded", "Failed"), timeout=240
+        )
+        assert st["phase"] == "Succeeded", json.dumps(st, indent=1)
+        llm = env.sql(
+            _db(env, namespace), "SELECT count(*) FROM analysis_results WHERE analyzer_type = 'llm'"
+        )
+        assert llm >= 0.95 * 40, llm
+        # Thinking was turned off the way Qwen3 documents it.
+        bodies = [e.get("body") or {} for e in fake.log()]
+        assert bodies and all(
+            (b.get("chat_template_kwargs") or {}).get("enable_thinking") is False for b in bodies
+        ), bodies[:2]
+    finally:
+        fake.configure(mode="normal")

@@ -289,3 +289,27 @@ def test_a_missing_secret_or_configmap_keeps_the_job_pending_saying_so(
         assert env.jobs(namespace, uid) == []
         if name == "nosecret":
             secret(env, namespace, "genius", {"token": TOKEN})  # present for the next case
+
+
+def test_songs_behind_a_cloudflare_challenge_are_blocked_not_skipped(
+    env: Env, namespace: str, genius: FakeGeniusServer
+) -> None:
+    """Genius's song pages behind Cloudflare's challenge (issue 11): the status and the
+    Events say `blocked`; the skipped count stays what the catalog really has."""
+    setup(env, namespace)
+    names = genius.catalog.names(4)
+    want = genius.catalog.expected(names, 6)
+    genius.configure(cloudflare="challenge", cloudflare_every=3)
+    try:
+        res = env.apply(
+            namespace,
+            scrapejob("cf", genius, names, maxSongsPerArtist=6, retry={"requestRetries": 1,
+                      "initialBackoffSeconds": 0.05}),
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        st = wait_status(env, namespace, "cf", phase("Succeeded"))
+    finally:
+        genius.configure(cloudflare="off")
+    assert st["blocked"] > 0, json.dumps(st, indent=1)
+    assert st["songsSkipped"] == want["skipped"]
+    assert "GeniusBlocked" in [e["reason"] for e in events(env, namespace, "cf")]
