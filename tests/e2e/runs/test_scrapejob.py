@@ -299,7 +299,9 @@ def test_songs_behind_a_cloudflare_challenge_are_blocked_not_skipped(
     setup(env, namespace)
     names = genius.catalog.names(4)
     want = genius.catalog.expected(names, 6)
-    genius.configure(cloudflare="challenge", cloudflare_every=3)
+    # The 200 "Just a moment..." interstitial: the page that used to pass for a song
+    # without lyrics.
+    genius.configure(cloudflare="interstitial", cloudflare_every=3)
     try:
         res = env.apply(
             namespace,
@@ -311,5 +313,8 @@ def test_songs_behind_a_cloudflare_challenge_are_blocked_not_skipped(
     finally:
         genius.configure(cloudflare="off")
     assert st["blocked"] > 0, json.dumps(st, indent=1)
-    assert st["songsSkipped"] == want["skipped"]
+    assert st["songFailures"] >= st["blocked"]
+    # Only the catalog's empty and instrumental songs are skipped (some of those were
+    # challenged too, and count as blocked).
+    assert st["songsSkipped"] <= want["skipped"]
     assert "GeniusBlocked" in [e["reason"] for e in events(env, namespace, "cf")]
