@@ -95,7 +95,7 @@ def run_one(
     from analyzer_runtime.localrun import run_local
 
     # Enough work for the measured minutes plus one more, so the run never runs dry.
-    tracks = budget * k * (windows + 1)
+    tracks = min(budget, provider_limit or budget) * k * (windows + 1)
     with tempfile.TemporaryDirectory(prefix="rap-bench-llm-") as tmp:
         server = embedded.start(Path(tmp) / "pgdata")
         url = server.get_uri()
