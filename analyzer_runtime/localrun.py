@@ -151,29 +151,33 @@ async def _drive(
     (or, once `stopping` is set, until the running ones have stopped)."""
     queue = list(range(job.shards))
     waiting: dict[asyncio.Task[int], int] = {}
-    while (queue and not stopping.is_set()) or waiting:
-        while queue and len(job.running) < job.parallelism and not stopping.is_set():
-            shard = queue.pop(0)
-            proc = await _spawn(url, uid, shard)
-            job.running[shard] = proc
-            waiting[asyncio.create_task(proc.wait())] = shard
-        finished, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-        for task in finished:
-            shard = waiting.pop(task)
-            proc = job.running.pop(shard)
-            stderr = (await proc.stderr.read()).decode(errors="replace") if proc.stderr else ""
-            if task.result() == 0:
-                job.completed.add(shard)
-                continue
-            if stopping.is_set() and task.result() in (SHARD_STOPPED, -signal.SIGTERM):
-                queue.append(shard)  # stopped as asked, not failed: it resumes later
-                continue
-            errors[shard] = (stderr.strip().splitlines() or ["(no output)"])[-1]
-            job.failures[shard] = job.failures.get(shard, 0) + 1
-            if job.failures[shard] > job.backoff_limit_per_index:
-                job.failed.add(shard)
-            else:
-                queue.append(shard)
+    try:
+        while (queue and not stopping.is_set()) or waiting:
+            while queue and len(job.running) < job.parallelism and not stopping.is_set():
+                shard = queue.pop(0)
+                proc = await _spawn(url, uid, shard)
+                job.running[shard] = proc
+                waiting[asyncio.create_task(proc.wait())] = shard
+            finished, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            for task in finished:
+                shard = waiting.pop(task)
+                proc = job.running.pop(shard)
+                stderr = (await proc.stderr.read()).decode(errors="replace") if proc.stderr else ""
+                if task.result() == 0:
+                    job.completed.add(shard)
+                    continue
+                if stopping.is_set() and task.result() in (SHARD_STOPPED, -signal.SIGTERM):
+                    queue.append(shard)  # stopped as asked, not failed: it resumes later
+                    continue
+                errors[shard] = (stderr.strip().splitlines() or ["(no output)"])[-1]
+                job.failures[shard] = job.failures.get(shard, 0) + 1
+                if job.failures[shard] > job.backoff_limit_per_index:
+                    job.failed.add(shard)
+                else:
+                    queue.append(shard)
+    finally:
+        for task in waiting:  # cancelled (the runner hit an error): no dangling waits
+            task.cancel()
 
 
 async def run_local(
@@ -253,12 +257,14 @@ async def run_local(
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
             if not driver.done():  # an error (e.g. the database went away): no orphans
-                job.signal_all(signal.SIGKILL)
-                for proc in job.running.values():
-                    await proc.wait()
+                # The driver first, so that it neither starts a shard nor changes the
+                # running set while we reap them.
                 driver.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await driver
+                job.signal_all(signal.SIGKILL)
+                for proc in list(job.running.values()):
+                    await proc.wait()
         for shard, msg in sorted(errors.items()):
             console.print(f"shard {shard}: {msg}", highlight=False, style="yellow")
         if signals and len(job.completed) + len(job.failed) < job.shards:
