@@ -195,6 +195,11 @@ def dns_subdomain_problem(value: str) -> str | None:
     return None
 
 
+def cel_string(text: str) -> str:
+    """`text` as a CEL string literal."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def cel_rule(rule: str, message: str, **extra: str) -> dict[str, str]:
     """One `x-kubernetes-validations` entry; kept next to the Python check it mirrors."""
     return {"rule": rule, "message": message, **extra}

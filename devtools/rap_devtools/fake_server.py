@@ -1,6 +1,11 @@
 """What the fakes (fake_genius, fake_llm) share: `FakeServerProcess`, a fake HTTP
 server run as a child process on a free loopback port and driven over its JSON admin
-API, and the `python -m` side of it (`serve`, `main`)."""
+API, and the `python -m` side of it (`serve`, `main`).
+
+It fakes no service itself: each fake's own module docstring names the public
+documents of the service it plays (fake_llm/server.py: OpenAI's API reference, the
+Qwen3 model card, vLLM, Novita; fake_genius: docs.genius.com (catalog.py), Cloudflare's
+challenge pages, Spotify's Web API and its Nov 2024 changes)."""
 
 from __future__ import annotations
 

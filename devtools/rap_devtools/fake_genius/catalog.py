@@ -1,5 +1,9 @@
 """What the fake Genius knows: artists and songs built from the synthetic corpus.
 
+The API shapes follow the Genius API documentation (https://docs.genius.com/):
+`GET /search` hits with `result.primary_artist`, `GET /artists/:id/songs` paginated
+with `next_page` (null on the last page), `GET /songs/:id` with the song's `url`.
+
 The synthetic tracks 0..n-1 (analyzer_runtime.corpus.synthetic, seed `seed`) are
 grouped by artist; artists are ranked by song count (ties by name), and each
 artist's listing is ordered by a deterministic popularity. Song `i` has Genius id

@@ -1,5 +1,11 @@
 """Song pages shaped like genius.com's, in three markups (see catalog.py).
 
+Genius publishes no document of its page markup (its API has no lyrics: "we can't
+return lyrics through the API", https://docs.genius.com/); these follow the public
+song pages (genius.com/<Artist>-<title>-lyrics) as served since 2020, and the markup
+the LyricsGenius client parses (https://github.com/johnwmillr/LyricsGenius,
+`data-lyrics-container`, the older `div.lyrics`).
+
 `current`: today's markup - the lyrics split over two `data-lyrics-container` divs
 around an ad, a contributors header marked `data-exclude-from-selection` inside the
 first one, annotation links (`ReferentFragment` anchors around spans, sometimes over

@@ -1,6 +1,12 @@
 """What the fake model answers: deterministic analyses derived from the lyrics, and
 the misbehaviours a test can ask for by putting a marker in a track's lyrics.
 
+The answer object follows OpenAI's Chat Completions reference
+(https://platform.openai.com/docs/api-reference/chat/object): `choices[].message`
+with `content` and `refusal`, `finish_reason` "stop" or "length" (cut off at
+`max_tokens`), and `usage`; refusals as the Structured Outputs guide shows them
+(https://platform.openai.com/docs/guides/structured-outputs#refusals).
+
 Markers (anywhere in the lyrics):
     @@MALFORMED@@        the whole answer is broken JSON, the repair too
     @@MALFORMED_ONCE@@   broken JSON, but a repair request gets a valid answer

@@ -39,15 +39,19 @@ def fake(fake_server: FakeLLM, monkeypatch: pytest.MonkeyPatch) -> FakeLLM:
 
 
 def manifest(
-    name: str, url: str, *, llm: dict[str, Any] | None = None, **spec: Any
+    name: str,
+    url: str,
+    *,
+    llm: dict[str, Any] | None = None,
+    provider: str = "custom",
+    **spec: Any,
 ) -> AnalysisRunManifest:
-    options = {
-        "provider": "custom",
-        "baseURL": url,
-        "model": MODEL,
-        "pricing": PRICING,
-        **(llm or {}),
-    }
+    """An llm AnalysisRun against the fake at `url`: the `custom` provider with the
+    fake's model and prices, or a preset (e.g. `novita`) with only its base URL moved."""
+    base: dict[str, Any] = {"provider": provider, "baseURL": url}
+    if provider == "custom":
+        base |= {"model": MODEL, "pricing": PRICING}
+    options = {**base, **(llm or {})}
     doc = {
         "apiVersion": "rapanalyzer.io/v1alpha1",
         "kind": "AnalysisRun",

@@ -20,8 +20,7 @@ from analyzer_runtime.analyzers.llm.client import (
     RetrySettings,
 )
 from analyzer_runtime.seed import seed
-from analyzer_runtime.spec import load_manifest
-from tests.integration.llm.support import plan, run_shards, status
+from tests.integration.llm.support import manifest, plan, run_shards, status
 
 pytestmark = pytest.mark.timeout(180)
 FAST = RetrySettings(initial_backoff=0.01, max_backoff=0.05)
@@ -30,19 +29,10 @@ TRACKS = 20
 
 
 def _novita(name: str, url: str, *, llm: dict[str, Any] | None = None, **spec: Any) -> Any:
-    doc = {
-        "apiVersion": "rapanalyzer.io/v1alpha1",
-        "kind": "AnalysisRun",
-        "metadata": {"name": name},
-        "spec": {
-            "analyzer": "llm",
-            "llm": {"provider": "novita", "baseURL": url, **(llm or {})},
-            "retry": {"initialBackoffSeconds": 0.01, "maxBackoffSeconds": 0.05},
-            "batchSize": 10,
-            **spec,
-        },
-    }
-    return load_manifest(doc)
+    retry = {"initialBackoffSeconds": 0.01, "maxBackoffSeconds": 0.05}
+    return manifest(
+        name, url, provider="novita", llm=llm, **{"retry": retry, "batchSize": 10, **spec}
+    )
 
 
 async def _llm_rows(pool: asyncpg.Pool) -> dict[str, list[dict[str, Any]]]:
