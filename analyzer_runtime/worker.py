@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -48,6 +48,31 @@ class ShardReport:
     skipped: int = 0
     finished: bool = False
     stopped: bool = False
+
+
+class ProgressLog:
+    """A progress line per interval, the first after the first batch: what
+    `kubectl logs` of a shard pod shows while it works."""
+
+    def __init__(
+        self, interval: float = 5.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.interval = interval
+        self.clock = clock
+        self.started = clock()
+        self.last: float | None = None
+
+    def line(self, report: ShardReport) -> str | None:
+        now = self.clock()
+        if self.last is not None and now - self.last < self.interval:
+            return None
+        self.last = now
+        n = report.done + report.failed + report.skipped
+        rate = n / max(now - self.started, 1e-6)
+        return (
+            f"shard {report.shard}: {report.done} done, {report.failed} failed,"
+            f" {report.skipped} skipped in {report.batches} batches ({rate:.1f} items/s)"
+        )
 
 
 async def fetch_tracks(conn: asyncpg.Connection, ids: Sequence[int]) -> dict[int, TrackInput]:
@@ -110,6 +135,8 @@ async def run_shard(
     except ValueError as exc:
         raise FatalError(str(exc)) from None
     name = analyzer.name
+    progress = ProgressLog()
+    log.info("shard %d of run %s: started (attempt %d)", shard, run.name, report.attempt)
     try:
         async with protocol.holding_leases(pool, run.id, shard, claimer):
             while not stop.set:
@@ -152,6 +179,8 @@ async def run_shard(
                 for r in results_of.values():
                     metrics.ANALYZER_SECONDS.labels(name).observe(r.processing_time_ms / 1000)
                 metrics.BATCH_SECONDS.labels(name).observe(time.perf_counter() - started)
+                if line := progress.line(report):
+                    log.info("%s", line)
     finally:
         await analyzer.aclose()
     report.stopped = stop.set and not report.finished

@@ -46,6 +46,109 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMP_PREFIX = "rap-cluster-"
 
 
+class ClusterAccess:
+    """kubectl and API clients for a cluster that has ``controlplane``,
+    ``bin_dir`` and ``workdir`` (the process-kubelet and real-node clusters)."""
+
+    controlplane: ControlPlane
+    bin_dir: Path
+    workdir: Path
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.controlplane.kubeconfig
+
+    @property
+    def server(self) -> str:
+        return self.controlplane.server
+
+    def kubectl(
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = False,
+        timeout: float = 60.0,
+        kubeconfig: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run bin/kubectl against this cluster; text output, never raises
+        on a non-zero exit unless ``check``."""
+        argv = [
+            str(self.bin_dir / "kubectl"),
+            f"--kubeconfig={kubeconfig or self.kubeconfig}",
+            # Discovery cache inside the cluster's dir, not the user's ~/.kube.
+            f"--cache-dir={self.workdir / 'kubectl-cache'}",
+        ]
+        return subprocess.run(
+            [*argv, *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=check,
+        )
+
+    def api_client(self, kubeconfig: Path | None = None) -> ApiClient:
+        """A ``kubernetes`` client ApiClient (close it, or use ``with``)."""
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=str(kubeconfig or self.kubeconfig))
+
+    def kube_api(self, kubeconfig: Path | None = None) -> KubeApi:
+        """The dev tools' small JSON client (dicts in, dicts out)."""
+        return KubeApi(kubeconfig or self.kubeconfig)
+
+    def make_kubeconfig_for_serviceaccount(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        path: Path | None = None,
+        expiration_seconds: int = 86400,
+    ) -> Path:
+        """A kubeconfig that authenticates as ServiceAccount ``namespace/name``
+        with a bound token from the TokenRequest API (so its RBAC applies)."""
+        api = self.kube_api()
+        try:
+            resp = api.post(
+                f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+                {
+                    "apiVersion": "authentication.k8s.io/v1",
+                    "kind": "TokenRequest",
+                    "spec": {"expirationSeconds": expiration_seconds},
+                },
+            )
+        finally:
+            api.close()
+        assert self.controlplane.pki is not None
+        return write_kubeconfig(
+            path or self.workdir / f"kubeconfig-sa-{namespace}-{name}",
+            self.server,
+            self.controlplane.pki.ca.cert.read_bytes(),
+            user=f"system:serviceaccount:{namespace}:{name}",
+            token=resp["status"]["token"],
+            namespace=namespace,
+        )
+
+    def make_kubeconfig_for_user(
+        self, user: str, groups: tuple[str, ...] = (), *, path: Path | None = None
+    ) -> Path:
+        """A kubeconfig with a client certificate for ``user`` in ``groups``
+        (no RBAC granted: bind roles to the user to give it any)."""
+        pki = self.controlplane.pki
+        assert pki is not None
+        ca = pkimod.CertificateAuthority.load(pki.ca)
+        cert, key = ca.issue(user, orgs=groups)
+        safe = user.replace(":", "-").replace("/", "-")
+        return write_kubeconfig(
+            path or self.workdir / f"kubeconfig-user-{safe}",
+            self.server,
+            pki.ca.cert.read_bytes(),
+            user=user,
+            cert_pem=cert,
+            key_pem=key,
+        )
+
+
 class KubeletHandle:
     """What tests need from the process kubelet running beside the cluster."""
 
@@ -87,7 +190,7 @@ class KubeletHandle:
         return out
 
 
-class LocalCluster:
+class LocalCluster(ClusterAccess):
     """etcd + kube-apiserver + kube-controller-manager + process kubelet.
 
     ``workdir`` None: everything lives in a temp dir removed by ``stop()``.
@@ -183,14 +286,6 @@ class LocalCluster:
 
     # -- access ----------------------------------------------------------------
 
-    @property
-    def kubeconfig(self) -> Path:
-        return self.controlplane.kubeconfig
-
-    @property
-    def server(self) -> str:
-        return self.controlplane.server
-
     def pids(self) -> dict[str, int]:
         """Every process this cluster started that is (or was) running."""
         pids = self.controlplane.pids()
@@ -198,89 +293,3 @@ class LocalCluster:
             pids["kubelet"] = self.kubelet.pid
         pids.update({f"pod:{k}": v for k, v in self.kubelet.pod_pids().items()})
         return pids
-
-    def kubectl(
-        self,
-        *args: str,
-        input: str | None = None,
-        check: bool = False,
-        timeout: float = 60.0,
-        kubeconfig: Path | None = None,
-    ) -> subprocess.CompletedProcess[str]:
-        """Run bin/kubectl against this cluster; text output, never raises
-        on a non-zero exit unless ``check``."""
-        argv = [
-            str(self.bin_dir / "kubectl"),
-            f"--kubeconfig={kubeconfig or self.kubeconfig}",
-            # Discovery cache inside the cluster's dir, not the user's ~/.kube.
-            f"--cache-dir={self.workdir / 'kubectl-cache'}",
-        ]
-        return subprocess.run(
-            [*argv, *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=check,
-        )
-
-    def api_client(self, kubeconfig: Path | None = None) -> ApiClient:
-        """A ``kubernetes`` client ApiClient (close it, or use ``with``)."""
-        from kubernetes import config
-
-        return config.new_client_from_config(config_file=str(kubeconfig or self.kubeconfig))
-
-    def kube_api(self, kubeconfig: Path | None = None) -> KubeApi:
-        """The dev tools' small JSON client (dicts in, dicts out)."""
-        return KubeApi(kubeconfig or self.kubeconfig)
-
-    def make_kubeconfig_for_serviceaccount(
-        self,
-        namespace: str,
-        name: str,
-        *,
-        path: Path | None = None,
-        expiration_seconds: int = 86400,
-    ) -> Path:
-        """A kubeconfig that authenticates as ServiceAccount ``namespace/name``
-        with a bound token from the TokenRequest API (so its RBAC applies)."""
-        api = self.kube_api()
-        try:
-            resp = api.post(
-                f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
-                {
-                    "apiVersion": "authentication.k8s.io/v1",
-                    "kind": "TokenRequest",
-                    "spec": {"expirationSeconds": expiration_seconds},
-                },
-            )
-        finally:
-            api.close()
-        assert self.controlplane.pki is not None
-        return write_kubeconfig(
-            path or self.workdir / f"kubeconfig-sa-{namespace}-{name}",
-            self.server,
-            self.controlplane.pki.ca.cert.read_bytes(),
-            user=f"system:serviceaccount:{namespace}:{name}",
-            token=resp["status"]["token"],
-            namespace=namespace,
-        )
-
-    def make_kubeconfig_for_user(
-        self, user: str, groups: tuple[str, ...] = (), *, path: Path | None = None
-    ) -> Path:
-        """A kubeconfig with a client certificate for ``user`` in ``groups``
-        (no RBAC granted: bind roles to the user to give it any)."""
-        pki = self.controlplane.pki
-        assert pki is not None
-        ca = pkimod.CertificateAuthority.load(pki.ca)
-        cert, key = ca.issue(user, orgs=groups)
-        safe = user.replace(":", "-").replace("/", "-")
-        return write_kubeconfig(
-            path or self.workdir / f"kubeconfig-user-{safe}",
-            self.server,
-            pki.ca.cert.read_bytes(),
-            user=user,
-            cert_pem=cert,
-            key_pem=key,
-        )

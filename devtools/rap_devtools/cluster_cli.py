@@ -25,7 +25,11 @@ import time
 from pathlib import Path
 
 from rap_devtools.cluster import REPO_ROOT, LocalCluster
-from rap_devtools.procs import pid_alive, terminate_group
+from rap_devtools.procs import ManagedProcess, pid_alive, terminate_group
+from rap_devtools.realnode.cluster import RealNodeCluster
+from rap_devtools.realnode.runtime import import_docker_images
+
+NODES = ("process", "real")
 
 
 def _paths(workdir: Path) -> dict[str, Path]:
@@ -46,13 +50,24 @@ def _supervisor_pid(workdir: Path) -> int | None:
     return pid if pid_alive(pid) else None
 
 
-def serve(workdir: Path, bin_dir: Path, max_pods: int) -> int:
+def _watched(cluster: LocalCluster | RealNodeCluster) -> list[ManagedProcess]:
+    """The node-side processes whose exit ends the cluster."""
+    if isinstance(cluster, RealNodeCluster):
+        return [*cluster.processes, cluster.containerd.process]
+    return [cluster.kubelet.process]
+
+
+def serve(workdir: Path, bin_dir: Path, max_pods: int, node: str = "process") -> int:
     p = _paths(workdir)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     p["pid"].write_text(f"{os.getpid()}\n")
-    cluster = LocalCluster(workdir, bin_dir, kubeconfig=p["kubeconfig"], max_pods=max_pods)
+    cluster: LocalCluster | RealNodeCluster
+    if node == "real":
+        cluster = RealNodeCluster(workdir, bin_dir, kubeconfig=p["kubeconfig"])
+    else:
+        cluster = LocalCluster(workdir, bin_dir, kubeconfig=p["kubeconfig"], max_pods=max_pods)
     try:
         cluster.start()
         p["pids"].write_text(json.dumps(cluster.pids(), indent=2))
@@ -61,9 +76,9 @@ def serve(workdir: Path, bin_dir: Path, max_pods: int) -> int:
         while not stop.wait(1.0):
             # Pods come and go; keep the sweep list current for `down`.
             p["pids"].write_text(json.dumps(cluster.pids(), indent=2))
-            for name, proc in (("kubelet", cluster.kubelet.process),):
+            for proc in _watched(cluster):
                 if not proc.running():
-                    print(f"{name} exited; stopping the cluster", flush=True)
+                    print(f"{proc.name} exited; stopping the cluster", flush=True)
                     stop.set()
         return 0
     finally:
@@ -74,7 +89,7 @@ def serve(workdir: Path, bin_dir: Path, max_pods: int) -> int:
         print("stopped", flush=True)
 
 
-def up(workdir: Path, bin_dir: Path, max_pods: int, timeout: float) -> int:
+def up(workdir: Path, bin_dir: Path, max_pods: int, timeout: float, node: str = "process") -> int:
     p = _paths(workdir)
     if _supervisor_pid(workdir) and p["ready"].exists():
         print(f"already running; kubeconfig: {p['kubeconfig']}")
@@ -84,7 +99,7 @@ def up(workdir: Path, bin_dir: Path, max_pods: int, timeout: float) -> int:
     p["log"].parent.mkdir(parents=True, exist_ok=True)
     p["ready"].unlink(missing_ok=True)
     argv = [sys.executable, "-m", "rap_devtools.cluster_cli", "serve", f"--workdir={workdir}"]
-    argv += [f"--bin-dir={bin_dir}", f"--max-pods={max_pods}"]
+    argv += [f"--bin-dir={bin_dir}", f"--max-pods={max_pods}", f"--node={node}"]
     with open(p["log"], "ab") as log:
         # Its own session and no tie to this process: it must outlive `make`.
         proc = subprocess.Popen(
@@ -102,7 +117,13 @@ def up(workdir: Path, bin_dir: Path, max_pods: int, timeout: float) -> int:
         time.sleep(0.2)
     print(f"cluster up: {p['ready'].read_text().strip()}")
     print(f"  kubectl --kubeconfig {p['kubeconfig']} get nodes")
-    print(f"  pod logs: {workdir / 'pods'}/<namespace>_<pod>.log; stop with: make cluster-down")
+    if node == "real":
+        print(
+            "  real node: kubectl logs works; images: docker save IMAGE | ctr import (make node-load)"
+        )
+    else:
+        print(f"  pod logs: {workdir / 'pods'}/<namespace>_<pod>.log")
+    print("  stop with: make cluster-down")
     return 0
 
 
@@ -131,6 +152,17 @@ def down(workdir: Path) -> int:
     return 0
 
 
+def load(workdir: Path, images: list[str]) -> int:
+    """Docker images into the running real node's containerd (like `kind load`)."""
+    sock = workdir / "node" / "containerd" / "containerd.sock"
+    if not sock.exists():
+        print("no real node running here: `make cluster-up NODE=real` first", file=sys.stderr)
+        return 1
+    import_docker_images(sock, images)
+    print(f"loaded into the node: {' '.join(images)}")
+    return 0
+
+
 def status(workdir: Path) -> int:
     p = _paths(workdir)
     pid = _supervisor_pid(workdir)
@@ -147,21 +179,26 @@ def status(workdir: Path) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m rap_devtools.cluster_cli")
-    ap.add_argument("command", choices=["up", "down", "status", "serve"])
+    ap.add_argument("command", choices=["up", "down", "status", "serve", "load"])
+    ap.add_argument("images", nargs="*", help="with `load`: Docker images to load into the node")
     ap.add_argument("--workdir", type=Path, default=REPO_ROOT / ".cluster")
     ap.add_argument("--bin-dir", type=Path, default=REPO_ROOT / "bin")
     ap.add_argument("--max-pods", type=int, default=int(os.environ.get("RAP_KUBELET_MAX_PODS", 8)))
-    ap.add_argument("--timeout", type=float, default=120.0, help="seconds `up` waits")
-    args = ap.parse_args(argv)
+    ap.add_argument("--timeout", type=float, default=240.0, help="seconds `up` waits")
+    ap.add_argument("--node", choices=NODES, default=os.environ.get("NODE") or "process",
+                    help="process: the Python process kubelet; real: kubelet + containerd")  # fmt: skip
+    args = ap.parse_intermixed_args(argv)
     workdir, bin_dir = args.workdir.resolve(), args.bin_dir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     if args.command == "up":
         if not (bin_dir / "kube-apiserver").exists():
             print(f"{bin_dir}/kube-apiserver missing: run `make controlplane`", file=sys.stderr)
             sys.exit(1)
-        sys.exit(up(workdir, bin_dir, args.max_pods, args.timeout))
+        sys.exit(up(workdir, bin_dir, args.max_pods, args.timeout, args.node))
     if args.command == "serve":
-        sys.exit(serve(workdir, bin_dir, args.max_pods))
+        sys.exit(serve(workdir, bin_dir, args.max_pods, args.node))
+    if args.command == "load":
+        sys.exit(load(workdir, args.images))
     sys.exit(down(workdir) if args.command == "down" else status(workdir))
 
 

@@ -50,6 +50,11 @@ CONTROLLERS = (
     "clusterrole-aggregation-controller",
     "deployment-controller",
     "replicaset-controller",
+    # A real node runs Services (kube-proxy reads EndpointSlices) and the
+    # chart's StatefulSet Postgres with its PersistentVolumeClaim.
+    "endpointslice-controller",
+    "statefulset-controller",
+    "persistentvolume-binder-controller",
 )
 
 
@@ -119,7 +124,14 @@ class ControlPlane:
         kubeconfig: Path | None = None,
         ready_timeout: float = 90.0,
         verbosity: int = 1,
+        address: str = "127.0.0.1",
+        extra_controllers: tuple[str, ...] = (),
     ) -> None:
+        self.controllers = (*CONTROLLERS, *extra_controllers)
+        # Where the API server listens and what it advertises (the `kubernetes`
+        # Service's endpoint): loopback for the process kubelet; the host end
+        # of the real node's veth, so pods can reach it.
+        self.address = address
         self.bin_dir = Path(bin_dir).resolve()
         self._own_workdir = workdir is None
         if workdir is None:
@@ -138,7 +150,7 @@ class ControlPlane:
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.apiserver_port}"
+        return f"https://{self.address}:{self.apiserver_port}"
 
     @property
     def log_dir(self) -> Path:
@@ -174,7 +186,7 @@ class ControlPlane:
         for sub in ("etcd-data", "pki", "apiserver-certs"):
             shutil.rmtree(self.workdir / sub, ignore_errors=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.pki = pkimod.generate(self.workdir / "pki")
+        self.pki = pkimod.generate(self.workdir / "pki", extra_ips=(self.address,))
         self.etcd_port, self.apiserver_port = free_port(), free_port()
         write_kubeconfig(
             self.kubeconfig,
@@ -239,8 +251,8 @@ class ControlPlane:
         return [
             str(self.binary("kube-apiserver")),
             f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--bind-address={self.address}",
+            f"--advertise-address={self.address}",
             f"--secure-port={self.apiserver_port}",
             f"--cert-dir={self.workdir / 'apiserver-certs'}",
             f"--tls-cert-file={p.serving.cert}",
@@ -248,7 +260,7 @@ class ControlPlane:
             f"--client-ca-file={p.ca.cert}",
             "--authorization-mode=Node,RBAC",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
-            f"--service-account-issuer=https://127.0.0.1:{self.apiserver_port}",
+            f"--service-account-issuer=https://{self.address}:{self.apiserver_port}",
             f"--service-account-key-file={p.sa_public_key}",
             f"--service-account-signing-key-file={p.sa_private_key}",
             # ServiceAccount admission stays on: the controller manager runs
@@ -257,6 +269,11 @@ class ControlPlane:
             # the owner's finalizers (PodSecurity is on by default).
             "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
             "--allow-privileged=true",
+            # `kubectl logs/exec` on a real node: the kubelet authenticates the
+            # API server by this certificate (system:masters).
+            f"--kubelet-client-certificate={p.admin.cert}",
+            f"--kubelet-client-key={p.admin.key}",
+            "--kubelet-preferred-address-types=InternalIP",
             "--profiling=false",
             f"--v={self.verbosity}",
         ]
@@ -271,7 +288,7 @@ class ControlPlane:
             f"--authorization-kubeconfig={kc}",
             "--leader-elect=false",
             "--secure-port=0",
-            f"--controllers={','.join(CONTROLLERS)}",
+            f"--controllers={','.join(self.controllers)}",
             f"--service-account-private-key-file={self.pki.sa_private_key}",
             f"--root-ca-file={self.pki.ca.cert}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",

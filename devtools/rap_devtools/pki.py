@@ -152,8 +152,9 @@ class CertificateAuthority:
         )
 
 
-def generate(directory: Path) -> Pki:
-    """Create the CA, serving and admin certificates and the SA signing keys."""
+def generate(directory: Path, extra_ips: tuple[str, ...] = ()) -> Pki:
+    """Create the CA, serving and admin certificates and the SA signing keys;
+    ``extra_ips`` are more addresses the API server is reached at."""
     directory.mkdir(parents=True, exist_ok=True)
     ca = CertificateAuthority.create()
     ca_pair = ca.write_pair(
@@ -171,8 +172,9 @@ def generate(directory: Path) -> Pki:
                 "kubernetes",
                 "kubernetes.default",
                 "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
             ),
-            server_ips=("127.0.0.1", "10.0.0.1"),
+            server_ips=tuple(dict.fromkeys(("127.0.0.1", "10.0.0.1", *extra_ips))),
         ),
     )
     admin = ca.write_pair(directory, "admin", *ca.issue("admin", orgs=("system:masters",)))

@@ -1,0 +1,173 @@
+"""The chart as users install it, on the real node (`make chart-demo`).
+
+    python -m rap_devtools.chart_demo [--tag dev] [--keep]
+
+Needs `make cluster-up NODE=real` running and the images built (`make image
+postgres-image`); loads them into the node, `helm install`s
+charts/rap-analyzer with its own Postgres into a namespace that enforces Pod
+Security "restricted", seeds a demo corpus with examples/seed-job.yaml,
+applies examples/analysisrun.yaml and waits for `Succeeded`. The e2e test
+tests/node/ runs the same steps and checks more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rap_devtools.cluster import REPO_ROOT, ClusterAccess
+from rap_devtools.helm import CHART, helm_bin
+from rap_devtools.waiting import wait_for
+
+RELEASE = "rap-analyzer"
+NAMESPACE = "rap-analyzer"
+IMAGE_REPO = "rap-analyzer"
+POSTGRES_IMAGE = ("rap-analyzer-postgres", "16-pgvector")
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+}
+
+
+def helm(cluster: ClusterAccess, *args: str, timeout: float = 600) -> str:
+    result = subprocess.run(
+        [str(helm_bin()), f"--kubeconfig={cluster.kubeconfig}", *args],
+        capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise RuntimeError(f"helm {' '.join(args[:2])} failed:\n{result.stderr}")
+    return result.stdout
+
+
+def chart_values(tag: str) -> list[str]:
+    """--set flags for images loaded into the node (never pulled)."""
+    repo, pg_tag = POSTGRES_IMAGE
+    return [
+        f"--set=image.repository={IMAGE_REPO}",
+        f"--set=image.tag={tag}",
+        "--set=image.pullPolicy=Never",
+        f"--set=postgres.image.repository={repo}",
+        f"--set=postgres.image.tag={pg_tag}",
+        "--set=postgres.image.pullPolicy=Never",
+        "--set=postgres.persistence.size=1Gi",
+    ]
+
+
+def create_restricted_namespace(cluster: ClusterAccess, namespace: str = NAMESPACE) -> None:
+    doc = {"apiVersion": "v1", "kind": "Namespace",
+           "metadata": {"name": namespace, "labels": RESTRICTED}}  # fmt: skip
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(doc), check=True)
+
+
+def install(cluster: ClusterAccess, tag: str = "dev", namespace: str = NAMESPACE) -> str:
+    return helm(cluster, "install", RELEASE, str(CHART), f"--namespace={namespace}",
+                *chart_values(tag), "--wait", "--timeout=6m")  # fmt: skip
+
+
+def upgrade(cluster: ClusterAccess, tag: str, namespace: str = NAMESPACE) -> str:
+    return helm(cluster, "upgrade", RELEASE, str(CHART), f"--namespace={namespace}",
+                *chart_values(tag), "--wait", "--timeout=6m")  # fmt: skip
+
+
+def uninstall(cluster: ClusterAccess, namespace: str = NAMESPACE) -> str:
+    return helm(cluster, "uninstall", RELEASE, f"--namespace={namespace}", "--wait",
+                "--timeout=3m")  # fmt: skip
+
+
+def seed(cluster: ClusterAccess, tracks: int, tag: str = "dev", namespace: str = NAMESPACE) -> str:
+    """examples/seed-job.yaml with the image and size set; returns its log."""
+    text = (REPO_ROOT / "examples" / "seed-job.yaml").read_text()
+    text = text.replace("image: rap-analyzer:dev", f"image: {IMAGE_REPO}:{tag}")
+    text = text.replace("rap-analyzer seed 3000", f"rap-analyzer seed {tracks}")
+    cluster.kubectl("-n", namespace, "delete", "job", "seed-demo-corpus", "--ignore-not-found",
+                    "--wait")  # fmt: skip
+    cluster.kubectl("-n", namespace, "apply", "-f", "-", input=text, check=True)
+    wait_for(
+        lambda: job_finished(cluster, namespace, "seed-demo-corpus"),
+        timeout=300, interval=1.0, what="the seed Job to finish",
+        describe=lambda: cluster.kubectl("-n", namespace, "get", "pods,events").stdout,
+    )  # fmt: skip
+    if job_finished(cluster, namespace, "seed-demo-corpus") != "Complete":
+        raise RuntimeError(
+            "seed Job failed:\n"
+            + cluster.kubectl("-n", namespace, "logs", "job/seed-demo-corpus").stdout
+        )
+    return cluster.kubectl("-n", namespace, "logs", "job/seed-demo-corpus").stdout
+
+
+def job_finished(cluster: ClusterAccess, namespace: str, name: str) -> str | None:
+    got = get(cluster, namespace, "job", name)
+    for cond in (got or {}).get("status", {}).get("conditions", []):
+        if cond["type"] in ("Complete", "Failed") and cond["status"] == "True":
+            return str(cond["type"])
+    return None
+
+
+def get(cluster: ClusterAccess, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
+    out = cluster.kubectl("-n", namespace, "get", kind, name, "-o", "json")
+    return json.loads(out.stdout) if out.returncode == 0 else None
+
+
+def run_phase(cluster: ClusterAccess, namespace: str, name: str) -> str | None:
+    return ((get(cluster, namespace, "analysisrun", name) or {}).get("status") or {}).get("phase")
+
+
+def wait_for_phase(
+    cluster: ClusterAccess, namespace: str, name: str, phases: tuple[str, ...], timeout: float = 600
+) -> str:
+    return wait_for(
+        lambda: (p := run_phase(cluster, namespace, name)) in phases and p,
+        timeout=timeout, interval=1.0, what=f"AnalysisRun {name} to reach {phases}",
+        describe=lambda: cluster.kubectl("-n", namespace, "get", "analysisruns,jobs,pods",
+                                         "-o", "wide").stdout,
+    )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    from rap_devtools.cluster_cli import _paths
+
+    ap = argparse.ArgumentParser(prog="python -m rap_devtools.chart_demo")
+    ap.add_argument("--workdir", type=Path, default=REPO_ROOT / ".cluster")
+    ap.add_argument("--tag", default="dev")
+    ap.add_argument("--tracks", type=int, default=3000)
+    args = ap.parse_args(argv)
+
+    class Running(ClusterAccess):
+        def __init__(self, workdir: Path) -> None:
+            self.workdir = workdir
+            self.bin_dir = REPO_ROOT / "bin"
+
+        @property
+        def kubeconfig(self) -> Path:
+            return _paths(self.workdir)["kubeconfig"]
+
+    cluster = Running(args.workdir.resolve())
+    if not (cluster.workdir / "node" / "containerd" / "containerd.sock").exists():
+        sys.exit("no real node: run `make cluster-up NODE=real` first")
+    start = time.monotonic()
+    subprocess.run([sys.executable, "-m", "rap_devtools.cluster_cli", "load",
+                    f"--workdir={cluster.workdir}", f"{IMAGE_REPO}:{args.tag}",
+                    ":".join(POSTGRES_IMAGE)], check=True)  # fmt: skip
+    create_restricted_namespace(cluster)
+    if helm(cluster, "list", f"--namespace={NAMESPACE}", "-q").strip() == RELEASE:
+        print(upgrade(cluster, args.tag))
+    else:
+        print(install(cluster, args.tag))
+    print(seed(cluster, args.tracks, args.tag))
+    run = REPO_ROOT / "examples" / "analysisrun.yaml"
+    cluster.kubectl("-n", NAMESPACE, "delete", "-f", str(run), "--ignore-not-found", "--wait")
+    print(cluster.kubectl("-n", NAMESPACE, "apply", "-f", str(run), check=True).stdout, end="")
+    phase = wait_for_phase(cluster, NAMESPACE, "algorithmic-demo", ("Succeeded", "Failed"))
+    print(cluster.kubectl("-n", NAMESPACE, "get", "analysisruns").stdout)
+    print(f"{phase} in {time.monotonic() - start:.0f}s; "
+          f"kubectl --kubeconfig {cluster.kubeconfig} -n {NAMESPACE} get all")  # fmt: skip
+    sys.exit(0 if phase == "Succeeded" else 1)
+
+
+if __name__ == "__main__":
+    main()
