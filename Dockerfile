@@ -1,22 +1,69 @@
-# One image for the operator and the Job pods' runtime.
-#   operator:  python -m rap_operator
-#   pods:      python -m analyzer_runtime analyze --run-id UID   (shard = $JOB_COMPLETION_INDEX)
-FROM python:3.11-slim AS build
+# One image for the operator and the Job pods' runtime (`make image`).
+#   operator:    python -m rap_operator                      (charts/.../deployment.yaml)
+#   Job pods:    python -m analyzer_runtime <kind> --run-id UID  (shard = $JOB_COMPLETION_INDEX)
+#   DB hook:     python -c <charts/rap-analyzer/files/db-secret.py>
+# Only `rap-analyzer[operator]` is installed: no tests, no rap_devtools, no
+# pgserver (the image always uses DATABASE_URL), no pip/setuptools at run time.
+# BASE_IMAGE: the official python:3.11-slim, or the Debian-built stand-in
+# `make base-image` tags under that name where no registry is reachable. The
+# venv at /opt/venv makes the layout independent of the base's Python prefix.
+ARG BASE_IMAGE=python:3.11-slim
+
+FROM ${BASE_IMAGE} AS build
+# Build-stage only: the package index settings and the CA bundle pip trusts
+# (tools/build-image.sh puts the host's bundle and find-links wheels under
+# build/docker/ in the context). None of this reaches the final stage.
+ARG PIP_INDEX_URL=
+ARG PIP_EXTRA_INDEX_URL=
+ARG PIP_FIND_LINKS=
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_DEFAULT_TIMEOUT=180
+# build/docker* matches nothing in a plain `docker build .`; pyproject.toml keeps
+# the COPY valid then (pip uses the defaults).
+COPY pyproject.toml build/docker* /tmp/pip/
+RUN python3 -m venv /opt/venv && \
+    if [ -s /tmp/pip/ca.crt ]; then export PIP_CERT=/tmp/pip/ca.crt; fi && \
+    if [ -d /tmp/pip/wheels ] && [ -n "$(ls -A /tmp/pip/wheels)" ]; then \
+        export PIP_FIND_LINKS="/tmp/pip/wheels $PIP_FIND_LINKS"; fi && \
+    /opt/venv/bin/pip install -q -U pip 'setuptools>=68' wheel
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# Dependencies first (a layer that survives source changes): pyproject.toml
+# with empty packages, then the sources without dependencies.
+COPY pyproject.toml ./
+RUN mkdir -p analyzer_runtime operator/rap_operator && \
+    touch analyzer_runtime/__init__.py operator/rap_operator/__init__.py && \
+    if [ -s /tmp/pip/ca.crt ]; then export PIP_CERT=/tmp/pip/ca.crt; fi && \
+    if [ -d /tmp/pip/wheels ] && [ -n "$(ls -A /tmp/pip/wheels)" ]; then \
+        export PIP_FIND_LINKS="/tmp/pip/wheels $PIP_FIND_LINKS"; fi && \
+    /opt/venv/bin/pip install -q '.[operator]' && \
+    /opt/venv/bin/pip uninstall -q -y rap-analyzer && rm -rf /src/*
+COPY pyproject.toml ./
 COPY analyzer_runtime ./analyzer_runtime
 COPY operator ./operator
-COPY devtools ./devtools
-RUN pip install --no-cache-dir --prefix=/install .
+RUN if [ -s /tmp/pip/ca.crt ]; then export PIP_CERT=/tmp/pip/ca.crt; fi && \
+    /opt/venv/bin/pip install -q --no-deps --no-build-isolation '.' && \
+    /opt/venv/bin/pip check && \
+    /opt/venv/bin/pip uninstall -q -y pip setuptools wheel && \
+    find /opt/venv/lib/python3*/site-packages -mindepth 2 -maxdepth 2 -type d -name tests \
+        -exec rm -rf {} +
 
-FROM python:3.11-slim
-# Run as a non-root user; the runtime needs no privileges.
-RUN groupadd --gid 10001 rap && useradd --create-home --uid 10001 --gid 10001 rap
-COPY --from=build /install /usr/local
-COPY crds /app/crds
-WORKDIR /app
+FROM ${BASE_IMAGE}
+# A passwd entry for uid 10001 (kopf asks getpass.getuser() for its identity),
+# and USER/LOGNAME for a pod that runs under another uid (runAsUser).
+RUN groupadd --gid 10001 rap && \
+    useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin rap
+COPY --from=build /opt/venv /opt/venv
+# Numeric user and group: runAsNonRoot can verify them.
 USER 10001:10001
-ENV PYTHONUNBUFFERED=1 METRICS_PORT=9102
+# HOME=/tmp: the root filesystem is read-only in the cluster; /tmp is an emptyDir
+# (libraries that keep config or caches under HOME find a writable place there).
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/tmp \
+    USER=rap \
+    LOGNAME=rap \
+    METRICS_PORT=9102
+WORKDIR /tmp
 EXPOSE 9102
 ENTRYPOINT ["python", "-m"]
 CMD ["analyzer_runtime", "--help"]

@@ -5,27 +5,33 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := bin
 N ?= 57718
+# make cluster-up NODE=real: kubelet + containerd instead of the process kubelet.
+NODE ?= process
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape fake-llm \
-        controlplane helm cluster-up cluster-down operator-up operator-down cluster-demo clean
+        controlplane helm cluster-up cluster-down operator-up operator-down cluster-demo clean \
+        image base-image postgres-image test-image node node-packages test-node chart-demo bench-node
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml devtools/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -U pip
-	$(VENV)/bin/pip install -q -e '.[dev]'
+	$(VENV)/bin/pip install -q -e '.[dev]' -e ./devtools
 	touch $@
 
 install: $(VENV)/.installed ## create .venv with every dependency
 
-test: install controlplane helm ## run the whole test suite (unit, integration, e2e)
-	$(PY) -m pytest -q
+test: install controlplane helm ## run the whole test suite (unit, integration, e2e); the real node: test-node
+	$(PY) -m pytest -q -m "not node and not image"
 
 test-fast: install helm ## unit and Postgres tests only (no control plane)
-	$(PY) -m pytest -q -m "not e2e"
+	$(PY) -m pytest -q -m "not e2e and not node and not image"
+
+test-node: install controlplane helm node node-packages image postgres-image ## the images, and the chart on the real node (root, Docker; ~5 min)
+	$(PY) -m pytest -q -m "node or image" tests/image tests/node
 
 lint: install ## ruff
 	$(VENV)/bin/ruff check .
@@ -76,14 +82,26 @@ bench-scrape: install ## ScrapeJob requests/min vs the rate limit, 4 shards (~5 
 fake-llm: install ## a fake OpenAI-compatible provider on 127.0.0.1:8089 (for local llm runs)
 	$(PY) -m rap_devtools.fake_llm --port 8089
 
+node: ## build kubelet, kube-scheduler, kube-proxy, CoreDNS, pause into bin/ (the real node; cached by pins)
+	bash tools/build-node.sh $(BIN)
+
+node-packages: ## Debian packages of the real node and the image build (docker.io, containerd, runc, CNI plugins, debootstrap, iptables)
+	bash tools/install-node-packages.sh
+
+chart-demo: image postgres-image helm ## on `make cluster-up NODE=real`: load the images, helm install the chart with its Postgres, seed, run the example
+	$(PY) -m rap_devtools.chart_demo
+
+bench-node: install controlplane helm node node-packages image postgres-image ## the chart on the real node: apply->pod Running p95, operator vs local on N tracks
+	$(PY) -m bench.node_bench $(N)
+
 controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kubectl into bin/ (no-op when up to date)
 	bash tools/build-controlplane.sh $(BIN)
 
 helm: ## build bin/helm from tools/helm (no-op when up to date)
 	bash tools/build-helm.sh $(BIN)
 
-cluster-up: install controlplane ## start the local control plane + process kubelet (kubeconfig: .cluster/kubeconfig)
-	$(PY) -m rap_devtools.cluster_cli up
+cluster-up: install controlplane $(if $(filter real,$(NODE)),node node-packages) ## local control plane + process kubelet; NODE=real: kubelet + containerd (kubeconfig: .cluster/kubeconfig)
+	$(PY) -m rap_devtools.cluster_cli up --node $(NODE)
 
 cluster-down: ## stop everything cluster-up and operator-up started
 	$(PY) -m rap_devtools.demo operator-down
@@ -97,6 +115,22 @@ operator-down: ## stop the operator and the embedded Postgres started by operato
 
 cluster-demo: cluster-up helm ## cluster-up + operator-up + apply examples/analysisrun.yaml + watch it succeed
 	$(PY) -m rap_devtools.demo cluster-demo
+
+IMAGE ?= rap-analyzer:dev
+BASE_IMAGE ?= python:3.11-slim
+POSTGRES_IMAGE ?= rap-analyzer-postgres:16-pgvector
+
+image: ## build rap-analyzer:dev (IMAGE=...; Docker; builds the base offline when it cannot be pulled; size in build/image-size.json)
+	IMAGE=$(IMAGE) BASE_IMAGE=$(BASE_IMAGE) bash tools/build-image.sh
+
+base-image: ## the offline base: Debian bookworm + Python 3.11 (debootstrap) tagged python:3.11-slim (FORCE=1 rebuilds)
+	bash tools/build-base-image.sh $(BASE_IMAGE)
+
+postgres-image: ## build rap-analyzer-postgres:16-pgvector: PostgreSQL 16 + pgvector from the pgserver wheel, for the chart
+	POSTGRES_IMAGE=$(POSTGRES_IMAGE) BASE_IMAGE=$(BASE_IMAGE) bash tools/build-image.sh --postgres
+
+test-image: install ## build both images and test them (tests/image)
+	$(PY) -m pytest -q -m image tests/image
 
 clean: ## remove build outputs and local state
 	rm -rf $(BIN) .cluster build dist *.egg-info

@@ -2,7 +2,8 @@
 
 Everything here is thin: parse arguments, open the database, call the module that
 does the work, print. Exit codes: 0 ok, 1 run failed or fatal error, 2 invalid input
-(or refused: a differing YAML on resume, an overlapping run), 3 database unreachable
+(or refused: a differing YAML on resume, an overlapping run; or no DATABASE_URL where the
+embedded Postgres is not installed), 3 database unreachable
 (at start or mid-run), 130 stopped by SIGINT (Ctrl-C), 143 stopped by SIGTERM. Errors
 are one line; the traceback only with --debug.
 """
@@ -397,6 +398,13 @@ def main() -> None:
     except Exception as exc:
         if _debug:
             raise
+        from analyzer_runtime.db.embedded import EmbeddedUnavailable
+
+        if isinstance(exc, EmbeddedUnavailable):  # no DATABASE_URL, no `local` extra
+            from rich.markup import escape
+
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            sys.exit(EXIT_INVALID)
         err.print(
             f"[bold red]error:[/] {type(exc).__name__}: {redact(str(exc))}"
             f" (run with --debug for the traceback)",

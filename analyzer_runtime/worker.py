@@ -54,9 +54,7 @@ class ProgressLog:
     """A progress line per interval, the first after the first batch: what
     `kubectl logs` of a shard pod shows while it works."""
 
-    def __init__(
-        self, interval: float = 5.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, interval: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.interval = interval
         self.clock = clock
         self.started = clock()

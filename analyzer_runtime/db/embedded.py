@@ -1,7 +1,9 @@
 """The embedded default database: a real PostgreSQL 16 + pgvector from the `pgserver` package.
 
 It listens on a unix socket inside its data directory only, so it never clashes
-with another Postgres on the machine and needs no password.
+with another Postgres on the machine and needs no password. `pgserver` (and
+`platformdirs`) come with the `local` extra and are imported only when a server
+is wanted: the image (runtime + operator) has neither and always uses DATABASE_URL.
 """
 
 from __future__ import annotations
@@ -11,16 +13,38 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
 DATA_DIR_ENV = "RAP_ANALYZER_DATA_DIR"
+MISSING = (
+    "the embedded Postgres needs `pip install 'rap-analyzer[local]'`;"
+    " or set DATABASE_URL to a PostgreSQL server with pgvector"
+)
+
+
+class EmbeddedUnavailable(RuntimeError):
+    """The embedded server's packages (the `local` extra) are not installed."""
+
+
+def _require_local() -> None:
+    """Raise EmbeddedUnavailable (one actionable line) unless the `local` extra is installed."""
+    try:
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless.
+            warnings.simplefilter("ignore")
+            import pgserver  # noqa: F401
+            import platformdirs  # noqa: F401
+    except ImportError as exc:
+        raise EmbeddedUnavailable(f"{MISSING} ({exc})") from None
 
 
 def data_dir() -> Path:
     """`$RAP_ANALYZER_DATA_DIR` or the user's data dir (e.g. ~/.local/share/rap-analyzer)."""
     configured = os.environ.get(DATA_DIR_ENV)
-    base = Path(configured) if configured else Path(platformdirs.user_data_dir("rap-analyzer"))
-    return base.expanduser().resolve()
+    if configured:
+        return Path(configured).expanduser().resolve()
+    _require_local()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("rap-analyzer")).expanduser().resolve()
 
 
 def start(pgdata: Path | None = None, *, keep_running: bool = False) -> Any:
@@ -30,7 +54,9 @@ def start(pgdata: Path | None = None, *, keep_running: bool = False) -> Any:
     holding a handle exits, so a CLI command leaves nothing behind; a server that was
     already running (`rap-analyzer db start`) is never stopped by us. `keep_running=True`
     is for a server other processes (operator, pods) use after we exit.
+    Raises EmbeddedUnavailable when the `local` extra is not installed.
     """
+    _require_local()
     path = pgdata or data_dir() / "pgdata"
     path.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
@@ -72,6 +98,7 @@ def stop(pgdata: Path | None = None, *, mode: str = "fast") -> bool:
     pid_file = path / "postmaster.pid"
     if not pid_file.exists():
         return False
+    _require_local()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from pgserver._commands import pg_ctl

@@ -55,6 +55,11 @@ CONTROLLERS = (
     "endpointslice-controller",
     "statefulset-controller",
     "persistentvolume-binder-controller",
+    # They lift the pvc/pv-protection finalizers the API server's admission
+    # puts on every claim and volume; without them a namespace with a PVC
+    # never finishes deleting.
+    "persistentvolumeclaim-protection-controller",
+    "persistentvolume-protection-controller",
 )
 
 

@@ -5,12 +5,13 @@ Scope: RAP_NAMESPACES=a,b watches those namespaces; unset, all namespaces.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 
 import kopf
 
-from rap_operator import handlers
+from rap_operator import handlers, login  # noqa: F401 (importing registers the handlers)
 
 
 class _QuietWatch(logging.Filter):
@@ -23,7 +24,19 @@ class _QuietWatch(logging.Filter):
         )
 
 
+def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """No options: configured by environment (the chart sets it). `--help` says so
+    (and exits 0 without contacting a cluster)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m rap_operator",
+        description=(__doc__ or "").strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser.parse_args(argv)
+
+
 def main() -> None:
+    _parse_args()
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -2,10 +2,12 @@
 against an in-memory CoreV1Api with exactly the environment the chart renders
 for its Job: a password generated once and never changed, a URL Secret that
 always matches it, and the upgrade from a chart that generated the password at
-render time."""
+render time. The hook uses kubernetes_asyncio (the image has no sync client):
+the fake's calls are coroutines, as the real client's are."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import runpy
@@ -16,8 +18,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from kubernetes.client import V1ObjectMeta, V1Secret
-from kubernetes.client.exceptions import ApiException
+from kubernetes_asyncio.client import V1ObjectMeta, V1Secret
+from kubernetes_asyncio.client.exceptions import ApiException
 from rap_devtools.helm import CHART, find, only, render_chart
 
 SCRIPT = CHART / "files" / "db-secret.py"
@@ -33,8 +35,9 @@ def _unb64(text: str) -> str:
 
 
 class FakeCore:
-    """The three CoreV1Api Secret calls the hook makes, on a dict; merge patches
-    of labels, annotations and data (None deletes a key)."""
+    """The three CoreV1Api Secret calls the hook makes (coroutines, as in
+    kubernetes_asyncio), on a dict; merge patches of labels, annotations and
+    data (None deletes a key)."""
 
     def __init__(self) -> None:
         self.secrets: dict[str, V1Secret] = {}
@@ -59,14 +62,14 @@ class FakeCore:
     def value(self, name: str, key: str) -> str:
         return _unb64(self.secrets[name].data[key])
 
-    def read_namespaced_secret(self, name: str, namespace: str) -> V1Secret:
+    async def read_namespaced_secret(self, name: str, namespace: str) -> V1Secret:
         assert namespace == NS
         self.calls.append(("get", name))
         if name not in self.secrets:
             raise ApiException(status=404, reason="Not Found")
         return copy.deepcopy(self.secrets[name])
 
-    def create_namespaced_secret(self, namespace: str, body: dict[str, Any]) -> V1Secret:
+    async def create_namespaced_secret(self, namespace: str, body: dict[str, Any]) -> V1Secret:
         assert namespace == NS
         name = body["metadata"]["name"]
         self.calls.append(("create", name))
@@ -87,7 +90,7 @@ class FakeCore:
         )
         return copy.deepcopy(self.secrets[name])
 
-    def patch_namespaced_secret(
+    async def patch_namespaced_secret(
         self, name: str, namespace: str, body: dict[str, Any], _content_type: str | None = None
     ) -> V1Secret:
         assert namespace == NS
@@ -138,7 +141,7 @@ def env() -> dict[str, str]:
 
 def _run(hook: dict[str, Any], core: FakeCore, env: dict[str, str]) -> tuple[str, list[str]]:
     logged: list[str] = []
-    url = hook["ensure"](core, env, logged.append)
+    url = asyncio.run(hook["ensure"](core, env, logged.append))
     return url, logged
 
 

@@ -18,10 +18,14 @@ the project image, as `python -c <this file>`, configured by environment:
 It makes the URL Secret agree with the password (creates or patches that one key).
 A password is generated here, in the cluster, once: never by a render, so
 `helm template` (Argo CD) output stays the same from one render to the next.
+
+It uses `kubernetes_asyncio` (the operator's client, which the image has); the
+sync `kubernetes` client is a development dependency only.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -32,7 +36,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from kubernetes.client.exceptions import ApiException
+from kubernetes_asyncio.client.exceptions import ApiException
 
 # JSON merge patch (RFC 7386; null deletes a key), named explicitly: some
 # versions of the generated client would send a dict as a JSON patch.
@@ -58,9 +62,9 @@ def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
-def _read(core: Any, namespace: str, name: str) -> Any | None:
+async def _read(core: Any, namespace: str, name: str) -> Any | None:
     try:
-        return core.read_namespaced_secret(name, namespace)
+        return await core.read_namespaced_secret(name, namespace)
     except ApiException as e:
         if e.status == 404:
             return None
@@ -102,12 +106,12 @@ def _metadata_patch(secret: Any, meta: dict[str, Any]) -> dict[str, Any] | None:
     return {"labels": new_labels, "annotations": meta["annotations"]}
 
 
-def ensure_password(core: Any, env: Mapping[str, str], log: Any = print) -> str:
+async def ensure_password(core: Any, env: Mapping[str, str], log: Any = print) -> str:
     """The password in PASSWORD_SECRET, creating that Secret first if allowed.
     An existing password is never changed (the data volume was initialised with it)."""
     ns, name, key = env["NAMESPACE"], env["PASSWORD_SECRET"], env.get("PASSWORD_KEY") or "password"
     generate = env.get("PASSWORD_GENERATE", "false").lower() == "true"
-    secret = _read(core, ns, name)
+    secret = await _read(core, ns, name)
     if secret is None and generate:
         body = {
             "apiVersion": "v1",
@@ -117,18 +121,18 @@ def ensure_password(core: Any, env: Mapping[str, str], log: Any = print) -> str:
             "data": {key: _b64(new_password())},
         }
         try:
-            core.create_namespaced_secret(ns, body)
+            await core.create_namespaced_secret(ns, body)
             log(f"created Secret {ns}/{name} with a generated password")
         except ApiException as e:
             if e.status != 409:  # 409: created meanwhile (a concurrent hook): use that one
                 raise
-        secret = _read(core, ns, name)
+        secret = await _read(core, ns, name)
     elif secret is not None and generate:
         # A Secret this hook (or an earlier chart version) made: keep its password,
         # bring its metadata up to date (resource-policy keep, no tracking label).
         patch = _metadata_patch(secret, _metadata(env, name))
         if patch is not None:
-            secret = core.patch_namespaced_secret(
+            secret = await core.patch_namespaced_secret(
                 name, ns, {"metadata": patch}, _content_type=MERGE_PATCH
             )
             log(f"updated the metadata of Secret {ns}/{name}")
@@ -143,12 +147,12 @@ def ensure_password(core: Any, env: Mapping[str, str], log: Any = print) -> str:
     return password
 
 
-def ensure_url(core: Any, env: Mapping[str, str], password: str, log: Any = print) -> str:
+async def ensure_url(core: Any, env: Mapping[str, str], password: str, log: Any = print) -> str:
     """Create URL_SECRET, or patch its key (and metadata) when they differ."""
     ns, name, key = env["NAMESPACE"], env["URL_SECRET"], env.get("URL_KEY") or "url"
     url = database_url(env, password)
     meta = _metadata(env, name)
-    secret = _read(core, ns, name)
+    secret = await _read(core, ns, name)
     if secret is None:
         body = {
             "apiVersion": "v1",
@@ -157,7 +161,7 @@ def ensure_url(core: Any, env: Mapping[str, str], password: str, log: Any = prin
             "type": "Opaque",
             "data": {key: _b64(url)},
         }
-        core.create_namespaced_secret(ns, body)
+        await core.create_namespaced_secret(ns, body)
         log(f"created Secret {ns}/{name} (key {key})")
         return url
     patch: dict[str, Any] = {}
@@ -167,24 +171,28 @@ def ensure_url(core: Any, env: Mapping[str, str], password: str, log: Any = prin
     if _value(secret, key) != url:
         patch["data"] = {key: _b64(url)}
     if patch:
-        core.patch_namespaced_secret(name, ns, patch, _content_type=MERGE_PATCH)
+        await core.patch_namespaced_secret(name, ns, patch, _content_type=MERGE_PATCH)
         log(f"updated Secret {ns}/{name} (key {key})")
     else:
         log(f"Secret {ns}/{name} is up to date")
     return url
 
 
-def ensure(core: Any, env: Mapping[str, str], log: Any = print) -> str:
+async def ensure(core: Any, env: Mapping[str, str], log: Any = print) -> str:
     """Both Secrets; returns the database URL."""
-    return ensure_url(core, env, ensure_password(core, env, log), log)
+    return await ensure_url(core, env, await ensure_password(core, env, log), log)
+
+
+async def _main() -> None:
+    from kubernetes_asyncio import client, config
+
+    config.load_incluster_config()
+    async with client.ApiClient() as api:
+        await ensure(client.CoreV1Api(api), os.environ)
 
 
 def main() -> None:
-    from kubernetes import client, config
-
-    config.load_incluster_config()
-    with client.ApiClient() as api:
-        ensure(client.CoreV1Api(api), os.environ)
+    asyncio.run(_main())
     sys.stdout.flush()
 
 

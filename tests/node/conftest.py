@@ -1,0 +1,41 @@
+"""The real node (kubelet + containerd) and the chart installed on it as users
+install it. `make test-node` builds the images and runs these; `make test`
+leaves them out (they need root, a Docker engine and a few minutes)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from rap_devtools import chart_demo
+from rap_devtools.cluster import REPO_ROOT
+from rap_devtools.realnode.cluster import RealNodeCluster
+
+IMAGES = (f"{chart_demo.IMAGE_REPO}:dev", ":".join(chart_demo.POSTGRES_IMAGE))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "node: needs the real node (make test-node)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
+            item.add_marker(pytest.mark.node)
+
+
+@pytest.fixture(scope="session")
+def node_cluster() -> Iterator[RealNodeCluster]:
+    for image in IMAGES:
+        if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode:
+            pytest.fail(f"{image} is missing: run `make image postgres-image` (make test-node does)",
+                        pytrace=False)  # fmt: skip
+    cluster = RealNodeCluster(bin_dir=REPO_ROOT / "bin")
+    cluster.start()
+    try:
+        cluster.load_docker_images(IMAGES)
+        yield cluster
+    finally:
+        cluster.stop()

@@ -1,0 +1,153 @@
+"""The chart as users install it, on the real node: the operator logs in
+in-cluster with its ServiceAccount, pods run from the image under Pod Security
+"restricted", reach Postgres through its Service by DNS name, `kubectl logs`
+shows a shard's progress, a force-deleted shard pod is retried with results
+exactly once, and `helm upgrade` / `helm uninstall` leave nothing stuck.
+
+The tests run in order on one installation (module fixture)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+from rap_devtools import chart_demo as demo
+from rap_devtools.realnode.cluster import RealNodeCluster
+from rap_devtools.waiting import wait_for
+
+NS = demo.NAMESPACE
+TRACKS = 12000
+
+
+@pytest.fixture(scope="module")
+def installed(node_cluster: RealNodeCluster) -> Iterator[RealNodeCluster]:
+    demo.create_restricted_namespace(node_cluster, NS)
+    demo.install(node_cluster, "dev", NS)
+    yield node_cluster
+
+
+def kubectl(c: RealNodeCluster, *args: str, check: bool = True) -> str:
+    return c.kubectl("-n", NS, *args, check=check, timeout=120).stdout
+
+
+def psql(c: RealNodeCluster, sql: str) -> str:
+    """Through `kubectl exec` into the chart's Postgres: what a user would do."""
+    cmd = 'PGPASSWORD="$POSTGRES_PASSWORD" psql -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tAc "$0"'
+    return kubectl(c, "exec", "rap-analyzer-postgres-0", "--", "sh", "-c", cmd, sql).strip()
+
+
+def pods(c: RealNodeCluster, selector: str) -> list[dict]:
+    return json.loads(kubectl(c, "get", "pods", "-l", selector, "-o", "json"))["items"]
+
+
+def test_operator_logs_in_in_cluster(installed: RealNodeCluster) -> None:
+    deploy = json.loads(kubectl(installed, "get", "deploy", "rap-analyzer", "-o", "json"))
+    assert deploy["status"].get("readyReplicas") == 1
+    sa = deploy["spec"]["template"]["spec"]["serviceAccountName"]
+    logs = wait_for(
+        lambda: (out := kubectl(installed, "logs", "deploy/rap-analyzer")) and "logged in" in out
+        and out,
+        timeout=60, what="the operator's login line",
+    )  # fmt: skip
+    assert f"logged in in-cluster as system:serviceaccount:{NS}:{sa}" in logs
+    # The `kubernetes` Service by name: CoreDNS answers, kube-proxy routes.
+    assert "API server https://kubernetes.default.svc" in logs
+
+
+def test_namespace_enforces_restricted(installed: RealNodeCluster) -> None:
+    ns = json.loads(installed.kubectl("get", "ns", NS, "-o", "json", check=True).stdout)
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    # Enforcement is live: a root pod is refused here...
+    refused = installed.kubectl("-n", NS, "run", "root-probe", "--image=rap-analyzer:dev",
+                                "--image-pull-policy=Never", "--restart=Never",
+                                "--overrides", json.dumps({"spec": {"securityContext":
+                                                                    {"runAsUser": 0}}}))  # fmt: skip
+    assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr
+    # ...and everything the chart made runs: operator, Postgres (StatefulSet + PVC).
+    # The chart's Postgres image (built from the pgserver wheel) carries pgvector.
+    assert psql(installed, "SELECT default_version FROM pg_available_extensions "
+                "WHERE name = 'vector'").startswith("0.")  # fmt: skip
+    phases = {p["metadata"]["name"]: p["status"]["phase"] for p in
+              json.loads(kubectl(installed, "get", "pods", "-o", "json"))["items"]}  # fmt: skip
+    assert phases.get("rap-analyzer-postgres-0") == "Running", phases
+
+
+def test_run_with_a_force_deleted_shard_pod_is_exactly_once(installed: RealNodeCluster) -> None:
+    seed_log = demo.seed(installed, TRACKS)
+    assert f"seeded {TRACKS} tracks" in seed_log
+    run = {
+        "apiVersion": "rapanalyzer.io/v1alpha1",
+        "kind": "AnalysisRun",
+        "metadata": {"name": "node-exactly-once"},
+        "spec": {"analyzer": "emotion", "shards": 2, "parallelism": 2, "batchSize": 25,
+                 "selection": {"onlyMissing": True}},
+    }  # fmt: skip
+    installed.kubectl("-n", NS, "apply", "-f", "-", input=json.dumps(run), check=True)
+    selector = "batch.kubernetes.io/job-name"
+
+    def shard_pod_with_progress() -> str | None:
+        for pod in pods(installed, selector):
+            if pod["status"].get("phase") != "Running":
+                continue
+            name = pod["metadata"]["name"]
+            out = installed.kubectl("-n", NS, "logs", name).stdout
+            if re.search(r"shard \d+: \d+ done, \d+ failed, \d+ skipped in \d+ batches", out):
+                return name
+        return None
+
+    victim = wait_for(shard_pod_with_progress, timeout=240, interval=0.5,
+                      what="a shard pod whose `kubectl logs` shows progress",
+                      describe=lambda: kubectl(installed, "get", "pods,jobs", check=False))  # fmt: skip
+    kubectl(installed, "delete", "pod", victim, "--grace-period=0", "--force")
+    phase = demo.wait_for_phase(installed, NS, "node-exactly-once", ("Succeeded", "Failed"), 600)
+    status = json.loads(kubectl(installed, "get", "analysisrun", "node-exactly-once", "-o",
+                                "json"))["status"]  # fmt: skip
+    assert phase == "Succeeded", status
+    # The killed pod was replaced: its Job saw more pods than shards.
+    total, distinct = psql(installed,
+        "SELECT count(*), count(DISTINCT track_id) FROM analysis_results "
+        "WHERE analyzer_type = 'emotion'").split("|")  # fmt: skip
+    assert int(total) == int(distinct) == TRACKS
+    done, crashed_twice = psql(installed,
+        "SELECT count(*) FILTER (WHERE i.state = 'done'), count(*) FILTER (WHERE i.attempts > 2) "
+        "FROM run_items i JOIN runs r ON r.id = i.run_id WHERE r.name = 'node-exactly-once'"
+    ).split("|")  # fmt: skip
+    assert int(done) == TRACKS and int(crashed_twice) == 0
+
+
+def test_helm_upgrade_to_a_new_image_tag(installed: RealNodeCluster) -> None:
+    subprocess.run(["docker", "tag", "rap-analyzer:dev", "rap-analyzer:dev-upgrade"], check=True)
+    installed.load_docker_images(["rap-analyzer:dev-upgrade"])
+    demo.upgrade(installed, "dev-upgrade", NS)
+    wait_for(
+        lambda: [p for p in pods(installed, "app.kubernetes.io/component=operator")
+                 if p["status"].get("phase") == "Running"
+                 and p["spec"]["containers"][0]["image"] == "rap-analyzer:dev-upgrade"
+                 and all(cs.get("ready") for cs in p["status"].get("containerStatuses", []))],
+        timeout=180, what="the operator pod on the new image",
+    )  # fmt: skip
+    run = {
+        "apiVersion": "rapanalyzer.io/v1alpha1", "kind": "AnalysisRun",
+        "metadata": {"name": "after-upgrade"},
+        "spec": {"analyzer": "algorithmic", "shards": 1, "selection": {"limit": 200}},
+    }  # fmt: skip
+    installed.kubectl("-n", NS, "apply", "-f", "-", input=json.dumps(run), check=True)
+    assert (
+        demo.wait_for_phase(installed, NS, "after-upgrade", ("Succeeded", "Failed")) == "Succeeded"
+    )
+    job_pods = pods(installed, "batch.kubernetes.io/job-name")
+    images = {p["spec"]["containers"][0]["image"] for p in job_pods
+              if p["metadata"]["labels"].get("batch.kubernetes.io/job-name", "").startswith("after-upgrade")}  # fmt: skip
+    assert images == {"rap-analyzer:dev-upgrade"}
+
+
+def test_helm_uninstall_leaves_nothing_stuck(installed: RealNodeCluster) -> None:
+    demo.uninstall(installed, NS)
+    gone = installed.kubectl("delete", "namespace", NS, "--wait", "--timeout=180s", timeout=200)
+    assert gone.returncode == 0, gone.stderr
+    assert installed.kubectl("get", "namespace", NS).returncode != 0
+    left = installed.kubectl("get", "analysisruns", "-A", "-o", "name").stdout.strip()
+    assert left == ""
