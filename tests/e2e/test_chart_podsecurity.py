@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import runpy
@@ -156,13 +157,27 @@ class Hook:
         kubeconfig: Path = cluster.make_kubeconfig_for_serviceaccount(
             namespace, pod["serviceAccountName"]
         )
+        self.kubeconfig = kubeconfig
+        # The sync client checks what the hook's RBAC denies; the hook itself
+        # runs on kubernetes_asyncio, as in its pod.
         self.api = k8s_config.new_client_from_config(config_file=str(kubeconfig))
         self.core = k8s.CoreV1Api(self.api)
         self.script = runpy.run_path(str(CHART / "files" / "db-secret.py"), run_name="db_secret")
         self.log: list[str] = []
 
     def run(self) -> str:
-        return str(self.script["ensure"](self.core, self.env, self.log.append))
+        return asyncio.run(self._run())
+
+    async def _run(self) -> str:
+        from kubernetes_asyncio import client, config
+
+        api = await config.new_client_from_config(config_file=str(self.kubeconfig))
+        try:
+            return str(
+                await self.script["ensure"](client.CoreV1Api(api), self.env, self.log.append)
+            )
+        finally:
+            await api.close()
 
 
 def _make(
