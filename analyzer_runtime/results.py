@@ -1,4 +1,5 @@
-"""Writes to `analysis_results`: one row per (track, analyzer_type, model_version)."""
+"""Writes to `analysis_results`: one row per (track, analyzer_type, model_version),
+and the vectors some results carry to `track_embeddings`: one per (track, model)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,13 @@ def _clamp01(v: float | None) -> float | None:
 
 
 async def upsert_results(conn: asyncpg.Connection, results: Sequence[AnalysisResult]) -> None:
-    """Insert or replace results in one statement; re-running an analyzer never adds rows."""
+    """Insert or replace results in one statement; re-running an analyzer never adds rows.
+
+    Called by the worker inside the batch's transaction (protocol.commit_batch), so the
+    vectors written here land exactly when the items move: never for a lost lease."""
     if not results:
         return
+    await upsert_embeddings(conn, results)
     await conn.execute(
         """INSERT INTO analysis_results (track_id, analyzer_type, model_version, sentiment,
                                          confidence, themes, complexity_score, analysis_data,
@@ -38,4 +43,26 @@ async def upsert_results(conn: asyncpg.Connection, results: Sequence[AnalysisRes
         [_clamp01(r.complexity_score) for r in results],
         [json.dumps(r.analysis_data, default=str) for r in results],
         [r.processing_time_ms for r in results],
+    )
+
+
+async def upsert_embeddings(conn: asyncpg.Connection, results: Sequence[AnalysisResult]) -> None:
+    """Insert or replace the vectors of the results that carry one.
+
+    One row per (track, model): a re-run of the same model overwrites its vector. The
+    vectors go through pgvector's binary codec (registered on every pool connection,
+    db.connect), never as formatted text."""
+    rows = [
+        (r.track_id, r.embedding.model, r.embedding.vector, r.embedding.run_id)
+        for r in results
+        if r.embedding is not None
+    ]
+    if not rows:
+        return
+    await conn.executemany(
+        """INSERT INTO track_embeddings (track_id, model, embedding, run_id)
+           VALUES ($1, $2, $3, $4)
+           ON CONFLICT (track_id, model) DO UPDATE
+              SET embedding = EXCLUDED.embedding, run_id = EXCLUDED.run_id, created_at = now()""",
+        rows,
     )

@@ -74,13 +74,14 @@ def apply_to_pod_running(c: RealNodeCluster, runs: int = 10) -> dict[str, float]
 
 
 def database_url_in_node(c: RealNodeCluster) -> str:
-    """The chart's database URL with the Service's ClusterIP for its host, for a
-    process in the node's network namespace (kube-proxy's rules apply there)."""
+    """The chart's database URL with the Postgres pod's IP for its host, for a
+    process in the node's network namespace (on the pods' bridge; the namespace
+    has no route to Service IPs of its own)."""
     secret = json.loads(c.kubectl("-n", NS, "get", "secret", "rap-analyzer-db", "-o", "json",
                                   check=True).stdout)  # fmt: skip
     url = base64.b64decode(secret["data"]["url"]).decode()
-    ip = c.kubectl("-n", NS, "get", "svc", "rap-analyzer-postgres", "-o",
-                   "jsonpath={.spec.clusterIP}", check=True).stdout.strip()  # fmt: skip
+    ip = c.kubectl("-n", NS, "get", "pod", "rap-analyzer-postgres-0", "-o",
+                   "jsonpath={.status.podIP}", check=True).stdout.strip()  # fmt: skip
     parts = urlsplit(url)
     netloc = parts.netloc.rsplit("@", 1)[0] + f"@{ip}:{parts.port or 5432}"
     return urlunsplit(parts._replace(netloc=netloc))
@@ -95,8 +96,10 @@ def throughput(c: RealNodeCluster, n: int) -> dict[str, Any]:
     url = database_url_in_node(c)
     env = {**os.environ, "DATABASE_URL": url, "METRICS_PORT": "0"}
     reset = "DELETE FROM analysis_results WHERE analyzer_type = 'algorithmic'"
+    # The URL travels in the environment, never on a command line.
     subprocess.run([*c.network.nsenter(), sys.executable, "-c",
-                    f"import asyncio, asyncpg\nasync def m():\n c = await asyncpg.connect({url!r})\n"
+                    "import asyncio, asyncpg, os\nasync def m():\n"
+                    " c = await asyncpg.connect(os.environ['DATABASE_URL'])\n"
                     f" await c.execute({reset!r})\n await c.close()\nasyncio.run(m())"],
                    check=True, env=env)  # fmt: skip
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:

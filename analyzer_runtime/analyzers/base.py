@@ -45,9 +45,20 @@ class TrackInput:
     lyrics: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class EmbeddingVector:
+    """A vector to store in `track_embeddings` with its result (the embedding analyzer):
+    written by the same upsert, so in the batch's one transaction, exactly once."""
+
+    model: str
+    vector: Sequence[float]  # a numpy float32 row; pgvector's codec sends it as binary
+    run_id: int | None = None
+
+
 @dataclass(slots=True)
 class AnalysisResult:
-    """One row of `analysis_results` (keyed by track, analyzer_type, model_version)."""
+    """One row of `analysis_results` (keyed by track, analyzer_type, model_version);
+    `embedding`, when set, is also stored in `track_embeddings`."""
 
     track_id: int
     analyzer_type: str
@@ -58,6 +69,7 @@ class AnalysisResult:
     complexity_score: float | None = None
     analysis_data: dict[str, Any] = field(default_factory=dict)
     processing_time_ms: int = 0
+    embedding: EmbeddingVector | None = None
 
 
 @dataclass(slots=True)

@@ -12,11 +12,12 @@ from typing import Any
 
 from analyzer_runtime.analyzers.base import Analyzer
 
-# name -> "module:class"; later issues add llm and embedding here.
+# name -> "module:class".
 _FACTORIES: dict[str, str] = {
     "algorithmic": "analyzer_runtime.analyzers.algorithmic:AlgorithmicAnalyzer",
     "emotion": "analyzer_runtime.analyzers.emotion:EmotionAnalyzer",
     "llm": "analyzer_runtime.analyzers.llm.analyzer:LLMAnalyzer",
+    "embedding": "analyzer_runtime.analyzers.embedding:EmbeddingAnalyzer",
 }
 
 

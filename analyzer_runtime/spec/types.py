@@ -40,6 +40,7 @@ class AnalyzerName(StrEnum):
     algorithmic = "algorithmic"
     emotion = "emotion"
     llm = "llm"
+    embedding = "embedding"
 
 
 # The versions each analyzer implements (results are stored under analyzer + version):
@@ -51,16 +52,22 @@ ANALYZER_VERSIONS: dict[AnalyzerName, tuple[str, ...] | None] = {
     AnalyzerName.algorithmic: ("1.0.0",),
     AnalyzerName.emotion: ("1.0.0",),
     AnalyzerName.llm: None,
+    # 1.0.0: all-MiniLM-L6-v2 over windows of the lyrics, mean of the windows' vectors.
+    AnalyzerName.embedding: ("1.0.0",),
 }
 
 # Analyzers that call out over the network. They cannot be a fallback, because the
 # fallback exists precisely for when the network analyzer is failing.
 REMOTE_ANALYZERS: frozenset[AnalyzerName] = frozenset({AnalyzerName.llm})
 
+# A fallback stands in for a failing llm with features of its own kind; a vector is
+# no such stand-in, so `embedding` is never a fallback.
+NOT_A_FALLBACK: frozenset[AnalyzerName] = REMOTE_ANALYZERS | {AnalyzerName.embedding}
+
 # Derived, not listed: adding a local analyzer to AnalyzerName makes it a valid fallback.
 FallbackAnalyzerName = StrEnum(  # type: ignore[misc]
     "FallbackAnalyzerName",
-    {a.name: a.value for a in AnalyzerName if a not in REMOTE_ANALYZERS},
+    {a.name: a.value for a in AnalyzerName if a not in NOT_A_FALLBACK},
 )
 FallbackAnalyzerName.__doc__ = "A local (non-network) analyzer used when the primary one fails."
 
