@@ -30,8 +30,9 @@ INT32_MAX = 2**31 - 1
 MAX_QUERY_CHARS = 1000
 MAX_LIMIT = 100
 # Measured at 57,718 tracks (bench/search_bench.py, bench/RESULTS.md "Issue 13"):
-# ef_search 100 gives recall@10 0.993 vs an exact scan at p50 5 ms (40: 0.973, 3 ms).
-DEFAULT_EF_SEARCH = 100
+# bench/RESULTS.md at 57,718 tracks: ef_search 64 gives recall@10 0.985 vs an exact
+# scan at p95 5.6 ms (the goals: >= 0.95 and < 10 ms); 100: 0.993 but p95 10.4 ms.
+DEFAULT_EF_SEARCH = 64
 # The exact plan costs ~0.04 ms per track of the artist (121 tracks: p50 7 ms; 1,617:
 # 68 ms), the over-fetch ~80 ms whatever the artist (ef_search 1000): they cross near
 # 2,000 tracks. An artist that big is also >= 1% of a corpus this size, so 1,000
