@@ -118,6 +118,24 @@ def test_run_with_a_force_deleted_shard_pod_is_exactly_once(installed: RealNodeC
     assert int(done) == TRACKS and int(crashed_twice) == 0
 
 
+def test_embedding_run_uses_the_model_inside_the_image(installed: RealNodeCluster) -> None:
+    """The model's weights ship in the image (no download, read-only root)."""
+    run = {
+        "apiVersion": "rapanalyzer.io/v1alpha1", "kind": "AnalysisRun",
+        "metadata": {"name": "node-embedding"},
+        "spec": {"analyzer": "embedding", "shards": 2, "batchSize": 10,
+                 "selection": {"limit": 40}},
+    }  # fmt: skip
+    installed.kubectl("-n", NS, "apply", "-f", "-", input=json.dumps(run), check=True)
+    phase = demo.wait_for_phase(installed, NS, "node-embedding", ("Succeeded", "Failed"), 600)
+    assert phase == "Succeeded", kubectl(
+        installed, "get", "analysisrun", "node-embedding", "-o", "yaml"
+    )
+    vectors, dims = psql(installed,
+        "SELECT count(*), min(vector_dims(embedding)) FROM track_embeddings").split("|")  # fmt: skip
+    assert (int(vectors), int(dims)) == (40, 384)
+
+
 def test_helm_upgrade_to_a_new_image_tag(installed: RealNodeCluster) -> None:
     subprocess.run(["docker", "tag", "rap-analyzer:dev", "rap-analyzer:dev-upgrade"], check=True)
     installed.load_docker_images(["rap-analyzer:dev-upgrade"])
