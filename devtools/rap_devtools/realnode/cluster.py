@@ -251,7 +251,7 @@ class RealNodeCluster(ClusterAccess):
         # then the kubelet (its pods are killed through runc below: a kubelet
         # stopping leaves its containers running by design), kube-proxy,
         # containerd, and the network namespace.
-        self.controlplane_stop_controllers()
+        self._stop_controllers()
         for proc in reversed(self.processes):
             proc.stop(grace=10.0)
         self.containerd.stop()
@@ -263,7 +263,7 @@ class RealNodeCluster(ClusterAccess):
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def controlplane_stop_controllers(self) -> None:
+    def _stop_controllers(self) -> None:
         for proc in self.controlplane.processes:
             if proc.name == "kube-controller-manager":
                 proc.stop(grace=5.0)
