@@ -11,7 +11,8 @@ NODE ?= process
 .DEFAULT_GOAL := help
 .PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape bench-embedding bench-search fake-llm \
         controlplane helm cluster-up cluster-down operator-up operator-down cluster-demo clean \
-        image base-image postgres-image test-image node node-packages test-node chart-demo bench-node
+        image base-image postgres-image test-image node node-packages test-node chart-demo bench-node \
+        prometheus test-observability argocd test-gitops
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -109,6 +110,18 @@ controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kubectl in
 
 helm: ## build bin/helm from tools/helm (no-op when up to date)
 	bash tools/build-helm.sh $(BIN)
+
+argocd: ## build bin/argocd (Argo CD's multi-call binary) from tools/argocd (cached by pin; ~10 min cold)
+	bash tools/build-argocd.sh $(BIN)
+
+test-gitops: install helm argocd ## the Argo CD health checks in deploy/argocd, evaluated by bin/argocd (tests/gitops)
+	$(PY) -m pytest -q -m gitops tests/gitops
+
+prometheus: ## build bin/promtool and bin/prometheus from tools/prometheus (cached by pins; no-op when up to date)
+	bash tools/build-prometheus.sh $(BIN)
+
+test-observability: install prometheus ## the alert rules' unit tests and the dashboard's PromQL with the real promtool
+	$(PY) -m pytest -q -m observability tests/observability
 
 cluster-up: install controlplane $(if $(filter real,$(NODE)),node node-packages) ## local control plane + process kubelet; NODE=real: kubelet + containerd (kubeconfig: .cluster/kubeconfig)
 	$(PY) -m rap_devtools.cluster_cli up --node $(NODE)
