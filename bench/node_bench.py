@@ -22,7 +22,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -30,6 +29,8 @@ from urllib.parse import urlsplit, urlunsplit
 from rap_devtools import chart_demo as demo
 from rap_devtools.realnode.cluster import RealNodeCluster
 from rap_devtools.waiting import wait_for
+
+from bench.operator_bench import timed_local_run
 
 NS = demo.NAMESPACE
 IMAGES = (f"{demo.IMAGE_REPO}:dev", ":".join(demo.POSTGRES_IMAGE))
@@ -102,14 +103,7 @@ def throughput(c: RealNodeCluster, n: int) -> dict[str, Any]:
                     " c = await asyncpg.connect(os.environ['DATABASE_URL'])\n"
                     f" await c.execute({reset!r})\n await c.close()\nasyncio.run(m())"],
                    check=True, env=env)  # fmt: skip
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        f.write(_run("eff-local", **spec))
-    t0 = time.monotonic()
-    local = subprocess.run([*c.network.nsenter(), sys.executable, "-m", "analyzer_runtime", "run",
-                            f.name, "--no-progress"], env=env, capture_output=True, text=True)  # fmt: skip
-    local_s = time.monotonic() - t0
-    os.unlink(f.name)
-    assert local.returncode == 0, local.stderr
+    local_s = timed_local_run(_run("eff-local", **spec), env, prefix=c.network.nsenter())
     return {"tracks": n, "operator_wall_s": round(operator_s, 1), "local_wall_s": round(local_s, 1),
             "operator_vs_local": round(local_s / operator_s, 3)}  # fmt: skip
 

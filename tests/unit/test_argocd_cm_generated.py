@@ -38,10 +38,11 @@ def test_snippet_carries_each_lua_file_verbatim() -> None:
         "argocd-cm",
     )
     lua_files = sorted((DEPLOY / "health").glob("*.lua"))
-    assert [p.stem for p in lua_files] == ["AnalysisRun", "ScrapeJob"]
+    assert [p.name for p in lua_files] == ["rapanalyzer.lua"]
+    lua = lua_files[0].read_text(encoding="utf-8")
     assert cm["data"] == {
-        f"resource.customizations.health.rapanalyzer.io_{p.stem}": p.read_text(encoding="utf-8")
-        for p in lua_files
+        f"resource.customizations.health.rapanalyzer.io_{kind}": lua
+        for kind in ("AnalysisRun", "ScrapeJob")
     }
 
 

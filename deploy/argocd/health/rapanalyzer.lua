@@ -1,4 +1,5 @@
--- Argo CD health check for rapanalyzer.io/AnalysisRun (Argo CD's Lua engine: `obj`
+-- Argo CD health check for rapanalyzer.io AnalysisRun and ScrapeJob (one script for
+-- both: they share the status shape; Argo CD's Lua engine: `obj`
 -- is the resource, return `hs` with `status` and `message`). Reads the status the
 -- operator writes (analyzer_runtime/status.py): phase, progress, eta, conditions.
 --   no status yet             -> Progressing "waiting for the operator"
@@ -7,8 +8,8 @@
 --   Suspended / spec.suspend  -> Suspended
 --   Succeeded                 -> Healthy (mentions CompletedWithErrors when True)
 --   Pending / Running         -> Progressing (progress and ETA)
--- Keep in step with ScrapeJob.lua; deploy/argocd/gen_argocd_cm.py turns both into
--- the argocd-cm snippet, tests/gitops checks them with Argo CD's own binary.
+-- deploy/argocd/gen_argocd_cm.py registers it under both kinds' argocd-cm keys;
+-- tests/gitops checks it with Argo CD's own binary.
 local hs = {}
 
 local function condition(status, ctype)
@@ -46,7 +47,7 @@ if phase == "Failed" then
   hs.status = "Degraded"
   hs.message = (failed and text(failed.message))
     or (valid and valid.status == "False" and text(valid.message))
-    or "the run failed"
+    or (obj.kind == "ScrapeJob" and "the job failed" or "the run failed")
   return hs
 end
 
