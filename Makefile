@@ -85,6 +85,7 @@ bench-scrape: install ## ScrapeJob requests/min vs the rate limit, 4 shards (~5 
 
 EMBED_REF_VENV ?= /tmp/rap-st-ref
 bench-embedding: install ## embedding tracks/s per core, ours vs sentence-transformers (EMBED_REF_VENV: a throwaway torch venv)
+	bash tools/embedding-reference/make-ref-venv.sh $(EMBED_REF_VENV)
 	$(PY) -m bench.embedding_throughput --ref-python $(EMBED_REF_VENV)/bin/python
 
 bench-search: install ## semantic search at N tracks: latency p50/p95, recall@10 vs exact, ef_search, embedding cost (~40 min on 2 cores)
