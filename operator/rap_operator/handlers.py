@@ -52,6 +52,11 @@ class RunLoop:
 
 _loops: dict[str, RunLoop] = {}
 _jobs: dict[str, dict[str, Any]] = {}  # run uid -> its Job, from the watch
+# The memory of loops that ended, so that a loop started again for the same run (a
+# change seen while finishing, or a watch event older than the final patch) knows
+# which phase Event and warnings were already posted: a run says Succeeded once.
+_ended: dict[str, RunMemory] = {}
+MAX_ENDED = 10_000
 
 
 _background: set[asyncio.Task[None]] = set()
@@ -102,7 +107,12 @@ async def _loop(uid: str) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(lp.wake.wait(), wait)
     lp = _loops.pop(uid, None)
-    if lp is not None and lp.wake.is_set():  # changed while finishing: look again
+    if lp is None:
+        return
+    _ended[uid] = lp.memory
+    while len(_ended) > MAX_ENDED:
+        del _ended[next(iter(_ended))]
+    if lp.wake.is_set():  # changed while finishing: look again
         _watch(lp.body)
 
 
@@ -115,7 +125,7 @@ def _watch(body: dict[str, Any]) -> None:
     if lp is None:
         if finished(body):
             return
-        lp = _loops[uid] = RunLoop(body)
+        lp = _loops[uid] = RunLoop(body, memory=_ended.pop(uid, None) or RunMemory())
         lp.task = asyncio.create_task(_loop(uid))
         lp.wake.set()
         return
@@ -137,6 +147,7 @@ async def run_event(type: str | None, body: kopf.Body, **_: Any) -> None:
         if lp is not None and lp.task is not None:
             lp.task.cancel()
         _jobs.pop(uid, None)
+        _ended.pop(uid, None)
         metrics.set_phase(uid, None)
         await _cancelled(raw, lp.memory.url if lp else None)
         return
