@@ -39,7 +39,7 @@ prometheus_ldflags() { # the version -X flags promu sets, from the pin
 build_all() {
   local flags b
   flags="$(prometheus_ldflags)"
-  GOFLAGS="$GOFLAGS -tags=netgo"
+  GOFLAGS="$GOFLAGS -tags=netgo,remove_all_sd,enable_kubernetes_sd"
   for b in promtool prometheus; do
     build "$ROOT/tools/prometheus" "$b" "github.com/prometheus/prometheus/cmd/$b" "-s -w $flags"
   done
