@@ -28,11 +28,11 @@ $(VENV)/.installed: pyproject.toml devtools/pyproject.toml
 
 install: $(VENV)/.installed ## create .venv with every dependency
 
-test: install controlplane helm ## run the whole test suite (unit, integration, e2e); the real node: test-node
+test: install controlplane helm argocd prometheus ## run the whole test suite (unit, integration, e2e, Argo CD health checks, promtool); the real node: test-node
 	$(PY) -m pytest -q -m "not node and not image"
 
-test-fast: install helm ## unit and Postgres tests only (no control plane)
-	$(PY) -m pytest -q -m "not e2e and not node and not image"
+test-fast: install helm ## unit and Postgres tests only (no control plane, Argo CD or Prometheus)
+	$(PY) -m pytest -q -m "not e2e and not node and not image and not gitops and not observability"
 
 test-node: install controlplane helm node node-packages image postgres-image ## the images, and the chart on the real node (root, Docker; ~5 min)
 	$(PY) -m pytest -q -m "node or image" tests/image tests/node

@@ -1,8 +1,6 @@
 """Observability (issue 14): the alert rules and the Grafana dashboard's PromQL
-checked by the real promtool (bin/promtool, built by `make prometheus`).
-`make test-observability` runs these. They run only when selected with
-`-m observability`: `make test` (`-m "not node and not image"`) deselects them,
-so it does not need Prometheus built."""
+checked by the real promtool (bin/promtool, built by `make prometheus`, which
+`make test` and `make test-observability` depend on)."""
 
 from __future__ import annotations
 
@@ -24,16 +22,10 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    ours = [i for i in items if Path(str(i.fspath)).is_relative_to(HERE)]
-    for item in ours:
-        item.add_marker(pytest.mark.observability)
-    if "observability" in (config.option.markexpr or ""):
-        return
-    # Not asked for: leave them out instead of failing without bin/promtool.
-    config.hook.pytest_deselected(items=ours)
-    skip = {id(i) for i in ours}
-    items[:] = [i for i in items if id(i) not in skip]
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(HERE):
+            item.add_marker(pytest.mark.observability)
 
 
 @pytest.fixture(scope="session")
