@@ -171,3 +171,56 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# -- helpers for tests that run more than the chart on the node (appended) -------------
+
+
+def start_fake_on(cls: Any, host: str, timeout: float | None = None, **config: Any) -> Any:
+    """Start a fake internet service (``cls`` = FakeLLM, FakeGeniusServer) listening
+    on ``host`` instead of loopback: pods reach the host only on the veth's host-side
+    address (the API server's, ``cluster.controlplane.address``). The returned
+    server's ``base`` (and the URLs derived from it) name that address; ``stop()`` it."""
+
+    class OnHost(cls):  # type: ignore[misc,valid-type]
+        @property
+        def base(self) -> str:
+            return f"http://{host}:{self.port}"
+
+        def start(self, timeout: float | None = None) -> Any:
+            timeout = self.start_timeout if timeout is None else timeout
+            port_file, log = self._dir / "port", self._dir / "out.log"
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", self.module, "--host", host, "--port", "0",
+                 "--port-file", str(port_file), "--config", json.dumps(self.config)],
+                stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+
+            def bound() -> str | None:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited: {self.output()}")
+                return (port_file.exists() and port_file.read_text().strip()) or None
+
+            self.port = int(wait_for(bound, timeout=timeout, interval=0.05,
+                                     what=f"{self.name} on {host}", describe=self.output))  # fmt: skip
+            return self
+
+    OnHost.__name__ = f"{cls.__name__}OnHost"
+    return OnHost(**config).start(timeout)
+
+
+def create_secret(cluster: ClusterAccess, namespace: str, name: str, data: dict[str, str]) -> None:
+    doc = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+           "type": "Opaque", "stringData": data}  # fmt: skip
+    cluster.kubectl("-n", namespace, "apply", "-f", "-", input=json.dumps(doc), check=True)
+
+
+def scrapejob_phase(cluster: ClusterAccess, namespace: str, name: str) -> str | None:
+    return ((get(cluster, namespace, "scrapejob", name) or {}).get("status") or {}).get("phase")
+
+
+def pod_ips(cluster: ClusterAccess, namespace: str, selector: str) -> list[str]:
+    """IPs of the Running pods matching ``selector`` (reachable from the host)."""
+    out = cluster.kubectl("-n", namespace, "get", "pods", "-l", selector, "-o", "json", check=True)
+    return [p["status"]["podIP"] for p in json.loads(out.stdout)["items"]
+            if p["status"].get("phase") == "Running" and p["status"].get("podIP")]  # fmt: skip
