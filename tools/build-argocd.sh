@@ -11,7 +11,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SET=argocd
 BIN_DIR="${1:-bin}"
-BINARIES=(argocd)
+# argocd-crds.yaml: Argo CD's CRDs from the same module (manifests/crds), for the
+# GitOps test to install; cached with the binary so no module cache is needed later.
+BINARIES=(argocd argocd-crds.yaml)
 KEY_FILES=(
   "$ROOT"/tools/argocd/go.mod "$ROOT"/tools/argocd/go.sum "$ROOT"/tools/argocd/tools.go
 )
@@ -26,6 +28,13 @@ build_all() {
   # pinned release instead of 99.99.99.
   build "$ROOT/tools/argocd" argocd github.com/argoproj/argo-cd/v3/cmd \
     "-s -w -X $pkg.version=${version#v} -X $pkg.gitTag=$version -X $pkg.gitTreeState=clean"
+  local dir f
+  dir="$(mod_field "$ROOT/tools/argocd" github.com/argoproj/argo-cd/v3 Dir)"
+  for f in application-crd.yaml applicationset-crd.yaml appproject-crd.yaml; do
+    cat "$dir/manifests/crds/$f"
+    echo "---"
+  done >"$STAGE/argocd-crds.yaml"
+  chmod +x "$STAGE/argocd-crds.yaml" # gobuild-lib's have_all wants every file executable
 }
 
 gobuild_main

@@ -4,7 +4,10 @@
 # offline base image, iptables/conntrack for kube-proxy. Idempotent: a no-op
 # when every package is installed.
 set -euo pipefail
-PACKAGES=(docker.io containerd runc containernetworking-plugins debootstrap iptables conntrack)
+# redis-server and git: Argo CD in the GitOps test (its cache; the repo-server
+# clones from a local `git daemon`).
+PACKAGES=(docker.io containerd runc containernetworking-plugins debootstrap iptables conntrack
+  redis-server git)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
