@@ -12,7 +12,7 @@ NODE ?= process
 .PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape bench-embedding bench-search fake-llm \
         controlplane helm cluster-up cluster-down operator-up operator-down cluster-demo clean \
         image base-image postgres-image test-image node node-packages test-node chart-demo bench-node \
-        prometheus test-observability argocd test-gitops
+        prometheus test-observability argocd test-gitops gitops-demo
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -34,7 +34,7 @@ test: install controlplane helm argocd prometheus ## run the whole test suite (u
 test-fast: install helm ## unit and Postgres tests only (no control plane, Argo CD or Prometheus)
 	$(PY) -m pytest -q -m "not e2e and not node and not image and not gitops and not observability"
 
-test-node: install controlplane helm node node-packages image postgres-image ## the images, and the chart on the real node (root, Docker; ~5 min)
+test-node: install controlplane helm node node-packages image postgres-image argocd prometheus ## the images; the chart, Argo CD and Prometheus on the real node (root, Docker; ~12 min)
 	$(PY) -m pytest -q -m "node or image" tests/image tests/node
 
 lint: install ## ruff
@@ -114,6 +114,9 @@ helm: ## build bin/helm from tools/helm (no-op when up to date)
 
 argocd: ## build bin/argocd (Argo CD's multi-call binary) from tools/argocd (cached by pin; ~10 min cold)
 	bash tools/build-argocd.sh $(BIN)
+
+gitops-demo: install controlplane helm node node-packages image postgres-image argocd ## a real Argo CD syncs the chart and a run from a local git daemon onto a real node; prints the Application health as it changes
+	$(PY) -m rap_devtools.gitops_demo
 
 test-gitops: install helm argocd ## the Argo CD health checks in deploy/argocd, evaluated by bin/argocd (tests/gitops)
 	$(PY) -m pytest -q -m gitops tests/gitops

@@ -301,6 +301,9 @@ def test_default_in_cluster_postgres(
     assert c["image"] == "pgvector/pgvector:pg16"
     claim = sts["spec"]["volumeClaimTemplates"][0]
     assert claim["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    # As the API server stores it, so Argo CD's diff sees no drift (argo-cd#11143).
+    assert (claim["apiVersion"], claim["kind"]) == ("v1", "PersistentVolumeClaim")
+    assert claim["spec"]["volumeMode"] == "Filesystem"
     svc = only(defaults, "Service", sts["spec"]["serviceName"])
     assert svc["spec"]["ports"][0]["port"] == 5432
 
