@@ -1,4 +1,13 @@
-"""Prometheus metrics of the runtime (one shard process)."""
+"""Prometheus metrics of the runtime (one shard process).
+
+Bounded labels only (analyzer, state, model, outcome, type): no run or shard id.
+Which run and shard a series belongs to comes from the shard pod's labels, which
+the scrape attaches as target labels (the chart's PodMonitor and
+deploy/prometheus/scrape-config.yaml: namespace, pod, name = the run, kind = its
+lower-case kind). Labelled counters are created for every known label value as
+soon as their label is known (init_llm, ITEM_STATES), so rate() says 0 rather
+than nothing.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +17,11 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 log = logging.getLogger(__name__)
 
+ITEM_STATES = ("done", "failed", "skipped")
 ITEMS = Counter(
-    "rap_analyzer_items_total", "Work items finished by this process", ["analyzer", "state"]
+    "rap_analyzer_items_total",
+    "Work items finished by this process, by state (done, failed, skipped)",
+    ["analyzer", "state"],
 )
 BATCH_SECONDS = Histogram(
     "rap_analyzer_batch_seconds",
@@ -25,14 +37,35 @@ ANALYZER_SECONDS = Histogram(
 )
 
 # The llm analyzer (labels: model = the analyzer's model_version, e.g. novita:qwen/...@p1).
+LLM_OUTCOMES = (
+    "ok",
+    "rate_limited",
+    "rate_limit_exhausted",
+    "timeout",
+    "server_error",
+    "connection_error",
+    "bad_response",
+    "unusable",
+    "rejected",
+    "auth_error",
+    "circuit_open",
+)
 LLM_REQUESTS = Counter(
     "rap_analyzer_llm_requests_total",
-    "Chat requests sent by this process, by outcome (ok, rate_limited, timeout,"
-    " server_error, connection_error, rejected, auth_error)",
+    "Chat requests of this process, by outcome (" + ", ".join(LLM_OUTCOMES) + ")",
     ["model", "outcome"],
 )
+LLM_TOKEN_TYPES = ("prompt", "completion")
 LLM_TOKENS = Counter(
-    "rap_analyzer_llm_tokens_total", "Tokens used by this process", ["model", "kind"]
+    "rap_analyzer_llm_tokens_total",
+    "Tokens used by this process, by type (prompt, completion)",
+    ["model", "type"],
+)
+LLM_COST = Counter(
+    "rap_analyzer_llm_cost_usd_total",
+    "Estimated cost of the tokens used by this process in US dollars, from the model's"
+    " price per token (spec.llm.pricing or the preset's); absent for a model without a price",
+    ["model"],
 )
 LLM_CIRCUIT_STATE = Gauge(
     "rap_analyzer_llm_circuit_state",
@@ -48,6 +81,25 @@ LLM_RATE_WAIT_SECONDS = Histogram(
     ["model"],
     buckets=(0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 30, 60),
 )
+
+
+def init_llm(model: str, priced: bool) -> None:
+    """Create the llm series of a model at 0, so rate() returns data from the start."""
+    for outcome in LLM_OUTCOMES:
+        LLM_REQUESTS.labels(model, outcome)
+    for kind in LLM_TOKEN_TYPES:
+        LLM_TOKENS.labels(model, kind)
+    if priced:
+        LLM_COST.labels(model)
+    LLM_FALLBACK.labels(model)
+    LLM_RATE_WAIT_SECONDS.labels(model)
+
+
+def init_items(analyzer: str) -> None:
+    for state in ITEM_STATES:
+        ITEMS.labels(analyzer, state)
+    BATCH_SECONDS.labels(analyzer)
+    ANALYZER_SECONDS.labels(analyzer)
 
 
 def serve(port: int) -> bool:

@@ -133,6 +133,7 @@ async def run_shard(
     except ValueError as exc:
         raise FatalError(str(exc)) from None
     name = analyzer.name
+    metrics.init_items(name)
     progress = ProgressLog()
     log.info("shard %d of run %s: started (attempt %d)", shard, run.name, report.attempt)
     try:

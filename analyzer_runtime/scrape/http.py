@@ -37,10 +37,20 @@ MAX_THROTTLED = 20
 
 Challenge = Callable[[httpx.Response], bool]
 
+OUTCOMES = (
+    "ok",
+    "client_error",
+    "throttled",
+    "challenged",
+    "server_error",
+    "timeout",
+    "connection_error",
+)
 REQUESTS = Counter(
     "rap_scraper_requests_total",
-    "HTTP requests sent to upstream APIs by this process, by outcome (ok, client_error,"
-    " throttled, challenged, server_error, timeout, connection_error)",
+    "HTTP requests sent to upstream APIs by this process, by outcome ("
+    + ", ".join(OUTCOMES)
+    + "); throttled (HTTP 429) and challenged (a bot challenge page) are blocks",
     ["upstream", "outcome"],
 )
 
@@ -122,6 +132,8 @@ class Upstream:
         timeout: float = 20.0,
     ) -> None:
         self.name = name
+        for outcome in OUTCOMES:  # every outcome at 0: rate() returns data from the start
+            REQUESTS.labels(name, outcome)
         self.client = client
         self.limiter = limiter or Limiter()
         self.retry = retry or RetrySettings()

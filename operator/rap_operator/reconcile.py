@@ -274,6 +274,7 @@ async def _refresh(
         mem.phase = phase
     if refusal:
         _warn_once(body, mem, "SpecChangeRefused", refusal)
+    metrics.observe_run(body, status, job)
     metrics.STATUS_REFRESH_SECONDS.observe(time.perf_counter() - t0)
     if is_terminal(phase):
         await _apply_ttl(body, job, mem)

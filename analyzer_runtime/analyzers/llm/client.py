@@ -167,6 +167,7 @@ class ChatClient:
         self.response_format = resolved.response_format
         self.sem = asyncio.Semaphore(concurrency)
         self.label = resolved.model_version
+        metrics.init_llm(self.label, priced=resolved.pricing is not None)
         # Our retries, not the SDK's: its retries would bypass the global budget.
         self.sdk = openai.AsyncOpenAI(
             api_key=api_key or "not-needed",
@@ -323,6 +324,9 @@ class ChatClient:
         self.on_usage(p, c)
         metrics.LLM_TOKENS.labels(self.label, "prompt").inc(p)
         metrics.LLM_TOKENS.labels(self.label, "completion").inc(c)
+        if (price := self.resolved.pricing) is not None:
+            cost = p / 1000 * price.prompt_per_1k + c / 1000 * price.completion_per_1k
+            metrics.LLM_COST.labels(self.label).inc(cost)
         return p, c, estimated
 
 
