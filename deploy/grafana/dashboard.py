@@ -357,8 +357,8 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
             ),
             Panel(
                 "Operator up",
-                "1 while Prometheus scrapes the operator (job rap-analyzer-operator).",
-                (Query('max by (job) (up{job="rap-analyzer-operator"})', "{{job}}"),),
+                "1 while Prometheus scrapes the operator (job rap-analyzer-metrics).",
+                (Query('max by (job) (up{job="rap-analyzer-metrics"})', "{{job}}"),),
                 kind="state-timeline",
                 mappings=((0, "down", "red"), (1, "up", "green")),
             ),

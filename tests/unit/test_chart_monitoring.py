@@ -35,7 +35,7 @@ def _meta_label(pod_label: str) -> str:
 
 def _relabel(endpoint: dict[str, Any]) -> dict[str, str]:
     """target label -> its source meta label (or `=value` for a fixed replacement)."""
-    out = {}
+    out: dict[str, str] = {}
     for r in endpoint.get("relabelings", []):
         if r.get("sourceLabels"):
             out[r["targetLabel"]] = r["sourceLabels"][0]
@@ -65,9 +65,9 @@ def test_service_monitor_job_and_honor_labels() -> None:
     assert ep["port"] == "metrics"
     # The per-run gauges carry the run's namespace: it must win over the target's.
     assert ep["honorLabels"] is True
-    assert _relabel(ep) == {"job": "=rap-analyzer-operator"}
+    assert _relabel(ep) == {"job": "=rap-analyzer-metrics"}
     rules = (REPO / "deploy" / "prometheus" / "rules.yaml").read_text()
-    assert 'up{job="rap-analyzer-operator"}' in rules
+    assert 'up{job="rap-analyzer-metrics"}' in rules
 
 
 def test_shard_pod_monitor_selects_the_operators_shard_pods() -> None:
@@ -80,9 +80,11 @@ def test_shard_pod_monitor_selects_the_operators_shard_pods() -> None:
     assert ep["port"] == "metrics"  # the shard container's port name (manifests.run_job)
     assert ep["path"] == "/metrics"
     assert _relabel(ep) == {
-        "job": "=rap-analyzer-shard",
+        "job": "=rap-analyzer-shards",
         "name": _meta_label(manifests.LABEL_RUN),
         "kind": _meta_label(manifests.LABEL_KIND),
+        # deploy/prometheus/scrape-config.yaml does the same: pod label or annotation
+        "shard": "__meta_kubernetes_pod_annotation_batch_kubernetes_io_job_completion_index",
     }
     # The run's uid label is never copied onto the series (unbounded).
     assert _meta_label(manifests.LABEL_RUN_UID) not in json.dumps(pm)
@@ -122,7 +124,10 @@ def test_search_pod_monitor_only_with_search() -> None:
     ports = {p["name"] for c in pod["spec"]["containers"] for p in c.get("ports", [])}
     assert ep["port"] in ports
     assert ep["path"] == "/metrics"
-    assert _relabel(ep) == {"job": "=rap-analyzer-search"}
+    assert _relabel(ep) == {
+        "job": "=rap-analyzer-search",
+        "release": "__meta_kubernetes_pod_label_app_kubernetes_io_instance",
+    }
 
 
 def test_prometheus_rule_is_the_rules_file() -> None:
