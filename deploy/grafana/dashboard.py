@@ -458,6 +458,7 @@ def dashboard() -> JSON:
             " do not edit the JSON)."
         )
         .tags(["rap-analyzer"])
+        .annotations([])  # Grafana wants the list, even empty
         .editable()
         .tooltip(dash_m.DashboardCursorSync.CROSSHAIR)
         .refresh("30s")
