@@ -153,7 +153,10 @@ class ArgoCD:
              f"--repo-server=127.0.0.1:{self.repo_port}", "--repo-server-plaintext",
              f"--metrics-port={self.controller_metrics_port}", "--status-processors=2",
              "--operation-processors=2", "--app-resync=15", "--app-resync-jitter=0",
-             "--self-heal-timeout-seconds=2", "--logformat=text"],
+             "--self-heal-timeout-seconds=2", "--logformat=text",
+             # Each resource's health (our Lua's status and message) in the
+             # Application's status, as Argo CD 2.x kept it: what kubectl shows.
+             "--persist-resource-health"],
             logs / "application-controller.log", env=self._env("argocd-application-controller"),
         ))  # fmt: skip
         wait_for(self._ready, timeout=60, what="Argo CD's processes to listen",
@@ -229,6 +232,10 @@ class ArgoCD:
         """(health status, sync status) of the Application."""
         status = self.application(name).get("status") or {}
         return (status.get("health") or {}).get("status"), (status.get("sync") or {}).get("status")
+
+    def resources(self, name: str) -> list[JSON]:
+        """The Application's resources with their sync status and (persisted) health."""
+        return list((self.application(name).get("status") or {}).get("resources") or [])
 
     def refresh(self, name: str) -> None:
         """What `argocd app get --refresh` asks for: look at git again now."""

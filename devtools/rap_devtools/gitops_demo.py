@@ -81,7 +81,11 @@ class HealthWatch:
         health, sync = self.argo.health(self.app)
         if health and (not self.history or self.history[-1] != health):
             self.history.append(health)
-            self.report(f"{time.monotonic() - self.started:6.1f}s  {self.app}: {health} ({sync})")
+            line = f"{time.monotonic() - self.started:6.1f}s  {self.app}: {health} ({sync})"
+            for r in self.argo.resources(self.app):
+                if r.get("group") == "rapanalyzer.io" and r.get("health"):
+                    line += f"\n         {r['kind']} {r['name']}: {r['health'].get('message')}"
+            self.report(line)
         return health
 
     def until(self, wanted: str, timeout: float, synced: bool = True) -> str:
@@ -103,10 +107,12 @@ def sync_operator(argo: ArgoCD, git: GitServer, namespace: str, tag: str = "dev"
     return watch
 
 
-def sync_runs(argo: ArgoCD, git: GitServer, namespace: str) -> HealthWatch:
+def sync_runs(
+    argo: ArgoCD, git: GitServer, namespace: str, report: Callable[[str], None] = print
+) -> HealthWatch:
     git.commit({"runs/analysisrun.yaml": EXAMPLE_RUN}, "a run")
     argo.apply(application_from(RUNS_APP, repo_url=git.url, namespace=namespace))
-    watch = HealthWatch(argo, "rap-analyzer-runs")
+    watch = HealthWatch(argo, "rap-analyzer-runs", report)
     watch.until("Healthy", timeout=420)
     return watch
 
