@@ -83,7 +83,7 @@ class HealthWatch:
             self.history.append(health)
             line = f"{time.monotonic() - self.started:6.1f}s  {self.app}: {health} ({sync})"
             for r in self.argo.resources(self.app):
-                if r.get("group") == "rapanalyzer.io" and r.get("health"):
+                if r.get("group") == "rapanalyzer.io" and (r.get("health") or {}).get("message"):
                     line += f"\n         {r['kind']} {r['name']}: {r['health'].get('message')}"
             self.report(line)
         return health
