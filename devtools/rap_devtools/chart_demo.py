@@ -224,3 +224,28 @@ def pod_ips(cluster: ClusterAccess, namespace: str, selector: str) -> list[str]:
     out = cluster.kubectl("-n", namespace, "get", "pods", "-l", selector, "-o", "json", check=True)
     return [p["status"]["podIP"] for p in json.loads(out.stdout)["items"]
             if p["status"].get("phase") == "Running" and p["status"].get("podIP")]  # fmt: skip
+
+
+_GET_STATUSES = """
+import sys, urllib.error, urllib.request
+codes = []
+for url in sys.argv[1:]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            resp.read()
+            codes.append(resp.status)
+    except urllib.error.HTTPError as e:
+        codes.append(e.code)
+print(" ".join(map(str, codes)))
+"""
+
+
+def get_in_node(cluster: Any, urls: list[str]) -> list[int]:
+    """GET each URL from inside the real node's network namespace (where pod IPs are
+    routed; the host has no route to them) and return the HTTP status codes.
+    ``cluster`` is a RealNodeCluster."""
+    out = subprocess.run(
+        [*cluster.network.nsenter(), sys.executable, "-c", _GET_STATUSES, *urls],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    return [int(code) for code in out.stdout.split()]

@@ -7,8 +7,15 @@
 Its scrape jobs are the ones users copy: deploy/prometheus/scrape-config.yaml, with
 every `kubernetes_sd_configs` entry pointed at the cluster's API server through a
 kubeconfig (`kubeconfig_file:`), a short scrape interval (short-lived shard pods are
-scraped too) and, optionally, the namespaces to watch. It listens on a free
-127.0.0.1 port, keeps its TSDB in a temp dir, and is ready when /-/ready says so.
+scraped too) and, optionally, the namespaces to watch. It listens on a free port
+(127.0.0.1 unless told otherwise), keeps its TSDB in a temp dir, and is ready when
+/-/ready says so.
+
+Pod IPs of the real node are routed only inside the node's network namespace (the
+host has no route to them: a connection from the host would go to its default
+gateway). There, Prometheus runs with `argv_prefix=cluster.network.nsenter()` and
+`listen_host=cluster.network.node_ip`: it reaches the pods on their bridge and the
+API server over the veth, and the host reaches its HTTP API on the node's address.
 """
 
 from __future__ import annotations
@@ -88,8 +95,12 @@ class Prometheus:
         namespaces: Sequence[str] = (),
         rule_files: Sequence[Path] = (),
         ready_timeout: float = 60.0,
+        listen_host: str = "127.0.0.1",
+        argv_prefix: Sequence[str] = (),
     ) -> None:
         self.binary = bin_dir / "prometheus"
+        self.listen_host = listen_host
+        self.argv_prefix = list(argv_prefix)
         self.bin_dir = bin_dir
         self.ready_timeout = ready_timeout
         self.config = config(
@@ -102,7 +113,7 @@ class Prometheus:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.listen_host}:{self.port}"
 
     @property
     def config_path(self) -> Path:
@@ -125,10 +136,11 @@ class Prometheus:
         assert self.workdir is not None
         self.port = free_port()
         self.process = ManagedProcess("prometheus", [
+            *self.argv_prefix,
             str(self.binary),
             f"--config.file={path}",
             f"--storage.tsdb.path={self.workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{self.port}",
+            f"--web.listen-address={self.listen_host}:{self.port}",
             "--storage.tsdb.retention.time=1d",
             "--log.level=info",
         ], self.workdir / "prometheus.log", cwd=self.workdir)  # fmt: skip

@@ -1,0 +1,248 @@
+"""A real Prometheus scrapes the chart on the real node the way a user without the
+Prometheus Operator sets it up (deploy/prometheus/scrape-config.yaml: Kubernetes
+service discovery for the operator's metrics Service, the shard pods and the search
+API), and every dashboard and alert expression returns data for runs that just
+happened: an emotion run, an `llm` run against the fake provider (429s, a burst of
+503s that opens the circuit breaker and sends tracks to the fallback analyzer), a
+ScrapeJob against the fake Genius, and requests to the search API pod.
+
+The fakes run on the host and listen on the veth's host-side address (the API
+server's), the only host address pods reach. Prometheus runs in the node's network
+namespace, where pod IPs are routed (the host has no route to them), and listens on
+the node's address, which the host reaches over the veth."""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rap_devtools import chart_demo as demo
+from rap_devtools.fake_genius import FakeGeniusServer
+from rap_devtools.fake_llm import FakeLLM
+from rap_devtools.helm import CHART
+from rap_devtools.prometheus import SCRAPE_CONFIG, Prometheus, config, promtool_check_config
+from rap_devtools.realnode.cluster import RealNodeCluster
+from rap_devtools.waiting import wait_for
+
+from tests.observability.expressions import all_expressions
+
+NS = "rap-prometheus"
+TRACKS = 400
+KEY = f"sk-node-{secrets.token_hex(12)}"
+GENIUS_TOKEN = f"genius-{secrets.token_hex(8)}"
+SEARCH_PORT = 8000
+OPERATOR_JOB, SHARD_JOB, SEARCH_JOB = (
+    "rap-analyzer-metrics",
+    "rap-analyzer-shards",
+    "rap-analyzer-search",
+)
+EMOTION, LLM, SCRAPE = "prom-emotion", "prom-llm", "prom-scrape"
+
+
+@dataclass
+class Observed:
+    cluster: RealNodeCluster
+    prom: Prometheus
+    start: float
+    end: float = 0.0
+    search_ip: str = ""
+    llm_log: list[dict[str, Any]] = field(default_factory=list)
+
+
+def kubectl(c: RealNodeCluster, *args: str, check: bool = True) -> str:
+    return c.kubectl("-n", NS, *args, check=check, timeout=120).stdout
+
+
+def apply(c: RealNodeCluster, doc: dict[str, Any]) -> None:
+    c.kubectl("-n", NS, "apply", "-f", "-", input=json.dumps(doc), check=True)
+
+
+def resource(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "rapanalyzer.io/v1alpha1", "kind": kind,
+            "metadata": {"name": name}, "spec": spec}  # fmt: skip
+
+
+def emotion_run() -> dict[str, Any]:
+    # Small batches: each is a transaction, so the shards live for many scrapes.
+    return resource("AnalysisRun", EMOTION, {
+        "analyzer": "emotion", "shards": 2, "parallelism": 2, "batchSize": 2,
+        "selection": {"limit": TRACKS},
+    })  # fmt: skip
+
+
+def llm_run(llm: FakeLLM) -> dict[str, Any]:
+    # The fake accepts 2 requests/s (429 + Retry-After above that) and fails its first
+    # 4 requests with 503: with failureThreshold 2 the breaker opens and the fallback
+    # analyzes those tracks; after 2 s a probe closes it again.
+    return resource("AnalysisRun", LLM, {
+        "analyzer": "llm", "shards": 2, "parallelism": 2, "batchSize": 4,
+        "selection": {"limit": 48},
+        "rateLimit": {"requestsPerMinute": 600},
+        "retry": {"initialBackoffSeconds": 0.2, "maxBackoffSeconds": 1},
+        "fallbackAnalyzer": "algorithmic",
+        "llm": {"provider": "custom", "baseURL": llm.url, "model": "fake-qwen",
+                "tracksPerRequest": 2, "concurrency": 1, "timeoutSeconds": 10,
+                "apiKeySecretRef": {"name": "llm-key", "key": "apiKey"},
+                "circuitBreaker": {"failureThreshold": 2, "openSeconds": 2},
+                "pricing": {"promptPerMillion": 0.5, "completionPerMillion": 1.5}},
+    })  # fmt: skip
+
+
+def scrape_job(genius: FakeGeniusServer) -> dict[str, Any]:
+    return resource("ScrapeJob", SCRAPE, {
+        "artists": genius.catalog.names(3), "maxSongsPerArtist": 5,
+        "genius": {"tokenSecretRef": {"name": "genius", "key": "token"},
+                   "apiBaseURL": genius.genius_api},
+        "rateLimit": {"genius": {"requestsPerMinute": 600}},
+        "shards": 1, "parallelism": 1, "batchSize": 2, "concurrency": 1,
+    })  # fmt: skip
+
+
+def search_requests(c: RealNodeCluster, ip: str) -> list[int]:
+    """A few requests of each kind the search API serves (some 404 or 503 on purpose),
+    from inside the node's network namespace (pod IPs are routed only there)."""
+    paths = ("/healthz", "/search?q=love%20and%20money&limit=3", "/tracks/1",
+             "/tracks/99999999", "/tracks/1/similar?limit=3")  # fmt: skip
+    return demo.get_in_node(c, [f"http://{ip}:{SEARCH_PORT}{p}" for p in paths])
+
+
+def finished(c: RealNodeCluster) -> dict[str, str | None]:
+    return {
+        EMOTION: demo.run_phase(c, NS, EMOTION),
+        LLM: demo.run_phase(c, NS, LLM),
+        SCRAPE: demo.scrapejob_phase(c, NS, SCRAPE),
+    }
+
+
+@pytest.fixture(scope="module")
+def observed(node_cluster: RealNodeCluster) -> Iterator[Observed]:
+    c = node_cluster
+    host = c.controlplane.address  # the veth's host end: pods reach it
+    llm = demo.start_fake_on(FakeLLM, host, api_key=KEY, latency_p50=0.15, latency_p95=0.3,
+                             rate_limit=4, rate_window=2.0, fail_next=4)  # fmt: skip
+    genius = demo.start_fake_on(FakeGeniusServer, host, genius_token=GENIUS_TOKEN,
+                                page_latency=0.3)  # fmt: skip
+    prom = Prometheus(c.kubeconfig, namespaces=[NS], scrape_interval="2s",
+                      argv_prefix=c.network.nsenter(), listen_host=c.network.node_ip)  # fmt: skip
+    installed = False
+    try:
+        prom.start()
+        demo.create_restricted_namespace(c, NS)
+        installed = True
+        demo.helm(c, "install", demo.RELEASE, str(CHART), f"--namespace={NS}",
+                  *demo.chart_values("dev"), "--set=search.enabled=true",
+                  "--wait", "--timeout=5m")  # fmt: skip
+        demo.seed(c, TRACKS, namespace=NS)
+        demo.create_secret(c, NS, "llm-key", {"apiKey": KEY})
+        demo.create_secret(c, NS, "genius", {"token": GENIUS_TOKEN})
+        obs = Observed(c, prom, start=time.time())
+        for doc in (emotion_run(), llm_run(llm), scrape_job(genius)):
+            apply(c, doc)
+        obs.search_ip = wait_for(
+            lambda: (ips := demo.pod_ips(c, NS, "app.kubernetes.io/component=search")) and ips[0],
+            timeout=60, what="the search API pod's IP",
+        )  # fmt: skip
+        search_requests(c, obs.search_ip)
+        wait_for(
+            lambda: all(p in ("Succeeded", "Failed") for p in finished(c).values()),
+            timeout=240, interval=1.0, what="the runs and the ScrapeJob to finish",
+            describe=lambda: f"{finished(c)}\n" + kubectl(c, "get", "pods", "-o", "wide"),
+        )  # fmt: skip
+        search_requests(c, obs.search_ip)
+        obs.llm_log = llm.log()
+        # One more scrape of everything still running (operator, search API).
+        scraped_at = time.time()
+        wait_for(
+            lambda: all(_ts(t["lastScrape"]) > scraped_at
+                        for t in prom.targets() if t["labels"]["job"] != SHARD_JOB),
+            timeout=30, interval=0.5, what="a scrape after the runs finished",
+        )  # fmt: skip
+        obs.end = time.time()
+        yield obs
+    finally:
+        prom.stop()
+        llm.stop()
+        genius.stop()
+        if installed:
+            # Runs first, while the operator is there to let their Jobs go.
+            c.kubectl("-n", NS, "delete", "analysisruns,scrapejobs", "--all", "--wait",
+                      "--timeout=120s", timeout=150)  # fmt: skip
+            demo.helm(c, "uninstall", demo.RELEASE, f"--namespace={NS}", "--wait",
+                      "--timeout=3m")  # fmt: skip
+            c.kubectl("delete", "namespace", NS, "--wait", "--timeout=180s", timeout=200)
+
+
+def _ts(rfc3339: str) -> float:
+    # Prometheus writes nanoseconds; fromisoformat takes at most microseconds.
+    head, _, frac = rfc3339.rstrip("Z").partition(".")
+    return datetime.fromisoformat(head).replace(tzinfo=UTC).timestamp() + float(f"0.{frac or 0}")
+
+
+def test_promtool_accepts_the_generated_config(tmp_path: Path) -> None:
+    import yaml
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("")
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config(kubeconfig, namespaces=["ns"])))
+    assert "SUCCESS" in promtool_check_config(path)
+    # The user's file itself, as it would sit in prometheus.yml (in-cluster SD).
+    assert "SUCCESS" in promtool_check_config(SCRAPE_CONFIG)
+
+
+def test_the_runs_succeeded_and_used_the_fakes(observed: Observed) -> None:
+    assert finished(observed.cluster) == {EMOTION: "Succeeded", LLM: "Succeeded",
+                                          SCRAPE: "Succeeded"}  # fmt: skip
+    statuses = {e["status"] for e in observed.llm_log}
+    assert {200, 429, 503} <= statuses, statuses
+
+
+def test_operator_target_is_up(observed: Observed) -> None:
+    up = observed.prom.query(f'up{{job="{OPERATOR_JOB}"}}', at=observed.end)
+    assert [(s["metric"]["namespace"], s["value"][1]) for s in up] == [(NS, "1")], up
+    assert up[0]["metric"]["pod"].startswith(demo.RELEASE)
+
+
+def test_shard_pods_were_scraped_with_run_labels(observed: Observed) -> None:
+    p, start, end = observed.prom, observed.start, observed.end
+    for name, kind in ((EMOTION, "analysisrun"), (LLM, "analysisrun"), (SCRAPE, "scrapejob")):
+        ups = p.series(f'up{{job="{SHARD_JOB}", namespace="{NS}", name="{name}"}}', start, end)
+        assert ups and {s["kind"] for s in ups} == {kind}, (name, ups)
+        assert all(s["pod"].startswith(name) and s["shard"].isdigit() for s in ups), ups
+        scraped = p.query_range(f'up{{job="{SHARD_JOB}", name="{name}"}} == 1', start, end, 2)
+        assert scraped, f"no successful scrape of a shard pod of {name}: {ups}"
+    items = p.series(f'rap_analyzer_items_total{{name="{EMOTION}"}}', start, end)
+    assert {s["analyzer"] for s in items} == {"emotion"}, items
+    assert p.series(f'rap_scraper_requests_total{{name="{SCRAPE}"}}', start, end)
+    assert p.series(f'up{{job="{SEARCH_JOB}", namespace="{NS}"}}', start, end)
+
+
+def _has_value(series: list[dict[str, Any]]) -> bool:
+    return any(not math.isnan(float(v)) for s in series for _, v in s["values"])
+
+
+def test_every_dashboard_and_alert_expression_returns_data(observed: Observed) -> None:
+    p = observed.prom
+    empty, nan_only = [], []
+    expressions = all_expressions()
+    assert expressions
+    for e in expressions:
+        series = p.query_range(e.query, observed.start, observed.end, step=3)
+        if not series:
+            empty.append(e)
+        elif not _has_value(series):
+            nan_only.append(e)
+    lines = [f"  {e.source} {e.name!r}: no series: {e.query}" for e in empty]
+    lines += [f"  {e.source} {e.name!r}: only NaN: {e.query}" for e in nan_only]
+    assert not lines, (
+        f"{len(lines)} of {len(expressions)} expressions returned no data between "
+        f"{observed.start:.0f} and {observed.end:.0f}:\n" + "\n".join(lines)
+    )
