@@ -2,8 +2,7 @@
 Prometheus Operator sets it up (deploy/prometheus/scrape-config.yaml: Kubernetes
 service discovery for the operator's metrics Service, the shard pods and the search
 API), and every dashboard and alert expression returns data for runs that just
-happened: an emotion run, an `llm` run against the fake provider (429s, a burst of
-503s that opens the circuit breaker and sends tracks to the fallback analyzer), a
+happened: an emotion run, an `llm` run against the fake provider (429s and 503s), a
 ScrapeJob against the fake Genius, and requests to the search API pod.
 
 The fakes run on the host and listen on the veth's host-side address (the API
@@ -79,19 +78,18 @@ def emotion_run() -> dict[str, Any]:
 
 
 def llm_run(llm: FakeLLM) -> dict[str, Any]:
-    # The fake accepts 2 requests/s (429 + Retry-After above that) and fails its first
-    # 4 requests with 503: with failureThreshold 2 the breaker opens and the fallback
-    # analyzes those tracks; after 2 s a probe closes it again.
+    # No spec.rateLimit: the fake's own limit (3 requests/s, then 429 + Retry-After)
+    # paces the run, and its first 2 requests fail with 503 (retried: the breaker
+    # stays closed). A global budget would halve itself on the first 429 and make the
+    # run take minutes.
     return resource("AnalysisRun", LLM, {
         "analyzer": "llm", "shards": 2, "parallelism": 2, "batchSize": 4,
-        "selection": {"limit": 48},
-        "rateLimit": {"requestsPerMinute": 600},
+        "selection": {"limit": 60},
         "retry": {"initialBackoffSeconds": 0.2, "maxBackoffSeconds": 1},
         "fallbackAnalyzer": "algorithmic",
         "llm": {"provider": "custom", "baseURL": llm.url, "model": "fake-qwen",
-                "tracksPerRequest": 2, "concurrency": 1, "timeoutSeconds": 10,
+                "tracksPerRequest": 2, "concurrency": 2, "timeoutSeconds": 10,
                 "apiKeySecretRef": {"name": "llm-key", "key": "apiKey"},
-                "circuitBreaker": {"failureThreshold": 2, "openSeconds": 2},
                 "pricing": {"promptPerMillion": 0.5, "completionPerMillion": 1.5}},
     })  # fmt: skip
 
@@ -126,8 +124,8 @@ def finished(c: RealNodeCluster) -> dict[str, str | None]:
 def observed(node_cluster: RealNodeCluster) -> Iterator[Observed]:
     c = node_cluster
     host = c.controlplane.address  # the veth's host end: pods reach it
-    llm = demo.start_fake_on(FakeLLM, host, api_key=KEY, latency_p50=0.15, latency_p95=0.3,
-                             rate_limit=4, rate_window=2.0, fail_next=4)  # fmt: skip
+    llm = demo.start_fake_on(FakeLLM, host, api_key=KEY, latency_p50=0.1, latency_p95=0.25,
+                             rate_limit=3, rate_window=1.0, fail_next=2)  # fmt: skip
     genius = demo.start_fake_on(FakeGeniusServer, host, genius_token=GENIUS_TOKEN,
                                 page_latency=0.3)  # fmt: skip
     prom = Prometheus(c.kubeconfig, namespaces=[NS], scrape_interval="2s",
