@@ -70,23 +70,39 @@ def failing_run() -> str:
 
 
 class HealthWatch:
-    """Polls an Application's health; remembers (and reports) each change."""
+    """Polls an Application's health; remembers each change of it and reports it,
+    and each change of a run's own health message (its progress) too."""
 
     def __init__(self, argo: ArgoCD, app: str, report: Callable[[str], None] = print) -> None:
         self.argo, self.app, self.report = argo, app, report
         self.history: list[str] = []
         self.started = time.monotonic()
+        self._messages: dict[str, str] = {}
 
     def poll(self) -> str | None:
-        health, sync = self.argo.health(self.app)
+        app = self.argo.application(self.app).get("status") or {}
+        health = (app.get("health") or {}).get("status")
+        sync = (app.get("sync") or {}).get("status")
+        lines = []
         if health and (not self.history or self.history[-1] != health):
             self.history.append(health)
-            line = f"{time.monotonic() - self.started:6.1f}s  {self.app}: {health} ({sync})"
-            for r in self.argo.resources(self.app):
-                if r.get("group") == "rapanalyzer.io" and (r.get("health") or {}).get("message"):
-                    line += f"\n         {r['kind']} {r['name']}: {r['health'].get('message')}"
-            self.report(line)
+            lines.append(f"{self._elapsed()}  {self.app}: {health} ({sync})")
+        for r in app.get("resources") or []:
+            message = (r.get("health") or {}).get("message")
+            key = f"{r['kind']} {r['name']}"
+            if (
+                r.get("group") == "rapanalyzer.io"
+                and message
+                and self._messages.get(key) != message
+            ):
+                self._messages[key] = message
+                lines.append(f"{self._elapsed()}    {key}: {message}")
+        if lines:
+            self.report("\n".join(lines))
         return health
+
+    def _elapsed(self) -> str:
+        return f"{time.monotonic() - self.started:6.1f}s"
 
     def until(self, wanted: str, timeout: float, synced: bool = True) -> str:
         def reached() -> bool:
