@@ -39,6 +39,14 @@ app = typer.Typer(
 )
 db_app = typer.Typer(no_args_is_help=True, help="Database: migrations and the embedded server.")
 app.add_typer(db_app, name="db")
+model_app = typer.Typer(
+    no_args_is_help=True, help="Models distilled from stored results (the quality model)."
+)
+app.add_typer(model_app, name="model")
+report_app = typer.Typer(
+    no_args_is_help=True, help="Reports over the stored results (trends, LLM agreement)."
+)
+app.add_typer(report_app, name="report")
 err = Console(stderr=True)
 out = Console()
 T = TypeVar("T")
@@ -519,6 +527,12 @@ async def _connect_with_retries(create: Callable[..., Awaitable[T]], url: str) -
         with attempt:
             return await create(url, max_size=2)
     raise AssertionError("unreachable")
+
+
+# -- rap-analyzer model ... (commands of model_app) ---------------------------------
+
+
+# -- rap-analyzer report ... (commands of report_app) --------------------------------
 
 
 def main() -> None:
