@@ -18,6 +18,7 @@ _FACTORIES: dict[str, str] = {
     "emotion": "analyzer_runtime.analyzers.emotion:EmotionAnalyzer",
     "llm": "analyzer_runtime.analyzers.llm.analyzer:LLMAnalyzer",
     "embedding": "analyzer_runtime.analyzers.embedding:EmbeddingAnalyzer",
+    "quality": "analyzer_runtime.analyzers.quality:QualityAnalyzer",
 }
 
 

@@ -367,6 +367,11 @@ class AnalysisRunSpec(SpecModel):
                     "llm options are only allowed when analyzer is llm",
                     fieldPath=".llm",
                 ),
+                cel_rule(
+                    "!has(self.modelVersion) || self.analyzer == 'quality'",
+                    "modelVersion is only allowed when analyzer is quality",
+                    fieldPath=".modelVersion",
+                ),
                 *analyzer_version_rules(),
             ]
         }
@@ -389,6 +394,13 @@ class AnalysisRunSpec(SpecModel):
         default=None,
         validate_default=True,
         description="Options of the llm analyzer; required when analyzer is llm.",
+    )
+    model_version: int | None = Field(
+        default=None,
+        ge=1,
+        le=INT32_MAX,
+        description="quality analyzer only: the version of the trained model to score with "
+        "(`rap-analyzer model list`); default: the latest when the run is planned.",
     )
     selection: Selection = Field(
         default_factory=Selection,
@@ -468,6 +480,18 @@ class AnalysisRunSpec(SpecModel):
             raise PydanticCustomError(
                 "not_allowed",
                 "only allowed when spec.analyzer is 'llm' (analyzer is '{analyzer}')",
+                {"analyzer": str(analyzer)},
+            )
+        return v
+
+    @field_validator("model_version")
+    @classmethod
+    def _model_version_for_quality(cls, v: int | None, info: ValidationInfo) -> int | None:
+        analyzer = info.data.get("analyzer")
+        if v is not None and analyzer is not None and analyzer is not AnalyzerName.quality:
+            raise PydanticCustomError(
+                "not_allowed",
+                "only allowed when spec.analyzer is 'quality' (analyzer is '{analyzer}')",
                 {"analyzer": str(analyzer)},
             )
         return v

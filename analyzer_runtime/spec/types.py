@@ -41,6 +41,7 @@ class AnalyzerName(StrEnum):
     emotion = "emotion"
     llm = "llm"
     embedding = "embedding"
+    quality = "quality"
 
 
 # The versions each analyzer implements (results are stored under analyzer + version):
@@ -54,6 +55,9 @@ ANALYZER_VERSIONS: dict[AnalyzerName, tuple[str, ...] | None] = {
     AnalyzerName.llm: None,
     # 1.0.0: all-MiniLM-L6-v2 over windows of the lyrics, mean of the windows' vectors.
     AnalyzerName.embedding: ("1.0.0",),
+    # 1.0.0: a distilled model (analyzer_runtime.quality) over the stored algorithmic and
+    # emotion features; the trained model's own version is in analysis_data.
+    AnalyzerName.quality: ("1.0.0",),
 }
 
 # Analyzers that call out over the network. They cannot be a fallback, because the
@@ -61,8 +65,12 @@ ANALYZER_VERSIONS: dict[AnalyzerName, tuple[str, ...] | None] = {
 REMOTE_ANALYZERS: frozenset[AnalyzerName] = frozenset({AnalyzerName.llm})
 
 # A fallback stands in for a failing llm with features of its own kind; a vector is
-# no such stand-in, so `embedding` is never a fallback.
-NOT_A_FALLBACK: frozenset[AnalyzerName] = REMOTE_ANALYZERS | {AnalyzerName.embedding}
+# no such stand-in, so `embedding` is never a fallback; `quality` needs a trained model
+# and stored features the failing track may not have.
+NOT_A_FALLBACK: frozenset[AnalyzerName] = REMOTE_ANALYZERS | {
+    AnalyzerName.embedding,
+    AnalyzerName.quality,
+}
 
 # Derived, not listed: adding a local analyzer to AnalyzerName makes it a valid fallback.
 FallbackAnalyzerName = StrEnum(  # type: ignore[misc]

@@ -159,7 +159,7 @@ def test_llm_custom_provider_needs_base_url() -> None:
 def test_several_errors_one_line_each() -> None:
     msg = error_of(manifest(shards=0, batchSize=-1, analyzer="nope"))
     assert msg.splitlines() == [
-        "spec.analyzer: unknown analyzer 'nope'; choose one of: algorithmic, emotion, llm, embedding",
+        "spec.analyzer: unknown analyzer 'nope'; choose one of: algorithmic, emotion, llm, embedding, quality",
         "spec.shards: must be >= 1, got 0",
         "spec.batchSize: must be >= 1, got -1",
     ]

@@ -1,0 +1,169 @@
+"""The `quality` analyzer: the distilled model (analyzer_runtime.quality) scoring tracks.
+
+It predicts what the llm analyzer would answer for `quality` (1-10) and `complexity`
+(0-1) from the track's stored `algorithmic` and `emotion` results (and embedding, when
+the model was trained with one) - no network, no lyrics parsing.
+
+- Planning (`estimate`, called by the planner for every run): the model is resolved -
+  spec.modelVersion, or the latest - and pinned for the run in `run_models`; a missing
+  model refuses the run with a ValueError naming `rap-analyzer model train quality`
+  (the run just planned is removed, so nothing is left pending). The operator refuses
+  it before planning (kinds/analysisrun.py: Pending, Valid=False).
+- Each shard process loads the pinned model once (`attach`) and predicts a whole batch
+  in one call.
+- Tracks with empty lyrics are skipped (as every analyzer does); tracks without the
+  stored features FAIL with a message naming the AnalysisRun to apply first
+  (`onlyMissing` runs then retry exactly them once the features exist).
+
+Results: analyzer_type `quality`, model_version `1.0.0` (this code), one row per track;
+`complexity_score` and analysis_data {"quality", "complexity", "model", "model_version"}
+(the trained model's version). Re-scoring with a newer model over tracks that have a
+result is a run with `selection.onlyMissing: false` (the row is updated in place).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from analyzer_runtime.analyzers.base import (
+    AnalysisResult,
+    Analyzer,
+    ItemOutcome,
+    RunContext,
+    TrackInput,
+)
+from analyzer_runtime.spec.types import ANALYZER_VERSIONS, AnalyzerName
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from analyzer_runtime.protocol import Run
+    from analyzer_runtime.quality.storage import StoredModel
+
+
+async def pinned_model(conn: asyncpg.Connection, run: Run) -> StoredModel:
+    """Resolve the run's model (without loading it) and pin it; ModelNotFound if none."""
+    from analyzer_runtime.quality import MODEL_NAME, storage
+
+    row = await conn.fetchrow("SELECT name, version FROM run_models WHERE run_id = $1", run.id)
+    if row is not None:
+        return await storage.find(conn, row["name"], row["version"])
+    model = await storage.find(conn, MODEL_NAME, run.spec.get("modelVersion"))
+    await conn.execute(
+        """INSERT INTO run_models (run_id, name, version) VALUES ($1, $2, $3)
+           ON CONFLICT (run_id) DO NOTHING""",
+        run.id,
+        model.name,
+        model.version,
+    )
+    return model
+
+
+class QualityAnalyzer(Analyzer):
+    name = "quality"
+    analyzer_type = "quality"
+    versions = ANALYZER_VERSIONS[AnalyzerName.quality]
+    version = versions[-1]  # type: ignore[index]
+
+    def __init__(self, model: StoredModel | None = None) -> None:
+        self._model = model  # tests may hand in a loaded one
+        self._pool: asyncpg.Pool | None = None
+        self._with_embedding = False
+
+    @property
+    def model(self) -> StoredModel | None:
+        return self._model
+
+    async def estimate(self, conn: asyncpg.Connection, run: Run) -> dict[str, Any] | None:
+        from analyzer_runtime.quality.storage import ModelNotFound
+
+        try:
+            await pinned_model(conn, run)
+        except ModelNotFound:
+            # Refused at planning: the run just planned must not stay pending.
+            await conn.execute(
+                """DELETE FROM runs WHERE id = $1 AND state = 'planned' AND NOT EXISTS
+                       (SELECT 1 FROM run_items WHERE run_id = $1 AND state <> 'pending')""",
+                run.id,
+            )
+            raise
+        return None
+
+    async def attach(self, ctx: RunContext) -> None:
+        await super().attach(ctx)
+        self._pool = ctx.pool
+        if self._model is None:
+            from analyzer_runtime import protocol
+            from analyzer_runtime.quality import storage
+
+            async with ctx.pool.acquire() as conn:
+                run = await conn.fetchrow("SELECT uid FROM runs WHERE id = $1", ctx.run_id)
+                planned = await protocol.find_run(conn, run["uid"])
+                assert planned is not None
+                ref = await pinned_model(conn, planned)
+                self._model = await storage.find(conn, ref.name, ref.version, load=True)
+        self._with_embedding = any(f.startswith("emb.") for f in self._model.features)
+
+    async def analyze_batch(self, tracks: Sequence[TrackInput]) -> list[ItemOutcome]:
+        from analyzer_runtime.quality import features, training
+
+        model = self._model
+        if model is None or self._pool is None:
+            raise RuntimeError("the quality analyzer was not attached to a run")
+        outcomes: list[ItemOutcome] = []
+        todo: list[TrackInput] = []
+        for t in tracks:
+            if t.lyrics is None or not t.lyrics.strip():
+                outcomes.append(ItemOutcome.skipped(t.id, "empty lyrics"))
+            else:
+                todo.append(t)
+        if not todo:
+            return outcomes
+        start = time.perf_counter()
+        async with self._pool.acquire() as conn:
+            rows = await features.read_features(
+                conn, [t.id for t in todo], with_embedding=self._with_embedding
+            )
+        for tid, what in rows.missing.items():
+            first = what.split(" and ")[0]
+            outcomes.append(
+                ItemOutcome.failed(
+                    tid,
+                    f"no {what} result for this track: apply an `{first}` AnalysisRun"
+                    " (selection.onlyMissing) first, then rerun this one",
+                )
+            )
+        if not rows.ids:
+            return outcomes
+        # One predict per target for the batch, off the event loop.
+        preds = await asyncio.to_thread(training.predict, model, rows.matrix)
+        per_track_ms = int((time.perf_counter() - start) * 1000 / len(todo))
+        for i, tid in enumerate(rows.ids):
+            quality = round(float(preds["quality"][i]), 3)
+            complexity = round(float(preds["complexity"][i]), 4)
+            outcomes.append(
+                ItemOutcome.done(
+                    AnalysisResult(
+                        track_id=tid,
+                        analyzer_type=self.analyzer_type,
+                        model_version=self.version,
+                        complexity_score=complexity,
+                        analysis_data={
+                            "quality": quality,
+                            "complexity": complexity,
+                            "model": model.name,
+                            "model_version": model.version,
+                            "trained_from": model.training_run,
+                        },
+                        processing_time_ms=per_track_ms,
+                    )
+                )
+            )
+        return outcomes
+
+    async def aclose(self) -> None:
+        self._model = None
+        self._pool = None
