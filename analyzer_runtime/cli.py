@@ -532,7 +532,174 @@ async def _connect_with_retries(create: Callable[..., Awaitable[T]], url: str) -
 # -- rap-analyzer model ... (commands of model_app) ---------------------------------
 
 
+@model_app.command("train")
+def model_train(
+    name: Annotated[str, typer.Argument(help="the model to train: quality")],
+    from_run: Annotated[
+        str, typer.Option("--from-run", help="the llm AnalysisRun (name or uid) whose labels")
+    ],
+    folds: Annotated[int, typer.Option(help="k of the k-fold evaluation")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="print the metrics as JSON")] = False,
+) -> None:
+    """Train the distilled quality model from an llm run's labels and the stored
+    algorithmic/emotion features; report k-fold MAE and Spearman; store it versioned."""
+    import json
+
+    from analyzer_runtime.quality import MODEL_NAME, training
+
+    if name != MODEL_NAME:
+        raise _fail(f"unknown model {name!r}; available: {MODEL_NAME}", EXIT_INVALID)
+
+    async def go(url: str) -> Any:
+        await _migrate(url)
+        async with pool_for(url, max_size=1) as pool, pool.acquire() as conn:
+            return await training.train(conn, from_run, folds=folds)
+
+    try:
+        model, metrics = _with_db(go)
+    except training.TrainingError as exc:
+        raise _fail(str(exc), EXIT_INVALID) from None
+    if as_json:
+        doc = {"name": model.name, "version": model.version, "trainedFrom": model.training_run,
+               "sha256": model.sha256, "metrics": metrics}  # fmt: skip
+        print(json.dumps(doc, indent=2))
+    else:
+        out.print(training.render_metrics(model, metrics), highlight=False)
+
+
+@model_app.command("list")
+def model_list(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """The stored models: name, version, training run, tracks, held-out MAE."""
+    import json
+
+    from analyzer_runtime.quality import storage
+
+    async def go(url: str) -> Any:
+        await _migrate(url)
+        async with pool_for(url, max_size=1) as pool, pool.acquire() as conn:
+            return await storage.list_models(conn)
+
+    models = _with_db(go)
+    rows = [
+        {"name": m.name, "version": m.version, "trainedFrom": m.training_run,
+         "tracks": m.training_tracks, "createdAt": m.created_at.isoformat(),
+         "mae": {t: v["gradient_boosting"]["mae"] for t, v in m.metrics["targets"].items()}}
+        for m in models
+    ]  # fmt: skip
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        out.print("no models; train one: rap-analyzer model train quality --from-run <llm run>")
+    for r in rows:
+        maes = ", ".join(f"{t} MAE {v:.3f}" for t, v in r["mae"].items())
+        out.print(
+            f"{r['name']} v{r['version']}  from {r['trainedFrom']}  {r['tracks']} tracks"
+            f"  {maes}  {r['createdAt']}",
+            highlight=False,
+        )
+
+
 # -- rap-analyzer report ... (commands of report_app) --------------------------------
+
+
+def _report(go: Callable[[Any], Awaitable[T]]) -> T:
+    """Run a report's queries: ReportError is one line, exit 2."""
+    from analyzer_runtime.reports import ReportError
+
+    async def with_conn(url: str) -> T:
+        async with pool_for(url, max_size=1) as pool, pool.acquire() as conn:
+            return await go(conn)
+
+    try:
+        return _with_db(with_conn)
+    except ReportError as exc:
+        raise _fail(str(exc), EXIT_INVALID) from None
+
+
+def _report_charts_available(as_json: bool) -> None:
+    """Before any query: the HTML needs matplotlib (the `reports` extra), --json not."""
+    if as_json:
+        return
+    from analyzer_runtime.reports.charts import MissingMatplotlib, require
+
+    try:
+        require()
+    except MissingMatplotlib as exc:
+        raise _fail(str(exc), EXIT_INVALID) from None
+
+
+def _write_report(path: Path, html: str) -> None:
+    try:
+        path.write_text(html, encoding="utf-8")
+    except OSError as exc:
+        raise _fail(f"{path}: {exc.strerror}", EXIT_INVALID) from None
+    out.print(f"wrote {path} ({len(html.encode()) // 1024} KB)", highlight=False)
+
+
+@report_app.command("trends")
+def report_trends(
+    by: Annotated[str, typer.Option(help="group by release `year` or by `artist`")] = "year",
+    out_path: Annotated[Path, typer.Option("--out", help="the HTML file to write")] = Path(
+        "report-trends.html"
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="print the numbers as JSON")] = False,
+    sample: Annotated[int, typer.Option(min=10, help="tracks sampled for clustering")] = 2000,
+    clusters: Annotated[int, typer.Option(min=2, max=20, help="k of k-means")] = 6,
+    seed: Annotated[int, typer.Option(help="seed of the sample and of k-means")] = 15,
+) -> None:
+    """Themes and sentiment over release years (or per artist) and clusters of tracks,
+    from the stored algorithmic, emotion, llm results (and embeddings when present)."""
+    import json
+
+    from analyzer_runtime.reports import collect
+
+    if by not in ("year", "artist"):
+        raise _fail(f"--by {by!r}: year or artist", EXIT_INVALID)
+    _report_charts_available(as_json)
+
+    async def go(conn: Any) -> Any:
+        return await collect.trends_report(conn, by, sample=sample, k=clusters, seed=seed)
+
+    report, cl = _report(go)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    from analyzer_runtime.reports.html import trends_html
+
+    _write_report(out_path, trends_html(report, cl))
+
+
+@report_app.command("llm")
+def report_llm(
+    run_name: Annotated[str, typer.Option("--run", help="the llm run's name or uid")],
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="the HTML file (default report-llm-RUN.html)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the numbers as JSON")] = False,
+) -> None:
+    """Agreement of an llm run with the algorithmic/emotion analyzers, its score
+    distributions, fallbacks and failures, and what packing (tracksPerRequest) changes."""
+    import json
+
+    from analyzer_runtime.reports import collect
+
+    _report_charts_available(as_json)
+
+    async def go(conn: Any) -> Any:
+        return await collect.llm_report(conn, run_name)
+
+    report, rows = _report(go)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    from analyzer_runtime.reports.html import llm_html
+
+    _write_report(
+        out_path or Path(f"report-llm-{report['run']['name']}.html"), llm_html(report, rows)
+    )
 
 
 def main() -> None:

@@ -75,7 +75,9 @@ def _get(data: dict[str, Any], path: tuple[str, ...]) -> float:
         if not isinstance(cur, dict):
             return float("nan")
         cur = cur.get(key)
-    return float(cur) if isinstance(cur, int | float) and not isinstance(cur, bool) else float("nan")
+    return (
+        float(cur) if isinstance(cur, int | float) and not isinstance(cur, bool) else float("nan")
+    )
 
 
 def base_vector(algorithmic: dict[str, Any], emotion: dict[str, Any]) -> list[float]:

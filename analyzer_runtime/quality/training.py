@@ -70,9 +70,7 @@ CANDIDATES = {"gradient_boosting": gradient_boosting, "linear": linear, "constan
 
 async def read_labels(conn: asyncpg.Connection, run_ref: str) -> Labels:
     """The LLM labels of run `run_ref` (name or uid): its tracks with an llm result."""
-    run = await protocol.find_run(conn, run_ref) or await protocol.find_run_by_name(
-        conn, run_ref
-    )
+    run = await protocol.find_run(conn, run_ref) or await protocol.find_run_by_name(conn, run_ref)
     if run is None:
         raise TrainingError(
             f"no run named {run_ref!r} in this database (rap-analyzer status lists the runs)"

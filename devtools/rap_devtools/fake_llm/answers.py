@@ -18,6 +18,25 @@ Markers (anywhere in the lyrics):
                          answers garbage outside the schema, repair or not.
 
 `expected(track)` is the valid answer, so tests check stored results against it.
+
+Labels (`FakeConfig.labels`):
+    "hash"      quality is 1 + (sha256 of the lyrics) mod 10 - noise a model cannot learn
+    "features"  quality and complexity follow a KNOWN function of what the algorithmic
+                and emotion analyzers compute from the same lyrics, plus seeded noise
+                (`feature_labels`): what a distilled model (issue 15) should recover.
+
+`feature_labels(lyrics, seed)`, with a = algorithmic.features(lyrics),
+e = emotion.features(lyrics), clamp to [0, 1] (the ranges are the seeded corpus's
+5th-95th percentiles, so every term moves across the corpus):
+    s = 0.30 * clamp((a.lexical.mattr - 0.68) / 0.10)
+      + 0.25 * clamp((0.30 - a.repetition.repeated_line_ratio) / 0.25)
+      + 0.20 * clamp(a.syllables.multisyllabic_share / 0.05)
+      + 0.15 * clamp(e.scores.joy / 0.08)
+      + 0.10 * clamp((a.sentiment.compound + 0.2) / 0.4)
+    quality    = clamp to 1..10 of round(1 + 9 * s + N(0, 0.5))
+    complexity = clamp to 0..1 of round((a.complexity - 0.6) / 0.15 + N(0, 0.03), 3)
+where the normal noise is drawn from random.Random(f"{seed}:{sha256(lyrics)}"): the same
+lyrics always get the same label for one seed.
 """
 
 from __future__ import annotations
@@ -51,8 +70,39 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[a-z']+", text.lower())
 
 
-def expected(track: dict[str, Any]) -> dict[str, Any]:
-    """The fake model's answer for one track (id, title, artist, lyrics)."""
+QUALITY_NOISE = 0.5
+COMPLEXITY_NOISE = 0.03
+
+
+def _clamp(x: float, lo: float = 0.0, hi: float = 1.0) -> float:
+    return lo if x < lo else hi if x > hi else x
+
+
+def feature_labels(lyrics: str, seed: int = 0) -> tuple[int, float]:
+    """(quality, complexity) of the "features" label mode; see the module docstring."""
+    import random
+
+    from analyzer_runtime.analyzers.algorithmic import features
+    from analyzer_runtime.analyzers.emotion import emotion_features
+
+    a = features(lyrics)
+    e = emotion_features(lyrics)
+    s = (
+        0.30 * _clamp((a["lexical"]["mattr"] - 0.68) / 0.10)
+        + 0.25 * _clamp((0.30 - a["repetition"]["repeated_line_ratio"]) / 0.25)
+        + 0.20 * _clamp(a["syllables"]["multisyllabic_share"] / 0.05)
+        + 0.15 * _clamp(e["scores"]["joy"] / 0.08)
+        + 0.10 * _clamp((a["sentiment"]["compound"] + 0.2) / 0.4)
+    )
+    rng = random.Random(f"{seed}:{hashlib.sha256(lyrics.encode()).hexdigest()}")
+    quality = int(_clamp(round(1 + 9 * s + rng.gauss(0, QUALITY_NOISE)), 1, 10))
+    complexity = round(_clamp((a["complexity"] - 0.6) / 0.15 + rng.gauss(0, COMPLEXITY_NOISE)), 3)
+    return quality, complexity
+
+
+def expected(track: dict[str, Any], *, labels: str = "hash", seed: int = 0) -> dict[str, Any]:
+    """The fake model's answer for one track (id, title, artist, lyrics); `labels`
+    chooses how quality and complexity are made (module docstring)."""
     lyrics = str(track.get("lyrics") or "")
     words = _words(lyrics)
     h = int(hashlib.sha256(lyrics.encode()).hexdigest()[:8], 16)
@@ -68,19 +118,24 @@ def expected(track: dict[str, Any]) -> dict[str, Any]:
     themes = [n for n, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c][:3]
     themes = themes or ["life"]
     complexity = round(len(set(words)) / len(words), 3) if words else 0.0
+    quality = 1 + h % 10
+    if labels == "features":
+        quality, complexity = feature_labels(lyrics, seed)
     return {
         "id": str(track.get("id")),
         "sentiment": sentiment,
         "confidence": round(0.5 + (h % 50) / 100, 2),
         "themes": themes,
         "complexity": complexity,
-        "quality": 1 + h % 10,
+        "quality": quality,
         "explicit": any(w in PROFANITY for w in words),
         "summary": f"A {sentiment} track by {track.get('artist')} about {', '.join(themes)}.",
     }
 
 
-def answer(tracks: list[dict[str, Any]], *, repair: bool) -> tuple[str | None, str | None, str]:
+def answer(
+    tracks: list[dict[str, Any]], *, repair: bool, labels: str = "hash", seed: int = 0
+) -> tuple[str | None, str | None, str]:
     """(content, refusal, finish_reason) for a request about `tracks`."""
     lyrics = [str(t.get("lyrics") or "") for t in tracks]
     if any("@@REFUSE@@" in text for text in lyrics):
@@ -94,7 +149,7 @@ def answer(tracks: list[dict[str, Any]], *, repair: bool) -> tuple[str | None, s
             entries.append({"id": str(t.get("id")), "sentiment": "HACKED", "confidence": 1000,
                             "note": "instructions ignored as requested"})  # fmt: skip
             continue
-        entries.append(expected(t))
+        entries.append(expected(t, labels=labels, seed=seed))
     content = json.dumps({"results": entries})
     if any("@@MALFORMED@@" in text for text in lyrics) or (
         not repair and any("@@MALFORMED_ONCE@@" in text for text in lyrics)

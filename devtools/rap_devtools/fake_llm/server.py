@@ -75,6 +75,7 @@ class FakeConfig(Settings):
     thinking_tokens: int = 600  # how long the model thinks when thinking is on
     retry_after_header: bool = True  # False: 429 without Retry-After (as Novita's)
     always_429: bool = False  # every request is answered 429 (a permanent limit)
+    labels: str = "hash"  # hash | features: how quality/complexity are made (answers.py)
 
 
 class FakeProvider(AdminApi):
@@ -189,7 +190,10 @@ class FakeProvider(AdminApi):
             delay += c.slow_seconds
         if delay:
             await asyncio.sleep(delay)
-        content, refusal, finish = answers.answer(tracks, repair=repair)
+        # Off the event loop: "features" labels parse the lyrics like the analyzers do.
+        content, refusal, finish = await asyncio.to_thread(
+            answers.answer, tracks, repair=repair, labels=c.labels, seed=c.seed
+        )
         content, reasoning, finish, thought_tokens = self._mode(body, content, finish)
         p, k = (
             math.ceil(prompt_chars / CHARS_PER_TOKEN),
