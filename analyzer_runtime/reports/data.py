@@ -1,0 +1,357 @@
+"""Everything the reports read from Postgres. Aggregates in SQL where possible; lyrics
+and embeddings are sampled in a deterministic order (md5 of the track id and a seed),
+so the same corpus gives the same report."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from analyzer_runtime.analyzers.emotion import EMOTIONS
+
+# The newest result of an analyzer per track (a track may have several versions).
+_LATEST = """SELECT DISTINCT ON (track_id) * FROM analysis_results
+              WHERE analyzer_type = '{kind}' ORDER BY track_id, created_at DESC, id DESC"""
+
+
+def _group_expr(by: str) -> str:
+    if by == "year":
+        return "extract(year FROM t.release_date)::int::text"
+    if by == "artist":
+        return "t.artist"
+    raise ValueError(f"unknown grouping {by!r}: year or artist")
+
+
+async def result_counts(conn: asyncpg.Connection) -> dict[str, int]:
+    rows = await conn.fetch(
+        "SELECT analyzer_type, count(DISTINCT track_id) AS n FROM analysis_results"
+        " WHERE analyzer_type IN ('algorithmic', 'emotion', 'llm') GROUP BY 1"
+    )
+    return {r["analyzer_type"]: r["n"] for r in rows}
+
+
+async def group_rows(conn: asyncpg.Connection, by: str, max_groups: int) -> list[dict[str, Any]]:
+    """Per group (release year, or artist: the `max_groups` with most analyzed tracks):
+    track counts, mean VADER compound, LLM sentiment label counts and mean quality,
+    mean NRC emotion polarity and per-emotion scores. One aggregate query."""
+    g = _group_expr(by)
+    emo_cols = ", ".join(
+        f"avg((emo.analysis_data->'scores'->>'{e}')::float) AS emo_{e}" for e in EMOTIONS
+    )
+    sql = f"""
+        WITH alg AS ({_LATEST.format(kind="algorithmic")}),
+             emo AS ({_LATEST.format(kind="emotion")}),
+             llm AS ({_LATEST.format(kind="llm")})
+        SELECT {g} AS grp,
+               count(*) AS tracks,
+               count(alg.track_id) AS n_algorithmic,
+               avg((alg.analysis_data->'sentiment'->>'compound')::float) AS compound,
+               count(*) FILTER (WHERE alg.sentiment = 'positive') AS alg_positive,
+               count(*) FILTER (WHERE alg.sentiment = 'negative') AS alg_negative,
+               count(*) FILTER (WHERE alg.sentiment = 'neutral') AS alg_neutral,
+               count(emo.track_id) AS n_emotion,
+               avg((emo.analysis_data->>'polarity')::float) AS polarity,
+               {emo_cols},
+               count(llm.track_id) AS n_llm,
+               count(*) FILTER (WHERE llm.sentiment = 'positive') AS llm_positive,
+               count(*) FILTER (WHERE llm.sentiment = 'negative') AS llm_negative,
+               count(*) FILTER (WHERE llm.sentiment = 'neutral') AS llm_neutral,
+               count(*) FILTER (WHERE llm.sentiment = 'mixed') AS llm_mixed,
+               avg((llm.analysis_data->>'quality')::float) AS llm_quality
+          FROM tracks t
+          LEFT JOIN alg ON alg.track_id = t.id
+          LEFT JOIN emo ON emo.track_id = t.id
+          LEFT JOIN llm ON llm.track_id = t.id
+         WHERE {g} IS NOT NULL
+           AND (alg.track_id IS NOT NULL OR emo.track_id IS NOT NULL OR llm.track_id IS NOT NULL)
+         GROUP BY 1"""
+    rows = [dict(r) for r in await conn.fetch(sql)]
+    if by == "artist":
+        rows.sort(key=lambda r: (-r["tracks"], r["grp"]))
+        rows = rows[:max_groups]
+    rows.sort(key=lambda r: (int(r["grp"]) if by == "year" else 0, r["grp"]))
+    return rows
+
+
+async def group_themes(
+    conn: asyncpg.Connection, by: str, groups: list[str]
+) -> dict[str, dict[str, int]]:
+    """LLM theme counts per group (newest llm result per track)."""
+    g = _group_expr(by)
+    rows = await conn.fetch(
+        f"""WITH llm AS ({_LATEST.format(kind="llm")})
+            SELECT {g} AS grp, theme, count(*) AS n
+              FROM llm JOIN tracks t ON t.id = llm.track_id,
+                   jsonb_array_elements_text(llm.themes) AS theme
+             WHERE {g} = ANY($1::text[])
+             GROUP BY 1, 2""",
+        groups,
+    )
+    out: dict[str, dict[str, int]] = {}
+    for r in rows:
+        out.setdefault(r["grp"], {})[r["theme"]] = r["n"]
+    return out
+
+
+async def group_lyrics_sample(
+    conn: asyncpg.Connection, by: str, groups: list[str], per_group: int, seed: int
+) -> dict[str, list[str]]:
+    """Up to `per_group` lyrics of analyzed tracks per group, in md5(id, seed) order."""
+    g = _group_expr(by)
+    rows = await conn.fetch(
+        f"""SELECT grp, lyrics FROM (
+                SELECT {g} AS grp, t.lyrics,
+                       row_number() OVER (PARTITION BY {g} ORDER BY md5(t.id::text || $3)) AS rn
+                  FROM tracks t
+                 WHERE {g} = ANY($1::text[]) AND t.lyrics IS NOT NULL
+                   AND EXISTS (SELECT 1 FROM analysis_results r WHERE r.track_id = t.id)
+            ) s WHERE rn <= $2""",
+        groups,
+        per_group,
+        str(seed),
+    )
+    out: dict[str, list[str]] = {}
+    for r in rows:
+        out.setdefault(r["grp"], []).append(r["lyrics"])
+    return out
+
+
+@dataclass(slots=True)
+class ClusterSample:
+    source: str  # "embeddings:<model>" or "tfidf"
+    track_ids: list[int]
+    lyrics: list[str]
+    vectors: Any  # numpy array (n, d) for embeddings, else None
+    compound: list[float | None]
+    llm_themes: list[list[str]]
+    population: int  # how many tracks the sample was drawn from
+
+
+async def cluster_sample(conn: asyncpg.Connection, size: int, seed: int) -> ClusterSample:
+    """A deterministic sample of analyzed tracks: with their embeddings when an
+    `embedding` run stored any (the model with most vectors), else lyrics only."""
+    import numpy as np
+
+    model = await conn.fetchval(
+        "SELECT model FROM track_embeddings GROUP BY model ORDER BY count(*) DESC LIMIT 1"
+    )
+    common = f"""
+        WITH alg AS ({_LATEST.format(kind="algorithmic")}),
+             llm AS ({_LATEST.format(kind="llm")})
+        SELECT t.id, t.lyrics, {{vec}} AS vec,
+               (alg.analysis_data->'sentiment'->>'compound')::float AS compound,
+               llm.themes AS themes
+          FROM tracks t {{join}}
+          LEFT JOIN alg ON alg.track_id = t.id
+          LEFT JOIN llm ON llm.track_id = t.id
+         WHERE t.lyrics IS NOT NULL AND {{where}}
+         ORDER BY md5(t.id::text || $1) LIMIT $2"""
+    if model is not None:
+        join = "JOIN track_embeddings e ON e.track_id = t.id AND e.model = $3"
+        sql = common.format(vec="e.embedding::text", join=join, where="true")
+        rows = await conn.fetch(sql, str(seed), size, model)
+        population = await conn.fetchval(
+            "SELECT count(*) FROM track_embeddings WHERE model = $1", model
+        )
+        vectors = np.array([json.loads(r["vec"]) for r in rows], dtype=np.float32)
+        source = f"embeddings:{model}"
+    else:
+        where = "EXISTS (SELECT 1 FROM analysis_results r WHERE r.track_id = t.id)"
+        sql = common.format(vec="NULL", join="", where=where)
+        rows = await conn.fetch(sql, str(seed), size)
+        population = await conn.fetchval(
+            f"SELECT count(*) FROM tracks t WHERE t.lyrics IS NOT NULL AND {where}"
+        )
+        vectors = None
+        source = "tfidf"
+    return ClusterSample(
+        source=source,
+        track_ids=[r["id"] for r in rows],
+        lyrics=[r["lyrics"] for r in rows],
+        vectors=vectors,
+        compound=[r["compound"] for r in rows],
+        llm_themes=[_themes(r["themes"]) for r in rows],
+        population=int(population or 0),
+    )
+
+
+def _themes(v: Any) -> list[str]:
+    if v is None:
+        return []
+    if isinstance(v, str):
+        v = json.loads(v)
+    return [str(x) for x in v]
+
+
+# ---- the llm report -----------------------------------------------------------------
+
+
+async def find_run(conn: asyncpg.Connection, name: str) -> dict[str, Any] | None:
+    """A run by uid or name (the newest of that name)."""
+    row = await conn.fetchrow(
+        """SELECT id, uid, name, kind, analyzer_type, model_version, spec, state, total,
+                  created_at, finished_at
+             FROM runs WHERE uid = $1 OR name = $1
+            ORDER BY (uid = $1) DESC, created_at DESC, id DESC LIMIT 1""",
+        name,
+    )
+    if row is None:
+        return None
+    run = dict(row)
+    if isinstance(run["spec"], str):
+        run["spec"] = json.loads(run["spec"])
+    return run
+
+
+def tracks_per_request(spec: dict[str, Any]) -> int:
+    llm = spec.get("llm") or {}
+    return int(llm.get("tracksPerRequest") or llm.get("tracks_per_request") or 1)
+
+
+async def run_ledger(conn: asyncpg.Connection, run_id: int) -> dict[str, Any]:
+    """Item states, the commonest failure reasons, and the shards' token/fallback sums."""
+    states = {
+        r["state"]: r["n"]
+        for r in await conn.fetch(
+            "SELECT state, count(*) AS n FROM run_items WHERE run_id = $1 GROUP BY 1", run_id
+        )
+    }
+    reasons = [
+        {"reason": r["reason"], "count": r["n"]}
+        for r in await conn.fetch(
+            """SELECT coalesce(left(last_error, 120), '(no reason)') AS reason, count(*) AS n
+                 FROM run_items WHERE run_id = $1 AND state = 'failed'
+                GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10""",
+            run_id,
+        )
+    ]
+    shards = await conn.fetchrow(
+        """SELECT coalesce(sum(tokens_prompt), 0)::bigint AS tokens_prompt,
+                  coalesce(sum(tokens_completion), 0)::bigint AS tokens_completion,
+                  coalesce(sum(fallback_used), 0)::bigint AS fallback_used
+             FROM run_shards WHERE run_id = $1""",
+        run_id,
+    )
+    return {"items": states, "failure_reasons": reasons, "shards": dict(shards)}
+
+
+async def fallback_count(conn: asyncpg.Connection, run_id: int, version: str) -> dict[str, int]:
+    """Results the run's fallback analyzer stored for its tracks, by analyzer."""
+    rows = await conn.fetch(
+        """SELECT r.analyzer_type, count(*) AS n
+             FROM run_items i JOIN analysis_results r ON r.track_id = i.item_id
+            WHERE i.run_id = $1 AND r.analysis_data->'fallback_for'->>'model_version' = $2
+            GROUP BY 1""",
+        run_id,
+        version,
+    )
+    return {r["analyzer_type"]: r["n"] for r in rows}
+
+
+def _llm_columns(t: str = "r", prefix: str = "") -> str:
+    """The answer's fields of an llm result row `t`, named with `prefix`."""
+    return f"""{t}.sentiment AS {prefix}sentiment, {t}.confidence::float AS {prefix}confidence,
+    {t}.themes AS {prefix}themes, {t}.complexity_score::float AS {prefix}complexity,
+    ({t}.analysis_data->>'quality')::float AS {prefix}quality,
+    ({t}.analysis_data->'tokens'->>'prompt')::int AS {prefix}tokens_prompt,
+    ({t}.analysis_data->'tokens'->>'completion')::int AS {prefix}tokens_completion,
+    ({t}.analysis_data->>'tracks_per_request')::int AS {prefix}pack,
+    coalesce(({t}.analysis_data->>'repaired')::bool, false) AS {prefix}repaired,
+    coalesce(({t}.analysis_data->>'truncated')::bool, false) AS {prefix}truncated"""
+
+
+async def llm_rows(conn: asyncpg.Connection, run_id: int, version: str) -> list[dict[str, Any]]:
+    """The run's llm results with the same tracks' newest algorithmic and emotion ones."""
+    emo_cols = ", ".join(
+        f"(emo.analysis_data->'scores'->>'{e}')::float AS emo_{e}" for e in EMOTIONS
+    )
+    rows = await conn.fetch(
+        f"""SELECT r.track_id, {_llm_columns()},
+                   (alg.analysis_data->'sentiment'->>'compound')::float AS compound,
+                   alg.sentiment AS vader_label,
+                   alg.complexity_score::float AS alg_complexity,
+                   emo.sentiment AS emo_label, emo.analysis_data->>'dominant' AS emo_dominant,
+                   {emo_cols}
+              FROM run_items i
+              JOIN analysis_results r ON r.track_id = i.item_id
+                   AND r.analyzer_type = 'llm' AND r.model_version = $2
+              LEFT JOIN LATERAL (
+                   SELECT * FROM analysis_results a
+                    WHERE a.track_id = r.track_id AND a.analyzer_type = 'algorithmic'
+                      AND NOT a.analysis_data ? 'fallback_for'
+                    ORDER BY a.created_at DESC, a.id DESC LIMIT 1) alg ON true
+              LEFT JOIN LATERAL (
+                   SELECT * FROM analysis_results a
+                    WHERE a.track_id = r.track_id AND a.analyzer_type = 'emotion'
+                      AND NOT a.analysis_data ? 'fallback_for'
+                    ORDER BY a.created_at DESC, a.id DESC LIMIT 1) emo ON true
+             WHERE i.run_id = $1
+             ORDER BY r.track_id""",
+        run_id,
+        version,
+    )
+    out = []
+    for r in rows:
+        d = dict(r)
+        d["themes"] = _themes(d["themes"])
+        d["emotions"] = {e: d.pop(f"emo_{e}") for e in EMOTIONS}
+        out.append(d)
+    return out
+
+
+async def other_llm_versions(conn: asyncpg.Connection, run: dict[str, Any]) -> list[dict[str, Any]]:
+    """Other llm model versions (with their runs' tracksPerRequest) that analyzed some
+    of this run's tracks."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT ON (o.model_version) o.model_version, o.name, o.uid, o.spec
+             FROM runs o
+            WHERE o.analyzer_type = 'llm' AND o.model_version IS DISTINCT FROM $1
+              AND EXISTS (SELECT 1 FROM run_items i JOIN analysis_results r
+                            ON r.track_id = i.item_id AND r.analyzer_type = 'llm'
+                           AND r.model_version = o.model_version
+                         WHERE i.run_id = $2)
+            ORDER BY o.model_version, o.created_at DESC""",
+        run["model_version"],
+        run["id"],
+    )
+    out = []
+    for r in rows:
+        spec = json.loads(r["spec"]) if isinstance(r["spec"], str) else r["spec"]
+        out.append(
+            {
+                "model_version": r["model_version"],
+                "run": r["name"],
+                "uid": r["uid"],
+                "tracks_per_request": tracks_per_request(spec),
+            }
+        )
+    return out
+
+
+async def paired_llm_rows(
+    conn: asyncpg.Connection, run_id: int, version: str, other_version: str
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(this run's answer, the other version's answer) for each track both analyzed."""
+    rows = await conn.fetch(
+        f"""SELECT r.track_id, {_llm_columns()}, {_llm_columns("b", "b_")}
+              FROM run_items i
+              JOIN analysis_results r ON r.track_id = i.item_id
+                   AND r.analyzer_type = 'llm' AND r.model_version = $2
+              JOIN analysis_results b ON b.track_id = i.item_id
+                   AND b.analyzer_type = 'llm' AND b.model_version = $3
+             WHERE i.run_id = $1 ORDER BY r.track_id""",
+        run_id,
+        version,
+        other_version,
+    )
+    pairs = []
+    for r in rows:
+        d = dict(r)
+        b = {k[2:]: d.pop(k) for k in list(d) if k.startswith("b_")}
+        d["themes"] = _themes(d["themes"])
+        b["themes"] = _themes(b["themes"])
+        pairs.append((d, b))
+    return pairs

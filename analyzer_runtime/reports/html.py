@@ -1,0 +1,244 @@
+"""One self-contained HTML file per report: inline CSS, charts as base64 PNG data URIs,
+no script and no network resource."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from html import escape
+from typing import Any
+
+from analyzer_runtime.reports import charts
+from analyzer_runtime.reports.trends import Clusters
+
+CSS = """
+body{font-family:"DejaVu Sans",Helvetica,Arial,sans-serif;margin:0;background:#f4f5f7;color:#222}
+main{max-width:1180px;margin:0 auto;padding:24px 32px;background:#fff;min-height:100vh}
+h1{margin:0 0 4px;font-size:26px}h2{margin:28px 0 8px;font-size:19px;border-bottom:2px solid #2f6fb0;
+padding-bottom:4px}.sub{color:#666;margin:0 0 16px}
+.cards{display:flex;flex-wrap:wrap;gap:12px;margin:12px 0}
+.card{background:#eef3f9;border-radius:6px;padding:10px 14px;min-width:130px}
+.card b{display:block;font-size:20px;color:#2f6fb0}.card span{font-size:12px;color:#555}
+table{border-collapse:collapse;font-size:13px;margin:8px 0;width:100%}
+th,td{border-bottom:1px solid #e2e2e2;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f0f2f5}td.n{text-align:right;font-variant-numeric:tabular-nums}
+img{max-width:100%;display:block;margin:8px 0;border:1px solid #eee}
+.note{color:#666;font-size:12px}.tag{display:inline-block;background:#eef;border-radius:3px;
+padding:0 4px;margin:1px;font-size:12px}
+"""
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _img(png: bytes | None, alt: str) -> str:
+    if png is None:
+        return f'<p class="note">({escape(alt)}: no data)</p>'
+    return f'<img alt="{escape(alt)}" src="{data_uri(png)}">'
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    return str(v)
+
+
+def _table(head: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    h = "".join(f"<th>{escape(c)}</th>" for c in head)
+    body = []
+    for r in rows:
+        cells = []
+        for v in r:
+            if isinstance(v, int | float) or v is None:
+                cells.append(f'<td class="n">{escape(_fmt(v))}</td>')
+            else:
+                cells.append(f"<td>{v}</td>")  # already HTML (escaped by the caller)
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{h}</tr>{''.join(body)}</table>"
+
+
+def _tags(items: Iterable[str]) -> str:
+    return "".join(f'<span class="tag">{escape(t)}</span>' for t in items) or "–"
+
+
+def _cards(pairs: Sequence[tuple[str, Any]]) -> str:
+    return (
+        '<div class="cards">'
+        + "".join(
+            f'<div class="card"><b>{escape(_fmt(v))}</b><span>{escape(k)}</span></div>'
+            for k, v in pairs
+        )
+        + "</div>"
+    )
+
+
+def _page(title: str, subtitle: str, body: str) -> str:
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(title)}</title><style>{CSS}</style></head><body><main>"
+        f'<h1>{escape(title)}</h1><p class="sub">{escape(subtitle)} · generated {now}</p>'
+        f"{body}</main></body></html>\n"
+    )
+
+
+def trends_html(report: dict[str, Any], cl: Clusters) -> str:
+    charts.require()
+    by = report["by"]
+    counts = report["analyzed_tracks"]
+    groups = report["groups"]
+    parts = [
+        _cards(
+            [
+                ("groups (" + by + ")", len(groups)),
+                ("algorithmic tracks", counts.get("algorithmic", 0)),
+                ("emotion tracks", counts.get("emotion", 0)),
+                ("llm tracks", counts.get("llm", 0)),
+                ("clusters", report["clusters"]["k"]),
+            ]
+        ),
+        "<h2>Sentiment</h2>",
+        _img(charts.sentiment_over_groups(report), "sentiment by " + by),
+        "<h2>Themes</h2>",
+    ]
+    if report["theme_matrix"]["themes"]:
+        parts.append(_img(charts.theme_heatmap(report), "LLM themes"))
+    else:
+        parts.append('<p class="note">No LLM results: themes below are TF-IDF terms.</p>')
+    parts.append(_img(charts.emotion_heatmap(report), "NRC emotions"))
+    parts.append(
+        _table(
+            [by, "tracks", "VADER", "LLM quality", "themes", "source", "TF-IDF terms"],
+            (
+                [
+                    escape(g["group"]),
+                    g["tracks"],
+                    g["sentiment"]["vader_compound_mean"],
+                    g["llm_quality_mean"],
+                    _tags(t["theme"] for t in g["themes"]),
+                    escape(g["themes_source"]),
+                    _tags(g["tfidf_terms"][:6]),
+                ]
+                for g in groups
+            ),
+        )
+    )
+    c = report["clusters"]
+    parts += [
+        "<h2>Clusters</h2>",
+        f'<p class="note">k-means (k={c["k"]}) on {escape(c["source"])} of a sample of'
+        f" {c['sample']} of {c['population']} tracks (order md5(id || {c['seed']}),"
+        " deterministic); top terms are the TF-IDF terms most above the sample's mean.</p>",
+        _img(charts.cluster_scatter(report, cl.points, cl.labels), "clusters"),
+        _table(
+            ["#", "size", "share", "top terms", "VADER", "LLM themes"],
+            (
+                [
+                    k["id"],
+                    k["size"],
+                    k["share"],
+                    _tags(k["top_terms"]),
+                    k["vader_compound_mean"],
+                    _tags(k["llm_themes"]),
+                ]
+                for k in c["clusters"]
+            ),
+        ),
+    ]
+    return _page(
+        f"rap-analyzer: trends by {by}",
+        "themes, sentiment and clusters from the stored results",
+        "".join(parts),
+    )
+
+
+def llm_html(report: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str:
+    charts.require()
+    run = report["run"]
+    o = report["outcomes"]
+    t = report["tokens"]
+    s = report["sentiment"]
+    parts = [
+        _cards(
+            [
+                ("tracks in run", o["items"]),
+                ("LLM answers", o["llm_results"]),
+                ("fallback share", o["share_fallback"]),
+                ("failed share", o["share_failed"]),
+                ("tokens / answered track", t["per_answered_track"]),
+                ("Spearman vs VADER", s["vs_vader_compound"]["spearman"]),
+            ]
+        ),
+        "<h2>Sentiment: LLM vs VADER and NRC</h2>",
+        f'<p class="note">LLM label as {escape(s["llm_score"])} against the VADER compound of'
+        f" the algorithmic analyzer on {s['tracks']} tracks: Pearson"
+        f" {_fmt(s['vs_vader_compound']['pearson'])}, Spearman"
+        f" {_fmt(s['vs_vader_compound']['spearman'])}; same label as VADER on"
+        f" {_fmt(s['label_agreement_vader'])} of the tracks both call positive/negative/neutral,"
+        f" as NRC on {_fmt(s['label_agreement_emotion'])}.</p>",
+        _img(charts.sentiment_vs_vader(report, rows), "sentiment vs VADER"),
+        "<h2>Themes vs NRC emotions</h2>",
+        _img(charts.themes_emotions_heatmap(report), "themes vs emotions"),
+        "<h2>Score distributions</h2>",
+        _img(charts.score_distributions(report), "score distributions"),
+        "<h2>Outcomes</h2>",
+        _table(
+            ["state", "items"],
+            ([escape(k), v] for k, v in sorted(o["states"].items())),
+        ),
+        f'<p class="note">fallback results: {escape(str(o["fallback_results"] or "none"))};'
+        f" repaired answers {o['repaired']}, truncated {o['truncated']};"
+        f" tokens {t['prompt_total']} prompt + {t['completion_total']} completion.</p>",
+    ]
+    if o["failure_reasons"]:
+        parts.append(
+            _table(
+                ["failure reason", "tracks"],
+                ([escape(r["reason"]), r["count"]] for r in o["failure_reasons"]),
+            )
+        )
+    parts.append("<h2>Packing: tracksPerRequest</h2>")
+    if report["packing"]:
+        parts.append(
+            _table(
+                [
+                    "other version",
+                    "k this/other",
+                    "tracks",
+                    "|Δ quality|",
+                    "|Δ complexity|",
+                    "sentiment agree",
+                    "theme Jaccard",
+                    "tokens/track this",
+                    "tokens/track other",
+                ],
+                (
+                    [
+                        escape(p["other_model_version"]),
+                        f"{p['tracks_per_request']['this']} / {p['tracks_per_request']['other']}",
+                        p["tracks"],
+                        p["quality_mean_abs_diff"],
+                        p["complexity_mean_abs_diff"],
+                        p["sentiment_agreement"],
+                        p["theme_jaccard_mean"],
+                        p["tokens_per_track"]["this"],
+                        p["tokens_per_track"]["other"],
+                    ]
+                    for p in report["packing"]
+                ),
+            )
+        )
+    else:
+        parts.append(
+            '<p class="note">No other llm run with a different tracksPerRequest analyzed'
+            " these tracks.</p>"
+        )
+    return _page(
+        f"rap-analyzer: LLM agreement of run {run['name']}",
+        f"{run['model_version']} · tracksPerRequest {run['tracks_per_request']} · {run['state']}",
+        "".join(parts),
+    )
