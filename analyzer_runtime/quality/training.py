@@ -78,7 +78,7 @@ async def read_labels(conn: asyncpg.Connection, run_ref: str) -> Labels:
     if run.kind != "AnalysisRun" or run.analyzer_type != "llm":
         what = run.analyzer_type or run.kind
         raise TrainingError(
-            f"run {run.name!r} is a {what} run, not an llm run: train from the labels of an"
+            f"run {run.name!r} ran the {what} analyzer, not llm: train from the labels of an"
             " AnalysisRun with analyzer: llm"
         )
     rows = await conn.fetch(
@@ -142,7 +142,8 @@ def cross_validate(x: np.ndarray, y: np.ndarray, folds: int, target: str) -> dic
         pred = np.clip(pred, lo, hi)
         out[name] = {
             "mae": round(float(np.mean(np.abs(pred - y))), 4),
-            "spearman": spearman(pred, y),
+            # A constant ranks nothing (its folds' means differ only by chance).
+            "spearman": None if name == "constant" else spearman(pred, y),
         }
     return out
 

@@ -11,7 +11,7 @@ from analyzer_runtime.analyzers.llm.presets import API_KEY_ENV, pricing_for_spec
 from analyzer_runtime.spec import AnalysisRunSpec, immutable_changes
 from analyzer_runtime.spec.status_format import ANALYSIS_WORDING
 from rap_operator.kinds.base import JSON, RunKind, SecretRef
-from rap_operator.validation import check_spec
+from rap_operator.validation import MissingInput, check_spec
 
 
 def analysis_secrets(spec: JSON) -> list[SecretRef]:
@@ -46,7 +46,28 @@ def _analysis_refused(planned: JSON, current: JSON) -> str | None:
 async def _analysis_plan(
     conn: asyncpg.Connection, manifest: Any, uid: str, inputs: Any
 ) -> protocol.PlanResult:
-    return await planner.plan_manifest(conn, manifest, uid)
+    if manifest.spec.analyzer == "quality":
+        await _require_model(conn, manifest.spec.model_version)
+    try:
+        return await planner.plan_manifest(conn, manifest, uid)
+    except ValueError as exc:
+        from analyzer_runtime.quality.storage import ModelNotFound
+
+        if isinstance(exc, ModelNotFound):  # trained away between the check and planning
+            raise MissingInput(str(exc)) from None
+        raise
+
+
+async def _require_model(conn: asyncpg.Connection, version: int | None) -> None:
+    """A quality run needs its trained model (the latest, or spec.modelVersion): until it
+    exists the run stays Pending (Valid=False) naming the command that trains it, and
+    is planned by itself once it does (MissingInput is level-triggered)."""
+    from analyzer_runtime.quality import MODEL_NAME, storage
+
+    try:
+        await storage.find(conn, MODEL_NAME, version)
+    except storage.ModelNotFound as exc:
+        raise MissingInput(str(exc)) from None
 
 
 async def _analysis_extra(conn: asyncpg.Connection, run: protocol.Run, status: JSON) -> JSON:
