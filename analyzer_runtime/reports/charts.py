@@ -107,8 +107,11 @@ def sentiment_over_groups(report: dict[str, Any]) -> bytes | None:
         bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
     ax2.set_ylim(0, 1)
     ax2.set_ylabel("share of tracks")
-    ax2.set_title("LLM sentiment labels" if source == "llm_labels" else "VADER sentiment labels")
-    ax2.legend(loc="upper right", fontsize=8, ncol=4)
+    ax2.set_title(
+        "LLM sentiment labels" if source == "llm_labels" else "VADER sentiment labels",
+        loc="right",
+    )
+    ax2.legend(loc="lower left", bbox_to_anchor=(0, 1.08), fontsize=8, ncol=4, frameon=False)
     ax2.set_xticks(
         x, names, rotation=60 if len(x) > 12 or by == "artist" else 0, ha="right", fontsize=8
     )
@@ -153,6 +156,8 @@ def heatmap(
         for i in range(m.shape[0]):
             for j in range(m.shape[1]):
                 if not np.isnan(m[i, j]):
+                    r, g, b, _ = im.cmap(im.norm(m[i, j]))
+                    dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
                     ax.text(
                         j,
                         i,
@@ -160,7 +165,7 @@ def heatmap(
                         ha="center",
                         va="center",
                         fontsize=7,
-                        color="white" if m[i, j] < np.nanmean(m) else "black",
+                        color="white" if dark else "black",
                     )
     return _png(fig)
 
@@ -265,7 +270,7 @@ def sentiment_vs_vader(report: dict[str, Any], rows: Sequence[dict[str, Any]]) -
         [r["compound"] for r in rows if r["sentiment"] == lb and r["compound"] is not None]
         for lb in LLM_LABELS
     ]
-    keep = [i for i, d in enumerate(data) if d]
+    keep = [i for i, d in enumerate(data) if d][::-1]  # positive on top
     ax1.boxplot(
         [data[i] for i in keep], vert=False, patch_artist=True, boxprops={"facecolor": "#cfe0f3"}
     )

@@ -20,7 +20,7 @@ padding-bottom:4px}.sub{color:#666;margin:0 0 16px}
 .cards{display:flex;flex-wrap:wrap;gap:12px;margin:12px 0}
 .card{background:#eef3f9;border-radius:6px;padding:10px 14px;min-width:130px}
 .card b{display:block;font-size:20px;color:#2f6fb0}.card span{font-size:12px;color:#555}
-table{border-collapse:collapse;font-size:13px;margin:8px 0;width:100%}
+table{border-collapse:collapse;font-size:13px;margin:8px 0;min-width:50%}
 th,td{border-bottom:1px solid #e2e2e2;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f0f2f5}td.n{text-align:right;font-variant-numeric:tabular-nums}
 img{max-width:100%;display:block;margin:8px 0;border:1px solid #eee}
@@ -43,8 +43,12 @@ def _fmt(v: Any) -> str:
     if v is None:
         return "–"
     if isinstance(v, float):
-        return f"{v:.3f}"
+        return f"{v:.1f}" if abs(v) >= 100 else f"{v:.3f}"
     return str(v)
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{v:.1%}"
 
 
 def _table(head: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -69,7 +73,7 @@ def _cards(pairs: Sequence[tuple[str, Any]]) -> str:
     return (
         '<div class="cards">'
         + "".join(
-            f'<div class="card"><b>{escape(_fmt(v))}</b><span>{escape(k)}</span></div>'
+            f'<div class="card"><b>{escape(v if isinstance(v, str) else _fmt(v))}</b><span>{escape(k)}</span></div>'
             for k, v in pairs
         )
         + "</div>"
@@ -167,8 +171,8 @@ def llm_html(report: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str:
             [
                 ("tracks in run", o["items"]),
                 ("LLM answers", o["llm_results"]),
-                ("fallback share", o["share_fallback"]),
-                ("failed share", o["share_failed"]),
+                ("fell back", _pct(o["share_fallback"])),
+                ("failed", _pct(o["share_failed"])),
                 ("tokens / answered track", t["per_answered_track"]),
                 ("Spearman vs VADER", s["vs_vader_compound"]["spearman"]),
             ]
@@ -239,6 +243,7 @@ def llm_html(report: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str:
         )
     return _page(
         f"rap-analyzer: LLM agreement of run {run['name']}",
-        f"{run['model_version']} · tracksPerRequest {run['tracks_per_request']} · {run['state']}",
+        f"{run['model_version']} · tracksPerRequest {run['tracks_per_request']} ·"
+        f" {o['items'] - o['states'].get('pending', 0)}/{o['items']} items processed",
         "".join(parts),
     )

@@ -8,7 +8,9 @@ from typing import Any
 # Section markers and filler every rap lyric has: never a "theme".
 LYRICS_STOP_WORDS = frozenset(
     "verse chorus hook intro outro bridge pre refrain yeah yea yo uh huh ooh oh ah ay ayy"
-    " like got get gotta gonna wanna ain don know just cause let em ya na la".split()
+    " like got get gotta gonna wanna ain don know just cause let em ya na la"
+    " i'm ain't can't don't won't it's that's you're we're they're i've i'll i'd"
+    " y'all 'cause bout till tryna".split()
 )
 TOKEN_PATTERN = r"(?u)\b[a-z][a-z']{2,}\b"
 
