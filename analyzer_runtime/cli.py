@@ -607,6 +607,8 @@ def model_list(
 
 def _report(go: Callable[[Any], Awaitable[T]]) -> T:
     """Run a report's queries: ReportError is one line, exit 2."""
+    from rich.markup import escape
+
     from analyzer_runtime.reports import ReportError
 
     async def with_conn(url: str) -> T:
@@ -616,19 +618,21 @@ def _report(go: Callable[[Any], Awaitable[T]]) -> T:
     try:
         return _with_db(with_conn)
     except ReportError as exc:
-        raise _fail(str(exc), EXIT_INVALID) from None
+        raise _fail(escape(str(exc)), EXIT_INVALID) from None
 
 
 def _report_charts_available(as_json: bool) -> None:
     """Before any query: the HTML needs matplotlib (the `reports` extra), --json not."""
     if as_json:
         return
+    from rich.markup import escape
+
     from analyzer_runtime.reports.charts import MissingMatplotlib, require
 
     try:
         require()
-    except MissingMatplotlib as exc:
-        raise _fail(str(exc), EXIT_INVALID) from None
+    except MissingMatplotlib as exc:  # "[reports]" is not rich markup
+        raise _fail(escape(str(exc)), EXIT_INVALID) from None
 
 
 def _write_report(path: Path, html: str) -> None:

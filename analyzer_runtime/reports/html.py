@@ -43,7 +43,7 @@ def _fmt(v: Any) -> str:
     if v is None:
         return "–"
     if isinstance(v, float):
-        return f"{v:.1f}" if abs(v) >= 100 else f"{v:.3f}"
+        return f"{v:.1f}" if abs(v) >= 100 else f"{v + 0.0:.3f}".replace("-0.000", "0.000")
     return str(v)
 
 
@@ -114,23 +114,6 @@ def trends_html(report: dict[str, Any], cl: Clusters) -> str:
     else:
         parts.append('<p class="note">No LLM results: themes below are TF-IDF terms.</p>')
     parts.append(_img(charts.emotion_heatmap(report), "NRC emotions"))
-    parts.append(
-        _table(
-            [by, "tracks", "VADER", "LLM quality", "themes", "source", "TF-IDF terms"],
-            (
-                [
-                    escape(g["group"]),
-                    g["tracks"],
-                    g["sentiment"]["vader_compound_mean"],
-                    g["llm_quality_mean"],
-                    _tags(t["theme"] for t in g["themes"]),
-                    escape(g["themes_source"]),
-                    _tags(g["tfidf_terms"][:6]),
-                ]
-                for g in groups
-            ),
-        )
-    )
     c = report["clusters"]
     parts += [
         "<h2>Clusters</h2>",
@@ -153,6 +136,24 @@ def trends_html(report: dict[str, Any], cl: Clusters) -> str:
             ),
         ),
     ]
+    parts.append(f"<h2>Per {escape(by)}</h2>")
+    parts.append(
+        _table(
+            [by, "tracks", "VADER", "LLM quality", "themes", "source", "TF-IDF terms"],
+            (
+                [
+                    escape(g["group"]),
+                    g["tracks"],
+                    g["sentiment"]["vader_compound_mean"],
+                    g["llm_quality_mean"],
+                    _tags(t["theme"] for t in g["themes"]),
+                    escape(g["themes_source"]),
+                    _tags(g["tfidf_terms"][:6]),
+                ]
+                for g in groups
+            ),
+        )
+    )
     return _page(
         f"rap-analyzer: trends by {by}",
         "themes, sentiment and clusters from the stored results",
