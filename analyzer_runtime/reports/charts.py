@@ -221,11 +221,20 @@ def cluster_scatter(
     ax1.set_xticks([])
     ax1.set_yticks([])
     ids = [c["id"] for c in cl["clusters"]]
-    names = [f"#{c['id']} " + ", ".join(c["top_terms"][:3]) for c in cl["clusters"]]
     ax2.barh(
         ids, [c["size"] for c in cl["clusters"]], color=[PALETTE[i % len(PALETTE)] for i in ids]
     )
-    ax2.set_yticks(ids, names, fontsize=8)
+    ax2.set_yticks(ids, [f"#{i}" for i in ids])
+    for c in cl["clusters"]:  # the terms inside the bar: long labels never hit the scatter
+        ax2.text(
+            0.02 * max(k["size"] for k in cl["clusters"]),
+            c["id"],
+            ", ".join(c["top_terms"][:3]),
+            va="center",
+            fontsize=8,
+            color="white",
+            fontweight="bold",
+        )
     ax2.invert_yaxis()
     ax2.set_xlabel("tracks in sample")
     ax2.set_title("Cluster sizes and top terms")
