@@ -204,3 +204,21 @@ async def test_reports_numbers_html_and_chromium(
     assert r.returncode == 0, r.stderr
     check_rendering(trends_html, tmp_path, charts=4)
     check_rendering(llm_html, tmp_path, charts=3)
+
+    # -- with embeddings stored, the clusters are made from them (a sample of 100)
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 384))
+    async with corpus.acquire() as conn:
+        ids = [r["id"] for r in await conn.fetch("SELECT id FROM tracks ORDER BY id")]
+        await conn.executemany(
+            "INSERT INTO track_embeddings (track_id, model, embedding) VALUES ($1, 'test-model', $2)",
+            [(i, (centres[i % 3] + 0.1 * rng.normal(size=384)).astype(np.float32)) for i in ids],
+        )
+    r = cli("report", "trends", "--json", "--sample", "100", "--clusters", "3", db_url=db_url)
+    assert r.returncode == 0, r.stderr
+    cl = json.loads(r.stdout)["clusters"]
+    assert cl["source"] == "embeddings:test-model" and cl["sample"] == 100
+    assert cl["population"] == N and cl["k"] == 3
+    assert 25 <= min(c["size"] for c in cl["clusters"])  # the three centres, found

@@ -96,6 +96,17 @@ def test_trend_groups_prefer_llm_themes() -> None:
     json.dumps(report)  # JSON-ready
 
 
+def test_groups_without_llm_results_get_tfidf_terms() -> None:
+    rows = [_group_row("A", 10) | {"n_llm": 0}, _group_row("B", 10) | {"n_llm": 0}]
+    lyrics = {"A": [_lyrics(0)], "B": [_lyrics(1)]}
+    a, b = trends.groups_summary(rows, {}, lyrics)
+    assert a["themes_source"] == "tfidf" and {t["theme"] for t in a["themes"]} <= set(
+        WORDS[0].split()
+    )
+    assert {t["theme"] for t in b["themes"]} <= set(WORDS[1].split())
+    assert trends.theme_matrix([a, b], {})["themes"] == []
+
+
 def _llm_row(i: int, sentiment: str, compound: float, vader: str, **kw: Any) -> dict[str, Any]:
     return {
         "track_id": i, "sentiment": sentiment, "confidence": 0.8, "themes": kw.get("themes", ["money"]),
