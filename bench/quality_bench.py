@@ -11,7 +11,8 @@ On a fresh embedded Postgres with N synthetic tracks:
    rap_devtools/fake_llm/answers.py) with no latency - the LLM's RATE is not measured
    here but taken from the budget (bench/RESULTS.md, "LLM analyzer (issue 5)": the
    limiter achieves 0.99-1.0 of requestsPerMinute);
-3. `rap-analyzer model train quality --from-run labels` (k-fold metrics on L);
+3. `rap-analyzer model train quality --from-run labels` (k-fold metrics on L; its
+   printed table is in the result as `train_output`);
 4. a `quality` run over all N tracks with `rap-analyzer run` machinery (shards as local
    processes, the real shard protocol): its wall time gives tracks/min;
 5. MAE and Spearman of the stored predictions vs the held-out run's labels, next to
@@ -69,12 +70,25 @@ def _run(url: str, m: Any) -> tuple[float, dict[str, Any]]:
     return time.perf_counter() - t0, st
 
 
-async def _train(url: str) -> tuple[Any, dict[str, Any]]:
-    from analyzer_runtime.db.connect import pool_for
-    from analyzer_runtime.quality import training
+def _train(url: str) -> tuple[str, Any]:
+    """`rap-analyzer model train` as a user runs it: its printed table, and the model."""
+    import subprocess
+    import sys
 
-    async with pool_for(url, max_size=1) as pool, pool.acquire() as conn:
-        return await training.train(conn, "labels")
+    from analyzer_runtime.db.connect import pool_for
+    from analyzer_runtime.quality import MODEL_NAME, storage
+
+    got = subprocess.run(
+        [sys.executable, "-m", "analyzer_runtime", "model", "train", "quality",
+         "--from-run", "labels"],
+        env={**os.environ, "DATABASE_URL": url}, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+
+    async def read() -> Any:
+        async with pool_for(url, max_size=1) as pool, pool.acquire() as conn:
+            return await storage.find(conn, MODEL_NAME)
+
+    return got.stdout, asyncio.run(read())
 
 
 async def _held_out(url: str) -> dict[str, Any]:
@@ -132,7 +146,7 @@ def main(tracks: int, labelled: int, held_out: int, shards: int) -> dict[str, An
                         selection={"idRange": {"from": lo, "to": hi}}))  # fmt: skip
                     assert st["phase"] == "Succeeded", st
             t0 = time.perf_counter()
-            model, metrics = asyncio.run(_train(url))
+            table, model = _train(url)
             t_train = time.perf_counter() - t0
             t_q, st = _run(url, _manifest("score", "quality", **common))
             assert st["phase"] == "Succeeded" and st["processed"] == tracks, st
@@ -154,7 +168,8 @@ def main(tracks: int, labelled: int, held_out: int, shards: int) -> dict[str, An
         "llm_tracks_per_min_at_novita": {"k=1": NOVITA_RPM, "k=8": NOVITA_RPM * 8},
         "train_s": round(t_train, 1),
         "model_version": model.version,
-        "cv": metrics,
+        "cv": model.metrics,
+        "train_output": table,
         "held_out": held,
     }
 
