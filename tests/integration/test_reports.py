@@ -222,3 +222,38 @@ async def test_reports_numbers_html_and_chromium(
     assert cl["source"] == "embeddings:test-model" and cl["sample"] == 100
     assert cl["population"] == N and cl["k"] == 3
     assert 25 <= min(c["size"] for c in cl["clusters"])  # the three centres, found
+
+
+async def test_llm_report_counts_fallbacks_and_failures(
+    pool: asyncpg.Pool,
+    db_url: str,
+    tmp_path: Path,
+    fake: Any,  # noqa: F811
+) -> None:
+    await seed(pool, 40)
+    await run_to_end(pool, free_run("alg", "algorithmic"), "uid-alg")
+    fake.configure(down=True)  # every request fails: the provider is down
+    fallback = manifest(
+        "llm-fallback", fake.url, shards=1, batchSize=20, fallbackAnalyzer="algorithmic",
+        selection={"limit": 20},
+    )  # fmt: skip
+    await run_to_end(pool, fallback, "uid-fb")
+    failing = manifest("llm-failing", fake.url, shards=1, batchSize=20,
+                       analyzerVersion="custom:fake-qwen@p1-b")  # fmt: skip
+    await run_to_end(pool, failing, "uid-fail")
+
+    r = cli("report", "llm", "--run", "llm-fallback", "--json", db_url=db_url)
+    assert r.returncode == 0, r.stderr
+    o = json.loads(r.stdout)["outcomes"]
+    assert o["fallback_results"] == {"algorithmic": 20} and o["share_fallback"] == 1.0
+    assert o["llm_results"] == 0 and o["fallback_used_counter"] == 20
+
+    r = cli("report", "llm", "--run", "uid-fail", "--json", db_url=db_url)  # by uid
+    assert r.returncode == 0, r.stderr
+    o = json.loads(r.stdout)["outcomes"]
+    assert o["share_failed"] == 1.0 and o["states"] == {"failed": 40}
+    assert "provider unavailable" in o["failure_reasons"][0]["reason"]
+    page = tmp_path / "failing.html"
+    r = cli("report", "llm", "--run", "uid-fail", "--out", str(page), db_url=db_url)
+    assert r.returncode == 0, r.stderr
+    assert "provider unavailable" in page.read_text()
