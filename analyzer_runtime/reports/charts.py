@@ -67,6 +67,8 @@ def sentiment_over_groups(report: dict[str, Any]) -> bytes | None:
     plt = _plt()
     by = report["by"]
     x, names = _labels([g["group"] for g in groups], by)
+    # Years are a sequence (lines); artists are not (markers only).
+    line, dashed = ("-", "--") if by == "year" else ("", "")
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(11, 6.4), sharex=True)
     compound = [g["sentiment"]["vader_compound_mean"] for g in groups]
     polarity = [g["sentiment"]["emotion_polarity_mean"] for g in groups]
@@ -74,7 +76,7 @@ def sentiment_over_groups(report: dict[str, Any]) -> bytes | None:
         ax1.plot(
             x,
             [v if v is not None else float("nan") for v in compound],
-            "o-",
+            "o" + line,
             color=PALETTE[0],
             label="VADER compound (mean)",
         )
@@ -82,7 +84,7 @@ def sentiment_over_groups(report: dict[str, Any]) -> bytes | None:
         ax1.plot(
             x,
             [v if v is not None else float("nan") for v in polarity],
-            "s--",
+            "s" + dashed,
             color=PALETTE[3],
             label="NRC polarity (mean)",
         )
