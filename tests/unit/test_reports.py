@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -185,5 +186,6 @@ def test_without_matplotlib_html_exits_2_and_json_still_computes(
         "from tests.unit.test_reports import _trends_report\n"
         "import json; print(json.dumps(_trends_report()[0])[:20])\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
     assert done.returncode == 0, done.stderr
