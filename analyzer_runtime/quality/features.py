@@ -138,7 +138,9 @@ async def read_features(
             continue
         vec = base_vector(_json(r["alg"]), _json(r["emo"]))
         if with_embedding:
-            vec += [float(x) for x in np.asarray(r["vec"], dtype=np.float32)]
+            raw = r["vec"]
+            raw = raw.to_numpy() if hasattr(raw, "to_numpy") else raw  # pgvector's Vector
+            vec += [float(x) for x in np.asarray(raw, dtype=np.float32)]
         ids.append(r["id"])
         vectors.append(vec)
     width = len(BASE_FEATURES) + (EMBEDDING_DIM if with_embedding else 0)

@@ -19,7 +19,7 @@ import pytest
 from rap_devtools.fake_llm import FakeLLM
 
 from analyzer_runtime import planner, worker
-from analyzer_runtime.quality import storage, training
+from analyzer_runtime.quality import features, storage, training
 from analyzer_runtime.seed import seed
 from analyzer_runtime.spec import load_manifest
 from tests.integration.clirun import cli
@@ -150,3 +150,38 @@ async def test_training_refusals_are_one_line(
     got = cli("model", "train", "quality", "--from-run", "alg", db_url=db_url)
     assert got.returncode == 2 and "not llm" in got.stderr
     assert len(got.stderr.strip().splitlines()) == 1
+
+
+async def test_embeddings_join_the_features_when_every_labelled_track_has_one(
+    pool: asyncpg.Pool, fake: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLM_API_KEY", API_KEY)
+    n = 120
+    await seed(pool, n)
+    for name, analyzer in (("alg", "algorithmic"), ("emo", "emotion")):
+        await _run(pool, _manifest(name, analyzer), f"uid-{name}")
+    await _run(pool, _llm(fake.url), "uid-llm")
+    async with pool.acquire() as conn:
+        # Vectors as the embedding analyzer stores them (random ones: the real model
+        # is tested elsewhere; here only the optional feature block is).
+        await conn.execute(
+            """INSERT INTO track_embeddings (track_id, model, embedding)
+               SELECT id, $1, array_fill(random()::real, ARRAY[384])::vector FROM tracks""",
+            features.embedding_model(),
+        )
+        model, metrics = await training.train(conn, "labels", folds=3)
+        assert model is not None and metrics["embedding"] is True
+        assert len(model.features) == len(features.BASE_FEATURES) + features.EMBEDDING_DIM
+        gone = await conn.fetchval("SELECT min(id) FROM tracks")
+        await conn.execute("DELETE FROM track_embeddings WHERE track_id = $1", gone)
+    await _run(pool, _manifest("score", "quality"), "uid-q")
+    async with pool.acquire() as conn:
+        failed = await conn.fetch(
+            "SELECT item_id, last_error FROM run_items i JOIN runs r ON r.id = i.run_id"
+            " WHERE r.uid = 'uid-q' AND i.state = 'failed'"
+        )
+        assert [r["item_id"] for r in failed] == [gone]
+        assert "no embedding result" in failed[0]["last_error"]
+        assert "apply an `embedding` AnalysisRun" in failed[0]["last_error"]
+        scored = "SELECT count(*) FROM analysis_results WHERE analyzer_type = 'quality'"
+        assert await conn.fetchval(scored) == n - 1
