@@ -9,7 +9,7 @@ N ?= 57718
 NODE ?= process
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape bench-embedding bench-search fake-llm \
+.PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape bench-embedding bench-search bench-quality fake-llm \
         controlplane helm cluster-up cluster-down operator-up operator-down cluster-demo clean \
         image base-image postgres-image test-image node node-packages test-node chart-demo bench-node \
         prometheus test-observability argocd test-gitops gitops-demo chromium
@@ -90,6 +90,9 @@ bench-embedding: install ## embedding tracks/s per core, ours vs sentence-transf
 
 bench-search: install ## semantic search at N tracks: latency p50/p95, recall@10 vs exact, ef_search, embedding cost (~40 min on 2 cores)
 	$(PY) -m bench.search_bench $(N)
+
+bench-quality: install ## the distilled quality analyzer vs the llm analyzer: tracks/min, held-out MAE (~3 min)
+	$(PY) -m bench.quality_bench
 
 fake-llm: install ## a fake OpenAI-compatible provider on 127.0.0.1:8089 (for local llm runs)
 	$(PY) -m rap_devtools.fake_llm --port 8089
