@@ -113,8 +113,9 @@ def _set_blas_threads(n: int) -> bool:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for symbol in (
+        for symbol in (  # numpy's (ILP64), scipy's (LP64, loaded with scikit-learn), others
             "scipy_openblas_set_num_threads64_",
+            "scipy_openblas_set_num_threads",
             "openblas_set_num_threads64_",
             "openblas_set_num_threads",
         ):

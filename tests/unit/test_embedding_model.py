@@ -162,11 +162,20 @@ def test_attention_softmax_is_exact_on_every_path(scale: float) -> None:
 
 
 def _openblas_threads() -> int:
+    """The thread count of every OpenBLAS in the process (numpy's ILP64 one, and scipy's
+    when scikit-learn brought it in): all must agree."""
     import ctypes
 
     maps = Path("/proc/self/maps").read_text()
-    path = next(line.split()[-1] for line in maps.splitlines() if "libscipy_openblas" in line)
-    return ctypes.CDLL(path).scipy_openblas_get_num_threads64_()
+    paths = {line.split()[-1] for line in maps.splitlines() if "libscipy_openblas" in line}
+    counts = set()
+    for path in paths:
+        lib = ctypes.CDLL(path)
+        get = next(getattr(lib, s) for s in ("scipy_openblas_get_num_threads64_",
+                                              "scipy_openblas_get_num_threads") if hasattr(lib, s))  # fmt: skip
+        counts.add(get())
+    assert len(counts) == 1, counts
+    return counts.pop()
 
 
 def test_load_sets_the_blas_threads(monkeypatch: pytest.MonkeyPatch) -> None:
