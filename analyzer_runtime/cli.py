@@ -311,9 +311,10 @@ def status(
     st = _with_db(go)
     if st is None:
         raise _fail(f"no run with uid or name {run!r}", 1)
-    out.print(
-        json.dumps(st, indent=2) if as_json else render_status_text(st, name=run), highlight=False
-    )
+    if as_json:  # plain print: rich would wrap long lines (a condition's message) mid-string
+        print(json.dumps(st, indent=2))
+        return
+    out.print(render_status_text(st, name=run), highlight=False)
     if st.get("resume") and not as_json:
         out.print(f"interrupted; resume with: {st['resume']}", highlight=False, soft_wrap=True)
 
