@@ -217,6 +217,28 @@ async def test_a_compacted_run_is_not_resumed(pool: asyncpg.Pool, db_url: str) -
         assert await conn.fetchval("SELECT count(*) FROM analysis_results") == results
 
 
+async def test_train_and_llm_report_refuse_a_compacted_run(pool: asyncpg.Pool) -> None:
+    from analyzer_runtime.quality.training import TrainingError, read_labels
+    from analyzer_runtime.reports import ReportError
+    from analyzer_runtime.reports.collect import llm_report
+
+    ids = await insert_tracks(pool, [("A", f"t{i}", "w") for i in range(5)])
+    async with pool.acquire() as conn:
+        plan = await protocol.record_plan(
+            conn, uid="llm-old", name="llm-old", namespace=None, kind="AnalysisRun",
+            spec={"analyzer": "llm"}, shards=1, analyzer_type="llm", model_version="v",
+            item_ids=ids,
+        )  # fmt: skip
+        await protocol.set_run_state(conn, plan.run.id, "succeeded")
+        await _age(conn, plan.run.id, 90)
+        report = await ledger_gc.gc(conn, timedelta(days=30))
+        assert [r.uid for r in report.runs] == ["llm-old"] and report.removed == 5
+        with pytest.raises(TrainingError, match="compacted by `rap-analyzer db gc`"):
+            await read_labels(conn, "llm-old")
+        with pytest.raises(ReportError, match="compacted by `rap-analyzer db gc`"):
+            await llm_report(conn, "llm-old")
+
+
 def test_bad_retention_is_exit_2(db_url: str) -> None:
     res = cli("db", "gc", "--older-than", "thirty days", db_url=db_url)
     assert res.returncode == 2 and "--older-than" in res.stderr, res.stderr
