@@ -124,13 +124,18 @@ _COLLECTABLE = """state = ANY($1::text[]) AND finished_at IS NOT NULL AND finish
 
 
 async def collectable_runs(conn: asyncpg.Connection, cutoff: datetime) -> list[RunGc]:
+    """The runs to compact, oldest first (the SQL guard, and the rule once more)."""
     rows = await conn.fetch(
-        f"""SELECT id, uid, name, kind, state, finished_at FROM runs
+        f"""SELECT id, uid, name, kind, state, finished_at, compacted_at FROM runs
              WHERE {_COLLECTABLE} ORDER BY finished_at, id""",
         list(TERMINAL_RUN_STATES),
         cutoff,
     )
-    return [RunGc(**dict(r)) for r in rows]
+    return [
+        RunGc(r["id"], r["uid"], r["name"], r["kind"], r["state"], r["finished_at"])
+        for r in rows
+        if run_is_collectable(r["state"], r["finished_at"], r["compacted_at"], cutoff)
+    ]
 
 
 async def _count(conn: asyncpg.Connection, run: RunGc) -> None:

@@ -23,16 +23,6 @@ from tests.integration.clirun import ROOT, cli
 from tests.integration.conftest import insert_tracks
 
 
-def test_parse_duration() -> None:
-    assert ledger_gc.parse_duration("30d") == timedelta(days=30)
-    assert ledger_gc.parse_duration("12h") == timedelta(hours=12)
-    assert ledger_gc.parse_duration("90m") == timedelta(minutes=90)
-    assert ledger_gc.parse_duration("1d12h") == timedelta(hours=36)
-    for bad in ("", "30", "d", "30x", "-1d", "30 days", "10s"):
-        with pytest.raises(ValueError):
-            ledger_gc.parse_duration(bad)
-
-
 async def _age(conn: asyncpg.Connection, run_id: int, days: float) -> None:
     await conn.execute(
         "UPDATE runs SET finished_at = now() - make_interval(secs => $2) WHERE id = $1",
