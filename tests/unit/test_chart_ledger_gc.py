@@ -84,3 +84,8 @@ def test_the_command_is_one_the_cli_takes() -> None:
     ledger_gc.parse_duration(cmd[-1])  # the default retention parses
     res = CliRunner().invoke(app, [*cmd[3:5], "--help"])
     assert res.exit_code == 0 and "--older-than" in res.output and "--dry-run" in res.output
+
+
+def test_a_long_release_name_still_makes_a_valid_cronjob_name() -> None:
+    name = _cronjob({"fullnameOverride": "x" * 63})["metadata"]["name"]
+    assert len(name) <= 52 and name.endswith("-ledger-gc")
