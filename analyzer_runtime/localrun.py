@@ -224,6 +224,13 @@ async def run_local(
             st = await _status(pool, run, None if finished else job_obs)
             if finished:
                 console.print(f"run {run.name} already {run.state}; nothing to resume")
+            if run.compacted_at is not None:  # `db gc`: only its failed items are left
+                console.print(
+                    f"its ledger was compacted by `rap-analyzer db gc` on"
+                    f" {run.compacted_at:%Y-%m-%d %H:%M} UTC: it can never run again."
+                    " Plan a new run (without --uid) to analyze these tracks again",
+                    highlight=False,
+                )
             console.print(render_status_text(st, name=run.name), highlight=False)
             return st
         async with pool.acquire() as conn:

@@ -66,6 +66,8 @@ class Run:
     created_at: datetime
     finished_at: datetime | None
     driver: str | None = None
+    # Set by `db gc` (ledger_gc.py): only the run's failed items are left in run_items.
+    compacted_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +139,7 @@ def _run(row: asyncpg.Record) -> Run:
         created_at=row["created_at"],
         finished_at=row["finished_at"],
         driver=row["driver"],
+        compacted_at=row.get("compacted_at"),
     )
 
 

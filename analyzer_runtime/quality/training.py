@@ -81,6 +81,12 @@ async def read_labels(conn: asyncpg.Connection, run_ref: str) -> Labels:
             f"run {run.name!r} ran the {what} analyzer, not llm: train from the labels of an"
             " AnalysisRun with analyzer: llm"
         )
+    if run.compacted_at is not None:
+        raise TrainingError(
+            f"run {run.name!r} was compacted by `rap-analyzer db gc` on"
+            f" {run.compacted_at:%Y-%m-%d}: its list of labelled tracks is gone (its results"
+            " are kept). Train from a newer llm run, or run gc with a longer --older-than"
+        )
     rows = await conn.fetch(
         """SELECT r.track_id, (r.analysis_data->>'quality')::float8 AS quality,
                   r.complexity_score::float8 AS complexity

@@ -53,6 +53,12 @@ async def llm_report(
         raise ReportError(
             f"run {run['name']!r} is not an llm run (analyzer {run['analyzer_type']!r})"
         )
+    if run["compacted_at"] is not None:
+        raise ReportError(
+            f"run {run['name']!r} was compacted by `rap-analyzer db gc` on"
+            f" {run['compacted_at']:%Y-%m-%d}: its per-track ledger is gone (its results are"
+            " kept). Report on a run before gc compacts it (db gc --older-than)"
+        )
     version = run["model_version"]
     rows = await data.llm_rows(conn, run["id"], version)
     ledger = await data.run_ledger(conn, run["id"])

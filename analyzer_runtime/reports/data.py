@@ -193,7 +193,7 @@ async def find_run(conn: asyncpg.Connection, name: str) -> dict[str, Any] | None
     """A run by uid or name (the newest of that name)."""
     row = await conn.fetchrow(
         """SELECT id, uid, name, kind, analyzer_type, model_version, spec, state, total,
-                  created_at, finished_at
+                  created_at, finished_at, compacted_at
              FROM runs WHERE uid = $1 OR name = $1
             ORDER BY (uid = $1) DESC, created_at DESC, id DESC LIMIT 1""",
         name,

@@ -1,8 +1,9 @@
 """The chart against a real kube-apiserver:
 
 - its PodSecurity admission judges every pod template the chart renders (operator,
-  Postgres, the secret hook Job), created as Pods with dryRun=All in a namespace
-  enforcing `restricted`;
+  Postgres, the secret hook Job, the ledger gc CronJob), created as Pods with
+  dryRun=All in a namespace enforcing `restricted`;
+- the ledger gc CronJob itself passes the API server's validation;
 - the Postgres secret hook's script runs with exactly the hook's rendered RBAC
   (a token of its ServiceAccount): it may write its two Secrets and nothing else.
 """
@@ -115,6 +116,17 @@ def test_every_chart_pod_is_admitted_as_restricted(
         assert pod["metadata"]["name"] == f"chart-pod-{i}", where
     # Nothing was created (dry run).
     assert kube.get(f"/api/v1/namespaces/{restricted}/pods")["items"] == []
+
+
+def test_the_ledger_gc_cronjob_is_accepted(kube: KubeApi, restricted: str) -> None:
+    docs = render_chart({"ledgerGC": {"timeZone": "Etc/UTC"}}, namespace=restricted)
+    (cj,) = [d for d in docs if d["kind"] == "CronJob"]
+    made = kube.request(
+        "POST", f"/apis/batch/v1/namespaces/{restricted}/cronjobs", cj, params={"dryRun": "All"}
+    )
+    assert made["spec"]["concurrencyPolicy"] == "Forbid"
+    assert made["spec"]["schedule"] == "17 3 * * *" and made["spec"]["timeZone"] == "Etc/UTC"
+    assert kube.get(f"/apis/batch/v1/namespaces/{restricted}/cronjobs")["items"] == []
 
 
 # --- the secret hook with its own RBAC ------------------------------------------

@@ -1,5 +1,5 @@
 """Every pod the chart runs (operator Deployment, Postgres StatefulSet, the Postgres
-secret hook Job) meets the Pod Security Standard `restricted`, in every values mode.
+secret hook Job, the ledger gc CronJob) meets the Pod Security Standard `restricted`, in every values mode.
 
 `restricted_violations` is a checker of the profile's rules (baseline + restricted,
 https://kubernetes.io/docs/concepts/security/pod-security-standards/), written from
@@ -195,11 +195,17 @@ def test_every_pod_template_is_restricted(name: str) -> None:
         assert restricted_violations(template) == [], where
 
 
-def test_the_chart_has_the_three_pods() -> None:
+def test_the_chart_has_the_four_pods() -> None:
     kinds = sorted(w.split("/")[0] for w, _ in pod_templates(render_chart()))
-    assert kinds == ["Deployment", "Job", "StatefulSet"]
+    assert kinds == ["CronJob", "Deployment", "Job", "StatefulSet"]
     kinds = sorted(w.split("/")[0] for w, _ in pod_templates(render_chart(VALUES["external-url"])))
-    assert kinds == ["Deployment"]
+    assert kinds == ["CronJob", "Deployment"]
+    off = render_chart({"ledgerGC": {"enabled": False}})
+    assert sorted(w.split("/")[0] for w, _ in pod_templates(off)) == [
+        "Deployment",
+        "Job",
+        "StatefulSet",
+    ]
 
 
 def _pods(docs: list[JSON]) -> dict[str, JSON]:
@@ -208,7 +214,12 @@ def _pods(docs: list[JSON]) -> dict[str, JSON]:
 
 def test_numeric_users_and_read_only_root_filesystems() -> None:
     pods = _pods(render_chart())
-    uids = {"Deployment": 10001, "Job": 10001, "StatefulSet": 999}  # the images' users
+    uids = {
+        "Deployment": 10001,
+        "Job": 10001,
+        "StatefulSet": 999,
+        "CronJob": 10001,
+    }  # the images' users
     for kind, pod in pods.items():
         psc = pod["securityContext"]
         assert psc["runAsNonRoot"] is True
@@ -235,6 +246,7 @@ def test_security_contexts_can_be_overridden() -> None:
     unset = {"runAsUser": None, "runAsGroup": None, "fsGroup": None}
     values = {
         "operator": {"podSecurityContext": unset, "securityContext": {"runAsUser": None}},
+        "ledgerGC": {"podSecurityContext": unset, "securityContext": {"runAsUser": None}},
         "postgres": {
             "podSecurityContext": unset,
             "secretJob": {"podSecurityContext": unset, "securityContext": {"runAsUser": None}},
