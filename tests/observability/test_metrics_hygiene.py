@@ -103,7 +103,7 @@ async def plan_run(url: str) -> None:
 # metrics, run the shard) that keeps serving after the shard is done.
 SHARD = textwrap.dedent(
     """
-    import asyncio, sys, time
+    import asyncio, sys, threading
     from analyzer_runtime import metrics, worker
     from analyzer_runtime.db.connect import create_pool
 
@@ -120,7 +120,7 @@ SHARD = textwrap.dedent(
 
     asyncio.run(main())
     print("shard done", flush=True)
-    time.sleep(600)
+    threading.Event().wait()  # serve /metrics until the test kills this process
     """
 )
 
@@ -129,7 +129,7 @@ SHARD = textwrap.dedent(
 # failed pod, a reconcile pass; then the operator's own serve().
 OPERATOR = textwrap.dedent(
     """
-    import asyncio, sys, time
+    import asyncio, sys, threading
     from datetime import UTC, datetime
     import asyncpg
     from analyzer_runtime import protocol
@@ -169,7 +169,7 @@ OPERATOR = textwrap.dedent(
     asyncio.run(main())
     assert metrics.serve(port)
     print("operator ready", flush=True)
-    time.sleep(600)
+    threading.Event().wait()  # serve /metrics until the test kills this process
     """
 )
 
