@@ -94,6 +94,15 @@ class ItemOutcome:
         return cls(track_id, "failed", reason=reason)
 
 
+def split_empty_lyrics(tracks: Sequence[TrackInput]) -> tuple[list[ItemOutcome], list[TrackInput]]:
+    """(skipped outcomes for tracks with empty lyrics, the tracks to analyze): the rule
+    every analyzer applies, for analyzers that work on a whole batch at once."""
+    skipped = [ItemOutcome.skipped(t.id, "empty lyrics") for t in tracks
+               if t.lyrics is None or not t.lyrics.strip()]  # fmt: skip
+    todo = [t for t in tracks if t.lyrics is not None and t.lyrics.strip()]
+    return skipped, todo
+
+
 class Analyzer(ABC):
     """Analyze a batch of tracks. `name` is the registry name used in specs;
     `analyzer_type` and `version` are what results are stored under."""

@@ -25,6 +25,7 @@ from analyzer_runtime.analyzers.base import (
     ItemOutcome,
     RunContext,
     TrackInput,
+    split_empty_lyrics,
 )
 
 if TYPE_CHECKING:
@@ -60,13 +61,7 @@ class EmbeddingAnalyzer(Analyzer):
         return self._embedder
 
     async def analyze_batch(self, tracks: Sequence[TrackInput]) -> list[ItemOutcome]:
-        outcomes: list[ItemOutcome] = []
-        todo: list[TrackInput] = []
-        for t in tracks:
-            if t.lyrics is None or not t.lyrics.strip():
-                outcomes.append(ItemOutcome.skipped(t.id, "empty lyrics"))
-            else:
-                todo.append(t)
+        outcomes, todo = split_empty_lyrics(tracks)
         if not todo:
             return outcomes
         embedder = await self._load()

@@ -34,6 +34,7 @@ from analyzer_runtime.analyzers.base import (
     ItemOutcome,
     RunContext,
     TrackInput,
+    split_empty_lyrics,
 )
 from analyzer_runtime.spec.types import ANALYZER_VERSIONS, AnalyzerName
 
@@ -113,13 +114,7 @@ class QualityAnalyzer(Analyzer):
         model = self._model
         if model is None or self._pool is None:
             raise RuntimeError("the quality analyzer was not attached to a run")
-        outcomes: list[ItemOutcome] = []
-        todo: list[TrackInput] = []
-        for t in tracks:
-            if t.lyrics is None or not t.lyrics.strip():
-                outcomes.append(ItemOutcome.skipped(t.id, "empty lyrics"))
-            else:
-                todo.append(t)
+        outcomes, todo = split_empty_lyrics(tracks)
         if not todo:
             return outcomes
         start = time.perf_counter()
