@@ -12,7 +12,7 @@ NODE ?= process
 .PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape bench-embedding bench-search bench-quality fake-llm \
         controlplane helm cluster-up cluster-down operator-up operator-down cluster-demo clean \
         image base-image postgres-image test-image node node-packages test-node chart-demo bench-node \
-        prometheus test-observability argocd test-gitops gitops-demo chromium
+        prometheus test-observability argocd test-gitops gitops-demo chromium pgbouncer
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -28,10 +28,10 @@ $(VENV)/.installed: pyproject.toml devtools/pyproject.toml
 
 install: $(VENV)/.installed ## create .venv with every dependency
 
-test: install controlplane helm argocd prometheus chromium ## run the whole test suite (unit, integration, e2e, Argo CD health checks, promtool); the real node: test-node
+test: install controlplane helm argocd prometheus chromium pgbouncer ## run the whole test suite (unit, integration, e2e, Argo CD health checks, promtool); the real node: test-node
 	$(PY) -m pytest -q -m "not node and not image"
 
-test-fast: install helm chromium ## unit and Postgres tests only (no control plane, Argo CD or Prometheus)
+test-fast: install helm chromium pgbouncer ## unit and Postgres tests only (no control plane, Argo CD or Prometheus)
 	$(PY) -m pytest -q -m "not e2e and not node and not image and not gitops and not observability"
 
 test-node: install controlplane helm node node-packages image postgres-image argocd prometheus ## the images; the chart, Argo CD and Prometheus on the real node (root, Docker; ~12 min)
@@ -102,6 +102,9 @@ node: ## build kubelet, kube-scheduler, kube-proxy, CoreDNS, pause into bin/ (th
 
 chromium: ## Debian's chromium (headless), which the report tests render the HTML reports with
 	bash tools/install-chromium.sh
+
+pgbouncer: ## Debian's pgbouncer, which the PgBouncer tests run (their own process; the package's service is stopped)
+	bash tools/install-pgbouncer.sh
 
 node-packages: ## Debian packages of the real node and the image build (docker.io, containerd, runc, CNI plugins, debootstrap, iptables)
 	bash tools/install-node-packages.sh

@@ -14,13 +14,19 @@ it by. Nothing else changes:
 Deletes go in bounded transactions (`batch_size` rows each), so a million-item run
 never holds one giant lock. The rules (which runs, which items) are the pure functions
 below; the SQL applies them and re-checks them in every batch.
+
+Concurrent gcs (a CronJob and a person by hand) are safe, also through PgBouncer in
+transaction pooling (where a session-level advisory lock would be taken on one server
+connection and released on another): every batch transaction takes a
+transaction-scoped advisory lock, so batches of two gcs never interleave inside a
+transaction, and each batch adds its deletions to `runs.compacted_removed` in the same
+transaction, so the count is right whichever gc (or how many, or a gc killed halfway
+and run again) removed them.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,7 +38,9 @@ from analyzer_runtime.protocol import TERMINAL_RUN_STATES
 DEFAULT_BATCH_SIZE = 10_000
 # Item states a compacted run keeps: "what failed" stays answerable.
 KEPT_ITEM_STATES = ("failed",)
-# One gc at a time (a CronJob with concurrencyPolicy Forbid, and a person by hand).
+# Serialises the batches of concurrent gcs (a CronJob and a person by hand); held for
+# one batch transaction (pg_advisory_xact_lock), which PgBouncer's transaction pooling
+# keeps on one server connection.
 _LOCK_KEY = 0x7261705F6763  # "rap_gc"
 
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "w": 7 * 86400}
@@ -40,7 +48,8 @@ _DURATION = re.compile(r"(\d+)\s*([wdhms])")
 
 
 class GcBusy(RuntimeError):
-    """Another `db gc` holds the lock."""
+    """Another `db gc` holds the lock. No longer raised by gc(): concurrent gcs wait
+    for each other's batch (see the module docstring); kept for callers catching it."""
 
 
 def parse_duration(text: str) -> timedelta:
@@ -158,6 +167,7 @@ async def compact_run(
     after = -(2**63)
     while True:
         async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
             ok = await conn.fetchval(
                 f"SELECT true FROM runs WHERE {_COLLECTABLE} AND id = $3 FOR UPDATE",
                 list(TERMINAL_RUN_STATES),
@@ -182,27 +192,23 @@ async def compact_run(
                 batch_size,
             )
             run.removed += row["n"]
-            if row["n"] < batch_size:
+            done = row["n"] < batch_size
+            # The count accumulates in the row, batch by batch: another gc (or an
+            # earlier, killed one) may have removed some of the run's items.
+            await conn.execute(
+                """UPDATE runs SET compacted_removed = coalesce(compacted_removed, 0) + $2,
+                                  compacted_at = CASE WHEN $3 THEN now() END
+                    WHERE id = $1""",
+                run.id,
+                row["n"],
+                done,
+            )
+            if done:
                 run.kept = await conn.fetchval(
                     "SELECT count(*) FROM run_items WHERE run_id = $1", run.id
                 )
-                await conn.execute(
-                    "UPDATE runs SET compacted_at = now(), compacted_removed = $2 WHERE id = $1",
-                    run.id,
-                    run.removed,
-                )
                 return True
             after = row["last"]
-
-
-@asynccontextmanager
-async def _gc_lock(conn: asyncpg.Connection) -> AsyncIterator[None]:
-    if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK_KEY):
-        raise GcBusy("another `rap-analyzer db gc` is running on this database; try later")
-    try:
-        yield
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
 
 
 async def gc(
@@ -220,11 +226,10 @@ async def gc(
         "SELECT now() - make_interval(secs => $1)", older_than.total_seconds()
     )
     report = GcReport(cutoff=cutoff, dry_run=dry_run)
-    async with _gc_lock(conn):
-        for run in await collectable_runs(conn, cutoff):
-            if dry_run:
-                await _count(conn, run)
-            elif not await compact_run(conn, run, cutoff, batch_size):
-                continue
-            report.runs.append(run)
+    for run in await collectable_runs(conn, cutoff):
+        if dry_run:
+            await _count(conn, run)
+        elif not await compact_run(conn, run, cutoff, batch_size):
+            continue
+        report.runs.append(run)
     return report

@@ -12,6 +12,11 @@ import asyncpg
 from pgvector.asyncpg import register_vector
 
 DATABASE_URL_ENV = "DATABASE_URL"
+# How DATABASE_URL's server pools connections: `session` (a PostgreSQL server, or a
+# pooler in session mode; the default) or `transaction` (PgBouncer's
+# pool_mode=transaction, the chart's `pgbouncer.enabled`).
+POOL_MODE_ENV = "DATABASE_POOL_MODE"
+POOL_MODES = ("session", "transaction")
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -20,6 +25,15 @@ class DatabaseUnavailable(RuntimeError):
 
 class InvalidDatabaseURL(ValueError):
     """DATABASE_URL (or a Secret's URL) is not a postgres:// URL asyncpg can use."""
+
+
+class InvalidPoolMode(InvalidDatabaseURL):
+    """DATABASE_POOL_MODE is neither `session` nor `transaction`."""
+
+
+class PoolModeMismatch(DatabaseUnavailable):
+    """The server is a pooler in transaction mode (it refused a startup parameter only
+    a direct connection accepts) and DATABASE_POOL_MODE does not say so."""
 
 
 # user:password@ in any URL-like text; the password may itself contain ':' or '@'
@@ -87,8 +101,63 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 CLIENT_CHECK_SETTINGS = {"client_connection_check_interval": "2000"}
 
 
+def pool_mode(env: dict[str, str] | None = None) -> str:
+    """`$DATABASE_POOL_MODE` (`session` when unset); InvalidPoolMode otherwise."""
+    value = (os.environ if env is None else env).get(POOL_MODE_ENV, "").strip().lower()
+    if not value:
+        return "session"
+    if value not in POOL_MODES:
+        raise InvalidPoolMode(
+            f"{POOL_MODE_ENV}={value!r} is not a pool mode: use `session` (a PostgreSQL"
+            " server) or `transaction` (PgBouncer with pool_mode=transaction)"
+        )
+    return value
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset in transaction mode: nothing to run. asyncpg still rolls back
+    an open transaction and drops listeners before calling this. Its default reset
+    (RESET ALL, pg_advisory_unlock_all, ...) would run outside a transaction, i.e. on
+    whichever server connection PgBouncer picks, undoing that connection's
+    connect_query settings under another client's feet."""
+
+
+def pool_options(mode: str, kw: dict[str, Any]) -> dict[str, Any]:
+    """asyncpg.create_pool keyword arguments for a pool mode, on top of the caller's.
+
+    `transaction` (PgBouncer in transaction pooling; Debian bookworm's 1.18 has no
+    prepared-statement support in that mode): consecutive transactions of one client
+    connection run on different server connections, so
+    - statement_cache_size=0: asyncpg's named prepared statements would live on one
+      server connection and be missing (or clash) on the next; with the cache off it
+      uses the unnamed statement and re-parses it in the same round trip as the
+      execution;
+    - no client_connection_check_interval startup parameter: PgBouncer refuses
+      startup parameters it does not track ("unsupported startup parameter"). The
+      check is for a backend whose client vanished; behind PgBouncer the backend's
+      client is PgBouncer, which closes a server connection whose client disconnected
+      mid-transaction. The chart's (and the tests') PgBouncer sets the interval on
+      its server connections with connect_query instead;
+    - no reset query on release (_keep_session)."""
+    out = dict(kw)
+    if mode == "transaction":
+        out["statement_cache_size"] = 0
+        out.setdefault("reset", _keep_session)
+        out["server_settings"] = dict(kw.get("server_settings") or {})
+    else:
+        out["server_settings"] = {**CLIENT_CHECK_SETTINGS, **(kw.get("server_settings") or {})}
+    return out
+
+
+def _unsupported_startup_parameter(exc: BaseException) -> bool:
+    # PgBouncer's FATAL (SQLSTATE 08P01): "unsupported startup parameter: <name>".
+    return "unsupported startup parameter" in str(exc).lower()
+
+
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 4, **kw: Any) -> asyncpg.Pool:
-    kw["server_settings"] = {**CLIENT_CHECK_SETTINGS, **(kw.get("server_settings") or {})}
+    """A pool for `url`, configured for `$DATABASE_POOL_MODE` (pool_options)."""
+    mode = pool_mode()
+    kw = pool_options(mode, kw)
     try:
         pool = await asyncpg.create_pool(
             url, min_size=min_size, max_size=max_size, init=_init_connection, **kw
@@ -98,6 +167,13 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 4, **kw: A
             f"the database URL {redact(url)!r} is not a valid postgres:// URL: {redact(str(exc))}"
         ) from None
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        if _unsupported_startup_parameter(exc):
+            raise PoolModeMismatch(
+                f"the database at {host_of(url)} is a connection pooler in transaction"
+                f" mode (PgBouncer?): it refused a startup parameter ({redact(str(exc))});"
+                f" set {POOL_MODE_ENV}=transaction for it (the chart does when"
+                " pgbouncer.enabled is true)"
+            ) from None
         raise DatabaseUnavailable(
             f"cannot connect to the database at {host_of(url)}: {redact(str(exc))}"
         ) from None

@@ -35,25 +35,31 @@ async def applied(conn: asyncpg.Connection) -> set[int]:
 
 
 async def migrate(conn: asyncpg.Connection) -> list[Migration]:
-    """Apply every migration not yet recorded, each in its own transaction; return those applied."""
-    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
-    try:
-        await conn.execute(
-            """CREATE TABLE IF NOT EXISTS schema_migrations (
-                   version    integer PRIMARY KEY,
-                   name       text NOT NULL,
-                   applied_at timestamptz NOT NULL DEFAULT now())"""
-        )
-        done = await applied(conn)
-        new = [m for m in available() if m.version not in done]
-        for m in new:
-            async with conn.transaction():
-                await conn.execute(m.sql)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                    m.version,
-                    m.name,
-                )
-        return new
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+    """Apply every migration not yet recorded, each in its own transaction; return those applied.
+
+    Each transaction takes a transaction-scoped advisory lock first and then reads what
+    is applied, so concurrent migrators (several pods or CLI processes starting at once)
+    apply each migration once. Transaction-scoped, not a session lock around the loop:
+    through PgBouncer in transaction pooling consecutive statements may run on different
+    server connections, and a session lock would be taken on one and released (or
+    leaked) on another; a transaction stays on one server connection."""
+    new: list[Migration] = []
+    while True:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
+            await conn.execute(
+                """CREATE TABLE IF NOT EXISTS schema_migrations (
+                       version    integer PRIMARY KEY,
+                       name       text NOT NULL,
+                       applied_at timestamptz NOT NULL DEFAULT now())"""
+            )
+            done = await applied(conn)
+            pending = [m for m in available() if m.version not in done]
+            if not pending:
+                return new
+            m = pending[0]
+            await conn.execute(m.sql)
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name
+            )
+        new.append(m)
