@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import os
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from analyzer_runtime.db.connect import POOL_MODE_ENV, pool_mode
 from rap_operator.config import OperatorConfig, database_secret
 
 
@@ -93,6 +95,10 @@ def _env(
         # The root filesystem is read-only; libraries put caches and config under HOME.
         {"name": "HOME", "value": TMP_PATH},
     ]
+    # Pods reach the database the way the operator does: through PgBouncer in
+    # transaction pooling when the chart says so (analyzer_runtime/db/connect.py).
+    if os.environ.get(POOL_MODE_ENV):
+        env.append({"name": POOL_MODE_ENV, "value": pool_mode()})
     # The kind's credentials (LLM API key, Genius token, ...) come as secretKeyRefs:
     # never in the Job spec, the status or an Event.
     env.extend(extra)
