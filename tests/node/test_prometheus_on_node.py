@@ -8,13 +8,25 @@ ScrapeJob against the fake Genius, and requests to the search API pod.
 The fakes run on the host and listen on the veth's host-side address (the API
 server's), the only host address pods reach. Prometheus runs in the node's network
 namespace, where pod IPs are routed (the host has no route to them), and listens on
-the node's address, which the host reaches over the veth."""
+the node's address, which the host reaches over the veth.
+
+A shard pod lives only while it has work, and on an idle node it can finish all of it
+between two scrapes (2 s apart), leaving nothing for rate() or histogram_quantile()
+to see. So the test holds the last two items of every shard: the runs are planned
+suspended, a transaction in the chart's Postgres takes row locks on those items
+(`next_batch` claims with SKIP LOCKED, so the shard does everything else, then polls
+for them), and the runs are resumed. Once Prometheus has scraped every shard pod
+twice after the rest was done, the second-to-last items are let go; once it has
+scraped them twice more (the counters and histograms grew between scrapes), the last
+ones. No run can finish before its pods have been seen, however loaded the machine."""
 
 from __future__ import annotations
 
 import json
 import math
 import secrets
+import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,6 +56,12 @@ OPERATOR_JOB, SHARD_JOB, SEARCH_JOB = (
     "rap-analyzer-search",
 )
 EMOTION, LLM, SCRAPE = "prom-emotion", "prom-llm", "prom-scrape"
+# (run, shard) of every shard pod: the shards of emotion_run, llm_run and scrape_job.
+SHARDS = {(EMOTION, "0"), (EMOTION, "1"), (LLM, "0"), (LLM, "1"), (SCRAPE, "0")}
+HELD_PER_SHARD = 2  # the last two items of each shard (see the module docstring)
+POSTGRES_POD = "rap-analyzer-postgres-0"
+PSQL = ('PGPASSWORD="$POSTGRES_PASSWORD" psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 '
+        '-U "$POSTGRES_USER" -d "$POSTGRES_DB"')  # fmt: skip
 
 
 @dataclass
@@ -65,8 +83,99 @@ def apply(c: RealNodeCluster, doc: dict[str, Any]) -> None:
 
 
 def resource(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    # Planned but suspended (no pods) until the test holds the last items.
     return {"apiVersion": "rapanalyzer.io/v1alpha1", "kind": kind,
-            "metadata": {"name": name}, "spec": spec}  # fmt: skip
+            "metadata": {"name": name}, "spec": {**spec, "suspend": True}}  # fmt: skip
+
+
+def resume(c: RealNodeCluster) -> None:
+    for kind, name in (("analysisrun", EMOTION), ("analysisrun", LLM), ("scrapejob", SCRAPE)):
+        kubectl(c, "patch", kind, name, "--type=merge", "-p", '{"spec": {"suspend": false}}')
+
+
+def psql(c: RealNodeCluster, sql: str) -> str:
+    """Through `kubectl exec` into the chart's Postgres, as test_chart_on_node does."""
+    cmd = f'{PSQL} -tAc "$0"'
+    return kubectl(c, "exec", POSTGRES_POD, "--", "sh", "-c", cmd, sql).strip()
+
+
+def run_uids(c: RealNodeCluster) -> list[str]:
+    names = {EMOTION: "analysisrun", LLM: "analysisrun", SCRAPE: "scrapejob"}
+    return [kubectl(c, "get", kind, name, "-o", "jsonpath={.metadata.uid}").strip()
+            for name, kind in names.items()]  # fmt: skip
+
+
+def _runs(uids: list[str]) -> str:
+    quoted = ", ".join(f"'{u}'" for u in uids)
+    return f"SELECT id FROM runs WHERE uid IN ({quoted})"
+
+
+def pending_items(c: RealNodeCluster, uids: list[str]) -> int:
+    return int(psql(c, f"SELECT count(*) FROM run_items WHERE run_id IN ({_runs(uids)})"
+                       " AND state = 'pending'"))  # fmt: skip
+
+
+def planned(c: RealNodeCluster, uids: list[str]) -> bool:
+    got = psql(c, f"SELECT count(DISTINCT run_id) FROM run_items WHERE run_id IN ({_runs(uids)})")
+    return int(got) == len(uids)
+
+
+class HeldItems:
+    """Row locks on the `rank`-th last item of every shard of the runs, held by an open
+    transaction of a psql in the Postgres pod (kubectl exec, stdin kept open) until
+    `release`. Shards skip locked items (next_batch: FOR UPDATE SKIP LOCKED) and wait
+    for them: a shard cannot finish while one is held."""
+
+    def __init__(self, c: RealNodeCluster, uids: list[str], rank: int) -> None:
+        self.c, self.app = c, f"rap-test-hold-{rank}"
+        self.out = tempfile.TemporaryFile()
+        argv = [str(c.bin_dir / "kubectl"), f"--kubeconfig={c.kubeconfig}",
+                f"--cache-dir={c.workdir / 'kubectl-cache'}", "-n", NS, "exec", "-i",
+                POSTGRES_POD, "--", "sh", "-c", f'PGAPPNAME="$0" {PSQL}', self.app]  # fmt: skip
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=self.out,
+                                     stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(
+            "BEGIN;\n"
+            "SELECT i.item_id FROM run_items i JOIN (SELECT run_id, item_id, row_number() OVER"
+            " (PARTITION BY run_id, shard ORDER BY item_id DESC) AS pos FROM run_items"
+            f" WHERE run_id IN ({_runs(uids)})) r USING (run_id, item_id)"
+            f" WHERE r.pos = {rank} FOR UPDATE OF i;\n"
+        )
+        self.proc.stdin.flush()
+        # Held once the SELECT ... FOR UPDATE returned inside the open transaction.
+        wait_for(
+            lambda: self.proc.poll() is None and psql(c,
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name ="
+                f" '{self.app}' AND state = 'idle in transaction'"
+                " AND query LIKE '%FOR UPDATE%'") == "1",
+            timeout=60, interval=0.5, what=f"psql to hold the items of rank {rank}",
+            describe=self.output,
+        )  # fmt: skip
+
+    def output(self) -> str:
+        self.out.seek(0)
+        return self.out.read().decode(errors="replace")[-2000:]
+
+    def release(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            try:
+                self.proc.stdin.write("ROLLBACK;\n")
+                self.proc.stdin.close()
+                self.proc.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        self.out.close()
+
+
+def shards_scraped_twice_since(prom: Prometheus, t: float) -> set[tuple[str, str]]:
+    """The (run, shard) pairs of SHARDS with two successful scrapes that began after `t`."""
+    window = math.ceil(time.time() - t) + 5
+    got = prom.query(f'up{{job="{SHARD_JOB}", namespace="{NS}"}}[{window}s]')
+    return {(s["metric"].get("name"), s["metric"].get("shard")) for s in got
+            if sum(float(ts) > t and v == "1" for ts, v in s["values"]) >= 2} & SHARDS  # fmt: skip
 
 
 def emotion_run() -> dict[str, Any]:
@@ -131,6 +240,7 @@ def observed(node_cluster: RealNodeCluster) -> Iterator[Observed]:
     prom = Prometheus(c.kubeconfig, namespaces=[NS], scrape_interval="2s",
                       argv_prefix=c.network.nsenter(), listen_host=c.network.node_ip)  # fmt: skip
     installed = False
+    held: list[HeldItems] = []
     try:
         prom.start()
         demo.create_restricted_namespace(c, NS)
@@ -144,11 +254,37 @@ def observed(node_cluster: RealNodeCluster) -> Iterator[Observed]:
         obs = Observed(c, prom, start=time.time())
         for doc in (emotion_run(), llm_run(llm), scrape_job(genius)):
             apply(c, doc)
+        uids = run_uids(c)
+        wait_for(lambda: planned(c, uids), timeout=120, interval=1.0,
+                 what="the runs and the ScrapeJob to be planned",
+                 describe=lambda: kubectl(c, "get", "analysisruns,scrapejobs", "-o", "yaml"))  # fmt: skip
+        held = [HeldItems(c, uids, rank) for rank in range(HELD_PER_SHARD, 0, -1)]
+        resume(c)
         obs.search_ip = wait_for(
             lambda: (ips := demo.pod_ips(c, NS, "app.kubernetes.io/component=search")) and ips[0],
             timeout=60, what="the search API pod's IP",
         )  # fmt: skip
         search_requests(c, obs.search_ip)
+        # Let go of the held items a rank at a time, each once every shard pod has
+        # done all it could and Prometheus has scraped it twice since.
+        for i, hold in enumerate(held):
+            left = (len(held) - i) * len(SHARDS)
+            wait_for(
+                lambda left=left: pending_items(c, uids) == left,
+                timeout=240, interval=1.0, what=f"the shards to do all but {left} items",
+                describe=lambda: f"{pending_items(c, uids)} pending\n{finished(c)}\n"
+                                 + kubectl(c, "get", "pods", "-o", "wide"),
+            )  # fmt: skip
+            done_at = time.time()
+            wait_for(
+                lambda done_at=done_at: shards_scraped_twice_since(prom, done_at) == SHARDS,
+                timeout=60, interval=0.5, what="two scrapes of every shard pod",
+                describe=lambda done_at=done_at: f"scraped twice: "
+                f"{shards_scraped_twice_since(prom, done_at)}\n"
+                + json.dumps([{k: t.get(k) for k in ("labels", "health", "lastError")}
+                              for t in prom.targets()], indent=1)[-3000:],
+            )  # fmt: skip
+            hold.release()
         wait_for(
             lambda: all(p in ("Succeeded", "Failed") for p in finished(c).values()),
             timeout=240, interval=1.0, what="the runs and the ScrapeJob to finish",
@@ -166,6 +302,8 @@ def observed(node_cluster: RealNodeCluster) -> Iterator[Observed]:
         obs.end = time.time()
         yield obs
     finally:
+        for hold in held:
+            hold.release()
         prom.stop()
         llm.stop()
         genius.stop()
