@@ -504,11 +504,10 @@ def scrape(
             f" {report.failed} failed"
         )
 
-    # Requests in flight each hold a connection for their rate-limit slot.
     _run_shard(
         shard,
         metrics_port,
-        lambda u, **_: create_pool(u, max_size=12),
+        create_pool,
         lambda pool, shard, stop: run_scrape_shard(pool, run_id, shard, stop=stop),
         summary,
         quiet=("httpx",),  # one line per request is noise
@@ -565,6 +564,8 @@ async def _connect_with_retries(create: Callable[..., Awaitable[T]], url: str) -
     """A pod may start before its database: retry for about a minute, then give up."""
     from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+    from analyzer_runtime.db.budget import SHARD_POD_CONNECTIONS
+
     async for attempt in AsyncRetrying(
         stop=stop_after_delay(float(os.environ.get("DB_CONNECT_TIMEOUT", "60"))),
         wait=wait_exponential(multiplier=0.5, max=8),
@@ -572,7 +573,9 @@ async def _connect_with_retries(create: Callable[..., Awaitable[T]], url: str) -
         reraise=True,
     ):
         with attempt:
-            return await create(url, max_size=2)
+            # Opened at full size, never grown: a refused connection shows here, where
+            # it is retried, and the pod holds exactly what the operator's budget counts.
+            return await create(url, min_size=SHARD_POD_CONNECTIONS, max_size=SHARD_POD_CONNECTIONS)
     raise AssertionError("unreachable")
 
 

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from analyzer_runtime.db.budget import DEFAULT_RESERVED
+
 
 def _list(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
@@ -35,6 +37,19 @@ def _run_as_user(value: str | None) -> int | None:
     return uid
 
 
+def _count(name: str, value: str | None) -> int | None:
+    """A non-negative integer setting, or None when unset or empty."""
+    if value is None or not value.strip():
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise ValueError(f"{name} must be a non-negative integer (or empty), got {value!r}")
+    return n
+
+
 @dataclass(frozen=True)
 class OperatorConfig:
     # Empty: all namespaces (cluster-wide RBAC); otherwise only these.
@@ -56,6 +71,10 @@ class OperatorConfig:
     # runAsUser, runAsGroup and fsGroup of the Job pods (Pod Security `restricted`
     # needs runAsNonRoot; a numeric uid lets the kubelet check it). None: not set.
     pod_run_as_user: int | None = DEFAULT_POD_RUN_AS_USER
+    # Connections shard pods of all runs on one database may hold; None: read
+    # max_connections from the server and keep `reserved_connections` free.
+    connection_budget: int | None = None
+    reserved_connections: int = DEFAULT_RESERVED
 
     def command_for(self, subcommand: str) -> list[str]:
         """The pod's command for a kind's subcommand. A configured command that already
@@ -69,6 +88,7 @@ class OperatorConfig:
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
         e = os.environ if env is None else env
         d = cls()
+        reserved = _count("RAP_DB_RESERVED_CONNECTIONS", e.get("RAP_DB_RESERVED_CONNECTIONS"))
         return cls(
             namespaces=_list(e.get("RAP_NAMESPACES")),
             image=e.get("RAP_RUNTIME_IMAGE", d.image),
@@ -81,6 +101,8 @@ class OperatorConfig:
             metrics_port=int(e.get("RAP_METRICS_PORT", d.metrics_port)),
             pod_metrics_port=int(e.get("RAP_POD_METRICS_PORT", d.pod_metrics_port)),
             pod_run_as_user=_run_as_user(e.get("RAP_POD_RUN_AS_USER")),
+            connection_budget=_count("RAP_DB_CONNECTION_BUDGET", e.get("RAP_DB_CONNECTION_BUDGET")),
+            reserved_connections=d.reserved_connections if reserved is None else reserved,
         )
 
 

@@ -15,6 +15,7 @@ from collections import defaultdict
 
 import asyncpg
 
+from analyzer_runtime.db.budget import ServerLimits, read_limits
 from analyzer_runtime.db.connect import DatabaseUnavailable, create_pool, host_of
 from analyzer_runtime.db.migrate import applied, available, migrate
 
@@ -23,6 +24,7 @@ IDLE_SECONDS = 600.0
 
 _pools: dict[str, asyncpg.Pool] = {}
 _used: dict[str, float] = {}
+_limits: dict[str, ServerLimits] = {}
 _locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
 
@@ -46,6 +48,9 @@ async def pool(url: str) -> asyncpg.Pool:
         try:
             async with p.acquire() as conn:
                 await _check_schema(conn, url)
+                # max_connections changes only with a server restart, which a pool
+                # outlives only until it is evicted as idle.
+                _limits[url] = await read_limits(conn)
         except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
             await p.close()
             raise DatabaseUnavailable(f"database at {host_of(url)}: {exc}") from None
@@ -54,6 +59,13 @@ async def pool(url: str) -> asyncpg.Pool:
             raise
         _pools[url] = p
         return p
+
+
+async def limits(url: str) -> ServerLimits:
+    """The connection limits of the server at `url`, read when its pool was opened."""
+    if url not in _limits:
+        await pool(url)
+    return _limits[url]
 
 
 async def _check_schema(conn: asyncpg.Connection, url: str) -> None:
@@ -78,6 +90,7 @@ async def evict_idle(now: float | None = None) -> int:
         async with _locks[url]:
             p = _pools.pop(url, None)
             _used.pop(url, None)
+            _limits.pop(url, None)
         if p is not None:
             await p.close()
     return len(stale)
@@ -87,5 +100,6 @@ async def close_all() -> None:
     pools = list(_pools.values())
     _pools.clear()
     _used.clear()
+    _limits.clear()
     for p in pools:
         await p.close()

@@ -25,6 +25,7 @@ from analyzer_runtime.db.connect import DatabaseUnavailable
 from rap_operator import database, kinds, kube, manifests, metrics
 from rap_operator.config import OperatorConfig
 from rap_operator.reconcile import (
+    LEDGER,
     OLD_FINALIZER,
     RunMemory,
     finished,
@@ -148,6 +149,7 @@ async def run_event(type: str | None, body: kopf.Body, **_: Any) -> None:
             lp.task.cancel()
         _jobs.pop(uid, None)
         _ended.pop(uid, None)
+        LEDGER.release(uid)
         metrics.set_phase(uid, None)
         await _cancelled(raw, lp.memory.url if lp else None)
         return
@@ -166,6 +168,7 @@ async def job_event(type: str | None, body: kopf.Body, **_: Any) -> None:
         _jobs.pop(uid, None)
     else:
         _jobs[uid] = dict(body)
+        LEDGER.observe_job(uid, _jobs[uid])
     if (lp := _loops.get(uid)) is not None:
         lp.wake.set()
 

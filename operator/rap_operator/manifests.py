@@ -165,7 +165,7 @@ def run_job(
     job_spec: dict[str, Any] = {
         "completionMode": "Indexed",
         "completions": shards,
-        "parallelism": int(spec.get("parallelism") or shards),
+        "parallelism": parallelism(spec),
         "backoffLimitPerIndex": int(retry.get("backoffLimitPerIndex", 3)),
         # Never two pods on one index at once: a replacement starts only after the
         # failed pod is fully gone (the protocol tolerates overlap, but why pay for it).
@@ -188,17 +188,23 @@ def run_job(
     }
 
 
+def parallelism(spec: dict[str, Any]) -> int:
+    """The Job's parallelism: the spec's (0 when the connection budget leaves none),
+    else one pod per shard."""
+    value = spec.get("parallelism")
+    return int(spec.get("shards", 1)) if value is None else int(value)
+
+
 def job_patch_for_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """The merge patch that makes a running Job follow the resource's spec: the
     fields of MUTABLE_AFTER_PLANNING a Job takes while it runs (suspend, parallelism,
     activeDeadlineSeconds; null removes a deadline that was taken out of the spec).
     ttlSecondsAfterFinished is the other one: see job_patch_after_finish."""
-    shards = int(spec.get("shards", 1))
     deadline = spec.get("activeDeadlineSeconds")
     return {
         "spec": {
             "suspend": bool(spec.get("suspend", False)),
-            "parallelism": int(spec.get("parallelism") or shards),
+            "parallelism": parallelism(spec),
             "activeDeadlineSeconds": int(deadline) if deadline is not None else None,
         }
     }

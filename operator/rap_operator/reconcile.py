@@ -27,10 +27,11 @@ import kopf
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from analyzer_runtime import protocol
-from analyzer_runtime.db.connect import DatabaseUnavailable
+from analyzer_runtime.db import budget as db_budget
+from analyzer_runtime.db.connect import DatabaseUnavailable, host_of
 from analyzer_runtime.planner import OverlapError
 from analyzer_runtime.status import JobObservation, compute_status, is_terminal
-from rap_operator import database, kinds, kube, manifests, metrics, pods
+from rap_operator import budget, database, kinds, kube, manifests, metrics, pods
 from rap_operator.config import OperatorConfig, database_secret
 from rap_operator.validation import InvalidRun, MissingInput, check_secrets
 
@@ -45,6 +46,8 @@ LIVE_FIELDS = ("suspend", "parallelism", "ttlSecondsAfterFinished", "activeDeadl
 # The database Secret (name/key) a run was planned with: after an operator restart the
 # status is read from that database, whatever a (refused) spec change says now.
 DATABASE_ANNOTATION = "rapanalyzer.io/database-secret"
+# The shard pods every run holds, against each database server's connection budget.
+LEDGER = budget.Ledger()
 
 
 @dataclass
@@ -56,6 +59,7 @@ class RunMemory:
     phase: str | None = None  # the last phase an Event was posted for
     warned: set[str] = field(default_factory=set)  # Warning Events already posted
     ttl_applied: bool = False
+    capped_at: int | None = None  # the capped parallelism a ParallelismCapped Event told
 
 
 def finished(body: JSON) -> bool:
@@ -164,12 +168,47 @@ def _job_body(body: JSON, run: protocol.Run) -> JSON:
     return {**body, "spec": spec}
 
 
+async def _share(
+    body: JSON,
+    url: str,
+    run: protocol.Run,
+    shards: list[Any],
+    job: JSON | None,
+    config: OperatorConfig,
+) -> budget.Share:
+    """This run's share of its database's connection budget, recorded in LEDGER."""
+    spec = _job_body(body, run)["spec"]
+    requested = manifests.parallelism(spec)
+    unfinished = sum(1 for s in shards if s.state not in ("done", "failed"))
+    if job is not None:
+        # A shard done in Postgres may still have its pod (and connections) exiting:
+        # the Job counts it only once the pod is gone.
+        left = int(job["spec"].get("completions") or 0)
+        unfinished = max(unfinished, left - int((job.get("status") or {}).get("succeeded") or 0))
+    # A suspended Job runs no pods: it holds nothing, and takes its share on resume.
+    wanted = 0 if spec.get("suspend") else min(requested, unfinished)
+    if config.connection_budget is not None:
+        limit = db_budget.configured(config.connection_budget)
+    else:
+        limit = db_budget.from_server(await database.limits(url), config.reserved_connections)
+    server = host_of(url)
+    granted = LEDGER.grant(run.uid, server, wanted, limit.pods)
+    others = LEDGER.held_by_others(run.uid, server)
+    return budget.Share(requested, wanted, granted, others, limit, server)
+
+
 async def _ensure_job(
-    body: JSON, job: JSON | None, run: protocol.Run, config: OperatorConfig, mem: RunMemory
+    body: JSON,
+    job: JSON | None,
+    run: protocol.Run,
+    config: OperatorConfig,
+    mem: RunMemory,
+    parallelism: int,
 ) -> tuple[JSON | None, str | None]:
-    """The Job, created when missing; (job, why it could not be created)."""
+    """The Job at `parallelism`, created when missing; (job, why it could not be created)."""
     kind = kinds.of(body)
     want = _job_body(body, run)
+    want["spec"] = {**want["spec"], "parallelism": parallelism}
     if job is None:
         try:
             job, created = await kube.create_job(manifests.kind_job(want, config, kind))
@@ -235,10 +274,11 @@ async def _refresh(
         shards = await protocol.read_shards(conn, run.id)
         no_job = kind.dry_run(run.spec) or run.total == 0
         job_name = None if no_job else manifests.job_name(meta["name"], meta["uid"])
-        problem = None
+        problem, share = None, None
         unfinished = run.state not in protocol.TERMINAL_RUN_STATES
         if not no_job and unfinished:
-            job, problem = await _ensure_job(body, job, run, config, mem)
+            share = await _share(body, mem.url, run, shards, job, config)
+            job, problem = await _ensure_job(body, job, run, config, mem, share.parallelism)
         obs = JobObservation.from_job_status(job) if not no_job else None
         refusal = kind.refused_changes(run.spec, spec)
         status = compute_status(
@@ -256,6 +296,10 @@ async def _refresh(
             await protocol.set_run_state(
                 conn, run.id, "succeeded" if phase == "Succeeded" else "failed"
             )
+    status["conditions"] = [*status["conditions"], *_budget_condition(body, share, previous)]
+    if share is not None and share.capped and mem.capped_at != share.granted:
+        kopf.info(body, reason="ParallelismCapped", message=share.message())
+    mem.capped_at = share.granted if share is not None and share.capped else None
     troubles = [pods.PodProblem("JobNotCreated", problem)] if problem else []
     if not is_terminal(phase):
         troubles += await pods.problems(job)
@@ -277,9 +321,18 @@ async def _refresh(
     metrics.observe_run(body, status, job)
     metrics.STATUS_REFRESH_SECONDS.observe(time.perf_counter() - t0)
     if is_terminal(phase):
+        LEDGER.release(meta["uid"])
         await _apply_ttl(body, job, mem)
         return False
     return True
+
+
+def _budget_condition(body: JSON, share: budget.Share | None, previous: JSON) -> list[JSON]:
+    """ParallelismCapped as this pass decided, or as it last was (a finished run)."""
+    if share is None:
+        return [c for c in previous.get("conditions") or [] if c.get("type") == budget.CONDITION]
+    cond = budget.condition(share, previous, body["metadata"].get("generation") or 1)
+    return [cond] if cond else []
 
 
 async def planned_database(body: JSON, config: OperatorConfig) -> str:
