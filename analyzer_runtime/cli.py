@@ -539,7 +539,7 @@ def _run_shard(
     metrics.serve(metrics_port)
 
     async def go(url: str) -> worker.ShardReport:
-        pool = await _connect_with_retries(create, url)
+        pool = await _connect_with_retries(create, url, f"rap-analyzer-shard-{shard}")
         try:
             stop = worker.StopFlag()
             stop.install()
@@ -560,7 +560,7 @@ def _run_shard(
         raise typer.Exit(worker.EXIT_TERMINATED)
 
 
-async def _connect_with_retries(create: Callable[..., Awaitable[T]], url: str) -> T:
+async def _connect_with_retries(create: Callable[..., Awaitable[T]], url: str, name: str) -> T:
     """A pod may start before its database: retry for about a minute, then give up."""
     from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
@@ -575,7 +575,13 @@ async def _connect_with_retries(create: Callable[..., Awaitable[T]], url: str) -
         with attempt:
             # Opened at full size, never grown: a refused connection shows here, where
             # it is retried, and the pod holds exactly what the operator's budget counts.
-            return await create(url, min_size=SHARD_POD_CONNECTIONS, max_size=SHARD_POD_CONNECTIONS)
+            # application_name: pg_stat_activity (and PgBouncer's SHOW CLIENTS) name the shard.
+            return await create(
+                url,
+                min_size=SHARD_POD_CONNECTIONS,
+                max_size=SHARD_POD_CONNECTIONS,
+                server_settings={"application_name": name},
+            )
     raise AssertionError("unreachable")
 
 

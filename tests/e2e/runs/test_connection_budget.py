@@ -5,17 +5,13 @@ refused connection (Postgres would log "sorry, too many clients already")."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+from rap_devtools.limited_postgres import Peaks, limited_postgres, refused
 
-from analyzer_runtime.db import embedded
 from analyzer_runtime.db.budget import SHARD_POD_CONNECTIONS
 from analyzer_runtime.db.connect import create_pool
 from analyzer_runtime.db.migrate import migrate
@@ -32,73 +28,19 @@ EXPECTED_PODS = (MAX_CONNECTIONS - 3 - 10) // SHARD_POD_CONNECTIONS
 
 @pytest.fixture(scope="module")
 def small_pg() -> Iterator[Any]:
-    """A Postgres of its own with max_connections = 30 (a small managed plan's size)."""
-    from pgserver._commands import pg_ctl
+    with limited_postgres(MAX_CONNECTIONS) as server:
 
-    home = Path(tempfile.mkdtemp(prefix="rap-pg-small-"))
-    server = embedded.start(home / "pgdata")
-
-    async def limit() -> None:
-        conn = await asyncpg.connect(server.get_uri())
-        await conn.execute(f"ALTER SYSTEM SET max_connections = {MAX_CONNECTIONS}")
-        await conn.close()
-
-    asyncio.run(limit())
-    # max_connections takes a restart; pg_ctl keeps the socket options of the start.
-    pg_ctl(["-w", "restart"], pgdata=server.pgdata, user=server.system_user)
-
-    async def prepare() -> None:
-        conn = await asyncpg.connect(server.get_uri())
-        assert await conn.fetchval("SHOW max_connections") == str(MAX_CONNECTIONS)
-        await migrate(conn)
-        await conn.close()
-        pool = await create_pool(server.get_uri())
-        await seed(pool, TRACKS)
-        await pool.close()
-
-    asyncio.run(prepare())
-    yield server
-    server.cleanup()
-    shutil.rmtree(home, ignore_errors=True)
-
-
-class Peaks:
-    """Samples Postgres' client connections and the Job's active pods until stopped."""
-
-    def __init__(self, env: Env, url: str, namespace: str) -> None:
-        self.env, self.url, self.namespace = env, url, namespace
-        self.connections = self.active = 0
-        self.parallelism: set[int] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Peaks:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        asyncio.run(self._sample())
-
-    async def _sample(self) -> None:
-        conn = await asyncpg.connect(self.url)
-        try:
-            while not self._stop.is_set():
-                n = await conn.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
-                )
-                self.connections = max(self.connections, int(n))
-                for job in self.env.kube.get(f"/apis/batch/v1/namespaces/{self.namespace}/jobs")[
-                    "items"
-                ]:
-                    self.active = max(self.active, int(job.get("status", {}).get("active") or 0))
-                    self.parallelism.add(int(job["spec"]["parallelism"]))
-                await asyncio.sleep(0.2)  # a sampling period, not a wait for a condition
-        finally:
+        async def prepare() -> None:
+            conn = await asyncpg.connect(server.get_uri())
+            assert await conn.fetchval("SHOW max_connections") == str(MAX_CONNECTIONS)
+            await migrate(conn)
             await conn.close()
+            pool = await create_pool(server.get_uri())
+            await seed(pool, TRACKS)
+            await pool.close()
+
+        asyncio.run(prepare())
+        yield server
 
 
 def test_parallelism_is_capped_to_the_connection_budget(
@@ -106,9 +48,9 @@ def test_parallelism_is_capped_to_the_connection_budget(
 ) -> None:
     url = small_pg.get_uri()
     env.db_secret(namespace, url)
-    log = Path(small_pg.log)
-    refused_before = log.read_text().count("too many clients")
-    with Peaks(env, url, namespace) as peaks:
+    refused_before = refused(small_pg)
+    sampler_api = env.cluster.kube_api()  # its own client: the sampler is another thread
+    with Peaks(sampler_api, url, namespace) as peaks:
         res = env.apply(namespace, run_manifest("wide", shards=40, parallelism=40, batchSize=5))
         assert res.returncode == 0, res.stderr
 
@@ -124,6 +66,7 @@ def test_parallelism_is_capped_to_the_connection_budget(
         assert cond["message"].startswith(f"{EXPECTED_PODS} of 40 shard pods at once"), cond
         assert f"max_connections {MAX_CONNECTIONS}" in cond["message"]
         st = env.wait_status(namespace, "wide", phase("Succeeded"), timeout=600)
+    sampler_api.close()
 
     assert (st["processed"], st["failed"], st["total"]) == (TRACKS, 0, TRACKS)
     exact(env, url, TRACKS)
@@ -133,8 +76,9 @@ def test_parallelism_is_capped_to_the_connection_budget(
     job = env.jobs(namespace, env.get(namespace, "wide")["metadata"]["uid"])[0]
     assert not job["status"].get("failed"), job["status"]
     assert env.sql(url, "SELECT count(*) FROM run_shards WHERE last_error IS NOT NULL") == 0
-    assert log.read_text().count("too many clients") == refused_before
-    # Shard pods, the operator's pool, this sampler: within what the server allows.
-    assert peaks.connections <= MAX_CONNECTIONS - 3, peaks.connections
+    assert refused(small_pg) == refused_before
+    # Each pod holds its two; all of them together never more than the budget.
+    assert 0 < peaks.shard_connections <= EXPECTED_PODS * SHARD_POD_CONNECTIONS, peaks
+    assert peaks.connections <= MAX_CONNECTIONS - 3, peaks
     reasons = [e["reason"] for e in env.events(namespace, "wide")]
     assert "ParallelismCapped" in reasons, reasons
