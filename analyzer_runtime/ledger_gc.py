@@ -229,7 +229,9 @@ async def gc(
     for run in await collectable_runs(conn, cutoff):
         if dry_run:
             await _count(conn, run)
-        elif not await compact_run(conn, run, cutoff, batch_size):
+        elif not await compact_run(conn, run, cutoff, batch_size) and not run.removed:
+            # Not collectable (any more), and nothing of it removed here. A run another
+            # gc finished after this one removed some of its items is still reported.
             continue
         report.runs.append(run)
     return report
