@@ -1,6 +1,7 @@
-"""A run asking for more shard pods than its database has connections for: the
-operator caps the Job's parallelism with a condition saying so, and no pod meets a
-refused connection (Postgres would log "sorry, too many clients already")."""
+"""A run asking for more shard pods than its database has connections for (40 pods
+of 2 connections on max_connections 20): the operator caps the Job's parallelism
+with a condition saying so, and no pod meets a refused connection (Postgres would
+log "sorry, too many clients already")."""
 
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ from tests.e2e.runs.operator_env import Env, exact, phase, run_manifest
 
 pytestmark = pytest.mark.e2e
 
-MAX_CONNECTIONS = 30
+# Low enough that the budget (3 pods) is below the test kubelet's 8 pods, and that
+# 8 pods (16 connections) + the operator's 5 would be refused: 20 - 3 reserved = 17.
+MAX_CONNECTIONS = 20
 TRACKS = 800
-# 30 - 3 superuser-reserved - the operator's default reserve of 10, at 2 per pod.
+# 20 - 3 superuser-reserved - the operator's default reserve of 10, at 2 per pod.
 EXPECTED_PODS = (MAX_CONNECTIONS - 3 - 10) // SHARD_POD_CONNECTIONS
 
 
