@@ -9,7 +9,7 @@ N ?= 57718
 NODE ?= process
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape bench-embedding bench-search bench-quality fake-llm \
+.PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape bench-embedding bench-search bench-quality bench-budget fake-llm \
         controlplane helm cluster-up cluster-down operator-up operator-down cluster-demo clean \
         image base-image postgres-image test-image node node-packages test-node chart-demo bench-node \
         prometheus test-observability argocd test-gitops gitops-demo chromium pgbouncer
@@ -94,6 +94,9 @@ bench-search: install ## semantic search at N tracks: latency p50/p95, recall@10
 bench-quality: install ## the distilled quality analyzer vs the llm analyzer: tracks/min, held-out MAE (~3 min)
 	$(PY) -m bench.quality_bench
 
+bench-budget: install controlplane helm ## a 40-way run on max_connections 30, with and without the connection budget: peak connections, refusals (~6 min)
+	$(PY) -m bench.connection_budget $(if $(filter command line environment,$(origin N)),$(N))
+
 fake-llm: install ## a fake OpenAI-compatible provider on 127.0.0.1:8089 (for local llm runs)
 	$(PY) -m rap_devtools.fake_llm --port 8089
 
@@ -162,7 +165,7 @@ image: ## build rap-analyzer:dev (IMAGE=...; Docker; builds the base offline whe
 base-image: ## the offline base: Debian bookworm + Python 3.11 (debootstrap) tagged python:3.11-slim (FORCE=1 rebuilds)
 	bash tools/build-base-image.sh $(BASE_IMAGE)
 
-postgres-image: ## build rap-analyzer-postgres:16-pgvector: PostgreSQL 16 + pgvector from the pgserver wheel, for the chart
+postgres-image: ## build rap-analyzer-postgres:16-pgvector: PostgreSQL 16 + pgvector from the pgserver wheel (and Debian's pgbouncer), for the chart
 	POSTGRES_IMAGE=$(POSTGRES_IMAGE) BASE_IMAGE=$(BASE_IMAGE) bash tools/build-image.sh --postgres
 
 test-image: install ## build both images and test them (tests/image)

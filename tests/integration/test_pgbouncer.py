@@ -7,15 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import pytest
-from rap_devtools.pgbouncer import PgBouncer, pgbouncer
+from rap_devtools.pgbouncer import PGBOUNCER, PgBouncer, pgbouncer
+from rap_devtools.procs import ManagedProcess, free_port
+from rap_devtools.waiting import wait_for
 
 from analyzer_runtime import ledger_gc, planner, protocol
 from analyzer_runtime.db.connect import POOL_MODE_ENV, PoolModeMismatch, create_pool
@@ -184,3 +191,66 @@ async def test_concurrent_gcs_through_pgbouncer_compact_exactly(
         results = await conn.fetchval("SELECT count(*) FROM analysis_results")
     assert row["compacted_at"] is not None and row["compacted_removed"] == 60 - failed
     assert states == ["failed"] * failed and results == 60 - failed
+
+
+def test_the_charts_pgbouncer_ini_runs(
+    pg_server: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The chart's pgbouncer.ini (ConfigMap), its host and auth file pointed at the test
+    server, starts the real pgbouncer and carries a transaction-mode pool, with the
+    connect_query's client check on the server connection."""
+    from rap_devtools.helm import only, render_chart
+
+    password = "chart-pw"
+    values = {"pgbouncer": {"enabled": True}, "postgres": {"auth": {"password": password}}}
+    ini = only(render_chart(values), "ConfigMap", "rap-analyzer-pgbouncer")["data"]["pgbouncer.ini"]
+    socket_dir = Path(parse_qs(urlsplit(pg_server.get_uri()).query)["host"][0])
+    port = free_port()
+    work = Path(tempfile.mkdtemp(prefix="rap-pgb-ini-"))
+    auth = work / "userlist.txt"
+    auth.write_text(f'"postgres" "{password}"\n')
+    local = (
+        ini.replace("host=rap-analyzer-postgres.rap.svc port=5432", f"host={socket_dir}")
+        .replace("listen_addr = 0.0.0.0", "listen_addr = 127.0.0.1")
+        .replace("listen_port = 6432", f"listen_port = {port}")
+        .replace("/var/run/pgbouncer/userlist.txt", str(auth))
+    )
+    assert str(socket_dir) in local and str(auth) in local and f"= {port}" in local
+    (work / "pgbouncer.ini").write_text(local)
+    argv = [str(PGBOUNCER)]
+    if os.geteuid() == 0:  # pgbouncer refuses root: the socket's owner, as rap_devtools does
+        owner = pwd.getpwuid(socket_dir.stat().st_uid)
+        for f in (work, auth, work / "pgbouncer.ini"):
+            os.chown(f, owner.pw_uid, owner.pw_gid)
+        argv += ["-u", owner.pw_name]
+    proc = ManagedProcess("pgbouncer", [*argv, str(work / "pgbouncer.ini")], work / "out.log")
+    proc.start()
+    try:
+
+        def up() -> bool:
+            assert proc.running(), proc.log_tail()
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+
+        wait_for(up, timeout=30, what="pgbouncer with the chart's ini", describe=proc.log_tail)
+
+        async def go() -> tuple[str, int]:
+            pool = await create_pool(
+                f"postgresql://postgres:{password}@127.0.0.1:{port}/postgres", max_size=2
+            )
+            try:
+                return (
+                    await pool.fetchval("SHOW client_connection_check_interval"),
+                    await pool.fetchval("SELECT $1::int * 2", 21),
+                )
+            finally:
+                await pool.close()
+
+        os.environ[POOL_MODE_ENV] = "transaction"
+        try:
+            assert asyncio.run(go()) == ("2s", 42)
+        finally:
+            os.environ.pop(POOL_MODE_ENV, None)
+    finally:
+        proc.stop()
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,156 @@
+"""The chart's optional PgBouncer (pgbouncer.enabled), rendered by the real helm: off by
+default; on, a restricted Deployment + Service + ConfigMap + Secret, and an operator
+pointed at it (its URL Secret, DATABASE_POOL_MODE, a connection budget of PgBouncer's
+client connections). No secret in a ConfigMap or in any non-Secret object.
+The pgbouncer.ini it renders runs in the real pgbouncer: tests/integration/test_pgbouncer.py."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+import yaml
+from rap_devtools.helm import HelmError, find, lint_chart, only, operator_env, render_chart
+from rap_operator.config import OperatorConfig
+
+from analyzer_runtime.db.connect import POOL_MODE_ENV, pool_mode
+from tests.unit.test_chart_podsecurity import restricted_violations
+
+PASSWORD = "pgb-s3cret-pw"
+IN_CLUSTER = {"pgbouncer": {"enabled": True}, "postgres": {"auth": {"password": PASSWORD}}}
+EXTERNAL_URL = f"postgresql://rap:{PASSWORD}@db.example.com:5433/rapdb?sslmode=require"
+EXTERNAL = {
+    "pgbouncer": {"enabled": True},
+    "database": {"url": EXTERNAL_URL},
+    "postgres": {"enabled": False},
+}
+NAME = "rap-analyzer-pgbouncer"  # release rap-analyzer: the chart name is not repeated
+
+
+def _pgbouncer_docs(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        d
+        for d in docs
+        if (d.get("metadata", {}).get("labels") or {}).get("app.kubernetes.io/component")
+        == "pgbouncer"
+    ]
+
+
+def _secret(docs: list[dict[str, Any]], name: str) -> dict[str, str]:
+    data = only(docs, "Secret", name)["data"]
+    return {k: base64.b64decode(v).decode() for k, v in data.items()}
+
+
+def test_off_by_default() -> None:
+    docs = render_chart()
+    assert _pgbouncer_docs(docs) == []
+    env = operator_env(docs)
+    assert env["RAP_DATABASE_SECRET"] == "rap-analyzer-db"
+    assert POOL_MODE_ENV not in env and "RAP_DB_CONNECTION_BUDGET" not in env
+
+
+def test_on_with_the_in_cluster_postgres() -> None:
+    docs = render_chart(IN_CLUSTER)
+    kinds = sorted(d["kind"] for d in _pgbouncer_docs(docs))
+    assert kinds == ["ConfigMap", "Deployment", "Secret", "Service"]
+
+    ini = only(docs, "ConfigMap", NAME)["data"]["pgbouncer.ini"]
+    assert "pool_mode = transaction" in ini
+    assert "max_client_conn = 1000" in ini and "default_pool_size = 20" in ini
+    assert "host=rap-analyzer-postgres.rap.svc port=5432" in ini
+    assert "auth_type = scram-sha-256" in ini
+    assert "ignore_startup_parameters" not in ini.replace("; nothing in ignore_startup", "")
+
+    # The clients' URL: PgBouncer's Service by its cluster name (runs' pods live in
+    # other namespaces), the database user and password.
+    secret = _secret(docs, "rap-analyzer-db-pgbouncer")
+    assert secret == {
+        "password": PASSWORD,
+        "url": f"postgresql://rap:{PASSWORD}@{NAME}.rap.svc:6432/rap",
+    }
+
+    # The operator (and, through it, every Job pod) goes through PgBouncer.
+    env = operator_env(docs)
+    assert env["RAP_DATABASE_SECRET"] == "rap-analyzer-db-pgbouncer"
+    assert env["RAP_DATABASE_SECRET_KEY"] == "url"
+    assert env[POOL_MODE_ENV] == "transaction"
+    assert pool_mode(env) == "transaction"
+    assert env["RAP_DB_CONNECTION_BUDGET"] == str(1000 - 10)
+    cfg = OperatorConfig.from_env(env)
+    assert cfg.database_secret == "rap-analyzer-db-pgbouncer" and cfg.connection_budget == 990
+
+    # The Service reaches the Deployment's pods on PgBouncer's port.
+    dep = only(docs, "Deployment", NAME)
+    svc = only(docs, "Service", NAME)
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert svc["spec"]["selector"].items() <= labels.items()
+    assert dep["spec"]["selector"]["matchLabels"] == svc["spec"]["selector"]
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert c["ports"][0]["containerPort"] == 6432 and svc["spec"]["ports"][0]["port"] == 6432
+    assert c["image"] == "rap-analyzer-postgres:16-pgvector"
+    pw = next(e for e in c["env"] if e["name"] == "PGBOUNCER_PASSWORD")
+    assert pw["valueFrom"]["secretKeyRef"] == {
+        "name": "rap-analyzer-db-pgbouncer",
+        "key": "password",
+    }
+    assert restricted_violations(dep["spec"]["template"]) == []
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+@pytest.mark.parametrize("values", [IN_CLUSTER, EXTERNAL], ids=["in-cluster", "external"])
+def test_no_secret_outside_secrets(values: dict[str, Any]) -> None:
+    for doc in render_chart(values):
+        if doc["kind"] != "Secret":
+            assert PASSWORD not in yaml.safe_dump(doc), f"{doc['kind']}/{doc['metadata']['name']}"
+
+
+def test_on_with_an_external_database() -> None:
+    docs = render_chart(EXTERNAL)
+    ini = only(docs, "ConfigMap", NAME)["data"]["pgbouncer.ini"]
+    assert "host=db.example.com port=5433" in ini
+    secret = _secret(docs, "rap-analyzer-db-pgbouncer")
+    assert secret["url"] == f"postgresql://rap:{PASSWORD}@{NAME}.rap.svc:6432/rapdb"
+    # The direct URL Secret stays (the ledger gc CronJob uses it; so may a person).
+    assert _secret(docs, "rap-analyzer-db")["url"] == EXTERNAL_URL
+
+
+def test_the_values_shape_the_pool_and_the_budget() -> None:
+    docs = render_chart(
+        {
+            **IN_CLUSTER,
+            "pgbouncer": {
+                "enabled": True, "maxClientConn": 300, "defaultPoolSize": 7, "budgetReserve": 20,
+                "image": {"repository": "registry.example/pgbouncer", "tag": "1.18"},
+                "secretName": "db-via-pgb",
+            },
+        }
+    )  # fmt: skip
+    ini = only(docs, "ConfigMap", NAME)["data"]["pgbouncer.ini"]
+    assert "max_client_conn = 300" in ini and "default_pool_size = 7" in ini
+    env = operator_env(docs)
+    assert env["RAP_DB_CONNECTION_BUDGET"] == "280" and env["RAP_DATABASE_SECRET"] == "db-via-pgb"
+    (c,) = only(docs, "Deployment", NAME)["spec"]["template"]["spec"]["containers"]
+    assert c["image"] == "registry.example/pgbouncer:1.18"
+    assert find(docs, "Secret", "db-via-pgb")
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {"pgbouncer": {"enabled": True}, "database": {"existingSecret": "mine"}},
+            "not database.existingSecret",
+        ),
+        ({"pgbouncer": {"enabled": True}}, "needs postgres.auth.password"),
+        ({**IN_CLUSTER, "pgbouncer": {"enabled": True, "poolMode": "statement"}}, "poolMode"),
+    ],
+    ids=["existing-secret", "generated-password", "statement-mode"],
+)
+def test_unsupported_combinations_fail_with_a_reason(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(HelmError, match=message):
+        render_chart(values)
+
+
+def test_lints_strict_when_on() -> None:
+    lint_chart(IN_CLUSTER)
