@@ -35,11 +35,17 @@ class Ledger:
     def __init__(self) -> None:
         self._claims: dict[str, _Claim] = {}
 
-    def observe_job(self, uid: str, job: JSON) -> None:
-        """A Job seen on the watch before its run's first pass holds what it may run."""
+    def observe_job(self, uid: str, job: JSON | None) -> None:
+        """A Job seen on the watch before its run's pass holds what it may still run
+        (None: the Job is gone); a run's own pass has the last word once it ran."""
         claim = self._claims.get(uid)
-        if claim is None or claim.server is None:
-            self._claims[uid] = _Claim(None, job_pods(job))
+        if claim is not None and claim.server is not None:
+            return
+        pods = job_pods(job) if job is not None else 0
+        if pods:
+            self._claims[uid] = _Claim(None, pods)
+        else:  # finished, suspended or deleted Jobs hold nothing: keep no entry
+            self._claims.pop(uid, None)
 
     def held_by_others(self, uid: str, server: str) -> int:
         return sum(

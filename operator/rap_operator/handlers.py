@@ -166,6 +166,7 @@ async def job_event(type: str | None, body: kopf.Body, **_: Any) -> None:
         return
     if type == "DELETED":
         _jobs.pop(uid, None)
+        LEDGER.observe_job(uid, None)
     else:
         _jobs[uid] = dict(body)
         LEDGER.observe_job(uid, _jobs[uid])

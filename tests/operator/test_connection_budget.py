@@ -71,6 +71,14 @@ def test_jobs_seen_before_their_runs_say_where_count_against_every_server() -> N
     # A later watch event of its Job does not turn it back into "anywhere".
     led.observe_job("old", job(parallelism=5, completions=10))
     assert led.held_by_others("new", "db:5432") == 0
+    # Jobs that finished or went away before their run said anything hold nothing.
+    led.observe_job("gone", job(parallelism=5, completions=10))
+    assert led.held_by_others("new", "db:5432") == 5
+    led.observe_job("gone", None)
+    assert led.held_by_others("new", "db:5432") == 0
+    done = {"conditions": [{"type": "Complete", "status": "True"}]}
+    led.observe_job("ended", job(parallelism=5, completions=10, status=done))
+    assert led.held_by_others("new", "db:5432") == 0
 
 
 def job(**spec: Any) -> dict[str, Any]:
