@@ -34,8 +34,11 @@ def limited_postgres(max_connections: int) -> Iterator[Any]:
             await conn.close()
 
         asyncio.run(limit())
-        # max_connections takes a restart; pg_ctl keeps the socket options of the start.
-        pg_ctl(["-w", "restart"], pgdata=server.pgdata, user=server.system_user)
+        # max_connections takes a restart; pg_ctl keeps the socket options of the start,
+        # not the log file (without -l the server would log to our stdout).
+        pg_ctl(
+            ["-w", "-l", str(server.log), "restart"], pgdata=server.pgdata, user=server.system_user
+        )
         yield server
     finally:
         server.cleanup()

@@ -671,3 +671,19 @@ def test_runtime_pod_run_as_user() -> None:
     assert OperatorConfig.from_env(operator_env(unset)).pod_run_as_user is None
     big = operator_env(render_chart({"runtime": {"podRunAsUser": 1000680000}}))
     assert big["RAP_POD_RUN_AS_USER"] == "1000680000"
+
+
+def test_connection_budget_settings() -> None:
+    """The budget is read from the server by default (the chart's Postgres gets its
+    max_connections as an argument); database.connectionBudget sets it outright."""
+    default = OperatorConfig.from_env(operator_env(render_chart()))
+    assert (default.connection_budget, default.reserved_connections) == (None, 10)
+    set_ = render_chart({"database": {"connectionBudget": 200, "reservedConnections": 4}})
+    cfg = OperatorConfig.from_env(operator_env(set_))
+    assert (cfg.connection_budget, cfg.reserved_connections) == (200, 4)
+    docs = render_chart({"postgres": {"maxConnections": 300}})
+    pg = next(d for d in docs if d["kind"] == "StatefulSet")
+    assert pg["spec"]["template"]["spec"]["containers"][0]["args"] == [
+        "-c",
+        "max_connections=300",
+    ]
