@@ -97,6 +97,9 @@ bench-quality: install ## the distilled quality analyzer vs the llm analyzer: tr
 bench-budget: install controlplane helm ## a 40-way run on max_connections 30, with and without the connection budget: peak connections, refusals (~6 min)
 	$(PY) -m bench.connection_budget $(if $(filter command line environment,$(origin N)),$(N))
 
+bench-million: install ## 1,000,000 tracks + 3,000,000 results: plan, onlyMissing, 64 claimers, refresh at 1,000 shards, EXPLAIN plans (~10 min; not in CI)
+	$(PY) -m bench.million $(if $(filter command line environment,$(origin N)),$(N)) --json bench/million.json --explain bench/million-plans.txt
+
 fake-llm: install ## a fake OpenAI-compatible provider on 127.0.0.1:8089 (for local llm runs)
 	$(PY) -m rap_devtools.fake_llm --port 8089
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -162,22 +163,25 @@ async def find_run_by_name(
 
 
 async def overlapping_run(
-    conn: asyncpg.Connection, analyzer_type: str, model_version: str, item_ids: Sequence[int]
+    conn: asyncpg.Connection, analyzer_type: str, model_version: str, run_id: int
 ) -> Run | None:
-    """An active run of this analyzer and version with pending work on any of
-    `item_ids` (the oldest such run), or None."""
-    if not item_ids:
-        return None
+    """Another active run of this analyzer and version with pending work on any item of
+    run `run_id` (the oldest such run), or None.
+
+    Set-based: the planned run's items are already in `run_items`, so this is a join
+    of two runs' items on the primary key — at a million items far cheaper than
+    sending the ids back as an array (bench/RESULTS.md, issue 16)."""
     row = await conn.fetchrow(
         """SELECT r.* FROM runs r
             WHERE r.analyzer_type = $1 AND r.model_version = $2 AND r.state = ANY($4::text[])
-              AND EXISTS (SELECT 1 FROM run_items i
-                           WHERE i.run_id = r.id AND i.state = 'pending'
-                             AND i.item_id = ANY($3::bigint[]))
+              AND r.id <> $3
+              AND EXISTS (SELECT 1 FROM run_items i JOIN run_items mine
+                                 ON mine.run_id = $3 AND mine.item_id = i.item_id
+                           WHERE i.run_id = r.id AND i.state = 'pending')
             ORDER BY r.created_at, r.id LIMIT 1""",
         analyzer_type,
         model_version,
-        list(item_ids),
+        run_id,
         list(ACTIVE_RUN_STATES),
     )
     return _run(row) if row else None
@@ -185,8 +189,32 @@ async def overlapping_run(
 
 def assign_shards(n_items: int, shards: int) -> list[int]:
     """Contiguous, even blocks: shard sizes differ by at most one, and each shard's
-    items are neighbours in id order (good locality for its index scans)."""
+    items are neighbours in id order (good locality for its index scans).
+    `ItemQuery` plans compute the same in SQL (`_SHARD_SQL`)."""
     return [i * shards // n_items for i in range(n_items)] if n_items else []
+
+
+def shard_sizes(n_items: int, shards: int) -> list[int]:
+    """How many of `n_items` items `assign_shards` puts in each shard, without the
+    list: item i goes to shard s iff s*n <= i*shards < (s+1)*n, i.e. i in
+    [ceil(s*n/shards), ceil((s+1)*n/shards))."""
+    bound = [-(-s * n_items // shards) for s in range(shards + 1)]
+    return [bound[s + 1] - bound[s] for s in range(shards)]
+
+
+@dataclass(frozen=True, slots=True)
+class ItemQuery:
+    """A SELECT whose first column is the item ids of a plan (distinct), run inside the
+    planning INSERT so the ids never travel through Python. `args` are its $1.. values."""
+
+    sql: str
+    args: Sequence[Any] = ()
+
+
+# Shard of the i-th item (0-based, id order) of n: i * shards / n, as assign_shards.
+# bigint: at a million items i * shards overflows no int4 with shards <= 1,000, but
+# the CRD's limits may grow.
+_SHARD_SQL = "((row_number() OVER (ORDER BY q.id) - 1) * {shards}::bigint / count(*) OVER ())::int"
 
 
 async def record_plan(
@@ -200,9 +228,13 @@ async def record_plan(
     shards: int,
     analyzer_type: str | None,
     model_version: str | None,
-    item_ids: Sequence[int],
+    item_ids: Sequence[int] | ItemQuery,
     payloads: Sequence[str | None] | None = None,
 ) -> PlanResult:
+    """Record a run, its shards and its items in one transaction (a no-op if `uid` was
+    planned before). Items are either given (`item_ids`, with optional `payloads`:
+    a ScrapeJob's artists; sent with one COPY) or an `ItemQuery` run by the server in
+    one INSERT ... SELECT that also computes each item's shard."""
     async with conn.transaction():
         row = await conn.fetchrow(
             """INSERT INTO runs (uid, kind, namespace, name, analyzer_type, model_version,
@@ -217,26 +249,44 @@ async def record_plan(
             model_version,
             json.dumps(spec),
             shards,
-            len(item_ids),
+            0 if isinstance(item_ids, ItemQuery) else len(item_ids),
         )
         if row is None:  # planned before (maybe by a previous operator process)
             existing = await find_run(conn, uid)
             assert existing is not None
             return PlanResult(existing, created=False)
         run = _run(row)
-        shard_of = assign_shards(len(item_ids), shards)
-        sizes = [0] * shards
-        for s in shard_of:
-            sizes[s] += 1
-        await conn.executemany(
-            "INSERT INTO run_shards (run_id, shard, total, state) VALUES ($1, $2, $3, $4)",
-            [(run.id, s, sizes[s], "pending" if sizes[s] else "done") for s in range(shards)],
-        )
-        pl = payloads if payloads is not None else [None] * len(item_ids)
-        await conn.copy_records_to_table(
-            "run_items",
-            records=zip([run.id] * len(item_ids), item_ids, shard_of, pl, strict=True),
-            columns=["run_id", "item_id", "shard", "payload"],
+        if isinstance(item_ids, ItemQuery):
+            if payloads is not None:
+                raise ValueError("payloads go with explicit item_ids, not an ItemQuery")
+            n = len(item_ids.args)
+            status = await conn.execute(
+                f"""INSERT INTO run_items (run_id, item_id, shard)
+                    SELECT ${n + 1}::bigint, q.id, {_SHARD_SQL.format(shards=f"${n + 2}")}
+                      FROM ({item_ids.sql}) AS q (id)""",
+                *item_ids.args,
+                run.id,
+                shards,
+            )
+            total = int(status.split()[-1])  # "INSERT 0 <rows>"
+            await conn.execute("UPDATE runs SET total = $2 WHERE id = $1", run.id, total)
+            run = dataclasses.replace(run, total=total)
+        else:
+            shard_of = assign_shards(len(item_ids), shards)
+            pl = payloads if payloads is not None else [None] * len(item_ids)
+            await conn.copy_records_to_table(
+                "run_items",
+                records=zip([run.id] * len(item_ids), item_ids, shard_of, pl, strict=True),
+                columns=["run_id", "item_id", "shard", "payload"],
+            )
+        sizes = shard_sizes(run.total, shards)
+        # One statement for the shard rows: 1,000 of them in one round trip.
+        await conn.execute(
+            """INSERT INTO run_shards (run_id, shard, total, state)
+               SELECT $1, s - 1, n, CASE WHEN n > 0 THEN 'pending' ELSE 'done' END
+                 FROM unnest($2::int[]) WITH ORDINALITY AS u (n, s)""",
+            run.id,
+            sizes,
         )
         return PlanResult(run, created=True)
 
@@ -519,12 +569,15 @@ async def set_run_state(
     )
 
 
+# The columns of ShardCounters, in its field order: rows are passed positionally,
+# which at 1,000 shards is 3 ms instead of 11 for `ShardCounters(**dict(row))`
+# (bench/RESULTS.md, issue 16); the list follows the dataclass, so the order cannot drift.
+_SHARD_COLUMNS = ", ".join(f.name for f in dataclasses.fields(ShardCounters))
+
+
 async def read_shards(conn: asyncpg.Connection, run_id: int) -> list[ShardCounters]:
+    """The run's per-shard counter rows, in shard order: O(shards), on the primary key."""
     rows = await conn.fetch(
-        """SELECT shard, total, processed, failed, skipped, state, attempt, heartbeat_at,
-                  started_at, finished_at, tokens_prompt, tokens_completion, fallback_used,
-                  last_error
-             FROM run_shards WHERE run_id = $1 ORDER BY shard""",
-        run_id,
+        f"SELECT {_SHARD_COLUMNS} FROM run_shards WHERE run_id = $1 ORDER BY shard", run_id
     )
-    return [ShardCounters(**dict(r)) for r in rows]
+    return [ShardCounters(*r) for r in rows]
