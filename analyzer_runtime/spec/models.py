@@ -240,7 +240,9 @@ Parallelism = Annotated[
         ge=1,
         le=1000,
         validate_default=True,
-        description="Shards running at once; defaults to shards and must be <= shards.",
+        description="Shards running at once; defaults to shards and must be <= shards. The"
+        " operator runs fewer while the database's connection budget is short"
+        " (condition ParallelismCapped).",
     ),
 ]
 DatabaseOverride = Annotated[
