@@ -85,3 +85,8 @@ def test_a_run_through_pgbouncer_succeeds_exactly_once(
     assert pool["pool_mode"] == "transaction"
     servers = [s for s in bouncer.admin("SHOW SERVERS") if s["database"] == dbname]
     assert 0 < len(servers) <= POOL_SIZE, servers
+
+    # Deleted while this operator and PgBouncer are up: its finalizer is handled here,
+    # not by the session's operator after PgBouncer is gone.
+    gone = e.kubectl("delete", "ar", "pooled", "-n", namespace, "--wait=true", "--timeout=60s")
+    assert gone.returncode == 0, gone.stderr + e.operator.tail()
