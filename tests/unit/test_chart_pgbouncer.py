@@ -7,6 +7,10 @@ The pgbouncer.ini it renders runs in the real pgbouncer: tests/integration/test_
 from __future__ import annotations
 
 import base64
+import os
+import stat
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -154,3 +158,27 @@ def test_unsupported_combinations_fail_with_a_reason(values: dict[str, Any], mes
 
 def test_lints_strict_when_on() -> None:
     lint_chart(IN_CLUSTER)
+
+
+def test_the_containers_command_writes_the_auth_file(tmp_path: Path) -> None:
+    """The Deployment's shell command, run by a real sh: the auth file from the env,
+    owner-only, a '"' in the password doubled as PgBouncer's format wants."""
+    (c,) = only(render_chart(IN_CLUSTER), "Deployment", NAME)["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert c["command"] == ["/bin/sh", "-c"]
+    (script,) = c["args"]
+    assert "exec pgbouncer /etc/pgbouncer/pgbouncer.ini" in script
+    auth = tmp_path / "userlist.txt"
+    local = script.replace("/var/run/pgbouncer/userlist.txt", str(auth)).replace(
+        "exec pgbouncer /etc/pgbouncer/pgbouncer.ini", "exec true"
+    )
+    password = 'pa"ss w$rd\\x'
+    res = subprocess.run(
+        ["/bin/sh", "-c", local],
+        env={"PATH": os.environ["PATH"], "PGBOUNCER_USER": "rap", "PGBOUNCER_PASSWORD": password},
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert auth.read_text() == '"rap" "pa""ss w$rd\\x"\n'
+    assert stat.S_IMODE(auth.stat().st_mode) == 0o600
