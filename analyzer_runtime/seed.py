@@ -40,14 +40,17 @@ async def seed(
     tracks = generate_tracks(n, seed=seed)
     async with pool.acquire() as conn:
         cols = ", ".join(COLUMNS)
-        # No defaults or constraints: the serial id must not be drawn for staged rows.
-        await conn.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS seed_stage ON COMMIT DELETE ROWS"
-            f" AS SELECT {cols} FROM tracks WITH NO DATA"
-        )
         done = 0
         while chunk := list(itertools.islice(tracks, CHUNK)):
             async with conn.transaction():
+                # No defaults or constraints: the serial id must not be drawn for staged
+                # rows. Per transaction (ON COMMIT DROP): through PgBouncer in
+                # transaction pooling the next transaction may be another server
+                # connection, which would not have a session's temp table.
+                await conn.execute(
+                    f"CREATE TEMP TABLE seed_stage ON COMMIT DROP"
+                    f" AS SELECT {cols} FROM tracks WITH NO DATA"
+                )
                 await conn.copy_records_to_table(
                     "seed_stage",
                     records=[tuple(getattr(t, c) for c in COLUMNS) for t in chunk],

@@ -90,6 +90,18 @@ async def test_without_the_pool_mode_the_error_names_it(
     assert bouncer.password not in res.stderr + res.stdout
 
 
+async def test_seed_through_pgbouncer(
+    pool: asyncpg.Pool, bouncer: PgBouncer, bpool: asyncpg.Pool, via: str
+) -> None:
+    """Seeding stages each chunk in a temp table of its own transaction: a session's
+    temp table would be missing when the next transaction lands on another server
+    connection. Three seeders at once share POOL_SIZE server connections."""
+    counts = await asyncio.gather(*(seed(bpool, 2500) for _ in range(3)))
+    assert sum(counts) == 2500  # the conflict clause: each track inserted once
+    assert await pool.fetchval("SELECT count(*) FROM tracks") == 2500
+    assert _xacts(bouncer, _dbname(via)) > 0
+
+
 async def test_concurrent_migrations_through_pgbouncer_apply_each_once(
     pg_server: Any, bouncer: PgBouncer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
