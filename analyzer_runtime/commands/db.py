@@ -1,0 +1,101 @@
+"""`rap-analyzer db ...`: schema migrations, the embedded server, ledger compaction."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from analyzer_runtime.commands.common import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    _fail,
+    _migrate,
+    _with_db,
+    out,
+)
+from analyzer_runtime.db.connect import pool_for
+
+db_app = typer.Typer(no_args_is_help=True, help="Database: migrations and the embedded server.")
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply the schema migrations that are not yet recorded."""
+    applied = _with_db(_migrate)
+    if applied:
+        for m in applied:
+            out.print(f"applied {m.version:04d}_{m.name}")
+    else:
+        out.print("schema is up to date")
+
+
+@db_app.command("start")
+def db_start() -> None:
+    """Start the embedded Postgres and leave it running; prints its URL."""
+    from analyzer_runtime.db import embedded
+
+    print(embedded.start(keep_running=True).get_uri())
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded Postgres started by `db start`."""
+    from analyzer_runtime.db import embedded
+
+    out.print("stopped" if embedded.stop() else "not running")
+
+
+@db_app.command("url")
+def db_url() -> None:
+    """Print the database URL in use (the embedded server's unless DATABASE_URL is set)."""
+    from analyzer_runtime.db import embedded
+
+    print(os.environ.get("DATABASE_URL") or embedded.start(keep_running=True).get_uri())
+
+
+@db_app.command("gc")
+def db_gc(
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than", help="retention: runs finished longer ago than this (30d, 12h, 90m)"
+        ),
+    ] = "30d",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="count only; delete nothing")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print what was done as JSON")] = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="items deleted per transaction")] = 10_000,
+) -> None:
+    """Compact the run ledger: finished runs older than --older-than keep only their
+    failed items (with their errors). Status and results are unchanged; unfinished runs
+    are never touched."""
+    import json
+
+    from analyzer_runtime import ledger_gc
+
+    try:
+        retention = ledger_gc.parse_duration(older_than)
+    except ValueError as exc:
+        raise _fail(f"--older-than: {exc}", EXIT_INVALID) from None
+
+    async def go(url: str) -> ledger_gc.GcReport:
+        await _migrate(url)
+        async with pool_for(url, max_size=1) as pool, pool.acquire() as conn:
+            return await ledger_gc.gc(conn, retention, dry_run=dry_run, batch_size=batch_size)
+
+    try:
+        report = _with_db(go)
+    except ledger_gc.GcBusy as exc:
+        raise _fail(str(exc), EXIT_FAILED) from None
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return
+    for r in report.runs:
+        out.print(
+            f"{r.kind} {r.name} ({r.uid}, {r.state} {r.finished_at:%Y-%m-%d %H:%M}):"
+            f" {r.removed} item(s) {'to remove' if dry_run else 'removed'},"
+            f" {r.kept} failed kept",
+            highlight=False,
+        )
+    out.print(report.summary(), highlight=False)

@@ -1,0 +1,117 @@
+"""`rap-analyzer report ...`: HTML (or JSON) reports over the stored results."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from analyzer_runtime.commands.common import EXIT_INVALID, T, _fail, _with_db, out
+from analyzer_runtime.db.connect import pool_for
+
+report_app = typer.Typer(
+    no_args_is_help=True, help="Reports over the stored results (trends, LLM agreement)."
+)
+
+
+def _report(go: Callable[[Any], Awaitable[T]]) -> T:
+    """Run a report's queries: ReportError is one line, exit 2."""
+    from rich.markup import escape
+
+    from analyzer_runtime.reports import ReportError
+
+    async def with_conn(url: str) -> T:
+        async with pool_for(url, max_size=1) as pool, pool.acquire() as conn:
+            return await go(conn)
+
+    try:
+        return _with_db(with_conn)
+    except ReportError as exc:
+        raise _fail(escape(str(exc)), EXIT_INVALID) from None
+
+
+def _report_charts_available(as_json: bool) -> None:
+    """Before any query: the HTML needs matplotlib (the `reports` extra), --json not."""
+    if as_json:
+        return
+    from rich.markup import escape
+
+    from analyzer_runtime.reports.charts import MissingMatplotlib, require
+
+    try:
+        require()
+    except MissingMatplotlib as exc:  # "[reports]" is not rich markup
+        raise _fail(escape(str(exc)), EXIT_INVALID) from None
+
+
+def _write_report(path: Path, html: str) -> None:
+    try:
+        path.write_text(html, encoding="utf-8")
+    except OSError as exc:
+        raise _fail(f"{path}: {exc.strerror}", EXIT_INVALID) from None
+    out.print(f"wrote {path} ({len(html.encode()) // 1024} KB)", highlight=False)
+
+
+@report_app.command("trends")
+def report_trends(
+    by: Annotated[str, typer.Option(help="group by release `year` or by `artist`")] = "year",
+    out_path: Annotated[Path, typer.Option("--out", help="the HTML file to write")] = Path(
+        "report-trends.html"
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="print the numbers as JSON")] = False,
+    sample: Annotated[int, typer.Option(min=10, help="tracks sampled for clustering")] = 2000,
+    clusters: Annotated[int, typer.Option(min=2, max=20, help="k of k-means")] = 6,
+    seed: Annotated[int, typer.Option(help="seed of the sample and of k-means")] = 15,
+) -> None:
+    """Themes and sentiment over release years (or per artist) and clusters of tracks,
+    from the stored algorithmic, emotion, llm results (and embeddings when present)."""
+    import json
+
+    from analyzer_runtime.reports import collect
+
+    if by not in ("year", "artist"):
+        raise _fail(f"--by {by!r}: year or artist", EXIT_INVALID)
+    _report_charts_available(as_json)
+
+    async def go(conn: Any) -> Any:
+        return await collect.trends_report(conn, by, sample=sample, k=clusters, seed=seed)
+
+    report, cl = _report(go)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    from analyzer_runtime.reports.html import trends_html
+
+    _write_report(out_path, trends_html(report, cl))
+
+
+@report_app.command("llm")
+def report_llm(
+    run_name: Annotated[str, typer.Option("--run", help="the llm run's name or uid")],
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="the HTML file (default report-llm-RUN.html)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the numbers as JSON")] = False,
+) -> None:
+    """Agreement of an llm run with the algorithmic/emotion analyzers, its score
+    distributions, fallbacks and failures, and what packing (tracksPerRequest) changes."""
+    import json
+
+    from analyzer_runtime.reports import collect
+
+    _report_charts_available(as_json)
+
+    async def go(conn: Any) -> Any:
+        return await collect.llm_report(conn, run_name)
+
+    report, rows = _report(go)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    from analyzer_runtime.reports.html import llm_html
+
+    _write_report(
+        out_path or Path(f"report-llm-{report['run']['name']}.html"), llm_html(report, rows)
+    )
