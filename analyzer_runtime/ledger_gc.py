@@ -47,11 +47,6 @@ _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "w": 7 * 86400}
 _DURATION = re.compile(r"(\d+)\s*([wdhms])")
 
 
-class GcBusy(RuntimeError):
-    """Another `db gc` holds the lock. No longer raised by gc(): concurrent gcs wait
-    for each other's batch (see the module docstring); kept for callers catching it."""
-
-
 def parse_duration(text: str) -> timedelta:
     """`30d`, `12h`, `90m`, `45s`, `2w`, or combinations (`1d12h`); at least a minute."""
     s = text.strip().lower()

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from analyzer_runtime.commands.common import (
-    EXIT_FAILED,
     EXIT_INVALID,
     _fail,
     _migrate,
@@ -84,10 +83,7 @@ def db_gc(
         async with pool_for(url, max_size=1) as pool, pool.acquire() as conn:
             return await ledger_gc.gc(conn, retention, dry_run=dry_run, batch_size=batch_size)
 
-    try:
-        report = _with_db(go)
-    except ledger_gc.GcBusy as exc:
-        raise _fail(str(exc), EXIT_FAILED) from None
+    report = _with_db(go)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
         return
