@@ -15,7 +15,15 @@ from typing import Any
 
 import pytest
 import yaml
-from rap_devtools.helm import HelmError, find, lint_chart, only, operator_env, render_chart
+from rap_devtools.helm import (
+    CHART,
+    HelmError,
+    find,
+    lint_chart,
+    only,
+    operator_env,
+    render_chart,
+)
 from rap_operator.config import OperatorConfig
 
 from analyzer_runtime.db.connect import POOL_MODE_ENV, pool_mode
@@ -146,10 +154,9 @@ def test_the_values_shape_the_pool_and_the_budget() -> None:
             {"pgbouncer": {"enabled": True}, "database": {"existingSecret": "mine"}},
             "not database.existingSecret",
         ),
-        ({"pgbouncer": {"enabled": True}}, "needs postgres.auth.password"),
         ({**IN_CLUSTER, "pgbouncer": {"enabled": True, "poolMode": "statement"}}, "poolMode"),
     ],
-    ids=["existing-secret", "generated-password", "statement-mode"],
+    ids=["existing-secret", "statement-mode"],
 )
 def test_unsupported_combinations_fail_with_a_reason(values: dict[str, Any], message: str) -> None:
     with pytest.raises(HelmError, match=message):
@@ -182,3 +189,45 @@ def test_the_containers_command_writes_the_auth_file(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert auth.read_text() == '"rap" "pa""ss w$rd\\x"\n'
     assert stat.S_IMODE(auth.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    ("auth", "pw_secret", "pw_key"),
+    [({}, "rap-analyzer-postgres", "password"),
+     ({"existingSecret": "pg-auth", "existingSecretKey": "pw"}, "pg-auth", "pw")],
+    ids=["generated", "existing-secret"],
+)  # fmt: skip
+def test_on_with_the_chart_defaults(auth: dict[str, str], pw_secret: str, pw_key: str) -> None:
+    """The in-cluster Postgres's password is generated (or in your Secret) and never
+    rendered: PgBouncer reads it from that Secret, and the database-Secret hook writes
+    PgBouncer's URL Secret next to the direct one, from the same password."""
+    from tests.unit.test_chart_db_secret_hook import NS, FakeCore, _run
+
+    docs = render_chart({"pgbouncer": {"enabled": True}, "postgres": {"auth": auth}}, namespace=NS)
+    assert not find(docs, "Secret", "rap-analyzer-db-pgbouncer")  # the hook writes it
+    (c,) = only(docs, "Deployment", NAME)["spec"]["template"]["spec"]["containers"]
+    pw = next(e for e in c["env"] if e["name"] == "PGBOUNCER_PASSWORD")
+    assert pw["valueFrom"]["secretKeyRef"] == {"name": pw_secret, "key": pw_key}
+    assert operator_env(docs)["RAP_DATABASE_SECRET"] == "rap-analyzer-db-pgbouncer"
+
+    job = only(docs, "Job")
+    (hook_container,) = job["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in hook_container["env"]}
+    role = only(docs, "Role")
+    assert any("rap-analyzer-db-pgbouncer" in (r.get("resourceNames") or []) for r in role["rules"])
+    import runpy
+
+    hook = runpy.run_path(str(Path(CHART) / "files" / "db-secret.py"), run_name="db_secret")
+    core = FakeCore()
+    if auth:
+        core.put(pw_secret, {pw_key: "from-your-secret"})
+    direct, _ = _run(hook, core, env)
+    password = core.value(pw_secret, pw_key)
+    assert direct == f"postgresql://rap:{password}@rap-analyzer-postgres.{NS}.svc:5432/rap"
+    assert core.value("rap-analyzer-db-pgbouncer", "url") == (
+        f"postgresql://rap:{password}@{NAME}.{NS}.svc:6432/rap"
+    )
+    # A second run (every upgrade) writes nothing.
+    core.calls.clear()
+    _run(hook, core, env)
+    assert core.writes() == []

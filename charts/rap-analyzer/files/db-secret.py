@@ -14,6 +14,8 @@ the project image, as `python -c <this file>`, configured by environment:
   POSTGRES_USER, POSTGRES_HOST,
   POSTGRES_PORT, POSTGRES_DB         the rest of the URL
   SECRET_LABELS, SECRET_ANNOTATIONS  JSON objects put on the Secrets it writes
+  POOLER_URL_SECRET, POOLER_HOST,    optional (pgbouncer.enabled): a second URL Secret
+  POOLER_PORT                        (key "url"), the same credentials through PgBouncer
 
 It makes the URL Secret agree with the password (creates or patches that one key).
 A password is generated here, in the cluster, once: never by a render, so
@@ -49,13 +51,16 @@ def new_password() -> str:
     return "".join(secrets.choice(ALPHABET) for _ in range(PASSWORD_LENGTH))
 
 
-def database_url(env: Mapping[str, str], password: str) -> str:
+def database_url(env: Mapping[str, str], password: str, *, pooler: bool = False) -> str:
+    """The URL of the database, or (`pooler`) of PgBouncer in front of it."""
     user = quote(env["POSTGRES_USER"], safe="")
     db = quote(env["POSTGRES_DB"], safe="")
-    return (
-        f"postgresql://{user}:{quote(password, safe='')}"
-        f"@{env['POSTGRES_HOST']}:{env.get('POSTGRES_PORT') or '5432'}/{db}"
+    host, port = (
+        (env["POOLER_HOST"], env["POOLER_PORT"])
+        if pooler
+        else (env["POSTGRES_HOST"], env.get("POSTGRES_PORT") or "5432")
     )
+    return f"postgresql://{user}:{quote(password, safe='')}@{host}:{port}/{db}"
 
 
 def _b64(text: str) -> str:
@@ -147,10 +152,17 @@ async def ensure_password(core: Any, env: Mapping[str, str], log: Any = print) -
     return password
 
 
-async def ensure_url(core: Any, env: Mapping[str, str], password: str, log: Any = print) -> str:
-    """Create URL_SECRET, or patch its key (and metadata) when they differ."""
-    ns, name, key = env["NAMESPACE"], env["URL_SECRET"], env.get("URL_KEY") or "url"
-    url = database_url(env, password)
+async def ensure_url(
+    core: Any, env: Mapping[str, str], password: str, log: Any = print, *, pooler: bool = False
+) -> str:
+    """Create URL_SECRET (POOLER_URL_SECRET), or patch its key (and metadata) when
+    they differ."""
+    ns = env["NAMESPACE"]
+    if pooler:
+        name, key = env["POOLER_URL_SECRET"], "url"
+    else:
+        name, key = env["URL_SECRET"], env.get("URL_KEY") or "url"
+    url = database_url(env, password, pooler=pooler)
     meta = _metadata(env, name)
     secret = await _read(core, ns, name)
     if secret is None:
@@ -179,8 +191,12 @@ async def ensure_url(core: Any, env: Mapping[str, str], password: str, log: Any 
 
 
 async def ensure(core: Any, env: Mapping[str, str], log: Any = print) -> str:
-    """Both Secrets; returns the database URL."""
-    return await ensure_url(core, env, await ensure_password(core, env, log), log)
+    """The password and URL Secrets (and PgBouncer's URL); returns the database URL."""
+    password = await ensure_password(core, env, log)
+    url = await ensure_url(core, env, password, log)
+    if env.get("POOLER_URL_SECRET"):
+        await ensure_url(core, env, password, log, pooler=True)
+    return url
 
 
 async def _main() -> None:

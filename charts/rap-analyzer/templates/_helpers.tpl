@@ -130,6 +130,10 @@ not a value. With a value, both Secrets are ordinary rendered objects.
 {{- end }}
 
 {{/* The in-cluster Postgres's host: the namespace-qualified Service name. */}}
+{{- define "rap-analyzer.pgbouncer.fullname" -}}
+{{- printf "%s-pgbouncer" (include "rap-analyzer.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "rap-analyzer.postgres.host" -}}
 {{- printf "%s.%s.svc" (include "rap-analyzer.postgres.fullname" .) .Release.Namespace }}
 {{- end }}
