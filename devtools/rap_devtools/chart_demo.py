@@ -69,9 +69,10 @@ def install(cluster: ClusterAccess, tag: str = "dev", namespace: str = NAMESPACE
                 *chart_values(tag), "--wait", "--timeout=6m")  # fmt: skip
 
 
-def upgrade(cluster: ClusterAccess, tag: str, namespace: str = NAMESPACE) -> str:
+def upgrade(cluster: ClusterAccess, tag: str, namespace: str = NAMESPACE, *extra: str) -> str:
+    """`helm upgrade` to `tag`, with `extra` flags (--set=...) on top of chart_values."""
     return helm(cluster, "upgrade", RELEASE, str(CHART), f"--namespace={namespace}",
-                *chart_values(tag), "--wait", "--timeout=6m")  # fmt: skip
+                *chart_values(tag), *extra, "--wait", "--timeout=6m")  # fmt: skip
 
 
 def uninstall(cluster: ClusterAccess, namespace: str = NAMESPACE) -> str:

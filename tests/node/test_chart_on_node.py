@@ -162,6 +162,54 @@ def test_helm_upgrade_to_a_new_image_tag(installed: RealNodeCluster) -> None:
     assert images == {"rap-analyzer:dev-upgrade"}
 
 
+def test_helm_upgrade_to_pgbouncer(installed: RealNodeCluster) -> None:
+    """pgbouncer.enabled on the installed release (the default generated password):
+    the hook writes PgBouncer's URL Secret, PgBouncer runs from the Postgres image
+    under "restricted", and a run's pods reach Postgres only through it."""
+    repo, tag = demo.POSTGRES_IMAGE
+    demo.upgrade(installed, "dev-upgrade", NS, "--set=pgbouncer.enabled=true",
+                 f"--set=pgbouncer.image.repository={repo}", f"--set=pgbouncer.image.tag={tag}",
+                 "--set=pgbouncer.image.pullPolicy=Never")  # fmt: skip
+    wait_for(
+        lambda: any(
+            e.get("name") == "DATABASE_POOL_MODE"
+            for p in pods(installed, "app.kubernetes.io/component=operator")
+            if p["status"].get("phase") == "Running"
+            and all(cs.get("ready") for cs in p["status"].get("containerStatuses", []))
+            for e in p["spec"]["containers"][0].get("env", [])
+        ),
+        timeout=180, what="the operator pod configured for PgBouncer",
+    )  # fmt: skip
+    (bouncer,) = pods(installed, "app.kubernetes.io/component=pgbouncer")
+    url = kubectl(installed, "get", "secret", "rap-analyzer-db-pgbouncer",
+                  "-o", "jsonpath={.data.url}")  # fmt: skip
+    assert url, "the hook wrote no URL Secret for PgBouncer"
+    run = {
+        "apiVersion": "rapanalyzer.io/v1alpha1", "kind": "AnalysisRun",
+        "metadata": {"name": "via-pgbouncer"},
+        # algorithmic: every track has emotion results by now; 200 have algorithmic ones.
+        "spec": {"analyzer": "algorithmic", "shards": 3, "parallelism": 3,
+                 "selection": {"limit": 600}},
+    }  # fmt: skip
+    installed.kubectl("-n", NS, "apply", "-f", "-", input=json.dumps(run), check=True)
+    assert (
+        demo.wait_for_phase(installed, NS, "via-pgbouncer", ("Succeeded", "Failed")) == "Succeeded"
+    )
+    ar = json.loads(kubectl(installed, "get", "ar", "via-pgbouncer", "-o", "json"))
+    assert ar["status"]["total"] == 600, ar["status"]
+    uid = ar["metadata"]["uid"]
+    rows = psql(installed,
+                "SELECT count(*), count(DISTINCT r.track_id) FROM analysis_results r"
+                " JOIN run_items i ON i.item_id = r.track_id JOIN runs u ON u.id = i.run_id"
+                f" WHERE u.uid = '{uid}' AND r.analyzer_type = 'algorithmic'")  # fmt: skip
+    assert rows == "600|600", rows
+    # PgBouncer keeps its server connections open after the run: Postgres sees them
+    # coming from the PgBouncer pod.
+    ip = bouncer["status"]["podIP"]
+    seen = psql(installed, f"SELECT count(*) FROM pg_stat_activity WHERE client_addr = '{ip}'")
+    assert int(seen) >= 1, seen
+
+
 def test_helm_uninstall_leaves_nothing_stuck(installed: RealNodeCluster) -> None:
     demo.uninstall(installed, NS)
     gone = installed.kubectl("delete", "namespace", NS, "--wait", "--timeout=180s", timeout=200)
