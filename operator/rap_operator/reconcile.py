@@ -279,6 +279,8 @@ async def _refresh(
         if not no_job and unfinished:
             share = await _share(body, mem.url, run, shards, job, config)
             job, problem = await _ensure_job(body, job, run, config, mem, share.parallelism)
+            if job is None:  # refused (RBAC, quota, admission): no pods hold anything
+                LEDGER.release(run.uid)
         obs = JobObservation.from_job_status(job) if not no_job else None
         refusal = kind.refused_changes(run.spec, spec)
         status = compute_status(
