@@ -162,6 +162,17 @@ async def find_run_by_name(
     return _run(row) if row else None
 
 
+# $1 analyzer_type, $2 model_version, $3 the new run's id, $4 ACTIVE_RUN_STATES
+# (a constant so that bench/million.py explains exactly this query).
+OVERLAP_SQL = """SELECT r.* FROM runs r
+    WHERE r.analyzer_type = $1 AND r.model_version = $2 AND r.state = ANY($4::text[])
+      AND r.id <> $3
+      AND EXISTS (SELECT 1 FROM run_items i JOIN run_items mine
+                         ON mine.run_id = $3 AND mine.item_id = i.item_id
+                   WHERE i.run_id = r.id AND i.state = 'pending')
+    ORDER BY r.created_at, r.id LIMIT 1"""
+
+
 async def overlapping_run(
     conn: asyncpg.Connection, analyzer_type: str, model_version: str, run_id: int
 ) -> Run | None:
@@ -172,13 +183,7 @@ async def overlapping_run(
     of two runs' items on the primary key — at a million items far cheaper than
     sending the ids back as an array (bench/RESULTS.md, issue 16)."""
     row = await conn.fetchrow(
-        """SELECT r.* FROM runs r
-            WHERE r.analyzer_type = $1 AND r.model_version = $2 AND r.state = ANY($4::text[])
-              AND r.id <> $3
-              AND EXISTS (SELECT 1 FROM run_items i JOIN run_items mine
-                                 ON mine.run_id = $3 AND mine.item_id = i.item_id
-                           WHERE i.run_id = r.id AND i.state = 'pending')
-            ORDER BY r.created_at, r.id LIMIT 1""",
+        OVERLAP_SQL,
         analyzer_type,
         model_version,
         run_id,

@@ -254,14 +254,11 @@ async def planning(conn: asyncpg.Connection, n: int) -> tuple[dict[str, Any], in
             assert other is not None and other.id == big.run.id
             explain_overlap = await explain(
                 conn,
-                """SELECT r.* FROM runs r
-                    WHERE r.analyzer_type = 'llm' AND r.model_version = 'm'
-                      AND r.state = ANY('{planned,running,interrupted}') AND r.id <> $1
-                      AND EXISTS (SELECT 1 FROM run_items i JOIN run_items mine
-                                         ON mine.run_id = $1 AND mine.item_id = i.item_id
-                                   WHERE i.run_id = r.id AND i.state = 'pending')
-                    ORDER BY r.created_at, r.id LIMIT 1""",
+                protocol.OVERLAP_SQL,
+                "llm",
+                "m",
                 mine.run.id,
+                list(protocol.ACTIVE_RUN_STATES),
             )
             raise _Rollback
     except _Rollback:
@@ -302,14 +299,11 @@ async def disjoint_overlap(conn: asyncpg.Connection, n: int) -> tuple[dict[str, 
             out["check_set_based_s"] = round(t, 3)
             plan = await explain(
                 conn,
-                """SELECT r.* FROM runs r
-                    WHERE r.analyzer_type = 'disjoint' AND r.model_version = 'd'
-                      AND r.state = ANY('{planned,running,interrupted}') AND r.id <> $1
-                      AND EXISTS (SELECT 1 FROM run_items i JOIN run_items mine
-                                         ON mine.run_id = $1 AND mine.item_id = i.item_id
-                                   WHERE i.run_id = r.id AND i.state = 'pending')
-                    ORDER BY r.created_at, r.id LIMIT 1""",
+                protocol.OVERLAP_SQL,
+                "disjoint",
+                "d",
                 mine.run.id,
+                list(protocol.ACTIVE_RUN_STATES),
             )
             raise _Rollback
     except _Rollback:
