@@ -34,6 +34,7 @@ class Ledger:
 
     def __init__(self) -> None:
         self._claims: dict[str, _Claim] = {}
+        self._budgets: dict[str, int] = {}  # server -> pods its budget allows (last seen)
 
     def observe_job(self, uid: str, job: JSON | None) -> None:
         """A Job seen on the watch before its run's pass holds what it may still run
@@ -56,7 +57,16 @@ class Ledger:
         """Pods run `uid` may run now: what it wants, within what others leave free."""
         granted = max(0, min(wanted, budget_pods - self.held_by_others(uid, server)))
         self._claims[uid] = _Claim(server, granted)
+        self._budgets[server] = budget_pods
         return granted
+
+    def servers(self) -> dict[str, tuple[int, int]]:
+        """server -> (pods its budget allows, pods runs hold there), for the metrics."""
+        held = dict.fromkeys(self._budgets, 0)
+        for c in self._claims.values():
+            if c.server is not None:
+                held[c.server] = held.get(c.server, 0) + c.pods
+        return {s: (self._budgets.get(s, 0), n) for s, n in held.items()}
 
     def release(self, uid: str) -> None:
         self._claims.pop(uid, None)
@@ -124,3 +134,8 @@ def condition(share: Share, previous: JSON, generation: int) -> JSON | None:
         "observedGeneration": generation,
         "lastTransitionTime": since or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+
+
+# The shard pods every run holds, against each database server's connection budget:
+# one per operator process, shared by the reconcile passes and the metrics.
+LEDGER = Ledger()

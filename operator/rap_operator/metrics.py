@@ -2,8 +2,9 @@
 
 Two kinds of series:
 
-- operator-wide: rap_operator_runs{phase} (runs this operator knows, by phase) and
-  the reconcile / status-refresh histograms;
+- operator-wide: rap_operator_runs{phase} (runs this operator knows, by phase),
+  the reconcile / status-refresh histograms, and per database server the shard pods
+  its connection budget allows and those granted (rap_operator_db_*_shard_pods);
 - per run, from what each status refresh already computes (observe_run), labelled
   {namespace, name, kind, analyzer} - never the uid, so a run re-created under the
   same name continues its series. kind is the lower-case kind ("analysisrun",
@@ -29,6 +30,8 @@ from typing import Any
 from prometheus_client import REGISTRY, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from rap_operator import budget
 
 PHASES = ("Pending", "Running", "Suspended", "Succeeded", "Failed")
 TERMINAL = ("Succeeded", "Failed")
@@ -183,6 +186,35 @@ class _RunCollector(Collector):
 
 
 REGISTRY.register(_RunCollector())
+
+
+class _BudgetCollector(Collector):
+    """The connection budget per database server (host:port, or a socket directory),
+    read from the ledger at scrape time."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        allowed = GaugeMetricFamily(
+            "rap_operator_db_budget_shard_pods",
+            "Shard pods the database server's connection budget allows at once",
+            labels=["server"],
+        )
+        held = GaugeMetricFamily(
+            "rap_operator_db_granted_shard_pods",
+            "Shard pods the runs on the database server may run now (their Jobs' parallelism"
+            " within the budget)",
+            labels=["server"],
+        )
+        for server, (pods, granted) in sorted(budget.LEDGER.servers().items()):
+            allowed.add_metric([server], pods)
+            held.add_metric([server], granted)
+        yield allowed
+        yield held
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []
+
+
+REGISTRY.register(_BudgetCollector())
 
 
 def serve(port: int) -> bool:

@@ -46,8 +46,7 @@ LIVE_FIELDS = ("suspend", "parallelism", "ttlSecondsAfterFinished", "activeDeadl
 # The database Secret (name/key) a run was planned with: after an operator restart the
 # status is read from that database, whatever a (refused) spec change says now.
 DATABASE_ANNOTATION = "rapanalyzer.io/database-secret"
-# The shard pods every run holds, against each database server's connection budget.
-LEDGER = budget.Ledger()
+LEDGER = budget.LEDGER
 
 
 @dataclass

@@ -146,3 +146,23 @@ def test_the_condition_says_why_and_clears() -> None:
     assert cleared is not None
     assert (cleared["status"], cleared["reason"]) == ("False", "WithinBudget")
     assert cleared["lastTransitionTime"] != "2026-01-01T00:00:00Z"
+
+
+def test_the_budget_per_server_is_exported() -> None:
+    from prometheus_client import REGISTRY, generate_latest
+    from rap_operator import metrics  # noqa: F401  (registers the collectors)
+
+    led = budget.LEDGER
+    try:
+        led.grant("metrics-a", "budget-db:5432", wanted=6, budget_pods=8)
+        led.grant("metrics-b", "budget-db:5432", wanted=40, budget_pods=8)
+        assert led.servers()["budget-db:5432"] == (8, 8)
+        text = generate_latest(REGISTRY).decode()
+        assert 'rap_operator_db_budget_shard_pods{server="budget-db:5432"} 8.0' in text
+        assert 'rap_operator_db_granted_shard_pods{server="budget-db:5432"} 8.0' in text
+        led.release("metrics-a")
+        text = generate_latest(REGISTRY).decode()
+        assert 'rap_operator_db_granted_shard_pods{server="budget-db:5432"} 2.0' in text
+    finally:
+        led.release("metrics-a")
+        led.release("metrics-b")
