@@ -34,6 +34,7 @@ from rap_devtools.limited_postgres import Peaks, limited_postgres, refused
 from rap_devtools.operator_setup import (
     OPERATOR_NS,
     OperatorProcess,
+    create_namespace,
     install_crds,
     install_operator_rbac,
     put_db_secret,
@@ -71,8 +72,7 @@ def scenario(
 
     asyncio.run(database())
     kube = c.kube_api()
-    kube.post("/api/v1/namespaces", {"metadata": {"name": ns}})
-    wait_for(lambda: _has_sa(kube, ns), timeout=30, what=f"ServiceAccount {ns}/default")
+    create_namespace(kube, ns)
     put_db_secret(kube, ns, url)
     op = OperatorProcess(
         c.make_kubeconfig_for_serviceaccount(OPERATOR_NS, sa), home / f"operator-{label}.log",
@@ -108,14 +108,6 @@ def scenario(
         "refused_connections": refused(server) - before,
         "failed_pods": failed_pods,
     }
-
-
-def _has_sa(kube: Any, ns: str) -> bool:
-    try:
-        kube.get(f"/api/v1/namespaces/{ns}/serviceaccounts/default")
-        return True
-    except Exception:
-        return False
 
 
 def main(n: int) -> dict[str, Any]:

@@ -41,6 +41,21 @@ def kubectl(
     )  # fmt: skip
 
 
+def create_namespace(kube: KubeApi, name: str, labels: dict[str, str] | None = None) -> None:
+    """A namespace, returned once its "default" ServiceAccount exists: until then the
+    ServiceAccount admission plugin refuses its pods."""
+    kube.post("/api/v1/namespaces", {"metadata": {"name": name, "labels": labels or {}}})
+
+    def sa_exists() -> bool:
+        try:
+            kube.get(f"/api/v1/namespaces/{name}/serviceaccounts/default")
+            return True
+        except ApiError:
+            return False
+
+    wait_for(sa_exists, timeout=30, what=f"ServiceAccount {name}/default")
+
+
 def install_crds(kubeconfig: Path, crds: Path | None = None) -> None:
     """Apply the CRDs (this checkout's, or those in `crds`) and wait until served."""
     crds = crds or REPO_ROOT / "crds"

@@ -22,10 +22,9 @@ import kopf
 
 from analyzer_runtime import protocol
 from analyzer_runtime.db.connect import DatabaseUnavailable
-from rap_operator import database, kinds, kube, manifests, metrics
+from rap_operator import budget, database, kinds, kube, manifests, metrics
 from rap_operator.config import OperatorConfig
 from rap_operator.reconcile import (
-    LEDGER,
     OLD_FINALIZER,
     RunMemory,
     finished,
@@ -149,7 +148,7 @@ async def run_event(type: str | None, body: kopf.Body, **_: Any) -> None:
             lp.task.cancel()
         _jobs.pop(uid, None)
         _ended.pop(uid, None)
-        LEDGER.release(uid)
+        budget.LEDGER.release(uid)
         metrics.set_phase(uid, None)
         await _cancelled(raw, lp.memory.url if lp else None)
         return
@@ -166,10 +165,10 @@ async def job_event(type: str | None, body: kopf.Body, **_: Any) -> None:
         return
     if type == "DELETED":
         _jobs.pop(uid, None)
-        LEDGER.observe_job(uid, None)
+        budget.LEDGER.observe_job(uid, None)
     else:
         _jobs[uid] = dict(body)
-        LEDGER.observe_job(uid, _jobs[uid])
+        budget.LEDGER.observe_job(uid, _jobs[uid])
     if (lp := _loops.get(uid)) is not None:
         lp.wake.set()
 

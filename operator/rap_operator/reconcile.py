@@ -46,7 +46,6 @@ LIVE_FIELDS = ("suspend", "parallelism", "ttlSecondsAfterFinished", "activeDeadl
 # The database Secret (name/key) a run was planned with: after an operator restart the
 # status is read from that database, whatever a (refused) spec change says now.
 DATABASE_ANNOTATION = "rapanalyzer.io/database-secret"
-LEDGER = budget.LEDGER
 
 
 @dataclass
@@ -175,7 +174,7 @@ async def _share(
     job: JSON | None,
     config: OperatorConfig,
 ) -> budget.Share:
-    """This run's share of its database's connection budget, recorded in LEDGER."""
+    """This run's share of its database's connection budget, recorded in budget.LEDGER."""
     spec = _job_body(body, run)["spec"]
     requested = manifests.parallelism(spec)
     unfinished = sum(1 for s in shards if s.state not in ("done", "failed"))
@@ -191,8 +190,8 @@ async def _share(
     else:
         limit = db_budget.from_server(await database.limits(url), config.reserved_connections)
     server = host_of(url)
-    granted = LEDGER.grant(run.uid, server, wanted, limit.pods)
-    others = LEDGER.held_by_others(run.uid, server)
+    granted = budget.LEDGER.grant(run.uid, server, wanted, limit.pods)
+    others = budget.LEDGER.held_by_others(run.uid, server)
     return budget.Share(requested, wanted, granted, others, limit, server)
 
 
@@ -279,7 +278,7 @@ async def _refresh(
             share = await _share(body, mem.url, run, shards, job, config)
             job, problem = await _ensure_job(body, job, run, config, mem, share.parallelism)
             if job is None:  # refused (RBAC, quota, admission): no pods hold anything
-                LEDGER.release(run.uid)
+                budget.LEDGER.release(run.uid)
         obs = JobObservation.from_job_status(job) if not no_job else None
         refusal = kind.refused_changes(run.spec, spec)
         status = compute_status(
@@ -322,7 +321,7 @@ async def _refresh(
     metrics.observe_run(body, status, job)
     metrics.STATUS_REFRESH_SECONDS.observe(time.perf_counter() - t0)
     if is_terminal(phase):
-        LEDGER.release(meta["uid"])
+        budget.LEDGER.release(meta["uid"])
         await _apply_ttl(body, job, mem)
         return False
     return True

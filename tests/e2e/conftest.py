@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from rap_devtools.cluster import REPO_ROOT, LocalCluster
 from rap_devtools.kubeapi import ApiError, KubeApi
+from rap_devtools.operator_setup import create_namespace
 from rap_devtools.procs import start_time, survivors
-from rap_devtools.waiting import wait_for
 
 BIN_DIR = Path(os.environ.get("RAP_BIN_DIR", REPO_ROOT / "bin"))
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
@@ -58,17 +58,7 @@ def kube(cluster: LocalCluster) -> Iterator[KubeApi]:
 def namespace(kube: KubeApi) -> Iterator[str]:
     """A fresh namespace with its default ServiceAccount, deleted afterwards."""
     name = f"e2e-{uuid.uuid4().hex[:8]}"
-    kube.post("/api/v1/namespaces", {"metadata": {"name": name}})
-
-    def sa_exists() -> bool:
-        try:
-            kube.get(f"/api/v1/namespaces/{name}/serviceaccounts/default")
-            return True
-        except ApiError:
-            return False
-
-    # Pods are refused by ServiceAccount admission until "default" exists.
-    wait_for(sa_exists, timeout=30, what=f"ServiceAccount {name}/default")
+    create_namespace(kube, name)
     yield name
     try:
         kube.delete(f"/api/v1/namespaces/{name}")
