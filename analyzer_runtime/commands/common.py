@@ -20,6 +20,7 @@ from analyzer_runtime.db.connect import (
     pool_for,
     redact,
 )
+from analyzer_runtime.db.migrate import LegacySchema
 
 err = Console(stderr=True)
 out = Console()
@@ -46,6 +47,8 @@ def _with_db(fn: Callable[[str], Awaitable[T]], *, keep_running: bool = False) -
         with database_url(keep_running=keep_running) as url:
             return asyncio.run(fn(url))
     except InvalidDatabaseURL as exc:
+        raise _fail(str(exc), EXIT_INVALID) from None
+    except LegacySchema as exc:  # the platform's database: `db adopt`, not migrate
         raise _fail(str(exc), EXIT_INVALID) from None
     except Exception as exc:
         if _debug or not is_connection_error(exc):

@@ -7,8 +7,19 @@ from importlib import resources
 
 import asyncpg
 
-# Serialises concurrent `migrate` calls (several pods or CLI processes starting at once).
-_LOCK_KEY = 0x7261705F6D6967  # "rap_mig"
+# Serialises concurrent `migrate` calls (several pods or CLI processes starting at once)
+# and `db adopt`'s steps.
+LOCK_KEY = 0x7261705F6D6967  # "rap_mig"
+
+ADOPT_HINT = (
+    "this database has the original platform's tables (tracks, analysis_results) but not"
+    " this project's schema: adopt it in place with `rap-analyzer db adopt` (see"
+    " `rap-analyzer db adopt --dry-run` for what it will do; nothing is deleted)"
+)
+
+
+class LegacySchema(Exception):
+    """The database has the original platform's tables, not adopted yet (`db adopt`)."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,17 @@ async def applied(conn: asyncpg.Connection) -> set[int]:
     return {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
 
 
+async def is_legacy(conn: asyncpg.Connection) -> bool:
+    """The platform's tables are there, but the baseline migration is not recorded."""
+    if 1 in await applied(conn):
+        return False
+    return bool(
+        await conn.fetchval(
+            "SELECT to_regclass('tracks') IS NOT NULL OR to_regclass('analysis_results') IS NOT NULL"
+        )
+    )
+
+
 async def migrate(conn: asyncpg.Connection) -> list[Migration]:
     """Apply every migration not yet recorded, each in its own transaction; return those applied.
 
@@ -42,11 +64,16 @@ async def migrate(conn: asyncpg.Connection) -> list[Migration]:
     apply each migration once. Transaction-scoped, not a session lock around the loop:
     through PgBouncer in transaction pooling consecutive statements may run on different
     server connections, and a session lock would be taken on one and released (or
-    leaked) on another; a transaction stays on one server connection."""
+    leaked) on another; a transaction stays on one server connection.
+
+    Raises LegacySchema, changing nothing, on a database in the original platform's
+    schema: its tables are adopted by `db adopt`, never created over."""
     new: list[Migration] = []
     while True:
         async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
+            if await is_legacy(conn):
+                raise LegacySchema(ADOPT_HINT)
             await conn.execute(
                 """CREATE TABLE IF NOT EXISTS schema_migrations (
                        version    integer PRIMARY KEY,

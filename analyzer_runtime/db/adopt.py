@@ -1,0 +1,634 @@
+"""`rap-analyzer db adopt`: bring a database in the original platform's schema to this
+project's schema in place, losing nothing.
+
+The target is what the baseline migration (0001) creates, described from that SQL
+itself (schema_shape.baseline_shapes); after adoption 0001 is recorded as applied and
+the later migrations run as usual, so `db migrate` is then a no-op.
+
+Steps, each safe to repeat, so an adoption stopped anywhere resumes where it was:
+
+1. prepare: the vector extension, the tables that keep what the new rules leave out
+   (migration 0012, idempotent), and the columns the legacy tables lack (nullable,
+   no default: a catalogue change, no table rewrite).
+2. orphans and duplicate analyses move to `analysis_results_legacy_duplicates`, whole,
+   in transactions of `batch_size` tracks: the newest row per (track, analyzer_type,
+   model_version) stays (NULL model_version counts as `legacy`).
+3. values that break the new rules are normalised in transactions of `batch_size` rows,
+   the original kept in `analysis_data.legacy`: themes text becomes a JSON array,
+   out-of-range scores become NULL, over-long values NULL.
+4. tracks sharing a Genius id: the first keeps it, the others' go to
+   `tracks_legacy_genius_ids`.
+5. finalize, one transaction: steps 2-4 again for rows written meanwhile (no-ops
+   otherwise), NULLs filled where the new schema says NOT NULL, column types, defaults,
+   constraints and indexes as 0001 has them, 0001 recorded. Then `migrate` applies the
+   rest.
+
+`--dry-run` runs the same code inside one transaction and rolls it back, so the plan it
+prints is what adoption does, counted on the real rows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from analyzer_runtime.db import migrate as migrations
+from analyzer_runtime.db.schema_shape import Column, TableShape, baseline_shapes, describe
+
+TABLES = ["tracks", "analysis_results"]
+DUPLICATES = "analysis_results_legacy_duplicates"
+GENIUS_IDS = "tracks_legacy_genius_ids"
+LEGACY_VERSION = "legacy"
+UNKNOWN_ANALYZER = "unknown"
+ACTIVE_STATES = ("planned", "running", "interrupted")
+
+# NULL in a column the new schema makes NOT NULL: the value it gets (SQL). Columns not
+# listed get the new schema's default.
+FILL = {
+    ("tracks", "title"): "''",
+    ("tracks", "artist"): "''",
+    ("tracks", "scraped_date"): "coalesce(created_at::timestamptz, now())",
+    ("tracks", "created_at"): "coalesce(scraped_date::timestamptz, now())",
+    ("analysis_results", "analyzer_type"): f"'{UNKNOWN_ANALYZER}'",
+    ("analysis_results", "model_version"): f"'{LEGACY_VERSION}'",
+}
+SCORES = ("confidence", "complexity_score")
+
+
+class AdoptRefused(Exception):
+    """Adoption cannot start (active runs, a layout it does not know); nothing changed."""
+
+
+class _DryRun(Exception):
+    pass
+
+
+@dataclass
+class Change:
+    table: str
+    kind: str
+    rows: int
+    action: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"table": self.table, "kind": self.kind, "rows": self.rows, "action": self.action}
+
+
+@dataclass
+class Report:
+    state: str  # legacy | adopted | empty (fresh database: migrated) | current
+    dry_run: bool = False
+    before: dict[str, Any] = field(default_factory=dict)
+    after: dict[str, Any] = field(default_factory=dict)
+    changes: list[Change] = field(default_factory=list)
+    schema: list[str] = field(default_factory=list)  # DDL in words: columns, types, ...
+    kept_legacy: list[str] = field(default_factory=list)  # legacy constraints/indexes kept
+    migrations: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def count(self, table: str, kind: str, rows: int, action: str) -> None:
+        if rows <= 0:
+            return
+        for c in self.changes:
+            if (c.table, c.kind, c.action) == (table, kind, action):
+                c.rows += rows
+                return
+        self.changes.append(Change(table, kind, rows, action))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "dry_run": self.dry_run,
+            "before": self.before,
+            "after": self.after,
+            "changes": [c.to_dict() for c in self.changes],
+            "schema": self.schema,
+            "kept_legacy": self.kept_legacy,
+            "migrations": self.migrations,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+async def _has_table(conn: asyncpg.Connection, name: str) -> bool:
+    return bool(await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name))
+
+
+async def layout(conn: asyncpg.Connection) -> str:
+    """'current' (0001 recorded), 'legacy' (the platform's tables, not ours) or 'empty'."""
+    if 1 in await migrations.applied(conn):
+        return "current"
+    if await _has_table(conn, "tracks") or await _has_table(conn, "analysis_results"):
+        return "legacy"
+    return "empty"
+
+
+async def _refuse_active_runs(conn: asyncpg.Connection) -> None:
+    if not await _has_table(conn, "runs"):
+        return
+    rows = await conn.fetch(
+        "SELECT kind, namespace, name, state FROM runs WHERE state = ANY($1::text[])"
+        " ORDER BY id LIMIT 5",
+        list(ACTIVE_STATES),
+    )
+    if rows:
+        names = ", ".join(
+            f"{r['kind']} {r['namespace'] + '/' if r['namespace'] else ''}{r['name']} ({r['state']})"
+            for r in rows
+        )
+        raise AdoptRefused(
+            f"runs are active ({names}): let them finish or delete them, then adopt"
+        )
+
+
+async def _counts(conn: asyncpg.Connection) -> dict[str, Any]:
+    version = (
+        "coalesce(model_version, 'legacy')"
+        if await _column_exists(conn, "analysis_results", "model_version")
+        else "'legacy'"
+    )
+    counts: dict[str, Any] = {
+        "tracks": await conn.fetchval("SELECT count(*) FROM tracks"),
+        "analysis_results": 0,
+        "by_analyzer": {},
+    }
+    if not await _has_table(conn, "analysis_results"):
+        return counts
+    rows = await conn.fetch(
+        f"""SELECT coalesce(analyzer_type, '{UNKNOWN_ANALYZER}') AS a, count(*) AS n,
+                   count(DISTINCT (track_id, {version})) AS keys
+            FROM analysis_results GROUP BY 1 ORDER BY 1"""
+    )
+    counts["analysis_results"] = sum(r["n"] for r in rows)
+    counts["by_analyzer"] = {r["a"]: {"rows": r["n"], "distinct": r["keys"]} for r in rows}
+    if await _has_table(conn, DUPLICATES):
+        moved = await conn.fetch(
+            f"SELECT coalesce(analyzer_type, '{UNKNOWN_ANALYZER}') AS a, reason, count(*) AS n"
+            f" FROM {DUPLICATES} GROUP BY 1, 2"
+        )
+        for r in moved:
+            entry = counts["by_analyzer"].setdefault(r["a"], {"rows": 0, "distinct": 0})
+            entry[f"moved_{r['reason']}"] = r["n"]
+        counts[DUPLICATES] = sum(r["n"] for r in moved)
+    if await _has_table(conn, GENIUS_IDS):
+        counts[GENIUS_IDS] = await conn.fetchval(f"SELECT count(*) FROM {GENIUS_IDS}")
+    return counts
+
+
+async def _column_exists(conn: asyncpg.Connection, table: str, column: str) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2)",
+            table,
+            column,
+        )
+    )
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class Adoption:
+    """One adoption of the database behind `conn` (a dedicated connection)."""
+
+    def __init__(self, conn: asyncpg.Connection, *, batch_size: int, report: Report) -> None:
+        self.conn = conn
+        self.batch_size = batch_size
+        self.report = report
+        self.target: dict[str, TableShape] = {}
+        self.legacy: dict[str, TableShape] = {}
+
+    async def _lock(self) -> None:
+        # Every step's transaction holds the migration lock: no `migrate` (the operator's,
+        # a pod's) runs between two steps, and two adoptions take turns.
+        await self.conn.execute("SELECT pg_advisory_xact_lock($1)", migrations.LOCK_KEY)
+
+    async def _describe_legacy(self) -> None:
+        schema = await self.conn.fetchval("SELECT current_schema()")
+        for t in TABLES:
+            shape = await describe(self.conn, schema, t)
+            if shape is None:
+                raise AdoptRefused(
+                    f"no table {t} in schema {schema}: this is not the original platform's"
+                    " schema (tracks and analysis_results)"
+                )
+            self.legacy[t] = shape
+
+    async def run(self) -> None:
+        baseline = migrations.available()[0]
+        self.target = await baseline_shapes(self.conn, baseline.sql, TABLES)
+        await self.prepare()
+        await self.move_orphans()
+        bounds = await self.conn.fetchrow("SELECT min(track_id), max(track_id) FROM analysis_results")
+        lo, hi = bounds[0] or 0, bounds[1] or 0
+        for start in range(lo, hi + 1, self.batch_size):
+            async with self.conn.transaction():
+                await self._lock()
+                await self.move_duplicates(start, start + self.batch_size)
+        bounds = await self.conn.fetchrow("SELECT min(id), max(id) FROM analysis_results")
+        lo, hi = bounds[0] or 0, bounds[1] or 0
+        for start in range(lo, hi + 1, self.batch_size):
+            async with self.conn.transaction():
+                await self._lock()
+                await self.normalise(start, start + self.batch_size)
+        async with self.conn.transaction():
+            await self._lock()
+            await self.move_genius_ids()
+        async with self.conn.transaction():
+            await self._lock()
+            await self.finalize()
+        self.report.migrations = [
+            f"{m.version:04d}_{m.name}" for m in await migrations.migrate(self.conn)
+        ]
+
+    async def prepare(self) -> None:
+        async with self.conn.transaction():
+            await self._lock()
+            await _refuse_active_runs(self.conn)
+            await self.conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            await self._describe_legacy()
+            for t in TABLES:
+                for col in self.target[t].columns.values():
+                    if col.name not in self.legacy[t].columns:
+                        await self.conn.execute(
+                            f"ALTER TABLE {t} ADD COLUMN {_q(col.name)} {col.type}"
+                        )
+                        self.report.schema.append(f"{t}.{col.name}: column added ({col.type})")
+            adoption_sql = next(m for m in migrations.available() if m.name == "adoption").sql
+            await self.conn.execute(adoption_sql)
+            await self._describe_legacy()
+            await self._refuse_too_long()
+
+    async def _refuse_too_long(self) -> None:
+        """A value too long for a NOT NULL varchar of the new schema (analyzer_type,
+        model_version) cannot become NULL: the user shortens it, adopt does not guess."""
+        legacy = self.legacy["analysis_results"].columns
+        for col in self.target["analysis_results"].columns.values():
+            width = _varchar_width(col.type)
+            if width is None or not col.not_null or _varchar_width(legacy[col.name].type) == width:
+                continue
+            n = await self.conn.fetchval(
+                f"SELECT count(*) FROM analysis_results WHERE length({_q(col.name)}) > {width}"
+            )
+            if n:
+                raise AdoptRefused(
+                    f"{n} analysis_results row(s) have a {col.name} longer than {width}"
+                    " characters, which the new schema does not allow; shorten them, then adopt"
+                )
+
+    async def _move(self, where: str, reason: str, *args: Any) -> None:
+        """Move the analyses `where` selects (a query of (id, kept_id)) aside, whole."""
+        rows = await self.conn.fetch(
+            f"""WITH pick AS ({where}),
+                moved AS (DELETE FROM analysis_results a USING pick
+                          WHERE a.id = pick.id RETURNING a.*, pick.kept_id AS "__kept")
+                INSERT INTO {DUPLICATES}
+                    (id, track_id, analyzer_type, model_version, reason, kept_id, "row")
+                SELECT id, track_id, analyzer_type, model_version, $1, "__kept",
+                       to_jsonb(moved) - '__kept'
+                FROM moved
+                RETURNING coalesce(analyzer_type, '{UNKNOWN_ANALYZER}') AS a""",
+            reason,
+            *args,
+        )
+        for analyzer, n in Counter(r["a"] for r in rows).items():
+            action = (
+                f"moved to {DUPLICATES} (the newest row per track, analyzer and version stays)"
+                if reason == "duplicate"
+                else f"moved to {DUPLICATES} (no such track)"
+            )
+            self.report.count("analysis_results", f"{reason} analyses: {analyzer}", n, action)
+
+    async def move_orphans(self) -> None:
+        async with self.conn.transaction():
+            await self._lock()
+            await self._move(
+                "SELECT a.id, NULL::integer AS kept_id FROM analysis_results a"
+                " WHERE a.track_id IS NULL"
+                " OR NOT EXISTS (SELECT 1 FROM tracks t WHERE t.id = a.track_id)",
+                "orphan",
+            )
+
+    async def move_duplicates(self, lo: int | None = None, hi: int | None = None) -> None:
+        where = "" if lo is None else "WHERE track_id >= $2 AND track_id < $3"
+        args = () if lo is None else (lo, hi)
+        await self._move(
+            f"""SELECT id, kept_id FROM (
+                    SELECT id, first_value(id) OVER w AS kept_id, row_number() OVER w AS rn
+                    FROM analysis_results {where}
+                    WINDOW w AS (PARTITION BY track_id,
+                                 coalesce(analyzer_type, '{UNKNOWN_ANALYZER}'),
+                                 coalesce(model_version, '{LEGACY_VERSION}')
+                                 ORDER BY created_at DESC NULLS LAST, id DESC)) r
+                WHERE rn > 1""",
+            "duplicate",
+            *args,
+        )
+
+    async def _normalise_column(
+        self, column: str, kinds: dict[str, tuple[str, str]], new_value: str, span: str, *args: Any
+    ) -> None:
+        """Rewrite `column` where one of `kinds` ({kind: (condition, action)}, conditions
+        over the old value `v`, first match wins) holds, to `new_value` (SQL over `v`,
+        evaluated only for those rows); the old value is kept in
+        analysis_data.legacy.<column> when the kind's action says so."""
+        case = " ".join(f"WHEN {cond} THEN '{kind}'" for kind, (cond, _) in kinds.items())
+        keep = [k for k, (_, action) in kinds.items() if "kept in" in action]
+        # analysis_data itself is only ever wrapped, never kept beside itself.
+        legacy_kept = (
+            f""", analysis_data = CASE WHEN hit.kind IN ({", ".join(_lit(k) for k in keep)})
+                THEN jsonb_set(coalesce(a.analysis_data, '{{}}'), '{{legacy}}',
+                     coalesce(a.analysis_data->'legacy', '{{}}')
+                     || jsonb_build_object({_lit(column)}, to_jsonb(hit.v)))
+                ELSE a.analysis_data END"""
+            if keep and column != "analysis_data"
+            else ""
+        )
+        rows = await self.conn.fetch(
+            f"""WITH base AS (SELECT id, {_q(column)} AS v FROM analysis_results WHERE {span}),
+                hit AS (SELECT id, v, kind, CASE WHEN kind IS NOT NULL THEN {new_value} END AS nv
+                        FROM (SELECT id, v, CASE {case} END AS kind FROM base) k
+                        WHERE kind IS NOT NULL),
+                upd AS (
+                    UPDATE analysis_results a
+                    SET {_q(column)} = hit.nv{legacy_kept}
+                    FROM hit WHERE a.id = hit.id)
+                SELECT kind, count(*) AS n FROM hit GROUP BY kind""",
+            *args,
+        )
+        for r in rows:
+            kind = r["kind"]
+            self.report.count("analysis_results", f"{column}: {kind}", r["n"], kinds[kind][1])
+
+    async def normalise(self, lo: int | None = None, hi: int | None = None) -> None:
+        span = "true" if lo is None else "id >= $1 AND id < $2"
+        args = () if lo is None else (lo, hi)
+        legacy = self.legacy["analysis_results"].columns
+        target = self.target["analysis_results"].columns
+        # analysis_data first: the others keep originals in it, which needs an object.
+        await self._normalise_column(
+            "analysis_data",
+            {
+                "not a JSON object": (
+                    "v IS NOT NULL AND jsonb_typeof(v::jsonb) <> 'object'",
+                    "wrapped as {\"legacy\": {\"analysis_data\": <value>}}",
+                )
+            },
+            "jsonb_build_object('legacy', jsonb_build_object('analysis_data', v::jsonb))",
+            span,
+            *args,
+        )
+        if legacy["themes"].type != target["themes"].type:
+            await self._normalise_column(
+                "themes",
+                {
+                    "JSON string": (
+                        "v IS JSON SCALAR AND v ~ '^\\s*\"'",
+                        "became a one-element JSON array",
+                    ),
+                    "empty text": ("btrim(v) = ''", "became []"),
+                    "plain text": (
+                        "v IS NOT NULL AND NOT v IS JSON ARRAY",
+                        "became a one-element JSON array of the text (original kept in analysis_data.legacy)",
+                    ),
+                },
+                "CASE WHEN v IS JSON SCALAR AND v ~ '^\\s*\"'"
+                " THEN jsonb_build_array(v::jsonb #>> '{}')::text"
+                " WHEN btrim(v) = '' THEN '[]' ELSE jsonb_build_array(v)::text END",
+                span,
+                *args,
+            )
+        for col in SCORES:
+            if legacy[col].type == target[col].type:
+                continue
+            await self._normalise_column(
+                col,
+                {
+                    "out of range 0-1": (
+                        "v < 0 OR v > 1",
+                        "set to NULL (original kept in analysis_data.legacy)",
+                    ),
+                    "more than 4 decimals": (
+                        "round(v::numeric, 4) <> v::numeric",
+                        "rounded to 4 decimals (original kept in analysis_data.legacy)",
+                    ),
+                },
+                "CASE WHEN v < 0 OR v > 1 THEN NULL ELSE v END",
+                span,
+                *args,
+            )
+        for col in target.values():
+            width = _varchar_width(col.type)
+            if width is None or col.name not in legacy or _varchar_width(legacy[col.name].type) == width:
+                continue
+            if col.not_null:
+                continue  # refused in prepare() when too long
+            await self._normalise_column(
+                col.name,
+                {
+                    f"longer than {width} characters": (
+                        f"length(v) > {width}",
+                        "set to NULL (original kept in analysis_data.legacy)",
+                    )
+                },
+                "NULL",
+                span,
+                *args,
+            )
+
+    async def move_genius_ids(self) -> None:
+        if "tracks_genius_id_key" in self.legacy["tracks"].constraints:
+            return
+        n = await self.conn.fetchval(
+            f"""WITH ranked AS (
+                    SELECT id, genius_id, first_value(id) OVER (PARTITION BY genius_id ORDER BY id) AS kept_by
+                    FROM tracks WHERE genius_id IS NOT NULL),
+                moved AS (
+                    INSERT INTO {GENIUS_IDS} (track_id, genius_id, kept_by)
+                    SELECT id, genius_id, kept_by FROM ranked WHERE id <> kept_by
+                    ON CONFLICT (track_id) DO NOTHING RETURNING track_id),
+                upd AS (UPDATE tracks t SET genius_id = NULL FROM moved WHERE t.id = moved.track_id
+                        RETURNING 1)
+                SELECT count(*) FROM upd"""
+        )
+        self.report.count(
+            "tracks",
+            "genius_id shared with an earlier track",
+            n,
+            f"the first track keeps it; the others' moved to {GENIUS_IDS}",
+        )
+
+    async def finalize(self) -> None:
+        await _refuse_active_runs(self.conn)
+        await self._describe_legacy()
+        await self.move_orphans()
+        await self.move_duplicates()
+        await self.normalise()
+        await self.move_genius_ids()
+        for t in TABLES:
+            await self._columns(t)
+        for t in TABLES:
+            await self._constraints(t)
+            await self._indexes(t)
+        await self.conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   version    integer PRIMARY KEY,
+                   name       text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        baseline = migrations.available()[0]
+        await self.conn.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            baseline.version,
+            baseline.name,
+        )
+        self.report.migrations.append(f"{baseline.version:04d}_{baseline.name} (adopted)")
+
+    async def _columns(self, t: str) -> None:
+        legacy = self.legacy[t].columns
+        for col in self.target[t].columns.values():
+            old = legacy[col.name]
+            if col.name == "id":
+                continue  # the legacy serial stays, with its sequence
+            default = old.default
+            if old.type != col.type:
+                await self._retype(t, old, col)
+                default = None
+            if col.default != default:
+                clause = "DROP DEFAULT" if col.default is None else f"SET DEFAULT {col.default}"
+                await self.conn.execute(f"ALTER TABLE {t} ALTER COLUMN {_q(col.name)} {clause}")
+            if col.not_null and not old.not_null:
+                fill = FILL.get((t, col.name), col.default)
+                if fill is not None:
+                    status = await self.conn.execute(
+                        f"UPDATE {t} SET {_q(col.name)} = {fill} WHERE {_q(col.name)} IS NULL"
+                    )
+                    n = int(status.split()[-1])
+                    self.report.count(t, f"{col.name} NULL", n, f"set to {fill}")
+                elif await self.conn.fetchval(f"SELECT count(*) FROM {t} WHERE {_q(col.name)} IS NULL"):
+                    raise AdoptRefused(f"{t}.{col.name} has NULLs and no value to fill them")
+                await self.conn.execute(f"ALTER TABLE {t} ALTER COLUMN {_q(col.name)} SET NOT NULL")
+                self.report.schema.append(f"{t}.{col.name}: NOT NULL")
+        extra = [c for c in legacy if c not in self.target[t].columns]
+        if extra:
+            self.report.kept_legacy.append(f"{t} columns {', '.join(extra)} (kept as they are)")
+
+    async def _retype(self, t: str, old: Column, col: Column) -> None:
+        if old.default is not None:
+            await self.conn.execute(f"ALTER TABLE {t} ALTER COLUMN {_q(col.name)} DROP DEFAULT")
+        using = f"{_q(col.name)}::{col.type}"
+        if old.type.startswith("timestamp without"):
+            using = f"{_q(col.name)} AT TIME ZONE current_setting('TimeZone')"
+        await self.conn.execute(
+            f"ALTER TABLE {t} ALTER COLUMN {_q(col.name)} TYPE {col.type} USING {using}"
+        )
+        note = " (read in the server's time zone)" if "AT TIME ZONE" in using else ""
+        self.report.schema.append(f"{t}.{col.name}: {old.type} -> {col.type}{note}")
+
+    async def _constraints(self, t: str) -> None:
+        have = (await describe(self.conn, await self.conn.fetchval("SELECT current_schema()"), t))
+        assert have is not None
+        for con in self.target[t].constraints.values():
+            same = [c for c in have.constraints.values() if c.definition == con.definition
+                    and c.kind == con.kind]  # fmt: skip
+            if same:
+                if same[0].name != con.name:
+                    await self.conn.execute(
+                        f"ALTER TABLE {t} RENAME CONSTRAINT {_q(same[0].name)} TO {_q(con.name)}"
+                    )
+                continue
+            # Replaced: a constraint of that name, or of the same kind on the same columns
+            # (the platform's foreign key without ON DELETE CASCADE).
+            for old in have.constraints.values():
+                if old.name == con.name or (old.kind == con.kind and old.columns == con.columns):
+                    await self.conn.execute(f"ALTER TABLE {t} DROP CONSTRAINT {_q(old.name)}")
+                    self.report.schema.append(f"{t}: constraint {old.name} ({old.definition}) dropped")
+            await self.conn.execute(f"ALTER TABLE {t} ADD CONSTRAINT {_q(con.name)} {con.definition}")
+            self.report.schema.append(f"{t}: constraint {con.name} {con.definition}")
+        kept = [c.name for c in have.constraints.values()
+                if c.name not in self.target[t].constraints
+                and not any(c.kind == x.kind and c.columns == x.columns
+                            for x in self.target[t].constraints.values())]  # fmt: skip
+        if kept:
+            self.report.kept_legacy.append(f"{t} constraints {', '.join(kept)}")
+
+    async def _indexes(self, t: str) -> None:
+        have = self.legacy[t].indexes
+        for idx in self.target[t].indexes.values():
+            if idx.name in have and have[idx.name].method_and_columns == idx.method_and_columns:
+                continue
+            same = [i for i in have.values() if i.method_and_columns == idx.method_and_columns]
+            if same and idx.name not in have:
+                await self.conn.execute(f"ALTER INDEX {_q(same[0].name)} RENAME TO {_q(idx.name)}")
+                self.report.schema.append(f"{t}: index {same[0].name} renamed {idx.name}")
+                continue
+            if idx.name in have:
+                await self.conn.execute(f"DROP INDEX {_q(idx.name)}")
+            await self.conn.execute(f"CREATE INDEX {_q(idx.name)} ON {t} USING {idx.method_and_columns}")
+            self.report.schema.append(f"{t}: index {idx.name} USING {idx.method_and_columns}")
+        targets = {i.method_and_columns for i in self.target[t].indexes.values()}
+        kept = [i.name for i in have.values()
+                if i.name not in self.target[t].indexes and i.method_and_columns not in targets]  # fmt: skip
+        if kept:
+            self.report.kept_legacy.append(f"{t} indexes {', '.join(kept)}")
+
+
+def _varchar_width(type_: str) -> int | None:
+    if type_.startswith("character varying(") and type_.endswith(")"):
+        return int(type_[len("character varying(") : -1])
+    return None
+
+
+async def adopt(
+    conn: asyncpg.Connection, *, dry_run: bool = False, batch_size: int = 20_000
+) -> Report:
+    """Adopt the database behind `conn` (see the module docstring); returns the report.
+
+    A database already at this schema, or a new one, is only migrated: adopting twice
+    is a no-op. Raises AdoptRefused, having changed nothing, while runs are active."""
+    t0 = time.perf_counter()
+    state = await layout(conn)
+    report = Report(state="legacy" if state == "legacy" else state, dry_run=dry_run)
+    if state != "legacy":
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", migrations.LOCK_KEY)
+            await _refuse_active_runs(conn)
+        if not dry_run:
+            report.migrations = [f"{m.version:04d}_{m.name}" for m in await migrations.migrate(conn)]
+        else:
+            done = await migrations.applied(conn)
+            report.migrations = [
+                f"{m.version:04d}_{m.name}" for m in migrations.available() if m.version not in done
+            ]
+        report.seconds = time.perf_counter() - t0
+        return report
+    report.before = await _counts(conn)
+    adoption = Adoption(conn, batch_size=batch_size, report=report)
+    if dry_run:
+        try:
+            async with conn.transaction():
+                await adoption.run()
+                report.after = await _counts(conn)
+                raise _DryRun
+        except _DryRun:
+            pass
+    else:
+        await adoption.run()
+        report.after = await _counts(conn)
+        report.state = "adopted"
+        report.seconds = time.perf_counter() - t0
+        await conn.execute(
+            "INSERT INTO schema_adoptions (report) VALUES ($1::jsonb)", json.dumps(report.to_dict())
+        )
+    report.seconds = time.perf_counter() - t0
+    return report
