@@ -31,6 +31,7 @@ from analyzer_runtime.commands.common import (
     out,
 )
 from analyzer_runtime.commands.db import db_app
+from analyzer_runtime.commands.export import export_app
 from analyzer_runtime.commands.model import model_app
 from analyzer_runtime.commands.report import report_app
 from analyzer_runtime.commands.search import search_cmd, serve, similar_cmd
@@ -44,6 +45,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(db_app, name="db")
+app.add_typer(export_app, name="export")
 app.add_typer(model_app, name="model")
 app.add_typer(report_app, name="report")
 
