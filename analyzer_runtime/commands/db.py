@@ -95,3 +95,37 @@ def db_gc(
             highlight=False,
         )
     out.print(report.summary(), highlight=False)
+
+
+@db_app.command("adopt")
+def db_adopt(
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="print the plan with counts; change nothing (rolled back)"),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    batch_size: Annotated[
+        int, typer.Option(min=100, help="tracks (duplicates) or analyses (values) per transaction")
+    ] = 20_000,
+) -> None:
+    """Adopt a database in the original platform's schema in place: nothing is deleted
+    (duplicate analyses and values the new rules refuse are moved aside or kept in
+    analysis_data), then the schema is this project's. Resumable; a second adopt is a
+    no-op. Refused while runs are active."""
+    import json
+
+    from analyzer_runtime.db import adopt
+    from analyzer_runtime.db.adopt_report import render
+
+    async def go(url: str) -> adopt.Report:
+        async with pool_for(url, max_size=1) as pool, pool.acquire() as conn:
+            return await adopt.adopt(conn, dry_run=dry_run, batch_size=batch_size)
+
+    try:
+        report = _with_db(go)
+    except adopt.AdoptRefused as exc:
+        raise _fail(str(exc), EXIT_INVALID) from None
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+        return
+    render(report, out)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,16 +141,14 @@ async def _refuse_active_runs(conn: asyncpg.Connection) -> None:
             f"{r['kind']} {r['namespace'] + '/' if r['namespace'] else ''}{r['name']} ({r['state']})"
             for r in rows
         )
-        raise AdoptRefused(
-            f"runs are active ({names}): let them finish or delete them, then adopt"
-        )
+        raise AdoptRefused(f"runs are active ({names}): let them finish or delete them, then adopt")
 
 
 async def _counts(conn: asyncpg.Connection) -> dict[str, Any]:
     version = (
         "coalesce(model_version, 'legacy')"
         if await _column_exists(conn, "analysis_results", "model_version")
-        else "'legacy'"
+        else "'legacy'::text"
     )
     counts: dict[str, Any] = {
         "tracks": await conn.fetchval("SELECT count(*) FROM tracks"),
@@ -225,31 +224,46 @@ class Adoption:
             self.legacy[t] = shape
 
     async def run(self) -> None:
+        async for _ in self.steps():
+            pass
+
+    async def steps(self) -> AsyncIterator[str]:
+        """The adoption, one committed transaction at a time; yields after each (what
+        it did). Stopping between any two leaves a database that a new adoption
+        finishes the same way."""
         baseline = migrations.available()[0]
         self.target = await baseline_shapes(self.conn, baseline.sql, TABLES)
         await self.prepare()
+        yield "prepare"
         await self.move_orphans()
-        bounds = await self.conn.fetchrow("SELECT min(track_id), max(track_id) FROM analysis_results")
-        lo, hi = bounds[0] or 0, bounds[1] or 0
-        for start in range(lo, hi + 1, self.batch_size):
+        yield "orphans"
+        bounds = await self.conn.fetchrow(
+            "SELECT min(track_id), max(track_id) FROM analysis_results"
+        )
+        for start in range(bounds[0] or 0, (bounds[1] or 0) + 1, self.batch_size):
             async with self.conn.transaction():
                 await self._lock()
                 await self.move_duplicates(start, start + self.batch_size)
+            yield f"duplicates of tracks {start}-{start + self.batch_size - 1}"
+        # Only after every duplicate moved: those keep their values as they were.
         bounds = await self.conn.fetchrow("SELECT min(id), max(id) FROM analysis_results")
-        lo, hi = bounds[0] or 0, bounds[1] or 0
-        for start in range(lo, hi + 1, self.batch_size):
+        for start in range(bounds[0] or 0, (bounds[1] or 0) + 1, self.batch_size):
             async with self.conn.transaction():
                 await self._lock()
                 await self.normalise(start, start + self.batch_size)
+            yield f"values of analyses {start}-{start + self.batch_size - 1}"
         async with self.conn.transaction():
             await self._lock()
             await self.move_genius_ids()
+        yield "genius ids"
         async with self.conn.transaction():
             await self._lock()
             await self.finalize()
-        self.report.migrations = [
+        yield "finalize"
+        self.report.migrations += [
             f"{m.version:04d}_{m.name}" for m in await migrations.migrate(self.conn)
         ]
+        yield "migrate"
 
     async def prepare(self) -> None:
         async with self.conn.transaction():
@@ -381,7 +395,7 @@ class Adoption:
             {
                 "not a JSON object": (
                     "v IS NOT NULL AND jsonb_typeof(v::jsonb) <> 'object'",
-                    "wrapped as {\"legacy\": {\"analysis_data\": <value>}}",
+                    'wrapped as {"legacy": {"analysis_data": <value>}}',
                 )
             },
             "jsonb_build_object('legacy', jsonb_build_object('analysis_data', v::jsonb))",
@@ -429,7 +443,11 @@ class Adoption:
             )
         for col in target.values():
             width = _varchar_width(col.type)
-            if width is None or col.name not in legacy or _varchar_width(legacy[col.name].type) == width:
+            if (
+                width is None
+                or col.name not in legacy
+                or _varchar_width(legacy[col.name].type) == width
+            ):
                 continue
             if col.not_null:
                 continue  # refused in prepare() when too long
@@ -515,7 +533,9 @@ class Adoption:
                     )
                     n = int(status.split()[-1])
                     self.report.count(t, f"{col.name} NULL", n, f"set to {fill}")
-                elif await self.conn.fetchval(f"SELECT count(*) FROM {t} WHERE {_q(col.name)} IS NULL"):
+                elif await self.conn.fetchval(
+                    f"SELECT count(*) FROM {t} WHERE {_q(col.name)} IS NULL"
+                ):
                     raise AdoptRefused(f"{t}.{col.name} has NULLs and no value to fill them")
                 await self.conn.execute(f"ALTER TABLE {t} ALTER COLUMN {_q(col.name)} SET NOT NULL")
                 self.report.schema.append(f"{t}.{col.name}: NOT NULL")
@@ -536,7 +556,7 @@ class Adoption:
         self.report.schema.append(f"{t}.{col.name}: {old.type} -> {col.type}{note}")
 
     async def _constraints(self, t: str) -> None:
-        have = (await describe(self.conn, await self.conn.fetchval("SELECT current_schema()"), t))
+        have = await describe(self.conn, await self.conn.fetchval("SELECT current_schema()"), t)
         assert have is not None
         for con in self.target[t].constraints.values():
             same = [c for c in have.constraints.values() if c.definition == con.definition
@@ -552,8 +572,12 @@ class Adoption:
             for old in have.constraints.values():
                 if old.name == con.name or (old.kind == con.kind and old.columns == con.columns):
                     await self.conn.execute(f"ALTER TABLE {t} DROP CONSTRAINT {_q(old.name)}")
-                    self.report.schema.append(f"{t}: constraint {old.name} ({old.definition}) dropped")
-            await self.conn.execute(f"ALTER TABLE {t} ADD CONSTRAINT {_q(con.name)} {con.definition}")
+                    self.report.schema.append(
+                        f"{t}: constraint {old.name} ({old.definition}) dropped"
+                    )
+            await self.conn.execute(
+                f"ALTER TABLE {t} ADD CONSTRAINT {_q(con.name)} {con.definition}"
+            )
             self.report.schema.append(f"{t}: constraint {con.name} {con.definition}")
         kept = [c.name for c in have.constraints.values()
                 if c.name not in self.target[t].constraints
@@ -574,7 +598,9 @@ class Adoption:
                 continue
             if idx.name in have:
                 await self.conn.execute(f"DROP INDEX {_q(idx.name)}")
-            await self.conn.execute(f"CREATE INDEX {_q(idx.name)} ON {t} USING {idx.method_and_columns}")
+            await self.conn.execute(
+                f"CREATE INDEX {_q(idx.name)} ON {t} USING {idx.method_and_columns}"
+            )
             self.report.schema.append(f"{t}: index {idx.name} USING {idx.method_and_columns}")
         targets = {i.method_and_columns for i in self.target[t].indexes.values()}
         kept = [i.name for i in have.values()
@@ -604,7 +630,9 @@ async def adopt(
             await conn.execute("SELECT pg_advisory_xact_lock($1)", migrations.LOCK_KEY)
             await _refuse_active_runs(conn)
         if not dry_run:
-            report.migrations = [f"{m.version:04d}_{m.name}" for m in await migrations.migrate(conn)]
+            report.migrations = [
+                f"{m.version:04d}_{m.name}" for m in await migrations.migrate(conn)
+            ]
         else:
             done = await migrations.applied(conn)
             report.migrations = [

@@ -16,7 +16,9 @@ def render(report: Report, console: Console) -> None:
             else "no tracks or analysis_results here: nothing to adopt"
         )
         migrations = ", ".join(report.migrations) or "none pending"
-        console.print(f"{what}; migrations {'to apply' if report.dry_run else 'applied'}: {migrations}")
+        console.print(
+            f"{what}; migrations {'to apply' if report.dry_run else 'applied'}: {migrations}"
+        )
         return
     verb = "would be" if report.dry_run else "were"
     console.print(

@@ -91,9 +91,7 @@ async def describe(conn: asyncpg.Connection, schema: str, table: str) -> TableSh
             r["conname"]: Constraint(r["conname"], r["kind"], tuple(r["cols"]), r["def"])
             for r in cons
         },
-        indexes={
-            r["relname"]: Index(r["relname"], r["def"].split(" USING ", 1)[1]) for r in idx
-        },
+        indexes={r["relname"]: Index(r["relname"], r["def"].split(" USING ", 1)[1]) for r in idx},
     )
 
 

@@ -79,7 +79,7 @@ OTHERS = [
     ("emotion_analyzer_v2", 40_000, None),
     ("simplified_features_v2", 15_000, "2.0"),
     ("ollama:llama3.2:3b", 2_857, None),
-    ("mock_analyzer_v1", 99, None)  # + 1 orphan below,
+    ("mock_analyzer_v1", 99, None),  # + 1 orphan below,
 ]
 QWEN_ROWS, QWEN_TRACKS = 61_933, 57_716
 
@@ -145,7 +145,10 @@ async def build(conn: asyncpg.Connection, tracks: int = FULL_TRACKS) -> dict[str
     # Scraped twice under two titles: every 997th track shares the Genius id of the one
     # before it. A few have no Genius id, one has no title.
     await conn.execute(
-        "UPDATE tracks SET genius_id = genius_id - 1 WHERE id % 997 = 0;"
+        # Fixed times, not now(): two builds are the same database.
+        "UPDATE tracks SET scraped_date = TIMESTAMP '2025-06-01' + id * INTERVAL '1 minute',"
+        " created_at = TIMESTAMP '2025-06-01' + id * INTERVAL '1 minute';"
+        " UPDATE tracks SET genius_id = genius_id - 1 WHERE id % 997 = 0;"
         " UPDATE tracks SET genius_id = NULL WHERE id % 1499 = 0;"
         " UPDATE tracks SET title = NULL WHERE id = 3;"
         " UPDATE tracks SET audio_features = '{\"tempo\": 92}' WHERE id % 5 = 0;"
@@ -185,7 +188,8 @@ async def build(conn: asyncpg.Connection, tracks: int = FULL_TRACKS) -> dict[str
         )
     # One analysis whose track is gone: the platform's FK allowed a NULL track_id.
     await conn.execute(
-        "INSERT INTO analysis_results (track_id, analyzer_type, themes) VALUES (NULL, 'mock_analyzer_v1', '[]')"
+        "INSERT INTO analysis_results (track_id, analyzer_type, themes, created_at)"
+        " VALUES (NULL, 'mock_analyzer_v1', '[]', TIMESTAMP '2025-09-01')"
     )
     rows = await conn.fetch(
         "SELECT analyzer_type, count(*) AS n FROM analysis_results GROUP BY 1 ORDER BY 1"

@@ -17,7 +17,7 @@ import asyncpg
 
 from analyzer_runtime.db.budget import ServerLimits, read_limits
 from analyzer_runtime.db.connect import DatabaseUnavailable, create_pool, host_of
-from analyzer_runtime.db.migrate import applied, available, migrate
+from analyzer_runtime.db.migrate import ADOPT_HINT, applied, available, is_legacy, migrate
 
 CONNECT_TIMEOUT = float(os.environ.get("RAP_DB_CONNECT_TIMEOUT", "5"))
 IDLE_SECONDS = 600.0
@@ -69,6 +69,12 @@ async def limits(url: str) -> ServerLimits:
 
 
 async def _check_schema(conn: asyncpg.Connection, url: str) -> None:
+    # Never adopted behind the admin's back, even the operator's own database: adoption
+    # rewrites the users' history tables, a step someone decides on (and dry-runs).
+    if await is_legacy(conn):
+        raise NotMigrated(
+            f"the database at {host_of(url)}: {ADOPT_HINT}; then the run proceeds by itself"
+        )
     if url == own_database_url():
         await migrate(conn)
         return

@@ -8,7 +8,7 @@ import itertools
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -57,6 +57,24 @@ def db_url(pg_server: object) -> Iterator[str]:
 
     asyncio.run(create())
     yield pg_server.get_uri(name)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def make_empty_db(pg_server: object) -> Callable[[], str]:
+    """Creates databases with no migration applied (for a legacy schema); returns URLs."""
+
+    def make() -> str:
+        name = f"e{os.getpid()}_{next(_counter)}"
+
+        async def create() -> None:
+            conn = await asyncpg.connect(pg_server.get_uri())  # type: ignore[attr-defined]
+            await conn.execute(f"CREATE DATABASE {name}")
+            await conn.close()
+
+        asyncio.run(create())
+        return pg_server.get_uri(name)  # type: ignore[attr-defined]
+
+    return make
 
 
 @pytest.fixture
