@@ -9,7 +9,7 @@ N ?= 57718
 NODE ?= process
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape bench-embedding bench-search bench-quality bench-budget fake-llm \
+.PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape bench-embedding bench-search bench-quality bench-budget bench-adopt fake-llm \
         controlplane helm cluster-up cluster-down operator-up operator-down cluster-demo clean \
         image base-image postgres-image test-image node node-packages test-node chart-demo bench-node \
         prometheus test-observability argocd test-gitops gitops-demo chromium pgbouncer
@@ -99,6 +99,9 @@ bench-budget: install controlplane helm ## a 40-way run on max_connections 30, w
 
 bench-million: install ## 1,000,000 tracks + 3,000,000 results: plan, onlyMissing, 64 claimers, refresh at 1,000 shards, EXPLAIN plans (~10 min; not in CI)
 	$(PY) -m bench.million $(if $(filter command line environment,$(origin N)),$(N)) --json bench/million.json --explain bench/million-plans.txt
+
+bench-adopt: install ## db adopt of the original platform's database at its size (57,718 tracks, 269,646 analyses with its quirks): dry run and adoption (~3 min)
+	$(PY) -m bench.adopt_bench --json bench/adopt.json
 
 fake-llm: install ## a fake OpenAI-compatible provider on 127.0.0.1:8089 (for local llm runs)
 	$(PY) -m rap_devtools.fake_llm --port 8089
