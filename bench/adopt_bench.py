@@ -40,8 +40,16 @@ async def measure(url: str, tracks: int, batch_size: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         plan = await adopt.adopt(conn, dry_run=True, batch_size=batch_size)
         dry = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        report = await adopt.adopt(conn, batch_size=batch_size)
+        steps: dict[str, float] = {}
+        last = t0 = time.perf_counter()
+
+        def step(name: str) -> None:
+            nonlocal last
+            kind = name.split(" of ")[0]  # the batches of one kind together
+            steps[kind] = steps.get(kind, 0.0) + time.perf_counter() - last
+            last = time.perf_counter()
+
+        report = await adopt.adopt(conn, batch_size=batch_size, on_step=step)
         real = time.perf_counter() - t0
         kept = await conn.fetchval("SELECT count(*) FROM analysis_results")
         moved = await conn.fetchval(f"SELECT count(*) FROM {adopt.DUPLICATES}")
@@ -55,6 +63,7 @@ async def measure(url: str, tracks: int, batch_size: int) -> dict[str, Any]:
             "build_s": round(built, 1),
             "dry_run_s": round(dry, 1),
             "adopt_s": round(real, 1),
+            "adopt_steps_s": {k: round(v, 1) for k, v in steps.items()},
             "kept": kept,
             "moved_aside": moved,
             "changes": [c.to_dict() for c in report.changes],

@@ -32,14 +32,14 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 
 from analyzer_runtime.db import migrate as migrations
-from analyzer_runtime.db.schema_shape import Column, TableShape, baseline_shapes, describe
+from analyzer_runtime.db.schema_shape import TableShape, baseline_shapes, describe
 
 TABLES = ["tracks", "analysis_results"]
 DUPLICATES = "analysis_results_legacy_duplicates"
@@ -223,9 +223,10 @@ class Adoption:
                 )
             self.legacy[t] = shape
 
-    async def run(self) -> None:
-        async for _ in self.steps():
-            pass
+    async def run(self, on_step: Callable[[str], None] | None = None) -> None:
+        async for name in self.steps():
+            if on_step:
+                on_step(name)
 
     async def steps(self) -> AsyncIterator[str]:
         """The adoption, one committed transaction at a time; yields after each (what
@@ -513,51 +514,64 @@ class Adoption:
         self.report.migrations.append(f"{baseline.version:04d}_{baseline.name} (adopted)")
 
     async def _columns(self, t: str) -> None:
+        """NULLs filled in one UPDATE, then every type, default and NOT NULL change in one
+        ALTER TABLE: Postgres rewrites (and re-indexes) the table once, not per column."""
         legacy = self.legacy[t].columns
-        for col in self.target[t].columns.values():
+        cols = [c for c in self.target[t].columns.values() if c.name != "id"]  # its serial stays
+        tightened = [c for c in cols if c.not_null and not legacy[c.name].not_null]
+        if tightened:
+            nulls = await self.conn.fetchrow(
+                "SELECT "
+                + ", ".join(f"count(*) FILTER (WHERE {_q(c.name)} IS NULL)" for c in tightened)
+                + f" FROM {t}"
+            )
+            sets = []
+            for c, n in zip(tightened, nulls, strict=True):
+                if not n:
+                    continue
+                fill = FILL.get((t, c.name), c.default)
+                if fill is None:
+                    raise AdoptRefused(f"{t}.{c.name} has {n} NULL(s) and no value to fill them")
+                # Still the legacy type here (the types change below, in one rewrite).
+                sets.append(
+                    f"{_q(c.name)} = coalesce({_q(c.name)}, ({fill})::{legacy[c.name].type})"
+                )
+                self.report.count(t, f"{c.name} NULL", n, f"set to {fill}")
+            if sets:
+                where = " OR ".join(f"{_q(c.name)} IS NULL" for c in tightened)
+                await self.conn.execute(f"UPDATE {t} SET {', '.join(sets)} WHERE {where}")
+        clauses = []
+        for col in cols:
             old = legacy[col.name]
-            if col.name == "id":
-                continue  # the legacy serial stays, with its sequence
             default = old.default
             if old.type != col.type:
-                await self._retype(t, old, col)
-                default = None
+                if default is not None:
+                    clauses.append(f"ALTER COLUMN {_q(col.name)} DROP DEFAULT")
+                    default = None
+                using = f"{_q(col.name)}::{col.type}"
+                note = ""
+                if old.type.startswith("timestamp without"):
+                    using = f"{_q(col.name)} AT TIME ZONE current_setting('TimeZone')"
+                    note = " (read in the server's time zone)"
+                clauses.append(f"ALTER COLUMN {_q(col.name)} TYPE {col.type} USING {using}")
+                self.report.schema.append(f"{t}.{col.name}: {old.type} -> {col.type}{note}")
             if col.default != default:
                 clause = "DROP DEFAULT" if col.default is None else f"SET DEFAULT {col.default}"
-                await self.conn.execute(f"ALTER TABLE {t} ALTER COLUMN {_q(col.name)} {clause}")
-            if col.not_null and not old.not_null:
-                fill = FILL.get((t, col.name), col.default)
-                if fill is not None:
-                    status = await self.conn.execute(
-                        f"UPDATE {t} SET {_q(col.name)} = {fill} WHERE {_q(col.name)} IS NULL"
-                    )
-                    n = int(status.split()[-1])
-                    self.report.count(t, f"{col.name} NULL", n, f"set to {fill}")
-                elif await self.conn.fetchval(
-                    f"SELECT count(*) FROM {t} WHERE {_q(col.name)} IS NULL"
-                ):
-                    raise AdoptRefused(f"{t}.{col.name} has NULLs and no value to fill them")
-                await self.conn.execute(f"ALTER TABLE {t} ALTER COLUMN {_q(col.name)} SET NOT NULL")
+                clauses.append(f"ALTER COLUMN {_q(col.name)} {clause}")
+            if col in tightened:
+                clauses.append(f"ALTER COLUMN {_q(col.name)} SET NOT NULL")
                 self.report.schema.append(f"{t}.{col.name}: NOT NULL")
+        if clauses:
+            await self.conn.execute(f"ALTER TABLE {t} {', '.join(clauses)}")
         extra = [c for c in legacy if c not in self.target[t].columns]
         if extra:
             self.report.kept_legacy.append(f"{t} columns {', '.join(extra)} (kept as they are)")
 
-    async def _retype(self, t: str, old: Column, col: Column) -> None:
-        if old.default is not None:
-            await self.conn.execute(f"ALTER TABLE {t} ALTER COLUMN {_q(col.name)} DROP DEFAULT")
-        using = f"{_q(col.name)}::{col.type}"
-        if old.type.startswith("timestamp without"):
-            using = f"{_q(col.name)} AT TIME ZONE current_setting('TimeZone')"
-        await self.conn.execute(
-            f"ALTER TABLE {t} ALTER COLUMN {_q(col.name)} TYPE {col.type} USING {using}"
-        )
-        note = " (read in the server's time zone)" if "AT TIME ZONE" in using else ""
-        self.report.schema.append(f"{t}.{col.name}: {old.type} -> {col.type}{note}")
-
     async def _constraints(self, t: str) -> None:
         have = await describe(self.conn, await self.conn.fetchval("SELECT current_schema()"), t)
         assert have is not None
+        drops: list[str] = []
+        adds: list[str] = []
         for con in self.target[t].constraints.values():
             same = [c for c in have.constraints.values() if c.definition == con.definition
                     and c.kind == con.kind]  # fmt: skip
@@ -571,14 +585,14 @@ class Adoption:
             # (the platform's foreign key without ON DELETE CASCADE).
             for old in have.constraints.values():
                 if old.name == con.name or (old.kind == con.kind and old.columns == con.columns):
-                    await self.conn.execute(f"ALTER TABLE {t} DROP CONSTRAINT {_q(old.name)}")
+                    drops.append(f"DROP CONSTRAINT {_q(old.name)}")
                     self.report.schema.append(
                         f"{t}: constraint {old.name} ({old.definition}) dropped"
                     )
-            await self.conn.execute(
-                f"ALTER TABLE {t} ADD CONSTRAINT {_q(con.name)} {con.definition}"
-            )
+            adds.append(f"ADD CONSTRAINT {_q(con.name)} {con.definition}")
             self.report.schema.append(f"{t}: constraint {con.name} {con.definition}")
+        if drops or adds:  # one statement: the checks share one scan of the table
+            await self.conn.execute(f"ALTER TABLE {t} {', '.join(drops + adds)}")
         kept = [c.name for c in have.constraints.values()
                 if c.name not in self.target[t].constraints
                 and not any(c.kind == x.kind and c.columns == x.columns
@@ -616,7 +630,11 @@ def _varchar_width(type_: str) -> int | None:
 
 
 async def adopt(
-    conn: asyncpg.Connection, *, dry_run: bool = False, batch_size: int = 20_000
+    conn: asyncpg.Connection,
+    *,
+    dry_run: bool = False,
+    batch_size: int = 20_000,
+    on_step: Callable[[str], None] | None = None,
 ) -> Report:
     """Adopt the database behind `conn` (see the module docstring); returns the report.
 
@@ -645,13 +663,13 @@ async def adopt(
     if dry_run:
         try:
             async with conn.transaction():
-                await adoption.run()
+                await adoption.run(on_step)
                 report.after = await _counts(conn)
                 raise _DryRun
         except _DryRun:
             pass
     else:
-        await adoption.run()
+        await adoption.run(on_step)
         report.after = await _counts(conn)
         report.state = "adopted"
         report.seconds = time.perf_counter() - t0
