@@ -41,6 +41,8 @@ class Selection:
     limit: int | None = None
     min_words: int | None = None
     scrape_run: str | None = None  # a ScrapeJob's uid: only the tracks it inserted/updated
+    # analyzer types (any version): tracks with a result of one of them are not selected
+    skip_analyzed_by: list[str] = field(default_factory=list)
 
 
 def selection_query(sel: Selection) -> tuple[str, list[Any]]:
@@ -65,6 +67,13 @@ def selection_query(sel: Selection) -> tuple[str, list[Any]]:
         where.append(
             "t.id IN (SELECT s.track_id FROM scrape_songs s JOIN runs r ON r.id = s.run_id"
             f" WHERE r.uid = {arg(sel.scrape_run)} AND s.outcome IN ('inserted', 'updated'))"
+        )
+    if sel.skip_analyzed_by:
+        # Tracks another analyzer already labelled, e.g. the original platform's Qwen
+        # (`qwen-3-4b-fp8`): an anti-join on the results of those types, any version.
+        where.append(
+            "NOT EXISTS (SELECT 1 FROM analysis_results s WHERE s.track_id = t.id"
+            f" AND s.analyzer_type = ANY({arg(list(sel.skip_analyzed_by))}::text[]))"
         )
     if sel.only_missing:
         # Anti-join on the unique (track_id, analyzer_type, model_version) index.
@@ -178,6 +187,7 @@ def selection_of(spec: dict[str, Any]) -> Selection:
         limit=sel.get("limit"),
         min_words=sel.get("minWords"),
         scrape_run=sel.get("scrapeRun"),
+        skip_analyzed_by=list(sel.get("skipAnalyzedBy") or []),
     )
 
 

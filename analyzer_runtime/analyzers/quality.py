@@ -17,7 +17,8 @@ the model was trained with one) - no network, no lyrics parsing.
 
 Results: analyzer_type `quality`, model_version `1.0.0` (this code), one row per track;
 `complexity_score` and analysis_data {"quality", "complexity", "model", "model_version"}
-(the trained model's version). Re-scoring with a newer model over tracks that have a
+(the trained model's version); complexity is NULL when the model has no complexity
+target (learned from an adopted analyzer's labels without complexity). Re-scoring with a newer model over tracks that have a
 result is a run with `selection.onlyMissing: false` (the row is updated in place).
 """
 
@@ -136,9 +137,12 @@ class QualityAnalyzer(Analyzer):
         # One predict per target for the batch, off the event loop.
         preds = await asyncio.to_thread(training.predict, model, rows.matrix)
         per_track_ms = int((time.perf_counter() - start) * 1000 / len(todo))
+        # A model learned from an adopted analyzer without complexity labels has only
+        # the quality target (training.read_analyzer_labels): complexity is then NULL.
+        cx = preds.get("complexity")
         for i, tid in enumerate(rows.ids):
             quality = round(float(preds["quality"][i]), 3)
-            complexity = round(float(preds["complexity"][i]), 4)
+            complexity = None if cx is None else round(float(cx[i]), 4)
             outcomes.append(
                 ItemOutcome.done(
                     AnalysisResult(

@@ -18,24 +18,51 @@ model_app = typer.Typer(
 def model_train(
     name: Annotated[str, typer.Argument(help="the model to train: quality")],
     from_run: Annotated[
-        str, typer.Option("--from-run", help="the llm AnalysisRun (name or uid) whose labels")
-    ],
+        str | None,
+        typer.Option("--from-run", help="the llm AnalysisRun (name or uid) whose labels"),
+    ] = None,
+    from_analyzer: Annotated[
+        str | None,
+        typer.Option(
+            "--from-analyzer",
+            help="instead of a run: an analyzer_type's stored labels, e.g. the adopted"
+            " qwen-3-4b-fp8 (README: Legacy labels)",
+        ),
+    ] = None,
+    version: Annotated[
+        str | None,
+        typer.Option("--version", help="with --from-analyzer: one model_version (default: all)"),
+    ] = None,
     folds: Annotated[int, typer.Option(help="k of the k-fold evaluation")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="print the metrics as JSON")] = False,
 ) -> None:
-    """Train the distilled quality model from an llm run's labels and the stored
-    algorithmic/emotion features; report k-fold MAE and Spearman; store it versioned."""
+    """Train the distilled quality model from an llm run's labels (or an analyzer's:
+    --from-analyzer) and the stored algorithmic/emotion features; report k-fold MAE and
+    Spearman; store it versioned."""
     import json
 
     from analyzer_runtime.quality import MODEL_NAME, training
 
     if name != MODEL_NAME:
         raise _fail(f"unknown model {name!r}; available: {MODEL_NAME}", EXIT_INVALID)
+    if (from_run is None) == (from_analyzer is None):
+        raise _fail(
+            "give --from-run RUN (an llm AnalysisRun) or --from-analyzer TYPE, not both",
+            EXIT_INVALID,
+        )
+    if version is not None and from_analyzer is None:
+        raise _fail("--version goes with --from-analyzer", EXIT_INVALID)
 
     async def go(url: str) -> Any:
         await _migrate(url)
         async with pool_for(url, max_size=1) as pool, pool.acquire() as conn:
-            return await training.train(conn, from_run, folds=folds)
+            return await training.train(
+                conn,
+                from_run,
+                from_analyzer=from_analyzer,
+                analyzer_version=version,
+                folds=folds,
+            )
 
     try:
         model, metrics = _with_db(go)
@@ -74,7 +101,10 @@ def model_list(
         print(json.dumps(rows, indent=2))
         return
     if not rows:
-        out.print("no models; train one: rap-analyzer model train quality --from-run <llm run>")
+        out.print(
+            "no models; train one: rap-analyzer model train quality --from-run <llm run>"
+            " (or --from-analyzer <analyzer_type>)"
+        )
     for r in rows:
         maes = ", ".join(f"{t} MAE {v:.3f}" for t, v in r["mae"].items())
         out.print(

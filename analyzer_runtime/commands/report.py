@@ -64,9 +64,20 @@ def report_trends(
     sample: Annotated[int, typer.Option(min=10, help="tracks sampled for clustering")] = 2000,
     clusters: Annotated[int, typer.Option(min=2, max=20, help="k of k-means")] = 6,
     seed: Annotated[int, typer.Option(help="seed of the sample and of k-means")] = 15,
+    llm_analyzers: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--llm-analyzer",
+            help="an analyzer_type whose results count as LLM labels (repeat it; first"
+            " wins for a track with several). Default: llm, qwen-3-4b-fp8, gemma-3-27b-it,"
+            " ollama:llama3.2:3b (the adopted legacy LLMs)",
+        ),
+    ] = None,
 ) -> None:
     """Themes and sentiment over release years (or per artist) and clusters of tracks,
-    from the stored algorithmic, emotion, llm results (and embeddings when present)."""
+    from the stored algorithmic, emotion, llm results (and embeddings when present).
+    Results adopted from the original platform count: its LLMs' labels as LLM labels
+    (--llm-analyzer), its other analyzers in the per-analyzer counts."""
     import json
 
     from analyzer_runtime.reports import collect
@@ -75,8 +86,14 @@ def report_trends(
         raise _fail(f"--by {by!r}: year or artist", EXIT_INVALID)
     _report_charts_available(as_json)
 
+    from analyzer_runtime.legacy_labels import DEFAULT_LLM_ANALYZERS
+
+    llm_types = llm_analyzers or list(DEFAULT_LLM_ANALYZERS)
+
     async def go(conn: Any) -> Any:
-        return await collect.trends_report(conn, by, sample=sample, k=clusters, seed=seed)
+        return await collect.trends_report(
+            conn, by, sample=sample, k=clusters, seed=seed, llm_analyzers=llm_types
+        )
 
     report, cl = _report(go)
     if as_json:
@@ -89,21 +106,43 @@ def report_trends(
 
 @report_app.command("llm")
 def report_llm(
-    run_name: Annotated[str, typer.Option("--run", help="the llm run's name or uid")],
+    run_name: Annotated[str | None, typer.Option("--run", help="the llm run's name or uid")] = None,
+    analyzer: Annotated[
+        str | None,
+        typer.Option(
+            "--analyzer",
+            help="instead of a run: an analyzer_type's labels, e.g. the adopted qwen-3-4b-fp8",
+        ),
+    ] = None,
+    version: Annotated[
+        str | None,
+        typer.Option("--version", help="with --analyzer: one model_version (default: all)"),
+    ] = None,
     out_path: Annotated[
-        Path | None, typer.Option("--out", help="the HTML file (default report-llm-RUN.html)")
+        Path | None,
+        typer.Option("--out", help="the HTML file (default report-llm-RUN|ANALYZER.html)"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the numbers as JSON")] = False,
 ) -> None:
     """Agreement of an llm run with the algorithmic/emotion analyzers, its score
-    distributions, fallbacks and failures, and what packing (tracksPerRequest) changes."""
+    distributions, fallbacks and failures, and what packing (tracksPerRequest) changes.
+    With --analyzer instead of --run: the same agreement and distributions for an
+    analyzer's stored labels, e.g. those adopted from the original platform."""
     import json
+    import re
 
     from analyzer_runtime.reports import collect
 
+    if (run_name is None) == (analyzer is None):
+        raise _fail("give --run NAME (an llm run) or --analyzer TYPE, not both", EXIT_INVALID)
+    if version is not None and analyzer is None:
+        raise _fail("--version goes with --analyzer (a run has one version)", EXIT_INVALID)
     _report_charts_available(as_json)
 
     async def go(conn: Any) -> Any:
+        if analyzer is not None:
+            return await collect.llm_analyzer_report(conn, analyzer, version)
+        assert run_name is not None
         return await collect.llm_report(conn, run_name)
 
     report, rows = _report(go)
@@ -112,6 +151,6 @@ def report_llm(
         return
     from analyzer_runtime.reports.html import llm_html
 
-    _write_report(
-        out_path or Path(f"report-llm-{report['run']['name']}.html"), llm_html(report, rows)
-    )
+    name = report["run"]["name"] if report["run"] else report["analyzer"]["analyzer_type"]
+    default = Path("report-llm-" + re.sub(r"[^A-Za-z0-9._-]+", "_", name) + ".html")
+    _write_report(out_path or default, llm_html(report, rows))

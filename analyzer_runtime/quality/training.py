@@ -1,4 +1,6 @@
-"""Train the distilled model: labels from an llm run, features from stored results.
+"""Train the distilled model: labels from an llm run (or from an analyzer's stored
+results, e.g. those adopted from the original platform: `--from-analyzer`), features
+from stored results.
 
 For each target (the LLM's `quality` 1-10 and `complexity` 0-1) three models are
 evaluated with the same k folds (shuffled, seeded): scikit-learn's
@@ -7,6 +9,12 @@ standardized features) and a constant baseline (the training folds' mean). Each 
 scored on its out-of-fold predictions: mean absolute error against the LLM's labels
 and Spearman's rank correlation (None for the constant, which ranks nothing). The
 gradient boosting is then fitted on all labelled tracks and stored.
+
+From an analyzer (`read_analyzer_labels`), the labels are read through
+legacy_labels' mapping (a legacy Qwen answer's quality_metrics.overall_quality, its
+technical_analysis.complexity_level ...): `quality` must be there for at least
+MIN_TRACKS tracks; `complexity` is learned when at least MIN_TRACKS tracks have it,
+else the model has the quality target only (the metrics say why).
 """
 
 from __future__ import annotations
@@ -14,13 +22,13 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 import numpy as np
 
-from analyzer_runtime import protocol
+from analyzer_runtime import legacy_labels, protocol
 from analyzer_runtime.quality import MODEL_NAME, features, storage
 
 TARGETS = ("quality", "complexity")
@@ -36,9 +44,15 @@ class TrainingError(ValueError):
 
 @dataclass
 class Labels:
-    run: protocol.Run
+    source: str  # for messages: "run 'labels'", "analyzer 'qwen-3-4b-fp8'"
+    trained_from: str  # models.training_run: the run's name, or "analyzer:<type>[@<version>]"
     ids: list[int]
+    # target -> one label per track of `ids`; NaN where the track has none (only from
+    # an analyzer, and only for a target other than quality)
     targets: dict[str, np.ndarray]
+    about: dict[str, Any]  # what the labels are (stored in the metrics)
+    skipped: dict[str, str] = field(default_factory=dict)  # target -> why not learned
+    run: protocol.Run | None = None
 
 
 def gradient_boosting() -> Any:
@@ -105,13 +119,96 @@ async def read_labels(conn: asyncpg.Connection, run_ref: str) -> Labels:
             " are needed to train and evaluate a model (label more with an llm AnalysisRun)"
         )
     return Labels(
-        run=run,
+        source=f"run {run.name!r}",
+        trained_from=run.name,
         ids=[r["track_id"] for r in rows],
         targets={t: np.asarray([r[t] for r in rows], dtype=np.float64) for t in TARGETS},
+        about={"from": "run", "run": run.name, "uid": run.uid},
+        run=run,
     )
 
 
-def _missing_message(run_name: str, missing: dict[int, str], total: int) -> str:
+async def read_analyzer_labels(
+    conn: asyncpg.Connection, analyzer: str, version: str | None = None
+) -> Labels:
+    """The labels of an analyzer's stored results (every version - the newest result
+    per track - or one): e.g. the adopted `qwen-3-4b-fp8`, read through
+    legacy_labels' mapping. Tracks with empty lyrics are left out (no analyzer gives
+    them features)."""
+    versions = {
+        r["model_version"]: r["n"]
+        for r in await conn.fetch(
+            """SELECT model_version, count(*) AS n FROM analysis_results
+                WHERE analyzer_type = $1 GROUP BY 1 ORDER BY 1""",
+            analyzer,
+        )
+    }
+    if not versions:
+        names = [
+            r[0]
+            for r in await conn.fetch(
+                "SELECT DISTINCT analyzer_type FROM analysis_results ORDER BY 1"
+            )
+        ]
+        raise TrainingError(
+            f"no results of analyzer {analyzer!r} in this database; analyzers with results:"
+            f" {', '.join(names) or 'none'}"
+        )
+    if version is not None and version not in versions:
+        raise TrainingError(
+            f"analyzer {analyzer!r} has no results of version {version!r}; its versions:"
+            f" {', '.join(versions)}"
+        )
+    rows = await conn.fetch(
+        f"""SELECT r.track_id, {legacy_labels.quality_sql("r")} AS quality,
+                   {legacy_labels.complexity_sql("r")} AS complexity
+              FROM (SELECT DISTINCT ON (track_id) * FROM analysis_results
+                     WHERE analyzer_type = $1 AND ($2::text IS NULL OR model_version = $2)
+                     ORDER BY track_id, created_at DESC, id DESC) r
+              JOIN tracks t ON t.id = r.track_id AND t.lyrics ~ '\\S'
+             ORDER BY r.track_id""",
+        analyzer,
+        version,
+    )
+    source = f"analyzer {analyzer!r}" + (f" version {version!r}" if version else "")
+    labelled = [r for r in rows if r["quality"] is not None]
+    if len(labelled) < MIN_TRACKS:
+        raise TrainingError(
+            f"{source} has {len(rows)} tracks with lyrics and results, {len(labelled)} of"
+            f" them with a quality label ({legacy_labels.LABEL_SOURCES['quality']}); at"
+            f" least {MIN_TRACKS} are needed to train and evaluate a model"
+        )
+    complexity = np.asarray(
+        [np.nan if r["complexity"] is None else r["complexity"] for r in labelled],
+        dtype=np.float64,
+    )
+    skipped = {}
+    n_complexity = int(np.count_nonzero(~np.isnan(complexity)))
+    if n_complexity < MIN_TRACKS:
+        skipped["complexity"] = (
+            f"{n_complexity} of the {len(labelled)} tracks have a complexity label"
+            f" ({legacy_labels.LABEL_SOURCES['complexity']}); at least {MIN_TRACKS} are needed"
+        )
+    targets = {"quality": np.asarray([r["quality"] for r in labelled], dtype=np.float64)}
+    if "complexity" not in skipped:
+        targets["complexity"] = complexity
+    return Labels(
+        source=source,
+        trained_from=f"analyzer:{analyzer}" + (f"@{version}" if version else ""),
+        ids=[r["track_id"] for r in labelled],
+        targets=targets,
+        about={
+            "from": "analyzer",
+            "analyzer_type": analyzer,
+            "model_version": version,
+            "legacy": analyzer in legacy_labels.LEGACY_ANALYZERS,
+            "mapping": legacy_labels.LABEL_SOURCES,
+        },
+        skipped=skipped,
+    )
+
+
+def _missing_message(source: str, missing: dict[int, str], total: int) -> str:
     counts: dict[str, int] = {}
     for what in missing.values():
         for analyzer in what.split(" and "):
@@ -119,7 +216,7 @@ def _missing_message(run_name: str, missing: dict[int, str], total: int) -> str:
     first = next(a for a in ("algorithmic", "emotion", "embedding") if a in counts)
     lacks = ", ".join(f"{n} have no {a} result" for a, n in counts.items())
     return (
-        f"{len(missing)} of the {total} tracks labelled by run {run_name!r} lack features"
+        f"{len(missing)} of the {total} tracks labelled by {source} lack features"
         f" ({lacks}): apply an `{first}` AnalysisRun with selection.onlyMissing first"
         " (its default), then train again"
     )
@@ -155,16 +252,29 @@ def cross_validate(x: np.ndarray, y: np.ndarray, folds: int, target: str) -> dic
 
 
 async def train(
-    conn: asyncpg.Connection, run_ref: str, *, folds: int = DEFAULT_FOLDS, store: bool = True
+    conn: asyncpg.Connection,
+    run_ref: str | None = None,
+    *,
+    from_analyzer: str | None = None,
+    analyzer_version: str | None = None,
+    folds: int = DEFAULT_FOLDS,
+    store: bool = True,
 ) -> tuple[storage.StoredModel | None, dict[str, Any]]:
-    """Evaluate, fit and (with `store`) save a new version of the quality model."""
+    """Evaluate, fit and (with `store`) save a new version of the quality model, from
+    the labels of llm run `run_ref` or of analyzer `from_analyzer` (one of the two)."""
     if folds < 2:
         raise TrainingError(f"--folds must be at least 2, got {folds}")
-    labels = await read_labels(conn, run_ref)
+    if (run_ref is None) == (from_analyzer is None):
+        raise TrainingError("train from an llm run (--from-run) or an analyzer (--from-analyzer)")
+    if from_analyzer is not None:
+        labels = await read_analyzer_labels(conn, from_analyzer, analyzer_version)
+    else:
+        assert run_ref is not None
+        labels = await read_labels(conn, run_ref)
     with_embedding = await features.all_have_embeddings(conn, labels.ids)
     rows = await features.read_features(conn, labels.ids, with_embedding=with_embedding)
     if rows.missing:
-        raise TrainingError(_missing_message(labels.run.name, rows.missing, len(labels.ids)))
+        raise TrainingError(_missing_message(labels.source, rows.missing, len(labels.ids)))
     names = features.BASE_FEATURES + (features.embedding_features() if with_embedding else [])
     t0 = time.perf_counter()
     x = rows.matrix
@@ -174,16 +284,24 @@ async def train(
         "features": len(names),
         "embedding": with_embedding,
         "model": "gradient_boosting",
+        "labels": labels.about,
         "targets": {},
     }
+    if labels.skipped:
+        metrics["skipped_targets"] = labels.skipped
     estimators: dict[str, Any] = {}
     for target in TARGETS:
+        if target not in labels.targets:
+            continue
         y = labels.targets[target]
-        scores = cross_validate(x, y, folds, target)
+        has = ~np.isnan(y)  # all True from a run
+        xt, y = x[has], y[has]
+        scores = cross_validate(xt, y, folds, target)
+        scores["tracks"] = len(y)
         scores["label_mean"] = round(float(np.mean(y)), 4)
         scores["label_std"] = round(float(np.std(y)), 4)
         metrics["targets"][target] = scores
-        estimators[target] = gradient_boosting().fit(x, y)
+        estimators[target] = gradient_boosting().fit(xt, y)
     metrics["train_seconds"] = round(time.perf_counter() - t0, 2)
     json.dumps(metrics)  # JSON-safe before it is stored
     if not store:
@@ -194,7 +312,7 @@ async def train(
         features=names,
         estimators=estimators,
         metrics=metrics,
-        training_run=labels.run.name,
+        training_run=labels.trained_from,
         training_tracks=len(labels.ids),
     )
     return model, metrics
@@ -210,10 +328,18 @@ def predict(model: storage.StoredModel, x: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
+def trained_from(model: storage.StoredModel) -> str:
+    """What a model learned from, in words: "run 'labels'", "analyzer 'qwen-3-4b-fp8'"."""
+    ref = model.training_run or ""
+    if ref.startswith("analyzer:"):
+        return f"analyzer {ref.removeprefix('analyzer:')!r}"
+    return f"run {ref!r}"
+
+
 def render_metrics(model: storage.StoredModel | None, m: dict[str, Any]) -> str:
     """The table `model train` prints."""
     head = (
-        f"trained {model.name} model version {model.version} from run {model.training_run!r}"
+        f"trained {model.name} model version {model.version} from {trained_from(model)}"
         if model
         else "evaluated (not stored)"
     )
@@ -228,4 +354,6 @@ def render_metrics(model: storage.StoredModel | None, m: dict[str, Any]) -> str:
             s = scores[name]
             rho = "-" if s["spearman"] is None else f"{s['spearman']:.3f}"
             lines.append(f"{target:<11} {name:<18} {s['mae']:>7.3f} {rho:>9}")
+    for target, why in (m.get("skipped_targets") or {}).items():
+        lines.append(f"{target:<11} not learned: {why}")
     return "\n".join(lines)

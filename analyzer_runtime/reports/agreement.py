@@ -216,3 +216,26 @@ def build(
         "distributions": distributions(rows),
         "packing": comparisons,
     }
+
+
+def build_for_analyzer(source: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The report of an analyzer's labels without a run (`report llm --analyzer`): the
+    same agreement and distribution numbers; no ledger, so no outcomes beyond the
+    answers themselves, no tokens paid, no packing."""
+    return {
+        "report": "llm",
+        "run": None,
+        "analyzer": {**source, "tracks": len(rows)},
+        "outcomes": {
+            "llm_results": len(rows),
+            "repaired": sum(r["repaired"] for r in rows),
+            "truncated": sum(r["truncated"] for r in rows),
+            "with_quality": sum(r["quality"] is not None for r in rows),
+            "with_complexity": sum(r["complexity"] is not None for r in rows),
+        },
+        "tokens": {"per_track_stored_mean": stats.mean(_tokens_of(r) for r in rows)},
+        "sentiment": sentiment_agreement(rows),
+        "themes_vs_emotions": themes_vs_emotions(rows),
+        "distributions": distributions(rows),
+        "packing": [],
+    }

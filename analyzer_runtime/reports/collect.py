@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 
+from analyzer_runtime.legacy_labels import DEFAULT_LLM_ANALYZERS, LEGACY_ANALYZERS
 from analyzer_runtime.reports import ReportError, agreement, data, trends
 
 DEFAULT_SAMPLE = 2000
@@ -23,23 +25,49 @@ async def trends_report(
     k: int = DEFAULT_K,
     seed: int = DEFAULT_SEED,
     max_groups: int = MAX_ARTISTS,
+    llm_analyzers: Sequence[str] = DEFAULT_LLM_ANALYZERS,
 ) -> tuple[dict[str, Any], trends.Clusters]:
-    counts = await data.result_counts(conn)
+    """`llm_analyzers`: the analyzer types whose results count as LLM labels, in order
+    of preference (default: `llm`, then the adopted qwen-3-4b-fp8, gemma-3-27b-it,
+    ollama:llama3.2:3b)."""
+    llm_types = list(dict.fromkeys(llm_analyzers))
+    by_analyzer = await data.analyzer_counts(conn)
+    counts = await data.result_counts(conn, llm_types, by_analyzer)
     if not counts:
         raise ReportError(
             "no stored results yet: run an algorithmic, emotion or llm AnalysisRun first"
+            + (
+                f" (this database has results of {', '.join(by_analyzer)}; name an LLM one"
+                " with --llm-analyzer)"
+                if by_analyzer
+                else ""
+            )
         )
-    rows = await data.group_rows(conn, by, max_groups)
+    rows = await data.group_rows(conn, by, max_groups, llm_types)
     if not rows:
         what = "a release date" if by == "year" else "an artist"
         raise ReportError(f"no analyzed track has {what}: nothing to group by {by}")
     keys = [r["grp"] for r in rows]
-    themes = await data.group_themes(conn, by, keys)
+    themes = await data.group_themes(conn, by, keys, llm_types)
     lyrics = await data.group_lyrics_sample(conn, by, keys, LYRICS_PER_GROUP, seed)
-    sampled = await data.cluster_sample(conn, sample, seed)
-    return trends.build(
+    sampled = await data.cluster_sample(conn, sample, seed, llm_types)
+    report, cl = trends.build(
         by, counts, rows, themes, lyrics, sampled, k=k, seed=seed, per_group_sample=LYRICS_PER_GROUP
     )
+    report["llm_analyzers"] = llm_types
+    read_as = {"algorithmic": "algorithmic", "emotion": "emotion"} | dict.fromkeys(llm_types, "llm")
+    # Every analyzer with results, and what the report read it as (None: counted only
+    # here; a legacy rule-based or emotion model is another instrument than ours).
+    report["analyzers"] = {
+        name: {
+            "tracks": n,
+            "legacy": name in LEGACY_ANALYZERS,
+            "kind": LEGACY_ANALYZERS.get(name, name),
+            "read_as": read_as.get(name),
+        }
+        for name, n in by_analyzer.items()
+    }
+    return report, cl
 
 
 async def llm_report(
@@ -77,3 +105,31 @@ async def llm_report(
         if pairs:
             comparisons.append(agreement.packing(k, other, pairs))
     return agreement.build(run, k, ledger, fallbacks, rows, comparisons), rows
+
+
+async def llm_analyzer_report(
+    conn: asyncpg.Connection, analyzer: str, version: str | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The agreement report of one analyzer's labels, without a run: e.g. the adopted
+    `qwen-3-4b-fp8` (read through the legacy mapping), or `llm` over all its runs. No
+    run ledger, so no outcomes, tokens paid or packing: the labels against the free
+    analyzers on the same tracks, and their distributions."""
+    versions = await data.analyzer_versions(conn, analyzer)
+    if not versions:
+        names = await data.analyzer_counts(conn)
+        there = ", ".join(names) if names else "none (this database has no results yet)"
+        raise ReportError(f"no results of analyzer {analyzer!r}; analyzers with results: {there}")
+    if version is not None and version not in versions:
+        raise ReportError(
+            f"analyzer {analyzer!r} has no results of version {version!r}; its versions:"
+            f" {', '.join(versions)}"
+        )
+    rows = await data.analyzer_rows(conn, analyzer, version)
+    source = {
+        "analyzer_type": analyzer,
+        "model_version": version,
+        "versions": {version: versions[version]} if version is not None else versions,
+        "legacy": analyzer in LEGACY_ANALYZERS,
+        "kind": LEGACY_ANALYZERS.get(analyzer, analyzer),
+    }
+    return agreement.build_for_analyzer(source, rows), rows

@@ -5,16 +5,31 @@ so the same corpus gives the same report."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
+from analyzer_runtime import legacy_labels as legacy
 from analyzer_runtime.analyzers.emotion import EMOTIONS
 
 # The newest result of an analyzer per track (a track may have several versions).
 _LATEST = """SELECT DISTINCT ON (track_id) * FROM analysis_results
               WHERE analyzer_type = '{kind}' ORDER BY track_id, created_at DESC, id DESC"""
+
+
+def _latest_llm(param: str) -> str:
+    """Per track, the LLM labels of the first of the analyzer types in `param` (a text[]
+    parameter: this project's `llm` and adopted ones such as `qwen-3-4b-fp8`, in order of
+    preference; newest first within one), read through legacy_labels' mapping."""
+    return f"""SELECT DISTINCT ON (r.track_id) r.track_id, r.analyzer_type,
+                   {legacy.sentiment_sql("r")} AS sentiment,
+                   {legacy.themes_sql("r")} AS themes,
+                   {legacy.quality_sql("r")} AS quality
+              FROM analysis_results r WHERE r.analyzer_type = ANY({param}::text[])
+             ORDER BY r.track_id, array_position({param}::text[], r.analyzer_type::text),
+                      r.created_at DESC, r.id DESC"""
 
 
 def _group_expr(by: str) -> str:
@@ -25,15 +40,34 @@ def _group_expr(by: str) -> str:
     raise ValueError(f"unknown grouping {by!r}: year or artist")
 
 
-async def result_counts(conn: asyncpg.Connection) -> dict[str, int]:
+async def analyzer_counts(conn: asyncpg.Connection) -> dict[str, int]:
+    """Tracks with a result, per analyzer_type (adopted legacy ones included)."""
     rows = await conn.fetch(
         "SELECT analyzer_type, count(DISTINCT track_id) AS n FROM analysis_results"
-        " WHERE analyzer_type IN ('algorithmic', 'emotion', 'llm') GROUP BY 1"
+        " GROUP BY 1 ORDER BY 1"
     )
     return {r["analyzer_type"]: r["n"] for r in rows}
 
 
-async def group_rows(conn: asyncpg.Connection, by: str, max_groups: int) -> list[dict[str, Any]]:
+async def result_counts(
+    conn: asyncpg.Connection, llm_types: Sequence[str], by_analyzer: dict[str, int]
+) -> dict[str, int]:
+    """Analyzed tracks per kind the trend report reads: algorithmic, emotion and llm
+    (tracks with a result of any of `llm_types`)."""
+    counts = {k: by_analyzer[k] for k in ("algorithmic", "emotion") if by_analyzer.get(k)}
+    n_llm = await conn.fetchval(
+        "SELECT count(DISTINCT track_id) FROM analysis_results"
+        " WHERE analyzer_type = ANY($1::text[])",
+        list(llm_types),
+    )
+    if n_llm:
+        counts["llm"] = n_llm
+    return counts
+
+
+async def group_rows(
+    conn: asyncpg.Connection, by: str, max_groups: int, llm_types: Sequence[str]
+) -> list[dict[str, Any]]:
     """Per group (release year, or artist: the `max_groups` with most analyzed tracks):
     track counts, mean VADER compound, LLM sentiment label counts and mean quality,
     mean NRC emotion polarity and per-emotion scores. One aggregate query."""
@@ -44,7 +78,7 @@ async def group_rows(conn: asyncpg.Connection, by: str, max_groups: int) -> list
     sql = f"""
         WITH alg AS ({_LATEST.format(kind="algorithmic")}),
              emo AS ({_LATEST.format(kind="emotion")}),
-             llm AS ({_LATEST.format(kind="llm")})
+             llm AS ({_latest_llm("$1")})
         SELECT {g} AS grp,
                count(*) AS tracks,
                count(alg.track_id) AS n_algorithmic,
@@ -60,7 +94,7 @@ async def group_rows(conn: asyncpg.Connection, by: str, max_groups: int) -> list
                count(*) FILTER (WHERE llm.sentiment = 'negative') AS llm_negative,
                count(*) FILTER (WHERE llm.sentiment = 'neutral') AS llm_neutral,
                count(*) FILTER (WHERE llm.sentiment = 'mixed') AS llm_mixed,
-               avg((llm.analysis_data->>'quality')::float) AS llm_quality
+               avg(llm.quality) AS llm_quality
           FROM tracks t
           LEFT JOIN alg ON alg.track_id = t.id
           LEFT JOIN emo ON emo.track_id = t.id
@@ -68,7 +102,7 @@ async def group_rows(conn: asyncpg.Connection, by: str, max_groups: int) -> list
          WHERE {g} IS NOT NULL
            AND (alg.track_id IS NOT NULL OR emo.track_id IS NOT NULL OR llm.track_id IS NOT NULL)
          GROUP BY 1"""
-    rows = [dict(r) for r in await conn.fetch(sql)]
+    rows = [dict(r) for r in await conn.fetch(sql, list(llm_types))]
     if by == "artist":
         rows.sort(key=lambda r: (-r["tracks"], r["grp"]))
         rows = rows[:max_groups]
@@ -77,18 +111,19 @@ async def group_rows(conn: asyncpg.Connection, by: str, max_groups: int) -> list
 
 
 async def group_themes(
-    conn: asyncpg.Connection, by: str, groups: list[str]
+    conn: asyncpg.Connection, by: str, groups: list[str], llm_types: Sequence[str]
 ) -> dict[str, dict[str, int]]:
-    """LLM theme counts per group (newest llm result per track)."""
+    """LLM theme counts per group (one LLM result per track, as in group_rows)."""
     g = _group_expr(by)
     rows = await conn.fetch(
-        f"""WITH llm AS ({_LATEST.format(kind="llm")})
+        f"""WITH llm AS ({_latest_llm("$2")})
             SELECT {g} AS grp, theme, count(*) AS n
               FROM llm JOIN tracks t ON t.id = llm.track_id,
                    jsonb_array_elements_text(llm.themes) AS theme
              WHERE {g} = ANY($1::text[])
              GROUP BY 1, 2""",
         groups,
+        list(llm_types),
     )
     out: dict[str, dict[str, int]] = {}
     for r in rows:
@@ -130,7 +165,9 @@ class ClusterSample:
     population: int  # how many tracks the sample was drawn from
 
 
-async def cluster_sample(conn: asyncpg.Connection, size: int, seed: int) -> ClusterSample:
+async def cluster_sample(
+    conn: asyncpg.Connection, size: int, seed: int, llm_types: Sequence[str]
+) -> ClusterSample:
     """A deterministic sample of analyzed tracks: with their embeddings when an
     `embedding` run stored any (the model with most vectors), else lyrics only."""
     import numpy as np
@@ -140,7 +177,7 @@ async def cluster_sample(conn: asyncpg.Connection, size: int, seed: int) -> Clus
     )
     common = f"""
         WITH alg AS ({_LATEST.format(kind="algorithmic")}),
-             llm AS ({_LATEST.format(kind="llm")})
+             llm AS ({_latest_llm("$3")})
         SELECT t.id, t.lyrics, {{vec}} AS vec,
                (alg.analysis_data->'sentiment'->>'compound')::float AS compound,
                llm.themes AS themes
@@ -150,9 +187,9 @@ async def cluster_sample(conn: asyncpg.Connection, size: int, seed: int) -> Clus
          WHERE t.lyrics IS NOT NULL AND {{where}}
          ORDER BY md5(t.id::text || $1) LIMIT $2"""
     if model is not None:
-        join = "JOIN track_embeddings e ON e.track_id = t.id AND e.model = $3"
+        join = "JOIN track_embeddings e ON e.track_id = t.id AND e.model = $4"
         sql = common.format(vec="e.embedding::text", join=join, where="true")
-        rows = await conn.fetch(sql, str(seed), size, model)
+        rows = await conn.fetch(sql, str(seed), size, list(llm_types), model)
         population = await conn.fetchval(
             "SELECT count(*) FROM track_embeddings WHERE model = $1", model
         )
@@ -161,7 +198,7 @@ async def cluster_sample(conn: asyncpg.Connection, size: int, seed: int) -> Clus
     else:
         where = "EXISTS (SELECT 1 FROM analysis_results r WHERE r.track_id = t.id)"
         sql = common.format(vec="NULL", join="", where=where)
-        rows = await conn.fetch(sql, str(seed), size)
+        rows = await conn.fetch(sql, str(seed), size, list(llm_types))
         population = await conn.fetchval(
             f"SELECT count(*) FROM tracks t WHERE t.lyrics IS NOT NULL AND {where}"
         )
@@ -263,36 +300,47 @@ def _llm_columns(t: str = "r", prefix: str = "") -> str:
     coalesce(({t}.analysis_data->>'truncated')::bool, false) AS {prefix}truncated"""
 
 
-async def llm_rows(conn: asyncpg.Connection, run_id: int, version: str) -> list[dict[str, Any]]:
-    """The run's llm results with the same tracks' newest algorithmic and emotion ones."""
+def _label_columns(t: str = "r") -> str:
+    """_llm_columns for any analyzer's row, this project's llm or an adopted legacy LLM:
+    the labels through legacy_labels' mapping, the transport fields only where they are
+    JSON numbers/booleans (legacy analysis_data is free-form: nothing here can fail)."""
+    ad = f"{t}.analysis_data"
+    return f"""{legacy.sentiment_sql(t)} AS sentiment, {t}.confidence::float AS confidence,
+    {legacy.themes_sql(t)} AS themes, {legacy.complexity_sql(t)} AS complexity,
+    {legacy.quality_sql(t)} AS quality,
+    ({legacy.json_number(t, "tokens", "prompt", lo=0, hi=2**31 - 1)})::int AS tokens_prompt,
+    ({legacy.json_number(t, "tokens", "completion", lo=0, hi=2**31 - 1)})::int
+        AS tokens_completion,
+    ({legacy.json_number(t, "tracks_per_request", lo=1, hi=1000)})::int AS pack,
+    coalesce({ad}->'repaired' = 'true'::jsonb, false) AS repaired,
+    coalesce({ad}->'truncated' = 'true'::jsonb, false) AS truncated"""
+
+
+def _free_analyzers(r: str = "r") -> tuple[str, str]:
+    """(columns, LATERAL joins): the newest algorithmic and emotion results of the track
+    of row `r`, as the llm report compares them."""
     emo_cols = ", ".join(
         f"(emo.analysis_data->'scores'->>'{e}')::float AS emo_{e}" for e in EMOTIONS
     )
-    rows = await conn.fetch(
-        f"""SELECT r.track_id, {_llm_columns()},
-                   (alg.analysis_data->'sentiment'->>'compound')::float AS compound,
+    cols = f"""(alg.analysis_data->'sentiment'->>'compound')::float AS compound,
                    alg.sentiment AS vader_label,
                    alg.complexity_score::float AS alg_complexity,
                    emo.sentiment AS emo_label, emo.analysis_data->>'dominant' AS emo_dominant,
-                   {emo_cols}
-              FROM run_items i
-              JOIN analysis_results r ON r.track_id = i.item_id
-                   AND r.analyzer_type = 'llm' AND r.model_version = $2
-              LEFT JOIN LATERAL (
+                   {emo_cols}"""
+    joins = f"""LEFT JOIN LATERAL (
                    SELECT * FROM analysis_results a
-                    WHERE a.track_id = r.track_id AND a.analyzer_type = 'algorithmic'
+                    WHERE a.track_id = {r}.track_id AND a.analyzer_type = 'algorithmic'
                       AND NOT a.analysis_data ? 'fallback_for'
                     ORDER BY a.created_at DESC, a.id DESC LIMIT 1) alg ON true
               LEFT JOIN LATERAL (
                    SELECT * FROM analysis_results a
-                    WHERE a.track_id = r.track_id AND a.analyzer_type = 'emotion'
+                    WHERE a.track_id = {r}.track_id AND a.analyzer_type = 'emotion'
                       AND NOT a.analysis_data ? 'fallback_for'
-                    ORDER BY a.created_at DESC, a.id DESC LIMIT 1) emo ON true
-             WHERE i.run_id = $1
-             ORDER BY r.track_id""",
-        run_id,
-        version,
-    )
+                    ORDER BY a.created_at DESC, a.id DESC LIMIT 1) emo ON true"""
+    return cols, joins
+
+
+def _with_emotions(rows: Sequence[asyncpg.Record]) -> list[dict[str, Any]]:
     out = []
     for r in rows:
         d = dict(r)
@@ -300,6 +348,55 @@ async def llm_rows(conn: asyncpg.Connection, run_id: int, version: str) -> list[
         d["emotions"] = {e: d.pop(f"emo_{e}") for e in EMOTIONS}
         out.append(d)
     return out
+
+
+async def llm_rows(conn: asyncpg.Connection, run_id: int, version: str) -> list[dict[str, Any]]:
+    """The run's llm results with the same tracks' newest algorithmic and emotion ones."""
+    cols, joins = _free_analyzers()
+    rows = await conn.fetch(
+        f"""SELECT r.track_id, {_llm_columns()},
+                   {cols}
+              FROM run_items i
+              JOIN analysis_results r ON r.track_id = i.item_id
+                   AND r.analyzer_type = 'llm' AND r.model_version = $2
+              {joins}
+             WHERE i.run_id = $1
+             ORDER BY r.track_id""",
+        run_id,
+        version,
+    )
+    return _with_emotions(rows)
+
+
+async def analyzer_versions(conn: asyncpg.Connection, analyzer: str) -> dict[str, int]:
+    """Results of `analyzer` per model_version (empty: the analyzer has none)."""
+    rows = await conn.fetch(
+        """SELECT model_version, count(*) AS n FROM analysis_results
+            WHERE analyzer_type = $1 GROUP BY 1 ORDER BY 1""",
+        analyzer,
+    )
+    return {r["model_version"]: r["n"] for r in rows}
+
+
+async def analyzer_rows(
+    conn: asyncpg.Connection, analyzer: str, version: str | None
+) -> list[dict[str, Any]]:
+    """The labels of one analyzer (every version - the newest result per track - or
+    one), read through legacy_labels' mapping, with the same tracks' newest algorithmic
+    and emotion results."""
+    cols, joins = _free_analyzers()
+    rows = await conn.fetch(
+        f"""SELECT r.track_id, r.model_version, {_label_columns()},
+                   {cols}
+              FROM (SELECT DISTINCT ON (track_id) * FROM analysis_results
+                     WHERE analyzer_type = $1 AND ($2::text IS NULL OR model_version = $2)
+                     ORDER BY track_id, created_at DESC, id DESC) r
+              {joins}
+             ORDER BY r.track_id""",
+        analyzer,
+        version,
+    )
+    return _with_emotions(rows)
 
 
 async def other_llm_versions(conn: asyncpg.Connection, run: dict[str, Any]) -> list[dict[str, Any]]:

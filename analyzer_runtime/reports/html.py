@@ -136,6 +136,27 @@ def trends_html(report: dict[str, Any], cl: Clusters) -> str:
             ),
         ),
     ]
+    analyzers = report.get("analyzers") or {}
+    if analyzers:
+        parts += [
+            "<h2>Analyzers in this database</h2>",
+            '<p class="note">Tracks with a result, per analyzer type. Read as LLM labels: '
+            + escape(", ".join(report.get("llm_analyzers") or []))
+            + " (adopted ones through the legacy mapping, README &quot;Legacy labels&quot;);"
+            " a legacy rule-based or emotion analyzer is only counted.</p>",
+            _table(
+                ["analyzer_type", "tracks", "legacy", "read as"],
+                (
+                    [
+                        escape(name),
+                        a["tracks"],
+                        "yes" if a["legacy"] else "no",
+                        escape(a["read_as"] or "counted only"),
+                    ]
+                    for name, a in analyzers.items()
+                ),
+            ),
+        ]
     parts.append(f"<h2>Per {escape(by)}</h2>")
     parts.append(
         _table(
@@ -161,7 +182,66 @@ def trends_html(report: dict[str, Any], cl: Clusters) -> str:
     )
 
 
+def _agreement_parts(report: dict[str, Any], rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The sections both forms of the llm report share: sentiment, themes, scores."""
+    s = report["sentiment"]
+    return [
+        "<h2>Sentiment: LLM vs VADER and NRC</h2>",
+        f'<p class="note">LLM label as {escape(s["llm_score"])} against the VADER compound of'
+        f" the algorithmic analyzer on {s['tracks']} tracks: Pearson"
+        f" {_fmt(s['vs_vader_compound']['pearson'])}, Spearman"
+        f" {_fmt(s['vs_vader_compound']['spearman'])}; same label as VADER on"
+        f" {_fmt(s['label_agreement_vader'])} of the tracks both call positive/negative/neutral,"
+        f" as NRC on {_fmt(s['label_agreement_emotion'])}.</p>",
+        _img(charts.sentiment_vs_vader(report, rows), "sentiment vs VADER"),
+        "<h2>Themes vs NRC emotions</h2>",
+        _img(charts.themes_emotions_heatmap(report), "themes vs emotions"),
+        "<h2>Score distributions</h2>",
+        _img(charts.score_distributions(report), "score distributions"),
+    ]
+
+
+def llm_analyzer_html(report: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str:
+    """`report llm --analyzer`: an analyzer's labels (an adopted legacy LLM's too)."""
+    charts.require()
+    a = report["analyzer"]
+    o = report["outcomes"]
+    s = report["sentiment"]
+    which = f"version {a['model_version']}" if a["model_version"] else "all versions"
+    parts = [
+        _cards(
+            [
+                ("tracks labelled", a["tracks"]),
+                ("with a quality label", o["with_quality"]),
+                ("with a complexity label", o["with_complexity"]),
+                ("compared with VADER", s["tracks"]),
+                ("Spearman vs VADER", s["vs_vader_compound"]["spearman"]),
+            ]
+        ),
+        '<p class="note">'
+        + (
+            "Adopted from the original platform: labels read through the legacy mapping"
+            " (README &quot;Legacy labels&quot;). "
+            if a["legacy"]
+            else ""
+        )
+        + "No run ledger: no outcomes, tokens paid or packing comparison.</p>",
+        _table(
+            ["model_version", "results"],
+            ([escape(v), n] for v, n in a["versions"].items()),
+        ),
+        *_agreement_parts(report, rows),
+    ]
+    return _page(
+        f"rap-analyzer: LLM agreement of analyzer {a['analyzer_type']}",
+        f"{which} · {a['tracks']} tracks",
+        "".join(parts),
+    )
+
+
 def llm_html(report: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str:
+    if report["run"] is None:
+        return llm_analyzer_html(report, rows)
     charts.require()
     run = report["run"]
     o = report["outcomes"]
@@ -178,18 +258,7 @@ def llm_html(report: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str:
                 ("Spearman vs VADER", s["vs_vader_compound"]["spearman"]),
             ]
         ),
-        "<h2>Sentiment: LLM vs VADER and NRC</h2>",
-        f'<p class="note">LLM label as {escape(s["llm_score"])} against the VADER compound of'
-        f" the algorithmic analyzer on {s['tracks']} tracks: Pearson"
-        f" {_fmt(s['vs_vader_compound']['pearson'])}, Spearman"
-        f" {_fmt(s['vs_vader_compound']['spearman'])}; same label as VADER on"
-        f" {_fmt(s['label_agreement_vader'])} of the tracks both call positive/negative/neutral,"
-        f" as NRC on {_fmt(s['label_agreement_emotion'])}.</p>",
-        _img(charts.sentiment_vs_vader(report, rows), "sentiment vs VADER"),
-        "<h2>Themes vs NRC emotions</h2>",
-        _img(charts.themes_emotions_heatmap(report), "themes vs emotions"),
-        "<h2>Score distributions</h2>",
-        _img(charts.score_distributions(report), "score distributions"),
+        *_agreement_parts(report, rows),
         "<h2>Outcomes</h2>",
         _table(
             ["state", "items"],

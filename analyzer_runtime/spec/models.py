@@ -34,6 +34,7 @@ from analyzer_runtime.spec.base import PostgresTextModel, SecretKeyRef, SpecMode
 from analyzer_runtime.spec.llm_models import CircuitBreakerOptions, LLMOptions, TokenPrices
 from analyzer_runtime.spec.pod_template import PodTemplate, ResourceRequirements, Toleration
 from analyzer_runtime.spec.types import (
+    ANALYZER_TYPE_MAX_LENGTH,
     ANALYZER_VERSIONS,
     API_GROUP,
     API_VERSION,
@@ -134,6 +135,10 @@ class IdRange(SpecModel):
         return v
 
 
+# selection.skipAnalyzedBy: a few analyzer types (the original platform had seven).
+MAX_SKIP_ANALYZED_BY = 32
+
+
 class Selection(SpecModel):
     """Which tracks the run analyzes. All filters combine with AND."""
 
@@ -160,6 +165,17 @@ class Selection(SpecModel):
         min_length=1,
         description="Only tracks a ScrapeJob inserted or updated (its metadata.uid); set by "
         "the operator on the AnalysisRun it chains from a ScrapeJob's spec.analyze.",
+    )
+    skip_analyzed_by: (
+        list[Annotated[str, Field(min_length=1, max_length=ANALYZER_TYPE_MAX_LENGTH)]] | None
+    ) = Field(
+        default=None,
+        max_length=MAX_SKIP_ANALYZED_BY,
+        description="Also skip tracks that already have a result of any of these analyzer "
+        "types, in any version (analysis_results.analyzer_type, exactly as stored). E.g. "
+        "[qwen-3-4b-fp8] in an llm run: tracks the original platform's Qwen labelled (an "
+        "adopted database keeps its legacy analyzer names) are not analyzed and paid for "
+        "again.",
     )
 
 
