@@ -389,3 +389,69 @@ def test_adopt_a_database_with_only_some_of_the_columns(
     assert cli("seed", "5", db_url=url).returncode == 0
     [n] = asyncio.run(fetch(url, "SELECT count(*) FROM tracks"))
     assert n[0] == 45
+
+
+ALGORITHMIC = """
+apiVersion: rapanalyzer.io/v1alpha1
+kind: AnalysisRun
+metadata: {name: after-adoption}
+spec:
+  analyzer: algorithmic
+  shards: 2
+  batchSize: 200
+  selection: {onlyMissing: true}
+"""
+
+LLM = """
+apiVersion: rapanalyzer.io/v1alpha1
+kind: AnalysisRun
+metadata: {name: llm-not-twice}
+spec:
+  analyzer: llm
+  llm: {provider: novita, apiKeySecretRef: {name: novita, key: apiKey}}
+  shards: 2
+  selection:
+    onlyMissing: true
+    skipAnalyzedBy: [qwen-3-4b-fp8]
+"""
+
+
+def test_an_adopted_corpus_runs_and_its_legacy_labels_count(
+    make_empty_db: Callable[[], str], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = legacy_db(make_empty_db)
+    # Qwen labelled all but the last 100 tracks.
+    asyncio.run(
+        fetch(
+            url,
+            "DELETE FROM analysis_results WHERE analyzer_type = 'qwen-3-4b-fp8' AND track_id > $1",
+            N_TRACKS - 100,
+        )
+    )
+    assert cli("db", "adopt", db_url=url).returncode == 0
+    algo = tmp_path / "algorithmic.yaml"
+    algo.write_text(ALGORITHMIC)
+    r = cli("run", str(algo), "--no-progress", db_url=url)
+    assert r.returncode == 0, r.stderr
+    assert "Succeeded" in r.stdout
+    [n] = asyncio.run(
+        fetch(url, "SELECT count(*) FROM analysis_results WHERE analyzer_type = 'algorithmic'")
+    )
+    assert n[0] == N_TRACKS  # every adopted track, once (next to simplified_features)
+
+    # An llm run told that qwen-3-4b-fp8's labels count selects only the tracks it missed.
+    from analyzer_runtime.planner import plan_manifest
+    from analyzer_runtime.spec import load_manifest
+
+    monkeypatch.setenv("NOVITA_API_KEY", "not-used-by-planning")
+
+    async def plan() -> set[int]:
+        conn = await asyncpg.connect(url)
+        try:
+            p = await plan_manifest(conn, load_manifest(LLM.encode()), "uid-llm")
+            rows = await conn.fetch("SELECT item_id FROM run_items WHERE run_id = $1", p.run.id)
+            return {r["item_id"] for r in rows}
+        finally:
+            await conn.close()
+
+    assert asyncio.run(plan()) == set(range(N_TRACKS - 100 + 1, N_TRACKS + 1))
