@@ -32,6 +32,7 @@ from analyzer_runtime.commands.common import (
 )
 from analyzer_runtime.commands.db import db_app
 from analyzer_runtime.commands.export import export_app
+from analyzer_runtime.commands.importer import import_cmd
 from analyzer_runtime.commands.model import model_app
 from analyzer_runtime.commands.report import report_app
 from analyzer_runtime.commands.search import search_cmd, serve, similar_cmd
@@ -82,6 +83,9 @@ def seed(
     t0 = time.perf_counter()
     new = _with_db(go)
     out.print(f"seeded {n} tracks ({new} new) in {time.perf_counter() - t0:.1f}s")
+
+
+app.command("import")(import_cmd)  # `import` is a keyword: the function has another name
 
 
 def _load(path: Path) -> Any:
