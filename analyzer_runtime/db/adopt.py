@@ -39,26 +39,20 @@ from typing import Any
 import asyncpg
 
 from analyzer_runtime.db import migrate as migrations
+from analyzer_runtime.db.adopt_fixes import (
+    FILL,
+    LEGACY_VERSION,
+    UNKNOWN_ANALYZER,
+    fix_sql,
+    value_fixes,
+    varchar_width,
+)
 from analyzer_runtime.db.schema_shape import TableShape, baseline_shapes, describe
 
 TABLES = ["tracks", "analysis_results"]
 DUPLICATES = "analysis_results_legacy_duplicates"
 GENIUS_IDS = "tracks_legacy_genius_ids"
-LEGACY_VERSION = "legacy"
-UNKNOWN_ANALYZER = "unknown"
 ACTIVE_STATES = ("planned", "running", "interrupted")
-
-# NULL in a column the new schema makes NOT NULL: the value it gets (SQL). Columns not
-# listed get the new schema's default.
-FILL = {
-    ("tracks", "title"): "''",
-    ("tracks", "artist"): "''",
-    ("tracks", "scraped_date"): "coalesce(created_at::timestamptz, now())",
-    ("tracks", "created_at"): "coalesce(scraped_date::timestamptz, now())",
-    ("analysis_results", "analyzer_type"): f"'{UNKNOWN_ANALYZER}'",
-    ("analysis_results", "model_version"): f"'{LEGACY_VERSION}'",
-}
-SCORES = ("confidence", "complexity_score")
 
 
 class AdoptRefused(Exception):
@@ -193,10 +187,6 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _lit(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 class Adoption:
     """One adoption of the database behind `conn` (a dedicated connection)."""
 
@@ -289,8 +279,8 @@ class Adoption:
         model_version) cannot become NULL: the user shortens it, adopt does not guess."""
         legacy = self.legacy["analysis_results"].columns
         for col in self.target["analysis_results"].columns.values():
-            width = _varchar_width(col.type)
-            if width is None or not col.not_null or _varchar_width(legacy[col.name].type) == width:
+            width = varchar_width(col.type)
+            if width is None or not col.not_null or varchar_width(legacy[col.name].type) == width:
                 continue
             n = await self.conn.fetchval(
                 f"SELECT count(*) FROM analysis_results WHERE length({_q(col.name)}) > {width}"
@@ -350,120 +340,17 @@ class Adoption:
             *args,
         )
 
-    async def _normalise_column(
-        self, column: str, kinds: dict[str, tuple[str, str]], new_value: str, span: str, *args: Any
-    ) -> None:
-        """Rewrite `column` where one of `kinds` ({kind: (condition, action)}, conditions
-        over the old value `v`, first match wins) holds, to `new_value` (SQL over `v`,
-        evaluated only for those rows); the old value is kept in
-        analysis_data.legacy.<column> when the kind's action says so."""
-        case = " ".join(f"WHEN {cond} THEN '{kind}'" for kind, (cond, _) in kinds.items())
-        keep = [k for k, (_, action) in kinds.items() if "kept in" in action]
-        # analysis_data itself is only ever wrapped, never kept beside itself.
-        legacy_kept = (
-            f""", analysis_data = CASE WHEN hit.kind IN ({", ".join(_lit(k) for k in keep)})
-                THEN jsonb_set(coalesce(a.analysis_data, '{{}}'), '{{legacy}}',
-                     coalesce(a.analysis_data->'legacy', '{{}}')
-                     || jsonb_build_object({_lit(column)}, to_jsonb(hit.v)))
-                ELSE a.analysis_data END"""
-            if keep and column != "analysis_data"
-            else ""
-        )
-        rows = await self.conn.fetch(
-            f"""WITH base AS (SELECT id, {_q(column)} AS v FROM analysis_results WHERE {span}),
-                hit AS (SELECT id, v, kind, CASE WHEN kind IS NOT NULL THEN {new_value} END AS nv
-                        FROM (SELECT id, v, CASE {case} END AS kind FROM base) k
-                        WHERE kind IS NOT NULL),
-                upd AS (
-                    UPDATE analysis_results a
-                    SET {_q(column)} = hit.nv{legacy_kept}
-                    FROM hit WHERE a.id = hit.id)
-                SELECT kind, count(*) AS n FROM hit GROUP BY kind""",
-            *args,
-        )
-        for r in rows:
-            kind = r["kind"]
-            self.report.count("analysis_results", f"{column}: {kind}", r["n"], kinds[kind][1])
-
     async def normalise(self, lo: int | None = None, hi: int | None = None) -> None:
-        span = "true" if lo is None else "id >= $1 AND id < $2"
-        args = () if lo is None else (lo, hi)
-        legacy = self.legacy["analysis_results"].columns
-        target = self.target["analysis_results"].columns
-        # analysis_data first: the others keep originals in it, which needs an object.
-        await self._normalise_column(
-            "analysis_data",
-            {
-                "not a JSON object": (
-                    "v IS NOT NULL AND jsonb_typeof(v::jsonb) <> 'object'",
-                    'wrapped as {"legacy": {"analysis_data": <value>}}',
-                )
-            },
-            "jsonb_build_object('legacy', jsonb_build_object('analysis_data', v::jsonb))",
-            span,
-            *args,
+        fixes = value_fixes(
+            self.legacy["analysis_results"].columns, self.target["analysis_results"].columns
         )
-        if legacy["themes"].type != target["themes"].type:
-            await self._normalise_column(
-                "themes",
-                {
-                    "JSON string": (
-                        "v IS JSON SCALAR AND v ~ '^\\s*\"'",
-                        "became a one-element JSON array",
-                    ),
-                    "empty text": ("btrim(v) = ''", "became []"),
-                    "plain text": (
-                        "v IS NOT NULL AND NOT v IS JSON ARRAY",
-                        "became a one-element JSON array of the text (original kept in analysis_data.legacy)",
-                    ),
-                },
-                "CASE WHEN v IS JSON SCALAR AND v ~ '^\\s*\"'"
-                " THEN jsonb_build_array(v::jsonb #>> '{}')::text"
-                " WHEN btrim(v) = '' THEN '[]' ELSE jsonb_build_array(v)::text END",
-                span,
-                *args,
-            )
-        for col in SCORES:
-            if legacy[col].type == target[col].type:
-                continue
-            await self._normalise_column(
-                col,
-                {
-                    "out of range 0-1": (
-                        "v < 0 OR v > 1",
-                        "set to NULL (original kept in analysis_data.legacy)",
-                    ),
-                    "more than 4 decimals": (
-                        "round(v::numeric, 4) <> v::numeric",
-                        "rounded to 4 decimals (original kept in analysis_data.legacy)",
-                    ),
-                },
-                "CASE WHEN v < 0 OR v > 1 THEN NULL ELSE v END",
-                span,
-                *args,
-            )
-        for col in target.values():
-            width = _varchar_width(col.type)
-            if (
-                width is None
-                or col.name not in legacy
-                or _varchar_width(legacy[col.name].type) == width
-            ):
-                continue
-            if col.not_null:
-                continue  # refused in prepare() when too long
-            await self._normalise_column(
-                col.name,
-                {
-                    f"longer than {width} characters": (
-                        f"length(v) > {width}",
-                        "set to NULL (original kept in analysis_data.legacy)",
-                    )
-                },
-                "NULL",
-                span,
-                *args,
-            )
+        span = "true" if lo is None else "id >= $1 AND id < $2"
+        rows = await self.conn.fetch(fix_sql(fixes, span), *(() if lo is None else (lo, hi)))
+        cols = list(fixes)
+        for r in rows:
+            column = cols[r["col"]]
+            action = next(f.action for f in fixes[column] if f.kind == r["kind"])
+            self.report.count("analysis_results", f"{column}: {r['kind']}", r["n"], action)
 
     async def move_genius_ids(self) -> None:
         if "tracks_genius_id_key" in self.legacy["tracks"].constraints:
@@ -536,7 +423,7 @@ class Adoption:
                 sets.append(
                     f"{_q(c.name)} = coalesce({_q(c.name)}, ({fill})::{legacy[c.name].type})"
                 )
-                self.report.count(t, f"{c.name} NULL", n, f"set to {fill}")
+                self.report.count(t, f"{c.name}: NULL", n, f"set to {fill}")
             if sets:
                 where = " OR ".join(f"{_q(c.name)} IS NULL" for c in tightened)
                 await self.conn.execute(f"UPDATE {t} SET {', '.join(sets)} WHERE {where}")
@@ -548,11 +435,13 @@ class Adoption:
                 if default is not None:
                     clauses.append(f"ALTER COLUMN {_q(col.name)} DROP DEFAULT")
                     default = None
+                # timestamp -> timestamptz by the plain cast reads the value in the
+                # session's TimeZone, what NOW() wrote it in (and with UTC, Postgres
+                # skips the rewrite).
                 using = f"{_q(col.name)}::{col.type}"
-                note = ""
-                if old.type.startswith("timestamp without"):
-                    using = f"{_q(col.name)} AT TIME ZONE current_setting('TimeZone')"
-                    note = " (read in the server's time zone)"
+                note = (
+                    " (read in the server's time zone)" if "without time zone" in old.type else ""
+                )
                 clauses.append(f"ALTER COLUMN {_q(col.name)} TYPE {col.type} USING {using}")
                 self.report.schema.append(f"{t}.{col.name}: {old.type} -> {col.type}{note}")
             if col.default != default:
@@ -621,12 +510,6 @@ class Adoption:
                 if i.name not in self.target[t].indexes and i.method_and_columns not in targets]  # fmt: skip
         if kept:
             self.report.kept_legacy.append(f"{t} indexes {', '.join(kept)}")
-
-
-def _varchar_width(type_: str) -> int | None:
-    if type_.startswith("character varying(") and type_.endswith(")"):
-        return int(type_[len("character varying(") : -1])
-    return None
 
 
 async def adopt(

@@ -143,7 +143,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(make_empty_db: Callable[[],
     )
     assert changes["confidence: out of range 0-1"] == row["conf"] > 0
     assert changes["themes: plain text"] == row["text_themes"] > 0
-    assert changes["model_version NULL"] == row["nullv"] > 0
+    assert changes["model_version: NULL"] == row["nullv"] > 0
     assert changes["orphan analyses: mock_analyzer_v1"] == 1
     assert changes["genius_id shared with an earlier track"] == N_TRACKS // 997
     assert any("themes: text -> jsonb" in s for s in report["schema"])
