@@ -33,7 +33,6 @@ import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -47,11 +46,10 @@ from analyzer_runtime.db.adopt_fixes import (
     value_fixes,
     varchar_width,
 )
+from analyzer_runtime.db.adopt_report import DUPLICATES, GENIUS_IDS, Report, counts, has_table
 from analyzer_runtime.db.schema_shape import TableShape, baseline_shapes, describe
 
 TABLES = ["tracks", "analysis_results"]
-DUPLICATES = "analysis_results_legacy_duplicates"
-GENIUS_IDS = "tracks_legacy_genius_ids"
 ACTIVE_STATES = ("planned", "running", "interrupted")
 
 
@@ -63,67 +61,17 @@ class _DryRun(Exception):
     pass
 
 
-@dataclass
-class Change:
-    table: str
-    kind: str
-    rows: int
-    action: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"table": self.table, "kind": self.kind, "rows": self.rows, "action": self.action}
-
-
-@dataclass
-class Report:
-    state: str  # legacy | adopted | empty (fresh database: migrated) | current
-    dry_run: bool = False
-    before: dict[str, Any] = field(default_factory=dict)
-    after: dict[str, Any] = field(default_factory=dict)
-    changes: list[Change] = field(default_factory=list)
-    schema: list[str] = field(default_factory=list)  # DDL in words: columns, types, ...
-    kept_legacy: list[str] = field(default_factory=list)  # legacy constraints/indexes kept
-    migrations: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def count(self, table: str, kind: str, rows: int, action: str) -> None:
-        if rows <= 0:
-            return
-        for c in self.changes:
-            if (c.table, c.kind, c.action) == (table, kind, action):
-                c.rows += rows
-                return
-        self.changes.append(Change(table, kind, rows, action))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "state": self.state,
-            "dry_run": self.dry_run,
-            "before": self.before,
-            "after": self.after,
-            "changes": [c.to_dict() for c in self.changes],
-            "schema": self.schema,
-            "kept_legacy": self.kept_legacy,
-            "migrations": self.migrations,
-            "seconds": round(self.seconds, 2),
-        }
-
-
-async def _has_table(conn: asyncpg.Connection, name: str) -> bool:
-    return bool(await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name))
-
-
 async def layout(conn: asyncpg.Connection) -> str:
     """'current' (0001 recorded), 'legacy' (the platform's tables, not ours) or 'empty'."""
     if 1 in await migrations.applied(conn):
         return "current"
-    if await _has_table(conn, "tracks") or await _has_table(conn, "analysis_results"):
+    if await has_table(conn, "tracks") or await has_table(conn, "analysis_results"):
         return "legacy"
     return "empty"
 
 
 async def _refuse_active_runs(conn: asyncpg.Connection) -> None:
-    if not await _has_table(conn, "runs"):
+    if not await has_table(conn, "runs"):
         return
     rows = await conn.fetch(
         "SELECT kind, namespace, name, state FROM runs WHERE state = ANY($1::text[])"
@@ -136,51 +84,6 @@ async def _refuse_active_runs(conn: asyncpg.Connection) -> None:
             for r in rows
         )
         raise AdoptRefused(f"runs are active ({names}): let them finish or delete them, then adopt")
-
-
-async def _counts(conn: asyncpg.Connection) -> dict[str, Any]:
-    version = (
-        "coalesce(model_version, 'legacy')"
-        if await _column_exists(conn, "analysis_results", "model_version")
-        else "'legacy'::text"
-    )
-    counts: dict[str, Any] = {
-        "tracks": await conn.fetchval("SELECT count(*) FROM tracks"),
-        "analysis_results": 0,
-        "by_analyzer": {},
-    }
-    if not await _has_table(conn, "analysis_results"):
-        return counts
-    rows = await conn.fetch(
-        f"""SELECT coalesce(analyzer_type, '{UNKNOWN_ANALYZER}') AS a, count(*) AS n,
-                   count(DISTINCT (track_id, {version})) AS keys
-            FROM analysis_results GROUP BY 1 ORDER BY 1"""
-    )
-    counts["analysis_results"] = sum(r["n"] for r in rows)
-    counts["by_analyzer"] = {r["a"]: {"rows": r["n"], "distinct": r["keys"]} for r in rows}
-    if await _has_table(conn, DUPLICATES):
-        moved = await conn.fetch(
-            f"SELECT coalesce(analyzer_type, '{UNKNOWN_ANALYZER}') AS a, reason, count(*) AS n"
-            f" FROM {DUPLICATES} GROUP BY 1, 2"
-        )
-        for r in moved:
-            entry = counts["by_analyzer"].setdefault(r["a"], {"rows": 0, "distinct": 0})
-            entry[f"moved_{r['reason']}"] = r["n"]
-        counts[DUPLICATES] = sum(r["n"] for r in moved)
-    if await _has_table(conn, GENIUS_IDS):
-        counts[GENIUS_IDS] = await conn.fetchval(f"SELECT count(*) FROM {GENIUS_IDS}")
-    return counts
-
-
-async def _column_exists(conn: asyncpg.Connection, table: str, column: str) -> bool:
-    return bool(
-        await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM information_schema.columns"
-            " WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2)",
-            table,
-            column,
-        )
-    )
 
 
 def _q(name: str) -> str:
@@ -541,19 +444,19 @@ async def adopt(
             ]
         report.seconds = time.perf_counter() - t0
         return report
-    report.before = await _counts(conn)
+    report.before = await counts(conn)
     adoption = Adoption(conn, batch_size=batch_size, report=report)
     if dry_run:
         try:
             async with conn.transaction():
                 await adoption.run(on_step)
-                report.after = await _counts(conn)
+                report.after = await counts(conn)
                 raise _DryRun
         except _DryRun:
             pass
     else:
         await adoption.run(on_step)
-        report.after = await _counts(conn)
+        report.after = await counts(conn)
         report.state = "adopted"
         report.seconds = time.perf_counter() - t0
         await conn.execute(

@@ -1,11 +1,114 @@
-"""`db adopt`'s report for a person: the plan (or what was done) and the counts."""
+"""`db adopt`'s report: what changed, the counts before and after (per table and
+analyzer), and how a person reads it."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
 from rich.console import Console
 from rich.table import Table
 
-from analyzer_runtime.db.adopt import Report
+from analyzer_runtime.db.adopt_fixes import UNKNOWN_ANALYZER
+
+DUPLICATES = "analysis_results_legacy_duplicates"
+GENIUS_IDS = "tracks_legacy_genius_ids"
+
+
+@dataclass
+class Change:
+    table: str
+    kind: str
+    rows: int
+    action: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"table": self.table, "kind": self.kind, "rows": self.rows, "action": self.action}
+
+
+@dataclass
+class Report:
+    state: str  # legacy | adopted | empty (fresh database: migrated) | current
+    dry_run: bool = False
+    before: dict[str, Any] = field(default_factory=dict)
+    after: dict[str, Any] = field(default_factory=dict)
+    changes: list[Change] = field(default_factory=list)
+    schema: list[str] = field(default_factory=list)  # DDL in words: columns, types, ...
+    kept_legacy: list[str] = field(default_factory=list)  # legacy constraints/indexes kept
+    migrations: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def count(self, table: str, kind: str, rows: int, action: str) -> None:
+        if rows <= 0:
+            return
+        for c in self.changes:
+            if (c.table, c.kind, c.action) == (table, kind, action):
+                c.rows += rows
+                return
+        self.changes.append(Change(table, kind, rows, action))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "dry_run": self.dry_run,
+            "before": self.before,
+            "after": self.after,
+            "changes": [c.to_dict() for c in self.changes],
+            "schema": self.schema,
+            "kept_legacy": self.kept_legacy,
+            "migrations": self.migrations,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+async def has_table(conn: asyncpg.Connection, name: str) -> bool:
+    return bool(await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name))
+
+
+async def counts(conn: asyncpg.Connection) -> dict[str, Any]:
+    version = (
+        "coalesce(model_version, 'legacy')"
+        if await column_exists(conn, "analysis_results", "model_version")
+        else "'legacy'::text"
+    )
+    counts: dict[str, Any] = {
+        "tracks": await conn.fetchval("SELECT count(*) FROM tracks"),
+        "analysis_results": 0,
+        "by_analyzer": {},
+    }
+    if not await has_table(conn, "analysis_results"):
+        return counts
+    rows = await conn.fetch(
+        f"""SELECT coalesce(analyzer_type, '{UNKNOWN_ANALYZER}') AS a, count(*) AS n,
+                   count(DISTINCT (track_id, {version})) AS keys
+            FROM analysis_results GROUP BY 1 ORDER BY 1"""
+    )
+    counts["analysis_results"] = sum(r["n"] for r in rows)
+    counts["by_analyzer"] = {r["a"]: {"rows": r["n"], "distinct": r["keys"]} for r in rows}
+    if await has_table(conn, DUPLICATES):
+        moved = await conn.fetch(
+            f"SELECT coalesce(analyzer_type, '{UNKNOWN_ANALYZER}') AS a, reason, count(*) AS n"
+            f" FROM {DUPLICATES} GROUP BY 1, 2"
+        )
+        for r in moved:
+            entry = counts["by_analyzer"].setdefault(r["a"], {"rows": 0, "distinct": 0})
+            entry[f"moved_{r['reason']}"] = r["n"]
+        counts[DUPLICATES] = sum(r["n"] for r in moved)
+    if await has_table(conn, GENIUS_IDS):
+        counts[GENIUS_IDS] = await conn.fetchval(f"SELECT count(*) FROM {GENIUS_IDS}")
+    return counts
+
+
+async def column_exists(conn: asyncpg.Connection, table: str, column: str) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2)",
+            table,
+            column,
+        )
+    )
 
 
 def render(report: Report, console: Console) -> None:
