@@ -54,10 +54,8 @@ def _export(path: Path, given: str | None, go: Callable[[Any, Any], Awaitable[An
 
     try:
         return _with_db(with_conn)
-    except (export.ExportError, export.MissingSchema) as exc:
+    except (export.ExportError, export.MissingSchema) as exc:  # the file's errors too
         raise _fail(escape(str(exc)), EXIT_INVALID) from None
-    except OSError as exc:  # the file: permission denied, disk full ...
-        raise _fail(escape(f"{path}: {exc.strerror or exc}"), EXIT_INVALID) from None
 
 
 def _report(summary: Any, as_json: bool) -> None:

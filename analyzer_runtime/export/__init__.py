@@ -50,8 +50,14 @@ DEFAULT_CHUNK_SIZE = 5000
 
 
 class ExportError(ValueError):
-    """Nothing to export as asked (an analyzer or version with no results): one line
-    naming what there is."""
+    """Nothing to export as asked (an analyzer or version with no results), or the file
+    cannot be written: one line naming what there is, or the file and why."""
+
+
+def _file_error(path: Path, exc: OSError) -> ExportError:
+    # Kept apart from the database's errors (an OSError too, exit 3): a full disk or a
+    # folder in the way is the user's input (exit 2).
+    return ExportError(f"{path}: {exc.strerror or exc}")
 
 
 @dataclass(slots=True)
@@ -80,17 +86,11 @@ class ExportSummary:
         )
 
 
-@contextlib.contextmanager
-def _replacing(path: Path) -> Any:
-    """A temporary path next to `path`, renamed over it when the block succeeds and
-    removed when it fails."""
-    tmp = path.with_name(f".{path.name}.partial")
+def _on_file(path: Path, fn: Any, *args: Any) -> Any:
     try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        return fn(*args)
+    except OSError as exc:
+        raise _file_error(path, exc) from None
 
 
 async def _export(
@@ -105,16 +105,22 @@ async def _export(
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     rows = 0
-    with _replacing(path) as tmp:
-        writer = open_writer(fmt, tmp, columns)
+    # Written under a temporary name, renamed over `path` when complete.
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        writer = _on_file(path, open_writer, fmt, tmp, columns)
         try:
             async with conn.transaction(readonly=True):
                 cursor = await conn.cursor(sql, *args)
                 while chunk := await cursor.fetch(chunk_size):
-                    writer.write(chunk)
+                    _on_file(path, writer.write, chunk)
                     rows += len(chunk)
         finally:
-            writer.close()
+            _on_file(path, writer.close)
+        _on_file(path, os.replace, tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()  # gone after the rename; a failed export's partial file
     return rows
 
 

@@ -135,12 +135,8 @@ class CsvWriter:
         self._file.close()
 
 
-def _json_value(kind: Kind, v: Any) -> Any:
-    if v is None:
-        return None
-    if kind is Kind.JSON:
-        return json.loads(v)
-    if isinstance(v, dt.date):
+def _json_value(v: Any) -> Any:
+    if isinstance(v, dt.date):  # datetime too
         return v.isoformat()
     if isinstance(v, float) and not math.isfinite(v):
         return None  # NaN/Infinity are not JSON
@@ -148,21 +144,28 @@ def _json_value(kind: Kind, v: Any) -> Any:
 
 
 class JsonLinesWriter:
+    """JSON columns are spliced in as Postgres wrote them (jsonb's text is JSON): a
+    nested value, never parsed and serialized again."""
+
     def __init__(self, path: Path, columns: list[Column]) -> None:
-        self._names = [c.name for c in columns]
-        self._kinds = [c.kind for c in columns]
+        self._keys = [json.dumps(c.name, ensure_ascii=False) + ": " for c in columns]
+        self._raw = [c.kind is Kind.JSON for c in columns]
         self._file: IO[str] = path.open("w", encoding="utf-8", newline="\n")
 
+    def _line(self, row: Sequence[Any]) -> str:
+        parts = []
+        for key, raw, v in zip(self._keys, self._raw, row, strict=True):
+            if v is None:
+                text = "null"
+            elif raw:
+                text = v
+            else:
+                text = json.dumps(_json_value(v), ensure_ascii=False)
+            parts.append(key + text)
+        return "{" + ", ".join(parts) + "}\n"
+
     def write(self, rows: Sequence[Sequence[Any]]) -> None:
-        names, kinds = self._names, self._kinds
-        self._file.writelines(
-            json.dumps(
-                {n: _json_value(k, v) for n, k, v in zip(names, kinds, r, strict=True)},
-                ensure_ascii=False,
-            )
-            + "\n"
-            for r in rows
-        )
+        self._file.writelines(self._line(r) for r in rows)
 
     def close(self) -> None:
         self._file.close()

@@ -317,6 +317,13 @@ async def test_no_results_or_no_version_is_refused_without_a_file(
         with pytest.raises(export.ExportError, match="its versions: legacy, qwen-3-4b-fp8"):
             await export.export_results(conn, QWEN, path, Format.CSV, version="v9")
     assert list(tmp_path.iterdir()) == []
+    # A file that cannot be written: an export error (exit 2), not a database one.
+    folder = tmp_path / "taken.csv"
+    folder.mkdir()
+    async with pool.acquire() as conn:
+        with pytest.raises(export.ExportError, match=r"taken\.csv: Is a directory"):
+            await export.export_results(conn, QWEN, folder, Format.CSV)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.csv"]  # no partial left
 
 
 def test_format_from_the_file_name() -> None:
@@ -353,3 +360,5 @@ async def test_cli_export_as_users_run_it(pool: asyncpg.Pool, db_url: str, tmp_p
 
     r = cli("export", "tracks", "--out", str(tmp_path / "t.xlsx"), db_url=db_url)
     assert r.returncode == 2 and "cannot tell the format" in r.stderr
+    r = cli("export", "tracks", "--out", str(tmp_path / "no" / "t.csv"), db_url=db_url)
+    assert r.returncode == 2 and "no such folder" in r.stderr

@@ -267,6 +267,12 @@ async def test_reports_read_adopted_llm_labels(
     assert got_cli.returncode == 0, got_cli.stderr
     doc = json.loads(got_cli.stdout)
     assert doc["analyzed_tracks"]["llm"] == len(answers) and doc["llm_analyzers"] == [QWEN]
+    page = tmp_path / "trends.html"
+    got_cli = cli("report", "trends", "--sample", "50", "--out", str(page), db_url=db_url)
+    assert got_cli.returncode == 0, got_cli.stderr
+    html = page.read_text(encoding="utf-8")
+    assert "Analyzers in this database" in html
+    assert "<td>simplified_features</td>" in html and "counted only" in html
 
 
 async def test_report_llm_on_an_adopted_analyzer(
