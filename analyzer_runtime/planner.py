@@ -70,7 +70,8 @@ def selection_query(sel: Selection) -> tuple[str, list[Any]]:
         )
     if sel.skip_analyzed_by:
         # Tracks another analyzer already labelled, e.g. the original platform's Qwen
-        # (`qwen-3-4b-fp8`): an anti-join on the results of those types, any version.
+        # (`qwen-3-4b-fp8`): an anti-join on the results of those types, any version,
+        # read from the (analyzer_type, model_version, track_id) index (README).
         where.append(
             "NOT EXISTS (SELECT 1 FROM analysis_results s WHERE s.track_id = t.id"
             f" AND s.analyzer_type = ANY({arg(list(sel.skip_analyzed_by))}::text[]))"
