@@ -17,7 +17,7 @@ from typing import Literal
 
 import asyncpg
 
-from analyzer_runtime.corpus_import.fields import BY_NAME, EXTRAS, INT4_MAX, INT8_MAX
+from analyzer_runtime.corpus_import.fields import BY_NAME, EXTRAS, IMPORT_KEY, INT4_MAX, INT8_MAX
 from analyzer_runtime.corpus_import.values import ROW_COLUMNS, Row
 
 OnConflict = Literal["skip", "update"]
@@ -83,17 +83,22 @@ def _insert_exprs(cols: Sequence[str]) -> list[str]:
 
 def _update_exprs(cols: Sequence[str]) -> dict[str, str]:
     """New value per column: the file's where it has one (an empty cell erases nothing);
-    word_count follows lyrics; spotify_data gets the file's keys merged in."""
+    word_count follows lyrics; spotify_data gets the file's keys merged in (and views or
+    features the file has into the "import" object, keeping the others)."""
     out = {}
     for c in cols:
         if c == "genius_id":
             continue
         if c == "word_count":
             out[c] = "CASE WHEN s.lyrics IS NULL THEN t.word_count ELSE s.word_count END"
-        elif c == "spotify_data":
+        elif c == "spotify_data":  # the file's keys win; inside "import" key by key
             out[c] = (
                 "CASE WHEN s.spotify_data IS NULL THEN t.spotify_data"
-                " ELSE COALESCE(t.spotify_data, '{}'::jsonb) || s.spotify_data END"
+                " ELSE COALESCE(t.spotify_data, '{}'::jsonb) || s.spotify_data"
+                f" || CASE WHEN s.spotify_data ? '{IMPORT_KEY}' THEN jsonb_build_object("
+                f"'{IMPORT_KEY}', CASE WHEN jsonb_typeof(t.spotify_data -> '{IMPORT_KEY}')"
+                f" = 'object' THEN t.spotify_data -> '{IMPORT_KEY}' ELSE '{{}}'::jsonb END"
+                f" || (s.spotify_data -> '{IMPORT_KEY}')) ELSE '{{}}'::jsonb END END"
             )
         else:
             out[c] = f"COALESCE(s.{c}, t.{c})"

@@ -193,8 +193,8 @@ async def run_import(
                 rows, read, rejected, position = await pending
             except UnreadableFile as exc:
                 raise ImportInputError(
-                    f"{prep.path}: unreadable at {exc}; the rows before it are imported"
-                    " (importing again skips them)"
+                    f"{prep.path}: unreadable at {exc}; the chunks committed before it are"
+                    " imported (importing again skips them)"
                 ) from None
             if not rows:
                 break

@@ -290,7 +290,10 @@ class SqliteReader:
     def __init__(self, path: Path, table: str) -> None:
         if not path.is_file():
             raise UnreadableFile(f"{path}: no such file")
-        self._conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        # Read from the import's worker threads, one at a time (never concurrently).
+        self._conn = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+        )
         self._conn.text_factory = lambda b: b.decode("utf-8", "surrogateescape")
         self._table = table
         self._done = 0
