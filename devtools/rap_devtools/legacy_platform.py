@@ -14,7 +14,9 @@ size 57,718 tracks and 269,646 analyses, 61,933 `qwen-3-4b-fp8` rows for 57,716
 tracks, two `simplified_features` rows per track, and the other analyzer names it
 used. Values break the new rules on purpose: themes as JSON arrays, JSON strings, plain
 text, empty and NULL; confidences above 1, below 0, in percent, with more than four
-decimals; NULL model versions; tracks sharing a Genius id; a track without a title.
+decimals; NULL model versions; analysis_data NULL or not an object; tracks sharing a
+Genius id; a track without a title. The LLM rows' analysis_data is the platform's
+parsed Qwen answer (mood, technical and quality sections).
 """
 
 from __future__ import annotations
@@ -114,6 +116,27 @@ def _literal(v: str) -> str:
     return "'" + v.replace("'", "''") + "'"
 
 
+LLMS = ("qwen-3-4b-fp8", "gemma-3-27b-it", "ollama:llama3.2:3b")
+
+
+def _answer(analyzer: str) -> str:
+    """analysis_data as the platform stored it (SQL over the row number n). Its LLM
+    analyzers stored the parsed answer to the Qwen prompt (genre, mood, content,
+    technical and quality sections; analyzer_runtime/legacy_labels.py reads them); the
+    others a small dict of their own."""
+    if analyzer not in LLMS:
+        return "jsonb_build_object('raw', 'legacy ' || n, 'tokens', 200 + n % 80)"
+    return """jsonb_build_object(
+        'genre_analysis', jsonb_build_object('primary_genre', 'hip-hop'),
+        'mood_analysis', jsonb_build_object('primary_mood', 'confident',
+            'valence', (ARRAY['positive', 'negative', 'neutral', 'mixed'])[1 + n % 4]),
+        'content_analysis', jsonb_build_object('main_themes', jsonb_build_array('money', 'street life')),
+        'technical_analysis', jsonb_build_object(
+            'complexity_level', (ARRAY['beginner', 'intermediate', 'advanced', 'expert'])[1 + n % 4],
+            'rhyme_scheme', 'AABB'),
+        'quality_metrics', jsonb_build_object('overall_quality', ((n * 37) % 100) / 100.0))"""
+
+
 def _analysis_insert(analyzer: str, source: str, version: str | None) -> str:
     """INSERT ... SELECT of legacy analyses from `source`, a query with columns
     (track_id, n, age): n numbers the rows (quirks), age (seconds) orders duplicates."""
@@ -124,7 +147,8 @@ def _analysis_insert(analyzer: str, source: str, version: str | None) -> str:
         SELECT track_id, {_literal(analyzer)}, {_values("n", SENTIMENTS)},
                {_values("n", CONFIDENCE)}::numeric, {_values("n", THEMES)},
                CASE WHEN n % 11 = 0 THEN NULL
-                    ELSE jsonb_build_object('raw', 'legacy ' || n, 'tokens', 200 + n % 80) END,
+                    WHEN n % 13 = 0 THEN to_jsonb('unparsed answer ' || n)
+                    ELSE {_answer(analyzer)} END,
                TIMESTAMP '2025-09-01' - make_interval(secs => age),
                {_values("n", COMPLEXITY)}::numeric, 300 + n % 900,
                {"NULL" if version is None else _literal(version)}

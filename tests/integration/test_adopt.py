@@ -145,6 +145,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(make_empty_db: Callable[[],
     assert changes["themes: plain text"] == row["text_themes"] > 0
     assert changes["model_version: NULL"] == row["nullv"] > 0
     assert changes["orphan analyses: mock_analyzer_v1"] == 1
+    assert changes["analysis_data: not a JSON object"] > 0
     assert changes["genius_id shared with an earlier track"] == N_TRACKS // 997
     assert any("themes: text -> jsonb" in s for s in report["schema"])
     assert "0001_corpus (adopted)" in report["migrations"]
@@ -429,15 +430,33 @@ def test_an_adopted_corpus_runs_and_its_legacy_labels_count(
         )
     )
     assert cli("db", "adopt", db_url=url).returncode == 0
-    algo = tmp_path / "algorithmic.yaml"
-    algo.write_text(ALGORITHMIC)
-    r = cli("run", str(algo), "--no-progress", db_url=url)
+    for analyzer in ("algorithmic", "emotion"):
+        path = tmp_path / f"{analyzer}.yaml"
+        path.write_text(ALGORITHMIC.replace("algorithmic", analyzer))
+        r = cli("run", str(path), "--no-progress", db_url=url)
+        assert r.returncode == 0, r.stderr
+        assert "Succeeded" in r.stdout
+        [n] = asyncio.run(
+            fetch(url, "SELECT count(*) FROM analysis_results WHERE analyzer_type = $1", analyzer)
+        )
+        assert n[0] == N_TRACKS  # every adopted track, once (next to simplified_features)
+
+    # The quality model learns from Qwen's adopted labels (its parsed answers).
+    r = cli("model", "train", "quality", "--from-analyzer", "qwen-3-4b-fp8", "--folds", "3",
+            "--json", db_url=url)  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert "Succeeded" in r.stdout
-    [n] = asyncio.run(
-        fetch(url, "SELECT count(*) FROM analysis_results WHERE analyzer_type = 'algorithmic'")
+    trained = json.loads(r.stdout)
+    assert trained["trainedFrom"] == "analyzer:qwen-3-4b-fp8"
+    # Every kept Qwen row whose answer has a quality (not the NULL or unparsed ones).
+    [labelled] = asyncio.run(
+        fetch(
+            url,
+            """SELECT count(*) FROM analysis_results WHERE analyzer_type = 'qwen-3-4b-fp8'
+               AND jsonb_typeof(analysis_data->'quality_metrics'->'overall_quality') = 'number'""",
+        )
     )
-    assert n[0] == N_TRACKS  # every adopted track, once (next to simplified_features)
+    assert trained["metrics"]["tracks"] == labelled[0]
+    assert 0.8 * (N_TRACKS - 100) < labelled[0] < N_TRACKS - 100
 
     # An llm run told that qwen-3-4b-fp8's labels count selects only the tracks it missed.
     from analyzer_runtime.planner import plan_manifest
