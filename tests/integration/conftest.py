@@ -45,36 +45,30 @@ def pg_server() -> Iterator[object]:
     shutil.rmtree(home, ignore_errors=True)
 
 
-@pytest.fixture
-def db_url(pg_server: object) -> Iterator[str]:
-    """URL of a new database with every migration applied."""
-    name = f"t{os.getpid()}_{next(_counter)}"
+def _new_database(server: object, prefix: str, template: str | None) -> str:
+    name = f"{prefix}{os.getpid()}_{next(_counter)}"
 
     async def create() -> None:
-        conn = await asyncpg.connect(pg_server.get_uri())  # type: ignore[attr-defined]
-        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+        conn = await asyncpg.connect(server.get_uri())  # type: ignore[attr-defined]
+        await conn.execute(
+            f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else "")
+        )
         await conn.close()
 
     asyncio.run(create())
-    yield pg_server.get_uri(name)  # type: ignore[attr-defined]
+    return server.get_uri(name)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def db_url(pg_server: object) -> str:
+    """URL of a new database with every migration applied."""
+    return _new_database(pg_server, "t", TEMPLATE)
 
 
 @pytest.fixture
 def make_empty_db(pg_server: object) -> Callable[[], str]:
     """Creates databases with no migration applied (for a legacy schema); returns URLs."""
-
-    def make() -> str:
-        name = f"e{os.getpid()}_{next(_counter)}"
-
-        async def create() -> None:
-            conn = await asyncpg.connect(pg_server.get_uri())  # type: ignore[attr-defined]
-            await conn.execute(f"CREATE DATABASE {name}")
-            await conn.close()
-
-        asyncio.run(create())
-        return pg_server.get_uri(name)  # type: ignore[attr-defined]
-
-    return make
+    return lambda: _new_database(pg_server, "e", None)
 
 
 @pytest.fixture
