@@ -11,14 +11,14 @@ both insert the same (artist, title).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import asyncpg
 
 from analyzer_runtime.corpus_import.fields import BY_NAME, EXTRAS, IMPORT_KEY, INT4_MAX, INT8_MAX
-from analyzer_runtime.corpus_import.values import ROW_COLUMNS, Row
+from analyzer_runtime.corpus_import.values import ROW_COLUMNS
 
 OnConflict = Literal["skip", "update"]
 _LOCK_KEY = 0x7261705F696D70  # "rap_imp"
@@ -30,10 +30,6 @@ _STAGE = """CREATE TEMP TABLE import_stage (
     lyrics_quality_score real, scraped_date timestamptz, spotify_data jsonb,
     artist_key text, title_key text
 ) ON COMMIT DROP"""
-_STAGE_STORAGE = (
-    "ALTER TABLE import_stage ALTER lyrics SET STORAGE EXTERNAL,"
-    " ALTER spotify_data SET STORAGE EXTERNAL"
-)
 STAGE_COLUMNS = ("ord", *ROW_COLUMNS)
 
 
@@ -145,23 +141,22 @@ class Loader:
             f" WHERE t.id = s.track_id AND {changed}"
         )
 
-    async def load(self, conn: asyncpg.Connection, rows: Sequence[tuple[int, Row]]) -> ChunkResult:
-        """Stage and merge one chunk (rows with their order in the file), in one
-        transaction. Rows must have distinct keys (the pipeline drops duplicates)."""
+    async def load(
+        self, conn: asyncpg.Connection, payload: bytes, rows: int, by_genius: int
+    ) -> ChunkResult:
+        """Stage and merge one chunk, in one transaction: `payload` is `rows` staging
+        rows in COPY text format (copytext), `by_genius` of them with a Genius id. The
+        rows have distinct keys (the reader drops a file's duplicates)."""
         res = ChunkResult()
         if not rows:
             return res
-        by_genius = sum(1 for _, r in rows if r.genius_id is not None)
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
+            # Default storage on purpose: lyrics are compressed here, once, and INSERT
+            # ... SELECT moves the compressed values into tracks as they are.
             await conn.execute(_STAGE)
-            # Uncompressed: the lyrics are compressed once, into tracks. A staged value
-            # compressed too would cost as much again (TOAST's pglz is most of a COPY).
-            await conn.execute(_STAGE_STORAGE)
-            await conn.copy_records_to_table(
-                "import_stage",
-                records=[(i, *r) for i, r in rows],
-                columns=STAGE_COLUMNS,
+            await conn.copy_to_table(
+                "import_stage", source=_once(payload), columns=STAGE_COLUMNS, format="text"
             )
             # Temp tables get no autovacuum statistics; without these the planner
             # guesses their size and may scan all of tracks for the key lookups.
@@ -169,14 +164,18 @@ class Loader:
             if self.on_conflict == "update":
                 if by_genius:
                     res.updated += _count(await conn.execute(self._update_by_genius))
-                if by_genius < len(rows):
+                if by_genius < rows:
                     res.updated += _count(await conn.execute(self._update_by_name))
             if by_genius:
                 res.inserted += _count(await conn.execute(self._insert_by_genius))
-            if by_genius < len(rows):
+            if by_genius < rows:
                 res.inserted += _count(await conn.execute(self._insert_by_name))
-        res.skipped_existing = len(rows) - res.inserted - res.updated
+        res.skipped_existing = rows - res.inserted - res.updated
         return res
+
+
+async def _once(payload: bytes) -> AsyncIterator[bytes]:
+    yield payload
 
 
 def _count(status: str) -> int:

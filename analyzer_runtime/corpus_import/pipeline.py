@@ -1,16 +1,18 @@
 """An import from start to end: read -> check -> drop duplicates -> chunks -> Postgres.
 
-Reading and checking (CPU in this process) overlap with loading (CPU in the
-Postgres server): the next chunk is prepared in a thread while the current one is
-being merged. Memory stays bounded by two chunks plus ~8 bytes per distinct key
-(seen.SeenKeys), whatever the file's size.
+This process opens the file and maps its columns (`prepare`: bad input is refused
+before the database is touched), then starts the reader process (worker) and loads
+the chunks it sends, one transaction each (loader). Reading and checking (Python
+CPU, in the reader) overlap with merging (the Postgres server's CPU). Memory stays
+bounded by a few chunks plus ~8 bytes per distinct key (seen.SeenKeys), whatever
+the file's size.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,18 +21,13 @@ from typing import Any
 
 import asyncpg
 
-from analyzer_runtime.corpus_import import readers
+from analyzer_runtime.corpus_import import readers, worker
 from analyzer_runtime.corpus_import.loader import Loader, OnConflict, column_limits
 from analyzer_runtime.corpus_import.mapping import Mapping, MappingError, resolve
 from analyzer_runtime.corpus_import.readers import Reader, UnreadableFile
-from analyzer_runtime.corpus_import.rejects import RejectsWriter, default_path
-from analyzer_runtime.corpus_import.seen import SeenKeys
-from analyzer_runtime.corpus_import.values import Reject, Row, Validator, name_hash
+from analyzer_runtime.corpus_import.rejects import default_path
 
 CHUNK_ROWS = 5_000
-# A chunk also ends at this many characters of lyrics: 5,000 songs at the 200,000
-# character limit would otherwise be a gigabyte in memory.
-CHUNK_CHARS = 16_000_000
 
 
 class ImportInputError(Exception):
@@ -74,6 +71,8 @@ class Prepared:
     """An opened file with its mapping: everything checked before the database is."""
 
     path: Path
+    format: str
+    table: str
     reader: Reader
     mapping: Mapping
     rejects_path: Path
@@ -103,9 +102,9 @@ def prepare(
     if path.is_dir():
         raise ImportInputError(f"{path}: is a directory")
     rejects_path = rejects or default_path(path)
-    if not os.access(rejects_path.parent if str(rejects_path.parent) else Path("."), os.W_OK):
+    if not os.access(rejects_path.parent, os.W_OK):
         raise ImportInputError(
-            f"cannot write the rejects file {rejects_path} (its directory is not writable);"
+            f"cannot write the rejects file {rejects_path} (its folder is not writable);"
             " give --rejects PATH"
         )
     try:
@@ -117,44 +116,13 @@ def prepare(
     except MappingError as exc:
         reader.close()
         raise ImportInputError(f"{path}: {exc}") from None
-    return Prepared(path, reader, mapping, rejects_path)
+    return Prepared(path, fmt, table, reader, mapping, rejects_path)
 
 
-class _Chunker:
-    """Turns records into chunks of checked, first-seen rows (runs in a worker thread)."""
-
-    def __init__(self, prep: Prepared, validator: Validator, rejects: RejectsWriter) -> None:
-        self._records = prep.reader.records(list(prep.mapping.fields.values()))
-        self._validate = validator
-        self._rejects = rejects
-        self._genius = SeenKeys()
-        self._names = SeenKeys()
-        self.read = 0
-        self.duplicates = 0
-
-    def next_chunk(self, max_rows: int) -> list[tuple[int, Row]]:
-        rows: list[tuple[int, Row]] = []
-        chars = 0
-        for line, values in self._records:
-            self.read += 1
-            row = values if isinstance(values, Reject) else self._validate(values)
-            if isinstance(row, Reject):
-                self._rejects.write(line, row)
-                continue
-            key = name_hash(row.artist_key, row.title_key)
-            if row.genius_id is not None:
-                new = self._genius.add(row.genius_id)
-                self._names.add(key)  # a later row without an id and this name: a duplicate
-            else:
-                new = self._names.add(key)
-            if not new:
-                self.duplicates += 1
-                continue
-            rows.append((line, row))  # the line orders the rows: inserts follow the file
-            chars += len(row.lyrics or "")
-            if len(rows) >= max_rows or chars >= CHUNK_CHARS:
-                break
-        return rows
+def _receive(conn: Any) -> tuple[Any, bytes | None]:
+    """The reader's next message (and a chunk's payload); blocks, so run in a thread."""
+    msg = conn.recv()
+    return msg, conn.recv_bytes() if isinstance(msg, worker.Chunk) else None
 
 
 async def run_import(
@@ -166,64 +134,79 @@ async def run_import(
     on_progress: Callable[[Progress], None] | None = None,
 ) -> Summary:
     """Import the prepared file into tracks; one transaction per chunk. Raises
-    ImportInputError when the file turns out unreadable part-way (the chunks before
-    are committed: importing again skips them)."""
+    ImportInputError when the file turns out unreadable part-way (the chunks
+    committed before stay: importing again skips them)."""
     t0 = time.perf_counter()
-    reader, mapping = prep.reader, prep.mapping
-    validator = Validator.for_fields(list(mapping.fields), await column_limits(conn))
+    mapping = prep.mapping
+    spec = worker.Spec(
+        path=str(prep.path),
+        format=prep.format,
+        table=prep.table,
+        columns=tuple(mapping.fields.values()),
+        fields=tuple(mapping.fields),
+        limits=await column_limits(conn),
+        rejects=str(prep.rejects_path),
+        chunk_rows=chunk_rows,
+    )
     loader = Loader(list(mapping.fields), on_conflict)
-    rejects = RejectsWriter(prep.rejects_path)
-    chunker = _Chunker(prep, validator, rejects)
     summary = Summary(
         file=str(prep.path),
-        format=reader.format,
+        format=prep.format,
         on_conflict=on_conflict,
         mapping=dict(mapping.fields),
         ignored_columns=list(mapping.ignored),
     )
-
-    def produce() -> tuple[list[tuple[int, Row]], int, int, int]:
-        rows = chunker.next_chunk(chunk_rows)
-        return rows, chunker.read, rejects.count, reader.position()
-
-    pending = asyncio.ensure_future(asyncio.to_thread(produce))
+    prep.close()  # the reader process opens the file itself
+    proc, receiving = worker.start(spec)
     try:
         while True:
             try:
-                rows, read, rejected, position = await pending
-            except UnreadableFile as exc:
-                raise ImportInputError(
-                    f"{prep.path}: unreadable at {exc}; the chunks committed before it are"
-                    " imported (importing again skips them)"
+                msg, payload = await asyncio.to_thread(_receive, receiving)
+            except EOFError:
+                code = await asyncio.to_thread(proc.wait)
+                raise RuntimeError(
+                    f"the import's reader process ended without a word (exit code {code})"
                 ) from None
-            if not rows:
+            if isinstance(msg, worker.Failed):
+                if msg.unreadable:
+                    raise ImportInputError(
+                        f"{prep.path}: unreadable at {msg.message}; the chunks committed"
+                        " before it are imported (importing again skips them)"
+                    )
+                raise RuntimeError(f"the import's reader process failed:\n{msg.message}")
+            if isinstance(msg, worker.Done):
+                counts = msg.counts
+                summary.rejects_file = msg.rejects_file
                 break
-            pending = asyncio.ensure_future(asyncio.to_thread(produce))  # read ahead
-            res = await loader.load(conn, rows)
+            assert isinstance(msg, worker.Chunk) and payload is not None
+            res = await loader.load(conn, payload, msg.rows, msg.by_genius)
+            del payload
             summary.inserted += res.inserted
             summary.updated += res.updated
             summary.skipped_existing += res.skipped_existing
             if on_progress is not None:
+                c = msg.counts
                 on_progress(
                     Progress(
-                        read,
-                        rejected,
+                        c.read,
+                        c.rejected,
                         summary.inserted,
-                        position,
-                        reader.total,
+                        c.position,
+                        c.total,
                         time.perf_counter() - t0,
                     )
                 )
     finally:
-        if not pending.done():  # the reader thread must finish before the file closes
-            with contextlib.suppress(Exception):
-                await asyncio.shield(pending)
-        rejects.close()
-    summary.read = chunker.read
-    summary.duplicates_in_file = chunker.duplicates
-    summary.rejected = rejects.count
-    summary.rejected_by_reason = dict(sorted(rejects.by_reason.items()))
-    summary.rejects_file = str(rejects.path) if rejects.count else None
+        receiving.close()  # a reader still sending gets BrokenPipeError and ends
+        try:
+            await asyncio.to_thread(proc.wait, 5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            await asyncio.to_thread(proc.wait)
+    summary.read = counts.read
+    summary.duplicates_in_file = counts.duplicates
+    summary.rejected = counts.rejected
+    summary.rejected_by_reason = dict(sorted(counts.rejected_by_reason.items()))
     summary.seconds = round(time.perf_counter() - t0, 3)
     summary.rows_per_s = round(summary.read / summary.seconds, 1) if summary.seconds else 0.0
     return summary

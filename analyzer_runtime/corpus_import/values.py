@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
-from analyzer_runtime.corpus_import.fields import BY_NAME, EXTRAS, IMPORT_KEY, Field
+from analyzer_runtime.corpus_import.fields import BY_NAME, EXTRAS, FIELDS, IMPORT_KEY, Field
 from analyzer_runtime.corpus_import.words import count_words
 
 # Reasons, as written in the rejects file.
@@ -122,6 +122,12 @@ def _check_text(s: str, limit: int | None) -> None:
 
 
 def _text(v: Any, f: Field) -> str | None:
+    if type(v) is str and v.isascii():  # the common case, inline: no surrogates here
+        if "\x00" in v:
+            raise _Bad(NUL_CHARACTER, preview(v[max(0, v.index("\x00") - 20) :]))
+        if f.max_chars is not None and len(v) > f.max_chars:
+            raise _Bad(FIELD_TOO_LONG, f"{len(v)} characters, the limit is {f.max_chars}")
+        return v.strip() or None
     s = _as_text(v)
     if s is None:
         return None
@@ -454,6 +460,17 @@ class Row(NamedTuple):
     title_key: str
 
 
+_SLOT = {f.name: i for i, f in enumerate(FIELDS)}  # a field's place in Validator's list
+(_TITLE, _ARTIST, _LYRICS, _DATE, _ALBUM, _URL, _GENIUS, _LANG, _GENRE, _VIEWS, _FEATURES,
+ _EXPLICIT, _ART, _POPULARITY, _QUALITY, _SCRAPED, _SPOTIFY) = (
+    _SLOT[n] for n in (
+        "title", "artist", "lyrics", "release_date", "album", "url", "genius_id", "language",
+        "genre", "views", "features", "explicit", "song_art_url", "popularity_score",
+        "lyrics_quality_score", "scraped_date", "spotify_data",
+    )
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Validator:
     """Checks and converts the values of one file's mapped fields (in `fields` order)."""
@@ -476,38 +493,44 @@ class Validator:
             out.append(f)
         return cls(tuple(out))
 
+    def __post_init__(self) -> None:
+        plan = tuple(
+            (_SLOT[f.name], _CONVERTERS[f.kind], f, _REQUIRED.get(f.name)) for f in self.fields
+        )
+        object.__setattr__(self, "_plan", plan)
+
     def __call__(self, values: Sequence[Any]) -> Row | Reject:
-        got: dict[str, Any] = {}
-        for f, raw in zip(self.fields, values, strict=True):
+        got: list[Any] = [None] * len(FIELDS)
+        for (slot, convert, f, missing), raw in zip(self._plan, values, strict=True):  # type: ignore[attr-defined]
             if raw is not None:
                 try:
-                    got[f.name] = _CONVERTERS[f.kind](raw, f)
+                    got[slot] = convert(raw, f)
                 except _Bad as bad:
                     return Reject(bad.reason, f.name, bad.detail)
-            if f.name in _REQUIRED and got.get(f.name) is None:
-                return Reject(_REQUIRED[f.name], f.name)
-        title, artist = got["title"], got["artist"]
-        lyrics = got.get("lyrics")
-        data = got.get("spotify_data")
-        extras = {k: got[k] for k in EXTRAS if got.get(k) is not None}
-        if extras:
+            if missing is not None and got[slot] is None:
+                return Reject(missing, f.name)
+        title, artist, lyrics, data = got[_TITLE], got[_ARTIST], got[_LYRICS], got[_SPOTIFY]
+        if got[_VIEWS] is not None or got[_FEATURES] is not None:
+            extras = {k: got[_SLOT[k]] for k in EXTRAS if got[_SLOT[k]] is not None}
             data = {**(data or {}), IMPORT_KEY: extras}
+        if title is None or artist is None:  # fields without a title or artist column
+            return Reject(MISSING_TITLE if title is None else MISSING_ARTIST)
         return Row(
-            got.get("genius_id"),
+            got[_GENIUS],
             title,
             artist,
             lyrics,
-            got.get("url"),
+            got[_URL],
             count_words(lyrics) if lyrics is not None else None,
-            got.get("genre"),
-            got.get("release_date"),
-            got.get("album"),
-            got.get("language"),
-            got.get("explicit"),
-            got.get("song_art_url"),
-            got.get("popularity_score"),
-            got.get("lyrics_quality_score"),
-            got.get("scraped_date"),
+            got[_GENRE],
+            got[_DATE],
+            got[_ALBUM],
+            got[_LANG],
+            got[_EXPLICIT],
+            got[_ART],
+            got[_POPULARITY],
+            got[_QUALITY],
+            got[_SCRAPED],
             json.dumps(data, ensure_ascii=False) if data is not None else None,
             name_key(artist),
             name_key(title),

@@ -20,23 +20,45 @@ from analyzer_runtime.analyzers.text import tokenize
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
 # ASCII control characters text.clean drops (tab and newline stay; CR becomes LF).
 _CONTROL = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+# On the classified bytes below: "[", then up to 120 non-bracket, non-newline bytes, "]".
 _SECTION = re.compile(rb"\[[^\[\]\n]{0,120}\]")
-# Letters -> "a", apostrophes (and the backtick, which clean makes one) -> "'",
-# everything else -> " ".
-_CLASSES = bytes(
-    ord("a") if chr(b) in string.ascii_letters else ord("'") if chr(b) in "'`" else ord(" ")
-    for b in range(256)
-)
+
+
+def _table(keep: str) -> bytes:
+    """Letters -> "a", apostrophes (the backtick too, as clean has it) -> "'", CR -> LF,
+    the characters in `keep` as they are, everything else -> " "."""
+    out = bytearray(b" " * 256)
+    for b in range(256):
+        c = chr(b)
+        if c in string.ascii_letters:
+            out[b] = ord("a")
+        elif c in "'`":
+            out[b] = ord("'")
+        elif c in keep:
+            out[b] = b
+    if "\n" in keep:
+        out[ord("\r")] = ord("\n")
+    return bytes(out)
+
+
+_CLASSES = _table("[]\n")  # what section markers need still there
+_BLANKS = bytes.maketrans(b"'[]\n", b"    ")
 
 
 def count_words(lyrics: str) -> int:
     """`len(tokenize(lyrics))`, without building the words when the text is ASCII."""
-    text = lyrics.translate(_APOSTROPHES) if not lyrics.isascii() else lyrics
-    if not text.isascii():
-        return len(tokenize(lyrics))
-    raw = text.encode("ascii").replace(b"\r", b"\n").translate(None, _CONTROL)
-    marks = (_SECTION.sub(b" ", raw) if b"[" in raw else raw).translate(_CLASSES)
+    try:
+        raw = lyrics.encode("ascii")
+    except UnicodeEncodeError:
+        try:
+            raw = lyrics.translate(_APOSTROPHES).encode("ascii")
+        except UnicodeEncodeError:
+            return len(tokenize(lyrics))
+    marks = raw.translate(_CLASSES, _CONTROL)  # one pass: classify, drop controls
+    if b"[" in marks:
+        marks = _SECTION.sub(b" ", marks)
     while b"a'a" in marks:  # an apostrophe between letters joins them: ain't, y'all'd
         marks = marks.replace(b"a'a", b"aaa")
-    # Only "a" and " " are left: every word starts with " a" (the text starts after a " ").
-    return (b" " + marks.replace(b"'", b" ")).count(b" a")
+    marks = marks.translate(_BLANKS)
+    # Only "a" and " " are left: a word starts at every " a", and at a leading "a".
+    return marks.count(b" a") + marks.startswith(b"a")

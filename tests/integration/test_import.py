@@ -437,3 +437,24 @@ async def test_duplicates_in_one_chunk_and_across_chunks_count_the_same(
             assert await conn.fetchval("SELECT lyrics FROM tracks WHERE genius_id = 103") == "v3"
             assert await conn.fetchval("SELECT lyrics FROM tracks WHERE title = 'N2'") == "w2"
             await conn.execute("TRUNCATE tracks CASCADE")
+
+
+async def test_awkward_text_arrives_as_it_was(
+    tmp_path: Path, db_url: str, pool: asyncpg.Pool
+) -> None:
+    """Tabs, backslashes, CR, a line that is only backslash-dot (COPY's end marker),
+    quotes, emoji and other scripts survive the COPY text the reader sends."""
+    rows = [
+        ("Tab\tin title", "Back\\slash", "line one\r\nline two\n\\.\nlast \\N line"),
+        ('Quote "this"', "Ärtist 🔥", "日本語の歌詞\n\n  indented"),
+    ]
+    path = tmp_path / "awkward.jsonl"
+    path.write_text(
+        "".join(json.dumps({"title": t, "artist": a, "lyrics": ly}) + "\n" for t, a, ly in rows)
+    )
+    rc, s, stderr = await _import(str(path), db_url=db_url)
+    assert rc == 0 and s["inserted"] == 2, stderr
+    async with pool.acquire() as conn:
+        got = await conn.fetch("SELECT title, artist, lyrics, word_count FROM tracks ORDER BY id")
+    assert [tuple(r)[:3] for r in got] == [(t.strip(), a, ly.strip()) for t, a, ly in rows]
+    assert [r["word_count"] for r in got] == [len(tokenize(ly)) for _, _, ly in rows]

@@ -358,3 +358,19 @@ def test_rejects_files_in_both_formats(tmp_path: Path) -> None:
             {"line": 9, "reason": "missing_title", "field": "title", "detail": ""},
         ]
         assert w.by_reason == {"invalid_date": 1, "missing_title": 1}
+
+
+def test_copy_text_lines_have_every_staging_column_escaped() -> None:
+    from analyzer_runtime.corpus_import import copytext
+    from analyzer_runtime.corpus_import.loader import STAGE_COLUMNS
+
+    row = _row(title="a\tb\\c", artist="x\ny\rz", lyrics="\\.\nx", release_date="2001")
+    assert isinstance(row, Row)
+    line = copytext.line(7, row)
+    assert line.endswith("\n") and line.count("\n") == 1
+    fields = line[:-1].split("\t")
+    assert len(fields) == len(STAGE_COLUMNS)
+    got = dict(zip(STAGE_COLUMNS, fields, strict=True))
+    assert got["ord"] == "7" and got["genius_id"] == "\\N"
+    assert got["title"] == "a\\tb\\\\c" and got["artist"] == "x\\ny\\rz"
+    assert got["lyrics"] == "\\\\.\\nx" and got["release_date"] == "2001-01-01"
