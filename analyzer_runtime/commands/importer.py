@@ -75,8 +75,13 @@ def import_cmd(
     unreachable."""
     from rich.markup import escape
 
-    from analyzer_runtime.corpus_import import ImportInputError, Summary, prepare, run_import
     from analyzer_runtime.corpus_import.mapping import MappingError, parse_map_options
+    from analyzer_runtime.corpus_import.pipeline import (
+        ImportInputError,
+        Summary,
+        prepare,
+        run_import,
+    )
 
     if on_conflict not in ("skip", "update"):
         raise _fail(f"--on-conflict {escape(on_conflict)!r}: use skip or update", EXIT_INVALID)

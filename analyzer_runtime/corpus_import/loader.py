@@ -158,9 +158,10 @@ class Loader:
             await conn.copy_to_table(
                 "import_stage", source=_once(payload), columns=STAGE_COLUMNS, format="text"
             )
-            # Temp tables get no autovacuum statistics; without these the planner
-            # guesses their size and may scan all of tracks for the key lookups.
-            await conn.execute("ANALYZE import_stage (genius_id, artist_key, title_key)")
+            # A chunk is a few thousand rows, tracks may hold millions: look each key up
+            # in the tracks indexes. Left to itself the planner (no statistics on a temp
+            # table) hashes or merges against the whole genius_id index every chunk.
+            await conn.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
             if self.on_conflict == "update":
                 if by_genius:
                     res.updated += _count(await conn.execute(self._update_by_genius))

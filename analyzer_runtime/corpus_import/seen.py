@@ -12,8 +12,6 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 
-import numpy as np
-
 
 class SeenKeys:
     def __init__(self, merge_at: int = 1 << 17) -> None:
@@ -41,6 +39,8 @@ class SeenKeys:
         return True
 
     def _merge(self) -> None:
+        import numpy as np  # here: a file with few keys never pays for importing it
+
         merged = np.union1d(
             np.frombuffer(self._sorted, dtype=np.int64) if self._sorted else np.empty(0, np.int64),
             np.fromiter(self._recent, dtype=np.int64, count=len(self._recent)),

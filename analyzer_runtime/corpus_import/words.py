@@ -57,8 +57,13 @@ def count_words(lyrics: str) -> int:
     marks = raw.translate(_CLASSES, _CONTROL)  # one pass: classify, drop controls
     if b"[" in marks:
         marks = _SECTION.sub(b" ", marks)
-    while b"a'a" in marks:  # an apostrophe between letters joins them: ain't, y'all'd
-        marks = marks.replace(b"a'a", b"aaa")
+    if b"''" not in marks:
+        # A single apostrophe between letters joins them (ain't, y'all'd); one beside
+        # anything else separates nothing that a space would not: drop them all.
+        marks = marks.replace(b"'", b"")
+    else:
+        while b"a'a" in marks:
+            marks = marks.replace(b"a'a", b"aaa")
     marks = marks.translate(_BLANKS)
     # Only "a" and " " are left: a word starts at every " a", and at a leading "a".
     return marks.count(b" a") + marks.startswith(b"a")
