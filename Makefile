@@ -9,7 +9,7 @@ N ?= 57718
 NODE ?= process
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape bench-embedding bench-search bench-quality bench-budget bench-adopt fake-llm \
+.PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape bench-embedding bench-search bench-quality bench-budget bench-adopt bench-import fake-llm \
         controlplane helm cluster-up cluster-down operator-up operator-down cluster-demo clean \
         image base-image postgres-image test-image node node-packages test-node chart-demo bench-node \
         prometheus test-observability argocd test-gitops gitops-demo chromium pgbouncer
@@ -102,6 +102,9 @@ bench-million: install ## 1,000,000 tracks + 3,000,000 results: plan, onlyMissin
 
 bench-adopt: install ## db adopt of the original platform's database at its size (57,718 tracks, 269,646 analyses with its quirks): dry run and adoption (~3 min)
 	$(PY) -m bench.adopt_bench --json bench/adopt.json
+
+bench-import: install ## rap-analyzer import vs psql \copy of the same N-row CSV (default 1,000,000), and the import's peak RSS (~10 min; not in CI)
+	$(PY) -m bench.import_bench $(if $(filter command line environment,$(origin N)),$(N)) --json bench/import.json
 
 fake-llm: install ## a fake OpenAI-compatible provider on 127.0.0.1:8089 (for local llm runs)
 	$(PY) -m rap_devtools.fake_llm --port 8089
