@@ -45,31 +45,14 @@ def _when(v: date | datetime | None) -> str:
 
 def line(ord_: int, r: Row) -> str:
     """One staging row (loader.STAGE_COLUMNS) as a COPY text line."""
+    (gid, title, artist, lyrics, url, words, genre, released, album, lang, explicit, art,
+     popularity, quality, scraped, spotify, artist_key, title_key) = r  # fmt: skip
     return (
-        "\t".join(
-            (
-                str(ord_),
-                _num(r.genius_id),
-                text(r.title),
-                text(r.artist),
-                text(r.lyrics),
-                text(r.url),
-                _num(r.word_count),
-                text(r.genre),
-                _when(r.release_date),
-                text(r.album),
-                text(r.language),
-                _bool(r.explicit),
-                text(r.song_art_url),
-                _num(r.popularity_score),
-                _num(r.lyrics_quality_score),
-                _when(r.scraped_date),
-                text(r.spotify_data),
-                text(r.artist_key),
-                text(r.title_key),
-            )
-        )
-        + "\n"
+        f"{ord_}\t{NULL if gid is None else gid}\t{text(title)}\t{text(artist)}"
+        f"\t{text(lyrics)}\t{text(url)}\t{NULL if words is None else words}\t{text(genre)}"
+        f"\t{_when(released)}\t{text(album)}\t{text(lang)}\t{_bool(explicit)}\t{text(art)}"
+        f"\t{_num(popularity)}\t{_num(quality)}\t{_when(scraped)}\t{text(spotify)}"
+        f"\t{text(artist_key)}\t{text(title_key)}\n"
     )
 
 

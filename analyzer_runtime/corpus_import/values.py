@@ -76,7 +76,19 @@ def name_key(text: str) -> str:
     """The (artist, title) natural key's normal form: whitespace runs collapsed to one
     space, trimmed, ASCII letters lower-cased. Exactly what the SQL function
     track_name_key() computes (migration 0013), so both sides agree byte for byte."""
-    return _WS_RUN.sub(" ", text).strip(" ").translate(_ASCII_LOWER)
+    if (
+        "  " in text
+        or "\t" in text
+        or "\n" in text
+        or "\r" in text
+        or "\f" in text
+        or "\v" in text
+        or text.startswith(" ")
+        or text.endswith(" ")
+    ):  # cheaper checks than the regex, for the usual name with single spaces
+        text = _WS_RUN.sub(" ", text).strip(" ")
+    # str.lower() lowers ASCII letters only when there is nothing but ASCII
+    return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
 
 
 def name_hash(artist_key: str, title_key: str) -> int:
@@ -137,6 +149,10 @@ def _text(v: Any, f: Field) -> str | None:
 
 
 def _int(v: Any, f: Field) -> int | None:
+    if type(v) is str and v.isascii() and v.isdigit():  # the common case
+        n = int(v)
+        if (f.min_value is None or n >= f.min_value) and (f.max_value is None or n <= f.max_value):
+            return n
     if v is None:
         return None
     if isinstance(v, bool):
@@ -197,6 +213,11 @@ def _float(v: Any, f: Field) -> float | None:
 def parse_date(v: Any) -> date | None:
     """A release date: a full date, a year (-> January 1st), a year and month (-> the
     1st), `Month D, YYYY` as Genius shows it; a datetime's date. Raises ValueError."""
+    if type(v) is str and len(v) == 10 and v[4] == "-":  # the common case, in C
+        try:
+            return date.fromisoformat(v)
+        except ValueError:
+            pass
     if v is None:
         return None
     if isinstance(v, datetime):

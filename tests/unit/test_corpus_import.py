@@ -374,3 +374,13 @@ def test_copy_text_lines_have_every_staging_column_escaped() -> None:
     assert got["ord"] == "7" and got["genius_id"] == "\\N"
     assert got["title"] == "a\\tb\\\\c" and got["artist"] == "x\\ny\\rz"
     assert got["lyrics"] == "\\\\.\\nx" and got["release_date"] == "2001-01-01"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(" \t\n\r\f\vaBÉé\u00a0\x1cZ1"), max_size=14))
+def test_name_key_is_the_documented_formula(text: str) -> None:
+    import re
+
+    collapsed = re.sub(r"[ \t\n\r\f\v]+", " ", text).strip(" ")
+    lowered = "".join(c.lower() if "A" <= c <= "Z" else c for c in collapsed)
+    assert name_key(text) == lowered
