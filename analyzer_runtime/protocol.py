@@ -162,6 +162,18 @@ async def find_run_by_name(
     return _run(row) if row else None
 
 
+async def operator_runs(conn: asyncpg.Connection) -> list[Run]:
+    """The active runs an operator drives: planned for a resource (a namespace) and
+    driven by no local runner. The operator never moves a run to `running` or
+    `interrupted` (only a local runner does, with its `driver`), so `planned` is all
+    there is; the sweep (rap_operator/sweep.py) cancels those whose resource is gone."""
+    rows = await conn.fetch(
+        """SELECT * FROM runs WHERE state = 'planned' AND driver IS NULL
+                                AND namespace IS NOT NULL ORDER BY id"""
+    )
+    return [_run(r) for r in rows]
+
+
 # $1 analyzer_type, $2 model_version, $3 the new run's id, $4 ACTIVE_RUN_STATES
 # (a constant so that bench/million.py explains exactly this query).
 OVERLAP_SQL = """SELECT r.* FROM runs r

@@ -62,6 +62,9 @@ class OperatorConfig:
     database_secret_key: str = "url"
     # Seconds between status refreshes of a running run.
     status_interval: float = 5.0
+    # Seconds between sweeps of a database's ledger for runs whose resource is gone
+    # (sweep.py); a database the operator has just come to know is swept at once.
+    sweep_interval: float = 180.0
     # The runtime program a pod runs, before its subcommand (analyze, scrape);
     # overridable so a test kubelet can run the same module.
     runtime_command: list[str] = field(default_factory=lambda: ["python", "-m", "analyzer_runtime"])
@@ -96,6 +99,7 @@ class OperatorConfig:
             database_secret=e.get("RAP_DATABASE_SECRET", d.database_secret),
             database_secret_key=e.get("RAP_DATABASE_SECRET_KEY", d.database_secret_key),
             status_interval=float(e.get("RAP_STATUS_INTERVAL", d.status_interval)),
+            sweep_interval=float(e.get("RAP_SWEEP_INTERVAL", d.sweep_interval)),
             runtime_command=_list(e.get("RAP_RUNTIME_COMMAND")) or d.runtime_command,
             service_account=e.get("RAP_RUNTIME_SERVICE_ACCOUNT") or None,
             metrics_port=int(e.get("RAP_METRICS_PORT", d.metrics_port)),

@@ -61,6 +61,13 @@ async def pool(url: str) -> asyncpg.Pool:
         return p
 
 
+def known_urls() -> list[str]:
+    """The databases the operator knows: its own (when it has one) and every one with
+    an open pool (the databases its runs use, until idle)."""
+    own = own_database_url()
+    return list(dict.fromkeys([*([own] if own else []), *_pools]))
+
+
 async def limits(url: str) -> ServerLimits:
     """The connection limits of the server at `url`, read when its pool was opened."""
     if url not in _limits:

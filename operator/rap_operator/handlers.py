@@ -5,9 +5,10 @@ Like the dask-kubernetes operator, children are watched, not polled: a Job's wat
 event wakes its run's loop, and so does any change of the run itself; otherwise a
 loop wakes every `status_interval` seconds to read the shard counters. One loop per
 run is the only writer of that run's status and phase Events. Loops exist only for
-unfinished runs. There is no finalizer: deleting a run (or its namespace) never
-waits for the operator - the Job goes with its owner, and the run is marked
-cancelled in Postgres when the deletion is seen.
+unfinished runs, and for a finished run whose Job still lacks its TTL. There is no
+finalizer: deleting a run (or its namespace) never waits for the operator - the Job
+goes with its owner, and the run is marked cancelled in Postgres when the deletion
+is seen, or by the sweep (sweep.py) when it was not seen.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import kopf
 
 from analyzer_runtime import protocol
 from analyzer_runtime.db.connect import DatabaseUnavailable
-from rap_operator import budget, database, kinds, kube, manifests, metrics
+from rap_operator import budget, database, kinds, kube, manifests, metrics, sweep
 from rap_operator.config import OperatorConfig
 from rap_operator.reconcile import (
     OLD_FINALIZER,
@@ -30,6 +31,7 @@ from rap_operator.reconcile import (
     finished,
     planned_database,
     reconcile,
+    ttl_patch,
 )
 from rap_operator.validation import MissingInput
 
@@ -57,6 +59,9 @@ _jobs: dict[str, dict[str, Any]] = {}  # run uid -> its Job, from the watch
 # which phase Event and warnings were already posted: a run says Succeeded once.
 _ended: dict[str, RunMemory] = {}
 MAX_ENDED = 10_000
+# Finished runs with a TTL whose Job was not seen yet (the watch lists runs and Jobs
+# in no set order): the Job's event gives it the TTL if it lacks it.
+_ttl_waiting: dict[str, dict[str, Any]] = {}
 
 
 _background: set[asyncio.Task[None]] = set()
@@ -68,6 +73,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 120
     metrics.serve(CONFIG.metrics_port)
     _background.add(asyncio.create_task(_evict_idle_pools()))
+    sweep.on_cancelled[:] = [_forget]
+    _background.add(asyncio.create_task(sweep.run_forever(CONFIG)))
 
 
 async def _evict_idle_pools() -> None:
@@ -116,14 +123,27 @@ async def _loop(uid: str) -> None:
         _watch(lp.body)
 
 
-def _watch(body: dict[str, Any]) -> None:
-    """Start the loop of an unfinished run, or hand it the newest body - waking it
+def _forget(uid: str) -> None:
+    """Drop what the operator holds for a run that no longer exists."""
+    lp = _loops.pop(uid, None)
+    if lp is not None and lp.task is not None:
+        lp.task.cancel()
+    _jobs.pop(uid, None)
+    _ended.pop(uid, None)
+    _ttl_waiting.pop(uid, None)
+    budget.LEDGER.release(uid)
+    metrics.set_phase(uid, None)
+
+
+def _watch(body: dict[str, Any], *, finishing: bool = False) -> None:
+    """Start the loop of an unfinished run (or, `finishing`, of a finished one with
+    something left to do: its Job's TTL), or hand it the newest body - waking it
     only for a change it did not make itself (a new generation of the spec, a
     deletion): its own status patches must not make it spin."""
     uid = body["metadata"]["uid"]
     lp = _loops.get(uid)
     if lp is None:
-        if finished(body):
+        if finished(body) and not finishing:
             return
         lp = _loops[uid] = RunLoop(body, memory=_ended.pop(uid, None) or RunMemory())
         lp.task = asyncio.create_task(_loop(uid))
@@ -143,20 +163,37 @@ async def run_event(type: str | None, body: kopf.Body, **_: Any) -> None:
     raw = dict(body)
     uid = body.metadata.uid
     if type == "DELETED":
-        lp = _loops.pop(uid, None)
-        if lp is not None and lp.task is not None:
-            lp.task.cancel()
-        _jobs.pop(uid, None)
-        _ended.pop(uid, None)
-        budget.LEDGER.release(uid)
-        metrics.set_phase(uid, None)
+        lp = _loops.get(uid)
+        _forget(uid)
         await _cancelled(raw, lp.memory.url if lp else None)
         return
     if finished(raw):
         metrics.set_phase(uid, (raw.get("status") or {}).get("phase"))
         if OLD_FINALIZER in (body.metadata.get("finalizers") or []):
             await kube.remove_finalizer(kinds.of(raw).plural, raw, OLD_FINALIZER)
+        _finished_ttl(raw)
+        return
     _watch(raw)
+
+
+def _finished_ttl(body: dict[str, Any]) -> None:
+    """A finished run whose Job lacks the spec's TTL gets a loop that applies it
+    (level-triggered: an earlier patch may have failed, or the operator restarted
+    between the final phase and the TTL); one whose Job was not seen yet waits for
+    the Job's event."""
+    uid = body["metadata"]["uid"]
+    _ttl_waiting.pop(uid, None)
+    spec = body.get("spec") or {}
+    if manifests.job_patch_after_finish(spec) is None:
+        _watch(body)  # hands the newest body to a loop that is still finishing
+        return
+    job = _jobs.get(uid)
+    if job is None and uid not in _loops:
+        _ttl_waiting[uid] = body
+        while len(_ttl_waiting) > MAX_ENDED:
+            del _ttl_waiting[next(iter(_ttl_waiting))]
+        return
+    _watch(body, finishing=ttl_patch(spec, job) is not None)
 
 
 async def job_event(type: str | None, body: kopf.Body, **_: Any) -> None:
@@ -169,6 +206,8 @@ async def job_event(type: str | None, body: kopf.Body, **_: Any) -> None:
     else:
         _jobs[uid] = dict(body)
         budget.LEDGER.observe_job(uid, _jobs[uid])
+        if (run := _ttl_waiting.pop(uid, None)) is not None:
+            _finished_ttl(run)
     if (lp := _loops.get(uid)) is not None:
         lp.wake.set()
 

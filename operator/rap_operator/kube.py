@@ -108,6 +108,21 @@ async def patch_status(plural: str, namespace: str, name: str, status: dict[str,
     )  # fmt: skip
 
 
+async def read_run(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    """A rapanalyzer.io object as the API server has it now (a quorum read), or None
+    when there is none of that name (404)."""
+    custom = client.CustomObjectsApi(await api())
+    try:
+        obj: dict[str, Any] = await custom.get_namespaced_custom_object(
+            "rapanalyzer.io", "v1alpha1", namespace, plural, name
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return obj
+
+
 async def annotate(plural: str, body: dict[str, Any], annotations: dict[str, str]) -> None:
     custom = client.CustomObjectsApi(await api())
     meta = body["metadata"]

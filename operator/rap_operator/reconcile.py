@@ -7,9 +7,14 @@ database and the Job, then create what is missing, then write the status.
 - Planned: the Job is owned state - created when missing while work is unfinished
   (recreated with an Event if it was deleted; the shards resume from Postgres), and
   kept at the spec's suspend/parallelism/deadline. A run that selected nothing, or a
-  dry run, gets no Job. Its TTL is set only after the final phase is recorded.
+  dry run, gets no Job. Its TTL is set only after the final phase is recorded, and
+  level-triggered: a finished run whose Job lacks it gets it on any later pass.
+- Planning that overlaps a run whose resource is gone (deleted while the operator
+  was away) cancels that run (sweep.py) and plans again in the same pass.
 - Status: from the per-shard counters (O(shards)) + the Job + what the pods say,
-  patched only where it changed; an Event once per phase change.
+  patched only where it changed; an Event once per phase change. A cause time fixes
+  (the database down, its Secret gone) keeps the status as it was with `Valid=False`
+  saying why, as before planning; the next good refresh clears it.
 
 This is the only writer of a run's status and phase Events (handlers.py runs one
 pass at a time per run).
@@ -17,8 +22,10 @@ pass at a time per run).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,10 +35,10 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from analyzer_runtime import protocol
 from analyzer_runtime.db import budget as db_budget
-from analyzer_runtime.db.connect import DatabaseUnavailable, host_of
+from analyzer_runtime.db.connect import DatabaseUnavailable, host_of, is_connection_error
 from analyzer_runtime.planner import OverlapError
-from analyzer_runtime.status import JobObservation, compute_status, is_terminal
-from rap_operator import budget, database, kinds, kube, manifests, metrics, pods
+from analyzer_runtime.status import JobObservation, compute_status, format_time, is_terminal
+from rap_operator import budget, database, kinds, kube, manifests, metrics, pods, sweep
 from rap_operator.config import OperatorConfig, database_secret
 from rap_operator.validation import InvalidRun, MissingInput, check_secrets
 
@@ -46,6 +53,8 @@ LIVE_FIELDS = ("suspend", "parallelism", "ttlSecondsAfterFinished", "activeDeadl
 # The database Secret (name/key) a run was planned with: after an operator restart the
 # status is read from that database, whatever a (refused) spec change says now.
 DATABASE_ANNOTATION = "rapanalyzer.io/database-secret"
+# Overlapping runs whose resource is gone that one planning pass cancels at most.
+MAX_SWEPT_PER_PASS = 8
 
 
 @dataclass
@@ -56,7 +65,6 @@ class RunMemory:
     url: str | None = None  # the database the run was planned in
     phase: str | None = None  # the last phase an Event was posted for
     warned: set[str] = field(default_factory=set)  # Warning Events already posted
-    ttl_applied: bool = False
     capped_at: int | None = None  # the capped parallelism a ParallelismCapped Event told
 
 
@@ -127,6 +135,7 @@ async def _reconcile(body: JSON, job: JSON | None, mem: RunMemory, config: Opera
     if OLD_FINALIZER in (meta.get("finalizers") or []):
         await kube.remove_finalizer(kind.plural, body, OLD_FINALIZER)
     if finished(body):
+        await _apply_ttl(body, job)
         return False
     status = body.get("status") or {}
     run: protocol.Run | None = None
@@ -138,9 +147,9 @@ async def _reconcile(body: JSON, job: JSON | None, mem: RunMemory, config: Opera
         try:
             url = await check_secrets(body, config, kind.secret_refs(body.get("spec") or {}))
             inputs = await kind.prepare(body, manifest)
-            pool = await database.pool(url)
-            async with pool.acquire() as conn:
-                plan = await kind.plan(conn, manifest, meta["uid"], inputs)
+            plan = await _plan(
+                kind, await database.pool(url), manifest, meta["uid"], inputs, config
+            )
         except MissingInput as exc:
             return await _not_ready(body, mem, "InputMissing", str(exc))
         except DatabaseUnavailable as exc:
@@ -156,6 +165,68 @@ async def _reconcile(body: JSON, job: JSON | None, mem: RunMemory, config: Opera
         if plan.created:
             kopf.info(body, reason="Planned", message=kind.planned_message(plan.run))
     return await _refresh(body, job, mem, config, run)
+
+
+async def _plan(
+    kind: kinds.RunKind,
+    pool: Any,
+    manifest: Any,
+    uid: str,
+    inputs: Any,
+    config: OperatorConfig,
+) -> protocol.PlanResult:
+    """Plan the run; an overlap with a run whose resource is gone (deleted while the
+    operator was away) cancels that run in the ledger, and the run is planned again."""
+    for _ in range(MAX_SWEPT_PER_PASS):
+        async with pool.acquire() as conn:
+            try:
+                return await kind.plan(conn, manifest, uid, inputs)
+            except OverlapError as exc:
+                if not await sweep.cancel_if_gone(conn, exc.other, config):
+                    raise
+    async with pool.acquire() as conn:
+        return await kind.plan(conn, manifest, uid, inputs)
+
+
+def waiting_status(
+    previous: JSON, reason: str, message: str, generation: int, now: datetime
+) -> JSON:
+    """A planned run that waits for a cause time fixes (its database down, its Secret
+    gone): the last status as it was, with `Valid=False` saying why - the condition
+    the run has before planning for the same causes. The next good refresh sets
+    Valid=True again."""
+    conditions = list(previous.get("conditions") or [])
+    old = next((c for c in conditions if c.get("type") == "Valid"), None)
+    since = old.get("lastTransitionTime") if old and old.get("status") == "False" else None
+    valid = {
+        "type": "Valid",
+        "status": "False",
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since or format_time(now),
+        "observedGeneration": generation,
+    }
+    if old is None:
+        conditions.insert(0, valid)
+    else:
+        conditions[conditions.index(old)] = valid
+    return {**previous, "conditions": conditions}
+
+
+@contextlib.asynccontextmanager
+async def _database(url: str) -> AsyncIterator[Any]:
+    """A connection to the run's database, for database work only (nothing else in
+    the block): a lost or refused connection is DatabaseUnavailable."""
+    pool = await database.pool(url)
+    try:
+        async with pool.acquire() as conn:
+            yield conn
+    except DatabaseUnavailable:
+        raise
+    except Exception as exc:
+        if is_connection_error(exc):
+            raise DatabaseUnavailable(f"database at {host_of(url)}: {exc}") from exc
+        raise
 
 
 def _job_body(body: JSON, run: protocol.Run) -> JSON:
@@ -246,7 +317,34 @@ def _api_message(exc: ApiException) -> str:
         return str(exc.reason)
 
 
+# Causes time fixes, after planning as before it: the Valid=False reason for each.
+WAITING_REASONS: tuple[tuple[type[Exception], str], ...] = (
+    (MissingInput, "InputMissing"),
+    (DatabaseUnavailable, "DatabaseUnavailable"),
+    (database.NotMigrated, "DatabaseNotMigrated"),
+)
+
+
 async def _refresh(
+    body: JSON,
+    job: JSON | None,
+    mem: RunMemory,
+    config: OperatorConfig,
+    run: protocol.Run | None,
+) -> bool:
+    try:
+        return await _observe_and_patch(body, job, mem, config, run)
+    except (MissingInput, DatabaseUnavailable, database.NotMigrated) as exc:
+        reason = next(r for cls, r in WAITING_REASONS if isinstance(exc, cls))
+        previous = dict(body.get("status") or {})
+        generation = body["metadata"].get("generation") or 1
+        status = waiting_status(previous, reason, str(exc), generation, datetime.now(UTC))
+        _warn_once(body, mem, reason, str(exc))
+        await _patch(body, status, previous)
+        return True
+
+
+async def _observe_and_patch(
     body: JSON,
     job: JSON | None,
     mem: RunMemory,
@@ -258,44 +356,40 @@ async def _refresh(
     meta, spec = body["metadata"], body.get("spec") or {}
     previous = dict(body.get("status") or {})
     if mem.url is None:
-        try:
-            mem.url = await planned_database(body, config)
-        except MissingInput as exc:
-            log.warning("run %s/%s: %s", meta["namespace"], meta["name"], exc)
-            return True
-    pool = await database.pool(mem.url)
-    async with pool.acquire() as conn:
+        mem.url = await planned_database(body, config)
+    async with _database(mem.url) as conn:
         run = run or await protocol.find_run(conn, meta["uid"])
         if run is None:  # the database was replaced or wiped: nothing to report from
             log.warning("run %s/%s is not in its database", meta["namespace"], meta["name"])
             return True
         shards = await protocol.read_shards(conn, run.id)
-        no_job = kind.dry_run(run.spec) or run.total == 0
-        job_name = None if no_job else manifests.job_name(meta["name"], meta["uid"])
-        problem, share = None, None
-        unfinished = run.state not in protocol.TERMINAL_RUN_STATES
-        if not no_job and unfinished:
-            share = await _share(body, mem.url, run, shards, job, config)
-            job, problem = await _ensure_job(body, job, run, config, mem, share.parallelism)
-            if job is None:  # refused (RBAC, quota, admission): no pods hold anything
-                budget.LEDGER.release(run.uid)
-        obs = JobObservation.from_job_status(job) if not no_job else None
-        refusal = kind.refused_changes(run.spec, spec)
-        status = compute_status(
-            generation=meta.get("generation") or 1, shards=shards, job=obs, previous=previous,
-            now=datetime.now(UTC), valid=refusal is None, invalid_reason="SpecChangeRefused",
-            invalid_message=refusal, planned_total=run.total, suspend=bool(spec.get("suspend")),
-            job_name=job_name, wording=kind.wording, **kind.status_args(run),
-        )  # fmt: skip
+    no_job = kind.dry_run(run.spec) or run.total == 0
+    job_name = None if no_job else manifests.job_name(meta["name"], meta["uid"])
+    problem, share = None, None
+    unfinished = run.state not in protocol.TERMINAL_RUN_STATES
+    if not no_job and unfinished:
+        share = await _share(body, mem.url, run, shards, job, config)
+        job, problem = await _ensure_job(body, job, run, config, mem, share.parallelism)
+        if job is None:  # refused (RBAC, quota, admission): no pods hold anything
+            budget.LEDGER.release(run.uid)
+    obs = JobObservation.from_job_status(job) if not no_job else None
+    refusal = kind.refused_changes(run.spec, spec)
+    status = compute_status(
+        generation=meta.get("generation") or 1, shards=shards, job=obs, previous=previous,
+        now=datetime.now(UTC), valid=refusal is None, invalid_reason="SpecChangeRefused",
+        invalid_message=refusal, planned_total=run.total, suspend=bool(spec.get("suspend")),
+        job_name=job_name, wording=kind.wording, **kind.status_args(run),
+    )  # fmt: skip
+    async with _database(mem.url) as conn:
         status.update(await kind.extra_status(conn, run, status))
-        status["runId"] = meta["uid"]
+        phase = status["phase"]
         if obs is not None and obs.failed_indexes:
             await protocol.mark_shards_failed(conn, run.id, sorted(obs.failed_indexes))
-        phase = status["phase"]
         if is_terminal(phase):
             await protocol.set_run_state(
                 conn, run.id, "succeeded" if phase == "Succeeded" else "failed"
             )
+    status["runId"] = meta["uid"]
     status["conditions"] = [*status["conditions"], *_budget_condition(body, share, previous)]
     if share is not None and share.capped and mem.capped_at != share.granted:
         kopf.info(body, reason="ParallelismCapped", message=share.message())
@@ -322,7 +416,7 @@ async def _refresh(
     metrics.STATUS_REFRESH_SECONDS.observe(time.perf_counter() - t0)
     if is_terminal(phase):
         budget.LEDGER.release(meta["uid"])
-        await _apply_ttl(body, job, mem)
+        await _apply_ttl(body, job)
         return False
     return True
 
@@ -364,20 +458,30 @@ def _pods_condition(troubles: list[pods.PodProblem], previous: JSON) -> JSON:
     }
 
 
-async def _apply_ttl(body: JSON, job: JSON | None, mem: RunMemory) -> None:
-    """ttlSecondsAfterFinished reaches the Job only now that the final phase is recorded."""
-    if job is None or mem.ttl_applied:
+def ttl_patch(spec: JSON, job: JSON | None) -> JSON | None:
+    """The patch that gives a finished run's Job the spec's ttlSecondsAfterFinished;
+    None when there is no Job, no TTL in the spec, or the Job has it already."""
+    patch = manifests.job_patch_after_finish(spec)
+    if job is None or patch is None:
+        return None
+    have = (job.get("spec") or {}).get("ttlSecondsAfterFinished")
+    return None if have == patch["spec"]["ttlSecondsAfterFinished"] else patch
+
+
+async def _apply_ttl(body: JSON, job: JSON | None) -> None:
+    """ttlSecondsAfterFinished reaches the Job only once the final phase is recorded:
+    after the final patch, and on any later pass that finds the Job without it (a
+    failed patch raises, and the loop tries again)."""
+    patch = ttl_patch(body.get("spec") or {}, job)
+    if patch is None:
         return
-    after = getattr(manifests, "job_patch_after_finish", None)
-    patch = after(body.get("spec") or {}) if after is not None else None
-    if patch:
-        meta = job["metadata"]
-        try:
-            await kube.patch_job(meta["namespace"], meta["name"], patch)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-    mem.ttl_applied = True
+    assert job is not None
+    meta = job["metadata"]
+    try:
+        await kube.patch_job(meta["namespace"], meta["name"], patch)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
 
 
 def _event(body: JSON, old: str | None, status: JSON) -> None:
