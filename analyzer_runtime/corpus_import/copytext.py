@@ -57,4 +57,4 @@ def line(ord_: int, r: Row) -> str:
 
 
 def payload(rows: Iterable[tuple[int, Row]]) -> bytes:
-    return "".join([line(o, r) for o, r in rows]).encode()
+    return b"".join([line(o, r).encode() for o, r in rows])

@@ -156,7 +156,7 @@ class Loader:
             # ... SELECT moves the compressed values into tracks as they are.
             await conn.execute(_STAGE)
             await conn.copy_to_table(
-                "import_stage", source=_once(payload), columns=STAGE_COLUMNS, format="text"
+                "import_stage", source=_pieces(payload), columns=STAGE_COLUMNS, format="text"
             )
             # A chunk is a few thousand rows, tracks may hold millions: look each key up
             # in the tracks indexes. Left to itself the planner (no statistics on a temp
@@ -175,8 +175,12 @@ class Loader:
         return res
 
 
-async def _once(payload: bytes) -> AsyncIterator[bytes]:
-    yield payload
+async def _pieces(payload: bytes, size: int = 1 << 18) -> AsyncIterator[bytes]:
+    """The payload in 256 KiB pieces: asyncpg copies each into a message and waits for
+    the socket, instead of buffering the whole chunk twice more."""
+    view = memoryview(payload)
+    for start in range(0, len(view), size):
+        yield view[start : start + size]  # type: ignore[misc]
 
 
 def _count(status: str) -> int:

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ from analyzer_runtime.corpus_import.readers import Reader, UnreadableFile
 from analyzer_runtime.corpus_import.rejects import default_path
 
 CHUNK_ROWS = 5_000
+READ_AHEAD = 2  # chunks received and waiting while one is loaded
 
 
 class ImportInputError(Exception):
@@ -119,10 +123,41 @@ def prepare(
     return Prepared(path, fmt, table, reader, mapping, rejects_path)
 
 
-def _receive(conn: Any) -> tuple[Any, bytes | None]:
-    """The reader's next message (and a chunk's payload); blocks, so run in a thread."""
-    msg = conn.recv()
-    return msg, conn.recv_bytes() if isinstance(msg, worker.Chunk) else None
+class _Inbox:
+    """The reader's messages, taken off the pipe by a thread as they come, up to `depth`
+    chunks ahead of the one being loaded: the reader never waits while a chunk is
+    merged (with only the pipe between them it would, chunk after chunk)."""
+
+    def __init__(self, conn: Connection, depth: int) -> None:
+        self._conn = conn
+        self._queue: queue.Queue[tuple[Any, bytes | None]] = queue.Queue(maxsize=depth)
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="import-inbox", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._closed.is_set():
+            try:
+                msg: Any = self._conn.recv()
+                payload = self._conn.recv_bytes() if isinstance(msg, worker.Chunk) else None
+            except (EOFError, OSError):
+                msg, payload = None, None  # the reader is gone
+            while not self._closed.is_set():
+                try:
+                    self._queue.put((msg, payload), timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+            if not isinstance(msg, worker.Chunk):
+                return
+
+    async def get(self) -> tuple[Any, bytes | None]:
+        """The next message (None: the reader ended without one) and a chunk's payload."""
+        return await asyncio.to_thread(self._queue.get)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._conn.close()
 
 
 async def run_import(
@@ -158,15 +193,16 @@ async def run_import(
     )
     prep.close()  # the reader process opens the file itself
     proc, receiving = worker.start(spec)
+    inbox = _Inbox(receiving, depth=READ_AHEAD)
+    finished = False
     try:
         while True:
-            try:
-                msg, payload = await asyncio.to_thread(_receive, receiving)
-            except EOFError:
+            msg, payload = await inbox.get()
+            if msg is None:
                 code = await asyncio.to_thread(proc.wait)
                 raise RuntimeError(
                     f"the import's reader process ended without a word (exit code {code})"
-                ) from None
+                )
             if isinstance(msg, worker.Failed):
                 if msg.unreadable:
                     raise ImportInputError(
@@ -177,6 +213,7 @@ async def run_import(
             if isinstance(msg, worker.Done):
                 counts = msg.counts
                 summary.rejects_file = msg.rejects_file
+                finished = True
                 break
             assert isinstance(msg, worker.Chunk) and payload is not None
             res = await loader.load(conn, payload, msg.rows, msg.by_genius)
@@ -197,9 +234,11 @@ async def run_import(
                     )
                 )
     finally:
-        receiving.close()  # a reader still sending gets BrokenPipeError and ends
+        if not finished:  # an error or Ctrl-C here: the reader has nothing left to do
+            proc.kill()
+        inbox.close()
         try:
-            await asyncio.to_thread(proc.wait, 5)
+            await asyncio.to_thread(proc.wait, 10)
         except subprocess.TimeoutExpired:
             proc.kill()
             await asyncio.to_thread(proc.wait)

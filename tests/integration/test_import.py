@@ -458,3 +458,40 @@ async def test_awkward_text_arrives_as_it_was(
         got = await conn.fetch("SELECT title, artist, lyrics, word_count FROM tracks ORDER BY id")
     assert [tuple(r)[:3] for r in got] == [(t.strip(), a, ly.strip()) for t, a, ly in rows]
     assert [r["word_count"] for r in got] == [len(tokenize(ly)) for _, _, ly in rows]
+
+
+async def test_a_database_error_mid_import_stops_the_reader_too(
+    tmp_path: Path, db_url: str, pool: asyncpg.Pool
+) -> None:
+    """A chunk that fails in Postgres ends the import (exit 1, the error on one line);
+    the chunks before stay, and the reader process does not outlive the command."""
+    import uuid
+
+    import psutil
+
+    async with pool.acquire() as conn:
+        await conn.execute(
+            """CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN RAISE EXCEPTION 'no boom allowed'; END $$;
+               CREATE TRIGGER boom BEFORE INSERT ON tracks FOR EACH ROW
+               WHEN (NEW.title = 'boom') EXECUTE FUNCTION boom()"""
+        )
+    path = tmp_path / "boom.csv"
+    titles = [f"T{i}" for i in range(25)] + ["boom"] + [f"U{i}" for i in range(2000)]
+    path.write_text("title,artist\n" + "".join(f"{t},A\n" for t in titles))
+    mark = uuid.uuid4().hex
+    res = await asyncio.to_thread(
+        cli, "import", str(path), "--chunk-size", "10", db_url=db_url, RAP_TEST_MARK=mark
+    )
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "no boom allowed" in res.stderr and "Traceback" not in res.stderr
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM tracks") == 20  # two chunks of 10
+
+    def ours(p: psutil.Process) -> bool:
+        try:
+            return p.environ().get("RAP_TEST_MARK") == mark
+        except (psutil.Error, OSError):
+            return False
+
+    assert [p.pid for p in psutil.process_iter() if ours(p)] == []
