@@ -41,9 +41,15 @@ class SeenKeys:
     def _merge(self) -> None:
         import numpy as np  # here: a file with few keys never pays for importing it
 
-        merged = np.union1d(
-            np.frombuffer(self._sorted, dtype=np.int64) if self._sorted else np.empty(0, np.int64),
-            np.fromiter(self._recent, dtype=np.int64, count=len(self._recent)),
+        # The two are disjoint (add() checks), so concatenate and sort is a union; the
+        # result is copied straight into a fresh array: peak ~3x the keys, 24 bytes each.
+        merged = np.concatenate(
+            [
+                np.frombuffer(self._sorted, dtype=np.int64),
+                np.fromiter(self._recent, dtype=np.int64, count=len(self._recent)),
+            ]
         )
-        self._sorted = array("q", merged.astype(np.int64).tobytes())
+        merged.sort()
         self._recent = set()
+        self._sorted = array("q")
+        self._sorted.frombytes(memoryview(merged).cast("B"))
