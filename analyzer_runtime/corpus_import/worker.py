@@ -3,12 +3,12 @@
 Reading, checking, dropping duplicates and encoding COPY text is all Python CPU; the
 Postgres side (staging, merging, compressing lyrics into TOAST) is all the server's.
 In one Python process the two would take turns on the GIL (and a thread streaming
-COPY data waits for it at every socket write); here the reader process
-works on the next chunk while the main process streams the current one to Postgres,
-so the two proceed in parallel on two cores. The reader sends, per chunk, a
-`Chunk` header and then the COPY payload as raw bytes; at the end a `Done`; or an
-`Failed` with the reason when the file turns out unreadable part-way. It stays at
-most one chunk ahead: a send blocks until the main process takes the previous one.
+COPY data waits for it at every socket write); here the reader process works on the
+next chunks while the main process streams the current one to Postgres, so the two
+proceed in parallel on two cores. The reader sends, per chunk, a `Chunk` header and
+then the COPY payload as raw bytes; at the end a `Done`; or a `Failed` with the reason
+when the file turns out unreadable part-way. It gets a few chunks ahead at most: the
+main process takes up to pipeline.READ_AHEAD off the pipe, then a send blocks.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ CHUNK_CHARS = 16_000_000
 
 @dataclass(frozen=True)
 class Spec:
-    """What the reader process needs (picklable: it crosses the process boundary)."""
+    """What the reader process needs (sent to it as JSON on its stdin)."""
 
     path: str
     format: str
