@@ -119,6 +119,15 @@ def _as_text(v: Any) -> str | None:
     return str(v)
 
 
+def _short_token(v: Any) -> str | None:
+    """A number's, date's or flag's text: checked, stripped; None when empty."""
+    s = _as_text(v)
+    if s is None:
+        return None
+    _check_text(s, 100)
+    return s.strip() or None
+
+
 def _check_text(s: str, limit: int | None) -> None:
     if not s.isascii():  # isascii and encode are C loops; the regex only finds the spot
         try:
@@ -166,12 +175,8 @@ def _int(v: Any, f: Field) -> int | None:
     elif isinstance(v, int):
         n = v
     else:
-        s = _as_text(v)
+        s = _short_token(v)
         if s is None:
-            return None
-        _check_text(s, 100)
-        s = s.strip()
-        if not s:
             return None
         if f.name == "views" and _THOUSANDS.fullmatch(s):
             s = s.replace(",", "")
@@ -193,11 +198,8 @@ def _float(v: Any, f: Field) -> float | None:
     if isinstance(v, int | float):
         x = float(v)
     else:
-        s = _as_text(v)
+        s = _short_token(v)
         if s is None:
-            return None
-        _check_text(s, 100)
-        if not s.strip():
             return None
         try:
             x = float(s)
@@ -292,12 +294,8 @@ def _timestamp(v: Any, f: Field) -> datetime | None:
     elif isinstance(v, date):
         ts = datetime(v.year, v.month, v.day)
     else:
-        s = _as_text(v)
+        s = _short_token(v)
         if s is None:
-            return None
-        _check_text(s, 100)
-        s = s.strip()
-        if not s:
             return None
         try:
             ts = datetime.fromisoformat(s.replace("Z", "+00:00"))
@@ -313,13 +311,10 @@ def _bool(v: Any, f: Field) -> bool | None:
         if v in (0, 1):
             return bool(v)
         raise _Bad(INVALID_VALUE, preview(v))
-    s = _as_text(v)
+    s = _short_token(v)
     if s is None:
         return None
-    _check_text(s, 100)
-    s = s.strip().lower()
-    if not s:
-        return None
+    s = s.lower()
     if s in _TRUE:
         return True
     if s in _FALSE:
