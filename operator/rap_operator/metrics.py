@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import REGISTRY, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -75,6 +75,14 @@ STATUS_REFRESH_SECONDS = Histogram(
     "rap_operator_status_refresh_seconds",
     "Duration of one status refresh (Postgres counters + Job + status patch)",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+# Failed reconcile passes by the run's kind (AnalysisRun, ScrapeJob) and a reason
+# from the bounded set of errors.REASONS (Unexpected: a bug, with a traceback in the log).
+RECONCILE_ERRORS = Counter(
+    "rap_operator_reconcile_errors",
+    "Reconcile passes of a run that failed, by the run's kind and the reason"
+    " (temporary ones are retried with backoff, Unexpected is a bug)",
+    ["kind", "reason"],
 )
 for _p in PHASES:
     RUNS.labels(_p).set(0)
