@@ -50,6 +50,16 @@ def _count(name: str, value: str | None) -> int | None:
     return n
 
 
+def _flag(name: str, value: str | None) -> bool:
+    """A boolean setting: true/false (1/0, yes/no); unset or empty is false."""
+    v = (value or "").strip().lower()
+    if v in ("", "false", "0", "no"):
+        return False
+    if v in ("true", "1", "yes"):
+        return True
+    raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
 @dataclass(frozen=True)
 class OperatorConfig:
     # Empty: all namespaces (cluster-wide RBAC); otherwise only these.
@@ -78,6 +88,14 @@ class OperatorConfig:
     # max_connections from the server and keep `reserved_connections` free.
     connection_budget: int | None = None
     reserved_connections: int = DEFAULT_RESERVED
+    # Leader election on a Lease (leader.py): only the holder reconciles. Off for a
+    # single process (`make operator-up`, the e2e suite); the chart turns it on.
+    leader_election: bool = False
+    lease_name: str = "rap-analyzer-operator"
+    # None: POD_NAMESPACE's fallback in leader.lease_namespace.
+    lease_namespace: str | None = None
+    # The pod's name (downward API): this replica's identity in the Lease.
+    pod_name: str | None = None
 
     def command_for(self, subcommand: str) -> list[str]:
         """The pod's command for a kind's subcommand. A configured command that already
@@ -107,6 +125,12 @@ class OperatorConfig:
             pod_run_as_user=_run_as_user(e.get("RAP_POD_RUN_AS_USER")),
             connection_budget=_count("RAP_DB_CONNECTION_BUDGET", e.get("RAP_DB_CONNECTION_BUDGET")),
             reserved_connections=d.reserved_connections if reserved is None else reserved,
+            leader_election=_flag("RAP_LEADER_ELECTION", e.get("RAP_LEADER_ELECTION")),
+            lease_name=e.get("RAP_LEADER_ELECTION_LEASE") or d.lease_name,
+            lease_namespace=(
+                e.get("RAP_LEADER_ELECTION_NAMESPACE") or e.get("POD_NAMESPACE") or None
+            ),
+            pod_name=e.get("POD_NAME") or None,
         )
 
 

@@ -17,15 +17,26 @@ class SecretProblem(Exception):
     """A referenced Secret or key is missing; the message names it, never its value."""
 
 
+async def _load_config() -> None:
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+        config.load_incluster_config()
+    else:
+        await config.load_kube_config()
+
+
 async def api() -> client.ApiClient:
     global _api
     if _api is None:
-        if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
-            config.load_incluster_config()
-        else:
-            await config.load_kube_config()
+        await _load_config()
         _api = client.ApiClient()
     return _api
+
+
+async def new_client() -> client.ApiClient:
+    """A client of the caller's own, for the leader election: it outlives kopf, whose
+    cleanup handler closes the shared one."""
+    await _load_config()
+    return client.ApiClient()
 
 
 async def close() -> None:

@@ -225,7 +225,32 @@ class _BudgetCollector(Collector):
 REGISTRY.register(_BudgetCollector())
 
 
+_serving: dict[int, bool] = {}
+
+
 def serve(port: int) -> bool:
+    """Once per process and port: __main__ serves before the election (followers are
+    scraped too), the startup handler again when this process leads."""
     from analyzer_runtime.metrics import serve as serve_metrics
 
-    return serve_metrics(port)
+    if port not in _serving:
+        _serving[port] = serve_metrics(port)
+    return _serving[port]
+
+
+# Leader election (leader.py): which replica reconciles. Every replica exports both;
+# sum(rap_operator_leader) is 1 when one leads.
+LEADER = Gauge("rap_operator_leader", "1 while this operator process leads (reconciles), else 0")
+LEADER_TRANSITIONS = Counter(
+    "rap_operator_leader_transitions",
+    "Changes of the Lease's holder this process saw (it or another replica taking the lead,"
+    " or a leader releasing it)",
+)
+
+
+def set_leader(leading: bool) -> None:
+    LEADER.set(1 if leading else 0)
+
+
+def leader_transition() -> None:
+    LEADER_TRANSITIONS.inc()
