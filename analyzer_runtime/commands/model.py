@@ -94,6 +94,7 @@ def model_list(
     rows = [
         {"name": m.name, "version": m.version, "trainedFrom": m.training_run,
          "tracks": m.training_tracks, "createdAt": m.created_at.isoformat(),
+         "format": m.format, "sklearnVersion": m.sklearn_version,
          "mae": {t: v["gradient_boosting"]["mae"] for t, v in m.metrics["targets"].items()}}
         for m in models
     ]  # fmt: skip
@@ -107,8 +108,10 @@ def model_list(
         )
     for r in rows:
         maes = ", ".join(f"{t} MAE {v:.3f}" for t, v in r["mae"].items())
+        # A pickle (or another scikit-learn) is listed but not loaded: say so here.
+        made = f"{r['format']}, scikit-learn {r['sklearnVersion'] or '?'}"
         out.print(
             f"{r['name']} v{r['version']}  from {r['trainedFrom']}  {r['tracks']} tracks"
-            f"  {maes}  {r['createdAt']}",
+            f"  {maes}  {made}  {r['createdAt']}",
             highlight=False,
         )

@@ -1,33 +1,65 @@
-"""The `models` table (migration 0009): save a trained model, find and load one.
+"""The `models` table (migrations 0009, 0014): save a trained model, find and load one.
 
-Serialization: the estimators are pickled (Python's pickle, protocol 5) and stored in
-`bytea` with their sha256, which `load` checks before unpickling: a row whose bytes
-changed after training (corruption, a partial write, a hand edit) is refused instead
-of unpickled. Pickle runs code on load, so a `models` row is as trusted as the
-database itself: only `rap-analyzer model train` writes it. skops (a safe format
-for scikit-learn) would lift that trust requirement but is not a dependency of the
-runtime image; see README "Distilled quality model".
+Serialization: skops (`skops.io`), never pickle. A row's bytes are a zip of JSON and
+NumPy arrays that skops rebuilds without running code from the file: every type the
+file names is checked before anything is imported or constructed, and a type outside
+skops's defaults (builtins, NumPy, scikit-learn's estimators) and our explicit
+TRUSTED list is refused. TRUSTED holds only what `rap-analyzer model train` stores:
+HistGradientBoostingRegressor and the TreePredictor objects its fitted trees are.
+So write access to the `models` table is no longer code execution in the quality
+pods: a tampered or foreign row fails closed (ModelCorrupt) before any code runs.
+
+Each row also records the scikit-learn and skops versions that wrote it. Loading
+refuses (ModelUnusable) rather than warns when
+- the row is a pickle (`format = 'pickle'`, written before skops): it is never
+  unpickled, whatever its sha256 says; the message names the command to retrain;
+- scikit-learn's major.minor differs from this process's: scikit-learn does not keep
+  a fitted estimator's internals compatible across minor releases, and a model that
+  loads but predicts differently would write wrong scores silently. Retraining takes
+  seconds from the labels already stored, so the run waits (Pending, naming the
+  command) instead. A different patch release is accepted.
+The metadata checks need no deserialization, so `find` applies them too: the operator
+keeps a quality run Pending with the retrain command instead of starting shards that
+would fail. The sha256 (of the bytes, checked before parsing) catches corruption and a
+partial write; it is in the same row, so it proves nothing against a deliberate edit:
+the trusted-types check is what stops that.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import pickle
+import re
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 import asyncpg
 
-FORMAT = "pickle"
+FORMAT = "skops"
+LEGACY_PICKLE = "pickle"
+# The only types `rap-analyzer model train` stores that skops does not trust by default,
+# plus the estimator itself, named so the list says what a model is. skops adds these
+# to its defaults (it has no way to narrow them); `loads` then checks that what came
+# out is exactly {target: HistGradientBoostingRegressor}.
+_HGB = "sklearn.ensemble._hist_gradient_boosting"
+ESTIMATOR_TYPE = f"{_HGB}.gradient_boosting.HistGradientBoostingRegressor"
+TRUSTED = (ESTIMATOR_TYPE, f"{_HGB}.predictor.TreePredictor")
 
 
 class ModelNotFound(ValueError):
     """No model with that name (and version): the message names the command to run."""
 
 
-class ModelCorrupt(ValueError):
-    """The stored bytes do not match their sha256."""
+class ModelUnusable(ModelNotFound):
+    """The row exists but this runtime will not load it (a pickle, another scikit-learn,
+    an unknown format): for the operator the same as missing (the run waits, naming the
+    command that trains a usable one)."""
+
+
+class ModelCorrupt(ModelUnusable):
+    """The stored bytes do not match their sha256, are not a skops file, or name a type
+    that is not trusted; nothing from them was run."""
 
 
 def train_command(name: str = "quality") -> str:
@@ -46,22 +78,112 @@ class StoredModel:
     sha256: str
     created_at: Any
     estimators: dict[str, Any] | None = None  # target -> fitted estimator, once loaded
+    format: str = FORMAT
+    sklearn_version: str | None = None
+    format_version: str | None = None  # the skops version that wrote it
+
+
+def sklearn_version() -> str:
+    # From the installed metadata: the operator checks rows without importing sklearn.
+    return metadata.version("scikit-learn")
+
+
+def _minor(version: str | None) -> tuple[int, int] | None:
+    m = re.match(r"(\d+)\.(\d+)", version or "")
+    return (int(m[1]), int(m[2])) if m else None
+
+
+def check_usable(
+    name: str, version: int, fmt: str, trained_with: str | None, *, running: str | None = None
+) -> None:
+    """ModelUnusable unless model `name` v`version`, stored as `fmt` by scikit-learn
+    `trained_with`, can be loaded by this process (scikit-learn `running`)."""
+    what = f"{name} model version {version}"
+    if fmt == LEGACY_PICKLE:
+        raise ModelUnusable(
+            f"{what} was stored as a pickle by an older rap-analyzer; pickles are no longer"
+            " loaded (loading one runs whatever code it contains). Train it again:"
+            f" {train_command(name)}"
+        )
+    if fmt != FORMAT:
+        raise ModelUnusable(
+            f"{what} is stored as {fmt!r}, which this rap-analyzer cannot load (it reads"
+            f" {FORMAT!r}); train it again: {train_command(name)}"
+        )
+    running = running or sklearn_version()
+    ours, theirs = _minor(running), _minor(trained_with)
+    if theirs is None or ours != theirs:
+        raise ModelUnusable(
+            f"{what} was trained with scikit-learn {trained_with or '(unrecorded)'} and this"
+            f" runtime has {running}; fitted models are not portable across scikit-learn"
+            f" minor versions. Train it again with this image: {train_command(name)}"
+        )
 
 
 def dumps(estimators: dict[str, Any]) -> tuple[bytes, str]:
-    blob = pickle.dumps(estimators, protocol=5)
+    import zipfile
+
+    import skops.io
+
+    blob = skops.io.dumps(estimators, compression=zipfile.ZIP_DEFLATED)
     return blob, hashlib.sha256(blob).hexdigest()
 
 
-def loads(blob: bytes, sha256: str) -> dict[str, Any]:
+def loads(blob: bytes, sha256: str, targets: list[str] | None = None) -> dict[str, Any]:
+    """The estimators in a skops `blob` (its format and versions already checked:
+    check_usable). ModelCorrupt, having run nothing from the blob, when its sha256 is
+    not `sha256`, it is not a skops file, or it names a type outside the trusted ones;
+    also when what it holds is not {target: HistGradientBoostingRegressor}."""
+    import skops.io
+    from skops.io.exceptions import UntrustedTypesFoundException
+
     got = hashlib.sha256(blob).hexdigest()
     if got != sha256:
         raise ModelCorrupt(
             f"the stored model's bytes have sha256 {got[:12]}…, not the {sha256[:12]}… recorded"
-            " when it was trained; train it again"
+            f" when it was trained; train it again: {train_command()}"
         )
-    out: dict[str, Any] = pickle.loads(blob)  # the sha256 above was checked
-    return out
+    try:
+        # Reads the file's JSON schema only: no module is imported, nothing constructed.
+        untrusted = sorted(set(skops.io.get_untrusted_types(data=blob)) - set(TRUSTED))
+    except Exception as exc:  # a zip, JSON or schema error: anything but a skops file
+        raise ModelCorrupt(
+            f"the stored model is not a readable skops file ({type(exc).__name__}); it was not"
+            f" written by `rap-analyzer model train`. Train it again: {train_command()}"
+        ) from None
+    if untrusted:
+        raise ModelCorrupt(
+            f"the stored model names types that are not trusted ({', '.join(untrusted)}) and"
+            " was refused without loading them; it was not written by `rap-analyzer model"
+            f" train` (a foreign or tampered row). Train it again: {train_command()}"
+        )
+    try:
+        out = skops.io.loads(blob, trusted=list(TRUSTED))
+    except UntrustedTypesFoundException as exc:  # the audit above should have said so
+        raise ModelCorrupt(f"the stored model was refused by skops: {exc}") from None
+    _check_estimators(out, targets)
+    return out  # type: ignore[no-any-return]
+
+
+def _check_estimators(out: Any, targets: list[str] | None) -> None:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    ok = (
+        isinstance(out, dict)
+        and all(isinstance(k, str) for k in out)
+        and all(type(v) is HistGradientBoostingRegressor for v in out.values())
+        and (targets is None or list(out) == list(targets))
+    )
+    if not ok:
+        shape = (
+            {k: type(v).__name__ for k, v in out.items()}
+            if isinstance(out, dict)
+            else type(out).__name__
+        )
+        raise ModelCorrupt(
+            f"the stored model holds {shape}, not one HistGradientBoostingRegressor per"
+            f" target ({targets}); train it again: {train_command()}"
+        )
 
 
 async def save(
@@ -84,8 +206,9 @@ async def save(
         )
         row = await conn.fetchrow(
             """INSERT INTO models (name, version, features, targets, metrics, training_run,
-                                   training_tracks, format, estimators, sha256)
-               VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6, $7, $8, $9, $10)
+                                   training_tracks, format, estimators, sha256,
+                                   sklearn_version, format_version)
+               VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6, $7, $8, $9, $10, $11, $12)
                RETURNING created_at""",
             name,
             version,
@@ -97,28 +220,42 @@ async def save(
             FORMAT,
             blob,
             digest,
+            sklearn_version(),
+            metadata.version("skops"),
         )
     return StoredModel(
         name, version, features, list(estimators), metrics, training_run, training_tracks,
-        digest, row["created_at"], estimators,
+        digest, row["created_at"], estimators, FORMAT, sklearn_version(), metadata.version("skops"),
     )  # fmt: skip
+
+
+_META = """name, version, features, targets, metrics, training_run, training_tracks,
+           sha256, created_at, format, sklearn_version, format_version"""
 
 
 def _stored(row: asyncpg.Record, *, with_estimators: bool) -> StoredModel:
     def js(v: Any) -> Any:
         return json.loads(v) if isinstance(v, str) else v
 
+    targets = list(js(row["targets"]))
+    estimators = None
+    if with_estimators:
+        check_usable(row["name"], row["version"], row["format"], row["sklearn_version"])
+        estimators = loads(bytes(row["estimators"]), row["sha256"], targets)
     return StoredModel(
         name=row["name"],
         version=row["version"],
         features=list(js(row["features"])),
-        targets=list(js(row["targets"])),
+        targets=targets,
         metrics=dict(js(row["metrics"])),
         training_run=row["training_run"],
         training_tracks=row["training_tracks"],
         sha256=row["sha256"],
         created_at=row["created_at"],
-        estimators=loads(bytes(row["estimators"]), row["sha256"]) if with_estimators else None,
+        estimators=estimators,
+        format=row["format"],
+        sklearn_version=row["sklearn_version"],
+        format_version=row["format_version"],
     )
 
 
@@ -132,8 +269,7 @@ async def find(
     """Version `version` of model `name` (None: the latest); ModelNotFound otherwise."""
     row = None
     if await _table_exists(conn):
-        cols = "*" if load else "name, version, features, targets, metrics, training_run," \
-            " training_tracks, sha256, created_at"  # fmt: skip
+        cols = f"{_META}, estimators" if load else _META
         row = await conn.fetchrow(
             f"""SELECT {cols} FROM models WHERE name = $1 AND ($2::int IS NULL OR version = $2)
                 ORDER BY version DESC LIMIT 1""",
@@ -152,6 +288,17 @@ async def find(
             f"{name} model version {version} does not exist{listed}; train one with"
             f" {train_command(name)}, or leave out spec.modelVersion for the latest"
         )
+    try:
+        # Before anything is loaded (and without loading): the operator keeps a run whose
+        # model this runtime would refuse Pending, naming the command, instead of
+        # starting shards that fail.
+        check_usable(row["name"], row["version"], row["format"], row["sklearn_version"])
+    except ModelUnusable as exc:
+        if version is None:
+            raise
+        raise ModelUnusable(
+            f"{exc}, then set spec.modelVersion to the new version (or leave it out for the latest)"
+        ) from None
     return _stored(row, with_estimators=load)
 
 
@@ -165,8 +312,5 @@ async def list_versions(conn: asyncpg.Connection, name: str) -> list[int]:
 async def list_models(conn: asyncpg.Connection) -> list[StoredModel]:
     if not await _table_exists(conn):
         return []
-    rows = await conn.fetch(
-        """SELECT name, version, features, targets, metrics, training_run, training_tracks,
-                  sha256, created_at FROM models ORDER BY name, version"""
-    )
+    rows = await conn.fetch(f"SELECT {_META} FROM models ORDER BY name, version")
     return [_stored(r, with_estimators=False) for r in rows]
