@@ -6,7 +6,8 @@ Postgres, score the corpus with it.
   `emotion` results (and, optionally, its embedding);
 - training.py: k-fold evaluation (gradient boosting vs a Ridge and a constant
   baseline), the final fit;
-- storage.py: the `models` table (migration 0009): save, find, load (sha256 checked).
+- storage.py: the `models` table (migrations 0009, 0014): save, find, load (skops with an
+  explicit trusted-types list, never pickle; sha256 and scikit-learn version checked).
 """
 
 MODEL_NAME = "quality"
