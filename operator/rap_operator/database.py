@@ -4,22 +4,42 @@ One lock per URL, taken only to create that URL's pool: a tenant's unreachable
 database (a short connect timeout) never holds up another's status. Pools unused for
 `IDLE_SECONDS` are closed. The operator migrates only its own database
 (`$DATABASE_URL` of the operator, the chart's); any other must already be migrated.
+
+Every database call is bounded in time, so that a database that stops answering (a
+frozen or partitioned server: TCP still accepts, nothing comes back) turns into
+DatabaseUnavailable within seconds instead of hanging a run's loop: connecting
+(CONNECT_TIMEOUT), taking a connection from a pool (`acquire`), and each statement
+(COMMAND_TIMEOUT; asyncpg bounds its cancel request by the same time). Planning and
+migrations, whose statements grow with the data, use `long_connection`
+(LONG_COMMAND_TIMEOUT) instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 
 from analyzer_runtime.db.budget import ServerLimits, read_limits
-from analyzer_runtime.db.connect import DatabaseUnavailable, create_pool, host_of
+from analyzer_runtime.db.connect import (
+    DatabaseUnavailable,
+    create_pool,
+    host_of,
+    is_connection_error,
+)
 from analyzer_runtime.db.migrate import ADOPT_HINT, applied, available, is_legacy, migrate
 
 CONNECT_TIMEOUT = float(os.environ.get("RAP_DB_CONNECT_TIMEOUT", "5"))
+# One status refresh reads O(shards) rows: milliseconds when the server answers.
+COMMAND_TIMEOUT = float(os.environ.get("RAP_DB_COMMAND_TIMEOUT", "5"))
+# Planning (one INSERT per selected track) and migrations.
+LONG_COMMAND_TIMEOUT = float(os.environ.get("RAP_DB_LONG_COMMAND_TIMEOUT", "300"))
 IDLE_SECONDS = 600.0
 
 _pools: dict[str, asyncpg.Pool] = {}
@@ -44,21 +64,60 @@ async def pool(url: str) -> asyncpg.Pool:
     async with _locks[url]:
         if (p := _pools.get(url)) is not None:
             return p
-        p = await create_pool(url, min_size=0, max_size=5, timeout=CONNECT_TIMEOUT)
+        p = await create_pool(
+            url, min_size=0, max_size=5, timeout=CONNECT_TIMEOUT, command_timeout=COMMAND_TIMEOUT
+        )
         try:
-            async with p.acquire() as conn:
+            async with acquire(p) as conn:
                 await _check_schema(conn, url)
                 # max_connections changes only with a server restart, which a pool
                 # outlives only until it is evicted as idle.
                 _limits[url] = await read_limits(conn)
         except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-            await p.close()
+            await close_pool(p)
             raise DatabaseUnavailable(f"database at {host_of(url)}: {exc}") from None
         except NotMigrated:
-            await p.close()
+            await close_pool(p)
             raise
         _pools[url] = p
         return p
+
+
+def acquire(p: asyncpg.Pool) -> Any:
+    """`p.acquire()` that gives up after CONNECT_TIMEOUT (all connections busy on a
+    server that stopped answering, or a new one that cannot connect); the release
+    at the end of the block is bounded by the same time."""
+    return p.acquire(timeout=CONNECT_TIMEOUT)
+
+
+@contextlib.asynccontextmanager
+async def long_connection(url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of its own for statements that grow with the data (planning,
+    migrations), bounded by LONG_COMMAND_TIMEOUT rather than COMMAND_TIMEOUT; a lost
+    or unanswering server is DatabaseUnavailable."""
+    p = await create_pool(
+        url, min_size=0, max_size=1, timeout=CONNECT_TIMEOUT, command_timeout=LONG_COMMAND_TIMEOUT
+    )
+    try:
+        async with acquire(p) as conn:
+            yield conn
+    except DatabaseUnavailable:
+        raise
+    except Exception as exc:
+        if is_connection_error(exc):
+            raise DatabaseUnavailable(f"database at {host_of(url)}: {exc}") from exc
+        raise
+    finally:
+        await close_pool(p)
+
+
+async def close_pool(p: asyncpg.Pool) -> None:
+    """Close gracefully, or terminate the connections when the server does not answer
+    within CONNECT_TIMEOUT."""
+    try:
+        await asyncio.wait_for(p.close(), CONNECT_TIMEOUT)
+    except Exception:  # TimeoutError included
+        p.terminate()
 
 
 def known_urls() -> list[str]:
@@ -83,7 +142,8 @@ async def _check_schema(conn: asyncpg.Connection, url: str) -> None:
             f"the database at {host_of(url)}: {ADOPT_HINT}; then the run proceeds by itself"
         )
     if url == own_database_url():
-        await migrate(conn)
+        async with long_connection(url) as long:
+            await migrate(long)
         return
     missing = sorted({m.version for m in available()} - await applied(conn))
     if missing:
@@ -105,7 +165,7 @@ async def evict_idle(now: float | None = None) -> int:
             _used.pop(url, None)
             _limits.pop(url, None)
         if p is not None:
-            await p.close()
+            await close_pool(p)
     return len(stale)
 
 
@@ -115,4 +175,4 @@ async def close_all() -> None:
     _used.clear()
     _limits.clear()
     for p in pools:
-        await p.close()
+        await close_pool(p)

@@ -31,6 +31,7 @@ from rap_operator.reconcile import (
     finished,
     planned_database,
     reconcile,
+    report_error,
     ttl_patch,
 )
 from rap_operator.validation import MissingInput
@@ -39,8 +40,8 @@ GROUP, VERSION = "rapanalyzer.io", "v1alpha1"
 PLURALS = tuple(k.plural for k in kinds.registry().values())
 CONFIG = OperatorConfig.from_env()
 log = logging.getLogger(__name__)
-# A pass that raised (API or database trouble) is retried after this many seconds,
-# doubling up to the maximum.
+# A pass that raised a temporary or unexpected error (errors.py) is retried after
+# this many seconds, doubling up to the maximum; a permanent one waits for a new spec.
 RETRY_SECONDS, MAX_RETRY_SECONDS = 2.0, 60.0
 
 
@@ -100,17 +101,27 @@ async def _loop(uid: str) -> None:
     backoff = RETRY_SECONDS
     while (lp := _loops.get(uid)) is not None:
         lp.wake.clear()
-        wait = CONFIG.status_interval
+        wait: float | None = CONFIG.status_interval
+        mem = lp.memory
+        if mem.failed_generation is not None:
+            if mem.failed_generation == (lp.body["metadata"].get("generation") or 1):
+                # A permanent error: nothing to retry until the spec changes (a new
+                # generation or a deletion wakes the loop).
+                await lp.wake.wait()
+                continue
+            mem.failed_generation = None
         try:
-            if not await reconcile(lp.body, _jobs.get(uid), lp.memory, CONFIG):
+            if not await reconcile(lp.body, _jobs.get(uid), mem, CONFIG):
                 break
             backoff = RETRY_SECONDS
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the next pass tries again; the run stays as it was
-            meta = lp.body["metadata"]
-            log.warning("reconcile of %s/%s failed: %s", meta["namespace"], meta["name"], exc)
-            wait, backoff = backoff, min(backoff * 2, MAX_RETRY_SECONDS)
+        except Exception as exc:  # errors.py: temporary, permanent or unexpected
+            verdict = await report_error(lp.body, mem, exc)
+            if verdict.retry:
+                wait, backoff = backoff, min(backoff * 2, MAX_RETRY_SECONDS)
+            else:
+                continue
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(lp.wake.wait(), wait)
     lp = _loops.pop(uid, None)

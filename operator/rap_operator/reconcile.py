@@ -37,19 +37,29 @@ from analyzer_runtime import protocol
 from analyzer_runtime.db import budget as db_budget
 from analyzer_runtime.db.connect import DatabaseUnavailable, host_of, is_connection_error
 from analyzer_runtime.planner import OverlapError
-from analyzer_runtime.status import JobObservation, compute_status, format_time, is_terminal
-from rap_operator import budget, database, kinds, kube, manifests, metrics, pods, sweep
+from analyzer_runtime.status import compute_status, format_time, is_terminal
+from rap_operator import (
+    budget,
+    database,
+    decide,
+    errors,
+    kinds,
+    kube,
+    manifests,
+    metrics,
+    pods,
+    sweep,
+)
 from rap_operator.config import OperatorConfig, database_secret
+from rap_operator.decide import LIVE_FIELDS, Decision, Event, Observation, job_body, ttl_patch
 from rap_operator.validation import InvalidRun, MissingInput, check_secrets
 
+__all__ = ["LIVE_FIELDS", "RunMemory", "finished", "reconcile", "report_error", "ttl_patch"]
 JSON = dict[str, Any]
 log = logging.getLogger(__name__)
 # The finalizer older versions put on every run; removed on sight, so that deleting
 # a run (or its namespace) never waits for an operator that may be gone.
 OLD_FINALIZER = "rapanalyzer.io/finalizer"
-# Spec fields a planned run takes from the live resource; everything else comes
-# from the spec planned in Postgres.
-LIVE_FIELDS = ("suspend", "parallelism", "ttlSecondsAfterFinished", "activeDeadlineSeconds")
 # The database Secret (name/key) a run was planned with: after an operator restart the
 # status is read from that database, whatever a (refused) spec change says now.
 DATABASE_ANNOTATION = "rapanalyzer.io/database-secret"
@@ -66,6 +76,10 @@ class RunMemory:
     phase: str | None = None  # the last phase an Event was posted for
     warned: set[str] = field(default_factory=set)  # Warning Events already posted
     capped_at: int | None = None  # the capped parallelism a ParallelismCapped Event told
+    # When the last Warning Event about an unexpected error was posted (monotonic).
+    error_event_at: float | None = None
+    # The generation a permanent error was reported for: no retry until it changes.
+    failed_generation: int | None = None
 
 
 def finished(body: JSON) -> bool:
@@ -105,10 +119,19 @@ async def _patch(body: JSON, status: JSON, previous: JSON) -> None:
 
 
 async def _not_ready(
-    body: JSON, mem: RunMemory, reason: str, message: str, *, permanent: bool = False
+    body: JSON,
+    mem: RunMemory,
+    reason: str,
+    message: str,
+    *,
+    permanent: bool = False,
+    count: bool = True,
 ) -> bool:
     """Pending (or Failed when `permanent`) with Valid=False saying why; returns
-    whether to keep reconciling."""
+    whether to keep reconciling. `count`: in rap_operator_reconcile_errors_total
+    (report_error has counted it already)."""
+    if count:
+        metrics.RECONCILE_ERRORS.labels(kinds.of(body).kind, reason).inc()
     previous = dict(body.get("status") or {})
     status = compute_status(
         generation=body["metadata"].get("generation") or 1, shards=[], job=None,
@@ -147,9 +170,8 @@ async def _reconcile(body: JSON, job: JSON | None, mem: RunMemory, config: Opera
         try:
             url = await check_secrets(body, config, kind.secret_refs(body.get("spec") or {}))
             inputs = await kind.prepare(body, manifest)
-            plan = await _plan(
-                kind, await database.pool(url), manifest, meta["uid"], inputs, config
-            )
+            await database.pool(url)  # opened once: checks the schema
+            plan = await _plan(kind, url, manifest, meta["uid"], inputs, config)
         except MissingInput as exc:
             return await _not_ready(body, mem, "InputMissing", str(exc))
         except DatabaseUnavailable as exc:
@@ -169,7 +191,7 @@ async def _reconcile(body: JSON, job: JSON | None, mem: RunMemory, config: Opera
 
 async def _plan(
     kind: kinds.RunKind,
-    pool: Any,
+    url: str,
     manifest: Any,
     uid: str,
     inputs: Any,
@@ -177,14 +199,15 @@ async def _plan(
 ) -> protocol.PlanResult:
     """Plan the run; an overlap with a run whose resource is gone (deleted while the
     operator was away) cancels that run in the ledger, and the run is planned again."""
+    # Planning's statements grow with the selection: a connection with the long timeout.
     for _ in range(MAX_SWEPT_PER_PASS):
-        async with pool.acquire() as conn:
+        async with database.long_connection(url) as conn:
             try:
                 return await kind.plan(conn, manifest, uid, inputs)
             except OverlapError as exc:
                 if not await sweep.cancel_if_gone(conn, exc.other, config):
                     raise
-    async with pool.acquire() as conn:
+    async with database.long_connection(url) as conn:
         return await kind.plan(conn, manifest, uid, inputs)
 
 
@@ -219,7 +242,7 @@ async def _database(url: str) -> AsyncIterator[Any]:
     the block): a lost or refused connection is DatabaseUnavailable."""
     pool = await database.pool(url)
     try:
-        async with pool.acquire() as conn:
+        async with database.acquire(pool) as conn:
             yield conn
     except DatabaseUnavailable:
         raise
@@ -227,14 +250,6 @@ async def _database(url: str) -> AsyncIterator[Any]:
         if is_connection_error(exc):
             raise DatabaseUnavailable(f"database at {host_of(url)}: {exc}") from exc
         raise
-
-
-def _job_body(body: JSON, run: protocol.Run) -> JSON:
-    """The resource as the Job must see it: the planned spec, with the fields that may
-    change after planning taken from the live spec."""
-    live = body.get("spec") or {}
-    spec = {**run.spec, **{k: live[k] for k in LIVE_FIELDS if k in live}}
-    return {**body, "spec": spec}
 
 
 async def _share(
@@ -246,7 +261,7 @@ async def _share(
     config: OperatorConfig,
 ) -> budget.Share:
     """This run's share of its database's connection budget, recorded in budget.LEDGER."""
-    spec = _job_body(body, run)["spec"]
+    spec = job_body(body, run)["spec"]
     requested = manifests.parallelism(spec)
     unfinished = sum(1 for s in shards if s.state not in ("done", "failed"))
     if job is not None:
@@ -266,45 +281,38 @@ async def _share(
     return budget.Share(requested, wanted, granted, others, limit, server)
 
 
-async def _ensure_job(
-    body: JSON,
-    job: JSON | None,
-    run: protocol.Run,
-    config: OperatorConfig,
-    mem: RunMemory,
-    parallelism: int,
+async def _act_on_job(
+    body: JSON, job: JSON | None, run: protocol.Run, config: OperatorConfig, parallelism: int
 ) -> tuple[JSON | None, str | None]:
-    """The Job at `parallelism`, created when missing; (job, why it could not be created)."""
-    kind = kinds.of(body)
-    want = _job_body(body, run)
-    want["spec"] = {**want["spec"], "parallelism": parallelism}
-    if job is None:
-        try:
-            job, created = await kube.create_job(manifests.kind_job(want, config, kind))
-        except ApiException as exc:
-            if exc.status in (403, 409, 422):  # forbidden (RBAC, admission), invalid
-                return None, f"cannot create the Job ({exc.status}): {_api_message(exc)}"
-            raise
-        if created:
-            status = body.get("status") or {}
-            if status.get("jobName"):
-                kopf.warn(
-                    body,
-                    reason="JobRecreated",
-                    message=f"the Job {job['metadata']['name']} was gone with"
-                    f" {status.get('progress') or 'work'} done; recreated, the shards resume"
-                    " from Postgres",
-                )
-            else:
-                kopf.info(
-                    body, reason="JobCreated", message=f"Indexed Job {job['metadata']['name']}"
-                )
+    """Carry out decide.job_action: the Job at `parallelism`, created when missing;
+    (job, why it could not be created)."""
+    action = decide.job_action(body, run, job, parallelism)
+    if action is None:
         return job, None
-    desired = manifests.job_patch_for_spec(want["spec"])["spec"]
-    current = job.get("spec") or {}
-    if any(current.get(k) != v for k, v in desired.items()):
+    if "patch" in action:
+        assert job is not None
         meta = job["metadata"]
-        await kube.patch_job(meta["namespace"], meta["name"], {"spec": desired})
+        await kube.patch_job(meta["namespace"], meta["name"], {"spec": action["patch"]})
+        return job, None
+    kind = kinds.of(body)
+    try:
+        job, created = await kube.create_job(manifests.kind_job(action["create"], config, kind))
+    except ApiException as exc:
+        if exc.status in (403, 409, 422):  # forbidden (RBAC, admission), invalid
+            return None, f"cannot create the Job ({exc.status}): {_api_message(exc)}"
+        raise
+    if created:
+        status = body.get("status") or {}
+        if status.get("jobName"):
+            kopf.warn(
+                body,
+                reason="JobRecreated",
+                message=f"the Job {job['metadata']['name']} was gone with"
+                f" {status.get('progress') or 'work'} done; recreated, the shards resume"
+                " from Postgres",
+            )
+        else:
+            kopf.info(body, reason="JobCreated", message=f"Indexed Job {job['metadata']['name']}")
     return job, None
 
 
@@ -319,9 +327,9 @@ def _api_message(exc: ApiException) -> str:
 
 # Causes time fixes, after planning as before it: the Valid=False reason for each.
 WAITING_REASONS: tuple[tuple[type[Exception], str], ...] = (
-    (MissingInput, "InputMissing"),
-    (DatabaseUnavailable, "DatabaseUnavailable"),
-    (database.NotMigrated, "DatabaseNotMigrated"),
+    (MissingInput, errors.INPUT_MISSING),
+    (DatabaseUnavailable, errors.DATABASE_UNAVAILABLE),
+    (database.NotMigrated, errors.DATABASE_NOT_MIGRATED),
 )
 
 
@@ -332,101 +340,160 @@ async def _refresh(
     config: OperatorConfig,
     run: protocol.Run | None,
 ) -> bool:
+    """A planned run's status: observe → decide (pure, decide.py) → act. A cause time
+    fixes shows as Valid=False on the status as it was (waiting_status)."""
+    t0 = time.perf_counter()
     try:
-        return await _observe_and_patch(body, job, mem, config, run)
+        obs = await observe(body, job, mem, config, run)
     except (MissingInput, DatabaseUnavailable, database.NotMigrated) as exc:
         reason = next(r for cls, r in WAITING_REASONS if isinstance(exc, cls))
-        previous = dict(body.get("status") or {})
-        generation = body["metadata"].get("generation") or 1
-        status = waiting_status(previous, reason, str(exc), generation, datetime.now(UTC))
-        _warn_once(body, mem, reason, str(exc))
-        await _patch(body, status, previous)
+        metrics.RECONCILE_ERRORS.labels(kinds.of(body).kind, reason).inc()
+        await _waiting(body, mem, reason, str(exc))
         return True
+    if obs is None:
+        return True
+    previous = dict(body.get("status") or {})
+    decision = decide.decide(obs, body, previous, last_phase=mem.phase, capped_at=mem.capped_at)
+    try:
+        keep_going = await act(body, mem, obs, decision, previous)
+    except (MissingInput, DatabaseUnavailable, database.NotMigrated) as exc:
+        reason = next(r for cls, r in WAITING_REASONS if isinstance(exc, cls))
+        metrics.RECONCILE_ERRORS.labels(kinds.of(body).kind, reason).inc()
+        await _waiting(body, mem, reason, str(exc))
+        return True
+    metrics.STATUS_REFRESH_SECONDS.observe(time.perf_counter() - t0)
+    return keep_going
 
 
-async def _observe_and_patch(
+async def _waiting(body: JSON, mem: RunMemory, reason: str, message: str) -> None:
+    previous = dict(body.get("status") or {})
+    generation = body["metadata"].get("generation") or 1
+    status = waiting_status(previous, reason, message, generation, datetime.now(UTC))
+    _warn_once(body, mem, reason, message)
+    await _patch(body, status, previous)
+
+
+async def observe(
     body: JSON,
     job: JSON | None,
     mem: RunMemory,
     config: OperatorConfig,
     run: protocol.Run | None,
-) -> bool:
-    t0 = time.perf_counter()
-    kind = kinds.of(body)
-    meta, spec = body["metadata"], body.get("spec") or {}
-    previous = dict(body.get("status") or {})
+) -> Observation | None:
+    """Everything the status is computed from: the run and its per-shard counters
+    from the ledger (O(shards)), the connection budget's share, the Job - brought to
+    what decide.job_action says first, since the status reports the Job as it now is
+    - and, while the run is unfinished, what its pods say is wrong. None: the run is
+    not in its database (replaced or wiped: nothing to report from)."""
+    meta = body["metadata"]
     if mem.url is None:
         mem.url = await planned_database(body, config)
     async with _database(mem.url) as conn:
         run = run or await protocol.find_run(conn, meta["uid"])
-        if run is None:  # the database was replaced or wiped: nothing to report from
+        if run is None:
             log.warning("run %s/%s is not in its database", meta["namespace"], meta["name"])
-            return True
+            return None
         shards = await protocol.read_shards(conn, run.id)
-    no_job = kind.dry_run(run.spec) or run.total == 0
-    job_name = None if no_job else manifests.job_name(meta["name"], meta["uid"])
-    problem, share = None, None
+    no_job = kinds.of(body).dry_run(run.spec) or run.total == 0
+    share, problem, troubles = None, None, []
     unfinished = run.state not in protocol.TERMINAL_RUN_STATES
     if not no_job and unfinished:
         share = await _share(body, mem.url, run, shards, job, config)
-        job, problem = await _ensure_job(body, job, run, config, mem, share.parallelism)
+        job, problem = await _act_on_job(body, job, run, config, share.parallelism)
         if job is None:  # refused (RBAC, quota, admission): no pods hold anything
             budget.LEDGER.release(run.uid)
-    obs = JobObservation.from_job_status(job) if not no_job else None
-    refusal = kind.refused_changes(run.spec, spec)
-    status = compute_status(
-        generation=meta.get("generation") or 1, shards=shards, job=obs, previous=previous,
-        now=datetime.now(UTC), valid=refusal is None, invalid_reason="SpecChangeRefused",
-        invalid_message=refusal, planned_total=run.total, suspend=bool(spec.get("suspend")),
-        job_name=job_name, wording=kind.wording, **kind.status_args(run),
+        # Looked at only for an unfinished run (decide ignores them once the phase is
+        # final); pods.problems reads the API only when the Job's counts say trouble.
+        troubles = await pods.problems(job)
+    return Observation(
+        run=run, shards=shards, job=job, now=datetime.now(UTC), no_job=no_job, share=share,
+        job_problem=problem, troubles=troubles,
     )  # fmt: skip
+
+
+async def act(body: JSON, mem: RunMemory, obs: Observation, d: Decision, previous: JSON) -> bool:
+    """Carry out a decision: the ledger writes and the kind's extra status fields (one
+    connection), the kind's on-succeeded action, the status patch, the Events, the
+    Job's TTL once the final phase is recorded. Returns whether to keep reconciling."""
+    kind = kinds.of(body)
+    meta = body["metadata"]
+    status = d.status
+    assert mem.url is not None
     async with _database(mem.url) as conn:
-        status.update(await kind.extra_status(conn, run, status))
-        phase = status["phase"]
-        if obs is not None and obs.failed_indexes:
-            await protocol.mark_shards_failed(conn, run.id, sorted(obs.failed_indexes))
-        if is_terminal(phase):
-            await protocol.set_run_state(
-                conn, run.id, "succeeded" if phase == "Succeeded" else "failed"
-            )
-    status["runId"] = meta["uid"]
-    status["conditions"] = [*status["conditions"], *_budget_condition(body, share, previous)]
-    if share is not None and share.capped and mem.capped_at != share.granted:
-        kopf.info(body, reason="ParallelismCapped", message=share.message())
-    mem.capped_at = share.granted if share is not None and share.capped else None
-    troubles = [pods.PodProblem("JobNotCreated", problem)] if problem else []
-    if not is_terminal(phase):
-        troubles += await pods.problems(job)
-    for t in troubles:
-        _warn_once(body, mem, t.reason, t.message)
-    if troubles:
-        status["conditions"] = [*status["conditions"], _pods_condition(troubles, previous)]
-    if phase == "Succeeded" and kind.on_succeeded is not None:
+        status.update(await kind.extra_status(conn, obs.run, status))
+        if d.failed_indexes:
+            await protocol.mark_shards_failed(conn, obs.run.id, d.failed_indexes)
+        if d.run_state is not None:
+            await protocol.set_run_state(conn, obs.run.id, d.run_state)
+    status["conditions"] = [*status["conditions"], *d.extra_conditions]
+    for event in d.before_patch:
+        if event.type == "Warning":
+            _warn_once(body, mem, event.reason, event.message)
+        else:
+            _post(body, event)
+    mem.capped_at = d.capped_at
+    if d.phase == "Succeeded" and kind.on_succeeded is not None:
         # Before the patch: if this fails, the run is not terminal yet and the next
         # pass tries again (the kind's action must be idempotent).
         status.update(await kind.on_succeeded(body, status))
     await _patch(body, status, previous)
-    last = mem.phase or previous.get("phase")
-    if last != phase:
-        _event(body, last, status)
-        mem.phase = phase
-    if refusal:
-        _warn_once(body, mem, "SpecChangeRefused", refusal)
-    metrics.observe_run(body, status, job)
-    metrics.STATUS_REFRESH_SECONDS.observe(time.perf_counter() - t0)
-    if is_terminal(phase):
+    if d.phase_changed_from is not None:
+        _post(body, decide.phase_event(d.phase_changed_from, status))
+        mem.phase = d.phase
+    for event in d.after_patch:
+        _warn_once(body, mem, event.reason, event.message)
+    metrics.observe_run(body, status, obs.job)
+    if d.terminal:
         budget.LEDGER.release(meta["uid"])
-        await _apply_ttl(body, job)
+        await _apply_ttl(body, obs.job)
         return False
     return True
 
 
-def _budget_condition(body: JSON, share: budget.Share | None, previous: JSON) -> list[JSON]:
-    """ParallelismCapped as this pass decided, or as it last was (a finished run)."""
-    if share is None:
-        return [c for c in previous.get("conditions") or [] if c.get("type") == budget.CONDITION]
-    cond = budget.condition(share, previous, body["metadata"].get("generation") or 1)
-    return [cond] if cond else []
+# At most one Warning Event about unexpected errors per run in this many seconds.
+ERROR_EVENT_INTERVAL = 300.0
+
+
+async def report_error(body: JSON, mem: RunMemory, exc: Exception) -> errors.Verdict:
+    """A pass raised `exc`: classify it (errors.py), count it, log it (the traceback
+    for an unexpected one), post the rate-limited Warning Event of an unexpected
+    error, and show a temporary or permanent cause on the run's Valid condition
+    (the next good pass clears it). Never raises: the API may be what failed."""
+    verdict = errors.classify(exc)
+    kind = kinds.of(body)
+    meta = body["metadata"]
+    metrics.RECONCILE_ERRORS.labels(kind.kind, verdict.reason).inc()
+    where = f"{kind.kind} {meta['namespace']}/{meta['name']}"
+    if verdict.kind == "unexpected":
+        log.exception("reconcile of %s failed unexpectedly; retrying with backoff", where)
+        now = time.monotonic()
+        if mem.error_event_at is None or now - mem.error_event_at >= ERROR_EVENT_INTERVAL:
+            mem.error_event_at = now
+            with contextlib.suppress(Exception):
+                kopf.warn(
+                    body,
+                    reason="ReconcileError",
+                    message=errors.unexpected_event_message(kind.kind, verdict),
+                )
+        return verdict
+    log.warning(
+        "reconcile of %s: %s (%s, %s)", where, verdict.message, verdict.kind, verdict.reason
+    )
+    generation = meta.get("generation") or 1
+    if verdict.kind == "permanent":
+        mem.failed_generation = generation
+    if finished(body):  # only its Job's TTL was left to do: no pass would clear a condition
+        return verdict
+    try:
+        if verdict.kind == "permanent" and not (body.get("status") or {}).get("runId"):
+            await _not_ready(
+                body, mem, verdict.reason, verdict.message, permanent=True, count=False
+            )
+        else:
+            await _waiting(body, mem, verdict.reason, verdict.message)
+    except Exception as again:  # the API server in trouble: the log says it already
+        log.warning("could not show %s on %s: %s", verdict.reason, where, again)
+    return verdict
 
 
 async def planned_database(body: JSON, config: OperatorConfig) -> str:
@@ -442,30 +509,6 @@ async def planned_database(body: JSON, config: OperatorConfig) -> str:
         except kube.SecretProblem as exc:
             raise MissingInput(str(exc)) from None
     return await check_secrets(body, config)
-
-
-def _pods_condition(troubles: list[pods.PodProblem], previous: JSON) -> JSON:
-    first = troubles[0]
-    message = "; ".join(dict.fromkeys(t.message for t in troubles))[:1000]
-    old = next((c for c in previous.get("conditions") or [] if c.get("type") == "PodsReady"), {})
-    since = old.get("lastTransitionTime") if old.get("reason") == first.reason else None
-    return {
-        "type": "PodsReady",
-        "status": "False",
-        "reason": first.reason,
-        "message": message,
-        "lastTransitionTime": since or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-
-
-def ttl_patch(spec: JSON, job: JSON | None) -> JSON | None:
-    """The patch that gives a finished run's Job the spec's ttlSecondsAfterFinished;
-    None when there is no Job, no TTL in the spec, or the Job has it already."""
-    patch = manifests.job_patch_after_finish(spec)
-    if job is None or patch is None:
-        return None
-    have = (job.get("spec") or {}).get("ttlSecondsAfterFinished")
-    return None if have == patch["spec"]["ttlSecondsAfterFinished"] else patch
 
 
 async def _apply_ttl(body: JSON, job: JSON | None) -> None:
@@ -484,15 +527,8 @@ async def _apply_ttl(body: JSON, job: JSON | None) -> None:
             raise
 
 
-def _event(body: JSON, old: str | None, status: JSON) -> None:
-    phase = status["phase"]
-    summary = next(
-        (c for c in status.get("conditions", []) if c["type"] in (phase, "Succeeded")), None
-    )
-    message = f"{old or 'New'} → {phase}: {status.get('progress')}"
-    if summary and summary.get("message"):
-        message += f"; {summary['message']}"
-    if phase == "Failed":
-        kopf.warn(body, reason="Failed", message=message)
+def _post(body: JSON, event: Event) -> None:
+    if event.type == "Warning":
+        kopf.warn(body, reason=event.reason, message=event.message)
     else:
-        kopf.info(body, reason=phase, message=message)
+        kopf.info(body, reason=event.reason, message=event.message)

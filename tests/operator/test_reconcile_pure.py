@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from rap_operator import pods
-from rap_operator.reconcile import _job_body, finished
+from rap_operator.decide import job_body
+from rap_operator.reconcile import finished
 
 from analyzer_runtime import protocol
 
@@ -35,7 +36,7 @@ def test_the_job_is_built_from_the_planned_spec_with_the_live_fields() -> None:
         model_version="1.0.0", spec={"analyzer": "emotion", "shards": 4, "batchSize": 10},
         shards=4, total=100, state="running", created_at=datetime.now(UTC), finished_at=None,
     )  # fmt: skip
-    spec = _job_body(_body(), run)["spec"]
+    spec = job_body(_body(), run)["spec"]
     # shards from the plan (a refused change to 3 does not reach the Job) ...
     assert spec["shards"] == 4 and spec["batchSize"] == 10
     # ... suspend and parallelism from the live resource.
