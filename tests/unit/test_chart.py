@@ -86,6 +86,14 @@ NAMESPACED_RULES = (
 CLUSTER_RULES = _triples(
     "apiextensions.k8s.io", ["customresourcedefinitions"], ["list", "watch"]
 ) | _triples("", ["namespaces"], ["list", "watch"])
+# ... and in the release namespace, the leader election's Lease (its own Role).
+LEASE_RULES = _triples("coordination.k8s.io", ["leases"], ["get", "create", "update"])
+LEASE_ROLE = "-leader-election"
+
+
+def _watch_roles(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Roles of the watched namespaces (not the leader election's)."""
+    return [r for r in find(docs, "Role") if not r["metadata"]["name"].endswith(LEASE_ROLE)]
 
 
 def _secret_data(doc: dict[str, Any]) -> dict[str, str]:
@@ -185,8 +193,12 @@ def test_include_crds_renders_the_crd() -> None:
 def test_operator_deployment(defaults: list[dict[str, Any]]) -> None:
     dep = operator_deployment(defaults)
     assert dep["metadata"]["namespace"] == "rap"
-    assert dep["spec"]["replicas"] == 1
-    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+    # Two replicas electing a leader, rolled one at a time (test_chart_leader_election.py).
+    assert dep["spec"]["replicas"] == 2
+    assert dep["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     pod = dep["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == only(defaults, "ServiceAccount")["metadata"]["name"]
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -203,6 +215,8 @@ def test_operator_deployment(defaults: list[dict[str, Any]]) -> None:
     assert ports == {"metrics": 9090, "health": 8080}
     probe = c["livenessProbe"]["httpGet"]
     assert probe["path"] == "/healthz" and ports[probe["port"]] == 8080
+    ready = c["readinessProbe"]["httpGet"]
+    assert ready["path"] == "/readyz" and ports[ready["port"]] == 8080
     assert c["resources"]["requests"]["memory"]
 
     # The selector picks the operator only, never the Postgres pod.
@@ -410,7 +424,9 @@ def test_secret_hook_rbac_is_minimal(rendered: list[dict[str, Any]]) -> None:
         ("", "secrets", "patch", "rap-analyzer-db"),
     }
     # The hook's Role is its own: the operator's rules do not change.
-    assert rule_triples(rbac_rules(_release(rendered))) == NAMESPACED_RULES | CLUSTER_RULES
+    assert rule_triples(rbac_rules(_release(rendered))) == (
+        NAMESPACED_RULES | CLUSTER_RULES | LEASE_RULES
+    )
 
 
 def test_postgres_existing_secret() -> None:
@@ -509,10 +525,13 @@ def test_existing_secret() -> None:
 
 
 def test_cluster_wide_rbac_is_exactly_the_minimal_rules(defaults: list[dict[str, Any]]) -> None:
-    assert find(defaults, "Role") == [] and find(defaults, "RoleBinding") == []
+    assert _watch_roles(defaults) == []
+    assert [b["metadata"]["name"] for b in find(defaults, "RoleBinding")] == [
+        "rap-analyzer" + LEASE_ROLE
+    ]
     role = only(defaults, "ClusterRole")
     assert rule_triples(role["rules"]) == NAMESPACED_RULES | CLUSTER_RULES
-    assert rule_triples(rbac_rules(defaults)) == NAMESPACED_RULES | CLUSTER_RULES
+    assert rule_triples(rbac_rules(defaults)) == NAMESPACED_RULES | CLUSTER_RULES | LEASE_RULES
     binding = only(defaults, "ClusterRoleBinding")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
@@ -527,11 +546,12 @@ def test_cluster_wide_rbac_is_exactly_the_minimal_rules(defaults: list[dict[str,
 
 def test_namespaced_rbac() -> None:
     docs = _release(render_chart(NAMESPACED))
-    roles = find(docs, "Role")
+    roles = _watch_roles(docs)
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     for role in roles:
         assert rule_triples(role["rules"]) == NAMESPACED_RULES
-    bindings = find(docs, "RoleBinding")
+    names = {r["metadata"]["name"] for r in roles}
+    bindings = [b for b in find(docs, "RoleBinding") if b["roleRef"]["name"] in names]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     for b in bindings:
         assert b["roleRef"]["kind"] == "Role"
@@ -540,13 +560,13 @@ def test_namespaced_rbac() -> None:
     cluster = only(docs, "ClusterRole")
     assert rule_triples(cluster["rules"]) == CLUSTER_RULES
     assert only(docs, "ClusterRoleBinding")["roleRef"]["name"] == cluster["metadata"]["name"]
-    assert rule_triples(rbac_rules(docs)) == NAMESPACED_RULES | CLUSTER_RULES
+    assert rule_triples(rbac_rules(docs)) == NAMESPACED_RULES | CLUSTER_RULES | LEASE_RULES
     assert operator_env(docs)["RAP_NAMESPACES"] == "team-a,team-b"
 
 
 def test_namespaced_rbac_defaults_to_the_release_namespace() -> None:
     docs = _release(render_chart({"rbac": {"clusterWide": False}}, namespace="rap-ops"))
-    assert [r["metadata"]["namespace"] for r in find(docs, "Role")] == ["rap-ops"]
+    assert [r["metadata"]["namespace"] for r in _watch_roles(docs)] == ["rap-ops"]
     assert operator_env(docs)["RAP_NAMESPACES"] == "rap-ops"
 
 
@@ -596,7 +616,7 @@ def test_operator_may_update_the_finalizers_of_its_owners() -> None:
         "rapanalyzer.io", ["analysisruns/finalizers", "scrapejobs/finalizers"], ["update"]
     )
     assert wanted <= rule_triples(only(render_chart(), "ClusterRole")["rules"])
-    for role in find(_release(render_chart(NAMESPACED)), "Role"):
+    for role in _watch_roles(_release(render_chart(NAMESPACED))):
         assert wanted <= rule_triples(role["rules"])
 
 
