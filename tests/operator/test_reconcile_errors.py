@@ -1,0 +1,122 @@
+"""What the run loop does with a failed pass (issue 22): a bug is logged with its
+traceback, counted, and told on the run by a rate-limited Warning Event, then
+retried; a permanent error is not retried until the spec's generation changes; a
+temporary one shows on the run's Valid condition."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+import pytest
+from kubernetes_asyncio.client.exceptions import ApiException
+from prometheus_client import REGISTRY
+from rap_operator import handlers, kube, reconcile
+from rap_operator.reconcile import RunMemory
+
+UID = "6a7b0c3e-0000-4000-8000-0000000e4404"
+
+
+def _body(generation: int = 1, **status: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "rapanalyzer.io/v1alpha1",
+        "kind": "AnalysisRun",
+        "metadata": {"name": "r", "namespace": "ns", "uid": UID, "generation": generation},
+        "spec": {"analyzer": "algorithmic"},
+        "status": {"phase": "Running", "runId": UID, **status},
+    }
+
+
+def _count(reason: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "rap_operator_reconcile_errors_total", {"kind": "AnalysisRun", "reason": reason}
+    )
+    return value or 0.0
+
+
+async def _until(cond: Any, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + 5
+    while not cond():
+        assert asyncio.get_running_loop().time() < deadline, what
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def posted(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
+    """The Warning Events and status patches the error handling makes."""
+    out: dict[str, list[Any]] = {"warnings": [], "patches": []}
+
+    def warn(body: Any, *, reason: str, message: str) -> None:
+        out["warnings"].append((reason, message))
+
+    async def patch_status(plural: str, ns: str, name: str, status: dict[str, Any]) -> None:
+        out["patches"].append(status)
+
+    monkeypatch.setattr(kopf, "warn", warn)
+    monkeypatch.setattr(kube, "patch_status", patch_status)
+    return out
+
+
+async def test_an_unexpected_error_is_logged_with_its_traceback_and_told_once(
+    posted: dict[str, list[Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    mem, before = RunMemory(), _count("Unexpected")
+    with caplog.at_level(logging.ERROR, logger="rap_operator.reconcile"):
+        for _ in range(3):
+            try:
+                raise KeyError("phase")
+            except KeyError as exc:
+                verdict = await reconcile.report_error(_body(), mem, exc)
+    assert (verdict.kind, verdict.retry) == ("unexpected", True)
+    assert _count("Unexpected") == before + 3
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 3 and "KeyError" in caplog.text
+    # One Event per run per interval, however often the bug strikes.
+    assert [r for r, _ in posted["warnings"]] == ["ReconcileError"]
+    assert "KeyError" in posted["warnings"][0][1]
+    assert posted["patches"] == []  # a bug is no waiting cause: the status stays
+    mem.error_event_at = (mem.error_event_at or 0) - reconcile.ERROR_EVENT_INTERVAL
+    await reconcile.report_error(_body(), mem, KeyError("phase"))
+    assert [r for r, _ in posted["warnings"]] == ["ReconcileError", "ReconcileError"]
+
+
+async def test_a_temporary_error_shows_on_the_valid_condition(
+    posted: dict[str, list[Any]],
+) -> None:
+    before = _count("ApiError")
+    exc = ApiException(status=503, reason="Service Unavailable")
+    verdict = await reconcile.report_error(_body(), RunMemory(), exc)
+    assert (verdict.kind, verdict.reason) == ("temporary", "ApiError")
+    assert _count("ApiError") == before + 1
+    (patch,) = posted["patches"]
+    (valid,) = [c for c in patch["conditions"] if c["type"] == "Valid"]
+    assert (valid["status"], valid["reason"]) == ("False", "ApiError")
+    assert "503" in valid["message"]
+
+
+async def test_a_permanent_error_waits_for_a_new_generation(
+    monkeypatch: pytest.MonkeyPatch, posted: dict[str, list[Any]]
+) -> None:
+    passes: list[int] = []
+
+    async def fake_reconcile(body: Any, job: Any, mem: RunMemory, config: Any) -> bool:
+        passes.append(body["metadata"]["generation"])
+        if body["metadata"]["generation"] == 1:
+            raise kopf.PermanentError("the spec asks for the impossible")
+        return False
+
+    monkeypatch.setattr(handlers, "reconcile", fake_reconcile)
+    monkeypatch.setattr(handlers, "RETRY_SECONDS", 0.01)
+    monkeypatch.setattr(handlers, "_loops", {})
+    monkeypatch.setattr(handlers, "_ended", {})
+    handlers._watch(_body(generation=1))
+    await _until(lambda: passes == [1], "one pass")
+    # Job events and the like wake the loop; a permanent error is not retried for them.
+    for _ in range(5):
+        handlers._loops[UID].wake.set()
+        await asyncio.sleep(0.02)
+    assert passes == [1]
+    handlers._watch(_body(generation=2))  # a new spec
+    await _until(lambda: passes == [1, 2] and not handlers._loops, "retried for the new spec")
