@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
 from pgvector.asyncpg import register_vector
+
+# The one redaction of URLs and DSNs; importers of this module use it from here too.
+from analyzer_runtime.credentials import redact
 
 DATABASE_URL_ENV = "DATABASE_URL"
 # How DATABASE_URL's server pools connections: `session` (a PostgreSQL server, or a
@@ -34,17 +36,6 @@ class InvalidPoolMode(InvalidDatabaseURL):
 class PoolModeMismatch(DatabaseUnavailable):
     """The server is a pooler in transaction mode (it refused a startup parameter only
     a direct connection accepts) and DATABASE_POOL_MODE does not say so."""
-
-
-# user:password@ in any URL-like text; the password may itself contain ':' or '@'
-# when it was not percent-encoded, so everything up to the last '@' goes.
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^\s/]*@", re.I)
-
-
-def redact(text: str) -> str:
-    """`text` (a URL, or a message quoting one) with every password replaced, for
-    messages and logs; works on malformed URLs too."""
-    return _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
 
 
 def host_of(url: str) -> str:

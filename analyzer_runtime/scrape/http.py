@@ -27,6 +27,7 @@ import httpx
 from prometheus_client import Counter
 
 from analyzer_runtime.analyzers.llm.client import retry_after_seconds
+from analyzer_runtime.credentials import redact
 from analyzer_runtime.ratelimit import Limiter
 from analyzer_runtime.retrying import RetryChain
 from analyzer_runtime.retrying import RetrySettings as _RetrySettings
@@ -173,6 +174,8 @@ class Upstream:
     async def _once(
         self, method: str, url: str, challenged: Challenge | None, **kw: Any
     ) -> httpx.Response:
+        # A base URL from the spec may carry user:password@ or ?token=: messages show it redacted.
+        where = redact(f"{method} {url}")
         async with self.limiter.permit():
             self.stats.sent += 1
             try:
@@ -180,17 +183,17 @@ class Upstream:
                     resp = await self.client.request(method, url, **kw)
             except TimeoutError:
                 REQUESTS.labels(self.name, "timeout").inc()
-                raise _Transient(f"timed out after {self.timeout:g}s: {method} {url}") from None
+                raise _Transient(f"timed out after {self.timeout:g}s: {where}") from None
             except httpx.TransportError as exc:
                 REQUESTS.labels(self.name, "connection_error").inc()
-                raise _Transient(f"{type(exc).__name__}: {exc} ({method} {url})") from None
+                raise _Transient(f"{type(exc).__name__}: {redact(str(exc))} ({where})") from None
         code = resp.status_code
         self.stats.by_status[code] = self.stats.by_status.get(code, 0) + 1
         if challenged is not None and challenged(resp):
             # Before the 429/5xx rules: Cloudflare challenges with 403, 429 and 503 too.
             REQUESTS.labels(self.name, "challenged").inc()
             self.stats.challenged += 1
-            raise _Challenged(f"HTTP {code} challenge page from {method} {url}")
+            raise _Challenged(f"HTTP {code} challenge page from {where}")
         if code == 429:
             REQUESTS.labels(self.name, "throttled").inc()
             wait = retry_after_seconds(resp.headers)
@@ -202,6 +205,6 @@ class Upstream:
             raise _Throttled(wait)
         if code >= 500 or code == 408:
             REQUESTS.labels(self.name, "server_error").inc()
-            raise _Transient(f"HTTP {code} from {method} {url}")
+            raise _Transient(f"HTTP {code} from {where}")
         REQUESTS.labels(self.name, "ok" if code < 400 else "client_error").inc()
         return resp

@@ -15,6 +15,8 @@ import traceback
 import types
 from typing import Any
 
+from analyzer_runtime.credentials import redact as redact_credentials
+
 MASK = "***"
 # Bearer tokens and sk-style keys of any provider, even ones we were not given.
 _PATTERNS = (
@@ -35,7 +37,9 @@ class Redactor:
             if len(self.secret) >= 16:
                 out = out.replace(self.secret[:12], MASK).replace(self.secret[-8:], MASK)
         out = _PATTERNS[0].sub(lambda m: m.group(1) + MASK, out)
-        return _PATTERNS[1].sub(MASK, out)
+        # Passwords in URLs and DSNs too (a database error logged by the shard): this
+        # filter is the process's only one once installed.
+        return redact_credentials(_PATTERNS[1].sub(MASK, out))
 
 
 class _RedactingFilter(logging.Filter):
