@@ -109,8 +109,15 @@ def _release(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [d for d in docs if not _is_hook(d)]
 
 
+def _is_crd_hook(doc: dict[str, Any]) -> bool:
+    labels = doc["metadata"].get("labels") or {}
+    return labels.get("app.kubernetes.io/component") == "crd-upgrade"
+
+
 def _hooks(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [d for d in docs if _is_hook(d)]
+    """The database secret hook's objects (the CRD upgrade hook's:
+    test_chart_crd_upgrade.py)."""
+    return [d for d in docs if _is_hook(d) and not _is_crd_hook(d)]
 
 
 def _env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -166,7 +173,7 @@ def test_no_database_is_refused() -> None:
 def test_chart_metadata() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["apiVersion"] == "v2"
-    assert chart["appVersion"] == "0.1.0"
+    assert chart["appVersion"] == "0.2.0"
 
 
 # --- the CRD ------------------------------------------------------------------
@@ -206,7 +213,7 @@ def test_operator_deployment(defaults: list[dict[str, Any]]) -> None:
 
     c = operator_container(defaults)
     assert c["command"] == ["python", "-m", "rap_operator"]
-    assert c["image"] == "ghcr.io/rap-analyzer/rap-analyzer:0.1.0"  # appVersion by default
+    assert c["image"] == "ghcr.io/rap-analyzer/rap-analyzer:0.2.0"  # appVersion by default
     sc = c["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["allowPrivilegeEscalation"] is False
@@ -440,7 +447,9 @@ def test_postgres_existing_secret() -> None:
     # ... and the hook only reads it, to write the URL Secret.
     env = {
         k: v.get("value")
-        for k, v in _env(only(docs, "Job")["spec"]["template"]["spec"]["containers"][0]).items()
+        for k, v in _env(
+            only(_hooks(docs), "Job")["spec"]["template"]["spec"]["containers"][0]
+        ).items()
     }
     assert (env["PASSWORD_SECRET"], env["PASSWORD_KEY"], env["PASSWORD_GENERATE"]) == (
         "my-pg",
@@ -480,7 +489,7 @@ def test_postgres_password_value(values: dict[str, Any]) -> None:
 def test_secret_hook_with_own_service_account_or_without_rbac() -> None:
     docs = render_chart({"postgres": {"secretJob": {"serviceAccountName": "pg-admin"}}})
     assert [d["kind"] for d in _hooks(docs)] == ["Job"]
-    assert only(docs, "Job")["spec"]["template"]["spec"]["serviceAccountName"] == "pg-admin"
+    assert only(_hooks(docs), "Job")["spec"]["template"]["spec"]["serviceAccountName"] == "pg-admin"
 
     docs = render_chart({"rbac": {"create": False}})
     assert sorted(d["kind"] for d in _hooks(docs)) == ["Job", "ServiceAccount"]
@@ -571,7 +580,7 @@ def test_namespaced_rbac_defaults_to_the_release_namespace() -> None:
 
 
 def test_role_and_cluster_role_share_one_rule_set() -> None:
-    cluster_wide = only(render_chart(), "ClusterRole")["rules"]
+    cluster_wide = only(_release(render_chart()), "ClusterRole")["rules"]
     role = find(_release(render_chart(NAMESPACED)), "Role")[0]["rules"]
     assert cluster_wide[: len(role)] == role
 
@@ -615,7 +624,7 @@ def test_operator_may_update_the_finalizers_of_its_owners() -> None:
     wanted = _triples(
         "rapanalyzer.io", ["analysisruns/finalizers", "scrapejobs/finalizers"], ["update"]
     )
-    assert wanted <= rule_triples(only(render_chart(), "ClusterRole")["rules"])
+    assert wanted <= rule_triples(only(_release(render_chart()), "ClusterRole")["rules"])
     for role in _watch_roles(_release(render_chart(NAMESPACED))):
         assert wanted <= rule_triples(role["rules"])
 
