@@ -231,7 +231,7 @@ async def _cancelled(body: dict[str, Any], url: str | None) -> None:
     try:
         url = url or await planned_database(body, CONFIG)
         pool = await database.pool(url)
-        async with pool.acquire() as conn:
+        async with database.acquire(pool) as conn:
             run = await protocol.find_run(conn, body["metadata"]["uid"])
             if run is not None:
                 await protocol.set_run_state(conn, run.id, "cancelled")

@@ -96,7 +96,7 @@ async def cancel_if_gone(
 async def sweep_database(url: str, config: OperatorConfig) -> list[str]:
     """Cancel the runs of one database whose resource is gone; their uids."""
     pool = await database.pool(url)
-    async with pool.acquire() as conn:
+    async with database.acquire(pool) as conn:
         return [
             r.uid
             for r in await protocol.operator_runs(conn)

@@ -97,7 +97,7 @@ async def test_the_sweep_cancels_only_operator_runs_whose_resource_is_gone(
 
 
 async def test_an_overlap_with_a_gone_run_is_swept_and_planned_in_the_same_pass(
-    pool: asyncpg.Pool, cluster: dict[tuple[str, str], Any]
+    pool: asyncpg.Pool, db_url: str, cluster: dict[tuple[str, str], Any]
 ) -> None:
     ids = await insert_tracks(pool, [("A", f"s{i}", "one two three") for i in range(6)])
     async with pool.acquire() as conn:
@@ -119,13 +119,13 @@ async def test_an_overlap_with_a_gone_run_is_swept_and_planned_in_the_same_pass(
     # The first overlapped run still exists: the overlap stands, nothing is cancelled.
     cluster[("ns", "run-old-1")] = "old-1"
     with pytest.raises(planner.OverlapError) as err:
-        await reconcile._plan(kind, pool, None, "new", None, CONFIG)  # type: ignore[arg-type]
+        await reconcile._plan(kind, db_url, None, "new", None, CONFIG)  # type: ignore[arg-type]
     assert err.value.other.uid == "old-1"
     async with pool.acquire() as conn:
         assert await _states(conn) == {"old-1": "planned", "old-2": "planned"}
     # Both deleted while the operator was away: each overlap cancels one, then it plans.
     del cluster[("ns", "run-old-1")]
-    plan = await reconcile._plan(kind, pool, None, "new", None, CONFIG)  # type: ignore[arg-type]
+    plan = await reconcile._plan(kind, db_url, None, "new", None, CONFIG)  # type: ignore[arg-type]
     assert plan.created and plan.run.total == 6
     async with pool.acquire() as conn:
         assert await _states(conn) == {"old-1": "cancelled", "old-2": "cancelled", "new": "planned"}
