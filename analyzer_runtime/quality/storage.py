@@ -158,11 +158,11 @@ def loads(blob: bytes, sha256: str, targets: list[str] | None = None) -> dict[st
             f" train` (a foreign or tampered row). Train it again: {train_command()}"
         )
     try:
-        out = skops.io.loads(blob, trusted=list(TRUSTED))
+        out: dict[str, Any] = skops.io.loads(blob, trusted=list(TRUSTED))
     except UntrustedTypesFoundException as exc:  # the audit above should have said so
         raise ModelCorrupt(f"the stored model was refused by skops: {exc}") from None
     _check_estimators(out, targets)
-    return out  # type: ignore[no-any-return]
+    return out
 
 
 def _check_estimators(out: Any, targets: list[str] | None) -> None:
