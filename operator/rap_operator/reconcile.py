@@ -66,6 +66,12 @@ DATABASE_ANNOTATION = "rapanalyzer.io/database-secret"
 # Overlapping runs whose resource is gone that one planning pass cancels at most.
 MAX_SWEPT_PER_PASS = 8
 
+# Every kind and reason at 0 from the start, so that rate() and increase() of
+# rap_operator_reconcile_errors_total answer before the first error.
+for _kind in kinds.registry():
+    for _reason in errors.REASONS:
+        metrics.RECONCILE_ERRORS.labels(_kind, _reason)
+
 
 @dataclass
 class RunMemory:
