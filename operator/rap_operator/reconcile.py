@@ -351,16 +351,10 @@ async def _refresh(
     t0 = time.perf_counter()
     try:
         obs = await observe(body, job, mem, config, run)
-    except (MissingInput, DatabaseUnavailable, database.NotMigrated) as exc:
-        reason = next(r for cls, r in WAITING_REASONS if isinstance(exc, cls))
-        metrics.RECONCILE_ERRORS.labels(kinds.of(body).kind, reason).inc()
-        await _waiting(body, mem, reason, str(exc))
-        return True
-    if obs is None:
-        return True
-    previous = dict(body.get("status") or {})
-    decision = decide.decide(obs, body, previous, last_phase=mem.phase, capped_at=mem.capped_at)
-    try:
+        if obs is None:
+            return True
+        previous = dict(body.get("status") or {})
+        decision = decide.decide(obs, body, previous, last_phase=mem.phase, capped_at=mem.capped_at)
         keep_going = await act(body, mem, obs, decision, previous)
     except (MissingInput, DatabaseUnavailable, database.NotMigrated) as exc:
         reason = next(r for cls, r in WAITING_REASONS if isinstance(exc, cls))
@@ -401,7 +395,9 @@ async def observe(
             return None
         shards = await protocol.read_shards(conn, run.id)
     no_job = kinds.of(body).dry_run(run.spec) or run.total == 0
-    share, problem, troubles = None, None, []
+    share: budget.Share | None = None
+    problem: str | None = None
+    troubles: list[pods.PodProblem] = []
     unfinished = run.state not in protocol.TERMINAL_RUN_STATES
     if not no_job and unfinished:
         share = await _share(body, mem.url, run, shards, job, config)
