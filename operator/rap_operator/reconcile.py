@@ -11,10 +11,16 @@ database and the Job, then create what is missing, then write the status.
   level-triggered: a finished run whose Job lacks it gets it on any later pass.
 - Planning that overlaps a run whose resource is gone (deleted while the operator
   was away) cancels that run (sweep.py) and plans again in the same pass.
-- Status: from the per-shard counters (O(shards)) + the Job + what the pods say,
-  patched only where it changed; an Event once per phase change. A cause time fixes
-  (the database down, its Secret gone) keeps the status as it was with `Valid=False`
-  saying why, as before planning; the next good refresh clears it.
+- Status, in three steps: observe (the per-shard counters, O(shards), the Job, what
+  the pods say), decide (pure, decide.py: phase, counts, conditions, Events, ledger
+  writes), act (write the ledger, patch what changed, post the Events, the TTL); an
+  Event once per phase change. A cause time fixes (the database down or frozen, its
+  Secret gone) keeps the status as it was with `Valid=False` saying why, as before
+  planning; the next good refresh clears it.
+- A pass that raises is classified by errors.py (report_error): temporary causes
+  show on `Valid` too and are retried with backoff, a permanent one waits for a new
+  spec, an unexpected one (a bug) is logged with its traceback and told by a
+  rate-limited `ReconcileError` Warning Event.
 
 This is the only writer of a run's status and phase Events (handlers.py runs one
 pass at a time per run).
