@@ -24,6 +24,25 @@ from rap_devtools.procs import stop_process
 from rap_devtools.waiting import wait_for
 
 OPERATOR_NS = "rap-system"
+# The chart's default Lease (operator.leaderElection.leaseName).
+LEASE_NAME = "rap-analyzer-operator"
+
+
+def election_env(pod_name: str, namespace: str = OPERATOR_NS) -> dict[str, str]:
+    """An OperatorProcess's env for leader election as the chart sets it: the Lease in
+    the release namespace (whose Role install_operator_rbac applied), a pod name."""
+    return {"RAP_LEADER_ELECTION": "true", "POD_NAMESPACE": namespace, "POD_NAME": pod_name}
+
+
+def lease_holder(kube: KubeApi, namespace: str = OPERATOR_NS, name: str = LEASE_NAME) -> str:
+    """The Lease's holderIdentity; "" when released or when there is no Lease."""
+    try:
+        lease = kube.get(f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}")
+    except ApiError as e:
+        if e.status == 404:
+            return ""
+        raise
+    return str((lease.get("spec") or {}).get("holderIdentity") or "")
 
 
 def free_port() -> int:
@@ -161,6 +180,16 @@ class OperatorProcess:
 
     def stop(self) -> None:
         stop_process(self.proc, grace=30.0)
+
+    def signal(self, sig: int) -> None:
+        """Send `sig` to the operator (a test's SIGKILL or SIGTERM of a leader)."""
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout: float) -> int:
+        """The operator's exit status, once it exited within `timeout` seconds."""
+        assert self.proc is not None
+        return self.proc.wait(timeout=timeout)
 
     def tail(self, n: int = 40) -> str:
         lines = self.log.read_text(errors="replace").splitlines() if self.log.exists() else []

@@ -62,8 +62,12 @@ async def _run(config: OperatorConfig) -> int:
     metrics.set_leader(False)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
+
+    def on_signals() -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+
+    on_signals()
     elector: leader.Elector | None = None
     health = Health(
         live=lambda: leader.healthy(elector, loop.time()),
@@ -92,6 +96,7 @@ async def _run(config: OperatorConfig) -> int:
             me, elector.namespace, elector.name,
         )  # fmt: skip
         if not await elector.campaign(stopping):
+            await elector.api.close()
             await health.stop()
             return 0
 
@@ -105,6 +110,18 @@ async def _run(config: OperatorConfig) -> int:
         holding = asyncio.create_task(hold())
     else:
         metrics.set_leader(True)
+    # kopf replaces our signal handlers with its own as it starts; stopped by one of
+    # them, it would then wait 5 s for the never-set stop flag's waiter among its
+    # "hung tasks" before returning, delaying the hand-over. Ours again once kopf
+    # runs, so that a signal stops it through the flag. (Created before kopf: it
+    # leaves alone the tasks older than itself.)
+    kopf_ready = asyncio.Event()
+
+    async def take_signals_back() -> None:
+        await kopf_ready.wait()
+        on_signals()
+
+    retake = asyncio.create_task(take_signals_back())
     namespaces = config.namespaces
     failed = False
     try:
@@ -112,16 +129,19 @@ async def _run(config: OperatorConfig) -> int:
             standalone=True,  # no KopfPeering: leader.py decides who runs kopf
             clusterwide=not namespaces,
             namespaces=namespaces,
-            # A signal before kopf took over SIGTERM/SIGINT; kopf handles later ones.
             stop_flag=stopping,
+            ready_flag=kopf_ready,
         )
     except Exception:
         log.exception("the operator stopped on an error")
         failed = True
+    retake.cancel()
     if holding is not None:
         holding.cancel()
     if elector is not None:
+        # kopf has stopped: nothing of ours writes any more, the next may lead.
         await elector.release()
+        await elector.api.close()
     metrics.set_leader(False)
     await health.stop()
     return 1 if failed else 0

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import aiohttp
-from kubernetes_asyncio import client
+from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 log = logging.getLogger("rap_operator.leader")
@@ -207,6 +207,7 @@ class Elector:
         self.leading = False
         self.last_renew = 0.0  # monotonic, of the last successful write as leader
         self.last_attempt = 0.0  # monotonic, of the last attempt, successful or not
+        self.last_decision: Decision | None = None
 
     async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         # Bounded: a request hanging on a partitioned apiserver must not outlast the
@@ -260,7 +261,7 @@ class Elector:
         rec = await self._read()
         now = _now()
         self.seen = observe(self.seen, rec, now)
-        d = decide(self.seen, self.me, now, self.timing)
+        d = self.last_decision = decide(self.seen, self.me, now, self.timing)
         if d.action is Action.FOLLOW:
             assert rec is not None
             self._holder_is(rec.holder)
@@ -291,17 +292,44 @@ class Elector:
             log.exception("leader election: Lease %s/%s", self.namespace, self.name)
             return False
 
+    async def _wake_on_change(self, wake: asyncio.Event) -> None:
+        """Set `wake` whenever the Lease changes, so that a follower sees a release at
+        once instead of at its next retry (a rollout's hand-over). Best effort: the
+        campaign polls every retry period regardless."""
+        while True:
+            try:
+                async with watch.Watch().stream(
+                    self.coord.list_namespaced_lease,
+                    self.namespace,
+                    field_selector=f"metadata.name={self.name}",
+                    timeout_seconds=300,
+                ) as events:
+                    async for _ in events:
+                        wake.set()
+            except _OUTAGE as exc:
+                log.debug("leader election: watching Lease %s: %s", self.name, exc)
+                await asyncio.sleep(self.timing.lease_duration)
+
     async def campaign(self, stopping: asyncio.Event) -> bool:
         """Until this process leads (True) or is asked to stop (False)."""
-        while not stopping.is_set():
-            if await self._attempt():
-                self.leading = True
-                return True
-            try:
-                await asyncio.wait_for(stopping.wait(), self.timing.retry_period)
-            except TimeoutError:
-                pass
-        return False
+        wake = asyncio.Event()
+        watcher = asyncio.create_task(self._wake_on_change(wake))
+        try:
+            while not stopping.is_set():
+                wake.clear()
+                if await self._attempt():
+                    self.leading = True
+                    return True
+                pause = self.timing.retry_period
+                d = self.last_decision
+                if d is not None and d.action is Action.FOLLOW:
+                    # Try again the moment the holder's lease runs out, not up to a
+                    # retry period later.
+                    pause = min(pause, d.expires_in + 0.01)
+                await _first(pause, stopping, wake)
+            return False
+        finally:
+            watcher.cancel()
 
     async def hold(self) -> None:
         """Renew every retry period; returns when leadership is lost: the renew deadline
@@ -340,6 +368,16 @@ class Elector:
             log.info("leader election: %s released Lease %s/%s", self.me, self.namespace, self.name)
             self._holder_is("")
         return ok
+
+
+async def _first(at_most: float, *events: asyncio.Event) -> None:
+    """Until one of `events` is set, `at_most` seconds."""
+    waits = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, timeout=at_most, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
 
 
 def healthy(elector: Elector | None, now: float, timing: Timing = Timing()) -> bool:

@@ -87,7 +87,7 @@ CLUSTER_RULES = _triples(
     "apiextensions.k8s.io", ["customresourcedefinitions"], ["list", "watch"]
 ) | _triples("", ["namespaces"], ["list", "watch"])
 # ... and in the release namespace, the leader election's Lease (its own Role).
-LEASE_RULES = _triples("coordination.k8s.io", ["leases"], ["get", "create", "update"])
+LEASE_RULES = _triples("coordination.k8s.io", ["leases"], ["get", "create", "update", "watch"])
 LEASE_ROLE = "-leader-election"
 
 

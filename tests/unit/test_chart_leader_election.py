@@ -84,16 +84,16 @@ def test_the_lease_role_is_in_the_release_namespace(values: dict[str, Any]) -> N
     (role,) = _lease_role(docs)
     assert role["metadata"]["namespace"] == "rap-ops"
     assert rule_triples(role["rules"]) == {
-        ("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")
+        ("coordination.k8s.io", "leases", v) for v in ("get", "create", "update", "watch")
     }
-    # get and update only on the operator's Lease (create cannot name one).
+    # get, update and watch only on the operator's Lease (create cannot name one).
     named = [r for r in role["rules"] if r.get("resourceNames")]
     assert named == [
         {
             "apiGroups": ["coordination.k8s.io"],
             "resources": ["leases"],
             "resourceNames": ["rap-analyzer-operator"],
-            "verbs": ["get", "update"],
+            "verbs": ["get", "update", "watch"],
         }
     ]
     binding = only(docs, "RoleBinding", role["metadata"]["name"])
