@@ -11,7 +11,7 @@ NODE ?= process
 .DEFAULT_GOAL := help
 .PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape bench-embedding bench-search bench-quality bench-budget bench-adopt bench-import fake-llm \
         controlplane helm cluster-up cluster-down operator-up operator-down cluster-demo clean \
-        image base-image postgres-image test-image node node-packages test-node chart-demo bench-node \
+        image previous-image base-image postgres-image test-image node node-packages test-node chart-demo bench-node \
         prometheus test-observability argocd test-gitops gitops-demo chromium pgbouncer
 
 help: ## list the targets
@@ -34,7 +34,7 @@ test: install controlplane helm argocd prometheus chromium pgbouncer ## run the 
 test-fast: install helm chromium pgbouncer ## unit and Postgres tests only (no control plane, Argo CD or Prometheus)
 	$(PY) -m pytest -q -m "not e2e and not node and not image and not gitops and not observability"
 
-test-node: install controlplane helm node node-packages image postgres-image argocd prometheus ## the images; the chart, Argo CD and Prometheus on the real node (root, Docker; ~12 min)
+test-node: install controlplane helm node node-packages image previous-image postgres-image argocd prometheus ## the images; the chart, Argo CD and Prometheus on the real node (root, Docker; ~12 min)
 	$(PY) -m pytest -q -m "node or image" tests/image tests/node
 
 lint: install ## ruff
@@ -170,6 +170,9 @@ POSTGRES_IMAGE ?= rap-analyzer-postgres:16-pgvector
 
 image: ## build rap-analyzer:dev (IMAGE=...; Docker; builds the base offline when it cannot be pulled; size in build/image-size.json)
 	IMAGE=$(IMAGE) BASE_IMAGE=$(BASE_IMAGE) bash tools/build-image.sh
+
+previous-image: install ## build rap-analyzer:0.1.0 from the previous release's tree (git archive of v0.1.0), for the upgrade test on the node
+	$(PY) -m rap_devtools.previous_release image
 
 base-image: ## the offline base: Debian bookworm + Python 3.11 (debootstrap) tagged python:3.11-slim (FORCE=1 rebuilds)
 	bash tools/build-base-image.sh $(BASE_IMAGE)
