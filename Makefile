@@ -9,7 +9,7 @@ N ?= 57718
 NODE ?= process
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape bench-embedding bench-search bench-quality bench-budget bench-adopt bench-import fake-llm \
+.PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape bench-embedding bench-search bench-quality bench-budget bench-adopt bench-import bench-failover fake-llm \
         controlplane helm cluster-up cluster-down operator-up operator-down cluster-demo clean \
         image previous-image base-image postgres-image test-image node node-packages test-node chart-demo bench-node \
         prometheus test-observability argocd test-gitops gitops-demo chromium pgbouncer
@@ -105,6 +105,9 @@ bench-adopt: install ## db adopt of the original platform's database at its size
 
 bench-import: install ## rap-analyzer import vs psql \copy of the same N-row CSV (default 1,000,000), and the import's peak RSS (~10 min; not in CI)
 	$(PY) -m bench.import_bench $(if $(filter command line environment,$(origin N)),$(N)) --json bench/import.json
+
+bench-failover: install controlplane helm ## two operators electing a leader: failover time after SIGKILL / SIGTERM of the leader, 10 trials each, p50/p95 (~12 min)
+	$(PY) -m bench.failover 10 --json bench/failover.json
 
 fake-llm: install ## a fake OpenAI-compatible provider on 127.0.0.1:8089 (for local llm runs)
 	$(PY) -m rap_devtools.fake_llm --port 8089
