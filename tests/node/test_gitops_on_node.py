@@ -69,7 +69,7 @@ def test_chart_application_syncs_the_operator(
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     deploy = json.loads(cluster.kubectl("-n", NS, "get", "deploy", "rap-analyzer", "-o", "json",
                                         check=True).stdout)  # fmt: skip
-    assert deploy["status"].get("readyReplicas") == 1
+    assert deploy["status"].get("readyReplicas") == 2  # two replicas electing a leader
 
 
 def test_runs_application_follows_the_run(
