@@ -10,25 +10,16 @@ cannot touch the other tests."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-import psutil
 import pytest
 
-from analyzer_runtime.db import embedded
-from analyzer_runtime.db.connect import create_pool
-from analyzer_runtime.db.migrate import migrate
-from analyzer_runtime.seed import seed
 from tests.e2e.runs.operator_env import JSON, Env, phase, run_manifest
+from tests.e2e.runs.own_postgres import own_postgres, signal_all
 
 pytestmark = pytest.mark.e2e
 
@@ -37,48 +28,9 @@ FREEZE_SECONDS = 20.0
 
 
 @pytest.fixture
-def own_postgres() -> Iterator[tuple[Any, Path]]:
-    """A Postgres server for this test alone (server, data directory), migrated and
-    seeded with TRACKS tracks in its default database."""
-    home = Path(tempfile.mkdtemp(prefix="rap-pg-freeze-"))
-    pgdata = home / "pgdata"
-    server = embedded.start(pgdata)
-
-    async def prepare() -> None:
-        url = server.get_uri()
-        conn = await asyncpg.connect(url)
-        await migrate(conn)
-        await conn.close()
-        pool = await create_pool(url)
-        await seed(pool, TRACKS)
-        await pool.close()
-
-    try:
-        asyncio.run(prepare())
-        yield server, pgdata
-    finally:
-        _signal_all(pgdata, signal.SIGCONT)  # never leave a stopped server behind
-        server.cleanup()
-        shutil.rmtree(home, ignore_errors=True)
-
-
-def _server_processes(pgdata: Path) -> list[psutil.Process]:
-    """The postmaster (its pid is the first line of postmaster.pid) and every process
-    it forked: backends, checkpointer, WAL writer, autovacuum."""
-    pid_file = pgdata / "postmaster.pid"
-    if not pid_file.exists():
-        return []
-    postmaster = psutil.Process(int(pid_file.read_text().split()[0]))
-    return [postmaster, *postmaster.children(recursive=True)]
-
-
-def _signal_all(pgdata: Path, sig: signal.Signals) -> int:
-    sent = 0
-    for p in _server_processes(pgdata):
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.send_signal(sig)
-            sent += 1
-    return sent
+def own_pg() -> Iterator[tuple[Any, Path]]:
+    with own_postgres(TRACKS) as server:
+        yield server
 
 
 def _valid(st: JSON) -> JSON:
@@ -91,9 +43,9 @@ def _database_unavailable(st: JSON) -> bool:
 
 
 def test_a_frozen_postgres_shows_on_the_run_and_the_run_ends_exactly_once(
-    env: Env, namespace: str, own_postgres: tuple[Any, Path]
+    env: Env, namespace: str, own_pg: tuple[Any, Path]
 ) -> None:
-    server, pgdata = own_postgres
+    server, pgdata = own_pg
     url = str(server.get_uri())
     env.db_secret(namespace, url)
     # One track per batch and one pod: slow enough that the freeze lands mid-run.
@@ -107,7 +59,7 @@ def test_a_frozen_postgres_shows_on_the_run_and_the_run_ends_exactly_once(
 
     frozen_at = time.monotonic()
     try:
-        assert _signal_all(pgdata, signal.SIGSTOP) >= 2  # postmaster and its children
+        assert signal_all(pgdata, signal.SIGSTOP) >= 2  # postmaster and its children
         # While it lasts, the run says why it does not move (within the freeze).
         st = env.wait_status(
             namespace, "frozen", _database_unavailable, timeout=FREEZE_SECONDS - 1,
@@ -122,7 +74,7 @@ def test_a_frozen_postgres_shows_on_the_run_and_the_run_ends_exactly_once(
             assert _database_unavailable(env.status(namespace, "frozen"))
             time.sleep(0.5)
     finally:
-        _signal_all(pgdata, signal.SIGCONT)
+        signal_all(pgdata, signal.SIGCONT)
 
     # Resumed: the condition clears while the run continues, and it ends Succeeded.
     env.wait_status(
