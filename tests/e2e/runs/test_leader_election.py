@@ -14,65 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rap_devtools.kubeapi import ApiError
-from rap_devtools.operator_setup import (
-    LEASE_NAME,
-    OPERATOR_NS,
-    OperatorProcess,
-    election_env,
-    lease_holder,
-    put_db_secret,
-)
+from rap_devtools.operator_setup import OperatorProcess, put_db_secret
 from rap_devtools.waiting import wait_for
 
-from tests.e2e.runs.operator_env import CORPUS, JSON, Env, exact, run_manifest
+from tests.e2e.runs.operator_env import CORPUS, Env, exact, run_manifest
+from tests.e2e.runs.operator_pair import LEASE_PATH, NAMES, Pair, operator_pair
 
 pytestmark = pytest.mark.e2e
-
-LEASE_PATH = f"/apis/coordination.k8s.io/v1/namespaces/{OPERATOR_NS}/leases/{LEASE_NAME}"
-NAMES = ("op-a", "op-b")
-
-
-class Pair:
-    def __init__(self, env: Env, ops: dict[str, OperatorProcess]) -> None:
-        self.env, self.ops = env, ops
-
-    def tails(self) -> str:
-        return "\n".join(f"--- {n} ---\n{op.tail(25)}" for n, op in self.ops.items())
-
-    def holder(self) -> str:
-        return lease_holder(self.env.kube)
-
-    def leader(self, timeout: float = 30) -> tuple[OperatorProcess, OperatorProcess]:
-        """(leader, follower), once one of the two holds the Lease."""
-
-        def held() -> str | None:
-            h = self.holder()
-            return next((n for n in self.ops if h.startswith(n + "_")), None)
-
-        name = wait_for(held, timeout=timeout, interval=0.1, what="a leader", describe=self.tails)
-        (other,) = [op for n, op in self.ops.items() if n != name]
-        return self.ops[name], other
-
-    def wait_held_by(self, op: OperatorProcess, timeout: float) -> float:
-        """Seconds until `op` holds the Lease."""
-        (name,) = [n for n, o in self.ops.items() if o is op]
-        start = time.monotonic()
-        wait_for(
-            lambda: self.holder().startswith(name + "_"), timeout=timeout, interval=0.05,
-            what=f"{name} leading", describe=self.tails,
-        )  # fmt: skip
-        return time.monotonic() - start
-
-    def wait_phase(self, ns: str, name: str, phase: str, timeout: float = 240) -> JSON:
-        def check() -> JSON | None:
-            st = self.env.status(ns, name)
-            return st if st.get("phase") == phase else None
-
-        return wait_for(
-            check, timeout=timeout, interval=0.2, what=f"{name} {phase}",
-            describe=lambda: f"{self.env.status(ns, name)}\n{self.tails()}",
-        )  # fmt: skip
 
 
 def _get(op: OperatorProcess, path: str) -> int:
@@ -91,31 +39,10 @@ def _metric(op: OperatorProcess, name: str) -> float:
     return float(m.group(1))
 
 
-def _delete_lease(env: Env) -> None:
-    try:
-        env.kube.delete(LEASE_PATH)
-    except ApiError as e:
-        if e.status != 404:
-            raise
-
-
 @pytest.fixture
 def pair(env: Env, tmp_path: Path) -> Iterator[Pair]:
-    env.operator.stop()
-    _delete_lease(env)
-    cfg, interval = env.operator.kubeconfig, env.operator.interval
-    ops = {
-        n: OperatorProcess(cfg, tmp_path / f"{n}.log", interval, env=election_env(n)) for n in NAMES
-    }
-    try:
-        for op in ops.values():
-            op.start()  # returns once /healthz answers: a follower's too
-        yield Pair(env, ops)
-    finally:
-        for op in ops.values():
-            op.stop()
-        _delete_lease(env)
-        env.operator.start()
+    with operator_pair(env, tmp_path) as p:
+        yield p
 
 
 def _one_job_one_succeeded_event(env: Env, ns: str, name: str) -> None:
