@@ -68,4 +68,11 @@ if [[ ! -s "$PGDATA/PG_VERSION" ]]; then
   log "initialized; starting postgres"
 fi
 
+# On every start, not only after initdb: the kubelet applies the pod's fsGroup to
+# the volume on each mount (unless fsGroupChangePolicy skips it), making every
+# directory group-writable, and postgres refuses a data directory that is not
+# 0700/0750 ("invalid permissions"): a restarted Postgres pod (a rollout after
+# `helm upgrade`, a drain) would crash-loop. The data directory is ours to fix.
+chmod 0700 "$PGDATA" 2>/dev/null || true
+
 exec postgres "$@"
