@@ -129,7 +129,7 @@ def hook() -> dict[str, Any]:
 
 
 def _job_env(values: dict[str, Any] | None = None) -> dict[str, str]:
-    job = only(render_chart(values, namespace=NS), "Job")
+    job = only(render_chart(values, namespace=NS), "Job", "rap-analyzer-db-secret")
     (container,) = job["spec"]["template"]["spec"]["containers"]
     return {e["name"]: e["value"] for e in container["env"]}
 

@@ -210,10 +210,10 @@ def test_on_with_the_chart_defaults(auth: dict[str, str], pw_secret: str, pw_key
     assert pw["valueFrom"]["secretKeyRef"] == {"name": pw_secret, "key": pw_key}
     assert operator_env(docs)["RAP_DATABASE_SECRET"] == "rap-analyzer-db-pgbouncer"
 
-    job = only(docs, "Job")
+    job = only(docs, "Job", "rap-analyzer-db-secret")
     (hook_container,) = job["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e["value"] for e in hook_container["env"]}
-    role = only(docs, "Role")
+    role = only(docs, "Role", "rap-analyzer-db-secret")
     assert any("rap-analyzer-db-pgbouncer" in (r.get("resourceNames") or []) for r in role["rules"])
     import runpy
 
