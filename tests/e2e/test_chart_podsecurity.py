@@ -159,7 +159,14 @@ class Hook:
         self, cluster: LocalCluster, kube: KubeApi, namespace: str, values: JSON, release: str
     ) -> None:
         docs = render_chart(values, namespace=namespace, release=release)
-        hooks = [d for d in docs if "helm.sh/hook" in (d["metadata"].get("annotations") or {})]
+        # The database-secret hook's objects, not the CRD upgrade hook's.
+        hooks = [
+            d
+            for d in docs
+            if "helm.sh/hook" in (d["metadata"].get("annotations") or {})
+            and (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component")
+            != "crd-upgrade"
+        ]
         for kind in ("ServiceAccount", "Role", "RoleBinding"):
             (doc,) = [d for d in hooks if d["kind"] == kind]
             kube.post(_PATHS[kind].format(ns=namespace), doc)
