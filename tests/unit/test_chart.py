@@ -261,6 +261,10 @@ def test_env_names_are_what_the_operator_reads() -> None:
     main = (ROOT / "operator/rap_operator/__main__.py").read_text()
     assert 'os.environ.get("LOG_LEVEL"' in main
     readable.add("LOG_LEVEL")
+    # The chart's database, which the operator migrates (database.own_database_url).
+    database = (ROOT / "operator/rap_operator/database.py").read_text()
+    assert 'os.environ.get("DATABASE_URL")' in database
+    readable.add("DATABASE_URL")
     values = {"runtime": {"serviceAccountName": "rap-runner"}}
     for docs in (render_chart(), render_chart(values), render_chart(NAMESPACED)):
         names = set(operator_env(docs))
