@@ -141,6 +141,18 @@ def test_helm_upgrade_from_previous_release_mid_run(node_cluster: RealNodeCluste
         done = psql(c, "SELECT count(*) FROM run_items i JOIN runs r ON r.id = i.run_id "
                        f"WHERE r.name = '{RUN}' AND i.state = 'done'")  # fmt: skip
         assert int(done) == TRACKS
+        # One writer at a time across the rollout: the run said Succeeded once, and
+        # the Lease is held by one of the new release's two operator pods.
+        events = json.loads(kubectl(c, "get", "events", "-o", "json",
+                                    f"--field-selector=involvedObject.name={RUN}"))["items"]  # fmt: skip
+        assert [e["reason"] for e in events].count("Succeeded") == 1, events
+        assert all(e.get("count", 1) == 1 for e in events if e["reason"] == "Succeeded")
+        pods = json.loads(kubectl(c, "get", "pods", "-l", "app.kubernetes.io/component=operator",
+                                  "-o", "json"))["items"]  # fmt: skip
+        holder = json.loads(kubectl(c, "get", "lease", "rap-analyzer-operator", "-o", "json"))[
+            "spec"]["holderIdentity"]  # fmt: skip
+        assert len(pods) == 2
+        assert [p["metadata"]["name"] for p in pods if holder.startswith(p["metadata"]["name"])]
         # The previous release's shard pods did (some of) the run: its Job's image.
         (job,) = [j for j in json.loads(kubectl(c, "get", "jobs", "-o", "json"))["items"]
                   if j["metadata"]["name"].startswith(f"{RUN}-")]  # fmt: skip
