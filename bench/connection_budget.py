@@ -30,6 +30,7 @@ from typing import Any
 import asyncpg
 import yaml
 from rap_devtools.cluster import LocalCluster
+from rap_devtools.corpus_db import seeded_database
 from rap_devtools.limited_postgres import Peaks, limited_postgres, refused
 from rap_devtools.operator_setup import (
     OPERATOR_NS,
@@ -42,9 +43,6 @@ from rap_devtools.operator_setup import (
 from rap_devtools.waiting import wait_for
 
 from analyzer_runtime.db.budget import DEFAULT_RESERVED, SHARD_POD_CONNECTIONS
-from analyzer_runtime.db.connect import create_pool
-from analyzer_runtime.db.migrate import migrate
-from analyzer_runtime.seed import seed
 
 MAX_CONNECTIONS = 30
 SHARDS = 40
@@ -122,19 +120,7 @@ def main(n: int) -> dict[str, Any]:
         "budget_pods": budget_connections // SHARD_POD_CONNECTIONS,
     }
     with limited_postgres(MAX_CONNECTIONS) as server:
-
-        async def corpus() -> None:
-            conn = await asyncpg.connect(server.get_uri())
-            await conn.execute("CREATE DATABASE corpus")
-            await conn.close()
-            conn = await asyncpg.connect(server.get_uri("corpus"))
-            await migrate(conn)
-            await conn.close()
-            pool = await create_pool(server.get_uri("corpus"))
-            await seed(pool, n)
-            await pool.close()
-
-        asyncio.run(corpus())
+        asyncio.run(seeded_database(server, n, "corpus"))
         with LocalCluster(max_pods=SHARDS) as c:
             kube = c.kube_api()
             install_crds(c.kubeconfig)

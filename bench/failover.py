@@ -38,6 +38,7 @@ from typing import Any
 import asyncpg
 import yaml
 from rap_devtools.cluster import LocalCluster
+from rap_devtools.corpus_db import seeded_database
 from rap_devtools.kubeapi import KubeApi
 from rap_devtools.operator_setup import (
     OPERATOR_NS,
@@ -52,9 +53,6 @@ from rap_devtools.operator_setup import (
 from rap_devtools.waiting import wait_for
 
 from analyzer_runtime.db import embedded
-from analyzer_runtime.db.connect import create_pool
-from analyzer_runtime.db.migrate import migrate
-from analyzer_runtime.seed import seed
 
 TRACKS = 2400
 NS = "failover"
@@ -189,19 +187,7 @@ def main(n_trials: int) -> dict[str, Any]:
     }
     server = embedded.start(home / "pgdata")
     try:
-
-        async def corpus() -> None:
-            conn = await asyncpg.connect(server.get_uri())
-            await conn.execute("CREATE DATABASE corpus")
-            await conn.close()
-            conn = await asyncpg.connect(server.get_uri("corpus"))
-            await migrate(conn)
-            await conn.close()
-            pool = await create_pool(server.get_uri("corpus"))
-            await seed(pool, TRACKS)
-            await pool.close()
-
-        asyncio.run(corpus())
+        asyncio.run(seeded_database(server, TRACKS, "corpus"))
         with LocalCluster(max_pods=4) as c:
             kube = c.kube_api()
             install_crds(c.kubeconfig)

@@ -30,6 +30,7 @@ from typing import Any
 import asyncpg
 import yaml
 from rap_devtools.cluster import LocalCluster
+from rap_devtools.corpus_db import seeded_database
 from rap_devtools.operator_setup import (
     OPERATOR_NS,
     OperatorProcess,
@@ -41,8 +42,6 @@ from rap_devtools.operator_setup import (
 from analyzer_runtime import protocol
 from analyzer_runtime.db import embedded
 from analyzer_runtime.db.connect import create_pool
-from analyzer_runtime.db.migrate import migrate
-from analyzer_runtime.seed import seed
 from analyzer_runtime.status import JobObservation, compute_status
 
 NS = "bench"
@@ -207,15 +206,7 @@ def main(n: int) -> dict[str, Any]:
     server = embedded.start(home / "pgdata")
     url = server.get_uri()
 
-    async def prepare() -> None:
-        conn = await asyncpg.connect(url)
-        await migrate(conn)
-        await conn.close()
-        pool = await create_pool(url)
-        await seed(pool, n)
-        await pool.close()
-
-    asyncio.run(prepare())
+    asyncio.run(seeded_database(server, n))
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",

@@ -91,13 +91,9 @@ def acquire(p: asyncpg.Pool) -> Any:
 
 
 @contextlib.asynccontextmanager
-async def long_connection(url: str) -> AsyncIterator[asyncpg.Connection]:
-    """A connection of its own for statements that grow with the data (planning,
-    migrations), bounded by LONG_COMMAND_TIMEOUT rather than COMMAND_TIMEOUT; a lost
-    or unanswering server is DatabaseUnavailable."""
-    p = await create_pool(
-        url, min_size=0, max_size=1, timeout=CONNECT_TIMEOUT, command_timeout=LONG_COMMAND_TIMEOUT
-    )
+async def connection(p: asyncpg.Pool, url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of `p` (the pool of `url`) for database work only (nothing else
+    in the block): a lost, refused or unanswering server is DatabaseUnavailable."""
     try:
         async with acquire(p) as conn:
             yield conn
@@ -107,6 +103,18 @@ async def long_connection(url: str) -> AsyncIterator[asyncpg.Connection]:
         if is_connection_error(exc):
             raise DatabaseUnavailable(f"database at {host_of(url)}: {exc}") from exc
         raise
+
+
+@contextlib.asynccontextmanager
+async def long_connection(url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of its own for statements that grow with the data (planning,
+    migrations), bounded by LONG_COMMAND_TIMEOUT rather than COMMAND_TIMEOUT."""
+    p = await create_pool(
+        url, min_size=0, max_size=1, timeout=CONNECT_TIMEOUT, command_timeout=LONG_COMMAND_TIMEOUT
+    )
+    try:
+        async with connection(p, url) as conn:
+            yield conn
     finally:
         await close_pool(p)
 

@@ -41,7 +41,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from analyzer_runtime import protocol
 from analyzer_runtime.db import budget as db_budget
-from analyzer_runtime.db.connect import DatabaseUnavailable, host_of, is_connection_error
+from analyzer_runtime.db.connect import DatabaseUnavailable, host_of
 from analyzer_runtime.planner import OverlapError
 from analyzer_runtime.status import compute_status, format_time, is_terminal
 from rap_operator import (
@@ -252,16 +252,8 @@ def waiting_status(
 async def _database(url: str) -> AsyncIterator[Any]:
     """A connection to the run's database, for database work only (nothing else in
     the block): a lost or refused connection is DatabaseUnavailable."""
-    pool = await database.pool(url)
-    try:
-        async with database.acquire(pool) as conn:
-            yield conn
-    except DatabaseUnavailable:
-        raise
-    except Exception as exc:
-        if is_connection_error(exc):
-            raise DatabaseUnavailable(f"database at {host_of(url)}: {exc}") from exc
-        raise
+    async with database.connection(await database.pool(url), url) as conn:
+        yield conn
 
 
 async def _share(

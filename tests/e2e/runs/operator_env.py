@@ -20,6 +20,7 @@ import asyncpg
 import pytest
 import yaml
 from rap_devtools.cluster import LocalCluster
+from rap_devtools.corpus_db import seeded_database
 from rap_devtools.kubeapi import KubeApi
 from rap_devtools.operator_setup import (
     OPERATOR_NS,
@@ -31,9 +32,6 @@ from rap_devtools.operator_setup import (
 from rap_devtools.waiting import wait_for
 
 from analyzer_runtime.db import embedded
-from analyzer_runtime.db.connect import create_pool
-from analyzer_runtime.db.migrate import migrate
-from analyzer_runtime.seed import seed
 
 TEMPLATE_DB = "e2e_template"
 CORPUS = 1200
@@ -152,19 +150,7 @@ def pg_e2e() -> Iterator[Any]:
     home = Path(tempfile.mkdtemp(prefix="rap-pg-e2e-"))
     server = embedded.start(home / "pgdata")
 
-    async def template() -> None:
-        conn = await asyncpg.connect(server.get_uri())
-        await conn.execute(f"CREATE DATABASE {TEMPLATE_DB}")
-        await conn.close()
-        url = server.get_uri(TEMPLATE_DB)
-        conn = await asyncpg.connect(url)
-        await migrate(conn)
-        await conn.close()
-        pool = await create_pool(url)
-        await seed(pool, CORPUS)
-        await pool.close()
-
-    asyncio.run(template())
+    asyncio.run(seeded_database(server, CORPUS, TEMPLATE_DB))
     yield server
     server.cleanup()
     shutil.rmtree(home, ignore_errors=True)

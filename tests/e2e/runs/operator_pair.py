@@ -67,12 +67,16 @@ class Pair:
         )  # fmt: skip
 
 
-def delete_lease(env: Env) -> None:
+def delete_if_present(env: Env, path: str) -> None:
     try:
-        env.kube.delete(LEASE_PATH)
+        env.kube.delete(path)
     except ApiError as e:
         if e.status != 404:
             raise
+
+
+def delete_lease(env: Env) -> None:
+    delete_if_present(env, LEASE_PATH)
 
 
 @contextlib.contextmanager

@@ -13,13 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import psutil
+from rap_devtools.corpus_db import seeded_database
 
 from analyzer_runtime.db import embedded
-from analyzer_runtime.db.connect import create_pool
-from analyzer_runtime.db.migrate import migrate
-from analyzer_runtime.seed import seed
 
 
 @contextlib.contextmanager
@@ -30,17 +27,8 @@ def own_postgres(tracks: int) -> Iterator[tuple[Any, Path]]:
     pgdata = home / "pgdata"
     server = embedded.start(pgdata)
 
-    async def prepare() -> None:
-        url = server.get_uri()
-        conn = await asyncpg.connect(url)
-        await migrate(conn)
-        await conn.close()
-        pool = await create_pool(url)
-        await seed(pool, tracks)
-        await pool.close()
-
     try:
-        asyncio.run(prepare())
+        asyncio.run(seeded_database(server, tracks))
         yield server, pgdata
     finally:
         signal_all(pgdata, signal.SIGCONT)

@@ -10,9 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rap_devtools.kubeapi import ApiError
 from rap_devtools.operator_setup import (
-    LEASE_NAME,
     OPERATOR_NS,
     OperatorProcess,
     election_env,
@@ -22,25 +20,17 @@ from rap_devtools.operator_setup import (
 from rap_devtools.waiting import wait_for
 
 from tests.e2e.runs.operator_env import Env
+from tests.e2e.runs.operator_pair import LEASE_PATH, delete_if_present
 
 pytestmark = pytest.mark.e2e
 
-LEASE_PATH = f"/apis/coordination.k8s.io/v1/namespaces/{OPERATOR_NS}/leases/{LEASE_NAME}"
 BINDINGS = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{OPERATOR_NS}/rolebindings"
-
-
-def _delete(env: Env, path: str) -> None:
-    try:
-        env.kube.delete(path)
-    except ApiError as e:
-        if e.status != 404:
-            raise
 
 
 @pytest.fixture
 def leader(env: Env, tmp_path: Path) -> Iterator[OperatorProcess]:
     env.operator.stop()
-    _delete(env, LEASE_PATH)
+    delete_if_present(env, LEASE_PATH)
     op = OperatorProcess(
         env.operator.kubeconfig, tmp_path / "op.log", env.operator.interval,
         env=election_env("op-alone"),
@@ -51,7 +41,7 @@ def leader(env: Env, tmp_path: Path) -> Iterator[OperatorProcess]:
     finally:
         op.stop()
         install_operator_rbac(env.cluster.kubeconfig, env.kube)  # the binding back
-        _delete(env, LEASE_PATH)
+        delete_if_present(env, LEASE_PATH)
         env.operator.start()
 
 
