@@ -60,6 +60,9 @@ CONTROLLERS = (
     # never finishes deleting.
     "persistentvolumeclaim-protection-controller",
     "persistentvolume-protection-controller",
+    # The chart's PodDisruptionBudget: without its status (currentHealthy), Argo CD
+    # holds the Application at Progressing, as on no real cluster.
+    "disruption-controller",
 )
 
 

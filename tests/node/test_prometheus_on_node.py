@@ -341,10 +341,15 @@ def test_the_runs_succeeded_and_used_the_fakes(observed: Observed) -> None:
     assert {200, 429, 503} <= statuses, statuses
 
 
-def test_operator_target_is_up(observed: Observed) -> None:
+def test_both_operator_targets_are_up_and_one_leads(observed: Observed) -> None:
+    # Both replicas serve metrics (a follower too); rap_operator_leader says which leads.
     up = observed.prom.query(f'up{{job="{OPERATOR_JOB}"}}', at=observed.end)
-    assert [(s["metric"]["namespace"], s["value"][1]) for s in up] == [(NS, "1")], up
-    assert up[0]["metric"]["pod"].startswith(demo.RELEASE)
+    assert [(s["metric"]["namespace"], s["value"][1]) for s in up] == [(NS, "1")] * 2, up
+    assert all(s["metric"]["pod"].startswith(demo.RELEASE) for s in up), up
+    leading = observed.prom.query(
+        f'sum(rap_operator_leader{{job="{OPERATOR_JOB}"}})', at=observed.end
+    )
+    assert [s["value"][1] for s in leading] == ["1"], leading
 
 
 def test_shard_pods_were_scraped_with_run_labels(observed: Observed) -> None:
