@@ -60,9 +60,9 @@ def posted(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
 
 
 class _Records(logging.Handler):
-    """What one logger emitted, caught on the logger itself: caplog's root handler
-    missed these records in the full suite (another test's logging setup), so the
-    check would depend on test order."""
+    """What one logger emitted, caught on the very Logger object the module logs
+    with: in the full suite, a logger fetched again by name was another object than
+    the module's (caplog missed the records too), so the check depended on order."""
 
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
@@ -76,7 +76,7 @@ async def test_an_unexpected_error_is_logged_with_its_traceback_and_told_once(
     posted: dict[str, list[Any]],
 ) -> None:
     mem, before = RunMemory(), _count("Unexpected")
-    logger, caught = logging.getLogger("rap_operator.reconcile"), _Records()
+    logger, caught = reconcile.log, _Records()
     logger.addHandler(caught)
     try:
         for _ in range(3):
