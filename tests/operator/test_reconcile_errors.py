@@ -16,6 +16,8 @@ from prometheus_client import REGISTRY
 from rap_operator import handlers, kube, reconcile
 from rap_operator.reconcile import RunMemory
 
+from tests.operator.polling import until
+
 UID = "6a7b0c3e-0000-4000-8000-0000000e4404"
 
 
@@ -34,13 +36,6 @@ def _count(reason: str) -> float:
         "rap_operator_reconcile_errors_total", {"kind": "AnalysisRun", "reason": reason}
     )
     return value or 0.0
-
-
-async def _until(cond: Any, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + 5
-    while not cond():
-        assert asyncio.get_running_loop().time() < deadline, what
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -132,11 +127,11 @@ async def test_a_permanent_error_waits_for_a_new_generation(
     monkeypatch.setattr(handlers, "_loops", {})
     monkeypatch.setattr(handlers, "_ended", {})
     handlers._watch(_body(generation=1))
-    await _until(lambda: passes == [1], "one pass")
+    await until(lambda: passes == [1], "one pass")
     # Job events and the like wake the loop; a permanent error is not retried for them.
     for _ in range(5):
         handlers._loops[UID].wake.set()
         await asyncio.sleep(0.02)
     assert passes == [1]
     handlers._watch(_body(generation=2))  # a new spec
-    await _until(lambda: passes == [1, 2] and not handlers._loops, "retried for the new spec")
+    await until(lambda: passes == [1, 2] and not handlers._loops, "retried for the new spec")

@@ -4,12 +4,13 @@ loop is started again by a change seen while finishing or by a stale watch event
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
 from rap_operator import handlers
 from rap_operator.reconcile import RunMemory
+
+from tests.operator.polling import until
 
 UID = "6a7b0c3e-0000-4000-8000-000000000001"
 
@@ -21,13 +22,6 @@ def _body(phase: str) -> dict[str, Any]:
         "metadata": {"name": "r", "namespace": "ns", "uid": UID, "generation": 1},
         "status": {"phase": phase, "runId": UID},
     }
-
-
-async def _until(cond: Any, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + 5
-    while not cond():
-        assert asyncio.get_running_loop().time() < deadline, what
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -54,7 +48,7 @@ async def test_a_loop_started_again_while_finishing_keeps_its_memory(
     passes: list[RunMemory],
 ) -> None:
     handlers._watch(_body("Running"))
-    await _until(lambda: len(passes) == 2 and not handlers._loops, "two passes, then idle")
+    await until(lambda: len(passes) == 2 and not handlers._loops, "two passes, then idle")
     assert passes[0] is passes[1]
     assert passes[1].phase == "Succeeded"
 
@@ -63,10 +57,10 @@ async def test_a_stale_watch_event_after_the_end_reuses_the_memory(
     passes: list[RunMemory],
 ) -> None:
     handlers._watch(_body("Running"))
-    await _until(lambda: len(passes) == 2 and not handlers._loops, "first loop ends")
+    await until(lambda: len(passes) == 2 and not handlers._loops, "first loop ends")
     # An event from before the final patch, delivered late: still says Running.
     handlers._watch(_body("Running"))
-    await _until(lambda: len(passes) == 3 and not handlers._loops, "the late loop ends")
+    await until(lambda: len(passes) == 3 and not handlers._loops, "the late loop ends")
     assert passes[2].phase == "Succeeded"
 
 
@@ -78,7 +72,7 @@ async def test_a_deleted_run_forgets_its_memory(
 
     monkeypatch.setattr(handlers, "_cancelled", nothing)
     handlers._watch(_body("Running"))
-    await _until(lambda: len(passes) == 2 and not handlers._loops, "first loop ends")
+    await until(lambda: len(passes) == 2 and not handlers._loops, "first loop ends")
     assert UID in handlers._ended
 
     class Meta(dict):  # the two attributes run_event reads of kopf's Body
