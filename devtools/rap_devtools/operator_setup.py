@@ -91,11 +91,23 @@ def install_crds(kubeconfig: Path, crds: Path | None = None) -> None:
             raise RuntimeError(res.stderr)
 
 
-def install_operator_rbac(kubeconfig: Path, kube: KubeApi, namespace: str = OPERATOR_NS) -> str:
+# The e2e tests put each run in a namespace of its own, created on the fly: the
+# operator they share is installed cluster-wide (the chart's opt-in). The chart's
+# default, namespaced install has its own test (tests/e2e/test_chart_namespaced.py).
+CLUSTER_WIDE: dict[str, Any] = {"rbac": {"clusterWide": True}}
+
+
+def install_operator_rbac(
+    kubeconfig: Path,
+    kube: KubeApi,
+    namespace: str = OPERATOR_NS,
+    values: dict[str, Any] | None = None,
+) -> str:
     """The chart's ServiceAccount, roles and bindings exactly as `helm template` renders
-    them; returns the ServiceAccount's name."""
+    them with `values` (default: cluster-wide); returns the ServiceAccount's name."""
     docs = render_chart(
-        {"postgres": {"enabled": False}, "database": {"url": "postgresql://unused@localhost/x"}},
+        {"postgres": {"enabled": False}, "database": {"url": "postgresql://unused@localhost/x"},
+         **(CLUSTER_WIDE if values is None else values)},
         namespace=namespace, release="rap-analyzer",
     )  # fmt: skip
     if not rbac_rules(docs):

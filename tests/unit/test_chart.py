@@ -34,6 +34,7 @@ from rap_devtools.helm import (
 from rap_operator.config import OperatorConfig
 
 NAMESPACED = {"rbac": {"clusterWide": False}, "watchNamespaces": ["team-a", "team-b"]}
+CLUSTER_WIDE = {"rbac": {"clusterWide": True}}
 EXTERNAL_URL = "postgresql://rap:s3cret@db.example.com:5432/rap?sslmode=require"
 EXTERNAL = {"database": {"url": EXTERNAL_URL}, "postgres": {"enabled": False}}
 EXISTING = {"database": {"existingSecret": "my-db", "existingSecretKey": "dsn"}}
@@ -44,6 +45,7 @@ VARIANTS = {
     "defaults": None,
     "namespaced": NAMESPACED,
     "namespaced-release-ns": {"rbac": {"clusterWide": False}},
+    "cluster-wide": CLUSTER_WIDE,
     "external-url": EXTERNAL,
     "existing-secret": EXISTING,
     "postgres-existing-secret": PG_EXISTING,
@@ -281,7 +283,8 @@ def test_env_names_are_what_the_operator_reads() -> None:
 
 def test_env_comes_through_from_env(defaults: list[dict[str, Any]]) -> None:
     cfg = OperatorConfig.from_env(operator_env(defaults))
-    assert cfg.namespaces == []  # all namespaces
+    assert cfg.namespaces == ["rap"]  # the release namespace alone
+    assert OperatorConfig.from_env(operator_env(render_chart(CLUSTER_WIDE))).namespaces == []
     assert cfg.image == operator_container(defaults)["image"]
     assert cfg.image_pull_policy == "IfNotPresent"
     assert cfg.database_secret == "rap-analyzer-db"
@@ -537,21 +540,35 @@ def test_existing_secret() -> None:
 # --- RBAC ---------------------------------------------------------------------
 
 
-def test_cluster_wide_rbac_is_exactly_the_minimal_rules(defaults: list[dict[str, Any]]) -> None:
-    assert _watch_roles(defaults) == []
-    assert [b["metadata"]["name"] for b in find(defaults, "RoleBinding")] == [
+def test_default_rbac_is_namespaced_to_the_release_namespace(
+    defaults: list[dict[str, Any]],
+) -> None:
+    """No cluster-wide grant by default: Secrets, Jobs and runs only in the release
+    namespace; cluster-wide only kopf's reads of CRDs and Namespaces."""
+    assert [
+        (r["metadata"]["namespace"], rule_triples(r["rules"])) for r in _watch_roles(defaults)
+    ] == [("rap", NAMESPACED_RULES)]
+    assert rule_triples(only(defaults, "ClusterRole")["rules"]) == CLUSTER_RULES
+    assert ("", "secrets", "get") not in rule_triples(only(defaults, "ClusterRole")["rules"])
+    assert operator_env(defaults)["RAP_NAMESPACES"] == "rap"
+
+
+def test_cluster_wide_rbac_is_exactly_the_minimal_rules() -> None:
+    docs = _release(render_chart(CLUSTER_WIDE))
+    assert _watch_roles(docs) == []
+    assert [b["metadata"]["name"] for b in find(docs, "RoleBinding")] == [
         "rap-analyzer" + LEASE_ROLE
     ]
-    role = only(defaults, "ClusterRole")
+    role = only(docs, "ClusterRole")
     assert rule_triples(role["rules"]) == NAMESPACED_RULES | CLUSTER_RULES
-    assert rule_triples(rbac_rules(defaults)) == NAMESPACED_RULES | CLUSTER_RULES | LEASE_RULES
-    binding = only(defaults, "ClusterRoleBinding")
+    assert rule_triples(rbac_rules(docs)) == NAMESPACED_RULES | CLUSTER_RULES | LEASE_RULES
+    binding = only(docs, "ClusterRoleBinding")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "ClusterRole",
         "name": role["metadata"]["name"],
     }
-    sa = only(defaults, "ServiceAccount")
+    sa = only(docs, "ServiceAccount")
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "rap"}
     ]
@@ -584,7 +601,7 @@ def test_namespaced_rbac_defaults_to_the_release_namespace() -> None:
 
 
 def test_role_and_cluster_role_share_one_rule_set() -> None:
-    cluster_wide = only(_release(render_chart()), "ClusterRole")["rules"]
+    cluster_wide = only(_release(render_chart(CLUSTER_WIDE)), "ClusterRole")["rules"]
     role = find(_release(render_chart(NAMESPACED)), "Role")[0]["rules"]
     assert cluster_wide[: len(role)] == role
 
@@ -628,7 +645,9 @@ def test_operator_may_update_the_finalizers_of_its_owners() -> None:
     wanted = _triples(
         "rapanalyzer.io", ["analysisruns/finalizers", "scrapejobs/finalizers"], ["update"]
     )
-    assert wanted <= rule_triples(only(_release(render_chart()), "ClusterRole")["rules"])
+    assert wanted <= rule_triples(
+        only(_release(render_chart(CLUSTER_WIDE)), "ClusterRole")["rules"]
+    )
     for role in _watch_roles(_release(render_chart(NAMESPACED))):
         assert wanted <= rule_triples(role["rules"])
 

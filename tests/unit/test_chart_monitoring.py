@@ -90,7 +90,10 @@ def test_shard_pod_monitor_selects_the_operators_shard_pods() -> None:
     assert _meta_label(manifests.LABEL_RUN_UID) not in json.dumps(pm)
     # The same values the operator's per-run gauges use for name and kind.
     assert pod_labels[manifests.LABEL_KIND] == "analysisrun"
-    # Runs live in any namespace the operator watches (default: all).
+    # Runs live in the namespaces the operator watches (default: the release's).
+    assert pm["spec"]["namespaceSelector"] == {"matchNames": ["rap"]}
+    cluster_wide = render_chart({**ALL_ON, "rbac": {"clusterWide": True}})
+    pm = only(cluster_wide, "PodMonitor", "rap-analyzer-shards")
     assert pm["spec"]["namespaceSelector"] == {"any": True}
 
 
