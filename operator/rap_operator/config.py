@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from analyzer_runtime.db.budget import DEFAULT_RESERVED
+from rap_operator.policy import DEFAULT_HOSTS, PROVIDERS, USABLE_LABEL, Policy
 
 
 def _list(value: str | None) -> list[str]:
@@ -60,6 +61,22 @@ def _flag(name: str, value: str | None) -> bool:
     raise ValueError(f"{name} must be true or false, got {value!r}")
 
 
+def _policy(e: Any) -> Policy:
+    """The admin's policy (policy.py) from RAP_POLICY_*: a host list that is set
+    replaces the provider's default (the presets' official hosts); `*` allows any."""
+    hosts = {
+        p: tuple(_list(e[k])) if (k := f"RAP_POLICY_ALLOWED_HOSTS_{p.upper()}") in e
+        else DEFAULT_HOSTS[p]
+        for p in PROVIDERS
+    }  # fmt: skip
+    return Policy(
+        images=tuple(_list(e.get("RAP_POLICY_ALLOWED_IMAGES"))),
+        hosts=hosts,
+        secret_label=e.get("RAP_POLICY_SECRET_LABEL", USABLE_LABEL).strip(),
+        secrets=tuple(_list(e.get("RAP_POLICY_ALLOWED_SECRETS"))),
+    )
+
+
 @dataclass(frozen=True)
 class OperatorConfig:
     # Empty: all namespaces (cluster-wide RBAC); otherwise only these.
@@ -96,6 +113,8 @@ class OperatorConfig:
     lease_namespace: str | None = None
     # The pod's name (downward API): this replica's identity in the Lease.
     pod_name: str | None = None
+    # What runs may ask for (policy.py): images, endpoint hosts, Secrets.
+    policy: Policy = field(default_factory=Policy)
 
     def command_for(self, subcommand: str) -> list[str]:
         """The pod's command for a kind's subcommand. A configured command that already
@@ -131,6 +150,7 @@ class OperatorConfig:
                 e.get("RAP_LEADER_ELECTION_NAMESPACE") or e.get("POD_NAMESPACE") or None
             ),
             pod_name=e.get("POD_NAME") or None,
+            policy=_policy(e),
         )
 
 

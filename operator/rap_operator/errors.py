@@ -26,7 +26,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from analyzer_runtime.credentials import redact
 from analyzer_runtime.db.connect import DatabaseUnavailable, InvalidDatabaseURL, is_connection_error
 from rap_operator.database import NotMigrated
-from rap_operator.validation import InvalidRun, MissingInput
+from rap_operator.validation import InvalidRun, MissingInput, PolicyDenied
 
 Kind = Literal["temporary", "permanent", "unexpected"]
 
@@ -42,13 +42,14 @@ API_UNAVAILABLE = "ApiUnavailable"
 TIMEOUT = "Timeout"
 TEMPORARY = "Temporary"
 INVALID_SPEC = "InvalidSpec"
+POLICY_DENIED = "PolicyDenied"
 API_REJECTED = "ApiRejected"
 PERMANENT = "Permanent"
 UNEXPECTED = "Unexpected"
 REASONS = (
     DATABASE_UNAVAILABLE, DATABASE_NOT_MIGRATED, DATABASE_ERROR, INPUT_MISSING,
     INVALID_DATABASE_URL, API_ERROR, API_FORBIDDEN, API_UNAVAILABLE, TIMEOUT, TEMPORARY,
-    INVALID_SPEC, API_REJECTED, PERMANENT, UNEXPECTED,
+    INVALID_SPEC, POLICY_DENIED, API_REJECTED, PERMANENT, UNEXPECTED,
 )  # fmt: skip
 
 # API statuses a retry may get past: conflicts (409), throttling (429), the server
@@ -101,6 +102,8 @@ def classify(exc: BaseException) -> Verdict:
         return Verdict("permanent", PERMANENT, _message(exc))
     if isinstance(exc, kopf.TemporaryError):
         return Verdict("temporary", TEMPORARY, _message(exc))
+    if isinstance(exc, PolicyDenied):
+        return Verdict("permanent", POLICY_DENIED, _message(exc))
     if isinstance(exc, InvalidRun):
         return Verdict("permanent", INVALID_SPEC, _message(exc))
     if isinstance(exc, MissingInput):

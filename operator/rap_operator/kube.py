@@ -183,6 +183,21 @@ async def secret_value(namespace: str, name: str, key: str) -> str:
     return base64.b64decode(value).decode()
 
 
+async def secret_labels(namespace: str, name: str) -> dict[str, str] | None:
+    """A Secret's labels (None: it does not exist). Only metadata is looked at; the
+    policy never needs a value."""
+    core = client.CoreV1Api(await api())
+    try:
+        obj = await core.read_namespaced_secret(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        if exc.status == 403:
+            raise SecretProblem(f"the operator may not read Secret {namespace}/{name}") from None
+        raise
+    return dict(obj.metadata.labels or {})
+
+
 async def configmap_value(namespace: str, name: str, key: str) -> str:
     """A ConfigMap key's text (a ScrapeJob's artist list)."""
     core = client.CoreV1Api(await api())

@@ -58,7 +58,13 @@ from rap_operator import (
 )
 from rap_operator.config import OperatorConfig, database_secret
 from rap_operator.decide import LIVE_FIELDS, Decision, Event, Observation, job_body, ttl_patch
-from rap_operator.validation import InvalidRun, MissingInput, check_secrets
+from rap_operator.validation import (
+    InvalidRun,
+    MissingInput,
+    PolicyDenied,
+    check_policy,
+    check_secrets,
+)
 
 __all__ = ["LIVE_FIELDS", "RunMemory", "finished", "reconcile", "report_error", "ttl_patch"]
 JSON = dict[str, Any]
@@ -101,8 +107,17 @@ def finished(body: JSON) -> bool:
     if not is_terminal(status.get("phase")):
         return False
     planned = bool(status.get("runId") or status.get("jobName"))
+    if not planned and _valid_reason(status) == errors.POLICY_DENIED:
+        # Judged again by every operator process: one restarted with a looser
+        # policy plans what the old one refused (level-triggered).
+        return False
     gen = (body.get("metadata") or {}).get("generation") or 1
     return planned or status.get("observedGeneration") == gen
+
+
+def _valid_reason(status: JSON) -> str | None:
+    valid = next((c for c in status.get("conditions") or [] if c.get("type") == "Valid"), None)
+    return valid.get("reason") if valid and valid.get("status") == "False" else None
 
 
 def _warn_once(body: JSON, mem: RunMemory, reason: str, message: str) -> None:
@@ -180,10 +195,14 @@ async def _reconcile(body: JSON, job: JSON | None, mem: RunMemory, config: Opera
         except InvalidRun as exc:
             return await _not_ready(body, mem, "InvalidSpec", str(exc), permanent=True)
         try:
+            # Before any Secret is read or anything is created: a denied run gets nothing.
+            await check_policy(body, config)
             url = await check_secrets(body, config, kind.secret_refs(body.get("spec") or {}))
             inputs = await kind.prepare(body, manifest)
             await database.pool(url)  # opened once: checks the schema
             plan = await _plan(kind, url, manifest, meta["uid"], inputs, config)
+        except PolicyDenied as exc:
+            return await _not_ready(body, mem, errors.POLICY_DENIED, str(exc), permanent=True)
         except MissingInput as exc:
             return await _not_ready(body, mem, "InputMissing", str(exc))
         except DatabaseUnavailable as exc:

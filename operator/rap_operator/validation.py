@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from analyzer_runtime.analyzers import registry
 from analyzer_runtime.spec import AnalysisRunManifest, format_validation_error, load_manifest
-from rap_operator import kube
+from rap_operator import kube, policy
 from rap_operator.config import OperatorConfig, database_secret
 
 M = TypeVar("M")
@@ -18,6 +18,17 @@ M = TypeVar("M")
 class InvalidRun(Exception):
     """What a person must fix in the spec; shown as the Valid=False condition and a
     Warning Event. Permanent until the spec changes (a new generation)."""
+
+
+class PolicyDenied(InvalidRun):
+    """The spec asks for what the admin's policy (policy.py) does not allow: an
+    image, an endpoint host, a Secret. Permanent like InvalidRun, until the spec
+    changes - or the policy, which an operator restart re-reads and applies to every
+    run refused so far (reconcile.finished)."""
+
+    def __init__(self, violations: list[policy.Violation]) -> None:
+        super().__init__(policy.describe(violations))
+        self.violations = violations
 
 
 class MissingInput(Exception):
@@ -85,3 +96,23 @@ async def check_secrets(
     except kube.SecretProblem as exc:
         raise MissingInput(str(exc)) from None
     return url
+
+
+async def check_policy(body: dict[str, Any], config: OperatorConfig) -> None:
+    """PolicyDenied naming every rule the spec breaks; the Secrets' labels are read
+    here (metadata only), the decision is policy.check's."""
+    ns = body["metadata"]["namespace"]
+    spec = body.get("spec") or {}
+    labels: dict[str, dict[str, str] | None] = {}
+    try:
+        for name in sorted(policy.judged_secrets(config.policy, spec, config.database_secret)):
+            if (found := await kube.secret_labels(ns, name)) is not None:
+                labels[name] = found
+    except kube.SecretProblem as exc:
+        raise MissingInput(str(exc)) from None
+    violations = policy.check(
+        config.policy, spec, own_image=config.image,
+        default_secret=config.database_secret, secret_labels=labels,
+    )  # fmt: skip
+    if violations:
+        raise PolicyDenied(violations)
