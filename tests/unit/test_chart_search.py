@@ -40,13 +40,16 @@ def test_the_deployment_runs_serve_with_the_database_secret() -> None:
             "containers"
         ][0]["image"]
     )
-    (env,) = c["env"]
-    assert env == {
-        "name": "DATABASE_URL",
-        "valueFrom": {"secretKeyRef": {"name": "rap-analyzer-db", "key": "url"}},
-    }
-    assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-    assert c["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "url"
+    # Readiness asks the database over /readyz's own connection; liveness needs none.
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["ports"] == [
+        {"name": "http", "containerPort": 8000, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+    ]
+    assert env["RAP_SEARCH_METRICS_PORT"]["value"] == "9090"
     assert pod["automountServiceAccountToken"] is False
     # The Service selects exactly the search pods, never the operator.
     labels = dep["spec"]["template"]["metadata"]["labels"]
@@ -66,8 +69,8 @@ def test_the_database_secret_follows_the_database_values(
     values: dict[str, Any], secret: str, key: str
 ) -> None:
     dep, _ = _search(values)
-    ref = dep["spec"]["template"]["spec"]["containers"][0]["env"][0]["valueFrom"]
-    assert ref == {"secretKeyRef": {"name": secret, "key": key}}
+    env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == key
 
 
 def test_the_pod_is_restricted() -> None:
@@ -92,3 +95,51 @@ def test_port_replicas_and_resources_are_values() -> None:
 
 def test_lints_with_search_on() -> None:
     lint_chart(ON)
+
+
+def _env(dep: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_auth_is_on_by_default_with_the_token_from_a_secret() -> None:
+    dep, _ = _search()
+    assert _env(dep)["RAP_SEARCH_TOKEN"]["valueFrom"] == {
+        "secretKeyRef": {"name": "rap-analyzer-search-token", "key": "token"}
+    }
+    # Never a literal token in the manifest, and two renders are identical (Argo CD).
+    assert "value" not in _env(dep)["RAP_SEARCH_TOKEN"]
+    assert render_chart(ON) == render_chart(ON)
+
+
+def test_auth_existing_secret_and_off() -> None:
+    auth = {"existingSecret": "team-token", "existingSecretKey": "bearer"}
+    dep, _ = _search({"search": {"enabled": True, "auth": auth}})
+    assert _env(dep)["RAP_SEARCH_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "team-token",
+        "key": "bearer",
+    }
+    dep, _ = _search({"search": {"enabled": True, "auth": {"enabled": False}}})
+    assert "RAP_SEARCH_TOKEN" not in _env(dep)
+
+
+def test_limits_are_values() -> None:
+    limits = {"maxInFlight": 7, "poolSize": 3, "acquireTimeoutSeconds": 0.5,
+              "statementTimeoutSeconds": 1.5}  # fmt: skip
+    dep, _ = _search({"search": {"enabled": True, "limits": limits, "metricsPort": 9191}})
+    env = {k: v.get("value") for k, v in _env(dep).items()}
+    assert env["RAP_SEARCH_MAX_IN_FLIGHT"] == "7" and env["RAP_SEARCH_POOL_SIZE"] == "3"
+    assert env["RAP_SEARCH_ACQUIRE_TIMEOUT"] == "0.5"
+    assert env["RAP_SEARCH_STATEMENT_TIMEOUT"] == "1.5"
+    assert env["RAP_SEARCH_METRICS_PORT"] == "9191"
+    ports = dep["spec"]["template"]["spec"]["containers"][0]["ports"]
+    assert {"name": "metrics", "containerPort": 9191, "protocol": "TCP"} in ports
+
+
+def test_the_podmonitor_scrapes_the_metrics_port_not_the_public_one() -> None:
+    docs = render_chart({**ON, "metrics": {"podMonitor": {"enabled": True}}})
+    pm = only(docs, "PodMonitor", "rap-analyzer-search")
+    (endpoint,) = pm["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
+    _, svc = _search()
+    # The Service exposes the API port only: /metrics is not reachable through it.
+    assert [p["targetPort"] for p in svc["spec"]["ports"]] == ["http"]
