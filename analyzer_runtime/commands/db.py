@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -14,7 +14,7 @@ from analyzer_runtime.commands.common import (
     _with_db,
     out,
 )
-from analyzer_runtime.db.connect import pool_for
+from analyzer_runtime.db.connect import pool_for, redact
 
 db_app = typer.Typer(no_args_is_help=True, help="Database: migrations and the embedded server.")
 
@@ -129,3 +129,86 @@ def db_adopt(
         print(json.dumps(report.to_dict(), indent=2, default=str))
         return
     render(report, out)
+
+
+@db_app.command("roles")
+def db_roles(
+    owner: Annotated[
+        str | None, typer.Option(help="owner role: owns the schema, applies migrations")
+    ] = None,
+    runtime: Annotated[
+        str | None, typer.Option(help="runtime role: the operator's, shard pods' and gc's DML")
+    ] = None,
+    search: Annotated[str | None, typer.Option(help="search role: read-only")] = None,
+    migrate: Annotated[
+        bool,
+        typer.Option(help="apply the migrations as the owner before granting on the tables"),
+    ] = True,
+    wait: Annotated[
+        float, typer.Option(help="seconds to keep retrying while the database is unreachable")
+    ] = 0.0,
+) -> None:
+    """Create (or correct) the least-privilege roles, as a superuser (DATABASE_URL).
+    Idempotent. Passwords from RAP_DB_OWNER_PASSWORD, RAP_DB_RUNTIME_PASSWORD and
+    RAP_DB_SEARCH_PASSWORD (a role whose variable is unset keeps its password); names
+    also from RAP_DB_OWNER_ROLE, RAP_DB_RUNTIME_ROLE, RAP_DB_SEARCH_ROLE."""
+    import dataclasses
+
+    from analyzer_runtime.db import roles as db_roles_mod
+
+    try:
+        roles = db_roles_mod.Roles.from_env()
+        roles = dataclasses.replace(
+            roles,
+            owner=owner or roles.owner,
+            runtime=runtime or roles.runtime,
+            search=search or roles.search,
+        )
+    except db_roles_mod.RolesError as exc:
+        raise _fail(str(exc), EXIT_INVALID) from None
+
+    async def go(url: str) -> db_roles_mod.Report:
+        conn = await _connect_retrying(url, wait)
+        try:
+            return await db_roles_mod.apply(
+                conn, roles, migrate=migrate, log=lambda m: out.print(m, highlight=False)
+            )
+        finally:
+            await conn.close()
+
+    try:
+        report = _with_db(go)
+    except db_roles_mod.RolesError as exc:
+        raise _fail(str(exc), EXIT_INVALID) from None
+    for m in report.migrated:
+        out.print(f"applied {m} as {roles.owner}", highlight=False)
+    if report.not_migrated:
+        out.print(f"migrations not applied: {report.not_migrated}", highlight=False)
+    out.print(
+        f"roles ready: owner {roles.owner}, runtime {roles.runtime}, search {roles.search}",
+        highlight=False,
+    )
+
+
+async def _connect_retrying(url: str, wait: float) -> Any:
+    """A direct connection to `url`, retried for `wait` seconds while the server is
+    unreachable or still starting (a hook that runs next to a new Postgres)."""
+    import asyncio
+    import time
+
+    import asyncpg
+
+    from analyzer_runtime.db.connect import DatabaseUnavailable, host_of, is_connection_error
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return await asyncpg.connect(url, timeout=10)
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise DatabaseUnavailable(
+                    f"cannot connect to the database at {host_of(url)}: {redact(str(exc))}"
+                ) from None
+            await asyncio.sleep(2)

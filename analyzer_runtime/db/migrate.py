@@ -74,12 +74,16 @@ async def migrate(conn: asyncpg.Connection) -> list[Migration]:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
             if await is_legacy(conn):
                 raise LegacySchema(ADOPT_HINT)
-            await conn.execute(
-                """CREATE TABLE IF NOT EXISTS schema_migrations (
-                       version    integer PRIMARY KEY,
-                       name       text NOT NULL,
-                       applied_at timestamptz NOT NULL DEFAULT now())"""
-            )
+            # Only when missing: the runtime role (`db gc`, `seed`) checks that the
+            # schema is current through here, and has no CREATE on the schema, which
+            # even CREATE TABLE IF NOT EXISTS of an existing table needs.
+            if not await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"):
+                await conn.execute(
+                    """CREATE TABLE IF NOT EXISTS schema_migrations (
+                           version    integer PRIMARY KEY,
+                           name       text NOT NULL,
+                           applied_at timestamptz NOT NULL DEFAULT now())"""
+                )
             done = await applied(conn)
             pending = [m for m in available() if m.version not in done]
             if not pending:

@@ -52,8 +52,29 @@ class NotMigrated(Exception):
     """The run's database lacks migrations; the message says which command applies them."""
 
 
+# The URL migrations of the operator's own database use: the schema owner's (the
+# chart's db-roles Secret), while DATABASE_URL is the runtime role's (DML only).
+# Unset: DATABASE_URL migrates too, as before the roles existed.
+MIGRATION_URL_ENV = "RAP_MIGRATION_DATABASE_URL"
+ROLES_HINT = (
+    "if this is a login of the chart's database roles, they may not exist yet: the"
+    " chart's db-roles hook creates them (`rap-analyzer db roles` as a superuser"
+    " otherwise); retrying"
+)
+
+
 def own_database_url() -> str | None:
     return os.environ.get("DATABASE_URL") or None
+
+
+def migration_url(url: str) -> str:
+    """The URL to migrate the database at `url` with (the operator's own only)."""
+    return os.environ.get(MIGRATION_URL_ENV) or url
+
+
+def _login_refused(exc: BaseException) -> bool:
+    # 28000 invalid_authorization_specification (no such role), 28P01 wrong password.
+    return getattr(exc, "sqlstate", None) in ("28000", "28P01")
 
 
 async def pool(url: str) -> asyncpg.Pool:
@@ -75,7 +96,8 @@ async def pool(url: str) -> asyncpg.Pool:
                 _limits[url] = await read_limits(conn)
         except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
             await close_pool(p)
-            raise DatabaseUnavailable(f"database at {host_of(url)}: {exc}") from None
+            hint = f" ({ROLES_HINT})" if _login_refused(exc) else ""
+            raise DatabaseUnavailable(f"database at {host_of(url)}: {exc}{hint}") from None
         except NotMigrated:
             await close_pool(p)
             raise
@@ -150,7 +172,7 @@ async def _check_schema(conn: asyncpg.Connection, url: str) -> None:
             f"the database at {host_of(url)}: {ADOPT_HINT}; then the run proceeds by itself"
         )
     if url == own_database_url():
-        async with long_connection(url) as long:
+        async with long_connection(migration_url(url)) as long:
             await migrate(long)
         return
     missing = sorted({m.version for m in available()} - await applied(conn))
