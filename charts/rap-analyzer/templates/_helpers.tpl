@@ -55,7 +55,24 @@ app.kubernetes.io/component: database
 
 {{/* One image for operator and runtime. */}}
 {{- define "rap-analyzer.image" -}}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- include "rap-analyzer.imageRef" (dict "image" .Values.image "defaultTag" .Chart.AppVersion) }}
+{{- end }}
+
+{{/*
+An image reference from {repository, tag, digest}: repository@digest when a
+digest is set (tags are mutable; a digest is what was reviewed), else
+repository:tag (defaultTag when tag is empty).
+*/}}
+{{- define "rap-analyzer.imageRef" -}}
+{{- $img := .image }}
+{{- with $img.digest }}
+{{- if not (regexMatch "^sha256:[a-f0-9]{64}$" .) }}
+{{- fail (printf "image digest %q of %s must be sha256:<64 hex digits>" . $img.repository) }}
+{{- end }}
+{{- printf "%s@%s" $img.repository . }}
+{{- else }}
+{{- printf "%s:%s" $img.repository ($img.tag | default $.defaultTag) }}
+{{- end }}
 {{- end }}
 
 {{/*

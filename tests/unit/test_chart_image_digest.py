@@ -1,0 +1,64 @@
+"""Images pinned by digest: every pod the chart renders (and the runtime image the
+operator gives its Job pods) runs repository@sha256:… once a digest is set, and a
+malformed digest fails the render instead of producing an unpullable reference."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from rap_devtools.helm import HelmError, operator_env, render_chart
+
+APP = "sha256:" + "a" * 64
+PG = "sha256:" + "b" * 64
+BOUNCER = "sha256:" + "c" * 64
+
+
+def _images(docs: list[dict[str, Any]]) -> Iterator[str]:
+    """Every container image of every pod template in the render."""
+
+    def walk(node: Any) -> Iterator[str]:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("containers", "initContainers") and isinstance(value, list):
+                    yield from (c["image"] for c in value)
+                else:
+                    yield from walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                yield from walk(item)
+
+    for doc in docs:
+        yield from walk(doc)
+
+
+def test_without_digests_the_tags_are_used() -> None:
+    images = set(_images(render_chart({"search": {"enabled": True}})))
+    assert images, "the chart renders pods"
+    assert not any("@" in i for i in images), images
+    assert "pgvector/pgvector:pg16" in images
+
+
+def test_digests_pin_every_pod_and_the_runtime_image() -> None:
+    docs = render_chart(
+        {
+            "image": {"digest": APP, "tag": "ignored"},
+            "postgres": {"image": {"digest": PG}},
+            "pgbouncer": {"enabled": True, "image": {"digest": BOUNCER}},
+            "search": {"enabled": True},
+        }
+    )
+    images = set(_images(docs))
+    assert images == {
+        f"ghcr.io/rap-analyzer/rap-analyzer@{APP}",
+        f"pgvector/pgvector@{PG}",
+        f"rap-analyzer-postgres@{BOUNCER}",
+    }
+    assert operator_env(docs)["RAP_RUNTIME_IMAGE"] == f"ghcr.io/rap-analyzer/rap-analyzer@{APP}"
+
+
+@pytest.mark.parametrize("digest", ["sha256:abc", "latest", "sha512:" + "a" * 128])
+def test_a_malformed_digest_fails_the_render(digest: str) -> None:
+    with pytest.raises(HelmError, match="must be sha256:<64 hex digits>"):
+        render_chart({"image": {"digest": digest}})
