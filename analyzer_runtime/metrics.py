@@ -75,6 +75,16 @@ LLM_CIRCUIT_STATE = Gauge(
 LLM_FALLBACK = Counter(
     "rap_analyzer_llm_fallback_total", "Tracks analyzed by the fallback analyzer", ["model"]
 )
+# Why an answer's entries could not be trusted to belong to the tracks they name
+# (schema.ParsedAnswer.untrusted): a packed answer with any of them is asked again
+# track by track.
+LLM_UNTRUSTED_REASONS = ("foreign_entries", "duplicate_entries", "reordered")
+LLM_UNTRUSTED = Counter(
+    "rap_analyzer_llm_untrusted_answers_total",
+    "Answers with entries for tracks not asked, a track answered twice, or entries out of"
+    " order (possible prompt injection from the lyrics), by reason",
+    ["model", "reason"],
+)
 LLM_RATE_WAIT_SECONDS = Histogram(
     "rap_analyzer_llm_rate_wait_seconds",
     "Time a request waited for the run's global rate budget",
@@ -92,6 +102,8 @@ def init_llm(model: str, priced: bool) -> None:
     if priced:
         LLM_COST.labels(model)
     LLM_FALLBACK.labels(model)
+    for reason in LLM_UNTRUSTED_REASONS:
+        LLM_UNTRUSTED.labels(model, reason)
     LLM_RATE_WAIT_SECONDS.labels(model)
 
 

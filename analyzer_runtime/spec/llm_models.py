@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
@@ -35,6 +36,82 @@ class Thinking(StrEnum):
     off = "off"
     on = "on"
     auto = "auto"
+
+
+# The endpoints the presets were made for. Results of a preset on its own endpoint are
+# stored as `<provider>:<model>@p<N>`; on any other endpoint (a baseURL override, or
+# `custom`, which has none) the endpoint's host is part of the version, so a proxy, a
+# self-hosted model or a look-alike never writes (or counts as) the preset's rows.
+OFFICIAL_BASE_URLS: dict[LLMProvider, str] = {
+    LLMProvider.novita: "https://api.novita.ai/openai",
+    LLMProvider.ollama: "http://ollama:11434/v1",
+    LLMProvider.openai: "https://api.openai.com/v1",
+}
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def endpoint_host(base_url: str) -> str:
+    """`host[:port]` of a base URL, lowercased, the port only when it is not the
+    scheme's default; never the userinfo (a password in a URL stays out of versions)."""
+    parts = urlsplit(base_url.strip())
+    host = (parts.hostname or "").lower()
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:  # not a number: keep what was written, it is still that endpoint
+        port = None
+    scheme = parts.scheme.lower()
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        host = f"{host}:{port}"
+    return host or base_url.strip()[:60]
+
+
+def _origin(base_url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(base_url.strip())
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def is_official_endpoint(provider: LLMProvider | str, base_url: str | None) -> bool:
+    """Whether `base_url` (None: the preset's) is the preset's own endpoint: the same
+    scheme, host and port (the path may differ, e.g. a trailing slash or an API
+    version). `custom` has none."""
+    official = OFFICIAL_BASE_URLS.get(LLMProvider(provider))
+    if official is None:
+        return False
+    return base_url is None or _origin(base_url) == _origin(official)
+
+
+def preset_namespace_problem(
+    provider: LLMProvider | str, base_url: str | None, label: str
+) -> str | None:
+    """Why an explicit `analyzerVersion` may not be used with this endpoint, or None.
+
+    A label in a preset's namespace (`novita:…`, `openai:…`, `ollama:…`) names that
+    preset's results: a run on another endpoint may use one only when it ends with
+    `@<its host>`, as its default version does."""
+    for preset, official in OFFICIAL_BASE_URLS.items():
+        if not label.startswith(f"{preset.value}:"):
+            continue
+        url = base_url if base_url is not None else OFFICIAL_BASE_URLS.get(LLMProvider(provider))
+        if url is not None and _origin(url) == _origin(official):
+            return None
+        host = endpoint_host(url) if url is not None else ""
+        if host and label.endswith(f"@{host}"):
+            return None
+        return (
+            f"analyzerVersion {label!r} names the {preset.value} preset's results, but this run"
+            f" sends requests to {host or 'another endpoint'}, not {endpoint_host(official)};"
+            f" leave analyzerVersion unset (the version then ends with @{host}) or use a"
+            f" label outside the {', '.join(p.value + ':' for p in OFFICIAL_BASE_URLS)}"
+            " namespaces"
+        )
+    return None
 
 
 # The completion budget: the first request asks COMPLETION_TOKENS_OVERHEAD + a per-track

@@ -31,7 +31,12 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from analyzer_runtime.spec.base import PostgresTextModel, SecretKeyRef, SpecModel
-from analyzer_runtime.spec.llm_models import CircuitBreakerOptions, LLMOptions, TokenPrices
+from analyzer_runtime.spec.llm_models import (
+    CircuitBreakerOptions,
+    LLMOptions,
+    TokenPrices,
+    preset_namespace_problem,
+)
 from analyzer_runtime.spec.pod_template import PodTemplate, ResourceRequirements, Toleration
 from analyzer_runtime.spec.types import (
     ANALYZER_TYPE_MAX_LENGTH,
@@ -500,6 +505,13 @@ class AnalysisRunSpec(SpecModel):
                 "only allowed when spec.analyzer is 'llm' (analyzer is '{analyzer}')",
                 {"analyzer": str(analyzer)},
             )
+        label = info.data.get("analyzer_version")
+        if v is not None and label is not None:
+            # Results of a run on a proxy or a look-alike must never land on (or count as)
+            # a preset's own rows: the label is refused, not silently rewritten.
+            problem = preset_namespace_problem(v.provider, v.base_url, label)
+            if problem is not None:
+                raise PydanticCustomError("preset_version", "{problem}", {"problem": problem})
         return v
 
     @field_validator("model_version")

@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from rap_devtools.fake_llm import FakeLLM
+from rap_devtools.fake_llm import FakeLLM, lyrics_digest
 
 from analyzer_runtime import planner, worker
 from analyzer_runtime.legacy_labels import COMPLEXITY_LEVELS
@@ -134,7 +134,10 @@ async def test_llm_run_skips_what_qwen_labelled_and_pays_for_the_rest(
     assert items == set(ids) - qwen
     reports = await run_shards(pool, "uid-skip", 2)
     assert all(r.finished for r in reports)
-    requested = {int(t) for e in fake.log() for t in e["tracks"]}
+    async with pool.acquire() as conn:
+        by_lyrics = {lyrics_digest(r["lyrics"]): r["id"]
+                     for r in await conn.fetch("SELECT id, lyrics FROM tracks")}  # fmt: skip
+    requested = {by_lyrics[d] for e in fake.log() for d in e["lyrics"]}
     assert requested == set(ids) - qwen  # not one request for a track Qwen labelled
     async with pool.acquire() as conn:
         stored = {r[0] for r in await conn.fetch(

@@ -91,18 +91,18 @@ def test_pricing_and_budget_for_a_run_spec() -> None:
 
 def test_lyrics_travel_as_data_inside_one_json_document() -> None:
     tracks = [TrackInput(7, "T", "A", INJECTION), TrackInput(9, 'Q"uote', "B", "line\n[Chorus]")]
-    p = prompt.build(tracks)
+    p = prompt.build(tracks, keys=["ka", "kb"])
     system, user = p.messages
     assert system["role"] == "system" and "DATA" in system["content"]
     assert "ignore previous instructions" in system["content"]  # the warning, not the lyric
     doc = json.loads(user["content"])  # the injection could not break out of its string
     assert doc == {
         "tracks": [
-            {"id": "7", "title": "T", "artist": "A", "lyrics": INJECTION},
-            {"id": "9", "title": 'Q"uote', "artist": "B", "lyrics": "line\n[Chorus]"},
+            {"id": "ka", "title": "T", "artist": "A", "lyrics": INJECTION},
+            {"id": "kb", "title": 'Q"uote', "artist": "B", "lyrics": "line\n[Chorus]"},
         ]
     }
-    assert p.ids == ["7", "9"] and not p.truncated
+    assert p.ids == ["ka", "kb"] and p.key_of == {7: "ka", 9: "kb"} and not p.truncated
     assert (
         p.max_tokens == prompt.COMPLETION_TOKENS_OVERHEAD + 2 * prompt.COMPLETION_TOKENS_PER_TRACK
     )
@@ -110,9 +110,9 @@ def test_lyrics_travel_as_data_inside_one_json_document() -> None:
 
 def test_long_lyrics_are_truncated_to_the_budget_with_a_marker() -> None:
     lyrics = " ".join(f"word{i}" for i in range(20000))  # ~150k characters
-    p = prompt.build([TrackInput(1, "t", "a", lyrics)], max_input_tokens=100)
+    p = prompt.build([TrackInput(1, "t", "a", lyrics)], max_input_tokens=100, keys=["k1"])
     sent = json.loads(p.messages[1]["content"])["tracks"][0]["lyrics"]
-    assert p.truncated == frozenset({"1"})
+    assert p.truncated == frozenset({"k1"})
     assert prompt.estimate_tokens(sent) <= 100
     assert sent.startswith("word0 word1 ")
     kept = len(sent.split("\n")[0].split())

@@ -18,13 +18,23 @@ pack, then alone), so at most MAX_REQUESTS_PER_TRACK = 4 chat requests are answe
 for it, each with the client's own bounded retries (client.py: at most 4 transient
 attempts, MAX_RATE_LIMITED 429 repeats, one repeat after an answer without content).
 
-Results are stored as analyzer_type `llm`, model_version `<provider>:<model>@p<N>`
-(presets.model_version), or spec.analyzerVersion when set.
+Packed answers and cross-track injection: the tracks of a request are named by
+random per-request keys (prompt.py), so a lyric cannot name another track the answer
+is mapped back by. A packed answer with entries for keys not asked, a key answered
+twice, or entries out of order (schema.ParsedAnswer.untrusted) is not used at all -
+no repair either - and every track of the pack is asked again alone (within the same
+bound), where no other track's lyrics are in the request. Entries for keys not asked
+are never written; they are counted (metrics.LLM_UNTRUSTED) and logged as counts.
+
+Results are stored as analyzer_type `llm`, model_version `<provider>:<model>@p<N>`,
+with `@<host>` after it on any endpoint but the preset's own (presets.model_version),
+or spec.analyzerVersion when set.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -43,6 +53,7 @@ from analyzer_runtime.analyzers.llm import presets, prompt, redaction, schema
 from analyzer_runtime.analyzers.llm.breaker import CircuitBreaker, State
 from analyzer_runtime.protocol import BatchExtras
 from analyzer_runtime.ratelimit import GlobalRateLimiter, Limiter
+from analyzer_runtime.spec.llm_models import endpoint_host
 from analyzer_runtime.spec.models import LLMOptions
 
 if TYPE_CHECKING:
@@ -58,6 +69,8 @@ WINDOW_ENV = "RAP_LLM_RATE_WINDOW_SECONDS"
 # track (its pack, then alone): see the module docstring.
 MAX_REQUESTS_PER_GROUP = 2
 MAX_REQUESTS_PER_TRACK = 4
+
+log = logging.getLogger(__name__)
 
 
 class LLMAnalyzer(Analyzer):
@@ -211,9 +224,19 @@ class LLMAnalyzer(Analyzer):
                 return await self._singly(chunk)
             return {chunk[0].id: ItemOutcome.failed(chunk[0].id, f"rejected: {exc}")}
         elapsed_ms = int((time.perf_counter() - started) * 1000)
+        if len(chunk) > 1 and parsed.untrusted:
+            # A lyric may have steered what the model wrote for its pack-mates: nothing
+            # of this answer is used; alone, a track's request holds only its own lyrics.
+            log.warning(
+                "answer to a request of %d tracks not trusted (%s): each is asked again alone",
+                len(chunk), parsed.untrusted,
+            )  # fmt: skip
+            return await self._singly(chunk)
+        if parsed.foreign:
+            log.warning("dropped %d answer entries for tracks not in the request", parsed.foreign)
         out: dict[int, ItemOutcome] = {}
         for t in chunk:
-            found = parsed.valid.get(str(t.id))
+            found = parsed.valid.get(p.key_of[t.id])
             if found is not None:
                 out[t.id] = ItemOutcome.done(self._result(t, found, p, answers, elapsed_ms))
         rest = [t for t in chunk if t.id not in out]
@@ -221,7 +244,7 @@ class LLMAnalyzer(Analyzer):
             out.update(await self._singly(rest))
         else:
             for t in rest:
-                out[t.id] = ItemOutcome.failed(t.id, parsed.reason_for(str(t.id)))
+                out[t.id] = ItemOutcome.failed(t.id, parsed.reason_for(p.key_of[t.id]))
         return out
 
     async def _singly(self, tracks: list[TrackInput]) -> dict[int, ItemOutcome]:
@@ -238,8 +261,8 @@ class LLMAnalyzer(Analyzer):
         assert self._client is not None
         first = await self._client.complete(p)
         parsed = self._parse(first, p)
-        if not parsed.needs_repair:
-            return parsed, [first]
+        if not parsed.needs_repair or (len(p.ids) > 1 and parsed.untrusted):
+            return parsed, [first]  # (an untrusted pack is not repaired: asked alone)
         cap = self.options.max_tokens
         cut_off = first.finish_reason == "length"
         if cut_off and p.max_tokens < cap:
@@ -263,7 +286,9 @@ class LLMAnalyzer(Analyzer):
                     parsed.errors[tid] = f"{parsed.reason_for(tid)}; {what} failed: {exc}"
             return parsed, [first]
         fixed = self._parse(second, follow_up)
-        merged = schema.ParsedAnswer(valid={**parsed.valid, **fixed.valid})
+        if len(p.ids) > 1 and fixed.untrusted:
+            return fixed, [first, second]
+        merged = schema.ParsedAnswer(valid={**parsed.valid, **fixed.valid}, foreign=fixed.foreign)
         merged.truncated = second.finish_reason == "length"
         label = "a retry with more tokens" if cut_off else "one repair request"
         for tid in p.ids:
@@ -275,6 +300,13 @@ class LLMAnalyzer(Analyzer):
 
     def _parse(self, c: Completion, p: prompt.Prompt) -> schema.ParsedAnswer:
         parsed = schema.parse(c.text, p.ids, finish_reason=c.finish_reason, refusal=c.refusal)
+        for reason, present in (
+            ("foreign_entries", parsed.foreign),
+            ("duplicate_entries", parsed.duplicated),
+            ("reordered", parsed.reordered),
+        ):
+            if present:
+                metrics.LLM_UNTRUSTED.labels(self.version, reason).inc()
         if parsed.valid:
             self.breaker.usable()
         elif not parsed.truncated:  # nothing usable in an HTTP 200: the provider failed us
@@ -292,7 +324,7 @@ class LLMAnalyzer(Analyzer):
     ) -> AnalysisResult:
         # This track's share of the requests that produced its answer: prompt tokens
         # by its share of the input, completion tokens evenly.
-        tid = str(t.id)
+        tid = p.key_of[t.id]
         share = p.input_chars[tid] / max(1, sum(p.input_chars.values()))
         prompt_tokens = sum(c.prompt_tokens for c in answers)
         completion_tokens = sum(c.completion_tokens for c in answers)
@@ -315,6 +347,8 @@ class LLMAnalyzer(Analyzer):
                 "usage_estimated": any(c.usage_estimated for c in answers),
                 "provider": self.resolved.provider,
                 "model": self.resolved.model,
+                # Where the answer came from (host[:port], never a path or userinfo).
+                "endpoint": endpoint_host(self.resolved.base_url),
                 "prompt_version": prompt.PROMPT_VERSION,
                 "temperature": self.resolved.temperature,
                 "tracks_per_request": len(p.ids),

@@ -33,6 +33,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from analyzer_runtime.analyzers.llm.prompt import PROMPT_VERSION
+from analyzer_runtime.spec.llm_models import (
+    OFFICIAL_BASE_URLS,
+    endpoint_host,
+    is_official_endpoint,
+)
 from analyzer_runtime.spec.models import LLMOptions
 from analyzer_runtime.spec.types import LLMProvider, ResponseFormat
 from analyzer_runtime.status import TokenPricing
@@ -67,17 +72,17 @@ PRESETS: dict[str, Preset] = {
     # p50 latency 0.6 s. Novita's JSON mode is the portable choice. 30 requests/min:
     # Novita's first rate-limit tier for qwen3-4b-fp8 (the second is 100/min).
     "novita": Preset(
-        "novita", "https://api.novita.ai/openai", "qwen/qwen3-4b-fp8", 0.7,
+        "novita", OFFICIAL_BASE_URLS[LLMProvider.novita], "qwen/qwen3-4b-fp8", 0.7,
         ("NOVITA_API_KEY",), True, ResponseFormat.jsonObject, 30, 0.6, "qwen",
     ),
     # Ollama's OpenAI-compatible endpoint takes JSON schemas (structured outputs);
     # local, so no key, no price and no rate limit.
     "ollama": Preset(
-        "ollama", "http://ollama:11434/v1", "llama3.2:3b", None,
+        "ollama", OFFICIAL_BASE_URLS[LLMProvider.ollama], "llama3.2:3b", None,
         (), False, ResponseFormat.jsonSchema, None, 2.0, "ollama",
     ),
     "openai": Preset(
-        "openai", "https://api.openai.com/v1", "gpt-4o-mini", None,
+        "openai", OFFICIAL_BASE_URLS[LLMProvider.openai], "gpt-4o-mini", None,
         ("OPENAI_API_KEY",), True, ResponseFormat.jsonSchema, None, 1.0,
     ),
     # Anything else OpenAI-compatible: baseURL and model come from the spec.
@@ -113,6 +118,9 @@ class ResolvedLLM:
     default_requests_per_minute: int | None
     latency_p50: float
     model_version: str
+    # host[:port] of base_url, recorded with every result; None on the preset's own
+    # endpoint (then model_version is the preset's `<provider>:<model>@p<N>`).
+    endpoint: str | None = None
     thinking: str = "off"
     thinking_style: str | None = None
 
@@ -141,15 +149,21 @@ class ResolvedLLM:
         return None
 
 
-def model_version(provider: str, model: str) -> str:
-    """`<provider>:<model>@p<prompt version>`, e.g. `novita:qwen/qwen3-4b-fp8@p1`.
+def model_version(provider: str, model: str, endpoint: str | None = None) -> str:
+    """`<provider>:<model>@p<prompt version>`, e.g. `novita:qwen/qwen3-4b-fp8@p1`, and
+    `@<host[:port]>` after it when the requests go anywhere but the preset's own
+    endpoint (`endpoint`), e.g. `novita:qwen/qwen3-4b-fp8@p1@proxy.example:8443`.
 
     The analyzer_type is `llm` for every model; the version names the provider, the
     model and the prompt, because a change of any of them is a different analysis
-    (and `selection.onlyMissing` then selects the tracks again). Packing
-    (`tracksPerRequest`) and temperature are transport settings, recorded per result
-    in analysis_data instead."""
+    (and `selection.onlyMissing` then selects the tracks again). The endpoint too: the
+    same model name behind a proxy, a self-hosted server or a look-alike is not the
+    provider's model, and its results must never overwrite, or be counted as, the
+    preset's rows. Packing (`tracksPerRequest`) and temperature are transport
+    settings, recorded per result in analysis_data instead."""
     version = f"{provider}:{model}@p{PROMPT_VERSION}"
+    if endpoint:
+        version = f"{version}@{endpoint}"
     if len(version) > MAX_VERSION_LENGTH:  # keep it unique within the column's width
         digest = hashlib.sha256(version.encode()).hexdigest()[:10]
         version = f"{version[: MAX_VERSION_LENGTH - 11]}~{digest}"
@@ -165,6 +179,7 @@ def resolve(options: LLMOptions) -> ResolvedLLM:
         raise ValueError(f"spec.llm.baseURL is required for provider {provider!r}")
     if not model:
         raise ValueError(f"spec.llm.model is required for provider {provider!r}")
+    endpoint = None if is_official_endpoint(provider, base_url) else endpoint_host(base_url)
     pricing: TokenPricing | None = None
     if options.pricing is not None:
         pricing = per_1k(options.pricing.prompt_per_million, options.pricing.completion_per_million)
@@ -183,7 +198,8 @@ def resolve(options: LLMOptions) -> ResolvedLLM:
         pricing=pricing,
         default_requests_per_minute=preset.requests_per_minute,
         latency_p50=preset.latency_p50,
-        model_version=model_version(provider, model),
+        model_version=model_version(provider, model, endpoint),
+        endpoint=endpoint,
         thinking=str(options.thinking),
         thinking_style=preset.thinking_style,
     )

@@ -4,6 +4,11 @@ The tracks travel as ONE JSON document in the user message (`json.dumps`), so no
 lyric can close a quote or a delimiter and pose as instructions; the system prompt
 says that everything in that document is data. Answers are validated against
 `schema.TrackAnalysis` either way, so an obeyed injection cannot reach the table.
+
+Each track is named in the request by a random per-request key (`k` + 8 hex
+digits), never by its database id: lyrics are written before the request, so they
+cannot name another track in a way the answer is mapped back by (schema.parse drops
+entries for keys not asked, distrusts duplicates and reordering).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -78,14 +84,26 @@ def truncate_lyrics(lyrics: str, max_tokens: int) -> tuple[str, bool]:
     return f"{head.rstrip()}\n[... lyrics truncated: {kept} of {total_words} words kept ...]", True
 
 
+def new_keys(n: int) -> list[str]:
+    """`n` distinct random keys for one request's tracks. Not digits only, so that no
+    key can be mistaken for (or collide with) a database id a lyric might name."""
+    keys: list[str] = []
+    while len(keys) < n:
+        key = f"k{secrets.token_hex(4)}"
+        if key not in keys:
+            keys.append(key)
+    return keys
+
+
 @dataclass(frozen=True, slots=True)
 class Prompt:
     messages: list[dict[str, str]]
-    ids: list[str]  # stable ids of the tracks, in order: str(track id)
-    truncated: frozenset[str]
-    input_chars: dict[str, int]  # per id, for splitting prompt tokens between tracks
+    ids: list[str]  # the tracks' keys in this request, in order (what the model echoes)
+    truncated: frozenset[str]  # keys
+    input_chars: dict[str, int]  # per key, for splitting prompt tokens between tracks
     # Completion budget of the request; None: the per-track budget (see max_tokens).
     completion_budget: int | None = None
+    key_of: dict[int, str] = dataclasses.field(default_factory=dict)  # track id -> key
 
     @property
     def max_tokens(self) -> int:
@@ -104,17 +122,21 @@ def build(
     *,
     no_think: bool = False,
     max_tokens: int | None = None,
+    keys: Sequence[str] | None = None,
 ) -> Prompt:
     """One request for `tracks` (k = len(tracks); k = 1 is the same code path).
 
     `no_think` appends Qwen3's `/no_think` switch to the user message (after the JSON
-    document, on its own line); `max_tokens` caps the per-track completion budget."""
+    document, on its own line); `max_tokens` caps the per-track completion budget;
+    `keys` names the tracks (default: new random ones, see `new_keys`)."""
     budget = max_input_tokens or DEFAULT_MAX_INPUT_TOKENS
+    keys = list(keys) if keys is not None else new_keys(len(tracks))
+    if len(set(keys)) != len(tracks):
+        raise ValueError("one distinct key per track")
     docs: list[dict[str, Any]] = []
     truncated: set[str] = set()
     chars: dict[str, int] = {}
-    for t in tracks:
-        tid = str(t.id)
+    for t, tid in zip(tracks, keys, strict=True):
         lyrics, cut = truncate_lyrics(t.lyrics or "", budget)
         if cut:
             truncated.add(tid)
@@ -124,7 +146,8 @@ def build(
     if no_think:
         user = f"{user}\n{NO_THINK_SWITCH}"
     messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
-    p = Prompt(messages, [d["id"] for d in docs], frozenset(truncated), chars)
+    key_of = {t.id: k for t, k in zip(tracks, keys, strict=True)}
+    p = Prompt(messages, [d["id"] for d in docs], frozenset(truncated), chars, key_of=key_of)
     if max_tokens is not None and p.max_tokens > max_tokens:
         p = p.with_budget(max_tokens)
     return p

@@ -4,10 +4,18 @@
 strict JSON schema for providers with structured outputs (a unit test keeps the
 two in step). Entries are validated one by one, so in a packed answer one bad
 entry costs only its own track.
+
+Only the keys asked for are taken, and only when the answer can be trusted to map
+them: entries for keys that were not asked are dropped and counted (`foreign`), a
+key answered twice is taken from neither entry, and entries out of the asked order
+mark the answer `reordered`. A packed answer with any of these is `untrusted`: a
+lyric may have talked the model into writing for its pack-mates (the analyzer then
+asks for every track of the pack alone).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from dataclasses import dataclass, field
@@ -85,10 +93,26 @@ class ParsedAnswer:
     errors: dict[str, str] = field(default_factory=dict)
     problem: str | None = None
     truncated: bool = False  # cut off by the token limit
+    foreign: int = 0  # entries for keys that were not asked (dropped)
+    duplicated: frozenset[str] = frozenset()  # keys with more than one entry (not taken)
+    reordered: bool = False  # the asked keys came back in another order
 
     @property
     def needs_repair(self) -> bool:
         return self.problem is not None or bool(self.errors)
+
+    @property
+    def untrusted(self) -> str | None:
+        """Why the entries cannot be trusted to belong to the keys they name (for a
+        packed request), or None. Counts only: never an id or a word of the answer."""
+        why = []
+        if self.foreign:
+            why.append(f"{self.foreign} entries for tracks not in the request")
+        if self.duplicated:
+            why.append(f"{len(self.duplicated)} tracks answered more than once")
+        if self.reordered:
+            why.append("entries out of the requested order")
+        return ", ".join(why) or None
 
     def describe(self) -> str:
         if self.problem:
@@ -181,17 +205,29 @@ def parse(
         return ParsedAnswer(problem='wrong shape: expected {"results": [...]}')
     out = ParsedAnswer()
     wanted = set(ids)
+    seen: list[str] = []
     for entry in entries:
         if not isinstance(entry, dict):
             continue
         tid = str(entry.get("id"))
-        if tid not in wanted or tid in out.valid:
-            continue  # unknown ids are ignored; the first valid entry of an id wins
+        if tid not in wanted:
+            out.foreign += 1  # never written anywhere: the key names no track asked
+            continue
+        seen.append(tid)
         try:
-            out.valid[tid] = TrackAnalysis.model_validate({**entry, "id": tid})
-            out.errors.pop(tid, None)
+            analysis = TrackAnalysis.model_validate({**entry, "id": tid})
         except ValidationError as exc:
-            out.errors[tid] = _cap("answer failed validation: " + _first_error(exc))
+            out.errors.setdefault(tid, _cap("answer failed validation: " + _first_error(exc)))
+            continue
+        out.valid.setdefault(tid, analysis)
+    twice = frozenset(t for t in seen if seen.count(t) > 1)
+    for tid in twice:  # which of the two is the model's own? Neither is taken.
+        out.valid.pop(tid, None)
+        out.errors[tid] = "more than one entry for this track: not trusted"
+    out.duplicated = twice
+    order = {tid: i for i, tid in enumerate(ids)}
+    firsts = list(dict.fromkeys(seen))
+    out.reordered = any(order[a] > order[b] for a, b in itertools.pairwise(firsts))
     return out
 
 

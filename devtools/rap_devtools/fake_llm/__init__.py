@@ -3,11 +3,11 @@ and `FakeLLM`, which runs it as a separate process and drives its admin API."""
 
 from __future__ import annotations
 
-from rap_devtools.fake_llm.answers import expected
+from rap_devtools.fake_llm.answers import FORGED, expected, lyrics_digest
 from rap_devtools.fake_llm.server import FakeConfig, FakeProvider
 from rap_devtools.fake_server import FakeServerProcess
 
-__all__ = ["FakeConfig", "FakeLLM", "FakeProvider", "expected"]
+__all__ = ["FORGED", "FakeConfig", "FakeLLM", "FakeProvider", "expected", "lyrics_digest"]
 
 
 class FakeLLM(FakeServerProcess):

@@ -4,7 +4,8 @@
     GET  /v1/models             the configured model
     GET  /admin/config          the current FakeConfig as JSON
     POST /admin/config          merge a JSON object into it (e.g. {"down": true})
-    GET  /admin/log             every chat request: receipt time, status, track ids
+    GET  /admin/log             every chat request: receipt time, status, the tracks'
+                                keys and lyrics digests
     POST /admin/reset           clear the log and the rate-limit window
 
 Behaviours (FakeConfig): a latency distribution (log-normal from p50 and p95), a
@@ -139,7 +140,13 @@ class FakeProvider(AdminApi):
             entry["status"] = 400
             return _error(400, "the body is not JSON", "invalid_request_error")
         tracks, repair = answers.tracks_of(body.get("messages") or [])
-        entry.update(tracks=[str(t.get("id")) for t in tracks], repair=repair)
+        # The ids are the request's own keys, not database ids: a test maps a request
+        # to its tracks by the lyrics' digest (answers.lyrics_digest).
+        entry.update(
+            tracks=[str(t.get("id")) for t in tracks],
+            lyrics=[answers.lyrics_digest(str(t.get("lyrics") or "")) for t in tracks],
+            repair=repair,
+        )
         entry["body"] = {k: v for k, v in body.items() if k != "messages"}
         entry["switch"] = answers.soft_switch(body.get("messages") or [])
         status, response = await self._chat(request, body, tracks, repair, now, entry)

@@ -12,6 +12,7 @@ import pytest
 from rap_devtools.fake_llm import FakeLLM
 
 from analyzer_runtime.analyzers.llm.estimate import requests_for
+from analyzer_runtime.spec.llm_models import endpoint_host
 from tests.e2e.runs.operator_env import Env, run_manifest
 
 pytestmark = pytest.mark.e2e
@@ -77,10 +78,12 @@ def test_llm_run_with_4_shards_succeeds_with_tokens_and_cost_and_no_key_in_sight
     # The planning-time estimate was right about the number of requests.
     assert st["estimate"]["requests"] == 4 * requests_for(TRACKS // 4, 16, 4) == len(log)
     assert st["estimate"]["requestsPerMinute"] == 6000 and st["estimate"]["cost"] > 0
-    # One result per track, stored as the model that made it.
+    # One result per track, stored as the model that made it, at the endpoint it used.
+    host = endpoint_host(fake.url)
     stored = env.sql(
         _db(env, namespace), "SELECT count(DISTINCT track_id) FROM analysis_results"
-        " WHERE analyzer_type = 'llm' AND model_version = 'custom:fake-qwen@p1'"
+        f" WHERE analyzer_type = 'llm' AND model_version = 'custom:fake-qwen@p1@{host}'"
+        f" AND analysis_data->>'endpoint' = '{host}'"
     )  # fmt: skip
     assert stored == env.sql(_db(env, namespace), "SELECT count(*) FROM analysis_results") == TRACKS
 

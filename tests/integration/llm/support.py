@@ -15,10 +15,13 @@ from rap_devtools.fake_llm import FakeConfig, FakeLLM
 from analyzer_runtime import localrun, planner, protocol, worker
 from analyzer_runtime.analyzers.llm.analyzer import LLMAnalyzer
 from analyzer_runtime.spec import AnalysisRunManifest, load_manifest
+from analyzer_runtime.spec.llm_models import endpoint_host
 
 API_KEY = "sk-test-integration-0123456789abcdef"
 MODEL = "fake-qwen"
-VERSION = f"custom:{MODEL}@p1"
+# The fake's results: a custom endpoint's version ends with its host (version_at).
+VERSION_AT = "custom:" + MODEL + "@p1@{host}"
+NOVITA_VERSION = "novita:qwen/qwen3-4b-fp8@p1"
 PRICING = {"promptPerMillion": 0.5, "completionPerMillion": 1.5}
 
 
@@ -80,6 +83,11 @@ async def status(pool: asyncpg.Pool, uid: str) -> dict[str, Any]:
     st = await localrun.status_of(pool, uid)
     assert st is not None
     return st
+
+
+def version_at(url: str, template: str = VERSION_AT) -> str:
+    """The version results of a run against `url` are stored under."""
+    return template.format(host=endpoint_host(url))
 
 
 def analyzer_for(m: AnalysisRunManifest) -> LLMAnalyzer:

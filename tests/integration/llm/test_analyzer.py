@@ -15,11 +15,11 @@ from tests.integration.conftest import insert_tracks
 from tests.integration.llm.support import (
     API_KEY,
     PRICING,
-    VERSION,
     manifest,
     plan,
     run_shards,
     status,
+    version_at,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -55,14 +55,14 @@ async def test_packed_and_unpacked_runs_store_the_same_validated_results(
     by_k = {}
     for k in (1, 8):
         m = manifest(f"k{k}", fake.url, llm={"tracksPerRequest": k}, shards=2, batchSize=16,
-                     analyzerVersion=f"{VERSION}/k{k}")  # fmt: skip
+                     analyzerVersion=f"custom:fake-qwen@p1/k{k}")  # fmt: skip
         run = await plan(pool, m, f"uid-k{k}")
         st = await status(pool, f"uid-k{k}")
         before = len(fake.log())
         reports = await run_shards(pool, f"uid-k{k}", 2)
         assert all(r.finished for r in reports)
         log = fake.log()[before:]
-        rows = await _rows(pool, f"{VERSION}/k{k}")
+        rows = await _rows(pool, f"custom:fake-qwen@p1/k{k}")
         assert len(rows) == 40
         packs = []
         for row in rows.values():
@@ -118,7 +118,7 @@ async def test_bad_answers_become_validated_results_or_recorded_failures(
     async with pool.acquire() as conn:
         items = {r["item_id"]: r for r in await conn.fetch(
             "SELECT item_id, state, last_error FROM run_items WHERE run_id = $1", run.id)}  # fmt: skip
-    rows = await _rows(pool, VERSION)
+    rows = await _rows(pool, version_at(fake.url))
     by_title = dict(zip([t for _, t, _ in good[:2] + bad + good[2:]], ids, strict=True))
     for title, _, want in BAD:
         item = items[by_title[title]]

@@ -19,11 +19,11 @@ from analyzer_runtime.ratelimit import max_in_window
 from analyzer_runtime.seed import seed
 from tests.integration.llm.support import (
     API_KEY,
-    VERSION,
     analyzer_for,
     manifest,
     plan,
     status,
+    version_at,
 )
 
 pytestmark = pytest.mark.timeout(180)
@@ -109,7 +109,7 @@ async def test_provider_down_opens_the_breaker_fallback_analyzes_then_it_closes(
     a = analyzer_for(m)
     clock = [0.0]
     a.breaker.clock = lambda: clock[0]  # the open period passes when the test says so
-    gauge = {"model": VERSION}
+    gauge = {"model": version_at(fake.url)}
 
     # Phase 1: the provider is down. Stop the shard after a few fallback batches.
     stop = worker.StopFlag()
@@ -145,7 +145,9 @@ async def test_provider_down_opens_the_breaker_fallback_analyzes_then_it_closes(
         by_type.setdefault(r["analyzer_type"], []).append(json.loads(r["analysis_data"]))
     # The fallback's results are stored as what they are, never as LLM output.
     assert len(by_type["algorithmic"]) == st["fallbackUsed"]
-    assert all(d["fallback_for"]["model_version"] == VERSION for d in by_type["algorithmic"])
+    assert all(
+        d["fallback_for"]["model_version"] == version_at(fake.url) for d in by_type["algorithmic"]
+    )
     assert len(by_type["llm"]) == 60 - st["fallbackUsed"] > 0
     assert all("fallback_for" not in d for d in by_type["llm"])
     assert (st["phase"], st["processed"], st["failed"]) == ("Succeeded", 60, 0)

@@ -24,7 +24,6 @@ from tests.integration.llm.support import manifest, plan, run_shards, status
 
 pytestmark = pytest.mark.timeout(180)
 FAST = RetrySettings(initial_backoff=0.01, max_backoff=0.05)
-NOVITA_VERSION = "novita:qwen/qwen3-4b-fp8@p1"
 TRACKS = 20
 
 
