@@ -279,3 +279,34 @@ namespaces do not collide.
 {{- define "rap-analyzer.clusterName" -}}
 {{- printf "%s-%s" .Release.Namespace (include "rap-analyzer.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
+
+{{/*
+Least-privilege roles (database.roles): with the in-cluster Postgres whose password
+the hook Job handles (generated or existingSecret), so that the same Job generates
+the roles' passwords. Otherwise the single database URL stays as it was.
+*/}}
+{{- define "rap-analyzer.database.roles.enabled" -}}
+{{- $roles := .Values.database.roles | default dict }}
+{{- if and $roles.enabled (include "rap-analyzer.postgres.secretJob.enabled" .) }}true{{- end }}
+{{- end }}
+
+{{- define "rap-analyzer.database.roles.jobName" -}}
+{{- printf "%s-db-roles" (include "rap-analyzer.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The Secret (and key) of the search API's database URL: the search role's with roles. */}}
+{{- define "rap-analyzer.database.searchSecretName" -}}
+{{- if include "rap-analyzer.database.roles.enabled" . }}
+{{- .Values.database.roles.search.secretName }}
+{{- else }}
+{{- include "rap-analyzer.database.secretName" . }}
+{{- end }}
+{{- end }}
+
+{{- define "rap-analyzer.database.searchSecretKey" -}}
+{{- if include "rap-analyzer.database.roles.enabled" . }}
+{{- print "url" }}
+{{- else }}
+{{- include "rap-analyzer.database.secretKey" . }}
+{{- end }}
+{{- end }}
