@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from typing import Annotated, Any
 
 import typer
@@ -147,6 +148,13 @@ def db_roles(
     wait: Annotated[
         float, typer.Option(help="seconds to keep retrying while the database is unreachable")
     ] = 0.0,
+    skip_unknown_host: Annotated[
+        bool,
+        typer.Option(
+            help="exit 0 without a change when the database's host name does not resolve"
+            " (the chart's hook before a first install's Postgres Service exists)"
+        ),
+    ] = False,
 ) -> None:
     """Create (or correct) the least-privilege roles, as a superuser (DATABASE_URL).
     Idempotent. Passwords from RAP_DB_OWNER_PASSWORD, RAP_DB_RUNTIME_PASSWORD and
@@ -167,8 +175,13 @@ def db_roles(
     except db_roles_mod.RolesError as exc:
         raise _fail(str(exc), EXIT_INVALID) from None
 
-    async def go(url: str) -> db_roles_mod.Report:
-        conn = await _connect_retrying(url, wait)
+    async def go(url: str) -> db_roles_mod.Report | None:
+        try:
+            conn = await _connect_retrying(url, wait, give_up_unresolved=skip_unknown_host)
+        except OSError as exc:
+            if skip_unknown_host and isinstance(exc, socket.gaierror):
+                return None
+            raise
         try:
             return await db_roles_mod.apply(
                 conn, roles, migrate=migrate, log=lambda m: out.print(m, highlight=False)
@@ -180,6 +193,13 @@ def db_roles(
         report = _with_db(go)
     except db_roles_mod.RolesError as exc:
         raise _fail(str(exc), EXIT_INVALID) from None
+    if report is None:
+        out.print(
+            "the database's host does not resolve yet (a first install): nothing to do;"
+            " the roles are created once it exists",
+            highlight=False,
+        )
+        return
     for m in report.migrated:
         out.print(f"applied {m} as {roles.owner}", highlight=False)
     if report.not_migrated:
@@ -190,9 +210,10 @@ def db_roles(
     )
 
 
-async def _connect_retrying(url: str, wait: float) -> Any:
+async def _connect_retrying(url: str, wait: float, *, give_up_unresolved: bool = False) -> Any:
     """A direct connection to `url`, retried for `wait` seconds while the server is
-    unreachable or still starting (a hook that runs next to a new Postgres)."""
+    unreachable or still starting (a hook that runs next to a new Postgres); a host
+    name that does not resolve is raised at once with `give_up_unresolved`."""
     import asyncio
     import time
 
@@ -204,6 +225,15 @@ async def _connect_retrying(url: str, wait: float) -> Any:
     while True:
         try:
             return await asyncpg.connect(url, timeout=10)
+        except socket.gaierror:
+            if give_up_unresolved:
+                raise
+            if time.monotonic() >= deadline:
+                raise DatabaseUnavailable(
+                    f"cannot connect to the database at {host_of(url)}: the name does not resolve"
+                ) from None
+            await asyncio.sleep(2)
+            continue
         except Exception as exc:
             if not is_connection_error(exc):
                 raise

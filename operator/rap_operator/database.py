@@ -73,8 +73,10 @@ def migration_url(url: str) -> str:
 
 
 def _login_refused(exc: BaseException) -> bool:
-    # 28000 invalid_authorization_specification (no such role), 28P01 wrong password.
-    return getattr(exc, "sqlstate", None) in ("28000", "28P01")
+    # 28000 invalid_authorization_specification (no such role), 28P01 wrong password,
+    # 42501 insufficient_privilege (a role without its grants yet, e.g. the owner
+    # without CREATE on the schema).
+    return getattr(exc, "sqlstate", None) in ("28000", "28P01", "42501")
 
 
 async def pool(url: str) -> asyncpg.Pool:

@@ -16,6 +16,13 @@ the project image, as `python -c <this file>`, configured by environment:
   SECRET_LABELS, SECRET_ANNOTATIONS  JSON objects put on the Secrets it writes
   POOLER_URL_SECRET, POOLER_HOST,    optional (pgbouncer.enabled): a second URL Secret
   POOLER_PORT                        (key "url"), the same credentials through PgBouncer
+  ROLES_SECRET                       optional (database.roles): the Secret of the roles'
+                                     passwords (keys owner-password, runtime-password,
+                                     search-password), each generated once, never changed
+  ROLE_OWNER, ROLE_RUNTIME,          the roles' names; with ROLES_SECRET the URL Secrets
+  ROLE_SEARCH                        carry the runtime role (URL_SECRET, POOLER_URL_SECRET)
+  OWNER_URL_SECRET,                  and the owner's and the search role's URLs go to
+  SEARCH_URL_SECRET                  these Secrets (key "url"); the superuser's URL to none
 
 It makes the URL Secret agree with the password (creates or patches that one key).
 A password is generated here, in the cluster, once: never by a render, so
@@ -51,9 +58,12 @@ def new_password() -> str:
     return "".join(secrets.choice(ALPHABET) for _ in range(PASSWORD_LENGTH))
 
 
-def database_url(env: Mapping[str, str], password: str, *, pooler: bool = False) -> str:
-    """The URL of the database, or (`pooler`) of PgBouncer in front of it."""
-    user = quote(env["POSTGRES_USER"], safe="")
+def database_url(
+    env: Mapping[str, str], password: str, *, pooler: bool = False, user: str | None = None
+) -> str:
+    """The URL of the database for `user` (POSTGRES_USER), or (`pooler`) of PgBouncer
+    in front of it."""
+    user = quote(user or env["POSTGRES_USER"], safe="")
     db = quote(env["POSTGRES_DB"], safe="")
     host, port = (
         (env["POOLER_HOST"], env["POOLER_PORT"])
@@ -153,16 +163,25 @@ async def ensure_password(core: Any, env: Mapping[str, str], log: Any = print) -
 
 
 async def ensure_url(
-    core: Any, env: Mapping[str, str], password: str, log: Any = print, *, pooler: bool = False
+    core: Any,
+    env: Mapping[str, str],
+    password: str,
+    log: Any = print,
+    *,
+    pooler: bool = False,
+    user: str | None = None,
+    secret: str | None = None,
 ) -> str:
-    """Create URL_SECRET (POOLER_URL_SECRET), or patch its key (and metadata) when
-    they differ."""
+    """Create URL_SECRET (POOLER_URL_SECRET, or `secret` with key "url"), or patch
+    its key (and metadata) when they differ."""
     ns = env["NAMESPACE"]
-    if pooler:
+    if secret:
+        name, key = secret, "url"
+    elif pooler:
         name, key = env["POOLER_URL_SECRET"], "url"
     else:
         name, key = env["URL_SECRET"], env.get("URL_KEY") or "url"
-    url = database_url(env, password, pooler=pooler)
+    url = database_url(env, password, pooler=pooler, user=user)
     meta = _metadata(env, name)
     secret = await _read(core, ns, name)
     if secret is None:
@@ -190,12 +209,69 @@ async def ensure_url(
     return url
 
 
+ROLE_KEYS = {"owner": "owner-password", "runtime": "runtime-password", "search": "search-password"}
+
+
+async def ensure_role_passwords(
+    core: Any, env: Mapping[str, str], log: Any = print
+) -> dict[str, str]:
+    """The roles' passwords in ROLES_SECRET ({"owner": ..., ...}): the Secret is created,
+    or a missing key added, with a generated password; an existing one never changes
+    (the db-roles hook set it in the database)."""
+    ns, name = env["NAMESPACE"], env["ROLES_SECRET"]
+    secret = await _read(core, ns, name)
+    if secret is None:
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": _metadata(env, name),
+            "type": "Opaque",
+            "data": {key: _b64(new_password()) for key in ROLE_KEYS.values()},
+        }
+        try:
+            await core.create_namespaced_secret(ns, body)
+            log(f"created Secret {ns}/{name} with generated role passwords")
+        except ApiException as e:
+            if e.status != 409:  # created meanwhile (a concurrent hook): use that one
+                raise
+        secret = await _read(core, ns, name)
+    else:
+        patch: dict[str, Any] = {}
+        missing = {k: _b64(new_password()) for k in ROLE_KEYS.values() if not _value(secret, k)}
+        if missing:
+            patch["data"] = missing
+        metadata = _metadata_patch(secret, _metadata(env, name))
+        if metadata is not None:
+            patch["metadata"] = metadata
+        if patch:
+            secret = await core.patch_namespaced_secret(name, ns, patch, _content_type=MERGE_PATCH)
+            log(f"updated Secret {ns}/{name}")
+    out = {role: _value(secret, key) for role, key in ROLE_KEYS.items()}
+    if not all(out.values()):
+        raise SystemExit(f"Secret {ns}/{name} lacks a role password")
+    return {role: pw for role, pw in out.items() if pw}
+
+
 async def ensure(core: Any, env: Mapping[str, str], log: Any = print) -> str:
-    """The password and URL Secrets (and PgBouncer's URL); returns the database URL."""
+    """The password and URL Secrets (and PgBouncer's URL); returns the URL of
+    URL_SECRET (the superuser's, or with ROLES_SECRET the runtime role's)."""
     password = await ensure_password(core, env, log)
-    url = await ensure_url(core, env, password, log)
+    if not env.get("ROLES_SECRET"):
+        url = await ensure_url(core, env, password, log)
+        if env.get("POOLER_URL_SECRET"):
+            await ensure_url(core, env, password, log, pooler=True)
+        return url
+    roles = await ensure_role_passwords(core, env, log)
+    runtime = env["ROLE_RUNTIME"]
+    url = await ensure_url(core, env, roles["runtime"], log, user=runtime)
     if env.get("POOLER_URL_SECRET"):
-        await ensure_url(core, env, password, log, pooler=True)
+        await ensure_url(core, env, roles["runtime"], log, pooler=True, user=runtime)
+    await ensure_url(
+        core, env, roles["owner"], log, user=env["ROLE_OWNER"], secret=env["OWNER_URL_SECRET"]
+    )
+    await ensure_url(
+        core, env, roles["search"], log, user=env["ROLE_SEARCH"], secret=env["SEARCH_URL_SECRET"]
+    )
     return url
 
 
