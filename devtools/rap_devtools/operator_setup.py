@@ -93,8 +93,20 @@ def install_crds(kubeconfig: Path, crds: Path | None = None) -> None:
 
 # The e2e tests put each run in a namespace of its own, created on the fly: the
 # operator they share is installed cluster-wide (the chart's opt-in). The chart's
-# default, namespaced install has its own test (tests/e2e/test_chart_namespaced.py).
+# default, namespaced install has its own test (tests/e2e/runs/test_namespaced_install.py).
 CLUSTER_WIDE: dict[str, Any] = {"rbac": {"clusterWide": True}}
+
+
+def render_operator_chart(
+    namespace: str = OPERATOR_NS, values: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """`helm template` of the chart as release "rap-analyzer" in `namespace`, with
+    `values` (default: cluster-wide) and an external database (none is installed)."""
+    return render_chart(
+        {"postgres": {"enabled": False}, "database": {"url": "postgresql://unused@localhost/x"},
+         **(CLUSTER_WIDE if values is None else values)},
+        namespace=namespace, release="rap-analyzer",
+    )  # fmt: skip
 
 
 def install_operator_rbac(
@@ -104,12 +116,9 @@ def install_operator_rbac(
     values: dict[str, Any] | None = None,
 ) -> str:
     """The chart's ServiceAccount, roles and bindings exactly as `helm template` renders
-    them with `values` (default: cluster-wide); returns the ServiceAccount's name."""
-    docs = render_chart(
-        {"postgres": {"enabled": False}, "database": {"url": "postgresql://unused@localhost/x"},
-         **(CLUSTER_WIDE if values is None else values)},
-        namespace=namespace, release="rap-analyzer",
-    )  # fmt: skip
+    them with `values` (default: cluster-wide); returns the ServiceAccount's name.
+    The namespaces of a namespaced install's watchNamespaces must exist."""
+    docs = render_operator_chart(namespace, values)
     if not rbac_rules(docs):
         raise RuntimeError("the chart renders no RBAC rules")
     objs = rbac_documents(docs)
@@ -118,7 +127,9 @@ def install_operator_rbac(
     except ApiError as e:
         if e.status != 409:
             raise
-    res = kubectl(kubeconfig, "apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(objs))
+    # No -n: every namespaced object names its own (a watched namespace's Role is
+    # not in the release namespace).
+    res = kubectl(kubeconfig, "apply", "-f", "-", input=yaml.safe_dump_all(objs))
     if res.returncode != 0:
         raise RuntimeError(f"applying the chart's RBAC failed: {res.stderr}")
     return str(next(d for d in objs if d["kind"] == "ServiceAccount")["metadata"]["name"])
