@@ -9,7 +9,7 @@ N ?= 57718
 NODE ?= process
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape bench-embedding bench-search bench-quality bench-budget bench-adopt bench-import bench-failover fake-llm \
+.PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape bench-embedding bench-search bench-search-load bench-quality bench-budget bench-adopt bench-import bench-failover fake-llm \
         controlplane helm cluster-up cluster-down operator-up operator-down cluster-demo clean \
         image previous-image base-image postgres-image test-image node node-packages test-node chart-demo bench-node \
         prometheus test-observability argocd test-gitops gitops-demo chromium pgbouncer
@@ -90,6 +90,9 @@ bench-embedding: install ## embedding tracks/s per core, ours vs sentence-transf
 
 bench-search: install ## semantic search at N tracks: latency p50/p95, recall@10 vs exact, ef_search, embedding cost (~40 min on 2 cores)
 	$(PY) -m bench.search_bench $(N)
+
+bench-search-load: install ## the search API under 200 concurrent clients: p50/p95, 429 share, readiness failures (~3 min)
+	$(PY) -m bench.search_load --json bench/search_load.json
 
 bench-quality: install ## the distilled quality analyzer vs the llm analyzer: tracks/min, held-out MAE (~3 min)
 	$(PY) -m bench.quality_bench

@@ -124,18 +124,45 @@ def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="port to listen on")] = 8000,
 ) -> None:
-    """The read-only HTTP search API (OpenAPI docs at /docs); needs the `search` extra."""
+    """The read-only HTTP search API (OpenAPI docs at /docs); needs the `search` extra.
+
+    Configured by environment (README, "Search API"): RAP_SEARCH_TOKEN or
+    RAP_SEARCH_TOKEN_FILE (a bearer token every route but /healthz and /readyz
+    requires), RAP_SEARCH_METRICS_PORT (/metrics, on its own port; unset: not served),
+    RAP_SEARCH_MAX_IN_FLIGHT, RAP_SEARCH_POOL_SIZE, RAP_SEARCH_ACQUIRE_TIMEOUT,
+    RAP_SEARCH_STATEMENT_TIMEOUT, RAP_SEARCH_READY_TIMEOUT."""
+    import os
+
     try:
         import uvicorn
 
         from analyzer_runtime.api.app import create_app
+        from analyzer_runtime.api.settings import InvalidSettings, from_env
     except ImportError as exc:
         raise _fail(
             f"the API needs `pip install 'rap-analyzer[search]'` ({exc})", EXIT_INVALID
         ) from None
+    try:
+        settings = from_env(os.environ)
+    except InvalidSettings as exc:
+        raise _fail(str(exc), EXIT_INVALID) from None
 
     def go(url: str) -> None:
-        uvicorn.run(create_app(url), host=host, port=port, log_level="info")
+        if settings.metrics_port:
+            from prometheus_client import start_http_server
+
+            # A thread of its own on another port: the public port never serves
+            # /metrics, and a scrape does not wait behind the event loop.
+            start_http_server(settings.metrics_port, addr=host)
+        out.print(
+            f"search API on {host}:{port}: "
+            + ("bearer token required" if settings.token else "NO authentication")
+            + f", at most {settings.max_in_flight} requests in flight, "
+            + (f"/metrics on port {settings.metrics_port}" if settings.metrics_port else
+               "no /metrics (RAP_SEARCH_METRICS_PORT unset)"),
+            highlight=False,
+        )  # fmt: skip
+        uvicorn.run(create_app(url, settings=settings), host=host, port=port, log_level="info")
 
     try:
         with database_url() as url:

@@ -216,17 +216,19 @@ def exposition(promtool: Path, db_url: str, procs: list) -> dict[str, str]:  # n
     wait_for_line(op, "operator ready")
     out["operator"] = scrape(f"http://127.0.0.1:{port}/metrics")
 
-    port = free_port()
-    api = spawn("serve", "--port", str(port), db_url=db_url)
+    port, metrics_port = free_port(), free_port()
+    # /metrics is on a port of its own (issue 23), never the public one.
+    api = spawn("serve", "--port", str(port), db_url=db_url,
+                RAP_SEARCH_METRICS_PORT=str(metrics_port))  # fmt: skip
     procs.append(api)
     base = f"http://127.0.0.1:{port}"
-    scrape(f"{base}/healthz")
+    scrape(f"{base}/readyz")
     for path in ("/healthz", "/tracks/1", "/tracks/999999"):
         try:
             urllib.request.urlopen(base + path, timeout=10).read()
         except urllib.error.HTTPError:
             pass  # a 404 is counted too
-    out["search"] = scrape(f"{base}/metrics")
+    out["search"] = scrape(f"http://127.0.0.1:{metrics_port}/metrics")
     return out
 
 

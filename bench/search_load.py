@@ -1,0 +1,240 @@
+"""The search API under 200 concurrent clients (issue 23): readiness must hold.
+
+    make bench-search-load       # = python -m bench.search_load --tracks 5000
+
+On a fresh embedded Postgres: N seeded tracks, each with a real vector of the model
+(the heads bench/search_bench.py computes, cached under build/), the HNSW index; then
+`rap-analyzer serve` as a process with the chart's defaults (a bearer token, 32
+requests in flight, 4 connections, 2 s acquire timeout, 5 s statement timeout,
+/metrics on its own port). While a prober asks /readyz and /healthz every 0.5 s
+with the kubelet's 5 s timeout (any non-200 or timeout is a readiness failure):
+
+- burst: WAVES waves of 200 simultaneous GET /search (200 connections, one request
+  each, the next wave once all answered);
+- sustained: 200 clients for SECONDS s, each sending its next search as soon as the
+  last answered, waiting Retry-After (1 s) after a 429 as a client should.
+
+Reported: p50/p95 latency of the 200s, the 429 share, other statuses, readiness
+failures (the goal: 0), and the server's own rap_search_rejected_total. The client
+runs on the same machine as the server and Postgres (2 shared cores here), so the
+latencies include its own CPU contention.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from analyzer_runtime import search
+from analyzer_runtime.corpus.synthetic import generate_tracks
+from bench.search_bench import _load, corpus_vectors, head
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "analyzer_runtime"]
+TOKEN = "bench-token"
+CLIENTS = 200
+PROBE_EVERY = 0.5
+PROBE_TIMEOUT = 5.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _summary(latencies: list[float], codes: list[int]) -> dict[str, Any]:
+    by_code: dict[str, int] = {}
+    for c in codes:
+        by_code[str(c)] = by_code.get(str(c), 0) + 1
+    out: dict[str, Any] = {"requests": len(codes), "statuses": by_code}
+    out["share_429"] = by_code.get("429", 0) / max(len(codes), 1)
+    if latencies:
+        out["p50_ms_200"] = search.percentile(latencies, 50) * 1000
+        out["p95_ms_200"] = search.percentile(latencies, 95) * 1000
+    return out
+
+
+class Prober:
+    """/readyz and /healthz every PROBE_EVERY s on a connection of its own."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.checks = 0
+        self.failures: list[str] = []
+        self.worst_s = 0.0
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        async with httpx.AsyncClient(base_url=self.base, timeout=PROBE_TIMEOUT) as http:
+            while not self._stop.is_set():
+                for path in ("/readyz", "/healthz"):
+                    t0 = time.perf_counter()
+                    try:
+                        r = await http.get(path)
+                        if r.status_code != 200:
+                            self.failures.append(f"{path} {r.status_code} {r.text[:100]}")
+                    except httpx.HTTPError as exc:
+                        self.failures.append(f"{path} {type(exc).__name__}")
+                    self.worst_s = max(self.worst_s, time.perf_counter() - t0)
+                    self.checks += 1
+                try:
+                    await asyncio.wait_for(self._stop.wait(), PROBE_EVERY)
+                except TimeoutError:
+                    pass
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+async def _one(http: httpx.AsyncClient, q: str, lat: list[float], codes: list[int]) -> int:
+    t0 = time.perf_counter()
+    try:
+        r = await http.get("/search", params={"q": q, "limit": 10})
+        code = r.status_code
+    except httpx.HTTPError:
+        code = 0  # a transport error or client timeout
+    if code == 200:
+        lat.append(time.perf_counter() - t0)
+    codes.append(code)
+    return code
+
+
+async def _load_test(base: str, queries: list[str], waves: int, seconds: float) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=CLIENTS + 10, max_keepalive_connections=CLIENTS + 10)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    prober = Prober(base)
+    probing = asyncio.create_task(prober.run())
+    out: dict[str, Any] = {}
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits, headers=headers) as http:
+        lat: list[float] = []
+        codes: list[int] = []
+        t0 = time.perf_counter()
+        for w in range(waves):
+            await asyncio.gather(
+                *(_one(http, queries[(w * CLIENTS + i) % len(queries)], lat, codes)
+                  for i in range(CLIENTS))
+            )  # fmt: skip
+        out["burst"] = {"waves": waves, "seconds": time.perf_counter() - t0,
+                        **_summary(lat, codes)}  # fmt: skip
+
+        lat, codes = [], []
+        deadline = time.perf_counter() + seconds
+
+        async def client(i: int) -> None:
+            n = 0
+            while time.perf_counter() < deadline:
+                code = await _one(http, queries[(i * 7919 + n) % len(queries)], lat, codes)
+                n += 1
+                if code == 429:
+                    await asyncio.sleep(1.0)  # Retry-After
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(i) for i in range(CLIENTS)))
+        took = time.perf_counter() - t0
+        out["sustained"] = {"clients": CLIENTS, "seconds": took,
+                            "answered_200_per_s": len(lat) / took, **_summary(lat, codes)}  # fmt: skip
+    prober.stop()
+    await probing
+    out["readiness"] = {
+        "checks": prober.checks,
+        "failures": len(prober.failures),
+        "first_failures": prober.failures[:5],
+        "slowest_probe_ms": prober.worst_s * 1000,
+    }
+    return out
+
+
+def _rejected(metrics_url: str) -> dict[str, float]:
+    text = httpx.get(metrics_url, timeout=10).text
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("rap_search_rejected_total{"):
+            reason = line.split('reason="')[1].split('"')[0]
+            out[reason] = float(line.split()[-1])
+    return out
+
+
+def main(n: int, waves: int, seconds: float) -> dict[str, Any]:
+    from analyzer_runtime.embedding.model import Embedder
+
+    vectors, took = corpus_vectors(n, Embedder.load())
+    queries = [head(t.lyrics) for t in generate_tracks(500, start=n + 1000)]
+    result: dict[str, Any] = {"tracks": n, "vectors_s": took}
+    with tempfile.TemporaryDirectory(prefix="rap-search-load-") as tmp:
+        env = {**os.environ, "RAP_ANALYZER_DATA_DIR": tmp}
+        env.pop("DATABASE_URL", None)
+        url = subprocess.run(
+            [*CLI, "db", "start"], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        port, metrics_port = _free_port(), _free_port()
+        serve_env = {
+            **env,
+            "DATABASE_URL": url,
+            "METRICS_PORT": "0",
+            "RAP_SEARCH_TOKEN": TOKEN,
+            "RAP_SEARCH_METRICS_PORT": str(metrics_port),
+        }
+        log = open(Path(tmp) / "serve.log", "w+")
+        server = None
+        try:
+            result["load"] = asyncio.run(_load(url, n, vectors))
+            server = subprocess.Popen(
+                [*CLI, "serve", "--port", str(port)],
+                env=serve_env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+            )  # fmt: skip
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 120
+            while True:
+                if server.poll() is not None:
+                    log.seek(0)
+                    raise SystemExit(f"serve exited: {log.read()[-2000:]}")
+                try:
+                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise SystemExit("serve not ready in 120 s")
+                time.sleep(0.2)
+            result.update(asyncio.run(_load_test(base, queries, waves, seconds)))
+            result["server_rejected"] = _rejected(f"http://127.0.0.1:{metrics_port}/metrics")
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait(timeout=30)
+            log.close()
+            subprocess.run([*CLI, "db", "stop"], env=env, capture_output=True, check=False)
+    result["machine"] = (
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    result["date"] = time.strftime("%Y-%m-%d")
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tracks", type=int, default=5000)
+    parser.add_argument("--waves", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--json", type=Path, help="also write the result here")
+    args = parser.parse_args()
+    res = main(args.tracks, args.waves, args.seconds)
+    text = json.dumps(res, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    if res["readiness"]["failures"]:
+        sys.exit("readiness failed under load (the goal is none)")
