@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,7 @@ def render_chart(
     release: str = "rap-analyzer",
     *,
     include_crds: bool = False,
+    api_versions: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """`helm template` the chart with these values; the parsed documents, in helm's order.
 
@@ -75,6 +76,8 @@ def render_chart(
     args = ["template", release, str(CHART), "--namespace", namespace]
     if include_crds:
         args.append("--include-crds")
+    for v in api_versions:  # what a live cluster's discovery would tell helm
+        args += ["--api-versions", v]
     out = _helm(args, values)
     return [doc for doc in yaml.safe_load_all(out) if doc]
 

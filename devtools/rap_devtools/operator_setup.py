@@ -26,6 +26,18 @@ from rap_devtools.waiting import wait_for
 OPERATOR_NS = "rap-system"
 # The chart's default Lease (operator.leaderElection.leaseName).
 LEASE_NAME = "rap-analyzer-operator"
+# The admin policy of the local operator (`make operator-up`, the e2e suite): the
+# operator's defaults (the presets' official hosts) plus the fake providers on
+# loopback, and the Secret names the tests and examples/ use. put_db_secret's
+# Secrets carry the usable-by-runs label, as the chart's do.
+_LOOPBACK = "127.0.0.1,localhost"
+DEV_POLICY = {
+    "RAP_POLICY_ALLOWED_HOSTS_LLM": f"api.novita.ai,api.openai.com,ollama,{_LOOPBACK}",
+    "RAP_POLICY_ALLOWED_HOSTS_GENIUS": f"api.genius.com,{_LOOPBACK}",
+    "RAP_POLICY_ALLOWED_HOSTS_SPOTIFY": f"api.spotify.com,accounts.spotify.com,{_LOOPBACK}",
+    "RAP_POLICY_ALLOWED_SECRETS": "llm-key,genius,spotify,novita-api-key",
+}
+USABLE_BY_RUNS = {"rapanalyzer.io/usable-by-runs": "true"}
 
 
 def election_env(pod_name: str, namespace: str = OPERATOR_NS) -> dict[str, str]:
@@ -138,7 +150,7 @@ def install_operator_rbac(
 def put_db_secret(kube: KubeApi, namespace: str, url: str, name: str = "rap-analyzer-db") -> None:
     """The Secret runs read their database URL from (what the chart creates in a cluster)."""
     body: dict[str, Any] = {
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": USABLE_BY_RUNS},
         "type": "Opaque",
         "data": {"url": base64.b64encode(url.encode()).decode()},
     }
@@ -183,6 +195,7 @@ class OperatorProcess:
             "RAP_LIVENESS": f"http://127.0.0.1:{self.health}/healthz",
             # Shards share this host: no fixed metrics port to fight over.
             "RAP_POD_METRICS_PORT": "0",
+            **DEV_POLICY,
             **self.extra_env,
         }
         env.pop("DATABASE_URL", None)
