@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from rap_devtools.helm import find, only, render_chart
+import yaml
+from rap_devtools.helm import ROOT, find, only, render_chart
 from rap_devtools.netpol import Pod, allowed_egress, allowed_ingress, connects, selects
 from rap_operator import manifests
 
@@ -245,3 +246,11 @@ def test_search_ingress_from_its_peers() -> None:
     default = render_chart({"search": {"enabled": True}})
     search = _pod_templates(default)["search"]
     assert allowed_ingress(_policies(default), search, Pod("team-a", {}), 8000)
+
+
+def test_the_example_seed_job_reaches_the_database() -> None:
+    """examples/seed-job.yaml, run in the release namespace, is a database client."""
+    job = yaml.safe_load((ROOT / "examples" / "seed-job.yaml").read_text())
+    seed = Pod(NS, job["spec"]["template"]["metadata"]["labels"])
+    docs = render_chart()
+    assert connects(_policies(docs), seed, _pod_templates(docs)["database"], 5432)
