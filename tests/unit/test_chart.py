@@ -116,10 +116,15 @@ def _is_crd_hook(doc: dict[str, Any]) -> bool:
     return labels.get("app.kubernetes.io/component") == "crd-upgrade"
 
 
+def _is_roles_hook(doc: dict[str, Any]) -> bool:
+    labels = doc["metadata"].get("labels") or {}
+    return labels.get("app.kubernetes.io/component") == "database-roles"
+
+
 def _hooks(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The database secret hook's objects (the CRD upgrade hook's:
-    test_chart_crd_upgrade.py)."""
-    return [d for d in docs if _is_hook(d) and not _is_crd_hook(d)]
+    test_chart_crd_upgrade.py; the db-roles Job's: test_chart_db_roles.py)."""
+    return [d for d in docs if _is_hook(d) and not _is_crd_hook(d) and not _is_roles_hook(d)]
 
 
 def _env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -267,6 +272,9 @@ def test_env_names_are_what_the_operator_reads() -> None:
     database = (ROOT / "operator/rap_operator/database.py").read_text()
     assert 'os.environ.get("DATABASE_URL")' in database
     readable.add("DATABASE_URL")
+    # ... with the owner's URL (database.roles; database.migration_url).
+    assert 'MIGRATION_URL_ENV = "RAP_MIGRATION_DATABASE_URL"' in database
+    readable.add("RAP_MIGRATION_DATABASE_URL")
     values = {"runtime": {"serviceAccountName": "rap-runner"}}
     for docs in (render_chart(), render_chart(values), render_chart(NAMESPACED)):
         names = set(operator_env(docs))
@@ -436,6 +444,12 @@ def test_secret_hook_rbac_is_minimal(rendered: list[dict[str, Any]]) -> None:
         ("", "secrets", "patch", "rap-analyzer-postgres"),
         ("", "secrets", "get", "rap-analyzer-db"),
         ("", "secrets", "patch", "rap-analyzer-db"),
+        # database.roles: the roles' passwords and the owner's and search's URLs.
+        *{
+            ("", "secrets", verb, name)
+            for verb in ("get", "patch")
+            for name in ("rap-analyzer-db-roles", "rap-analyzer-db-owner", "rap-analyzer-db-search")
+        },
     }
     # The hook's Role is its own: the operator's rules do not change.
     assert rule_triples(rbac_rules(_release(rendered))) == (
@@ -468,6 +482,11 @@ def test_postgres_existing_secret() -> None:
         ("", "secrets", "get", "rap-analyzer-db"),
         ("", "secrets", "patch", "rap-analyzer-db"),
         ("", "secrets", "get", "my-pg"),
+        *{
+            ("", "secrets", verb, name)
+            for verb in ("get", "patch")
+            for name in ("rap-analyzer-db-roles", "rap-analyzer-db-owner", "rap-analyzer-db-search")
+        },
     }
     assert operator_env(docs)["RAP_DATABASE_SECRET"] == "rap-analyzer-db"
 
