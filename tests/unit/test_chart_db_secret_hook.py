@@ -134,8 +134,18 @@ def _job_env(values: dict[str, Any] | None = None) -> dict[str, str]:
     return {e["name"]: e["value"] for e in container["env"]}
 
 
+NO_ROLES = {"database": {"roles": {"enabled": False}}}
+
+
 @pytest.fixture(scope="module")
 def env() -> dict[str, str]:
+    """The single-user hook (database.roles off): the superuser's URL."""
+    return _job_env(NO_ROLES)
+
+
+@pytest.fixture(scope="module")
+def roles_env() -> dict[str, str]:
+    """The chart's defaults: database.roles on."""
     return _job_env()
 
 
@@ -244,7 +254,12 @@ def test_a_concurrent_create_wins(hook: dict[str, Any], env: dict[str, str]) -> 
 
 @pytest.fixture(scope="module")
 def existing_env() -> dict[str, str]:
-    return _job_env({"postgres": {"auth": {"existingSecret": "my-pg", "existingSecretKey": "pw"}}})
+    return _job_env(
+        {
+            "postgres": {"auth": {"existingSecret": "my-pg", "existingSecretKey": "pw"}},
+            **NO_ROLES,
+        }
+    )
 
 
 def test_existing_secret_is_only_read(hook: dict[str, Any], existing_env: dict[str, str]) -> None:
@@ -295,3 +310,120 @@ def test_the_script_runs_as_python_dash_c() -> None:
     )
     assert proc.returncode != 0
     assert "ConfigException" in proc.stderr or "service host/port" in proc.stderr, proc.stderr
+
+
+ROLE_URL_SECRETS = {
+    "rap_runtime": ("rap-analyzer-db", "runtime-password"),
+    "rap_owner": ("rap-analyzer-db-owner", "owner-password"),
+    "rap_search": ("rap-analyzer-db-search", "search-password"),
+}
+
+
+def test_roles_get_generated_passwords_and_a_url_secret_each(
+    hook: dict[str, Any], roles_env: dict[str, str]
+) -> None:
+    core = FakeCore()
+    url, logged = _run(hook, core, roles_env)
+    superuser = core.value("rap-analyzer-postgres", "password")
+    passwords = {
+        key: core.value("rap-analyzer-db-roles", key)
+        for key in ("owner-password", "runtime-password", "search-password")
+    }
+    assert len(set(passwords.values()) | {superuser}) == 4
+    for user, (secret, key) in ROLE_URL_SECRETS.items():
+        parts = urlsplit(core.value(secret, "url"))
+        assert (parts.username, parts.password) == (user, passwords[key])
+        assert (parts.hostname, parts.port, parts.path) == (
+            "rap-analyzer-postgres.rap.svc",
+            5432,
+            "/rap",
+        )
+    # What the operator and the runs read is the runtime role's URL; no Secret holds
+    # the superuser's.
+    assert url == core.value("rap-analyzer-db", "url")
+    assert not any(
+        superuser in _unb64(v)
+        for s in core.secrets.values()
+        if s.metadata.name != "rap-analyzer-postgres"
+        for v in s.data.values()
+    )
+    assert not any(p in line for line in logged for p in [superuser, *passwords.values()])
+    meta = core.secrets["rap-analyzer-db-roles"].metadata
+    assert meta.annotations["helm.sh/resource-policy"] == "keep"
+    assert "app.kubernetes.io/instance" not in meta.labels
+
+    # Every later run (upgrade, sync) changes nothing.
+    core.calls.clear()
+    _run(hook, core, roles_env)
+    assert core.writes() == []
+
+
+def test_upgrade_from_the_single_user_chart_moves_the_url_to_the_runtime_role(
+    hook: dict[str, Any], env: dict[str, str], roles_env: dict[str, str]
+) -> None:
+    """0.1.0 wrote the superuser's URL into database.secretName; the first hook with
+    roles keeps the superuser's password and points that Secret at the runtime role.
+    A roles Secret missing a key (edited by hand) gets only that key back."""
+    core = FakeCore()
+    _run(hook, core, env)
+    superuser = core.value("rap-analyzer-postgres", "password")
+    assert urlsplit(core.value("rap-analyzer-db", "url")).username == "rap"
+    _run(hook, core, roles_env)
+    assert core.value("rap-analyzer-postgres", "password") == superuser
+    assert urlsplit(core.value("rap-analyzer-db", "url")).username == "rap_runtime"
+    owner = core.value("rap-analyzer-db-roles", "owner-password")
+    del core.secrets["rap-analyzer-db-roles"].data["search-password"]
+    core.calls.clear()
+    _run(hook, core, roles_env)
+    assert core.value("rap-analyzer-db-roles", "owner-password") == owner
+    search = core.value("rap-analyzer-db-roles", "search-password")
+    assert urlsplit(core.value("rap-analyzer-db-search", "url")).password == search
+    assert ("patch", "rap-analyzer-db-roles") in core.writes()
+
+
+def test_the_roles_job_and_postgres_read_the_same_passwords() -> None:
+    """The db-roles Job, the Postgres init script and PgBouncer take the roles' names
+    and passwords from the Secret the hook writes; the Job's superuser URL has no
+    password (PGPASSWORD), so no rendered value holds one."""
+    docs = render_chart({"pgbouncer": {"enabled": True}}, namespace=NS)
+    env = _job_env()
+    job = only(docs, "Job", "rap-analyzer-db-roles")
+    ann = job["metadata"]["annotations"]
+    assert ann["helm.sh/hook"] == "post-install,pre-upgrade"
+    assert int(ann["helm.sh/hook-weight"]) > 0  # after the database-Secret hook
+    assert ann["argocd.argoproj.io/hook"] == "PreSync,PostSync"
+    pod = job["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    (c,) = pod["containers"]
+    assert c["command"][:5] == ["python", "-m", "analyzer_runtime", "db", "roles"]
+    assert "--skip-unknown-host" in c["command"]
+    job_env = {e["name"]: e for e in c["env"]}
+    url = urlsplit(job_env["DATABASE_URL"]["value"])
+    assert (url.username, url.password, url.hostname) == (
+        "rap",
+        None,
+        "rap-analyzer-postgres.rap.svc",
+    )
+    assert job_env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": env["PASSWORD_SECRET"],
+        "key": env["PASSWORD_KEY"],
+    }
+    sts = only(docs, "StatefulSet")
+    (pg,) = sts["spec"]["template"]["spec"]["containers"]
+    pg_env = {e["name"]: e for e in pg["env"]}
+    for role in ("OWNER", "RUNTIME", "SEARCH"):
+        name = env[f"ROLE_{role}"]
+        assert job_env[f"RAP_DB_{role}_ROLE"]["value"] == name
+        assert pg_env[f"RAP_DB_{role}_ROLE"]["value"] == name
+        ref = {"name": env["ROLES_SECRET"], "key": f"{role.lower()}-password"}
+        assert job_env[f"RAP_DB_{role}_PASSWORD"]["valueFrom"]["secretKeyRef"] == ref
+        assert pg_env[f"RAP_DB_{role}_PASSWORD"]["valueFrom"]["secretKeyRef"] == ref
+    (bouncer,) = only(docs, "Deployment", "rap-analyzer-pgbouncer")["spec"]["template"]["spec"][
+        "containers"
+    ]
+    b_env = {e["name"]: e for e in bouncer["env"]}
+    assert b_env["PGBOUNCER_RUNTIME_USER"]["value"] == env["ROLE_RUNTIME"]
+    assert b_env["PGBOUNCER_RUNTIME_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": env["ROLES_SECRET"],
+        "key": "runtime-password",
+    }
