@@ -189,6 +189,15 @@ def test_the_containers_command_writes_the_auth_file(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert auth.read_text() == '"rap" "pa""ss w$rd\\x"\n'
     assert stat.S_IMODE(auth.stat().st_mode) == 0o600
+    # With database.roles, the runtime role's line follows the superuser's.
+    res = subprocess.run(
+        ["/bin/sh", "-c", local],
+        env={"PATH": os.environ["PATH"], "PGBOUNCER_USER": "rap", "PGBOUNCER_PASSWORD": "a",
+             "PGBOUNCER_RUNTIME_USER": "rap_runtime", "PGBOUNCER_RUNTIME_PASSWORD": 'r"t'},
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert auth.read_text() == '"rap" "a"\n"rap_runtime" "r""t"\n'
 
 
 @pytest.mark.parametrize(
@@ -222,11 +231,21 @@ def test_on_with_the_chart_defaults(auth: dict[str, str], pw_secret: str, pw_key
     if auth:
         core.put(pw_secret, {pw_key: "from-your-secret"})
     direct, _ = _run(hook, core, env)
-    password = core.value(pw_secret, pw_key)
-    assert direct == f"postgresql://rap:{password}@rap-analyzer-postgres.{NS}.svc:5432/rap"
-    assert core.value("rap-analyzer-db-pgbouncer", "url") == (
-        f"postgresql://rap:{password}@{NAME}.{NS}.svc:6432/rap"
+    # database.roles (on by default): the clients' URLs are the runtime role's, whose
+    # password PgBouncer's auth file gets next to the superuser's.
+    password = core.value("rap-analyzer-db-roles", "runtime-password")
+    assert core.value(pw_secret, pw_key) not in direct
+    assert direct == (
+        f"postgresql://rap_runtime:{password}@rap-analyzer-postgres.{NS}.svc:5432/rap"
     )
+    assert core.value("rap-analyzer-db-pgbouncer", "url") == (
+        f"postgresql://rap_runtime:{password}@{NAME}.{NS}.svc:6432/rap"
+    )
+    runtime = {e["name"]: e for e in c["env"]}["PGBOUNCER_RUNTIME_PASSWORD"]
+    assert runtime["valueFrom"]["secretKeyRef"] == {
+        "name": "rap-analyzer-db-roles",
+        "key": "runtime-password",
+    }
     # A second run (every upgrade) writes nothing.
     core.calls.clear()
     _run(hook, core, env)
