@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from analyzer_runtime.db.budget import DEFAULT_RESERVED
-from rap_operator.policy import DEFAULT_HOSTS, PROVIDERS, USABLE_LABEL, Policy
+from rap_operator.policy import DEFAULT_HOSTS, USABLE_LABEL, Policy
 
 
 def _list(value: str | None) -> list[str]:
@@ -61,20 +61,10 @@ def _flag(name: str, value: str | None) -> bool:
     raise ValueError(f"{name} must be true or false, got {value!r}")
 
 
-def _policy(e: Any) -> Policy:
-    """The admin's policy (policy.py) from RAP_POLICY_*: a host list that is set
-    replaces the provider's default (the presets' official hosts); `*` allows any."""
-    hosts = {
-        p: tuple(_list(e[k])) if (k := f"RAP_POLICY_ALLOWED_HOSTS_{p.upper()}") in e
-        else DEFAULT_HOSTS[p]
-        for p in PROVIDERS
-    }  # fmt: skip
-    return Policy(
-        images=tuple(_list(e.get("RAP_POLICY_ALLOWED_IMAGES"))),
-        hosts=hosts,
-        secret_label=e.get("RAP_POLICY_SECRET_LABEL", USABLE_LABEL).strip(),
-        secrets=tuple(_list(e.get("RAP_POLICY_ALLOWED_SECRETS"))),
-    )
+def _hosts(provider: str, value: str | None) -> tuple[str, ...]:
+    """RAP_POLICY_ALLOWED_HOSTS_<PROVIDER>: a list that is set (even empty) replaces
+    the provider's default (the presets' official hosts); `*` allows any host."""
+    return DEFAULT_HOSTS[provider] if value is None else tuple(_list(value))
 
 
 @dataclass(frozen=True)
@@ -150,7 +140,17 @@ class OperatorConfig:
                 e.get("RAP_LEADER_ELECTION_NAMESPACE") or e.get("POD_NAMESPACE") or None
             ),
             pod_name=e.get("POD_NAME") or None,
-            policy=_policy(e),
+            # The admin's policy (policy.py).
+            policy=Policy(
+                images=tuple(_list(e.get("RAP_POLICY_ALLOWED_IMAGES"))),
+                hosts={
+                    "llm": _hosts("llm", e.get("RAP_POLICY_ALLOWED_HOSTS_LLM")),
+                    "genius": _hosts("genius", e.get("RAP_POLICY_ALLOWED_HOSTS_GENIUS")),
+                    "spotify": _hosts("spotify", e.get("RAP_POLICY_ALLOWED_HOSTS_SPOTIFY")),
+                },
+                secret_label=e.get("RAP_POLICY_SECRET_LABEL", USABLE_LABEL).strip(),
+                secrets=tuple(_list(e.get("RAP_POLICY_ALLOWED_SECRETS"))),
+            ),
         )
 
 

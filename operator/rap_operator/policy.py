@@ -41,7 +41,6 @@ from analyzer_runtime.spec.scrape_models import GENIUS_API, SPOTIFY_API, SPOTIFY
 JSON = dict[str, Any]
 USABLE_LABEL = "rapanalyzer.io/usable-by-runs"
 ANY = "*"
-PROVIDERS = ("llm", "genius", "spotify")
 
 
 def _host(url: str) -> str:
@@ -52,7 +51,7 @@ def _host(url: str) -> str:
 DEFAULT_HOSTS: dict[str, tuple[str, ...]] = {
     "llm": tuple(sorted({_host(p.base_url) for p in PRESETS.values() if p.base_url})),
     "genius": (_host(GENIUS_API),),
-    "spotify": tuple(sorted({_host(SPOTIFY_API), _host(SPOTIFY_TOKEN_URL)})),
+    "spotify": (_host(SPOTIFY_API), _host(SPOTIFY_TOKEN_URL)),
 }
 
 

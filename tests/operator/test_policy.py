@@ -26,7 +26,7 @@ def test_defaults_are_the_presets_official_hosts() -> None:
     assert DEFAULT_HOSTS == {
         "llm": ("api.novita.ai", "api.openai.com", "ollama"),
         "genius": ("api.genius.com",),
-        "spotify": ("accounts.spotify.com", "api.spotify.com"),
+        "spotify": ("api.spotify.com", "accounts.spotify.com"),
     }
 
 
