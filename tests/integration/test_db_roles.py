@@ -11,6 +11,8 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import numpy as np
@@ -335,3 +337,58 @@ async def test_operator_waits_for_roles_that_do_not_exist_yet(
 async def test_names_that_are_superusers_are_refused(db_url: str) -> None:
     with pytest.raises(db_roles.RolesError, match="superuser"):
         await _apply(db_url, db_roles.Roles("postgres", "r_x", "s_x"))
+
+
+def test_chart_init_script_then_the_roles_job_as_it_runs(empty_url: str, tmp_path: Path) -> None:
+    """The chart's Postgres init script (a new volume) with a real psql, then the
+    db-roles Job's command line (`db roles --wait ... --skip-unknown-host`) with the
+    superuser's password-less URL: the login roles first, their rights second; the
+    passwords never in the command's output."""
+    from pgserver import postgres_server
+    from rap_devtools.helm import only, render_chart
+
+    from tests.integration.clirun import cli
+
+    roles = _roles()
+    init = only(render_chart(), "ConfigMap", "rap-analyzer-postgres-init")["data"]
+    (script,) = init.values()
+    (tmp_path / "init.sh").write_text(script)
+    parts = urlsplit(empty_url)
+    socket_dir = parse_qs(parts.query)["host"][0]
+    passwords = {"OWNER": "o-pw'1", "RUNTIME": 'r-pw"2', "SEARCH": "s pw 3"}
+    role_env = {
+        **{f"RAP_DB_{r}_ROLE": getattr(roles, r.lower()) for r in passwords},
+        **{f"RAP_DB_{r}_PASSWORD": pw for r, pw in passwords.items()},
+    }
+    psql_dir = Path(postgres_server.__file__).parent / "pginstall" / "bin"
+    res = subprocess.run(
+        ["sh", str(tmp_path / "init.sh")],
+        env={"PATH": f"{psql_dir}:{os.environ['PATH']}", "PGHOST": socket_dir,
+             "POSTGRES_USER": "postgres", "POSTGRES_DB": parts.path.lstrip("/"), **role_env},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+
+    async def logins() -> dict[str, bool]:
+        conn = await asyncpg.connect(empty_url)
+        try:
+            rows = await conn.fetch(
+                "SELECT rolname, rolcanlogin, rolpassword IS NOT NULL AS pw FROM pg_authid"
+                " WHERE rolname = ANY($1::text[])",
+                list(roles.names()),
+            )
+        finally:
+            await conn.close()
+        return {r["rolname"]: r["rolcanlogin"] and r["pw"] for r in rows}
+
+    assert asyncio.run(logins()) == dict.fromkeys(roles.names(), True)
+
+    res = cli(
+        "db", "roles", "--wait", "30", "--skip-unknown-host",
+        db_url=empty_url.replace("postgresql://postgres:@", "postgresql://postgres@"),
+        PGPASSWORD="unused-on-the-socket", **role_env,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert f"roles ready: owner {roles.owner}" in res.stdout
+    assert not any(pw in res.stdout + res.stderr for pw in passwords.values())
+    assert set(asyncio.run(_owners(empty_url)).values()) == {roles.owner}
