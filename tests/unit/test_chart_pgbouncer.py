@@ -65,7 +65,7 @@ def test_off_by_default() -> None:
 def test_on_with_the_in_cluster_postgres() -> None:
     docs = render_chart(IN_CLUSTER)
     kinds = sorted(d["kind"] for d in _pgbouncer_docs(docs))
-    assert kinds == ["ConfigMap", "Deployment", "Secret", "Service"]
+    assert kinds == ["ConfigMap", "Deployment", "NetworkPolicy", "Secret", "Service"]
 
     ini = only(docs, "ConfigMap", NAME)["data"]["pgbouncer.ini"]
     assert "pool_mode = transaction" in ini
