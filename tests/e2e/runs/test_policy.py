@@ -179,6 +179,19 @@ def test_the_admission_policy_refuses_the_apply_itself(
         stderr = wait_for(refused, timeout=60, interval=0.5, what="the admission policy to refuse")
         assert "ValidatingAdmissionPolicy" in stderr and "denied request" in stderr, stderr
         assert "allowedHosts.llm: spec.llm.baseURL" in stderr, stderr
+        # The image rule and a ScrapeJob's Genius host, refused the same way.
+        image = _llm_run("image", fake.url, "team-a-key")
+        image["spec"]["image"] = "evil.example/miner:1"
+        scrape = {"apiVersion": "rapanalyzer.io/v1alpha1", "kind": "ScrapeJob",
+                  "metadata": {"name": "scrape"},
+                  "spec": {"artists": ["A"], "genius": {
+                      "tokenSecretRef": {"name": "team-a-key", "key": "apiKey"},
+                      "apiBaseURL": listener.url}}}  # fmt: skip
+        for doc, rule in ((image, "allowedImages: spec.image"),
+                          (scrape, "allowedHosts.genius: spec.genius.apiBaseURL")):  # fmt: skip
+            res = env.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-",
+                              input=yaml.safe_dump(doc))  # fmt: skip
+            assert res.returncode != 0 and rule in res.stderr, res.stderr
         # The real apply is refused too: the run never exists.
         res = env.kubectl("apply", "-n", namespace, "-f", "-", input=foreign)
         assert res.returncode != 0 and "allowedHosts.llm" in res.stderr
