@@ -247,6 +247,10 @@ def observed(node_cluster: RealNodeCluster) -> Iterator[Observed]:
         installed = True
         demo.helm(c, "install", demo.RELEASE, str(CHART), f"--namespace={NS}",
                   *demo.chart_values("dev"), "--set=search.enabled=true",
+                  # The admin policy: the fakes' host and the runs' Secrets.
+                  f"--set=policy.allowedHosts.llm={{{host}}}",
+                  f"--set=policy.allowedHosts.genius={{{host}}}",
+                  "--set=policy.secrets.allowed={llm-key,genius}",
                   "--wait", "--timeout=5m")  # fmt: skip
         demo.seed(c, TRACKS, namespace=NS)
         demo.create_secret(c, NS, "llm-key", {"apiKey": KEY})
