@@ -41,7 +41,7 @@ from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import BaseModel
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from analyzer_runtime import search
 from analyzer_runtime.api.batching import EmbedBatcher
@@ -134,6 +134,36 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> bytes | None:
                 return token.strip()
             return None
     return None
+
+
+class Measure:
+    """rap_search_requests_total and rap_search_request_seconds by route template.
+    Plain ASGI: Starlette's BaseHTTPMiddleware costs a task and two streams per
+    request on the event loop, which under load is what the probes wait behind."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500  # unless a response starts: an exception ServerErrorMiddleware answers
+
+        async def recorded(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recorded)
+        finally:
+            # The router put the matched route in the (shared) scope.
+            name = getattr(scope.get("route"), "path", "unmatched")
+            REQUESTS.labels(name, str(status)).inc()
+            LATENCY.labels(name).observe(time.perf_counter() - start)
 
 
 class Gate:
@@ -231,16 +261,6 @@ def create_app(
         description="Read-only semantic search over the lyrics corpus (all-MiniLM-L6-v2).",
         lifespan=lifespan,
     )
-
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        name = getattr(route, "path", "unmatched")
-        REQUESTS.labels(name, str(response.status_code)).inc()
-        LATENCY.labels(name).observe(time.perf_counter() - start)
-        return response
 
     @app.exception_handler(Unavailable)
     async def unavailable(request: Request, exc: Unavailable) -> JSONResponse:
@@ -350,6 +370,7 @@ def create_app(
             result = await search.similar(conn, track_id, request.app.state.model, limit=limit)
         return _response(result)
 
+    app.add_middleware(Measure)
     # Outermost (added last): a refused request costs no routing or measuring.
     app.add_middleware(Gate, settings=limits)
     return app
