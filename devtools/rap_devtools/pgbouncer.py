@@ -23,7 +23,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
@@ -47,10 +47,12 @@ class PgBouncer:
     process: ManagedProcess
     psql: Path
 
-    def url(self, database: str) -> str:
-        """A client URL for `database` through PgBouncer (contains the password)."""
+    def url(self, database: str, user: str | None = None, password: str = "") -> str:
+        """A client URL for `database` through PgBouncer (contains the password); as
+        `user` (one of pgbouncer()'s `users`) with `password`, or as the admin."""
+        name, pw = (self.user, self.password) if user is None else (user, password)
         return (
-            f"postgresql://{quote(self.user)}:{quote(self.password, safe='')}"
+            f"postgresql://{quote(name)}:{quote(pw, safe='')}"
             f"@127.0.0.1:{self.port}/{quote(database)}"
         )
 
@@ -104,17 +106,21 @@ def write_config(
     password: str,
     pool_size: int,
     max_client_conn: int,
+    users: Mapping[str, str] | None = None,
 ) -> Path:
-    """The ini and auth file; returns the ini's path."""
+    """The ini and auth file; returns the ini's path. `users` (name -> password): more
+    clients, each logging in to the server as itself (as the chart's database roles
+    do); without them every server connection is `user`'s."""
     auth = workdir / "userlist.txt"
     # Plain text in the auth file lets PgBouncer do SCRAM with the client; the file
     # is the process owner's only (0600).
-    auth.write_text(f'"{user}" "{password}"\n')
+    auth.write_text("".join(f'"{u}" "{p}"\n' for u, p in {user: password, **(users or {})}.items()))
     auth.chmod(0o600)
+    login = "" if users else f" user={user}"
     ini = workdir / "pgbouncer.ini"
     ini.write_text(
         f"""[databases]
-* = host={socket_dir} port={server_port} user={user} connect_query='{CONNECT_QUERY}'
+* = host={socket_dir} port={server_port}{login} connect_query='{CONNECT_QUERY}'
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -139,10 +145,15 @@ logfile = {workdir / "pgbouncer.log"}
 
 @contextlib.contextmanager
 def pgbouncer(
-    server_uri: str, *, pool_size: int = 4, max_client_conn: int = 200, timeout: float = 30
+    server_uri: str,
+    *,
+    pool_size: int = 4,
+    max_client_conn: int = 200,
+    timeout: float = 30,
+    users: Mapping[str, str] | None = None,
 ) -> Iterator[PgBouncer]:
     """PgBouncer (pool_mode=transaction) in front of the embedded server at
-    `server_uri`, for as long as the block runs."""
+    `server_uri`, for as long as the block runs; `users`: write_config's."""
     if not PGBOUNCER.is_file():
         raise RuntimeError(INSTALL_HINT)
     socket_dir, server_port = _server_socket(server_uri)
@@ -163,6 +174,7 @@ def pgbouncer(
             ini = write_config(
                 workdir, socket_dir=socket_dir, server_port=server_port, port=port, user=user,
                 password=password, pool_size=pool_size, max_client_conn=max_client_conn,
+                users=users,
             )  # fmt: skip
             if os.geteuid() == 0:
                 for f in (ini, workdir / "userlist.txt"):

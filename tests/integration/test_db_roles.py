@@ -12,6 +12,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
@@ -21,7 +22,7 @@ from rap_operator import database
 
 from analyzer_runtime import planner, protocol, search
 from analyzer_runtime.db import roles as db_roles
-from analyzer_runtime.db.connect import create_pool
+from analyzer_runtime.db.connect import POOL_MODE_ENV, create_pool
 from analyzer_runtime.db.migrate import available
 from analyzer_runtime.planner import Selection
 from analyzer_runtime.seed import seed
@@ -131,22 +132,26 @@ async def test_roles_are_not_superusers_and_hold_no_server_roles(fresh: Setup) -
     assert owners and set(owners.values()) == {fresh.roles.owner}
 
 
-async def _plan(url: str, uid: str) -> protocol.Run:
+async def _plan_on(conn: asyncpg.Connection, uid: str) -> protocol.Run:
     from analyzer_runtime.analyzers import registry
 
     a = registry.create(ANALYZER)
+    res = await planner.plan_analysis(
+        conn, uid=uid, name=uid, namespace=None,
+        spec={"analyzer": ANALYZER, "shards": 1, "batchSize": 25},
+        selection=Selection(), shards=1,
+        analyzer_type=a.analyzer_type, model_version=a.version,
+    )  # fmt: skip
+    return res.run
+
+
+async def _plan(url: str, uid: str) -> protocol.Run:
     # The operator plans with its DATABASE_URL: the runtime role.
     conn = await asyncpg.connect(url)
     try:
-        res = await planner.plan_analysis(
-            conn, uid=uid, name=uid, namespace=None,
-            spec={"analyzer": ANALYZER, "shards": 1, "batchSize": 25},
-            selection=Selection(), shards=1,
-            analyzer_type=a.analyzer_type, model_version=a.version,
-        )  # fmt: skip
+        return await _plan_on(conn, uid)
     finally:
         await conn.close()
-    return res.run
 
 
 async def test_a_shard_runs_as_runtime_which_cannot_ddl_or_escape(fresh: Setup) -> None:
@@ -392,3 +397,50 @@ def test_chart_init_script_then_the_roles_job_as_it_runs(empty_url: str, tmp_pat
     assert f"roles ready: owner {roles.owner}" in res.stdout
     assert not any(pw in res.stdout + res.stderr for pw in passwords.values())
     assert set(asyncio.run(_owners(empty_url)).values()) == {roles.owner}
+
+
+async def test_a_shard_runs_as_runtime_through_pgbouncer(
+    fresh: Setup, pg_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PgBouncer (transaction pooling, as the chart's) with the runtime role in its
+    auth file: the client authenticates with the role's password, and the server
+    connection is the runtime role's too, with its limits."""
+    from rap_devtools.pgbouncer import pgbouncer
+
+    owner_pool = await create_pool(fresh.owner, max_size=1)
+    try:
+        await seed(owner_pool, 30)
+    finally:
+        await owner_pool.close()
+    password = "runtime-through-the-pooler"
+    database_name = urlsplit(fresh.admin).path.lstrip("/")
+    with pgbouncer(pg_server.get_uri(), users={fresh.roles.runtime: password}) as bouncer:
+        url = bouncer.url(database_name, fresh.roles.runtime, password)
+        monkeypatch.setenv(POOL_MODE_ENV, "transaction")
+        pool = await create_pool(url, max_size=1)
+        try:
+            async with pool.acquire() as conn:
+                assert await conn.fetchval("SELECT current_user") == fresh.roles.runtime
+                with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                    await conn.execute("CREATE TABLE stolen (x int)")
+                with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                    await conn.execute("COPY tracks (title) FROM PROGRAM 'id'")
+                run = await _plan_on(conn, "roles-pooled")
+            shard = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "analyzer_runtime", "analyze", "--run-id", run.uid,
+                 "--shard", "0"],
+                env={**os.environ, "DATABASE_URL": url, POOL_MODE_ENV: "transaction",
+                     "METRICS_PORT": "0"},
+                capture_output=True, text=True, timeout=300,
+            )  # fmt: skip
+            assert shard.returncode == 0, shard.stderr
+            async with pool.acquire() as conn:
+                assert await conn.fetchval("SELECT count(*) FROM analysis_results") == 30
+        finally:
+            await pool.close()
+        # A wrong password is refused by PgBouncer itself.
+        with pytest.raises(asyncpg.PostgresError, match="authentication failed"):
+            await asyncpg.connect(
+                bouncer.url(database_name, fresh.roles.runtime, "wrong"), statement_cache_size=0
+            )
