@@ -165,7 +165,7 @@ class Hook:
             for d in docs
             if "helm.sh/hook" in (d["metadata"].get("annotations") or {})
             and (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component")
-            != "crd-upgrade"
+            not in ("crd-upgrade", "database-roles")
         ]
         for kind in ("ServiceAccount", "Role", "RoleBinding"):
             (doc,) = [d for d in hooks if d["kind"] == kind]
@@ -214,7 +214,20 @@ def test_generated_password_with_the_hooks_rbac(
         password = _value(kube, namespace, "rap-analyzer-postgres", "password")
         assert len(password) == 32
         assert _value(kube, namespace, "rap-analyzer-db", "url") == url
-        assert urlsplit(url).password == password
+        # database.roles (the default): the runs' URL is the runtime role's; the
+        # owner's and the search role's go to their own Secrets, all written under
+        # the hook's own RBAC.
+        runtime = _value(kube, namespace, "rap-analyzer-db-roles", "runtime-password")
+        assert (urlsplit(url).username, urlsplit(url).password) == ("rap_runtime", runtime)
+        for name, user in (
+            ("rap-analyzer-db-owner", "rap_owner"),
+            ("rap-analyzer-db-search", "rap_search"),
+        ):
+            assert urlsplit(_value(kube, namespace, name, "url")).username == user
+        assert not any(
+            password in _value(kube, namespace, n, "url")
+            for n in ("rap-analyzer-db", "rap-analyzer-db-owner", "rap-analyzer-db-search")
+        )
         assert urlsplit(url).hostname == f"rap-analyzer-postgres.{namespace}.svc"
         meta = _secret(kube, namespace, "rap-analyzer-db")["metadata"]
         assert meta["annotations"]["helm.sh/resource-policy"] == "keep"
@@ -269,7 +282,8 @@ def test_existing_secret_and_upgrade_from_a_rendered_url_secret(
     )
     values = {
         "postgres": {"auth": {"existingSecret": "my-pg"}},
-        "database": {"secretName": "rel2-db"},
+        # The single superuser URL (roles: the test above).
+        "database": {"secretName": "rel2-db", "roles": {"enabled": False}},
     }
     hook = _make(cluster, kube, namespace, values, "rel2")
     try:
