@@ -86,10 +86,6 @@ def install(env: Env, request: pytest.FixtureRequest, tmp_path: Path) -> Iterato
     try:
         op.start()
         yield Install(release_ns, watched, unwatched, sa, op)
-        # The watched run carries the operator's finalizer: delete it while the
-        # operator still runs, or its namespace stays Terminating.
-        for ns in (watched, unwatched):
-            env.kubectl("delete", "analysisruns", "--all", "-n", ns, "--wait", "--timeout=60s")
     finally:
         op.stop()
         for ns in {*namespaces, unwatched}:
