@@ -13,7 +13,8 @@ import pytest
 from kubernetes_asyncio.client.exceptions import ApiException
 from rap_operator import errors
 from rap_operator.database import NotMigrated
-from rap_operator.validation import InvalidRun, MissingInput
+from rap_operator.policy import Violation
+from rap_operator.validation import InvalidRun, MissingInput, PolicyDenied
 
 from analyzer_runtime.db.connect import DatabaseUnavailable, InvalidDatabaseURL
 
@@ -62,6 +63,8 @@ CASES: list[tuple[str, BaseException, str, str]] = [
     ("kopf temporary", kopf.TemporaryError("later"), "temporary", "Temporary"),
     ("kopf permanent", kopf.PermanentError("never"), "permanent", "Permanent"),
     ("invalid spec", InvalidRun("spec.shards: must be >= 1"), "permanent", "InvalidSpec"),
+    ("policy", PolicyDenied([Violation("allowedImages", "spec.image", "no")]), "permanent",
+     "PolicyDenied"),
     ("a bug", KeyError("phase"), "unexpected", "Unexpected"),
     ("another bug", TypeError("'NoneType' object is not subscriptable"),
      "unexpected", "Unexpected"),
