@@ -183,8 +183,13 @@ def reown_statements(objects: list[DbObject], owner: str) -> list[str]:
 def grant_statements(roles: Roles, tables: list[str], sequences: list[str]) -> list[str]:
     """The runtime's and search's grants on the owner's `tables` and `sequences`
     (unqualified names in SCHEMA)."""
-    out: list[str] = []
     runtime, search = ident(roles.runtime), ident(roles.search)
+    # Grants beyond these (by hand, or by an older setup) go first: a superuser's
+    # REVOKE acts for each table's owner.
+    out = [
+        f"REVOKE ALL ON ALL TABLES IN SCHEMA {SCHEMA} FROM {search}",
+        f"REVOKE TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA {SCHEMA} FROM {runtime}",
+    ]
     for t in sorted(tables):
         q = f"{SCHEMA}.{ident(t)}"
         if t in RUNTIME_READ_ONLY_TABLES:

@@ -444,3 +444,33 @@ async def test_a_shard_runs_as_runtime_through_pgbouncer(
             await asyncpg.connect(
                 bouncer.url(database_name, fresh.roles.runtime, "wrong"), statement_cache_size=0
             )
+
+
+async def test_stray_grants_are_taken_back(fresh: Setup) -> None:
+    """A write grant given to the search role by hand (or TRUNCATE to the runtime
+    role) is gone after the next `db roles` (every upgrade runs it)."""
+    admin = await asyncpg.connect(fresh.admin)
+    try:
+        await admin.execute(f'GRANT INSERT, UPDATE ON tracks TO "{fresh.roles.search}"')
+        await admin.execute(f'GRANT TRUNCATE ON run_items TO "{fresh.roles.runtime}"')
+        await admin.execute(f'GRANT SELECT ON runs TO "{fresh.roles.search}"')
+    finally:
+        await admin.close()
+    await _apply(fresh.admin, fresh.roles)
+    conn = await asyncpg.connect(fresh.search)
+    try:
+        async with conn.transaction(readonly=False):
+            await conn.execute("SET TRANSACTION READ WRITE")
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute("INSERT INTO tracks (title, artist) VALUES ('x', 'y')")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.fetch("SELECT * FROM runs")
+        assert await conn.fetchval("SELECT count(*) FROM tracks") == 0
+    finally:
+        await conn.close()
+    conn = await asyncpg.connect(fresh.runtime)
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("TRUNCATE run_items")
+    finally:
+        await conn.close()
