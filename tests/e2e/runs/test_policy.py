@@ -202,3 +202,31 @@ def test_the_admission_policy_refuses_the_apply_itself(
         assert listener.requests == []
     finally:
         env.kubectl("delete", "--ignore-not-found", "-f", "-", input=text)
+
+
+def test_an_operator_restarted_with_a_looser_policy_plans_what_it_denied(
+    env: Env, namespace: str, fake: FakeLLM
+) -> None:
+    """Level-triggered: the denial is the old policy's, not a final verdict."""
+    env.db_secret(namespace, env.new_database())
+    _secret(env, namespace, "shared-key")  # unlabelled, not listed: denied
+    assert env.apply(namespace, _llm_run("later", fake.url, "shared-key")).returncode == 0
+    env.wait_status(
+        namespace, "later",
+        lambda s: any(c.get("reason") == "PolicyDenied" for c in s.get("conditions") or []),
+        timeout=60,
+    )  # fmt: skip
+    looser = f"{DEV_POLICY['RAP_POLICY_ALLOWED_SECRETS']},shared-key"
+    env.operator.stop()
+    env.operator.extra_env["RAP_POLICY_ALLOWED_SECRETS"] = looser
+    try:
+        env.operator.start()
+        st = env.wait_status(namespace, "later", lambda s: s.get("phase") == "Succeeded",
+                             timeout=60)  # fmt: skip
+        assert st["runId"] and st["total"] == 20
+        valid = next(c for c in st["conditions"] if c["type"] == "Valid")
+        assert valid["status"] == "True", valid
+    finally:
+        env.operator.stop()
+        del env.operator.extra_env["RAP_POLICY_ALLOWED_SECRETS"]
+        env.operator.start()
