@@ -14,9 +14,9 @@ bounds the three:
   every URL the pods send a credential to - `spec.llm.baseURL` or, without it, the
   preset's own URL; `spec.genius.apiBaseURL`; `spec.spotify.apiBaseURL` and
   `tokenURL` - equals an entry (case-insensitive), or is a subdomain of a
-  `*.example.com` entry. `*` allows any host. Only http and https URLs are taken;
-  the scheme is otherwise the admin's concern (in-cluster endpoints such as the
-  `ollama` preset are plain http).
+  `*.example.com` entry. `*` allows any host. Only http and https URLs without
+  userinfo, spaces or backslashes are taken; http or https is the admin's concern
+  (in-cluster endpoints such as the `ollama` preset are plain http).
 - Secrets (`secrets`): every Secret the spec names (the database's, the LLM key,
   the Genius token, the Spotify id and secret) carries the label (default
   `rapanalyzer.io/usable-by-runs: "true"`) or is listed by name. The operator's
@@ -83,10 +83,12 @@ def image_allowed(image: str, allowed: tuple[str, ...], own: str) -> bool:
 
 
 def host_allowed(url: str, allowed: tuple[str, ...]) -> bool:
+    if not url.isprintable() or any(c in url for c in " \\"):
+        return False  # where HTTP clients' parsers may disagree with this one
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
-    if parts.scheme.lower() not in ("http", "https") or not host:
-        return False
+    if parts.scheme.lower() not in ("http", "https") or not host or "@" in parts.netloc:
+        return False  # no userinfo: nothing to confuse a reader of the URL
     for a in (a.lower() for a in allowed):
         if a == ANY or host == a or (a.startswith("*.") and host.endswith(a[1:])):
             return True
