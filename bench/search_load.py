@@ -79,7 +79,7 @@ class Prober:
         self.failures: list[str] = []
         self.worst_s = {"/readyz": 0.0, "/healthz": 0.0}
         self.times: list[float] = []
-        self.run = 0  # consecutive failed /readyz probes
+        self.streak = 0  # consecutive failed /readyz probes
         self.lost = 0  # times readiness would have been lost (FAILURE_THRESHOLD in a row)
         self._stop = asyncio.Event()
 
@@ -105,9 +105,9 @@ class Prober:
                     self.worst_s[path] = max(self.worst_s[path], took)
                     if path == "/readyz":
                         self.times.append(took)
-                        self.run = self.run + 1 if failure else 0
+                        self.streak = self.streak + 1 if failure else 0
                         # The chart's failureThreshold: 3 failed probes in a row.
-                        if self.run == FAILURE_THRESHOLD:
+                        if self.streak == FAILURE_THRESHOLD:
                             self.lost += 1
                     self.checks += 1
                 try:
@@ -181,17 +181,39 @@ async def _load_test(base: str, queries: list[str], waves: int, seconds: float) 
     return out
 
 
-def _rejected(metrics_url: str) -> dict[str, float]:
+def _server_view(metrics_url: str) -> dict[str, Any]:
+    """The server's own figures: refusals by reason, and p50/p95 of the admitted
+    /search requests' time in the app (rap_search_request_seconds; interpolated within
+    the bucket as Prometheus' histogram_quantile does) - without the time a request
+    waited for the event loop to read it, which the client's latency includes."""
     text = httpx.get(metrics_url, timeout=10).text
-    out = {}
+    rejected: dict[str, float] = {}
+    buckets: list[tuple[float, float]] = []
     for line in text.splitlines():
         if line.startswith("rap_search_rejected_total{"):
             reason = line.split('reason="')[1].split('"')[0]
-            out[reason] = float(line.split()[-1])
+            rejected[reason] = float(line.split()[-1])
+        elif line.startswith("rap_search_request_seconds_bucket{") and 'route="/search"' in line:
+            le = line.split('le="')[1].split('"')[0]
+            buckets.append((float(le), float(line.split()[-1])))
+    buckets.sort()
+    out: dict[str, Any] = {"rejected": rejected}
+    total = buckets[-1][1] if buckets else 0.0
+    for q in (50, 95):
+        rank, low, below = total * q / 100, 0.0, 0.0
+        for le, count in buckets:
+            if count >= rank and total:
+                if le == float("inf"):
+                    out[f"search_in_app_p{q}_ms"] = f"> {low * 1000:g}"
+                else:
+                    share = (rank - below) / max(count - below, 1e-9)
+                    out[f"search_in_app_p{q}_ms"] = (low + (le - low) * share) * 1000
+                break
+            low, below = le, count
     return out
 
 
-def main(n: int, waves: int, seconds: float) -> dict[str, Any]:
+def main(n: int, waves: int, seconds: float, max_in_flight: int | None = None) -> dict[str, Any]:
     from analyzer_runtime.embedding.model import Embedder
 
     vectors, took = corpus_vectors(n, Embedder.load())
@@ -211,6 +233,9 @@ def main(n: int, waves: int, seconds: float) -> dict[str, Any]:
             "RAP_SEARCH_TOKEN": TOKEN,
             "RAP_SEARCH_METRICS_PORT": str(metrics_port),
         }
+        if max_in_flight is not None:
+            serve_env["RAP_SEARCH_MAX_IN_FLIGHT"] = str(max_in_flight)
+        result["max_in_flight"] = max_in_flight or 32
         log = open(Path(tmp) / "serve.log", "w+")
         server = None
         try:
@@ -234,7 +259,7 @@ def main(n: int, waves: int, seconds: float) -> dict[str, Any]:
                     raise SystemExit("serve not ready in 120 s")
                 time.sleep(0.2)
             result.update(asyncio.run(_load_test(base, queries, waves, seconds)))
-            result["server_rejected"] = _rejected(f"http://127.0.0.1:{metrics_port}/metrics")
+            result["server"] = _server_view(f"http://127.0.0.1:{metrics_port}/metrics")
         finally:
             if server is not None:
                 server.terminate()
@@ -254,9 +279,10 @@ if __name__ == "__main__":
     parser.add_argument("--tracks", type=int, default=5000)
     parser.add_argument("--waves", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--max-in-flight", type=int, help="the server's limit (default 32)")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
-    res = main(args.tracks, args.waves, args.seconds)
+    res = main(args.tracks, args.waves, args.seconds, args.max_in_flight)
     text = json.dumps(res, indent=2)
     print(text)
     if args.json:
