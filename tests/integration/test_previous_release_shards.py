@@ -217,3 +217,34 @@ async def test_a_run_planned_by_the_previous_release_is_finished_by_this_one(
         await _assert_exactly_once(conn, uid, total)
     finally:
         await conn.close()
+
+
+async def test_the_upgrade_to_database_roles_keeps_previous_release_shards_working(
+    make_empty_db: Callable[[], str], previous: Path
+) -> None:
+    """The chart's upgrade from 0.1.0 (docs/upgrades.md): the previous release made
+    the schema as the superuser and planned a run; `db roles` hands the tables to
+    the owner and migrates as the owner; shard pods the previous release's Job
+    starts after that read the runtime role's URL from the Secret, and its code
+    finishes the run with the runtime role's rights alone, next to this release's."""
+    from analyzer_runtime.db import roles as db_roles
+
+    db_url = await asyncio.to_thread(make_empty_db)
+    uid = "old-shards-runtime-role"
+    total = await asyncio.to_thread(_prepare_with_previous_release, db_url, previous, uid)
+    suffix = f"{os.getpid()}_{time.monotonic_ns()}"
+    roles = db_roles.Roles(f"own_up_{suffix}", f"run_up_{suffix}", f"srch_up_{suffix}")
+    conn = await asyncpg.connect(db_url)
+    try:
+        report = await db_roles.apply(conn, roles)
+        assert report.reowned and report.migrated == [
+            f"{m.version:04d}_{m.name}" for m in available() if m.version in _new_since(previous)
+        ]
+        runtime = db_url.replace("postgresql://postgres:@", f"postgresql://{roles.runtime}:@", 1)
+        assert runtime != db_url
+        procs = [_shard(runtime, previous, uid, i) for i in range(SHARDS - 1)]
+        procs.append(_shard(runtime, None, uid, SHARDS - 1))
+        await asyncio.to_thread(_wait, procs)
+        await _assert_exactly_once(conn, uid, total)
+    finally:
+        await conn.close()
