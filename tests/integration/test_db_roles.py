@@ -454,6 +454,7 @@ async def test_stray_grants_are_taken_back(fresh: Setup) -> None:
         await admin.execute(f'GRANT INSERT, UPDATE ON tracks TO "{fresh.roles.search}"')
         await admin.execute(f'GRANT TRUNCATE ON run_items TO "{fresh.roles.runtime}"')
         await admin.execute(f'GRANT SELECT ON runs TO "{fresh.roles.search}"')
+        await admin.execute(f'GRANT pg_execute_server_program TO "{fresh.roles.runtime}"')
     finally:
         await admin.close()
     await _apply(fresh.admin, fresh.roles)
@@ -472,5 +473,7 @@ async def test_stray_grants_are_taken_back(fresh: Setup) -> None:
     try:
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await conn.execute("TRUNCATE run_items")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("COPY tracks (title) FROM PROGRAM 'id'")
     finally:
         await conn.close()
