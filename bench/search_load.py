@@ -84,7 +84,13 @@ class Prober:
         self._stop = asyncio.Event()
 
     async def run(self) -> None:
-        async with httpx.AsyncClient(base_url=self.base, timeout=PROBE_TIMEOUT) as http:
+        # A new connection per probe, as the kubelet's (it disables keep-alive): a
+        # reused one can race the server closing it idle (a RemoteProtocolError the
+        # kubelet never sees).
+        no_reuse = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(
+            base_url=self.base, timeout=PROBE_TIMEOUT, limits=no_reuse
+        ) as http:
             while not self._stop.is_set():
                 for path in ("/readyz", "/healthz"):
                     t0 = time.perf_counter()

@@ -8,7 +8,8 @@
     GET /docs, /openapi.json         the OpenAPI description
 
 /metrics is not served here: `rap-analyzer serve` serves it on its own port
-(RAP_SEARCH_METRICS_PORT), so the public port never exposes it.
+(RAP_SEARCH_METRICS_PORT, api/management.py, with /readyz and /healthz again, on a
+thread of its own), so the public port never exposes it.
 
 One Embedder per process, loaded at startup (a query is embedded with the model the
 corpus was embedded with), and one asyncpg pool with pgvector's codec. Bad input is a
@@ -243,8 +244,9 @@ def create_app(
         app.state.batcher = EmbedBatcher(app.state.embedder.embed)
         if isinstance(database, str):
             app.state.pool = await create_pool(database, min_size=1, max_size=limits.pool_size)
-            # Its own connection, kept open: /readyz never waits behind the queries.
-            app.state.ready_pool = await create_pool(database, min_size=1, max_size=1)
+            # Its own connection: /readyz never waits behind the queries. Opened on
+            # the first /readyz (the chart probes the management port's instead).
+            app.state.ready_pool = await create_pool(database, min_size=0, max_size=1)
         else:
             app.state.pool = await database()
             app.state.ready_pool = await database()
@@ -322,14 +324,12 @@ def create_app(
     async def readyz(request: Request) -> Health:
         """Ready when the database answers (over a connection of its own, so query
         load cannot delay it); `embeddings` says whether search has data."""
-        pool: asyncpg.Pool = request.app.state.ready_pool
-        try:
-            async with asyncio.timeout(limits.ready_timeout), pool.acquire() as conn:
-                has = await search.has_embeddings(conn, request.app.state.model)
-        except TimeoutError:
-            detail = f"the database did not answer within {limits.ready_timeout:g} s"
-            return JSONResponse({"detail": detail}, status_code=503)  # type: ignore[return-value]
-        return Health(status="ok", embeddings=has)
+        code, body = await check_ready(
+            request.app.state.ready_pool, request.app.state.model, limits.ready_timeout
+        )
+        if code != 200:
+            return JSONResponse(body, status_code=code)  # type: ignore[return-value]
+        return Health(**body)
 
     @app.get("/search", response_model=SearchResponse, responses=_errors(401, 429, 503))
     async def search_route(
@@ -374,6 +374,21 @@ def create_app(
     # Outermost (added last): a refused request costs no routing or measuring.
     app.add_middleware(Gate, settings=limits)
     return app
+
+
+async def check_ready(pool: asyncpg.Pool, model: str, within: float) -> tuple[int, dict[str, Any]]:
+    """(status, body) of a readiness check over `pool`: 200 with whether `model` has
+    embeddings, or 503 when the database does not answer within `within` s."""
+    try:
+        async with asyncio.timeout(within), pool.acquire() as conn:
+            has = await search.has_embeddings(conn, model)
+    except TimeoutError:
+        return 503, {"detail": f"the database did not answer within {within:g} s"}
+    except Exception as exc:
+        if not is_connection_error(exc):
+            raise
+        return 503, {"detail": "the database is unavailable"}
+    return 200, {"status": "ok", "embeddings": has}
 
 
 def _response(result: search.SearchResult) -> SearchResponse:

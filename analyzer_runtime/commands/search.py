@@ -128,7 +128,8 @@ def serve(
 
     Configured by environment (README, "Search API"): RAP_SEARCH_TOKEN or
     RAP_SEARCH_TOKEN_FILE (a bearer token every route but /healthz and /readyz
-    requires), RAP_SEARCH_METRICS_PORT (/metrics, on its own port; unset: not served),
+    requires), RAP_SEARCH_METRICS_PORT (/metrics with /readyz and /healthz, on its own
+    port and thread; unset: no /metrics),
     RAP_SEARCH_MAX_IN_FLIGHT, RAP_SEARCH_POOL_SIZE, RAP_SEARCH_ACQUIRE_TIMEOUT,
     RAP_SEARCH_STATEMENT_TIMEOUT, RAP_SEARCH_READY_TIMEOUT."""
     import os
@@ -149,16 +150,21 @@ def serve(
 
     def go(url: str) -> None:
         if settings.metrics_port:
-            from prometheus_client import start_http_server
+            from analyzer_runtime.api import management
+            from analyzer_runtime.embedding.model import MODEL_NAME
 
-            # A thread of its own on another port: the public port never serves
-            # /metrics, and a scrape does not wait behind the event loop.
-            start_http_server(settings.metrics_port, addr=host)
+            # /metrics, /readyz, /healthz on another port, on a thread of their own:
+            # the public port never serves /metrics, and a probe or a scrape does not
+            # wait behind the API's event loop.
+            try:
+                management.start(url, settings, MODEL_NAME, host)
+            except management.ManagementServerFailed as exc:
+                raise _fail(str(exc), EXIT_FAILED) from None
         out.print(
             f"search API on {host}:{port}: "
             + ("bearer token required" if settings.token else "NO authentication")
             + f", at most {settings.max_in_flight} requests in flight, "
-            + (f"/metrics on port {settings.metrics_port}" if settings.metrics_port else
+            + (f"/metrics and /readyz on port {settings.metrics_port}" if settings.metrics_port else
                "no /metrics (RAP_SEARCH_METRICS_PORT unset)"),
             highlight=False,
         )  # fmt: skip

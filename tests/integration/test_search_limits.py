@@ -174,11 +174,15 @@ async def test_saturation_is_a_429_while_readyz_stays_200(
                                           for _ in range(20)))  # fmt: skip
             assert {r.status_code for r in over} == {429}, [r.text for r in over]
             assert all(r.headers["retry-after"] == "1" for r in over)
-            # The probes are not counted against the limit and do not wait behind it.
+            # The probes are not counted against the limit and do not wait behind it,
+            # on the API's port and on the management port (the chart's readiness).
             for _ in range(5):
                 r = await http.get("/readyz")
                 assert r.status_code == 200, r.text
                 assert (await http.get("/healthz")).status_code == 200
+                r = await scrape.get(f"{server['metrics']}/readyz")
+                assert r.json() == {"status": "ok", "embeddings": True}
+                assert (await scrape.get(f"{server['metrics']}/healthz")).status_code == 200
             assert not any(t.done() for t in held)
         done = await asyncio.gather(*held)
         assert [r.status_code for r in done] == [200, 200]

@@ -42,8 +42,9 @@ def test_the_deployment_runs_serve_with_the_database_secret() -> None:
     )
     env = {e["name"]: e for e in c["env"]}
     assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "url"
-    # Readiness asks the database over /readyz's own connection; liveness needs none.
-    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    # Readiness: the management port's /readyz (its own thread and connection);
+    # liveness: the API's own event loop, no database.
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert c["ports"] == [
         {"name": "http", "containerPort": 8000, "protocol": "TCP"},
