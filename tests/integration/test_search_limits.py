@@ -278,3 +278,24 @@ def test_settings_from_the_cli_refuse_an_empty_token(api_db: dict[str, Any]) -> 
     )  # fmt: skip
     assert done.returncode == 2, done
     assert "set but empty" in done.stdout + done.stderr
+
+
+async def test_readyz_is_a_503_when_the_database_does_not_answer_in_time(
+    api_db: dict[str, Any],  # noqa: F811
+    embedder: Embedder,  # noqa: F811
+) -> None:
+    url = api_db["url"]
+    async with app_client(url, embedder, ready_timeout=0.3) as http:
+        conn = await asyncpg.connect(url)
+        try:
+            # The readiness query reads track_embeddings: it waits on this lock.
+            async with conn.transaction():
+                await conn.execute("LOCK TABLE track_embeddings IN ACCESS EXCLUSIVE MODE")
+                r = await http.get("/readyz")
+                assert r.status_code == 503, r.text
+                assert r.json() == {"detail": "the database did not answer within 0.3 s"}
+                assert (await http.get("/healthz")).status_code == 200  # alive all the same
+        finally:
+            await conn.close()
+        r = await http.get("/readyz")
+        assert r.status_code == 200 and r.json()["embeddings"] is True
