@@ -247,6 +247,10 @@ def observed(node_cluster: RealNodeCluster) -> Iterator[Observed]:
         installed = True
         demo.helm(c, "install", demo.RELEASE, str(CHART), f"--namespace={NS}",
                   *demo.chart_values("dev"), "--set=search.enabled=true",
+                  # Unauthenticated requests (get_in_node sends no header) so that
+                  # every route's series exists; the token is tested in
+                  # tests/integration/test_search_limits.py.
+                  "--set=search.auth.enabled=false",
                   # The admin policy: the fakes' host and the runs' Secrets.
                   f"--set=policy.allowedHosts.llm={{{host}}}",
                   f"--set=policy.allowedHosts.genius={{{host}}}",
