@@ -35,6 +35,8 @@ VALUES = {
     "defaults": None,
     "postgres-existing-secret": {"postgres": {"auth": {"existingSecret": "my-pg"}}},
     "postgres-password": {"postgres": {"auth": {"password": "pw"}}},
+    # The search API and its token hook Job.
+    "search": {"search": {"enabled": True}},
 }
 
 
@@ -165,7 +167,7 @@ class Hook:
             for d in docs
             if "helm.sh/hook" in (d["metadata"].get("annotations") or {})
             and (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component")
-            not in ("crd-upgrade", "database-roles")
+            not in ("crd-upgrade", "database-roles", "search-token")
         ]
         for kind in ("ServiceAccount", "Role", "RoleBinding"):
             (doc,) = [d for d in hooks if d["kind"] == kind]
