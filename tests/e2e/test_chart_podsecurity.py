@@ -154,20 +154,28 @@ _PATHS = {
 
 
 class Hook:
-    """The rendered hook of one release: its RBAC applied, its Job's env, and a
-    CoreV1Api authenticated as its ServiceAccount."""
+    """The rendered hook of one release (the Job, ServiceAccount, Role and
+    RoleBinding labelled `component`): its RBAC applied, its Job's env, its
+    script's `entry` function, and a CoreV1Api authenticated as its ServiceAccount."""
 
     def __init__(
-        self, cluster: LocalCluster, kube: KubeApi, namespace: str, values: JSON, release: str
+        self,
+        cluster: LocalCluster,
+        kube: KubeApi,
+        namespace: str,
+        values: JSON,
+        release: str,
+        *,
+        component: str = "database-secret",
+        script: str = "db-secret.py",
+        entry: str = "ensure",
     ) -> None:
         docs = render_chart(values, namespace=namespace, release=release)
-        # The database-secret hook's objects, not the CRD upgrade hook's.
         hooks = [
             d
             for d in docs
             if "helm.sh/hook" in (d["metadata"].get("annotations") or {})
-            and (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component")
-            not in ("crd-upgrade", "database-roles", "search-token")
+            and (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == component
         ]
         for kind in ("ServiceAccount", "Role", "RoleBinding"):
             (doc,) = [d for d in hooks if d["kind"] == kind]
@@ -183,20 +191,18 @@ class Hook:
         # runs on kubernetes_asyncio, as in its pod.
         self.api = k8s_config.new_client_from_config(config_file=str(kubeconfig))
         self.core = k8s.CoreV1Api(self.api)
-        self.script = runpy.run_path(str(CHART / "files" / "db-secret.py"), run_name="db_secret")
+        self.entry = runpy.run_path(str(CHART / "files" / script), run_name="hook")[entry]
         self.log: list[str] = []
 
-    def run(self) -> str:
+    def run(self) -> Any:
         return asyncio.run(self._run())
 
-    async def _run(self) -> str:
+    async def _run(self) -> Any:
         from kubernetes_asyncio import client, config
 
         api = await config.new_client_from_config(config_file=str(self.kubeconfig))
         try:
-            return str(
-                await self.script["ensure"](client.CoreV1Api(api), self.env, self.log.append)
-            )
+            return await self.entry(client.CoreV1Api(api), self.env, self.log.append)
         finally:
             await api.close()
 

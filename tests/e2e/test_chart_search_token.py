@@ -7,83 +7,39 @@ passing PodSecurity `restricted`: tests/e2e/test_chart_podsecurity.py."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import runpy
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 from rap_devtools.cluster import LocalCluster
-from rap_devtools.helm import CHART, render_chart
 from rap_devtools.kubeapi import KubeApi
+
+from tests.e2e.test_chart_podsecurity import Hook
 
 pytestmark = pytest.mark.e2e
 
 JSON = dict[str, Any]
 SECRET = "rap-analyzer-search-token"
-_PATHS = {
-    "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
-    "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
-    "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
-}
 
 
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
-class TokenHook:
-    """The rendered token hook: its RBAC applied, its Job's env, its script, and
-    clients authenticated as its ServiceAccount."""
-
-    def __init__(self, cluster: LocalCluster, kube: KubeApi, namespace: str) -> None:
-        docs = render_chart({"search": {"enabled": True}}, namespace=namespace)
-        hooks = [
-            d
-            for d in docs
-            if (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component")
-            == "search-token"
-        ]
-        for kind in ("ServiceAccount", "Role", "RoleBinding"):
-            (doc,) = [d for d in hooks if d["kind"] == kind]
-            kube.post(_PATHS[kind].format(ns=namespace), doc)
-        (job,) = [d for d in hooks if d["kind"] == "Job"]
-        pod = job["spec"]["template"]["spec"]
-        self.env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
-        self.kubeconfig: Path = cluster.make_kubeconfig_for_serviceaccount(
-            namespace, pod["serviceAccountName"]
-        )
-        # The sync client checks what the RBAC denies; the script runs on
-        # kubernetes_asyncio, as in its pod.
-        self.api = k8s_config.new_client_from_config(config_file=str(self.kubeconfig))
-        self.core = k8s.CoreV1Api(self.api)
-        self.script = runpy.run_path(
-            str(CHART / "files" / "search-token.py"), run_name="search_token"
-        )
-        self.log: list[str] = []
-
-    def run(self) -> bool:
-        return asyncio.run(self._run())
-
-    async def _run(self) -> bool:
-        from kubernetes_asyncio import client, config
-
-        api = await config.new_client_from_config(config_file=str(self.kubeconfig))
-        try:
-            return bool(
-                await self.script["ensure_token"](client.CoreV1Api(api), self.env, self.log.append)
-            )
-        finally:
-            await api.close()
-
-
 @pytest.fixture
-def hook(cluster: LocalCluster, kube: KubeApi, namespace: str) -> Iterator[TokenHook]:
-    made = TokenHook(cluster, kube, namespace)
+def hook(cluster: LocalCluster, kube: KubeApi, namespace: str) -> Iterator[Hook]:
+    made = Hook(
+        cluster,
+        kube,
+        namespace,
+        {"search": {"enabled": True}},
+        "rap-analyzer",
+        component="search-token",
+        script="search-token.py",
+        entry="ensure_token",
+    )
     try:
         yield made
     finally:
@@ -94,7 +50,7 @@ def _secret(kube: KubeApi, namespace: str) -> JSON:
     return kube.get(f"/api/v1/namespaces/{namespace}/secrets/{SECRET}")
 
 
-def test_the_token_is_generated_once(hook: TokenHook, kube: KubeApi, namespace: str) -> None:
+def test_the_token_is_generated_once(hook: Hook, kube: KubeApi, namespace: str) -> None:
     assert hook.env["TOKEN_SECRET"] == SECRET
     assert hook.run() is True
     first = _secret(kube, namespace)
@@ -114,9 +70,7 @@ def test_the_token_is_generated_once(hook: TokenHook, kube: KubeApi, namespace: 
     assert again["data"] == first["data"]
 
 
-def test_an_existing_secret_is_never_changed(
-    hook: TokenHook, kube: KubeApi, namespace: str
-) -> None:
+def test_an_existing_secret_is_never_changed(hook: Hook, kube: KubeApi, namespace: str) -> None:
     """A Secret made by hand (the NOTES.txt command of earlier chart versions)."""
     made = kube.post(
         f"/api/v1/namespaces/{namespace}/secrets",
@@ -130,7 +84,7 @@ def test_an_existing_secret_is_never_changed(
 
 
 def test_a_secret_without_the_key_fails_the_hook_unchanged(
-    hook: TokenHook, kube: KubeApi, namespace: str
+    hook: Hook, kube: KubeApi, namespace: str
 ) -> None:
     made = kube.post(
         f"/api/v1/namespaces/{namespace}/secrets",
@@ -144,7 +98,7 @@ def test_a_secret_without_the_key_fails_the_hook_unchanged(
 
 
 def test_the_hooks_rbac_reads_the_token_secret_only(
-    hook: TokenHook, kube: KubeApi, namespace: str
+    hook: Hook, kube: KubeApi, namespace: str
 ) -> None:
     assert hook.run() is True
     kube.post(
