@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -228,11 +229,13 @@ def pod_ips(cluster: ClusterAccess, namespace: str, selector: str) -> list[str]:
 
 
 _GET_STATUSES = """
-import sys, urllib.error, urllib.request
+import os, sys, urllib.error, urllib.request
+token = os.environ.get("BEARER_TOKEN")
+headers = {"Authorization": f"Bearer {token}"} if token else {}
 codes = []
 for url in sys.argv[1:]:
     try:
-        with urllib.request.urlopen(url, timeout=30) as resp:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as resp:
             resp.read()
             codes.append(resp.status)
     except urllib.error.HTTPError as e:
@@ -241,12 +244,17 @@ print(" ".join(map(str, codes)))
 """
 
 
-def get_in_node(cluster: Any, urls: list[str]) -> list[int]:
+def get_in_node(cluster: Any, urls: list[str], token: str | None = None) -> list[int]:
     """GET each URL from inside the real node's network namespace (where pod IPs are
     routed; the host has no route to them) and return the HTTP status codes.
-    ``cluster`` is a RealNodeCluster."""
+    ``cluster`` is a RealNodeCluster. ``token``: sent as a bearer token (through the
+    environment, never on a command line)."""
+    env = dict(os.environ)
+    env.pop("BEARER_TOKEN", None)
+    if token:
+        env["BEARER_TOKEN"] = token
     out = subprocess.run(
         [*cluster.network.nsenter(), sys.executable, "-c", _GET_STATUSES, *urls],
-        capture_output=True, text=True, timeout=300, check=True,
+        capture_output=True, text=True, timeout=300, check=True, env=env,
     )  # fmt: skip
     return [int(code) for code in out.stdout.split()]

@@ -22,6 +22,7 @@ ones. No run can finish before its pods have been seen, however loaded the machi
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import secrets
@@ -71,6 +72,7 @@ class Observed:
     start: float
     end: float = 0.0
     search_ip: str = ""
+    search_token: str = ""
     llm_log: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -213,12 +215,23 @@ def scrape_job(genius: FakeGeniusServer) -> dict[str, Any]:
     })  # fmt: skip
 
 
-def search_requests(c: RealNodeCluster, ip: str) -> list[int]:
+def search_requests(c: RealNodeCluster, ip: str, token: str) -> list[int]:
     """A few requests of each kind the search API serves (some 404 or 503 on purpose),
     from inside the node's network namespace (pod IPs are routed only there)."""
     paths = ("/healthz", "/search?q=love%20and%20money&limit=3", "/tracks/1",
              "/tracks/99999999", "/tracks/1/similar?limit=3")  # fmt: skip
-    return demo.get_in_node(c, [f"http://{ip}:{SEARCH_PORT}{p}" for p in paths])
+    codes = demo.get_in_node(c, [f"http://{ip}:{SEARCH_PORT}{p}" for p in paths], token)
+    assert 401 not in codes, codes
+    return codes
+
+
+def search_token(c: RealNodeCluster) -> str:
+    """The token the chart's hook generated (Secret <release>-search-token)."""
+    secret = demo.get(c, NS, "secret", f"{demo.RELEASE}-search-token")
+    assert secret is not None, "the search token hook wrote no Secret"
+    token = base64.b64decode(secret["data"]["token"]).decode()
+    assert len(token) >= 32
+    return token
 
 
 def finished(c: RealNodeCluster) -> dict[str, str | None]:
@@ -246,11 +259,9 @@ def observed(node_cluster: RealNodeCluster) -> Iterator[Observed]:
         demo.create_restricted_namespace(c, NS)
         installed = True
         demo.helm(c, "install", demo.RELEASE, str(CHART), f"--namespace={NS}",
+                  # search.auth on (the default): the chart's hook Job generates
+                  # the token Secret in a real pod, and the requests carry it.
                   *demo.chart_values("dev"), "--set=search.enabled=true",
-                  # Unauthenticated requests (get_in_node sends no header) so that
-                  # every route's series exists; the token is tested in
-                  # tests/integration/test_search_limits.py.
-                  "--set=search.auth.enabled=false",
                   # The admin policy: the fakes' host and the runs' Secrets.
                   f"--set=policy.allowedHosts.llm={{{host}}}",
                   f"--set=policy.allowedHosts.genius={{{host}}}",
@@ -272,7 +283,12 @@ def observed(node_cluster: RealNodeCluster) -> Iterator[Observed]:
             lambda: (ips := demo.pod_ips(c, NS, "app.kubernetes.io/component=search")) and ips[0],
             timeout=60, what="the search API pod's IP",
         )  # fmt: skip
-        search_requests(c, obs.search_ip)
+        obs.search_token = search_token(c)
+        # Without the token only the probes answer.
+        assert demo.get_in_node(c, [f"http://{obs.search_ip}:{SEARCH_PORT}{p}"
+                                    for p in ("/healthz", "/search?q=x", "/tracks/1")]) == [
+            200, 401, 401]  # fmt: skip
+        search_requests(c, obs.search_ip, obs.search_token)
         # Let go of the held items a rank at a time, each once every shard pod has
         # done all it could and Prometheus has scraped it twice since.
         for i, hold in enumerate(held):
@@ -298,7 +314,7 @@ def observed(node_cluster: RealNodeCluster) -> Iterator[Observed]:
             timeout=240, interval=1.0, what="the runs and the ScrapeJob to finish",
             describe=lambda: f"{finished(c)}\n" + kubectl(c, "get", "pods", "-o", "wide"),
         )  # fmt: skip
-        search_requests(c, obs.search_ip)
+        search_requests(c, obs.search_ip, obs.search_token)
         obs.llm_log = llm.log()
         # One more scrape of everything still running (operator, search API).
         scraped_at = time.time()
