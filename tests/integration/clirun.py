@@ -5,7 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,3 +39,42 @@ def spawn(*args: str, db_url: str | None = None, **extra: str) -> subprocess.Pop
         env=cli_env(db_url, **extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, cwd=ROOT,
     )  # fmt: skip
+
+
+@contextmanager
+def serving(
+    port: int, env: dict[str, str], ready_timeout: float = 60
+) -> Iterator[Callable[[], str]]:
+    """`rap-analyzer serve --port PORT` with this environment, once its /readyz
+    answers 200; stopped on exit. Yields a function returning its output so far
+    (kept in a file: a pipe nobody reads would fill up and block the server)."""
+    log = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "analyzer_runtime", "serve", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+    )  # fmt: skip
+
+    def output() -> str:
+        log.seek(0)
+        return log.read()
+
+    deadline = time.monotonic() + ready_timeout
+    try:
+        while True:
+            assert proc.poll() is None, output()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"not ready in {ready_timeout} s: {output()}"
+            time.sleep(0.1)
+        yield output
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -23,7 +22,7 @@ from analyzer_runtime.api.app import create_app
 from analyzer_runtime.db.connect import create_pool
 from analyzer_runtime.embedding.model import MODEL_NAME, Embedder
 from analyzer_runtime.seed import seed
-from tests.integration.clirun import spawn
+from tests.integration.clirun import cli_env, serving
 from tests.integration.conftest import TEMPLATE
 
 TRACKS = 60
@@ -82,27 +81,8 @@ def _free_port() -> int:
 def api_url(api_db: dict[str, Any]) -> Iterator[str]:
     """`rap-analyzer serve` on a free port (no token), ready (its /readyz answers 200)."""
     port = _free_port()
-    proc = spawn("serve", "--port", str(port), db_url=api_db["url"])
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            assert proc.poll() is None, proc.communicate()
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the API did not become ready in 60 s"
-            time.sleep(0.1)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with serving(port, cli_env(api_db["url"])):
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_search_tracks_and_similar(api_url: str, api_db: dict[str, Any]) -> None:

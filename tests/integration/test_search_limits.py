@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -24,7 +23,7 @@ import pytest
 from analyzer_runtime.api.app import create_app
 from analyzer_runtime.api.settings import ApiSettings
 from analyzer_runtime.embedding.model import Embedder
-from tests.integration.clirun import ROOT, cli_env
+from tests.integration.clirun import ROOT, cli_env, serving
 from tests.integration.test_search_api import _free_port, api_db, embedder  # noqa: F401
 
 TOKEN = "s3cret-token-for-tests"
@@ -76,37 +75,9 @@ def server(api_db: dict[str, Any]) -> Iterator[dict[str, Any]]:  # noqa: F811
         RAP_SEARCH_STATEMENT_TIMEOUT="120",
         RAP_SEARCH_METRICS_PORT=str(metrics),
     )
-    log = tempfile.TemporaryFile(mode="w+")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "analyzer_runtime", "serve", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-
-    def output() -> str:
-        log.seek(0)
-        return log.read()
-
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            assert proc.poll() is None, output()
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"not ready in 60 s: {output()}"
-            time.sleep(0.1)
-        yield {"base": base, "metrics": f"http://127.0.0.1:{metrics}", "output": output}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    with serving(port, env) as output:
+        yield {"base": f"http://127.0.0.1:{port}", "metrics": f"http://127.0.0.1:{metrics}",
+               "output": output}  # fmt: skip
 
 
 def test_the_token_is_required_except_on_the_probes(server: dict[str, Any]) -> None:
