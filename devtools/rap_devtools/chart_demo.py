@@ -81,9 +81,19 @@ def uninstall(cluster: ClusterAccess, namespace: str = NAMESPACE) -> str:
                 "--timeout=3m")  # fmt: skip
 
 
-def seed(cluster: ClusterAccess, tracks: int, tag: str = "dev", namespace: str = NAMESPACE) -> str:
-    """examples/seed-job.yaml with the image and size set; returns its log."""
+def seed(
+    cluster: ClusterAccess,
+    tracks: int,
+    tag: str = "dev",
+    namespace: str = NAMESPACE,
+    secret: str = "rap-analyzer-db-owner",
+) -> str:
+    """examples/seed-job.yaml with the image, size and database URL Secret set (the
+    owner role's by default; a release without database roles, such as 0.1.0, has
+    only rap-analyzer-db); returns its log."""
     text = (REPO_ROOT / "examples" / "seed-job.yaml").read_text()
+    assert "name: rap-analyzer-db-owner" in text
+    text = text.replace("name: rap-analyzer-db-owner", f"name: {secret}")
     text = text.replace("image: rap-analyzer:dev", f"image: {IMAGE_REPO}:{tag}")
     text = text.replace("rap-analyzer seed 3000", f"rap-analyzer seed {tracks}")
     cluster.kubectl("-n", namespace, "delete", "job", "seed-demo-corpus", "--ignore-not-found",

@@ -101,7 +101,9 @@ def test_helm_upgrade_from_previous_release_mid_run(node_cluster: RealNodeCluste
         assert "skipAnalyzedBy" not in selection_fields(c)
         assert operator_images(c) == {previous_release.IMAGE}
 
-        assert f"seeded {TRACKS} tracks" in demo.seed(c, TRACKS, old_tag, NS)
+        assert f"seeded {TRACKS} tracks" in demo.seed(
+            c, TRACKS, old_tag, NS, secret="rap-analyzer-db"
+        )
         run = {
             "apiVersion": "rapanalyzer.io/v1alpha1",
             "kind": "AnalysisRun",
