@@ -21,9 +21,25 @@ db_app = typer.Typer(no_args_is_help=True, help="Database: migrations and the em
 
 
 @db_app.command("migrate")
-def db_migrate() -> None:
+def db_migrate(
+    wait: Annotated[
+        float,
+        typer.Option(
+            help="seconds to keep retrying while the database is unreachable or its name"
+            " does not resolve yet (a Job started next to a new Postgres)"
+        ),
+    ] = 0.0,
+) -> None:
     """Apply the schema migrations that are not yet recorded."""
-    applied = _with_db(_migrate)
+
+    async def go(url: str) -> list[Any]:
+        if wait > 0:
+            # Only the reachability is retried; the migrations run on a pool as usual.
+            conn = await _connect_retrying(url, wait)
+            await conn.close()
+        return await _migrate(url)
+
+    applied = _with_db(go)
     if applied:
         for m in applied:
             out.print(f"applied {m.version:04d}_{m.name}")

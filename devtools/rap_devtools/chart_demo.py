@@ -86,14 +86,17 @@ def seed(
     tracks: int,
     tag: str = "dev",
     namespace: str = NAMESPACE,
-    secret: str = "rap-analyzer-db-owner",
+    previous_release: bool = False,
 ) -> str:
-    """examples/seed-job.yaml with the image, size and database URL Secret set (the
-    owner role's by default; a release without database roles, such as 0.1.0, has
-    only rap-analyzer-db); returns its log."""
+    """examples/seed-job.yaml with the image and size set; returns its log. With
+    `previous_release` (0.1.0: no database roles, no `db migrate --wait`) it reads
+    the one URL Secret rap-analyzer-db and migrates without waiting."""
     text = (REPO_ROOT / "examples" / "seed-job.yaml").read_text()
-    assert "name: rap-analyzer-db-owner" in text
-    text = text.replace("name: rap-analyzer-db-owner", f"name: {secret}")
+    if previous_release:
+        for new_only in ("name: rap-analyzer-db-owner", "db migrate --wait 180"):
+            assert new_only in text, new_only
+        text = text.replace("name: rap-analyzer-db-owner", "name: rap-analyzer-db")
+        text = text.replace("db migrate --wait 180", "db migrate")
     text = text.replace("image: rap-analyzer:dev", f"image: {IMAGE_REPO}:{tag}")
     text = text.replace("rap-analyzer seed 3000", f"rap-analyzer seed {tracks}")
     cluster.kubectl("-n", namespace, "delete", "job", "seed-demo-corpus", "--ignore-not-found",
@@ -109,7 +112,13 @@ def seed(
             "seed Job failed:\n"
             + cluster.kubectl("-n", namespace, "logs", "job/seed-demo-corpus").stdout
         )
-    return cluster.kubectl("-n", namespace, "logs", "job/seed-demo-corpus").stdout
+    # The pod that succeeded: `logs job/...` picks any one of them, and a Job applied
+    # while the install is still settling (Argo CD's PostSync roles hook) may have
+    # failed attempts before it.
+    done = cluster.kubectl("-n", namespace, "get", "pods", "-l", "job-name=seed-demo-corpus",
+                           "--field-selector=status.phase=Succeeded", "-o", "name",
+                           check=True).stdout.split()  # fmt: skip
+    return cluster.kubectl("-n", namespace, "logs", done[0]).stdout
 
 
 def job_finished(cluster: ClusterAccess, namespace: str, name: str) -> str | None:
