@@ -63,7 +63,11 @@ def test_each_component_gets_its_roles_url_by_default() -> None:
             for e in _container_env(d).values()
         )
     )
-    assert readers == ["Job/rap-analyzer-db-roles", "StatefulSet/rap-analyzer-postgres"]
+    assert readers == [
+        "Job/rap-analyzer-db-roles",
+        "Job/rap-analyzer-db-roles-upgrade",
+        "StatefulSet/rap-analyzer-postgres",
+    ]
     init = only(docs, "ConfigMap", "rap-analyzer-postgres-init")["data"]["10-rap-roles.sh"]
     assert "CREATE ROLE :\"runtime\" LOGIN PASSWORD :'runtime_pw';" in init
 
@@ -84,6 +88,7 @@ def test_each_component_gets_its_roles_url_by_default() -> None:
 def test_single_url_setups_are_unchanged(values: dict[str, Any]) -> None:
     docs = render_chart({**values, **SEARCH})
     assert find(docs, "Job", "rap-analyzer-db-roles") == []
+    assert find(docs, "Job", "rap-analyzer-db-roles-upgrade") == []
     assert find(docs, "ConfigMap", "rap-analyzer-postgres-init") == []
     op = operator_env(docs)
     assert "RAP_MIGRATION_DATABASE_URL" not in op
@@ -119,3 +124,27 @@ def test_role_names_and_secrets_are_configurable() -> None:
 
 def test_lints_strict_with_roles_and_pgbouncer() -> None:
     lint_chart({"pgbouncer": {"enabled": True}, **SEARCH})
+
+
+def test_one_roles_job_per_hook_phase() -> None:
+    """Argo CD runs a manifest for one hook phase only: the install/PostSync Job does
+    the work (and must not give up on a name that does not resolve for a moment); the
+    upgrade/PreSync Job may find no Postgres yet on a first sync and skips then."""
+    docs = render_chart()
+    jobs = {
+        d["metadata"]["name"]: d
+        for d in find(docs, "Job")
+        if d["metadata"]["labels"]["app.kubernetes.io/component"] == "database-roles"
+    }
+    hooks = {
+        n: (a["helm.sh/hook"], a["argocd.argoproj.io/hook"])
+        for n, a in ((n, j["metadata"]["annotations"]) for n, j in jobs.items())
+    }
+    assert hooks == {
+        "rap-analyzer-db-roles": ("post-install", "PostSync"),
+        "rap-analyzer-db-roles-upgrade": ("pre-upgrade", "PreSync"),
+    }
+    args = {n: j["spec"]["template"]["spec"]["containers"][0]["command"] for n, j in jobs.items()}
+    assert "--skip-unknown-host" not in args["rap-analyzer-db-roles"]
+    assert "--skip-unknown-host" in args["rap-analyzer-db-roles-upgrade"]
+    assert all("--wait" in a for a in args.values())

@@ -389,14 +389,14 @@ def test_the_roles_job_and_postgres_read_the_same_passwords() -> None:
     env = _job_env()
     job = only(docs, "Job", "rap-analyzer-db-roles")
     ann = job["metadata"]["annotations"]
-    assert ann["helm.sh/hook"] == "post-install,pre-upgrade"
+    assert ann["helm.sh/hook"] == "post-install"
     assert int(ann["helm.sh/hook-weight"]) > 0  # after the database-Secret hook
-    assert ann["argocd.argoproj.io/hook"] == "PreSync,PostSync"
+    assert ann["argocd.argoproj.io/hook"] == "PostSync"
     pod = job["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
     (c,) = pod["containers"]
     assert c["command"][:5] == ["python", "-m", "analyzer_runtime", "db", "roles"]
-    assert "--skip-unknown-host" in c["command"]
+    assert "--skip-unknown-host" not in c["command"]  # the install/PostSync one
     job_env = {e["name"]: e for e in c["env"]}
     url = urlsplit(job_env["DATABASE_URL"]["value"])
     assert (url.username, url.password, url.hostname) == (

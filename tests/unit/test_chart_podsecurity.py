@@ -197,13 +197,15 @@ def test_every_pod_template_is_restricted(name: str) -> None:
 
 def test_the_chart_has_the_four_pods() -> None:
     kinds = sorted(w.split("/")[0] for w, _ in pod_templates(render_chart()))
-    # The Jobs: the Postgres secret hook, the db-roles hook and the CRD upgrade hook.
-    assert kinds == ["CronJob", "Deployment", "Job", "Job", "Job", "StatefulSet"]
+    # The Jobs: the Postgres secret hook, the two db-roles hooks (install, upgrade)
+    # and the CRD upgrade hook.
+    assert kinds == ["CronJob", "Deployment", "Job", "Job", "Job", "Job", "StatefulSet"]
     kinds = sorted(w.split("/")[0] for w, _ in pod_templates(render_chart(VALUES["external-url"])))
     assert kinds == ["CronJob", "Deployment", "Job"]
     off = render_chart({"ledgerGC": {"enabled": False}})
     assert sorted(w.split("/")[0] for w, _ in pod_templates(off)) == [
         "Deployment",
+        "Job",
         "Job",
         "Job",
         "Job",
