@@ -101,9 +101,7 @@ def test_helm_upgrade_from_previous_release_mid_run(node_cluster: RealNodeCluste
         assert "skipAnalyzedBy" not in selection_fields(c)
         assert operator_images(c) == {previous_release.IMAGE}
 
-        assert f"seeded {TRACKS} tracks" in demo.seed(
-            c, TRACKS, old_tag, NS, previous_release=True
-        )
+        assert f"seeded {TRACKS} tracks" in demo.seed(c, TRACKS, old_tag, NS, previous_release=True)
         run = {
             "apiVersion": "rapanalyzer.io/v1alpha1",
             "kind": "AnalysisRun",
