@@ -152,6 +152,15 @@ helm: ## build bin/helm from tools/helm (no-op when up to date)
 argocd: ## build bin/argocd (Argo CD's multi-call binary) from tools/argocd (cached by pin; ~10 min cold)
 	bash tools/build-argocd.sh $(BIN)
 
+kueue: controlplane ## build bin/kueue (Kueue v0.17.0's manager) and render bin/kueue-manifests.yaml from tools/kueue (cached by pin; ~5 min cold)
+	bash tools/build-kueue.sh $(BIN)
+
+KUEUE_IMAGE ?= rap-analyzer-kueue:v0.17.0
+.PHONY: kueue kueue-image
+
+kueue-image: kueue ## the Kueue image (FROM scratch + bin/kueue, user 65532) for kind; skipped when it already holds this build
+	KUEUE_IMAGE=$(KUEUE_IMAGE) bash tools/build-kueue-image.sh $(BIN)
+
 gitops-demo: install controlplane helm node node-packages image postgres-image argocd ## a real Argo CD syncs the chart and a run from a local git daemon onto a real node; prints the Application health as it changes
 	$(PY) -m rap_devtools.gitops_demo
 

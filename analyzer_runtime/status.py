@@ -237,8 +237,12 @@ def compute_status(
     dry_run: bool = False,
     wording: Wording = ANALYSIS_WORDING,
     failure_threshold: float | None = None,
+    held: tuple[str, str, str] | None = None,
 ) -> dict[str, Any]:
     """The run's `.status` dict.
+
+    `held` (phase, reason, message): what to say while the Job is suspended by
+    someone else than spec.suspend - a queue (Kueue) waiting for quota or preempting.
 
     `failure_threshold` (spec.failureThreshold): a finished run with more than this
     fraction of failed items ends Failed, reason TooManyTrackFailures. None: the
@@ -285,6 +289,7 @@ def compute_status(
         shards, job if job_seen else None, failed_shards, done, total, finished, valid,
         invalid_reason, invalid_message, planned=bool(shards) or planned_total is not None,
         suspend=suspend, dry_run=dry_run, wording=wording, waiting=not invalid_until_fixed,
+        held=held,
     )  # fmt: skip
     if failure_threshold is None and wording is ANALYSIS_WORDING:
         failure_threshold = DEFAULT_FAILURE_THRESHOLD
@@ -381,6 +386,7 @@ def _decide(
     dry_run: bool = False,
     wording: Wording = ANALYSIS_WORDING,
     waiting: bool = False,
+    held: tuple[str, str, str] | None = None,
 ) -> _Verdict:
     kept = wording.kept
     if not valid and not planned and job is None:
@@ -411,6 +417,8 @@ def _decide(
             "AllShardsDone",
             f"all {len(shards)} shards finished {total} {wording.items}",
         )
+    if held is not None and not suspend and job is not None and job.suspended:
+        return _Verdict(Phase(held[0]), held[1], held[2])
     if suspend or (job is not None and job.suspended):
         return _Verdict(
             Phase.Suspended, "SuspendRequested", "spec.suspend is true; set it to false to resume"

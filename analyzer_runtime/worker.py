@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import asyncpg
 
@@ -24,6 +26,7 @@ from analyzer_runtime.analyzers.base import (
 from analyzer_runtime.planner import analyzer_options
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_FATAL = 1
@@ -85,11 +88,47 @@ async def fetch_tracks(conn: asyncpg.Connection, ids: Sequence[int]) -> dict[int
 LEASE_POLL_SECONDS = 1.0
 
 
-class StopFlag:
-    """Set by SIGTERM/SIGINT: the batch in flight finishes, no new batch starts."""
+# After SIGTERM, the batch being analyzed gets this many seconds to finish (and be
+# committed); then it is abandoned: its items' leases are given back, uncharged, so
+# that a preempted pod frees its work within seconds, not at lease expiry. A commit
+# already under way is never interrupted.
+STOP_GRACE_ENV = "RAP_STOP_GRACE_SECONDS"
+DEFAULT_STOP_GRACE_SECONDS = 3.0
 
-    def __init__(self) -> None:
+
+def stop_grace_seconds() -> float:
+    raw = os.environ.get(STOP_GRACE_ENV)
+    try:
+        return max(0.0, float(raw)) if raw else DEFAULT_STOP_GRACE_SECONDS
+    except ValueError:
+        return DEFAULT_STOP_GRACE_SECONDS
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT: no new batch starts, and the batch being analyzed has
+    `grace` seconds to finish."""
+
+    def __init__(self, grace: float | None = None) -> None:
         self.event = asyncio.Event()
+        self.grace = stop_grace_seconds() if grace is None else grace
+
+    async def within_grace(self, work: Awaitable[T]) -> T | None:
+        """`work`'s result; None when the flag was set and `work` did not finish
+        within the grace after that (it is then cancelled)."""
+        task = asyncio.ensure_future(work)
+        stopped = asyncio.ensure_future(self.event.wait())
+        try:
+            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not task.done():
+                await asyncio.wait({task}, timeout=self.grace)
+        finally:
+            stopped.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return None
 
     async def pause(self, seconds: float) -> None:
         """Return after `seconds`, or at once when the flag is set."""
@@ -148,7 +187,12 @@ async def run_shard(
                             break
                         continue
                     tracks = await fetch_tracks(conn, [c.item_id for c in claimed])
-                outcomes = await _analyze(analyzer, claimed, tracks, max_attempts)
+                outcomes = await stop.within_grace(
+                    _analyze(analyzer, claimed, tracks, max_attempts)
+                )
+                if outcomes is None:  # stopped: holding_leases gives the items back
+                    log.info("shard %d: stopped mid-batch; its items go back unanalyzed", shard)
+                    break
                 for o in outcomes:
                     if o.result is not None and o.result.analyzer_type == run.analyzer_type:
                         o.result.model_version = run.model_version or o.result.model_version

@@ -72,6 +72,8 @@ __all__ = [
     "PARALLELISM_RULE",
     "POD_RESOURCES_RULE",
     "QUANTITY_PATTERN",
+    "QUEUE_LABEL",
+    "QUEUE_RULE",
     "REMOTE_ANALYZERS",
     "ActiveDeadlineSeconds",
     "AnalysisRunManifest",
@@ -92,6 +94,7 @@ __all__ = [
     "PodResources",
     "PodTemplate",
     "PodTemplateOverride",
+    "QueueName",
     "RateLimit",
     "ResourceRequirements",
     "ResponseFormat",
@@ -290,6 +293,29 @@ ActiveDeadlineSeconds = Annotated[
     int | None,
     Field(ge=1, le=INT32_MAX, description="Fail the Job when it runs longer than this."),
 ]
+# Kueue's LocalQueue in the run's namespace: the value of the Job's
+# kueue.x-k8s.io/queue-name label, so a label value (63 characters) and an object name.
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+QueueName = Annotated[
+    str | None,
+    Field(
+        min_length=1,
+        max_length=63,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        description="Kueue LocalQueue (in the run's namespace) that admits the shard pods: the "
+        "Job gets the kueue.x-k8s.io/queue-name label, Kueue decides when it runs and with how "
+        "many pods (partial admission), and may preempt it; the operator then never sets the "
+        "Job's suspend or parallelism itself (spec.suspend deactivates the Workload instead).",
+    ),
+]
+QUEUE_RULE = cel_rule(
+    "!has(self.queueName) || !has(self.podTemplate) || !has(self.podTemplate.labels)"
+    f" || !('{QUEUE_LABEL}' in self.podTemplate.labels)"
+    f" || self.podTemplate.labels['{QUEUE_LABEL}'] == self.queueName",
+    f"spec.queueName and spec.podTemplate.labels['{QUEUE_LABEL}'] name different queues: "
+    "set one of them (they mean the same)",
+    fieldPath=".queueName",
+)
 PodTemplateOverride = Annotated[
     PodTemplate | None,
     Field(
@@ -343,6 +369,22 @@ def one_resources(v: PodTemplate | None, info: ValidationInfo) -> PodTemplate | 
     return v
 
 
+def one_queue(v: PodTemplate | None, info: ValidationInfo) -> PodTemplate | None:
+    """The `podTemplate` validator of a spec with `queueName` before it: the queue may
+    also come as the pod template's kueue.x-k8s.io/queue-name label (as on any Job
+    Kueue manages), but not as two different queues."""
+    label = ((v.labels if v is not None else None) or {}).get(QUEUE_LABEL)
+    named = info.data.get("queue_name")
+    if label is not None and named is not None and label != named:
+        raise PydanticCustomError(
+            "queue",
+            "spec.queueName is {named} but spec.podTemplate.labels names queue {label}: "
+            "set one of them (they mean the same)",
+            {"named": repr(named), "label": repr(label)},
+        )
+    return v
+
+
 def _versions_message(analyzer: AnalyzerName, versions: tuple[str, ...]) -> str:
     return f"{analyzer} implements {', '.join(versions)}"
 
@@ -380,6 +422,7 @@ class AnalysisRunSpec(SpecModel):
             "x-kubernetes-validations": [
                 PARALLELISM_RULE,
                 POD_RESOURCES_RULE,
+                QUEUE_RULE,
                 cel_rule(
                     "self.analyzer != 'llm' || has(self.llm)",
                     "llm options are required when analyzer is llm",
@@ -458,6 +501,7 @@ class AnalysisRunSpec(SpecModel):
     suspend: bool = Field(
         default=False, description="Pause the run (the Job is suspended); false resumes it."
     )
+    queue_name: QueueName = None
     dry_run: bool = Field(
         default=False, description="Plan and report the selection without analyzing."
     )
@@ -534,7 +578,7 @@ class AnalysisRunSpec(SpecModel):
     @field_validator("pod_template")
     @classmethod
     def _one_resources(cls, v: PodTemplate | None, info: ValidationInfo) -> PodTemplate | None:
-        return one_resources(v, info)
+        return one_queue(one_resources(v, info), info)
 
     @property
     def effective_parallelism(self) -> int:

@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 from analyzer_runtime.spec.models import (
     PARALLELISM_RULE,
     POD_RESOURCES_RULE,
+    QUEUE_RULE,
     ActiveDeadlineSeconds,
     AnalysisRunSpec,
     DatabaseOverride,
@@ -26,6 +27,7 @@ from analyzer_runtime.spec.models import (
     PodResources,
     PodTemplate,
     PodTemplateOverride,
+    QueueName,
     RateLimit,
     RetryPolicy,
     RunMetadata,
@@ -34,6 +36,7 @@ from analyzer_runtime.spec.models import (
     SpecModel,
     TtlSecondsAfterFinished,
     changed_fields,
+    one_queue,
     one_resources,
     parallelism_within_shards,
 )
@@ -151,6 +154,7 @@ class ScrapeJobSpec(SpecModel):
                 ),
                 PARALLELISM_RULE,
                 POD_RESOURCES_RULE,
+                QUEUE_RULE,
             ]
         }
     )
@@ -198,6 +202,7 @@ class ScrapeJobSpec(SpecModel):
     suspend: bool = Field(
         default=False, description="Pause the job (the Job is suspended); false resumes it."
     )
+    queue_name: QueueName = None
     database: DatabaseOverride = None
     image: ImageOverride = None
     image_pull_policy: PodImagePullPolicy = None
@@ -233,7 +238,7 @@ class ScrapeJobSpec(SpecModel):
     @field_validator("pod_template")
     @classmethod
     def _one_resources(cls, v: PodTemplate | None, info: ValidationInfo) -> PodTemplate | None:
-        return one_resources(v, info)
+        return one_queue(one_resources(v, info), info)
 
 
 # Fields a planned ScrapeJob may still change (the artists were fixed at planning).

@@ -21,7 +21,7 @@ from typing import Any
 
 from analyzer_runtime import protocol
 from analyzer_runtime.status import JobObservation, ShardCounters, compute_status, is_terminal
-from rap_operator import budget, kinds, manifests, pods
+from rap_operator import budget, kinds, manifests, pods, queue
 
 JSON = dict[str, Any]
 # Spec fields a planned run takes from the live resource; everything else comes
@@ -42,6 +42,7 @@ class Observation:
     share: budget.Share | None = None  # None: no Job wanted (finished, dry run, empty)
     job_problem: str | None = None  # why the Job could not be created
     troubles: list[pods.PodProblem] = field(default_factory=list)
+    workload: JSON | None = None  # Kueue's Workload of the Job (a queued run's)
 
     @property
     def unfinished(self) -> bool:
@@ -88,6 +89,10 @@ def job_action(body: JSON, run: protocol.Run, job: JSON | None, parallelism: int
     want = job_body(body, run)
     want["spec"] = {**want["spec"], "parallelism": parallelism}
     if job is None:
+        if parallelism == 0 and queue.queue_name(want["spec"]) is not None:
+            # A queued Job's size is fixed once created (Kueue's to change): it waits
+            # for a share of the connection budget rather than ask Kueue for 0 pods.
+            return None
         return {"create": want}
     desired = manifests.job_patch_for_spec(want["spec"])["spec"]
     current = job.get("spec") or {}
@@ -114,18 +119,27 @@ def decide(
     generation = meta.get("generation") or 1
     job_obs = None if obs.no_job else JobObservation.from_job_status(obs.job)
     refusal = kind.refused_changes(run.spec, spec)
+    name = queue.queue_name(run.spec)
+    standing = queue.standing(name, obs.workload) if name and obs.job is not None else None
     status = compute_status(
         generation=generation, shards=obs.shards, job=job_obs, previous=previous,
         now=obs.now, valid=refusal is None, invalid_reason="SpecChangeRefused",
         invalid_message=refusal, planned_total=run.total, suspend=bool(spec.get("suspend")),
         job_name=None if obs.no_job else manifests.job_name(meta["name"], meta["uid"]),
-        wording=kind.wording, **kind.status_args(run),
+        wording=kind.wording, held=queue.held(standing) if standing else None,
+        **kind.status_args(run),
     )  # fmt: skip
     phase = status["phase"]
     terminal = is_terminal(phase)
     status["runId"] = meta["uid"]
     extra = budget_condition(obs.share, previous, generation)
     before: list[Event] = []
+    if standing is not None and not terminal:
+        queued = queue.conditions(standing, previous, obs.now, generation)
+        extra += queued
+        before += [Event(e.type, e.reason, e.message) for e in queue.events(queued, previous)]
+    else:  # as they last were (a finished run keeps how it was admitted)
+        extra += [c for c in previous.get("conditions") or [] if c.get("type") in queue.CONDITIONS]
     share = obs.share
     if share is not None and share.capped and capped_at != share.granted:
         before.append(Event("Normal", "ParallelismCapped", share.message()))

@@ -23,7 +23,7 @@ import kopf
 
 from analyzer_runtime import protocol
 from analyzer_runtime.db.connect import DatabaseUnavailable
-from rap_operator import budget, database, kinds, kube, manifests, metrics, sweep
+from rap_operator import budget, database, kinds, kube, manifests, metrics, queue, sweep
 from rap_operator.config import OperatorConfig
 from rap_operator.reconcile import (
     OLD_FINALIZER,
@@ -55,6 +55,10 @@ class RunLoop:
 
 _loops: dict[str, RunLoop] = {}
 _jobs: dict[str, dict[str, Any]] = {}  # run uid -> its Job, from the watch
+# Kueue's Workloads by the uid of the Job they belong to (what the status needs of
+# each), and the runs of the Jobs: a Workload's event wakes its run's loop.
+_workloads: dict[str, dict[str, Any]] = {}
+_job_runs: dict[str, str] = {}  # Job uid -> run uid
 # The memory of loops that ended, so that a loop started again for the same run (a
 # change seen while finishing, or a watch event older than the final patch) knows
 # which phase Event and warnings were already posted: a run says Succeeded once.
@@ -111,7 +115,9 @@ async def _loop(uid: str) -> None:
                 continue
             mem.failed_generation = None
         try:
-            if not await reconcile(lp.body, _jobs.get(uid), mem, CONFIG):
+            job = _jobs.get(uid)
+            workload = _workloads.get(job["metadata"]["uid"]) if job is not None else None
+            if not await reconcile(lp.body, job, mem, CONFIG, workload):
                 break
             backoff = RETRY_SECONDS
         except asyncio.CancelledError:
@@ -139,7 +145,9 @@ def _forget(uid: str) -> None:
     lp = _loops.pop(uid, None)
     if lp is not None and lp.task is not None:
         lp.task.cancel()
-    _jobs.pop(uid, None)
+    if (job := _jobs.pop(uid, None)) is not None:
+        _job_runs.pop(job["metadata"]["uid"], None)
+        _workloads.pop(job["metadata"]["uid"], None)
     _ended.pop(uid, None)
     _ttl_waiting.pop(uid, None)
     budget.LEDGER.release(uid)
@@ -213,13 +221,35 @@ async def job_event(type: str | None, body: kopf.Body, **_: Any) -> None:
         return
     if type == "DELETED":
         _jobs.pop(uid, None)
+        _job_runs.pop(body.metadata.uid, None)
+        _workloads.pop(body.metadata.uid, None)
         budget.LEDGER.observe_job(uid, None)
     else:
         _jobs[uid] = dict(body)
+        _job_runs[body.metadata.uid] = uid
         budget.LEDGER.observe_job(uid, _jobs[uid])
         if (run := _ttl_waiting.pop(uid, None)) is not None:
             _finished_ttl(run)
     if (lp := _loops.get(uid)) is not None:
+        lp.wake.set()
+
+
+async def workload_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+    """Kueue's Workload of a Job: kept (what the status needs of it) by the Job's uid,
+    and its run's loop woken - admission, preemption and readmission show at once."""
+    raw = dict(body)
+    job_uid = queue.owner_job_uid(raw)
+    if job_uid is None:
+        return
+    if type == "DELETED":
+        # Kueue replaces the Workload of a changed Job: only the one gone is dropped.
+        kept = _workloads.get(job_uid)
+        if kept is not None and kept["metadata"].get("uid") == body.metadata.uid:
+            del _workloads[job_uid]
+    else:
+        _workloads[job_uid] = queue.essentials(raw)
+    run_uid = _job_runs.get(job_uid)
+    if run_uid is not None and (lp := _loops.get(run_uid)) is not None:
         lp.wake.set()
 
 
@@ -242,3 +272,6 @@ async def _cancelled(body: dict[str, Any], url: str | None) -> None:
 for _plural in PLURALS:
     kopf.on.event(GROUP, VERSION, _plural)(run_event)
 kopf.on.event("batch", "v1", "jobs", labels={manifests.LABEL_RUN_UID: kopf.PRESENT})(job_event)
+# Only where Kueue is installed (kopf watches a resource once its CRD exists), at the
+# version the API server prefers.
+kopf.on.event(f"workloads.{queue.GROUP}")(workload_event)

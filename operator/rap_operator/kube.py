@@ -144,6 +144,18 @@ async def annotate(plural: str, body: dict[str, Any], annotations: dict[str, str
     )  # fmt: skip
 
 
+async def patch_workload(workload: dict[str, Any], patch: dict[str, Any]) -> None:
+    """Merge-patch a Kueue Workload, at the API version it was read in (Kueue serves
+    v1beta1 and v1beta2 depending on its release)."""
+    custom = client.CustomObjectsApi(await api())
+    group, _, version = workload["apiVersion"].partition("/")
+    meta = workload["metadata"]
+    await custom.patch_namespaced_custom_object(
+        group, version, meta["namespace"], "workloads", meta["name"], patch,
+        _content_type="application/merge-patch+json",
+    )  # fmt: skip
+
+
 async def remove_finalizer(plural: str, body: dict[str, Any], finalizer: str) -> None:
     """Drop a finalizer an older operator version left (JSON patch, guarded by a test)."""
     meta = body["metadata"]

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from analyzer_runtime.db.connect import POOL_MODE_ENV, pool_mode
+from rap_operator import queue
 from rap_operator.config import OperatorConfig, database_secret
 
 
@@ -162,6 +163,7 @@ def run_job(
     pod_meta: dict[str, Any] = {"labels": {**(template.get("labels") or {}), **lbl}}
     if annotations := template.get("annotations"):
         pod_meta["annotations"] = dict(annotations)
+    queued = queue.queue_name(spec) is not None
     job_spec: dict[str, Any] = {
         "completionMode": "Indexed",
         "completions": shards,
@@ -170,22 +172,22 @@ def run_job(
         # Never two pods on one index at once: a replacement starts only after the
         # failed pod is fully gone (the protocol tolerates overlap, but why pay for it).
         "podReplacementPolicy": "Failed",
-        "suspend": bool(spec.get("suspend", False)),
+        # A queued Job starts suspended, as Kueue's webhook would make it: Kueue
+        # unsuspends it once admitted.
+        "suspend": queued or bool(spec.get("suspend", False)),
         "template": {"metadata": pod_meta, "spec": pod_spec},
     }
     if (deadline := spec.get("activeDeadlineSeconds")) is not None:
         job_spec["activeDeadlineSeconds"] = int(deadline)
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": job_name(name, uid),
-            "namespace": meta["namespace"],
-            "labels": lbl,
-            "ownerReferences": [owner_reference(body)],
-        },
-        "spec": job_spec,
+    job_meta: dict[str, Any] = {
+        "name": job_name(name, uid),
+        "namespace": meta["namespace"],
+        "labels": {**queue.job_labels(spec), **lbl},
+        "ownerReferences": [owner_reference(body)],
     }
+    if annotations := queue.job_annotations(spec, job_spec["parallelism"]):
+        job_meta["annotations"] = annotations
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": job_meta, "spec": job_spec}
 
 
 def parallelism(spec: dict[str, Any]) -> int:
@@ -199,8 +201,14 @@ def job_patch_for_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """The merge patch that makes a running Job follow the resource's spec: the
     fields of MUTABLE_AFTER_PLANNING a Job takes while it runs (suspend, parallelism,
     activeDeadlineSeconds; null removes a deadline that was taken out of the spec).
-    ttlSecondsAfterFinished is the other one: see job_patch_after_finish."""
+    ttlSecondsAfterFinished is the other one: see job_patch_after_finish.
+
+    A queued Job's suspend and parallelism are Kueue's (it admits, partially admits
+    and preempts by writing them; its webhook refuses other changes while admitted):
+    only the deadline follows the spec."""
     deadline = spec.get("activeDeadlineSeconds")
+    if queue.queue_name(spec) is not None:
+        return {"spec": {"activeDeadlineSeconds": int(deadline) if deadline is not None else None}}
     return {
         "spec": {
             "suspend": bool(spec.get("suspend", False)),

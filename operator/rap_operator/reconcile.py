@@ -54,6 +54,7 @@ from rap_operator import (
     manifests,
     metrics,
     pods,
+    queue,
     sweep,
 )
 from rap_operator.config import OperatorConfig, database_secret
@@ -170,16 +171,25 @@ async def _not_ready(
     return not permanent
 
 
-async def reconcile(body: JSON, job: JSON | None, mem: RunMemory, config: OperatorConfig) -> bool:
-    """One pass; returns whether the run still needs reconciling."""
+async def reconcile(
+    body: JSON,
+    job: JSON | None,
+    mem: RunMemory,
+    config: OperatorConfig,
+    workload: JSON | None = None,
+) -> bool:
+    """One pass; returns whether the run still needs reconciling. `workload`: Kueue's
+    Workload of the Job, for a queued run."""
     t0 = time.perf_counter()
     try:
-        return await _reconcile(body, job, mem, config)
+        return await _reconcile(body, job, mem, config, workload)
     finally:
         metrics.RECONCILE_SECONDS.labels("reconcile").observe(time.perf_counter() - t0)
 
 
-async def _reconcile(body: JSON, job: JSON | None, mem: RunMemory, config: OperatorConfig) -> bool:
+async def _reconcile(
+    body: JSON, job: JSON | None, mem: RunMemory, config: OperatorConfig, workload: JSON | None
+) -> bool:
     kind = kinds.of(body)
     meta = body["metadata"]
     if OLD_FINALIZER in (meta.get("finalizers") or []):
@@ -217,7 +227,7 @@ async def _reconcile(body: JSON, job: JSON | None, mem: RunMemory, config: Opera
             await kube.annotate(kind.plural, body, {DATABASE_ANNOTATION: f"{name}/{key}"})
         if plan.created:
             kopf.info(body, reason="Planned", message=kind.planned_message(plan.run))
-    return await _refresh(body, job, mem, config, run)
+    return await _refresh(body, job, mem, config, run, workload)
 
 
 async def _plan(
@@ -294,6 +304,9 @@ async def _share(
         unfinished = max(unfinished, left - int((job.get("status") or {}).get("succeeded") or 0))
     # A suspended Job runs no pods: it holds nothing, and takes its share on resume.
     wanted = 0 if spec.get("suspend") else min(requested, unfinished)
+    if job is not None and queue.queue_name(spec) is not None:
+        # Kueue may have admitted fewer pods (its parallelism): never more than asked.
+        wanted = min(wanted, int(job["spec"].get("parallelism") or 0))
     if config.connection_budget is not None:
         limit = db_budget.configured(config.connection_budget)
     else:
@@ -362,12 +375,13 @@ async def _refresh(
     mem: RunMemory,
     config: OperatorConfig,
     run: protocol.Run | None,
+    workload: JSON | None = None,
 ) -> bool:
     """A planned run's status: observe → decide (pure, decide.py) → act. A cause time
     fixes shows as Valid=False on the status as it was (waiting_status)."""
     t0 = time.perf_counter()
     try:
-        obs = await observe(body, job, mem, config, run)
+        obs = await observe(body, job, mem, config, run, workload)
         if obs is None:
             return True
         previous = dict(body.get("status") or {})
@@ -396,6 +410,7 @@ async def observe(
     mem: RunMemory,
     config: OperatorConfig,
     run: protocol.Run | None,
+    workload: JSON | None = None,
 ) -> Observation | None:
     """Everything the status is computed from: the run and its per-shard counters
     from the ledger (O(shards)), the connection budget's share, the Job - brought to
@@ -424,10 +439,23 @@ async def observe(
         # Looked at only for an unfinished run (decide ignores them once the phase is
         # final); pods.problems reads the API only when the Job's counts say trouble.
         troubles = await pods.problems(job)
+        await _hold_workload(body, run, job, workload)
     return Observation(
         run=run, shards=shards, job=job, now=datetime.now(UTC), no_job=no_job, share=share,
-        job_problem=problem, troubles=troubles,
+        job_problem=problem, troubles=troubles, workload=workload,
     )  # fmt: skip
+
+
+async def _hold_workload(
+    body: JSON, run: protocol.Run, job: JSON | None, workload: JSON | None
+) -> None:
+    """spec.suspend of a queued run: its Workload deactivated (or active again)."""
+    name = queue.queue_name(run.spec)
+    if name is None or job is None or workload is None:
+        return
+    patch = queue.active_patch(job_body(body, run)["spec"], queue.standing(name, workload))
+    if patch is not None:
+        await kube.patch_workload(workload, patch)
 
 
 async def act(body: JSON, mem: RunMemory, obs: Observation, d: Decision, previous: JSON) -> bool:
