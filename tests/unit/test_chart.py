@@ -76,6 +76,8 @@ NAMESPACED_RULES = (
     # A succeeded ScrapeJob creates the AnalysisRun of its spec.analyze.
     | _triples("rapanalyzer.io", ["analysisruns"], ["create"])
     | _triples("batch", ["jobs"], ["get", "list", "watch", "create", "patch", "delete"])
+    # Kueue: the queued Jobs' Workloads are watched, and patched (spec.active) to suspend.
+    | _triples("kueue.x-k8s.io", ["workloads"], ["get", "list", "watch", "patch"])
     | _triples("", ["secrets"], ["get"])
     | _triples("", ["configmaps"], ["get"])
     # list: a Job without pods has its FailedCreate Events read, to say why on the run.

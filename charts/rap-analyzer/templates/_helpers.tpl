@@ -229,6 +229,12 @@ operator with exactly these rules (tests/helm.py: rbac_rules).
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Kueue (a run with spec.queueName): the Workload of each queued Job is watched
+# for the run's QueueAdmitted/Queued/Preempted conditions, and patched
+# (spec.active) for spec.suspend. Harmless where Kueue is not installed.
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["workloads"]
+  verbs: ["get", "list", "watch", "patch"]
 # Validation reads the database URL (and LLM API-key, Genius/Spotify) Secrets a run names; the
 # operator needs the URL itself to plan the run in Postgres. get only: it never
 # lists Secrets.
