@@ -342,18 +342,40 @@ def install(cluster: Cluster, *, image: str = IMAGE, timeout: float = 240) -> fl
 
 
 def uninstall(cluster: Cluster, *, timeout: float = 180) -> None:
-    """Remove Kueue. The webhook configurations go first: with failurePolicy
-    Fail, every Job create in the cluster fails while they point at a Kueue
-    that is gone. Kueue's objects are deleted while the controller still runs,
-    so it removes its own finalizers; then the rest."""
+    """Remove Kueue and wait until its CRDs and namespace are gone.
+
+    The webhook configurations go first: with failurePolicy Fail, every Job
+    create in the cluster fails while they point at a Kueue that is gone.
+    Kueue's objects carry finalizers that only its controller removes; those
+    left once the controller is going (a Workload recreated for a Job that
+    still exists) are cleared here, or the CRDs would never finish deleting.
+    """
     docs = installed_manifests()
     for kind, name in webhook_configurations(docs):
         kubectl(cluster, "delete", kind, name, "--ignore-not-found")
-    for plural in crd_plurals(docs):
+    plurals = crd_plurals(docs)
+    for plural in plurals:
         kubectl(cluster, "delete", plural, "--all", "--all-namespaces", "--ignore-not-found",
-                f"--timeout={int(timeout)}s", timeout=timeout + 10)  # fmt: skip
-    kubectl(cluster, "delete", "-f", "-", "--ignore-not-found", f"--timeout={int(timeout)}s",
-            input=dump(docs), timeout=timeout + 10)  # fmt: skip
+                "--wait=false")  # fmt: skip
+    kubectl(cluster, "delete", "-f", "-", "--ignore-not-found", "--wait=false", input=dump(docs))
+
+    def gone() -> bool:
+        left = False
+        for plural in plurals:
+            r = kubectl(cluster, "get", plural, "-A", "-o", "json", check=False)
+            if r.returncode != 0:
+                continue  # the CRD is gone
+            for item in json.loads(r.stdout)["items"]:
+                left = True
+                meta = item["metadata"]
+                ns = ["-n", meta["namespace"]] if meta.get("namespace") else []
+                kubectl(cluster, "patch", plural, meta["name"], *ns, "--type=merge",
+                        "-p", '{"metadata":{"finalizers":null}}', check=False)  # fmt: skip
+        if left or get(cluster, "namespace", NAMESPACE) is not None:
+            return False
+        return all(get(cluster, "crd", p) is None for p in plurals)
+
+    wait_for(gone, timeout=timeout, interval=1, what="Kueue's CRDs and namespace deleted")
 
 
 def job_workload(cluster: Cluster, namespace: str, job_name: str) -> Doc | None:
