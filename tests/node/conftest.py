@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from rap_devtools import chart_demo
 from rap_devtools.cluster import REPO_ROOT
+from rap_devtools.kind import KindCluster
 from rap_devtools.realnode.cluster import RealNodeCluster
 
 IMAGES = (f"{chart_demo.IMAGE_REPO}:dev", ":".join(chart_demo.POSTGRES_IMAGE))
@@ -26,12 +27,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.node)
 
 
-@pytest.fixture(scope="session")
-def node_cluster() -> Iterator[RealNodeCluster]:
+def require_images() -> None:
     for image in IMAGES:
         if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode:
             pytest.fail(f"{image} is missing: run `make image postgres-image` (make test-node does)",
                         pytrace=False)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def node_cluster() -> Iterator[RealNodeCluster]:
+    require_images()
     cluster = RealNodeCluster(bin_dir=REPO_ROOT / "bin")
     cluster.start()
     try:
@@ -39,3 +44,18 @@ def node_cluster() -> Iterator[RealNodeCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def kind_cluster() -> Iterator[KindCluster]:
+    """One kind cluster for the session (`make kind-node-image`), with the
+    project's images loaded. Its own name, so a `make kind-demo --keep`
+    cluster is left alone."""
+    require_images()
+    cluster = KindCluster(name="rap-kind-test", bin_dir=REPO_ROOT / "bin")
+    cluster.create()
+    try:
+        cluster.load_docker_images(IMAGES)
+        yield cluster
+    finally:
+        cluster.delete()
