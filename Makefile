@@ -12,7 +12,8 @@ NODE ?= process
 .PHONY: help install lock test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape bench-embedding bench-search bench-search-load bench-quality bench-budget bench-adopt bench-import bench-failover fake-llm \
         controlplane helm cluster-up cluster-down operator-up operator-down cluster-demo clean \
         image previous-image base-image postgres-image test-image node node-packages test-node chart-demo bench-node \
-        prometheus test-observability argocd test-gitops gitops-demo chromium pgbouncer
+        prometheus test-observability argocd test-gitops gitops-demo chromium pgbouncer \
+        kind kind-node-image kind-demo
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -44,7 +45,7 @@ test: install controlplane helm argocd prometheus chromium pgbouncer ## run the 
 test-fast: install helm chromium pgbouncer ## unit and Postgres tests only (no control plane, Argo CD or Prometheus)
 	$(PY) -m pytest -q -m "not e2e and not node and not image and not gitops and not observability"
 
-test-node: install controlplane helm node node-packages image previous-image postgres-image argocd prometheus ## the images; the chart, Argo CD and Prometheus on the real node (root, Docker; ~12 min)
+test-node: install controlplane helm node node-packages image previous-image postgres-image argocd prometheus kind kind-node-image ## the images; the chart, Argo CD and Prometheus on the real node (root, Docker; ~12 min)
 	$(PY) -m pytest -q -m "node or image" tests/image tests/node
 
 lint: install ## ruff
@@ -142,6 +143,15 @@ chart-demo: image postgres-image helm ## on `make cluster-up NODE=real`: load th
 
 bench-node: install controlplane helm node node-packages image postgres-image ## the chart on the real node: apply->pod Running p95, operator vs local on N tracks
 	$(PY) -m bench.node_bench $(N)
+
+kind: ## build kind v0.33.0, kubeadm, crictl, CoreDNS (coredns-kind), local-path-provisioner into bin/ from tools/kind (cached by pins)
+	bash tools/build-kind.sh $(BIN)
+
+kind-node-image: controlplane node kind node-packages ## the kind node image rap-analyzer-kind-node:v1.36.3, offline (Debian rootfs + our binaries; no-op when its inputs are unchanged)
+	bash tools/build-kind-node-image.sh $(BIN)
+
+kind-demo: install helm kind-node-image image postgres-image ## kind create cluster (our node image), kind load the images, helm install the chart, run the example to Succeeded
+	$(PY) -m rap_devtools.kind demo
 
 controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kubectl into bin/ (no-op when up to date)
 	bash tools/build-controlplane.sh $(BIN)
