@@ -116,7 +116,7 @@ async def _loop(uid: str) -> None:
             mem.failed_generation = None
         try:
             job = _jobs.get(uid)
-            workload = _workloads.get(job["metadata"]["uid"]) if job is not None else None
+            workload = _workloads.get(job["metadata"].get("uid", "")) if job else None
             if not await reconcile(lp.body, job, mem, CONFIG, workload):
                 break
             backoff = RETRY_SECONDS
@@ -146,8 +146,8 @@ def _forget(uid: str) -> None:
     if lp is not None and lp.task is not None:
         lp.task.cancel()
     if (job := _jobs.pop(uid, None)) is not None:
-        _job_runs.pop(job["metadata"]["uid"], None)
-        _workloads.pop(job["metadata"]["uid"], None)
+        _job_runs.pop(job["metadata"].get("uid", ""), None)
+        _workloads.pop(job["metadata"].get("uid", ""), None)
     _ended.pop(uid, None)
     _ttl_waiting.pop(uid, None)
     budget.LEDGER.release(uid)

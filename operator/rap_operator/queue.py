@@ -105,7 +105,7 @@ class Standing:
 
     @property
     def preempted(self) -> bool:
-        return not self.admitted and self.evicted_reason == "Preempted"
+        return self.evicted_reason == "Preempted"
 
     @property
     def partial(self) -> bool:
@@ -126,10 +126,14 @@ def standing(queue: str, workload: JSON | None) -> Standing:
         c = conds.get(kind)
         return c if c is not None and c.get("status") == "True" else None
 
-    admitted = true("Admitted") is not None
+    # Evicted (or, since Kueue v0.9, Preempted) is True from the decision on, while
+    # the admission is still held until the Job's pods are gone: not admitted from then.
+    evicted = true("Evicted") or true("Preempted")
+    if evicted is not None and evicted.get("type") == "Preempted":
+        evicted = {**evicted, "reason": "Preempted"}
+    admitted = true("Admitted") is not None and evicted is None
     reserved = conds.get("QuotaReserved")
     waiting = reserved if reserved is not None and reserved.get("status") == "False" else None
-    evicted = true("Evicted")
     admission = status.get("admission") or {}
     counts = [int(a.get("count") or 0) for a in admission.get("podSetAssignments") or []]
     requested = [

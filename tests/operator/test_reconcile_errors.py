@@ -116,7 +116,9 @@ async def test_a_permanent_error_waits_for_a_new_generation(
 ) -> None:
     passes: list[int] = []
 
-    async def fake_reconcile(body: Any, job: Any, mem: RunMemory, config: Any) -> bool:
+    async def fake_reconcile(
+        body: Any, job: Any, mem: RunMemory, config: Any, workload: Any = None
+    ) -> bool:
         passes.append(body["metadata"]["generation"])
         if body["metadata"]["generation"] == 1:
             raise kopf.PermanentError("the spec asks for the impossible")

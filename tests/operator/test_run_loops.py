@@ -31,7 +31,9 @@ def passes(monkeypatch: pytest.MonkeyPatch) -> list[RunMemory]:
     Job event wakes the loop."""
     seen: list[RunMemory] = []
 
-    async def fake_reconcile(body: Any, job: Any, mem: RunMemory, config: Any) -> bool:
+    async def fake_reconcile(
+        body: Any, job: Any, mem: RunMemory, config: Any, workload: Any = None
+    ) -> bool:
         seen.append(mem)
         if mem.phase is None:
             mem.phase = "Succeeded"
