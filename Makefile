@@ -45,7 +45,7 @@ test: install controlplane helm argocd prometheus chromium pgbouncer ## run the 
 test-fast: install helm chromium pgbouncer ## unit and Postgres tests only (no control plane, Argo CD or Prometheus)
 	$(PY) -m pytest -q -m "not e2e and not node and not image and not gitops and not observability"
 
-test-node: install controlplane helm node node-packages image previous-image postgres-image argocd prometheus kind kind-node-image ## the images; the chart, Argo CD and Prometheus on the real node (root, Docker; ~12 min)
+test-node: install controlplane helm node node-packages image previous-image postgres-image argocd prometheus kind kind-node-image kueue-image ## the images; the chart, Argo CD and Prometheus on the real node (root, Docker; ~12 min)
 	$(PY) -m pytest -q -m "node or image" tests/image tests/node
 
 lint: install ## ruff
@@ -143,6 +143,9 @@ chart-demo: image postgres-image helm ## on `make cluster-up NODE=real`: load th
 
 bench-node: install controlplane helm node node-packages image postgres-image ## the chart on the real node: apply->pod Running p95, operator vs local on N tracks
 	$(PY) -m bench.node_bench $(N)
+
+bench-kueue: install controlplane helm node node-packages image postgres-image kind-node-image kueue-image ## Kueue on kind: preemption -> last lease released, readmission -> first item (TRIALS, default 3); tracks/s on kind vs the real node (N tracks, default 30000; ~15 min)
+	$(PY) -m bench.kueue_preemption $(or $(N),30000) $(or $(TRIALS),3)
 
 kind: ## build kind v0.33.0, kubeadm, crictl, CoreDNS (coredns-kind), local-path-provisioner into bin/ from tools/kind (cached by pins)
 	bash tools/build-kind.sh $(BIN)
