@@ -74,7 +74,8 @@ TARBALL="$ROOTFS_CACHE/$ROOTFS_KEY.tar"
 ROOTFS_IMAGE="rap-analyzer-kind-rootfs:$ROOTFS_KEY"
 
 # --- the content key of IMAGE ------------------------------------------------
-KIND_FILES="$(cd "$ROOT/tools/kind/kind" && go mod download -json sigs.k8s.io/kind | jq -r .Dir)/images/base/files"
+KIND_FILES="$(cd "$ROOT/tools/kind/kind" && go mod download sigs.k8s.io/kind &&
+  go list -m -f '{{.Dir}}' sigs.k8s.io/kind)/images/base/files"
 [[ -d "$KIND_FILES" ]] || { log "no $KIND_FILES"; exit 1; }
 KEY="$(
   {
@@ -165,7 +166,7 @@ chmod -R u+w "$NCTX/files" # the module cache is read-only
 rm -f "$NCTX/files/etc/systemd/system/containerd-fuse-overlayfs.service"
 cp -r "$NODE_SRC/overlay/." "$NCTX/overlay/"
 printf '%s' "$K8S_VERSION" >"$NCTX/overlay/kind/version"
-sed -e "s#@PROVISIONER_IMAGE@#$PROVISIONER_IMAGE#g" -e "s#@HELPER_IMAGE@#$HELPER_IMAGE#g" \
+sed -e "s#__PROVISIONER_IMAGE__#$PROVISIONER_IMAGE#g" -e "s#__HELPER_IMAGE__#$HELPER_IMAGE#g" \
   "$NODE_SRC/default-storage.yaml" >"$NCTX/overlay/kind/manifests/default-storage.yaml"
 for b in kubeadm kubelet kubectl crictl; do cp "$BIN/$b" "$NCTX/bin/"; done
 dbuild --build-arg "ROOTFS=$ROOTFS_IMAGE" -f "$NODE_SRC/Dockerfile" \

@@ -25,11 +25,13 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from rap_devtools import chart_demo
 from rap_devtools.cluster import REPO_ROOT, ClusterAccess
 from rap_devtools.waiting import wait_for
 
@@ -210,14 +212,12 @@ def demo(
     its Postgres (its PVC bound by the local-path provisioner), seed, apply
     examples/analysisrun.yaml, wait for it to finish. Returns the phase and
     the seconds each step took."""
-    from rap_devtools import chart_demo
-
     ns = chart_demo.NAMESPACE
     times: dict[str, float | str] = {}
 
-    def step(name: str, fn: object, *args: object) -> object:
+    def step(name: str, fn: Callable[..., Any], *args: Any) -> Any:
         start = time.monotonic()
-        out = fn(*args)  # type: ignore[operator]
+        out = fn(*args)
         times[name] = round(time.monotonic() - start, 1)
         print(f"[kind-demo] {name}: {times[name]} s", file=sys.stderr)
         return out
