@@ -47,6 +47,11 @@ ACTIVE_RUN_STATES = ("planned", "running", "interrupted")
 
 LEASE_SECONDS_ENV = "RAP_LEASE_SECONDS"
 DEFAULT_LEASE_SECONDS = 30.0
+# After SIGTERM, the batch a shard is analyzing gets this many seconds to finish and
+# be committed; then it is dropped and its items' leases are given back, uncharged
+# (worker.StopFlag). The operator hands the chart's value on to the shard pods.
+STOP_GRACE_ENV = "RAP_STOP_GRACE_SECONDS"
+DEFAULT_STOP_GRACE_SECONDS = 3.0
 
 log = logging.getLogger(__name__)
 

@@ -88,20 +88,14 @@ async def fetch_tracks(conn: asyncpg.Connection, ids: Sequence[int]) -> dict[int
 LEASE_POLL_SECONDS = 1.0
 
 
-# After SIGTERM, the batch being analyzed gets this many seconds to finish (and be
-# committed); then it is abandoned: its items' leases are given back, uncharged, so
-# that a preempted pod frees its work within seconds, not at lease expiry. A commit
-# already under way is never interrupted.
-STOP_GRACE_ENV = "RAP_STOP_GRACE_SECONDS"
-DEFAULT_STOP_GRACE_SECONDS = 3.0
-
-
 def stop_grace_seconds() -> float:
-    raw = os.environ.get(STOP_GRACE_ENV)
+    """protocol.STOP_GRACE_ENV: a preempted pod frees its work within seconds, not at
+    lease expiry; a commit already under way is never interrupted."""
+    raw = os.environ.get(protocol.STOP_GRACE_ENV)
     try:
-        return max(0.0, float(raw)) if raw else DEFAULT_STOP_GRACE_SECONDS
+        return max(0.0, float(raw)) if raw else protocol.DEFAULT_STOP_GRACE_SECONDS
     except ValueError:
-        return DEFAULT_STOP_GRACE_SECONDS
+        return protocol.DEFAULT_STOP_GRACE_SECONDS
 
 
 class StopFlag:

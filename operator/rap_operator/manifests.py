@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from analyzer_runtime.db.connect import POOL_MODE_ENV, pool_mode
+from analyzer_runtime.protocol import STOP_GRACE_ENV
 from rap_operator import queue
 from rap_operator.config import OperatorConfig, database_secret
 
@@ -100,6 +101,9 @@ def _env(
     # transaction pooling when the chart says so (analyzer_runtime/db/connect.py).
     if os.environ.get(POOL_MODE_ENV):
         env.append({"name": POOL_MODE_ENV, "value": pool_mode()})
+    # How long a stopped (preempted, drained) shard finishes its batch: the chart's.
+    if grace := os.environ.get(STOP_GRACE_ENV):
+        env.append({"name": STOP_GRACE_ENV, "value": grace})
     # The kind's credentials (LLM API key, Genius token, ...) come as secretKeyRefs:
     # never in the Job spec, the status or an Event.
     env.extend(extra)

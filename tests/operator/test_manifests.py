@@ -231,3 +231,19 @@ def test_every_field_changeable_after_planning_reaches_the_job(mutable: frozense
     }
     for field in mutable:
         assert reached.get(field) == values[field], field
+
+
+def test_the_stop_grace_reaches_the_shard_pods_when_the_chart_sets_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def env_of() -> dict[str, Any]:
+        job = manifests.kind_job(body(), OperatorConfig(image="img:1"), ANALYSIS)
+        return {
+            e["name"]: e.get("value")
+            for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+
+    monkeypatch.delenv("RAP_STOP_GRACE_SECONDS", raising=False)
+    assert "RAP_STOP_GRACE_SECONDS" not in env_of()  # the runtime's default (3 s)
+    monkeypatch.setenv("RAP_STOP_GRACE_SECONDS", "20")
+    assert env_of()["RAP_STOP_GRACE_SECONDS"] == "20"

@@ -277,6 +277,10 @@ def test_env_names_are_what_the_operator_reads() -> None:
     # ... with the owner's URL (database.roles; database.migration_url).
     assert 'MIGRATION_URL_ENV = "RAP_MIGRATION_DATABASE_URL"' in database
     readable.add("RAP_MIGRATION_DATABASE_URL")
+    # Handed on to the shard pods (manifests._env), which read it (worker.StopFlag).
+    manifests_py = (ROOT / "operator/rap_operator/manifests.py").read_text()
+    assert "os.environ.get(STOP_GRACE_ENV)" in manifests_py
+    readable.add("RAP_STOP_GRACE_SECONDS")
     values = {"runtime": {"serviceAccountName": "rap-runner"}}
     for docs in (render_chart(), render_chart(values), render_chart(NAMESPACED)):
         names = set(operator_env(docs))
