@@ -355,8 +355,11 @@ def uninstall(cluster: Cluster, *, timeout: float = 180) -> None:
         kubectl(cluster, "delete", kind, name, "--ignore-not-found")
     plurals = crd_plurals(docs)
     for plural in plurals:
-        kubectl(cluster, "delete", plural, "--all", "--all-namespaces", "--ignore-not-found",
-                "--wait=false")  # fmt: skip
+        r = kubectl(cluster, "delete", plural, "--all", "--all-namespaces", "--ignore-not-found",
+                    "--wait=false", check=False)  # fmt: skip
+        # A CRD already gone (uninstalled before) is fine.
+        if r.returncode != 0 and "doesn't have a resource type" not in r.stderr:
+            raise RuntimeError(f"kubectl delete {plural} --all failed:\n{r.stderr}")
     kubectl(cluster, "delete", "-f", "-", "--ignore-not-found", "--wait=false", input=dump(docs))
 
     def gone() -> bool:
