@@ -8,6 +8,10 @@ the queue objects. See /work/shared/notes/kueue.md for why each change is made.
 Everything talks to the cluster through bin/kubectl with an explicit
 ``--kubeconfig``: any cluster object with a ``kubeconfig`` path works (the kind
 cluster of tests/node, or another).
+
+    python -m rap_devtools.kueue manifests          # what we install, to stdout
+    python -m rap_devtools.kueue install --kubeconfig K [--image I]
+    python -m rap_devtools.kueue uninstall --kubeconfig K
 """
 
 from __future__ import annotations
@@ -388,3 +392,33 @@ def job_workload(cluster: Cluster, namespace: str, job_name: str) -> Doc | None:
         return None
     r = kubectl(cluster, "get", f"workloads.{GROUP}", "-n", namespace, "-o", "json")
     return workload_of(json.loads(r.stdout)["items"], job["metadata"]["uid"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    from dataclasses import dataclass
+
+    ap = argparse.ArgumentParser(prog="python -m rap_devtools.kueue")
+    ap.add_argument("command", choices=("manifests", "install", "uninstall"))
+    ap.add_argument("--kubeconfig", type=Path, help="install/uninstall: the cluster")
+    ap.add_argument("--image", default=IMAGE)
+    args = ap.parse_args(argv)
+    if args.command == "manifests":
+        print(dump(installed_manifests(args.image)), end="")
+        return
+
+    @dataclass
+    class Target:
+        kubeconfig: Path
+
+    if args.kubeconfig is None:
+        ap.error(f"{args.command} needs --kubeconfig")
+    target = Target(args.kubeconfig.resolve())
+    if args.command == "install":
+        print(f"Kueue {VERSION} ready in {install(target, image=args.image):.0f} s")
+    else:
+        uninstall(target)
+
+
+if __name__ == "__main__":
+    main()
