@@ -10,6 +10,7 @@ Everything is read as a user reads it: kubectl, and psql inside the chart's Post
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -156,23 +157,89 @@ def high_priority_job(name: str, pods: int, seconds: int) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class Preemption:
-    """Seconds, each from the moment the run's Job was seen suspended by Kueue."""
+class Sample:
+    at: float  # epoch seconds, the database's clock (the host's: kind shares its kernel)
+    leased: int  # the run's items leased right then
+    finished: int  # the run's items no longer pending
 
-    suspended_after_submit: float  # from the high-priority Job's create
-    leases_released: float  # until no item of the run is leased any more
-    pods_gone: float  # until no shard pod of the run exists
-    readmitted_to_first_item: float | None  # from the Job unsuspended again
-    leases_at_suspend: int  # items leased when the Job was suspended
+
+SAMPLER_SQL = """DO $$ DECLARE run bigint; h int; d int; BEGIN
+  SELECT id INTO run FROM runs WHERE name = '{run}';
+  FOR i IN 1..{n} LOOP
+    SELECT count(*) FILTER (WHERE claimed_by IS NOT NULL), count(*) FILTER (WHERE state <> 'pending')
+      INTO h, d FROM run_items WHERE run_id = run;
+    RAISE NOTICE 'S % % %', extract(epoch FROM clock_timestamp()), h, d;
+    PERFORM pg_sleep({every});
+  END LOOP; END $$"""
+
+
+def start_sampler(
+    cluster: ClusterAccess, run: str, seconds: float, every: float = 0.05
+) -> subprocess.Popen[str]:
+    """Sample the run's leases inside Postgres every `every` s for `seconds` (one
+    statement per sample, each with a fresh snapshot): what polling through kubectl
+    exec (~0.3-1 s a look) cannot resolve. `parse_samples(proc.communicate()[1])`."""
+    sql = SAMPLER_SQL.format(run=run, n=int(seconds / every), every=every)
+    cmd = 'PGPASSWORD="$POSTGRES_PASSWORD" psql -q -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -c "$0"'
+    return subprocess.Popen(
+        [str(cluster.bin_dir / "kubectl"), f"--kubeconfig={cluster.kubeconfig}", "-n", NS,
+         "exec", "rap-analyzer-postgres-0", "--", "sh", "-c", cmd, sql],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def parse_samples(text: str) -> list[Sample]:
+    out = []
+    for line in text.splitlines():
+        _, sep, rest = line.partition("NOTICE:  S ")
+        if sep:
+            at, leased, finished = rest.split()
+            out.append(Sample(float(at), int(leased), int(finished)))
+    return out
+
+
+def released_at(samples: list[Sample], after: float, quiet: float = 3.0) -> float | None:
+    """The time of the first sample after `after` from which nothing of the run is
+    leased for `quiet` seconds (its pods are gone: the last lease was given back)."""
+    for i, s in enumerate(samples):
+        if s.at < after or s.leased:
+            continue
+        window = [x for x in samples[i:] if x.at <= s.at + quiet]
+        if window[-1].at - s.at >= quiet * 0.9 and all(x.leased == 0 for x in window):
+            return s.at
+    return None
+
+
+def first_progress_at(samples: list[Sample], after: float) -> float | None:
+    """The first sample after `after` with more items finished than at `after`."""
+    base = next((s.finished for s in reversed(samples) if s.at <= after), None)
+    if base is None:
+        return None
+    return next((s.at for s in samples if s.at > after and s.finished > base), None)
+
+
+@dataclass(frozen=True)
+class Preemption:
+    """Seconds, sampled inside Postgres every 50 ms (the kind node shares the host's clock)."""
+
+    submit_to_suspended: float  # the preempting Job created -> the run's Job seen suspended
+    submit_to_last_lease: float  # -> nothing of the run leased any more (goal < 5 s)
+    leased_at_submit: int  # the run's items leased when the preempting Job came
+    readmitted_to_first_item: float | None  # the Job seen unsuspended -> an item finished
 
 
 def preempt(cluster: ClusterAccess, run: str, urgent: str, seconds: int = 20) -> Preemption:
     """Submit a higher-priority Job that needs the whole quota while `run` works; time
-    what follows (polled as a user would, ~0.3 s per look through kubectl)."""
+    what follows (also waits until the run is readmitted and working again)."""
     job = run_job(cluster, run)
     assert job is not None, "the run has no Job"
-    selector = f"batch.kubernetes.io/job-name={job['metadata']['name']}"
-    submitted = time.monotonic()
+    sampler = start_sampler(cluster, run, seconds + 60)
+    time.sleep(1.0)  # the sampler's first samples precede the submit
+
+    def suspended() -> bool:
+        return ((run_job(cluster, run) or {}).get("spec") or {}).get("suspend") is True
+
+    submitted = time.time()
     kubectl(
         cluster,
         "create",
@@ -180,29 +247,20 @@ def preempt(cluster: ClusterAccess, run: str, urgent: str, seconds: int = 20) ->
         "-",
         input=json.dumps(high_priority_job(urgent, QUEUE_PODS, seconds)),
     )
-    wait_for(lambda: ((run_job(cluster, run) or {}).get("spec") or {}).get("suspend") is True,
-             timeout=120, interval=0.2, what="Kueue to suspend the run's Job")  # fmt: skip
-    suspended = time.monotonic()
-    held = leases_held(cluster, run)
-    wait_for(lambda: leases_held(cluster, run) == 0, timeout=120, interval=0.1,
-             what="the preempted shards to give their leases back")  # fmt: skip
-    released = time.monotonic()
-    wait_for(lambda: not json.loads(kubectl(cluster, "get", "pods", "-l", selector, "-o", "json"))["items"],
-             timeout=120, interval=0.2, what="the preempted shard pods to be gone")  # fmt: skip
-    gone = time.monotonic()
-    before = processed(cluster, run)
-    wait_for(lambda: ((run_job(cluster, run) or {}).get("spec") or {}).get("suspend") is False,
-             timeout=seconds + 180, interval=0.2, what="Kueue to readmit the run")  # fmt: skip
-    readmitted = time.monotonic()
-    first: float | None = None
-    if chart_demo.run_phase(cluster, NS, run) != "Succeeded":
-        wait_for(lambda: processed(cluster, run) > before or chart_demo.run_phase(cluster, NS, run) == "Succeeded",
-                 timeout=180, interval=0.1, what="the first item after readmission")  # fmt: skip
-        first = time.monotonic() - readmitted
+    wait_for(suspended, timeout=120, interval=0.1, what="Kueue to suspend the run's Job")
+    seen_suspended = time.time()
+    wait_for(lambda: not suspended(), timeout=seconds + 180, interval=0.1,
+             what="Kueue to readmit the run")  # fmt: skip
+    readmitted = time.time()
+    _, err = sampler.communicate(timeout=seconds + 180)
+    samples = parse_samples(err)
+    assert samples, f"no samples from the sampler: {err[-2000:]}"
+    at_submit = next((s.leased for s in reversed(samples) if s.at <= submitted), 0)
+    last = released_at(samples, submitted)
+    first = first_progress_at(samples, readmitted)
     return Preemption(
-        suspended_after_submit=round(suspended - submitted, 2),
-        leases_released=round(released - suspended, 2),
-        pods_gone=round(gone - suspended, 2),
-        readmitted_to_first_item=round(first, 2) if first is not None else None,
-        leases_at_suspend=held,
+        submit_to_suspended=round(seen_suspended - submitted, 2),
+        submit_to_last_lease=round(last - submitted, 2) if last is not None else float("nan"),
+        leased_at_submit=at_submit,
+        readmitted_to_first_item=round(first - readmitted, 2) if first is not None else None,
     )
