@@ -97,6 +97,12 @@ class ClusterAccess:
         """The dev tools' small JSON client (dicts in, dicts out)."""
         return KubeApi(kubeconfig or self.kubeconfig)
 
+    def ca_pem(self) -> bytes:
+        """The API server's CA certificate (PEM)."""
+        pki = self.controlplane.pki
+        assert pki is not None
+        return pki.ca.cert.read_bytes()
+
     def make_kubeconfig_for_serviceaccount(
         self,
         namespace: str,
@@ -119,11 +125,10 @@ class ClusterAccess:
             )
         finally:
             api.close()
-        assert self.controlplane.pki is not None
         return write_kubeconfig(
             path or self.workdir / f"kubeconfig-sa-{namespace}-{name}",
             self.server,
-            self.controlplane.pki.ca.cert.read_bytes(),
+            self.ca_pem(),
             user=f"system:serviceaccount:{namespace}:{name}",
             token=resp["status"]["token"],
             namespace=namespace,
