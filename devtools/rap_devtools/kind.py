@@ -20,6 +20,7 @@ CLI (``make kind-demo``)::
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import subprocess
@@ -111,6 +112,11 @@ class KindCluster(ClusterAccess):
     def server(self) -> str:
         doc = yaml.safe_load(self.kubeconfig.read_text())
         return str(doc["clusters"][0]["cluster"]["server"])
+
+    def ca_pem(self) -> bytes:
+        # kind's kubeconfig embeds the cluster CA (kubeadm's, made in the node).
+        doc = yaml.safe_load(self.kubeconfig.read_text())
+        return base64.b64decode(doc["clusters"][0]["cluster"]["certificate-authority-data"])
 
     @property
     def node_container(self) -> str:

@@ -126,3 +126,20 @@ def test_pods_reach_each_other_and_dns_resolves(kind_cluster: KindCluster) -> No
         assert log.split() == [cluster_ip, "200", "200"]
     finally:
         kind_cluster.kubectl("delete", "ns", ns, "--wait=false")
+
+
+def test_a_serviceaccount_kubeconfig_is_that_serviceaccount(kind_cluster: KindCluster) -> None:
+    """ClusterAccess.make_kubeconfig_for_serviceaccount on kind (the CA comes
+    from kind's kubeconfig): its RBAC applies, not the admin's."""
+    ns = "kind-sa-probe"
+    kind_cluster.kubectl("create", "ns", ns, check=True)
+    try:
+        kind_cluster.kubectl("-n", ns, "create", "serviceaccount", "probe", check=True)
+        kc = kind_cluster.make_kubeconfig_for_serviceaccount(ns, "probe")
+        who = kind_cluster.kubectl("auth", "whoami", "-o", "json", kubeconfig=kc, check=True)
+        assert json.loads(who.stdout)["status"]["userInfo"]["username"] == (
+            f"system:serviceaccount:{ns}:probe")  # fmt: skip
+        denied = kind_cluster.kubectl("-n", "kube-system", "get", "pods", kubeconfig=kc)
+        assert denied.returncode != 0 and "forbidden" in denied.stderr
+    finally:
+        kind_cluster.kubectl("delete", "ns", ns, "--wait=false")
