@@ -196,4 +196,5 @@ docker commit \
   --change 'CMD []' --change "LABEL $LABEL=$KEY" \
   "$cid" "$IMAGE" >/dev/null
 log "preloaded ${#IMAGES[@]} images and committed in $((SECONDS - start)) s"
+rm -rf "$WORK" # build contexts only (copies of the binaries, ~700 MB)
 log "$IMAGE built in $((SECONDS - total_start)) s (key $KEY, $(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%d MB", $1/1e6}'))"
