@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -228,9 +229,16 @@ class Preemption:
     readmitted_to_first_item: float | None  # the Job seen unsuspended -> an item finished
 
 
-def preempt(cluster: ClusterAccess, run: str, urgent: str, seconds: int = 20) -> Preemption:
-    """Submit a higher-priority Job that needs the whole quota while `run` works; time
-    what follows (also waits until the run is readmitted and working again)."""
+def preempt(
+    cluster: ClusterAccess,
+    run: str,
+    urgent: str,
+    seconds: int = 20,
+    while_held: Callable[[], None] | None = None,
+) -> Preemption:
+    """Submit a higher-priority Job that needs the whole quota for `seconds` while `run`
+    works; time what follows, until the run is readmitted. `while_held` is called once
+    the run's Job is suspended (to look at the run while it waits)."""
     job = run_job(cluster, run)
     assert job is not None, "the run has no Job"
     sampler = start_sampler(cluster, run, seconds + 60)
@@ -249,6 +257,8 @@ def preempt(cluster: ClusterAccess, run: str, urgent: str, seconds: int = 20) ->
     )
     wait_for(suspended, timeout=120, interval=0.1, what="Kueue to suspend the run's Job")
     seen_suspended = time.time()
+    if while_held is not None:
+        while_held()
     wait_for(lambda: not suspended(), timeout=seconds + 180, interval=0.1,
              what="Kueue to readmit the run")  # fmt: skip
     readmitted = time.time()

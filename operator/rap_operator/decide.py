@@ -68,6 +68,7 @@ class Decision:
     capped_at: int | None  # the parallelism a ParallelismCapped Event told
     phase_changed_from: str | None  # the phase an Event was last posted for ("" = none)
     terminal: bool
+    queue_state: str | None = None  # queue.state_of the conditions written (a queued run)
 
     @property
     def phase(self) -> str:
@@ -108,11 +109,13 @@ def decide(
     *,
     last_phase: str | None,
     capped_at: int | None,
+    last_queue: str | None = None,
 ) -> Decision:
     """The refresh's outcome from the observation, the status as it was, and the
     live spec. `last_phase`: the phase the last phase Event was posted for (the
     operator's memory, else the previous status); `capped_at`: the parallelism the
-    last ParallelismCapped Event told."""
+    last ParallelismCapped Event told; `last_queue`: where in its queue the last queue
+    Events left the run (queue.state_of), else read from the previous status."""
     kind = kinds.of(body)
     meta, spec = body["metadata"], body.get("spec") or {}
     run = obs.run
@@ -134,10 +137,12 @@ def decide(
     status["runId"] = meta["uid"]
     extra = budget_condition(obs.share, previous, generation)
     before: list[Event] = []
+    queue_state = last_queue or queue.state_of(previous.get("conditions") or [])
     if standing is not None and not terminal:
         queued = queue.conditions(standing, previous, obs.now, generation)
         extra += queued
-        before += [Event(e.type, e.reason, e.message) for e in queue.events(queued, previous)]
+        before += [Event(e.type, e.reason, e.message) for e in queue.events(queued, queue_state)]
+        queue_state = queue.state_of(queued)
     else:  # as they last were (a finished run keeps how it was admitted)
         extra += [c for c in previous.get("conditions") or [] if c.get("type") in queue.CONDITIONS]
     share = obs.share
@@ -160,6 +165,7 @@ def decide(
         capped_at=share.granted if share is not None and share.capped else None,
         phase_changed_from=(last or "") if last != phase else None,
         terminal=terminal,
+        queue_state=queue_state,
     )
 
 

@@ -227,31 +227,37 @@ def conditions(st: Standing, previous: JSON, now: datetime, generation: int) -> 
     return out
 
 
-def events(new: list[JSON], previous: JSON) -> list[QueueEvent]:
-    """The Events of what changed between the previous status and these conditions:
-    Queued, QueueAdmitted (or Readmitted after a preemption), Preempted, Evicted."""
-    before = {c.get("type"): c for c in previous.get("conditions") or []}
+def state_of(conditions: list[JSON]) -> str | None:
+    """Where the conditions say the run stands: preempted, admitted, queued (None:
+    never queued)."""
+    true = {c.get("type") for c in conditions if c.get("status") == "True"}
+    if PREEMPTED in true:
+        return "preempted"
+    if ADMITTED in true:
+        return "admitted"
+    return "queued" if QUEUED in true else None
+
+
+def events(new: list[JSON], last: str | None) -> list[QueueEvent]:
+    """The Events of a move from `last` (the state the last Events told: the operator's
+    memory, else the previous status) to these conditions: Queued, QueueAdmitted (or
+    Readmitted after a preemption), Preempted, Evicted. One per move, however many
+    passes see it (a pass may read a status older than its own last patch)."""
+    state = state_of(new)
+    if state == last:
+        return []
     now = {c["type"]: c for c in new}
-    out: list[QueueEvent] = []
-
-    def became(kind: str, status: str) -> bool:
-        return now.get(kind, {}).get("status") == status and (
-            before.get(kind, {}).get("status") != status
-        )
-
     admitted = now[ADMITTED]
-    if became(ADMITTED, "True"):
-        again = before.get(PREEMPTED, {}).get("status") == "True"
-        reason = "Readmitted" if again else ADMITTED
-        out.append(QueueEvent("Normal", reason, admitted["message"]))
-    if became(PREEMPTED, "True"):
-        out.append(QueueEvent("Warning", PREEMPTED, now[PREEMPTED]["message"]))
-    elif became(QUEUED, "True") and admitted["reason"] not in ("Preempted", "InactiveWorkload"):
-        if before.get(ADMITTED, {}).get("status") == "True":  # evicted for another cause
-            out.append(QueueEvent("Warning", "Evicted", admitted["message"]))
-        else:
-            out.append(QueueEvent("Normal", QUEUED, admitted["message"]))
-    return out
+    if state == "admitted":
+        reason = "Readmitted" if last == "preempted" else ADMITTED
+        return [QueueEvent("Normal", reason, admitted["message"])]
+    if state == "preempted":
+        return [QueueEvent("Warning", PREEMPTED, now[PREEMPTED]["message"])]
+    if admitted["reason"] == "InactiveWorkload":  # spec.suspend: the phase Event tells it
+        return []
+    if last == "admitted":  # evicted for another cause than a preemption
+        return [QueueEvent("Warning", "Evicted", admitted["message"])]
+    return [QueueEvent("Normal", QUEUED, admitted["message"])]
 
 
 def active_patch(spec: JSON, st: Standing) -> JSON | None:

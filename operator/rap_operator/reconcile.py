@@ -95,6 +95,7 @@ class RunMemory:
     phase: str | None = None  # the last phase an Event was posted for
     warned: set[str] = field(default_factory=set)  # Warning Events already posted
     capped_at: int | None = None  # the capped parallelism a ParallelismCapped Event told
+    queue_state: str | None = None  # where in its queue the last queue Events left the run
     # When the last Warning Event about an unexpected error was posted (monotonic).
     error_event_at: float | None = None
     # The generation a permanent error was reported for: no retry until it changes.
@@ -385,7 +386,10 @@ async def _refresh(
         if obs is None:
             return True
         previous = dict(body.get("status") or {})
-        decision = decide.decide(obs, body, previous, last_phase=mem.phase, capped_at=mem.capped_at)
+        decision = decide.decide(
+            obs, body, previous, last_phase=mem.phase, capped_at=mem.capped_at,
+            last_queue=mem.queue_state,
+        )  # fmt: skip
         keep_going = await act(body, mem, obs, decision, previous)
     except (MissingInput, DatabaseUnavailable, database.NotMigrated) as exc:
         reason = next(r for cls, r in WAITING_REASONS if isinstance(exc, cls))
@@ -479,6 +483,7 @@ async def act(body: JSON, mem: RunMemory, obs: Observation, d: Decision, previou
         else:
             _post(body, event)
     mem.capped_at = d.capped_at
+    mem.queue_state = d.queue_state
     if d.phase == "Succeeded" and kind.on_succeeded is not None:
         # Before the patch: if this fails, the run is not terminal yet and the next
         # pass tries again (the kind's action must be idempotent).

@@ -285,3 +285,26 @@ def test_now_is_used_for_new_transitions() -> None:
     assert _cond({"conditions": d.extra_conditions}, "Queued")[
         "lastTransitionTime"
     ] == NOW.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_each_move_is_told_once_even_from_a_status_older_than_the_last_patch() -> None:
+    """A pass may read the run before its own last status patch came back on the
+    watch: the operator's memory of what it told wins over that stale status (seen
+    on kind: QueueAdmitted posted twice)."""
+    from rap_operator.decide import decide
+
+    run = _run(total=60, shards=6, queueName="team")
+    shards = [_shard(i, 10, 3 if i == 0 else 0, state="pending") for i in range(6)]
+    obs = _obs(run, shards, _queued_job(False, 2), workload=ADMITTED)
+    body = _body(shards=6, queueName="team")
+    first = decide(obs, body, {}, last_phase=None, capped_at=None)
+    assert [e.reason for e in first.before_patch] == ["QueueAdmitted"]
+    assert first.queue_state == "admitted"
+    again = decide(obs, body, {}, last_phase="Running", capped_at=None, last_queue="admitted")
+    assert again.before_patch == [] and again.queue_state == "admitted"
+    # Preempted, then readmitted: told once each, from memory alone.
+    gone = _obs(run, shards, _queued_job(True, 6), workload=PREEMPTED)
+    d = decide(gone, body, {}, last_phase="Running", capped_at=None, last_queue="admitted")
+    assert [e.reason for e in d.before_patch] == ["Preempted"] and d.queue_state == "preempted"
+    back = decide(obs, body, {}, last_phase="Suspended", capped_at=None, last_queue="preempted")
+    assert [e.reason for e in back.before_patch] == ["Readmitted"]
