@@ -4,6 +4,7 @@ leaves them out (they need root, a Docker engine and a few minutes)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,7 +53,10 @@ def kind_cluster() -> Iterator[KindCluster]:
     project's images loaded. Its own name, so a `make kind-demo --keep`
     cluster is left alone."""
     require_images()
-    cluster = KindCluster(name="rap-kind-test", bin_dir=REPO_ROOT / "bin")
+    # RAP_KIND_TEST_CLUSTER: another name, for a second session beside this one
+    # (create() replaces a cluster of the same name).
+    name = os.environ.get("RAP_KIND_TEST_CLUSTER", "rap-kind-test")
+    cluster = KindCluster(name=name, bin_dir=REPO_ROOT / "bin")
     cluster.create()
     try:
         cluster.load_docker_images(IMAGES)
