@@ -22,27 +22,8 @@ if [[ "${FORCE:-0}" != 1 ]] && docker image inspect "$TAG" >/dev/null 2>&1; then
   exit 0
 fi
 
-# The host's Debian mirror (and the snapshot it pins, when a comment names one).
-mirror_line() {
-  local f
-  for f in /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list /etc/apt/sources.list; do
-    [[ -f "$f" ]] || continue
-    if [[ "$f" == *.sources ]]; then
-      # deb822: the stanza whose Suites name bookworm (not -security).
-      awk -v suite="$SUITE" '
-        /^#.*snapshot/ { snap = $2 }
-        /^URIs:/ { uri = $2 }
-        /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == suite) hit = 1 }
-        /^$/ { if (hit) { print uri, snap; exit } uri = ""; snap = ""; hit = 0 }
-        END { if (hit) print uri, snap }' "$f"
-    else
-      awk -v suite="$SUITE" '$1 == "deb" && $3 == suite && $2 ~ /debian/ { print $2; exit }' "$f"
-    fi
-  done | head -n 1
-}
-LINE="$(mirror_line)"
-MIRROR="${DEBIAN_MIRROR:-${LINE%% *}}"
-MIRROR="${MIRROR:-http://deb.debian.org/debian}"
+# shellcheck source=tools/debian-mirror-lib.sh
+source "$ROOT/tools/debian-mirror-lib.sh"
 KEY="$( { sha256sum "${BASH_SOURCE[0]}" | cut -d' ' -f1; echo "$SUITE $MIRROR $LINE"; } | sha256sum | cut -c1-16)"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/rap-analyzer/base-image"
 TARBALL="$CACHE/$KEY.tar"

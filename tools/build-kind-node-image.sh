@@ -47,26 +47,8 @@ PROVISIONER_IMAGE="rap-analyzer/kind-local-path-provisioner:$LPP_VERSION"
 HELPER_IMAGE="rap-analyzer/kind-local-path-helper:$SUITE"
 
 # --- 1. rootfs --------------------------------------------------------------
-# The host's Debian mirror line (as tools/build-base-image.sh finds it).
-mirror_line() {
-  local f
-  for f in /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list /etc/apt/sources.list; do
-    [[ -f "$f" ]] || continue
-    if [[ "$f" == *.sources ]]; then
-      awk -v suite="$SUITE" '
-        /^#.*snapshot/ { snap = $2 }
-        /^URIs:/ { uri = $2 }
-        /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == suite) hit = 1 }
-        /^$/ { if (hit) { print uri, snap; exit } uri = ""; snap = ""; hit = 0 }
-        END { if (hit) print uri, snap }' "$f"
-    else
-      awk -v suite="$SUITE" '$1 == "deb" && $3 == suite && $2 ~ /debian/ { print $2; exit }' "$f"
-    fi
-  done | head -n 1
-}
-LINE="$(mirror_line)"
-MIRROR="${DEBIAN_MIRROR:-${LINE%% *}}"
-MIRROR="${MIRROR:-http://deb.debian.org/debian}"
+# shellcheck source=tools/debian-mirror-lib.sh
+source "$ROOT/tools/debian-mirror-lib.sh"
 PACKAGES="$(grep -v '^#' "$NODE_SRC/rootfs-packages.txt" | grep -v '^$' | paste -sd, -)"
 ROOTFS_KEY="$(echo "rootfs-v1 $SUITE $MIRROR $LINE $PACKAGES" | sha256sum | cut -c1-16)"
 ROOTFS_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/rap-analyzer/kind-rootfs"
