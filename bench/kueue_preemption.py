@@ -10,7 +10,7 @@
 2. the project's real node (kubelet + containerd) with the chart, the same N tracks
    and the same run: tracks/s, and the ratio kind/real.
 
-    python -m bench.kueue_preemption [N] [TRIALS]   (make bench-kueue; root, Docker)
+    python -m bench.kueue_preemption [N] [TRIALS]   (make bench-kueue N=57718; root, Docker)
 
 Writes bench/kueue.json; the figures go to bench/RESULTS.md by hand.
 """
