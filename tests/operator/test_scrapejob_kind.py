@@ -107,3 +107,15 @@ def test_chained_analysis_selects_this_jobs_tracks_in_its_database() -> None:
     taken = analysis_name("scrape", UID, taken=True)
     assert taken.startswith("scrape-analysis-") and taken != analysis_name("scrape", UID)
     assert len(analysis_name("x" * 253, UID, taken=True)) <= 253
+
+
+def test_a_queued_scrapejob_gets_a_job_kueue_manages() -> None:
+    b = body(queueName="scrapers", shards=3)
+    check_scrape_spec(b)  # the model takes spec.queueName
+    job = manifests.kind_job(b, OperatorConfig(image="img:1"), SCRAPE)
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "scrapers"
+    assert job["spec"]["suspend"] is True
+    with pytest.raises(InvalidRun, match="set one of them"):
+        check_scrape_spec(
+            body(queueName="a", podTemplate={"labels": {"kueue.x-k8s.io/queue-name": "b"}})
+        )
