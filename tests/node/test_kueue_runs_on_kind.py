@@ -119,6 +119,38 @@ def test_preemption_gives_the_leases_back_shows_and_resumes(queued: KindCluster)
     assert job is not None and not (job.get("status") or {}).get("failedIndexes"), job.get("status")
 
 
+def test_spec_suspend_of_a_queued_run_deactivates_its_workload(queued: KindCluster) -> None:
+    """Kueue would unsuspend an admitted Job the operator suspended: spec.suspend
+    deactivates the Workload instead, and resuming makes it active again."""
+    run = "queued-paused"
+    q.psql(queued, "DELETE FROM analysis_results WHERE analyzer_type = 'emotion'")
+    q.apply_run(queued, run, shards=2, queueName=q.QUEUE)
+    wait_for(lambda: q.processed(queued, run) >= 200, timeout=300, interval=0.5,
+             what="the run to be working")  # fmt: skip
+    q.kubectl(
+        queued, "patch", "analysisrun", run, "--type=merge", "-p", '{"spec":{"suspend":true}}'
+    )
+    st = wait_for(lambda: (s := q.status(queued, run)).get("phase") == "Suspended" and s,
+                  timeout=120, interval=0.5, what="the run Suspended")  # fmt: skip
+    assert {c["type"]: c for c in st["conditions"]}["Suspended"]["reason"] == "SuspendRequested"
+    job = q.run_job(queued, run)
+    assert job is not None
+    workload = kueue.job_workload(queued, q.NS, job["metadata"]["name"])
+    assert workload is not None and workload["spec"]["active"] is False
+    wait_for(lambda: ((q.run_job(queued, run) or {}).get("spec") or {}).get("suspend") is True,
+             timeout=60, interval=0.5, what="Kueue to suspend the Job")  # fmt: skip
+    wait_for(lambda: q.leases_held(queued, run) == 0, timeout=60, interval=0.5,
+             what="the leases given back")  # fmt: skip
+    paused_at = q.processed(queued, run)
+    assert paused_at < TRACKS
+    q.kubectl(
+        queued, "patch", "analysisrun", run, "--type=merge", "-p", '{"spec":{"suspend":false}}'
+    )
+    assert chart_demo.wait_for_phase(queued, q.NS, run, ("Succeeded", "Failed"), 900) == "Succeeded"
+    got = q.ledger(queued, run)
+    assert (got.results, got.distinct_tracks, got.done, got.crashes) == (TRACKS, TRACKS, TRACKS, 0)
+
+
 def test_a_queue_that_does_not_exist_keeps_the_run_queued_not_failed(queued: KindCluster) -> None:
     run = "queued-nowhere"
     # algorithmic: the earlier runs left every track with an emotion result (onlyMissing).
