@@ -45,7 +45,7 @@ test: install controlplane helm argocd prometheus chromium pgbouncer ## run the 
 test-fast: install helm chromium pgbouncer ## unit and Postgres tests only (no control plane, Argo CD or Prometheus)
 	$(PY) -m pytest -q -m "not e2e and not node and not image and not gitops and not observability"
 
-test-node: install controlplane helm node node-packages image previous-image postgres-image argocd prometheus kind kind-node-image kueue-image ## the images; the chart, Argo CD and Prometheus on the real node (root, Docker; ~12 min)
+test-node: install controlplane helm node node-packages image previous-image postgres-image argocd prometheus kind kind-node-image kueue-image ## the images; the chart, Argo CD and Prometheus on the real node; the chart and Kueue on kind (root, Docker; ~20 min)
 	$(PY) -m pytest -q -m "node or image" tests/image tests/node
 
 lint: install ## ruff
