@@ -121,6 +121,18 @@ def seed(
     return cluster.kubectl("-n", namespace, "logs", done[0]).stdout
 
 
+# psql inside the chart's Postgres pod, as the user the chart made it for.
+PSQL = 'PGPASSWORD="$POSTGRES_PASSWORD" psql -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB"'
+
+
+def psql(cluster: ClusterAccess, sql: str, namespace: str = NAMESPACE) -> str:
+    """One statement through `kubectl exec` into the chart's Postgres (what a user
+    would do); its rows unaligned, `|`-separated."""
+    out = cluster.kubectl("-n", namespace, "exec", "rap-analyzer-postgres-0", "--", "sh", "-c",
+                          f'{PSQL} -tAc "$0"', sql, check=True, timeout=120)  # fmt: skip
+    return out.stdout.strip()
+
+
 def job_finished(cluster: ClusterAccess, namespace: str, name: str) -> str | None:
     got = get(cluster, namespace, "job", name)
     for cond in (got or {}).get("status", {}).get("conditions", []):

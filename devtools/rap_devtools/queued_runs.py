@@ -53,9 +53,7 @@ def kubectl(cluster: ClusterAccess, *args: str, check: bool = True, **kw: Any) -
 
 
 def psql(cluster: ClusterAccess, sql: str) -> str:
-    """Through `kubectl exec` into the chart's Postgres."""
-    cmd = 'PGPASSWORD="$POSTGRES_PASSWORD" psql -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tAc "$0"'
-    return kubectl(cluster, "exec", "rap-analyzer-postgres-0", "--", "sh", "-c", cmd, sql).strip()
+    return chart_demo.psql(cluster, sql, NS)
 
 
 def apply_run(cluster: ClusterAccess, name: str, **spec: Any) -> None:
@@ -181,7 +179,7 @@ def start_sampler(
     statement per sample, each with a fresh snapshot): what polling through kubectl
     exec (~0.3-1 s a look) cannot resolve. `parse_samples(proc.communicate()[1])`."""
     sql = SAMPLER_SQL.format(run=run, n=int(seconds / every), every=every)
-    cmd = 'PGPASSWORD="$POSTGRES_PASSWORD" psql -q -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -c "$0"'
+    cmd = f'{chart_demo.PSQL} -q -c "$0"'
     return subprocess.Popen(
         [str(cluster.bin_dir / "kubectl"), f"--kubeconfig={cluster.kubeconfig}", "-n", NS,
          "exec", "rap-analyzer-postgres-0", "--", "sh", "-c", cmd, sql],

@@ -34,9 +34,7 @@ def kubectl_json(c: KindCluster, *args: str) -> dict:
 
 
 def psql(c: KindCluster, sql: str) -> str:
-    cmd = 'PGPASSWORD="$POSTGRES_PASSWORD" psql -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tAc "$0"'
-    return c.kubectl("-n", NS, "exec", "rap-analyzer-postgres-0", "--", "sh", "-c", cmd, sql,
-                     check=True, timeout=120).stdout.strip()  # fmt: skip
+    return chart_demo.psql(c, sql, NS)
 
 
 def test_the_node_runs_the_kubernetes_built_here(kind_cluster: KindCluster) -> None:

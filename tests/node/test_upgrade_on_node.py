@@ -36,8 +36,7 @@ def kubectl(c: RealNodeCluster, *args: str, check: bool = True) -> str:
 
 
 def psql(c: RealNodeCluster, sql: str) -> str:
-    cmd = 'PGPASSWORD="$POSTGRES_PASSWORD" psql -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tAc "$0"'
-    return kubectl(c, "exec", "rap-analyzer-postgres-0", "--", "sh", "-c", cmd, sql).strip()
+    return demo.psql(c, sql, NS)
 
 
 def selection_fields(c: RealNodeCluster) -> set[str]:
