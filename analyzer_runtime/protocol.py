@@ -121,11 +121,13 @@ class ItemUpdate:
 
 @dataclass(slots=True)
 class BatchExtras:
-    """Counters that are not item states: LLM tokens and fallback use."""
+    """Counters that are not item states: LLM tokens, fallback and cascade use."""
 
     tokens_prompt: int = 0
     tokens_completion: int = 0
     fallback_used: int = 0
+    tokens_cached: int = 0  # of tokens_prompt, served from the provider's prompt cache
+    cascade_kept: int = 0  # tracks labelled by the cascade's first analyzer
 
 
 def _run(row: asyncpg.Record) -> Run:
@@ -524,7 +526,9 @@ async def commit_batch(
                   SET processed = processed + $3, failed = failed + $4, skipped = skipped + $5,
                       tokens_prompt = tokens_prompt + $6,
                       tokens_completion = tokens_completion + $7,
-                      fallback_used = fallback_used + $8, heartbeat_at = now()
+                      fallback_used = fallback_used + $8,
+                      tokens_cached = tokens_cached + $9, cascade_kept = cascade_kept + $10,
+                      heartbeat_at = now()
                 WHERE run_id = $1 AND shard = $2""",
             run_id,
             shard,
@@ -534,6 +538,8 @@ async def commit_batch(
             ex.tokens_prompt,
             ex.tokens_completion,
             ex.fallback_used,
+            ex.tokens_cached,
+            ex.cascade_kept,
         )
     claimer.held.difference_update(u.item_id for u in updates)
     return counts

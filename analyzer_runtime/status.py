@@ -148,6 +148,8 @@ class ShardCounters:
     tokens_completion: int = 0
     fallback_used: int = 0
     last_error: str | None = None  # why the shard process failed, when it knows
+    tokens_cached: int = 0  # of tokens_prompt, from the provider's prompt cache
+    cascade_kept: int = 0  # tracks the cascade's first analyzer labelled
 
     @property
     def finished(self) -> int:
@@ -200,10 +202,30 @@ class JobObservation:
 
 @dataclass(frozen=True, slots=True)
 class TokenPricing:
-    """LLM price in USD per 1,000 tokens, for `estimatedCost`."""
+    """LLM price in USD per 1,000 tokens, for `estimatedCost`: the lane's price (a
+    batch run's is the provider's batch price)."""
 
     prompt_per_1k: float
     completion_per_1k: float
+    # Prompt tokens served from the provider's cache; None: no discount known.
+    cached_prompt_per_1k: float | None = None
+
+    def cost(self, prompt: int, completion: int, cached: int = 0) -> float:
+        """USD for `prompt` tokens (of which `cached` came from the cache) and
+        `completion` tokens."""
+        cached_price = (
+            self.prompt_per_1k if self.cached_prompt_per_1k is None else self.cached_prompt_per_1k
+        )
+        return (
+            (prompt - cached) / 1000 * self.prompt_per_1k
+            + cached / 1000 * cached_price
+            + completion / 1000 * self.completion_per_1k
+        )
+
+    def scaled(self, factor: float) -> TokenPricing:
+        """Every price times `factor` (a Batch API's discount)."""
+        cached = None if self.cached_prompt_per_1k is None else self.cached_prompt_per_1k * factor
+        return TokenPricing(self.prompt_per_1k * factor, self.completion_per_1k * factor, cached)
 
 
 # ---- the computation ---------------------------------------------------------------
@@ -337,10 +359,11 @@ def compute_status(
             "completion": completion_tokens,
             "total": prompt + completion_tokens,
         }
+        cached = sum(s.tokens_cached for s in shards)
+        if cached:
+            status["tokens"]["cached"] = cached
         if pricing is not None:
-            cost = prompt / 1000 * pricing.prompt_per_1k
-            cost += completion_tokens / 1000 * pricing.completion_per_1k
-            status["estimatedCost"] = round(cost, 6)
+            status["estimatedCost"] = round(pricing.cost(prompt, completion_tokens, cached), 6)
     fallback = sum(s.fallback_used for s in shards)
     if fallback:
         status["fallbackUsed"] = fallback

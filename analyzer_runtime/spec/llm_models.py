@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from analyzer_runtime.spec.base import SecretKeyRef, SpecModel
-from analyzer_runtime.spec.types import LLMProvider, ResponseFormat, cel_rule
+from analyzer_runtime.spec.types import (
+    SELF_HOSTED_PROVIDERS,
+    CascadeAnalyzerName,
+    LLMMode,
+    LLMProvider,
+    ResponseFormat,
+    cel_rule,
+)
 
 
 class CircuitBreakerOptions(SpecModel):
@@ -138,6 +146,54 @@ class TokenPrices(SpecModel):
     )
 
 
+# OpenAI's Batch API: at most 50,000 requests per input file
+# (https://platform.openai.com/docs/guides/batch#rate-limits).
+MAX_BATCH_REQUESTS = 50_000
+
+
+class BatchOptions(SpecModel):
+    """The Batch API lane (`mode: batch`): how big the batches are, how often they are
+    polled, and how often a track may be submitted before it falls back."""
+
+    completion_window: Literal["24h", "48h"] | None = Field(
+        default=None,
+        description="The batch's completion window: 24h (OpenAI, vLLM) or 48h (Novita); "
+        "defaults to the provider preset's.",
+    )
+    max_requests: int = Field(
+        default=MAX_BATCH_REQUESTS,
+        ge=1,
+        le=MAX_BATCH_REQUESTS,
+        description="Requests per batch input file at most (OpenAI's limit is 50,000).",
+    )
+    poll_seconds: int = Field(
+        default=60, ge=1, le=3600, description="How often a shard asks for its batch's state."
+    )
+    max_submissions: int = Field(
+        default=2,
+        ge=1,
+        le=5,
+        description="Batches a track may be sent in (its lines failed, or the batch expired "
+        "or was cancelled before it was answered); then the fallback analyzer takes it.",
+    )
+
+
+class CascadeOptions(SpecModel):
+    """A cheap analyzer first: the tracks it is sure of are labelled by it (stored under
+    its own analyzer_type), only the rest are sent to the LLM."""
+
+    analyzer: CascadeAnalyzerName = Field(
+        strict=False, description="The first analyzer: quality or algorithmic."
+    )
+    min_confidence: float = Field(
+        default=0.8,
+        ge=0,
+        le=1,
+        description="A track whose first-analyzer confidence is at least this is not sent "
+        "to the LLM.",
+    )
+
+
 class LLMOptions(SpecModel):
     """Options of the `llm` analyzer (any OpenAI-compatible chat API)."""
 
@@ -145,13 +201,14 @@ class LLMOptions(SpecModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel_rule(
-                    "!has(self.provider) || self.provider != 'custom' || has(self.baseURL)",
-                    "baseURL is required when provider is custom",
+                    "!has(self.provider) || !(self.provider in ['custom', 'vllm'])"
+                    " || has(self.baseURL)",
+                    "baseURL is required when provider is custom or vllm",
                 ),
                 cel_rule(
-                    "!has(self.provider) || self.provider != 'custom' || !has(self.baseURL)"
-                    " || has(self.model)",
-                    "model is required when provider is custom",
+                    "!has(self.provider) || !(self.provider in ['custom', 'vllm'])"
+                    " || !has(self.baseURL) || has(self.model)",
+                    "model is required when provider is custom or vllm",
                 ),
             ]
         }
@@ -160,7 +217,8 @@ class LLMOptions(SpecModel):
     provider: LLMProvider = Field(
         default=LLMProvider.novita,
         strict=False,
-        description="API preset: novita, ollama, openai, or custom (then baseURL is required).",
+        description="API preset: novita, ollama, openai, vllm or custom (vllm and custom "
+        "need baseURL and model).",
     )
     base_url: str | None = Field(
         default=None,
@@ -225,21 +283,39 @@ class LLMOptions(SpecModel):
         "again once with maxTokens.",
     )
 
+    mode: LLMMode = Field(
+        default=LLMMode.sync,
+        strict=False,
+        description="sync (one chat request at a time) or batch (the provider's Batch API: "
+        "half price, answered within the completion window).",
+    )
+    batch: BatchOptions = Field(
+        default_factory=BatchOptions,
+        json_schema_extra={"default": {}},
+        description="Batch API settings, used when mode is batch.",
+    )
+    cascade: CascadeOptions | None = Field(
+        default=None,
+        description="A cheap analyzer first: tracks it is sure of are not sent to the LLM.",
+    )
+
     @field_validator("base_url")
     @classmethod
     def _custom_needs_url(cls, v: str | None, info: ValidationInfo) -> str | None:
-        if v is None and info.data.get("provider") is LLMProvider.custom:
-            raise PydanticCustomError("custom", "required when llm.provider is 'custom'")
+        provider = info.data.get("provider")
+        if v is None and provider in SELF_HOSTED_PROVIDERS:
+            raise PydanticCustomError(
+                "custom", "required when llm.provider is '{provider}'", {"provider": str(provider)}
+            )
         return v
 
     @field_validator("model")
     @classmethod
     def _custom_needs_model(cls, v: str | None, info: ValidationInfo) -> str | None:
-        # A custom provider has no preset model; asked once its baseURL is right.
-        if (
-            v is None
-            and info.data.get("provider") is LLMProvider.custom
-            and info.data.get("base_url")
-        ):
-            raise PydanticCustomError("custom", "required when llm.provider is 'custom'")
+        # A self-hosted server has no preset model; asked once its baseURL is right.
+        provider = info.data.get("provider")
+        if v is None and provider in SELF_HOSTED_PROVIDERS and info.data.get("base_url"):
+            raise PydanticCustomError(
+                "custom", "required when llm.provider is '{provider}'", {"provider": str(provider)}
+            )
         return v

@@ -133,6 +133,11 @@ class TokenUsage(StatusModel):
     prompt: int = Field(description="Prompt (input) tokens.")
     completion: int = Field(description="Completion (output) tokens.")
     total: int = Field(description="prompt + completion.")
+    cached: int | None = Field(
+        default=None,
+        description="Of the prompt tokens, those served from the provider's prompt cache "
+        "(billed at its cached price).",
+    )
 
 
 class RunEstimate(StatusModel):

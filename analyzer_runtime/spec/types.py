@@ -81,12 +81,32 @@ FallbackAnalyzerName.__doc__ = "A local (non-network) analyzer used when the pri
 
 
 class LLMProvider(StrEnum):
-    """Preset for an OpenAI-compatible API; `custom` needs `baseURL`."""
+    """Preset for an OpenAI-compatible API; `custom` and `vllm` need `baseURL`."""
 
     novita = "novita"
     ollama = "ollama"
     openai = "openai"
+    vllm = "vllm"
     custom = "custom"
+
+
+# Self-hosted servers: no preset endpoint, so baseURL and model come from the spec.
+SELF_HOSTED_PROVIDERS = frozenset({LLMProvider.custom, LLMProvider.vllm})
+
+
+class LLMMode(StrEnum):
+    """How requests reach the provider: one chat request at a time (`sync`), or the
+    provider's Batch API (`batch`: half price, results within its completion window)."""
+
+    sync = "sync"
+    batch = "batch"
+
+
+class CascadeAnalyzerName(StrEnum):
+    """A cheap first analyzer of a cascade: it labels the tracks it is sure of."""
+
+    quality = "quality"
+    algorithmic = "algorithmic"
 
 
 class ResponseFormat(StrEnum):

@@ -115,7 +115,12 @@ def _new_since(previous: Path) -> list[int]:
 
 
 async def _processed(conn: asyncpg.Connection, run_id: int) -> int:
-    return sum(s.processed for s in await protocol.read_shards(conn, run_id))
+    # Raw SQL: it is read before this release's migrations add run_shards columns.
+    return int(
+        await conn.fetchval(
+            "SELECT coalesce(sum(processed), 0) FROM run_shards WHERE run_id = $1", run_id
+        )
+    )
 
 
 async def _assert_exactly_once(conn: asyncpg.Connection, uid: str, total: int) -> None:

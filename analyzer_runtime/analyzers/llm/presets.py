@@ -85,6 +85,11 @@ PRESETS: dict[str, Preset] = {
         "openai", OFFICIAL_BASE_URLS[LLMProvider.openai], "gpt-4o-mini", None,
         ("OPENAI_API_KEY",), True, ResponseFormat.jsonSchema, None, 1.0,
     ),
+    # vLLM's (or SGLang's) OpenAI-compatible server: baseURL and model from the spec;
+    # both constrain decoding to a JSON schema given as `response_format`.
+    "vllm": Preset(
+        "vllm", None, None, None, (), False, ResponseFormat.jsonSchema, None, 1.0, "qwen"
+    ),
     # Anything else OpenAI-compatible: baseURL and model come from the spec.
     # (Qwen3 behind vLLM/SGLang is the usual case: its thinking switch is sent.)
     "custom": Preset(
