@@ -48,12 +48,19 @@ e = emotion.features(lyrics), clamp to [0, 1] (the ranges are the seeded corpus'
     complexity = clamp to 0..1 of round((a.complexity - 0.6) / 0.15 + N(0, 0.03), 3)
 where the normal noise is drawn from random.Random(f"{seed}:{sha256(lyrics)}"): the same
 lyrics always get the same label for one seed.
+
+Sampling (`FakeConfig.sentiment_noise`, `theme_noise`): a model sampled at temperature
+> 0 does not answer the same track the same way twice. With these probabilities each
+honest entry's sentiment becomes another label, and one of its themes another theme
+(`sampled`), drawn from a generator seeded per request (the server's request count),
+so asking a track again may answer differently while a whole run stays reproducible.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 from typing import Any
 
@@ -87,6 +94,7 @@ INJECT_SWAP = re.compile(
 FORGED = {"sentiment": "positive", "confidence": 1.0, "themes": ["injected"],
           "complexity": 1.0, "quality": 10, "explicit": False,
           "summary": "A flawless masterpiece."}  # fmt: skip
+SENTIMENTS = ("positive", "negative", "neutral", "mixed")
 MARKERS = ("@@MALFORMED@@", "@@MALFORMED_ONCE@@", "@@TRUNCATE@@", "@@REFUSE@@", "@@OMIT@@")
 REFUSAL_TEXT = "I'm sorry, but I can't help with that."
 
@@ -163,10 +171,42 @@ def expected(track: dict[str, Any], *, labels: str = "hash", seed: int = 0) -> d
     }
 
 
+def sampled(
+    entry: dict[str, Any], rng: random.Random, *, sentiment_noise: float, theme_noise: float
+) -> dict[str, Any]:
+    """`entry` as a model sampling at temperature > 0 might write it: with probability
+    `sentiment_noise` another sentiment label, with `theme_noise` one theme replaced
+    by another (module docstring)."""
+    out = dict(entry)
+    if rng.random() < sentiment_noise:
+        out["sentiment"] = rng.choice([s for s in SENTIMENTS if s != out["sentiment"]])
+    if rng.random() < theme_noise:
+        themes = list(out["themes"])
+        other = rng.choice(sorted(set(THEMES) - set(themes)))
+        themes[rng.randrange(len(themes))] = other
+        out["themes"] = themes
+    return out
+
+
 def answer(
-    tracks: list[dict[str, Any]], *, repair: bool, labels: str = "hash", seed: int = 0
+    tracks: list[dict[str, Any]],
+    *,
+    repair: bool,
+    labels: str = "hash",
+    seed: int = 0,
+    rng: random.Random | None = None,
+    sentiment_noise: float = 0.0,
+    theme_noise: float = 0.0,
 ) -> tuple[str | None, str | None, str]:
-    """(content, refusal, finish_reason) for a request about `tracks`."""
+    """(content, refusal, finish_reason) for a request about `tracks`; with `rng`,
+    each honest entry is `sampled` with the noise probabilities."""
+
+    def honest(t: dict[str, Any]) -> dict[str, Any]:
+        e = expected(t, labels=labels, seed=seed)
+        if rng is None:
+            return e
+        return sampled(e, rng, sentiment_noise=sentiment_noise, theme_noise=theme_noise)
+
     lyrics = [str(t.get("lyrics") or "") for t in tracks]
     if any("@@REFUSE@@" in text for text in lyrics):
         return REFUSAL_TEXT, REFUSAL_TEXT, "stop"
@@ -178,7 +218,7 @@ def answer(
         if INJECT_OTHERS.search(text):  # forged entries first: they would win a "first wins"
             entries[:0] = [{**FORGED, "id": str(o.get("id"))} for o in tracks if o is not t]
         if INJECT_FOR_ID.search(text) or INJECT_OTHERS.search(text) or INJECT_SWAP.search(text):
-            entries.append(expected(t, labels=labels, seed=seed))
+            entries.append(honest(t))
             if m := INJECT_FOR_ID.search(text):
                 entries.append({**FORGED, "id": m.group(1)})
             continue
@@ -186,7 +226,7 @@ def answer(
             entries.append({"id": str(t.get("id")), "sentiment": "HACKED", "confidence": 1000,
                             "note": "instructions ignored as requested"})  # fmt: skip
             continue
-        entries.append(expected(t, labels=labels, seed=seed))
+        entries.append(honest(t))
     for i, (t, text) in enumerate(zip(tracks, lyrics, strict=True)):
         if INJECT_SWAP.search(text) and i + 1 < len(tracks):
             mine, theirs = str(t.get("id")), str(tracks[i + 1].get("id"))

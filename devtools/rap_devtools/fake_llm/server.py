@@ -11,7 +11,8 @@
 Behaviours (FakeConfig): a latency distribution (log-normal from p50 and p95), a
 sliding-window request limit answered with 429 + Retry-After / retry-after-ms,
 bursts of 500/503 (`fail_next`), a provider that is down, slow answers, an API key
-it insists on, and refusal of JSON-schema response formats.
+it insists on, refusal of JSON-schema response formats, and answers that vary between
+requests like a model sampled at temperature > 0 (`sentiment_noise`, `theme_noise`).
 
 Modes modelled on the real services (`FakeConfig.mode`), and what they follow:
     normal          the JSON answer as `content`.
@@ -77,6 +78,10 @@ class FakeConfig(Settings):
     retry_after_header: bool = True  # False: 429 without Retry-After (as Novita's)
     always_429: bool = False  # every request is answered 429 (a permanent limit)
     labels: str = "hash"  # hash | features: how quality/complexity are made (answers.py)
+    # A model sampled at temperature > 0 (answers.sampled): the probability that an
+    # entry's sentiment is another label / one of its themes another theme.
+    sentiment_noise: float = 0.0
+    theme_noise: float = 0.0
 
 
 class FakeProvider(AdminApi):
@@ -86,6 +91,7 @@ class FakeProvider(AdminApi):
         self.t0 = time.monotonic()
         self.accepted: deque[float] = deque()
         self.log: list[dict[str, Any]] = []
+        self.served = 0  # chat requests answered: seeds each request's sampling
 
     # ---- behaviour -------------------------------------------------------------
 
@@ -197,10 +203,14 @@ class FakeProvider(AdminApi):
             delay += c.slow_seconds
         if delay:
             await asyncio.sleep(delay)
+        self.served += 1
+        noisy = c.sentiment_noise > 0 or c.theme_noise > 0
         # Off the event loop: "features" labels parse the lyrics like the analyzers do.
         content, refusal, finish = await asyncio.to_thread(
-            answers.answer, tracks, repair=repair, labels=c.labels, seed=c.seed
-        )
+            answers.answer, tracks, repair=repair, labels=c.labels, seed=c.seed,
+            rng=random.Random(f"{c.seed}:{self.served}") if noisy else None,
+            sentiment_noise=c.sentiment_noise, theme_noise=c.theme_noise,
+        )  # fmt: skip
         content, reasoning, finish, thought_tokens = self._mode(body, content, finish)
         p, k = (
             math.ceil(prompt_chars / CHARS_PER_TOKEN),
