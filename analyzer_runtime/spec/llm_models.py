@@ -6,7 +6,7 @@ from enum import StrEnum
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from analyzer_runtime.spec.base import SecretKeyRef, SpecModel
@@ -145,6 +145,18 @@ class TokenPrices(SpecModel):
         ge=0, le=MAX_PRICE_PER_MILLION, description="USD per million completion tokens."
     )
 
+
+# Providers with an OpenAI-compatible Batch API (`mode: batch`) and the completion
+# windows they accept: OpenAI's is 24h (platform.openai.com/docs/guides/batch);
+# Novita's is fixed at 48h (novita.ai/docs/api-reference/model-apis-llm-create-batch:
+# "the completion window is set to a fixed duration of 48 hours and cannot be
+# modified"); a custom server says what it takes. vLLM's `run-batch` reads the same
+# file format offline but serves no /v1/batches, and Ollama has no batch API.
+BATCH_WINDOWS: dict[LLMProvider, tuple[str, ...]] = {
+    LLMProvider.openai: ("24h",),
+    LLMProvider.novita: ("48h",),
+    LLMProvider.custom: ("24h", "48h"),
+}
 
 # OpenAI's Batch API: at most 50,000 requests per input file
 # (https://platform.openai.com/docs/guides/batch#rate-limits).
@@ -298,6 +310,35 @@ class LLMOptions(SpecModel):
         default=None,
         description="A cheap analyzer first: tracks it is sure of are not sent to the LLM.",
     )
+
+    @model_validator(mode="after")
+    def _batch_needs_a_batch_api(self) -> LLMOptions:
+        if self.mode != LLMMode.batch:
+            return self
+        windows = BATCH_WINDOWS.get(LLMProvider(self.provider))
+        if windows is None:
+            offered = ", ".join(p.value for p in BATCH_WINDOWS)
+            hint = (
+                " (vLLM's run-batch works on files offline; its server has no /v1/batches)"
+                if self.provider == LLMProvider.vllm
+                else ""
+            )
+            raise PydanticCustomError(
+                "batch",
+                "llm.mode batch needs a provider with a Batch API ({offered});"
+                " provider '{provider}' has none{hint}: use mode sync, or provider custom"
+                " for a server that offers /v1/batches",
+                {"offered": offered, "provider": str(self.provider), "hint": hint},
+            )
+        window = self.batch.completion_window
+        if window is not None and window not in windows:
+            raise PydanticCustomError(
+                "batch",
+                "llm.batch.completionWindow {window} is not offered by provider '{provider}'"
+                " (it takes {windows})",
+                {"window": window, "provider": str(self.provider), "windows": " or ".join(windows)},
+            )
+        return self
 
     @field_validator("base_url")
     @classmethod

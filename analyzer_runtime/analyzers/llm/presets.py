@@ -34,12 +34,13 @@ from typing import Any
 
 from analyzer_runtime.analyzers.llm.prompt import PROMPT_VERSION
 from analyzer_runtime.spec.llm_models import (
+    BATCH_WINDOWS,
     OFFICIAL_BASE_URLS,
     endpoint_host,
     is_official_endpoint,
 )
 from analyzer_runtime.spec.models import LLMOptions
-from analyzer_runtime.spec.types import LLMProvider, ResponseFormat
+from analyzer_runtime.spec.types import LLMMode, LLMProvider, ResponseFormat
 from analyzer_runtime.status import TokenPricing
 
 # The operator injects the key of spec.llm.apiKeySecretRef under this name; locally,
@@ -47,6 +48,18 @@ from analyzer_runtime.status import TokenPricing
 API_KEY_ENV = "LLM_API_KEY"
 # Results go to analysis_results.model_version, a varchar(100).
 MAX_VERSION_LENGTH = 100
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSupport:
+    """A provider's Batch API: its completion window and its price as a fraction of
+    the list price (None: no discount known - spec.llm.pricing is the lane's price)."""
+
+    window: str  # "24h" | "48h"
+    discount: float | None
+    # Appended to the preset's own base URL for the Files/Batches endpoints (Novita
+    # serves chat under /openai and batches under /openai/v1).
+    path: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +78,8 @@ class Preset:
     latency_p50: float
     # How thinking is switched off/on: "qwen", "ollama" or None (see the module doc).
     thinking_style: str | None = None
+    # The provider's OpenAI-compatible Batch API (`mode: batch`); None: it has none.
+    batch: BatchSupport | None = None
 
 
 PRESETS: dict[str, Preset] = {
@@ -74,6 +89,7 @@ PRESETS: dict[str, Preset] = {
     "novita": Preset(
         "novita", OFFICIAL_BASE_URLS[LLMProvider.novita], "qwen/qwen3-4b-fp8", 0.7,
         ("NOVITA_API_KEY",), True, ResponseFormat.jsonObject, 30, 0.6, "qwen",
+        BatchSupport(BATCH_WINDOWS[LLMProvider.novita][0], 0.5, "/v1"),
     ),
     # Ollama's OpenAI-compatible endpoint takes JSON schemas (structured outputs);
     # local, so no key, no price and no rate limit.
@@ -83,7 +99,8 @@ PRESETS: dict[str, Preset] = {
     ),
     "openai": Preset(
         "openai", OFFICIAL_BASE_URLS[LLMProvider.openai], "gpt-4o-mini", None,
-        ("OPENAI_API_KEY",), True, ResponseFormat.jsonSchema, None, 1.0,
+        ("OPENAI_API_KEY",), True, ResponseFormat.jsonSchema, None, 1.0, None,
+        BatchSupport(BATCH_WINDOWS[LLMProvider.openai][0], 0.5),
     ),
     # vLLM's (or SGLang's) OpenAI-compatible server: baseURL and model from the spec;
     # both constrain decoding to a JSON schema given as `response_format`.
@@ -93,7 +110,8 @@ PRESETS: dict[str, Preset] = {
     # Anything else OpenAI-compatible: baseURL and model come from the spec.
     # (Qwen3 behind vLLM/SGLang is the usual case: its thinking switch is sent.)
     "custom": Preset(
-        "custom", None, None, None, (), False, ResponseFormat.jsonObject, None, 1.0, "qwen"
+        "custom", None, None, None, (), False, ResponseFormat.jsonObject, None, 1.0, "qwen",
+        BatchSupport(BATCH_WINDOWS[LLMProvider.custom][0], None),
     ),
 }  # fmt: skip
 
@@ -128,6 +146,12 @@ class ResolvedLLM:
     endpoint: str | None = None
     thinking: str = "off"
     thinking_style: str | None = None
+    # `mode: batch`: the Batch API's window, its discount (already in `pricing`, the
+    # lane's price) and the base URL of its Files/Batches endpoints.
+    mode: str = "sync"
+    batch_window: str | None = None
+    batch_discount: float | None = None
+    batch_base_url: str | None = None
 
     @property
     def no_think_switch(self) -> bool:
@@ -192,6 +216,16 @@ def resolve(options: LLMOptions) -> ResolvedLLM:
         pricing = TokenPricing(0.0, 0.0)
     elif (provider, model) in PRICES_PER_MILLION:
         pricing = per_1k(*PRICES_PER_MILLION[(provider, model)])
+    batch_window = batch_discount = batch_base_url = None
+    if options.mode == LLMMode.batch:
+        if preset.batch is None:  # LLMOptions refuses it; a guard for direct callers
+            raise ValueError(f"provider {provider!r} has no Batch API: llm.mode batch")
+        batch_window = options.batch.completion_window or preset.batch.window
+        batch_discount = preset.batch.discount
+        own = endpoint is None and options.base_url is None
+        batch_base_url = base_url.rstrip("/") + preset.batch.path if own else base_url
+        if pricing is not None and batch_discount is not None:
+            pricing = pricing.scaled(batch_discount)  # the lane's price is what is billed
     return ResolvedLLM(
         provider=provider,
         base_url=base_url,
@@ -207,6 +241,10 @@ def resolve(options: LLMOptions) -> ResolvedLLM:
         endpoint=endpoint,
         thinking=str(options.thinking),
         thinking_style=preset.thinking_style,
+        mode=str(options.mode),
+        batch_window=batch_window,
+        batch_discount=batch_discount,
+        batch_base_url=batch_base_url,
     )
 
 
@@ -222,7 +260,8 @@ def options_of(spec: Mapping[str, Any]) -> LLMOptions | None:
 
 
 def pricing_for_spec(spec: Mapping[str, Any]) -> TokenPricing | None:
-    """The price `estimatedCost` uses for a run (None: not an llm run, or unknown price)."""
+    """The price `estimatedCost` uses for a run (None: not an llm run, or unknown price):
+    the lane's, so a batch run is priced at the provider's batch discount."""
     try:
         options = options_of(spec)
         return resolve(options).pricing if options is not None else None
