@@ -207,14 +207,7 @@ class LLMAnalyzer(Analyzer):
         from analyzer_runtime.analyzers.llm.client import ProviderUnavailable, RequestRejected
 
         started = time.perf_counter()
-        p = prompt.build(
-            chunk,
-            self.options.max_input_tokens,
-            no_think=self.resolved.no_think_switch,
-            max_tokens=self.options.max_tokens,
-        )
-        if self.resolved.thinking == "on":  # thinking counts against max_tokens
-            p = p.with_budget(self.options.max_tokens)
+        p = self.prompt_for(chunk)
         try:
             parsed, answers = await self._ask(p)
         except ProviderUnavailable as exc:
@@ -246,6 +239,33 @@ class LLMAnalyzer(Analyzer):
             for t in rest:
                 out[t.id] = ItemOutcome.failed(t.id, parsed.reason_for(p.key_of[t.id]))
         return out
+
+    def prompt_for(
+        self, chunk: Sequence[TrackInput], keys: Sequence[str] | None = None
+    ) -> prompt.Prompt:
+        """The request for `chunk` (both lanes: the batch lane rebuilds it from its
+        ledger's `keys`)."""
+        p = prompt.build(
+            chunk,
+            self.options.max_input_tokens,
+            no_think=self.resolved.no_think_switch,
+            max_tokens=self.options.max_tokens,
+            keys=keys,
+        )
+        if self.resolved.thinking == "on":  # thinking counts against max_tokens
+            p = p.with_budget(self.options.max_tokens)
+        return p
+
+    async def fall_back(self, tracks: list[TrackInput], reason: str) -> dict[int, ItemOutcome]:
+        """The fallback analyzer's outcomes for `tracks` (or failures without one)."""
+        return await self._fallback_or_fail(tracks, reason)
+
+    def result_for(
+        self, t: TrackInput, a: schema.TrackAnalysis, p: prompt.Prompt,
+        answers: list[Completion], elapsed_ms: int,
+    ) -> AnalysisResult:  # fmt: skip
+        """The stored result of a valid answer (both lanes)."""
+        return self._result(t, a, p, answers, elapsed_ms)
 
     async def _singly(self, tracks: list[TrackInput]) -> dict[int, ItemOutcome]:
         out: dict[int, ItemOutcome] = {}
