@@ -37,6 +37,13 @@ RPM tiers, 30 RPM first tier for qwen3-4b-fp8; an exceeded limit answers HTTP 42
 a message, no Retry-After): `retry_after_header=False` drops the header, `rate_limit`
 below the client's budget is "a provider limit below our budget", `always_429` is a
 permanent 429. Every request's body, messages aside, is in the log (`body`).
+
+Usage is counted with a real BPE over the chat template (tokens.py: OpenAI's
+cl100k_base, `FakeConfig.tokenizer`; "chars4" is the old characters/4 rule), and
+`usage.prompt_tokens_details.cached_tokens` follows OpenAI's documented prompt caching
+(prompt_cache.py: prompts of 1,024+ tokens, exact prefixes, 128-token steps,
+`cache_ttl` seconds of idle life; `cache_min_tokens`/`cache_step` 16/16 for vLLM's
+prefix caching; `prompt_caching=False` for a server without it).
 """
 
 from __future__ import annotations
@@ -52,10 +59,9 @@ from typing import Any
 
 from aiohttp import web
 
-from rap_devtools.fake_llm import answers
+from rap_devtools.fake_llm import answers, tokens
+from rap_devtools.fake_llm.prompt_cache import DEFAULT_TTL, INCREMENT, MIN_TOKENS, PromptCache
 from rap_devtools.fake_server import AdminApi, Settings
-
-CHARS_PER_TOKEN = 4
 
 
 @dataclass
@@ -82,6 +88,12 @@ class FakeConfig(Settings):
     # entry's sentiment is another label / one of its themes another theme.
     sentiment_noise: float = 0.0
     theme_noise: float = 0.0
+    tokenizer: str = tokens.DEFAULT_TOKENIZER  # cl100k_base | chars4 (tokens.py)
+    prompt_caching: bool = True  # cached_tokens as OpenAI documents it (prompt_cache.py)
+    cache_ttl: float = DEFAULT_TTL  # seconds a cached prefix lives unused
+    # OpenAI: from 1,024 tokens in steps of 128; vLLM's prefix caching: 16 and 16.
+    cache_min_tokens: int = MIN_TOKENS
+    cache_step: int = INCREMENT
 
 
 class FakeProvider(AdminApi):
@@ -92,6 +104,8 @@ class FakeProvider(AdminApi):
         self.accepted: deque[float] = deque()
         self.log: list[dict[str, Any]] = []
         self.served = 0  # chat requests answered: seeds each request's sampling
+        self.cache = PromptCache()
+        tokens.get(self.config.tokenizer)  # built now, not during the first request
 
     # ---- behaviour -------------------------------------------------------------
 
@@ -181,8 +195,9 @@ class FakeProvider(AdminApi):
             return 400, _error(
                 400, "response_format json_schema is not supported", "invalid_request_error"
             )
-        prompt_chars = sum(len(str(m.get("content") or "")) for m in body.get("messages") or [])
-        if c.context_length and prompt_chars / CHARS_PER_TOKEN > c.context_length:
+        tok = tokens.get(c.tokenizer)
+        prompt_ids = tok.prompt_tokens(body.get("messages") or [])
+        if c.context_length and len(prompt_ids) > c.context_length:
             return 400, _error(
                 400,
                 f"This model's maximum context length is {c.context_length} tokens.",
@@ -212,11 +227,12 @@ class FakeProvider(AdminApi):
             sentiment_noise=c.sentiment_noise, theme_noise=c.theme_noise,
         )  # fmt: skip
         content, reasoning, finish, thought_tokens = self._mode(body, content, finish)
-        p, k = (
-            math.ceil(prompt_chars / CHARS_PER_TOKEN),
-            math.ceil(len(content or "") / CHARS_PER_TOKEN) + thought_tokens,
-        )
-        entry["usage"] = {"prompt": p, "completion": k}
+        usage = self.usage(prompt_ids, content, thought_tokens, time.monotonic())
+        entry["usage"] = {
+            "prompt": usage["prompt_tokens"],
+            "completion": usage["completion_tokens"],
+            "cached": usage["prompt_tokens_details"]["cached_tokens"],
+        }
         entry["finish_reason"] = finish
         message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": refusal}
         if reasoning is not None:
@@ -232,9 +248,30 @@ class FakeProvider(AdminApi):
                 "created": int(time.time()),
                 "model": body.get("model") or c.model,
                 "choices": choices,
-                "usage": {"prompt_tokens": p, "completion_tokens": k, "total_tokens": p + k},
+                "usage": usage,
             }
         )
+
+    def usage(
+        self, prompt_ids: list[int], content: str | None, reasoning_tokens: int, now: float
+    ) -> dict[str, Any]:
+        """The answer's `usage` object (Chat Completions reference): prompt tokens of
+        the rendered template, completion tokens of the content plus the reasoning,
+        and the cached part of the prompt (which this request then caches in turn)."""
+        c = self.config
+        p = len(prompt_ids)
+        k = tokens.get(c.tokenizer).count(content or "") + reasoning_tokens
+        cached = 0
+        if c.prompt_caching:
+            self.cache.ttl = c.cache_ttl
+            cached = self.cache.lookup_and_store(prompt_ids, now, c.cache_min_tokens, c.cache_step)
+        return {
+            "prompt_tokens": p,
+            "completion_tokens": k,
+            "total_tokens": p + k,
+            "prompt_tokens_details": {"cached_tokens": cached},
+            "completion_tokens_details": {"reasoning_tokens": reasoning_tokens},
+        }
 
     def _mode(
         self, body: dict[str, Any], content: str | None, finish: str
@@ -255,25 +292,29 @@ class FakeProvider(AdminApi):
         if not thinking:  # Qwen3 with thinking off: an empty block, then the answer
             return f"<think>\n\n</think>\n\n{content}", None, finish, 0
         budget = int(body.get("max_tokens") or body.get("max_completion_tokens") or 1 << 30)
-        thought = ("Let me look at the lyrics line by line. " * (c.thinking_tokens // 10 + 1))[
-            : c.thinking_tokens * CHARS_PER_TOKEN
-        ]
-        answer_tokens = math.ceil(len(content) / CHARS_PER_TOKEN)
+        tok = tokens.get(c.tokenizer)
+        # Filler thinking, cut to exactly thinking_tokens tokens.
+        thought = tok.truncate(
+            "Let me look at the lyrics line by line. " * (c.thinking_tokens // 10 + 1),
+            c.thinking_tokens,
+        )
+        answer_tokens = tok.count(content)
         if c.mode == "think_inline":
             text = f"<think>\n{thought}\n</think>\n\n{content}"
             if budget < c.thinking_tokens + answer_tokens:
-                return text[: budget * CHARS_PER_TOKEN], None, "length", 0
+                return tok.truncate(text, budget), None, "length", 0
             return text, None, finish, 0
         if budget <= c.thinking_tokens:  # the budget ran out while thinking
-            return None, thought[: budget * CHARS_PER_TOKEN], "length", budget
+            return None, tok.truncate(thought, budget), "length", budget
         left = budget - c.thinking_tokens
         if left < answer_tokens:
-            return content[: left * CHARS_PER_TOKEN], thought, "length", c.thinking_tokens
+            return tok.truncate(content, left), thought, "length", c.thinking_tokens
         return content, thought, finish, c.thinking_tokens
 
     async def set_config(self, request: web.Request) -> web.Response:
         try:
             self.config.update(await request.json())
+            tokens.get(self.config.tokenizer)
         except ValueError as exc:
             return _error(400, str(exc), "invalid_request_error")
         if "seed" in await request.json():
@@ -283,6 +324,7 @@ class FakeProvider(AdminApi):
     async def reset(self, request: web.Request) -> web.Response:
         self.log.clear()
         self.accepted.clear()
+        self.cache.clear()
         return web.json_response({"ok": True})
 
 
