@@ -11,6 +11,9 @@ import typer
 from analyzer_runtime.commands.common import EXIT_INVALID, T, _fail, _with_db, out
 from analyzer_runtime.db.connect import pool_for
 
+# Tracks --consistency may ask again (times --repeats): a bound on an extra spend.
+MAX_CONSISTENCY = 1000
+
 report_app = typer.Typer(
     no_args_is_help=True, help="Reports over the stored results (trends, LLM agreement)."
 )
@@ -28,6 +31,23 @@ def _report(go: Callable[[Any], Awaitable[T]]) -> T:
 
     try:
         return _with_db(with_conn)
+    except ReportError as exc:
+        raise _fail(escape(str(exc)), EXIT_INVALID) from None
+
+
+def _report_with_pool(go: Callable[[Any, Any], Awaitable[T]], max_size: int) -> T:
+    """_report with the pool too (what asks the provider again takes connections of
+    its own: the run's global rate limit)."""
+    from rich.markup import escape
+
+    from analyzer_runtime.reports import ReportError
+
+    async def with_pool(url: str) -> T:
+        async with pool_for(url, max_size=max_size) as pool, pool.acquire() as conn:
+            return await go(conn, pool)
+
+    try:
+        return _with_db(with_pool)
     except ReportError as exc:
         raise _fail(escape(str(exc)), EXIT_INVALID) from None
 
@@ -123,29 +143,69 @@ def report_llm(
         typer.Option("--out", help="the HTML file (default report-llm-RUN|ANALYZER.html)"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the numbers as JSON")] = False,
+    reference: Annotated[
+        Path | None,
+        typer.Option(
+            "--reference",
+            help="a reference label set, CSV (with a header) or JSONL: track_id (or artist"
+            " and title), sentiment[, themes, quality]; reports Cohen's kappa, accuracy and"
+            " per-class counts of sentiment, themes Jaccard, quality difference",
+        ),
+    ] = None,
+    consistency: Annotated[
+        int,
+        typer.Option(
+            "--consistency",
+            min=0,
+            max=MAX_CONSISTENCY,
+            help="with --run: ask this many of the run's tracks again, --repeats times,"
+            " with the run's own llm settings, and report how often the answers agree."
+            " AN EXTRA SPEND: these requests are paid like the run's (tokens and cost are"
+            " shown); nothing is stored. Default 0: off",
+        ),
+    ] = 0,
+    repeats: Annotated[
+        int,
+        typer.Option("--repeats", min=1, max=10, help="with --consistency: times each is asked"),
+    ] = 2,
 ) -> None:
     """Agreement of an llm run with the algorithmic/emotion analyzers, its score
     distributions, fallbacks and failures, and what packing (tracksPerRequest) changes.
     With --analyzer instead of --run: the same agreement and distributions for an
-    analyzer's stored labels, e.g. those adopted from the original platform."""
+    analyzer's stored labels, e.g. those adopted from the original platform.
+    Label quality: the schema-valid rate, agreement with --reference, self-consistency
+    (--consistency), and a cascade's agreement with the LLM on the tracks it kept."""
     import json
     import re
 
-    from analyzer_runtime.reports import collect
+    from analyzer_runtime.reports import ReportError, collect
+    from analyzer_runtime.reports import reference as reference_file
 
     if (run_name is None) == (analyzer is None):
         raise _fail("give --run NAME (an llm run) or --analyzer TYPE, not both", EXIT_INVALID)
     if version is not None and analyzer is None:
         raise _fail("--version goes with --analyzer (a run has one version)", EXIT_INVALID)
+    if consistency and run_name is None:
+        raise _fail("--consistency goes with --run (the run's settings ask again)", EXIT_INVALID)
     _report_charts_available(as_json)
+    ref = None
+    if reference is not None:
+        from rich.markup import escape
 
-    async def go(conn: Any) -> Any:
+        try:
+            ref = collect.Reference(str(reference), reference_file.load(reference))
+        except ReportError as exc:
+            raise _fail(escape(str(exc)), EXIT_INVALID) from None
+
+    async def go(conn: Any, pool: Any) -> Any:
         if analyzer is not None:
-            return await collect.llm_analyzer_report(conn, analyzer, version)
+            return await collect.llm_analyzer_report(conn, analyzer, version, reference=ref)
         assert run_name is not None
-        return await collect.llm_report(conn, run_name)
+        return await collect.llm_report(
+            conn, run_name, reference=ref, consistency=consistency, repeats=repeats, pool=pool
+        )
 
-    report, rows = _report(go)
+    report, rows = _report_with_pool(go, max_size=4 if consistency else 1)
     if as_json:
         print(json.dumps(report, indent=2))
         return

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from analyzer_runtime.legacy_labels import DEFAULT_LLM_ANALYZERS, LEGACY_ANALYZERS
-from analyzer_runtime.reports import ReportError, agreement, data, trends
+from analyzer_runtime.reports import ReportError, agreement, data, label_quality, trends
+from analyzer_runtime.reports.label_quality import ReferenceRow
 
 DEFAULT_SAMPLE = 2000
 DEFAULT_SEED = 15
 DEFAULT_K = 6
 LYRICS_PER_GROUP = 200
 MAX_ARTISTS = 20
+DEFAULT_REPEATS = 2
 
 
 async def trends_report(
@@ -71,9 +75,17 @@ async def trends_report(
 
 
 async def llm_report(
-    conn: asyncpg.Connection, name: str
+    conn: asyncpg.Connection,
+    name: str,
+    *,
+    reference: Reference | None = None,
+    consistency: int = 0,
+    repeats: int = DEFAULT_REPEATS,
+    pool: asyncpg.Pool | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The report, and the rows behind it (the charts draw from them)."""
+    """The report, and the rows behind it (the charts draw from them). `consistency`
+    > 0 asks that many of the run's tracks again `repeats` times (through `pool`: the
+    run's global rate limit takes connections of its own)."""
     run = await data.find_run(conn, name)
     if run is None:
         raise ReportError(f"no run with uid or name {name!r}")
@@ -104,11 +116,70 @@ async def llm_report(
         pairs = await data.paired_llm_rows(conn, run["id"], version, other["model_version"])
         if pairs:
             comparisons.append(agreement.packing(k, other, pairs))
-    return agreement.build(run, k, ledger, fallbacks, rows, comparisons), rows
+    report = agreement.build(run, k, ledger, fallbacks, rows, comparisons)
+    failures: dict[str, int] = {}
+    for reason, n in (await data.failure_reasons_all(conn, run["id"])).items():
+        kind = label_quality.failure_kind(reason)
+        failures[kind] = failures.get(kind, 0) + n
+    quality: dict[str, Any] = {
+        "schema_validity": label_quality.schema_validity(rows, failures, sum(fallbacks.values())),
+        "reference": await _reference(conn, reference, rows),
+        "consistency": None,
+        "cascade": None,
+    }
+    kept = await data.cascade_kept(conn, run["id"], version)
+    if kept:
+        pairs = await data.cascade_pairs(conn, run["id"], version)
+        quality["cascade"] = {
+            "kept": kept,
+            **label_quality.cascade_agreement(pairs),
+            "llm_versions": dict(Counter(b["version"] for _, b in pairs)),
+        }
+    if consistency > 0:
+        if pool is None:
+            raise ValueError("consistency needs a pool")
+        from analyzer_runtime.reports.consistency import ask_again
+
+        sample = await data.consistency_sample(conn, run["id"], version, consistency, DEFAULT_SEED)
+        if not sample:
+            raise ReportError(f"run {run['name']!r} has no llm answers to ask again")
+        samples, tokens = await ask_again(pool, run, sample, repeats)
+        quality["consistency"] = label_quality.consistency(samples, repeats=repeats, tokens=tokens)
+    report["label_quality"] = quality
+    return report, rows
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A reference label set read from `source` (reference.load)."""
+
+    source: str
+    rows: list[ReferenceRow]
+
+
+async def _reference(
+    conn: asyncpg.Connection, ref: Reference | None, rows: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    if ref is None:
+        return None
+    by_id = {r.line: r.track_id for r in ref.rows if r.track_id is not None}
+    by_name = {
+        r.line: (r.artist, r.title)
+        for r in ref.rows
+        if r.track_id is None and r.artist is not None and r.title is not None
+    }
+    matched = await data.match_reference(conn, by_id, by_name)
+    return label_quality.reference_agreement(
+        ref.rows, matched, {r["track_id"]: r for r in rows}, source=ref.source
+    )
 
 
 async def llm_analyzer_report(
-    conn: asyncpg.Connection, analyzer: str, version: str | None = None
+    conn: asyncpg.Connection,
+    analyzer: str,
+    version: str | None = None,
+    *,
+    reference: Reference | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The agreement report of one analyzer's labels, without a run: e.g. the adopted
     `qwen-3-4b-fp8` (read through the legacy mapping), or `llm` over all its runs. No
@@ -132,4 +203,12 @@ async def llm_analyzer_report(
         "legacy": analyzer in LEGACY_ANALYZERS,
         "kind": LEGACY_ANALYZERS.get(analyzer, analyzer),
     }
-    return agreement.build_for_analyzer(source, rows), rows
+    report = agreement.build_for_analyzer(source, rows)
+    # No run: no ledger of failures, no settings to ask again with, no cascade.
+    report["label_quality"] = {
+        "schema_validity": None,
+        "reference": await _reference(conn, reference, rows),
+        "consistency": None,
+        "cascade": None,
+    }
+    return report, rows

@@ -452,3 +452,117 @@ async def paired_llm_rows(
         b["themes"] = _themes(b["themes"])
         pairs.append((d, b))
     return pairs
+
+
+# ---- label quality (issue 25) -------------------------------------------------------
+
+
+async def failure_reasons_all(conn: asyncpg.Connection, run_id: int) -> dict[str, int]:
+    """Every failed item's reason (run_items.last_error) with its count."""
+    rows = await conn.fetch(
+        """SELECT coalesce(last_error, '') AS reason, count(*) AS n FROM run_items
+            WHERE run_id = $1 AND state = 'failed' GROUP BY 1""",
+        run_id,
+    )
+    return {r["reason"]: r["n"] for r in rows}
+
+
+async def consistency_sample(
+    conn: asyncpg.Connection, run_id: int, version: str, size: int, seed: int
+) -> list[dict[str, Any]]:
+    """Up to `size` of the run's tracks with an llm answer of its version, in
+    md5(id || seed) order (the same sample every time), with their lyrics."""
+    rows = await conn.fetch(
+        """SELECT t.id, t.title, t.artist, t.lyrics, r.sentiment, r.themes
+             FROM run_items i
+             JOIN analysis_results r ON r.track_id = i.item_id
+                  AND r.analyzer_type = 'llm' AND r.model_version = $2
+             JOIN tracks t ON t.id = i.item_id
+            WHERE i.run_id = $1
+            ORDER BY md5(t.id::text || $4) LIMIT $3""",
+        run_id,
+        version,
+        size,
+        str(seed),
+    )
+    return [{**dict(r), "themes": _themes(r["themes"])} for r in rows]
+
+
+async def match_reference(
+    conn: asyncpg.Connection, by_id: dict[int, int], by_name: dict[int, tuple[str, str]]
+) -> dict[int, int]:
+    """Reference line -> track id: `by_id` (line -> track_id) where the track exists,
+    `by_name` (line -> (artist, title)) by case-insensitive, trimmed equality (the
+    lowest id when several tracks share both)."""
+    out: dict[int, int] = {}
+    if by_id:
+        found = {
+            r["id"]
+            for r in await conn.fetch(
+                "SELECT id FROM tracks WHERE id = ANY($1::bigint[])", list(set(by_id.values()))
+            )
+        }
+        out |= {line: tid for line, tid in by_id.items() if tid in found}
+    if by_name:
+        lines = list(by_name)
+        rows = await conn.fetch(
+            """WITH ref AS (SELECT * FROM unnest($1::int[], $2::text[], $3::text[])
+                              AS u(line, artist, title))
+               SELECT DISTINCT ON (ref.line) ref.line, t.id
+                 FROM ref JOIN tracks t
+                   ON lower(btrim(t.artist)) = lower(btrim(ref.artist))
+                  AND lower(btrim(t.title)) = lower(btrim(ref.title))
+                ORDER BY ref.line, t.id""",
+            lines,
+            [by_name[li][0] for li in lines],
+            [by_name[li][1] for li in lines],
+        )
+        out |= {r["line"]: r["id"] for r in rows}
+    return out
+
+
+async def cascade_pairs(
+    conn: asyncpg.Connection, run_id: int, version: str
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(the result a cascade kept for one of the run's tracks, that track's llm
+    result): the llm result of the run's own version where there is one (e.g. from an
+    LLM-only run over the same tracks), else its newest of any version."""
+    rows = await conn.fetch(
+        """SELECT c.track_id, c.analyzer_type, c.sentiment,
+                  (c.analysis_data->>'quality')::float AS quality,
+                  c.complexity_score::float AS complexity,
+                  l.model_version AS llm_version, l.sentiment AS llm_sentiment,
+                  (l.analysis_data->>'quality')::float AS llm_quality,
+                  l.complexity_score::float AS llm_complexity
+             FROM run_items i
+             JOIN analysis_results c ON c.track_id = i.item_id
+                  AND c.analysis_data->'cascade_for'->>'model_version' = $2
+             JOIN LATERAL (
+                  SELECT * FROM analysis_results l
+                   WHERE l.track_id = i.item_id AND l.analyzer_type = 'llm'
+                   ORDER BY (l.model_version = $2) DESC, l.created_at DESC, l.id DESC
+                   LIMIT 1) l ON true
+            WHERE i.run_id = $1
+            ORDER BY c.track_id""",
+        run_id,
+        version,
+    )
+    pairs = []
+    for r in rows:
+        d = dict(r)
+        b = {k[4:]: d.pop(k) for k in list(d) if k.startswith("llm_")}
+        pairs.append((d, b))
+    return pairs
+
+
+async def cascade_kept(conn: asyncpg.Connection, run_id: int, version: str) -> dict[str, int]:
+    """Results a cascade kept for the run's tracks, by the analyzer that labelled them."""
+    rows = await conn.fetch(
+        """SELECT r.analyzer_type, count(*) AS n
+             FROM run_items i JOIN analysis_results r ON r.track_id = i.item_id
+            WHERE i.run_id = $1 AND r.analysis_data->'cascade_for'->>'model_version' = $2
+            GROUP BY 1""",
+        run_id,
+        version,
+    )
+    return {r["analyzer_type"]: r["n"] for r in rows}

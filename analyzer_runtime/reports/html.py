@@ -201,6 +201,82 @@ def _agreement_parts(report: dict[str, Any], rows: Sequence[dict[str, Any]]) -> 
     ]
 
 
+def _label_quality_parts(report: dict[str, Any]) -> list[str]:
+    """Schema-valid rate, reference agreement, self-consistency, cascade agreement."""
+    q = report.get("label_quality") or {}
+    parts = ["<h2>Label quality</h2>"]
+    v = q.get("schema_validity")
+    if v is not None:
+        parts += [
+            f'<p class="note">Of {v["answered_tracks"]} tracks the model answered, schema-valid'
+            f" at the first request {_pct(v['share_first'])}, only at the second (a repair,"
+            f" or a retry with more tokens) {_pct(v['share_after_second'])}, never"
+            f" {_pct(v['share_never'])}. Not in it: {v['no_answer_failures']} tracks the"
+            f" provider never answered, {v['fallbacks']} fallbacks.</p>",
+        ]
+    ref = q.get("reference")
+    if ref is not None:
+        s = ref["sentiment"]
+        parts += [
+            "<h3>Agreement with the reference set</h3>",
+            _cards(
+                [
+                    ("reference rows", ref["rows"]),
+                    ("matched tracks", ref["matched_tracks"]),
+                    ("with an LLM label", ref["with_llm_label"]),
+                    ("Cohen's κ (sentiment)", s["kappa"]),
+                    ("accuracy (sentiment)", _pct(s["accuracy"])),
+                    ("themes Jaccard", ref["themes_jaccard_mean"]),
+                ]
+            ),
+            f'<p class="note">{escape(ref["source"])}: {ref["unmatched_rows"]} rows name no'
+            f" track of this database; quality |Δ| {_fmt(ref['quality']['mean_abs_diff'])} over"
+            f" {ref['quality']['n']} rows. Rows: reference label, columns: the LLM's.</p>",
+            _table(
+                ["reference / llm", *s["confusion"]["counts"]],
+                ([escape(a), *row.values()] for a, row in s["confusion"]["counts"].items()),
+            ),
+        ]
+    c = q.get("consistency")
+    if c is not None:
+        t = c["tokens"] or {}
+        cost = t.get("cost_usd")
+        parts += [
+            "<h3>Self-consistency</h3>",
+            _cards(
+                [
+                    ("tracks asked again", c["tracks"]),
+                    ("times each", c["repeats"]),
+                    ("all repeats = stored sentiment", _pct(c["sentiment_all_match"])),
+                    ("pairwise sentiment agreement", _pct(c["sentiment_pairwise"])),
+                    ("themes Jaccard vs stored", c["themes_jaccard_vs_stored"]),
+                ]
+            ),
+            f'<p class="note">The same tracks asked again with the run\'s settings:'
+            f" {c['answered_repeats']} answers, {c['failed_repeats']} not answered. An extra"
+            f" spend: {t.get('prompt', 0)} prompt + {t.get('completion', 0)} completion tokens"
+            + (f", ${cost:.4f}" if cost is not None else " (no price known)")
+            + ".</p>",
+        ]
+    k = q.get("cascade")
+    if k is not None:
+        parts += [
+            "<h3>Cascade vs LLM on the tracks it kept</h3>",
+            f'<p class="note">Kept by the cascade: {escape(str(k["kept"]))}; {k["tracks"]} of'
+            " them also have an LLM answer"
+            f" ({escape(', '.join(f'{v}: {n}' for v, n in k['llm_versions'].items()) or '-')})."
+            f" Same sentiment on {_pct(k['sentiment_agreement'])} of {k['sentiment_tracks']}"
+            f" (κ {_fmt(k['sentiment_kappa'])}); quality |Δ| {_fmt(k['quality_mean_abs_diff'])},"
+            f" within 1 on {_pct(k['quality_within_1'])} of {k['quality_tracks']}.</p>",
+        ]
+    if len(parts) == 1:
+        parts.append(
+            '<p class="note">No run ledger, reference set (--reference) or repeats'
+            " (--consistency).</p>"
+        )
+    return parts
+
+
 def llm_analyzer_html(report: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str:
     """`report llm --analyzer`: an analyzer's labels (an adopted legacy LLM's too)."""
     charts.require()
@@ -231,6 +307,7 @@ def llm_analyzer_html(report: dict[str, Any], rows: Sequence[dict[str, Any]]) ->
             ([escape(v), n] for v, n in a["versions"].items()),
         ),
         *_agreement_parts(report, rows),
+        *_label_quality_parts(report),
     ]
     return _page(
         f"rap-analyzer: LLM agreement of analyzer {a['analyzer_type']}",
@@ -275,6 +352,7 @@ def llm_html(report: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str:
                 ([escape(r["reason"]), r["count"]] for r in o["failure_reasons"]),
             )
         )
+    parts += _label_quality_parts(report)
     parts.append("<h2>Packing: tracksPerRequest</h2>")
     if report["packing"]:
         parts.append(
