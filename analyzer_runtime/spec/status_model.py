@@ -140,6 +140,60 @@ class TokenUsage(StatusModel):
     )
 
 
+class LLMBatchStates(StatusModel):
+    """The run's batches by state (every state always present, so a count that drops
+    to 0 is written as 0)."""
+
+    submitting: int = Field(default=0, description="Recorded, not created at the provider yet.")
+    validating: int = Field(default=0, description="The provider is validating the input file.")
+    in_progress: int = Field(default=0, description="Being answered.")
+    finalizing: int = Field(default=0, description="Answered; the provider writes the files.")
+    completed: int = Field(default=0, description="Completed (collected or about to be).")
+    failed: int = Field(default=0, description="Failed validation: its tracks are resubmitted.")
+    expired: int = Field(
+        default=0, description="The completion window ran out: partial results were used."
+    )
+    cancelling: int = Field(default=0, description="Being cancelled (by someone else).")
+    cancelled: int = Field(default=0, description="Cancelled: partial results were used.")
+
+
+class LLMBatchRequests(StatusModel):
+    """Requests of the run's batches, as the provider counts them."""
+
+    total: int = Field(description="Requests in all batches.")
+    completed: int = Field(description="Answered.")
+    failed: int = Field(description="Failed (their tracks are resubmitted or fall back).")
+
+
+class LLMBatchDetail(StatusModel):
+    """A batch not collected yet."""
+
+    shard: int = Field(description="The shard that submitted it.")
+    batch_id: str | None = Field(
+        default=None, description="The provider's batch id (absent until created)."
+    )
+    state: str = Field(description="The provider's status, or submitting.")
+    requests: str = Field(description="completed/total requests (and failed ones).")
+    expires_at: str | None = Field(
+        default=None,
+        json_schema_extra=_DATE_TIME,
+        description="When its completion window ends.",
+    )
+
+
+class LLMBatches(StatusModel):
+    """spec.llm.mode batch: the run's provider batches, from the ledger."""
+
+    batches: int = Field(description="Batches submitted (every submission counts).")
+    in_flight: int = Field(description="Batches not collected yet.")
+    collected: int = Field(description="Batches whose results were written.")
+    states: LLMBatchStates = Field(description="Batches by state.")
+    requests: LLMBatchRequests = Field(description="Requests of all batches.")
+    open: list[LLMBatchDetail] = Field(
+        description="The first batches not collected yet (at most 5), oldest first."
+    )
+
+
 class RunEstimate(StatusModel):
     """What the run will cost, computed at planning time before any request is sent."""
 
@@ -220,4 +274,8 @@ class AnalysisRunStatus(RunStatus):
     )
     estimate: RunEstimate | None = Field(
         default=None, description="Planning-time estimate of requests, tokens, cost, duration."
+    )
+    llm_batches: LLMBatches | None = Field(
+        default=None,
+        description="spec.llm.mode batch: the provider batches' states and request counts.",
     )
