@@ -2,11 +2,14 @@
 
     POST /v1/chat/completions   answers from answers.py (deterministic per track)
     GET  /v1/models             the configured model
+    /v1/files, /v1/batches      the Files and Batch APIs (files.py, batches.py); the
+                                lines a batch answers are in /admin/log too
+    GET  /admin/batches         every batch, and each Files/Batch API call
     GET  /admin/config          the current FakeConfig as JSON
     POST /admin/config          merge a JSON object into it (e.g. {"down": true})
     GET  /admin/log             every chat request: receipt time, status, the tracks'
                                 keys and lyrics digests
-    POST /admin/reset           clear the log and the rate-limit window
+    POST /admin/reset           clear the log, the rate-limit window, files and batches
 
 Behaviours (FakeConfig): a latency distribution (log-normal from p50 and p95), a
 sliding-window request limit answered with 429 + Retry-After / retry-after-ms,
@@ -60,12 +63,13 @@ from typing import Any
 from aiohttp import web
 
 from rap_devtools.fake_llm import answers, tokens
+from rap_devtools.fake_llm.batches import BatchApi, BatchSettings
 from rap_devtools.fake_llm.prompt_cache import DEFAULT_TTL, INCREMENT, MIN_TOKENS, PromptCache
 from rap_devtools.fake_server import AdminApi, Settings
 
 
 @dataclass
-class FakeConfig(Settings):
+class FakeConfig(BatchSettings, Settings):  # batch_* knobs: batches.py
     model: str = "fake-qwen"
     api_key: str | None = None  # when set, requests must carry `Authorization: Bearer <key>`
     latency_p50: float = 0.0  # seconds; 0 = answer at once
@@ -103,6 +107,7 @@ class FakeProvider(AdminApi):
         self.t0 = time.monotonic()
         self.accepted: deque[float] = deque()
         self.log: list[dict[str, Any]] = []
+        self.batches = BatchApi(self)  # the Files and Batch APIs
         self.served = 0  # chat requests answered: seeds each request's sampling
         self.cache = PromptCache()
         tokens.get(self.config.tokenizer)  # built now, not during the first request
@@ -135,6 +140,7 @@ class FakeProvider(AdminApi):
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_get("/v1/models", self.models)
+        self.batches.add_routes(app.router)
         self.add_admin_routes(app.router)
         return app
 
@@ -190,19 +196,8 @@ class FakeProvider(AdminApi):
             return c.fail_status, _error(
                 c.fail_status, "the fake provider is failing", "server_error"
             )
-        fmt = (body.get("response_format") or {}).get("type")
-        if fmt == "json_schema" and c.reject_json_schema:
-            return 400, _error(
-                400, "response_format json_schema is not supported", "invalid_request_error"
-            )
-        tok = tokens.get(c.tokenizer)
-        prompt_ids = tok.prompt_tokens(body.get("messages") or [])
-        if c.context_length and len(prompt_ids) > c.context_length:
-            return 400, _error(
-                400,
-                f"This model's maximum context length is {c.context_length} tokens.",
-                "context_length_exceeded",
-            )
+        if (invalid := self.invalid(body)) is not None:
+            return invalid[0], _error(*invalid)
         wait = 60.0 if c.always_429 else self._rate_limited(now)
         if wait is not None:
             headers = (
@@ -218,6 +213,36 @@ class FakeProvider(AdminApi):
             delay += c.slow_seconds
         if delay:
             await asyncio.sleep(delay)
+        return 200, web.json_response(await self.completion(body, tracks, repair, entry))
+
+    def invalid(self, body: dict[str, Any]) -> tuple[int, str, str] | None:
+        """Why the provider refuses `body` as invalid, (status, message, code), or None;
+        a batch line is checked the same way (batches.py)."""
+        c = self.config
+        fmt = (body.get("response_format") or {}).get("type")
+        if fmt == "json_schema" and c.reject_json_schema:
+            return 400, "response_format json_schema is not supported", "invalid_request_error"
+        tok = tokens.get(c.tokenizer)
+        prompt_ids = tok.prompt_tokens(body.get("messages") or [])
+        if c.context_length and len(prompt_ids) > c.context_length:
+            return (
+                400,
+                f"This model's maximum context length is {c.context_length} tokens.",
+                "context_length_exceeded",
+            )
+        return None
+
+    async def completion(
+        self,
+        body: dict[str, Any],
+        tracks: list[dict[str, Any]],
+        repair: bool,
+        entry: dict[str, Any],
+    ) -> dict[str, Any]:
+        """The chat.completion object answering `body` (its usage noted in `entry`); a
+        batch line's response body is made by the same code (batches.py)."""
+        c = self.config
+        prompt_ids = tokens.get(c.tokenizer).prompt_tokens(body.get("messages") or [])
         self.served += 1
         noisy = c.sentiment_noise > 0 or c.theme_noise > 0
         # Off the event loop: "features" labels parse the lyrics like the analyzers do.
@@ -241,16 +266,14 @@ class FakeProvider(AdminApi):
             choices: list[dict[str, Any]] = []
         else:
             choices = [{"index": 0, "message": message, "finish_reason": finish}]
-        return 200, web.json_response(
-            {
-                "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body.get("model") or c.model,
-                "choices": choices,
-                "usage": usage,
-            }
-        )
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model") or c.model,
+            "choices": choices,
+            "usage": usage,
+        }
 
     def usage(
         self, prompt_ids: list[int], content: str | None, reasoning_tokens: int, now: float
@@ -325,6 +348,7 @@ class FakeProvider(AdminApi):
         self.log.clear()
         self.accepted.clear()
         self.cache.clear()
+        self.batches.reset()
         return web.json_response({"ok": True})
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 
-from analyzer_runtime import estimates, planner, protocol
+from analyzer_runtime import batch_status, estimates, planner, protocol
 from analyzer_runtime.analyzers.llm.presets import API_KEY_ENV, pricing_for_spec
 from analyzer_runtime.spec import AnalysisRunSpec, immutable_changes
 from analyzer_runtime.spec.status_format import ANALYSIS_WORDING
@@ -71,8 +71,14 @@ async def _require_model(conn: asyncpg.Connection, version: int | None) -> None:
 
 
 async def _analysis_extra(conn: asyncpg.Connection, run: protocol.Run, status: JSON) -> JSON:
-    estimate = await estimates.read(conn, run.id)
-    return {"estimate": estimate} if estimate is not None else {}
+    out: JSON = {}
+    if (estimate := await estimates.read(conn, run.id)) is not None:
+        out["estimate"] = estimate
+    # Batch mode: the shards' provider batches, read back whatever operator process
+    # shows them (the operator never submits: a restart cannot submit twice).
+    if (batches := await batch_status.read(conn, run.id)) is not None:
+        out["llmBatches"] = batches
+    return out
 
 
 ANALYSIS = RunKind(
