@@ -28,7 +28,7 @@ import asyncpg
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from analyzer_runtime import estimates, planner, protocol
+from analyzer_runtime import batch_status, estimates, planner, protocol
 from analyzer_runtime.analyzers.llm.presets import pricing_for_spec
 from analyzer_runtime.db.connect import pool_for
 from analyzer_runtime.spec import AnalysisRunSpec
@@ -329,6 +329,7 @@ async def _status(
     async with pool.acquire() as conn:
         shards = await protocol.read_shards(conn, run.id)
         estimate = await estimates.read(conn, run.id)
+        batches = await batch_status.read(conn, run.id)
     status = compute_status(
         generation=1, shards=shards, job=job, previous=None, now=datetime.now(UTC),
         planned_total=run.total, pricing=pricing_for_spec(run.spec),
@@ -336,6 +337,8 @@ async def _status(
     )  # fmt: skip
     if estimate is not None:  # LLM runs: requests, tokens, cost, duration before any request
         status["estimate"] = estimate
+    if batches is not None:  # llm.mode batch: the provider batches
+        status["llmBatches"] = batches
     return status
 
 

@@ -23,7 +23,14 @@ from analyzer_runtime.analyzers.base import (
     RunContext,
     TrackInput,
 )
+from analyzer_runtime.analyzers.llm.analyzer import LLMAnalyzer
 from analyzer_runtime.planner import analyzer_options
+from analyzer_runtime.shard_steps import (  # noqa: F401 - the scrape worker's too
+    LEASE_POLL_SECONDS,
+    fetch_tracks,
+    finish_or_wait,
+    gave_up,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -74,18 +81,6 @@ class ProgressLog:
             f"shard {report.shard}: {report.done} done, {report.failed} failed,"
             f" {report.skipped} skipped in {report.batches} batches ({rate:.1f} items/s)"
         )
-
-
-async def fetch_tracks(conn: asyncpg.Connection, ids: Sequence[int]) -> dict[int, TrackInput]:
-    rows = await conn.fetch(
-        "SELECT id, title, artist, lyrics FROM tracks WHERE id = ANY($1::int[])", list(ids)
-    )
-    return {r["id"]: TrackInput(r["id"], r["title"], r["artist"], r["lyrics"]) for r in rows}
-
-
-# How often a shard with nothing claimable looks again while another claimer holds
-# its last items.
-LEASE_POLL_SECONDS = 1.0
 
 
 def stop_grace_seconds() -> float:
@@ -169,6 +164,15 @@ async def run_shard(
     metrics.init_items(name)
     progress = ProgressLog()
     log.info("shard %d of run %s: started (attempt %d)", shard, run.name, report.attempt)
+    if isinstance(analyzer, LLMAnalyzer) and analyzer.resolved.mode == "batch":
+        from analyzer_runtime.analyzers.llm import batch_shard
+
+        try:  # the provider's Batch API: submit, poll, collect (batch_shard.py)
+            await batch_shard.run(pool, run, shard, report, stop, claimer, analyzer)
+        finally:
+            await analyzer.aclose()
+        report.stopped = stop.set and not report.finished
+        return report
     try:
         async with protocol.holding_leases(pool, run.id, shard, claimer):
             while not stop.set:
@@ -267,22 +271,3 @@ async def _analyze(
             reason = f"{type(exc).__name__}: {exc}"[:500]
             outcomes.extend(ItemOutcome.failed(t.id, reason) for t in todo)
     return outcomes
-
-
-async def finish_or_wait(conn: asyncpg.Connection, run_id: int, shard: int, stop: StopFlag) -> bool:
-    """Nothing was claimable: mark the shard done if nothing is pending (True), else
-    the pending items are leased to another claimer - wait a little for it to finish
-    them, or for its lease to expire if it died (False: claim again)."""
-    if await protocol.finish_shard(conn, run_id, shard):
-        return True
-    wait = await protocol.seconds_to_next_lease(conn, run_id, shard)
-    await stop.pause(min(max(wait or 0.0, 0.05), LEASE_POLL_SECONDS))
-    return False
-
-
-def gave_up(max_attempts: int, doing: str) -> str:
-    """Why an item that crashed its process `max_attempts` times is failed."""
-    return (
-        f"gave up after {max_attempts} attempts: the process died while {doing} it"
-        " (each time its lease expired unfinished)"
-    )
