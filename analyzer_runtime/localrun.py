@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from analyzer_runtime import batch_status, estimates, planner, protocol
+from analyzer_runtime.analyzers.llm.cascade import cascade_of_spec
 from analyzer_runtime.analyzers.llm.presets import pricing_for_spec
 from analyzer_runtime.db.connect import pool_for
 from analyzer_runtime.spec import AnalysisRunSpec
@@ -334,6 +335,7 @@ async def _status(
         generation=1, shards=shards, job=job, previous=None, now=datetime.now(UTC),
         planned_total=run.total, pricing=pricing_for_spec(run.spec),
         dry_run=bool(run.spec.get("dryRun")), failure_threshold=run.spec.get("failureThreshold"),
+        cascade=cascade_of_spec(run.spec),
     )  # fmt: skip
     if estimate is not None:  # LLM runs: requests, tokens, cost, duration before any request
         status["estimate"] = estimate

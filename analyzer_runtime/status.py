@@ -50,6 +50,7 @@ __all__ = [
     "JobObservation",
     "ShardCounters",
     "TokenPricing",
+    "cascade_status",
     "clip_indexes",
     "clip_text",
     "compute_status",
@@ -260,8 +261,12 @@ def compute_status(
     wording: Wording = ANALYSIS_WORDING,
     failure_threshold: float | None = None,
     held: tuple[str, str, str] | None = None,
+    cascade: str | None = None,
 ) -> dict[str, Any]:
     """The run's `.status` dict.
+
+    `cascade` (spec.llm.cascade.analyzer): status.cascade says how many tracks its
+    first analyzer kept, how many went to the LLM, and the cost saved (cascade_status).
 
     `held` (phase, reason, message): what to say while the Job is suspended by
     someone else than spec.suspend - a queue (Kueue) waiting for quota or preempting.
@@ -367,6 +372,9 @@ def compute_status(
     fallback = sum(s.fallback_used for s in shards)
     if fallback:
         status["fallbackUsed"] = fallback
+    if cascade is not None:
+        llm_cost = status.get("estimatedCost")
+        status["cascade"] = cascade_status(cascade, shards, llm_cost)
     if job_name:
         status["jobName"] = job_name
     status["shards"] = shard_summary(shards, failed_shards, done, job_seen)
@@ -375,6 +383,27 @@ def compute_status(
         wording,
     )  # fmt: skip
     return status
+
+
+def cascade_status(
+    analyzer: str, shards: Sequence[ShardCounters], llm_cost: float | None
+) -> dict[str, Any]:
+    """status.cascade: kept (the first analyzer's), sentToLLM (every other finished,
+    not skipped track) and costSaved = kept x the run's actual average cost per track
+    the LLM answered (`llm_cost`: the run's cost so far; fallback results excluded)."""
+    kept = sum(s.cascade_kept for s in shards)
+    processed = sum(s.processed for s in shards)
+    failed = sum(s.failed for s in shards)
+    answered = processed - kept - sum(s.fallback_used for s in shards)
+    saved = None
+    if llm_cost is not None and answered > 0:
+        saved = round(kept * llm_cost / answered, 6)
+    return {
+        "analyzer": analyzer,
+        "kept": kept,
+        "sentToLLM": max(0, processed + failed - kept),
+        "costSaved": saved,
+    }
 
 
 def _too_many_failures(

@@ -17,7 +17,10 @@ the model was trained with one) - no network, no lyrics parsing.
 
 Results: analyzer_type `quality`, model_version `1.0.0` (this code), one row per track;
 `complexity_score` and analysis_data {"quality", "complexity", "model", "model_version"}
-(the trained model's version); complexity is NULL when the model has no complexity
+(the trained model's version). A model trained with the sentiment head (issue 25,
+quality/agreement.py) also fills `sentiment` (the LLM's label it predicts),
+`confidence` (the estimated chance the LLM agrees on every label it gives) and
+analysis_data.agreement {sentiment, quality} (that chance per label); complexity is NULL when the model has no complexity
 target (learned from an adopted analyzer's labels without complexity). Re-scoring with a newer model over tracks that have a
 result is a run with `selection.onlyMissing: false` (the row is updated in place).
 """
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
     import asyncpg
 
     from analyzer_runtime.protocol import Run
+    from analyzer_runtime.quality import agreement
     from analyzer_runtime.quality.storage import StoredModel
 
 
@@ -62,6 +66,13 @@ async def pinned_model(conn: asyncpg.Connection, run: Run) -> StoredModel:
         model.version,
     )
     return model
+
+
+def _predict(model: StoredModel, x: Any) -> tuple[dict[str, Any], agreement.Prediction | None]:
+    from analyzer_runtime.quality import training
+
+    preds = training.predict(model, x)
+    return preds, training.predict_agreement(model, x, preds["quality"])
 
 
 class QualityAnalyzer(Analyzer):
@@ -110,7 +121,7 @@ class QualityAnalyzer(Analyzer):
         self._with_embedding = any(f.startswith("emb.") for f in self._model.features)
 
     async def analyze_batch(self, tracks: Sequence[TrackInput]) -> list[ItemOutcome]:
-        from analyzer_runtime.quality import features, training
+        from analyzer_runtime.quality import features
 
         model = self._model
         if model is None or self._pool is None:
@@ -135,7 +146,7 @@ class QualityAnalyzer(Analyzer):
         if not rows.ids:
             return outcomes
         # One predict per target for the batch, off the event loop.
-        preds = await asyncio.to_thread(training.predict, model, rows.matrix)
+        preds, head = await asyncio.to_thread(_predict, model, rows.matrix)
         per_track_ms = int((time.perf_counter() - start) * 1000 / len(todo))
         # A model learned from an adopted analyzer without complexity labels has only
         # the quality target (training.read_analyzer_labels): complexity is then NULL.
@@ -143,20 +154,32 @@ class QualityAnalyzer(Analyzer):
         for i, tid in enumerate(rows.ids):
             quality = round(float(preds["quality"][i]), 3)
             complexity = None if cx is None else round(float(cx[i]), 4)
+            data: dict[str, Any] = {
+                "quality": quality,
+                "complexity": complexity,
+                "model": model.name,
+                "model_version": model.version,
+                "trained_from": model.training_run,
+            }
+            sentiment = confidence = None
+            if head is not None:  # a model with the sentiment head (issue 25)
+                sentiment = str(head.sentiment[i])
+                confidence = round(float(head.confidence[i]), 4)
+                # The chance the LLM would agree, per label (agreement.py).
+                data["agreement"] = {
+                    "sentiment": round(float(head.p_sentiment[i]), 4),
+                    "quality": round(float(head.p_quality[i]), 4),
+                }
             outcomes.append(
                 ItemOutcome.done(
                     AnalysisResult(
                         track_id=tid,
                         analyzer_type=self.analyzer_type,
                         model_version=self.version,
+                        sentiment=sentiment,
+                        confidence=confidence,
                         complexity_score=complexity,
-                        analysis_data={
-                            "quality": quality,
-                            "complexity": complexity,
-                            "model": model.name,
-                            "model_version": model.version,
-                            "trained_from": model.training_run,
-                        },
+                        analysis_data=data,
                         processing_time_ms=per_track_ms,
                     )
                 )

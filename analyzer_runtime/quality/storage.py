@@ -133,7 +133,8 @@ def loads(blob: bytes, sha256: str, targets: list[str] | None = None) -> dict[st
     """The estimators in a skops `blob` (its format and versions already checked:
     check_usable). ModelCorrupt, having run nothing from the blob, when its sha256 is
     not `sha256`, it is not a skops file, or it names a type outside the trusted ones;
-    also when what it holds is not {target: HistGradientBoostingRegressor}."""
+    also when what it holds is not {target: HistGradientBoostingRegressor} (with, since
+    issue 25, a HistGradientBoostingClassifier `sentiment` and its calibration arrays)."""
     import skops.io
     from skops.io.exceptions import UntrustedTypesFoundException
 
@@ -165,13 +166,25 @@ def loads(blob: bytes, sha256: str, targets: list[str] | None = None) -> dict[st
     return out
 
 
-def _check_estimators(out: Any, targets: list[str] | None) -> None:
-    from sklearn.ensemble import HistGradientBoostingRegressor
+def _expected_type(key: str, value: Any) -> bool:
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
+    from analyzer_runtime.quality import agreement
+
+    if key == agreement.SENTIMENT:
+        return type(value) is HistGradientBoostingClassifier
+    if key == agreement.CALIBRATION:
+        return agreement.is_calibration(value)
+    return type(value) is HistGradientBoostingRegressor
+
+
+def _check_estimators(out: Any, targets: list[str] | None) -> None:
+    # {target: regressor}, plus (issue 25) the cascade's sentiment classifier and its
+    # calibration arrays; a model stored before them has neither and loads as before.
     ok = (
         isinstance(out, dict)
         and all(isinstance(k, str) for k in out)
-        and all(type(v) is HistGradientBoostingRegressor for v in out.values())
+        and all(_expected_type(k, v) for k, v in out.items())
         and (targets is None or list(out) == list(targets))
     )
     if not ok:

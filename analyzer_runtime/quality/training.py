@@ -29,7 +29,7 @@ import asyncpg
 import numpy as np
 
 from analyzer_runtime import legacy_labels, protocol
-from analyzer_runtime.quality import MODEL_NAME, features, storage
+from analyzer_runtime.quality import MODEL_NAME, agreement, features, storage
 
 TARGETS = ("quality", "complexity")
 # The range each target is clipped to when predicting (the LLM schema's).
@@ -53,6 +53,9 @@ class Labels:
     about: dict[str, Any]  # what the labels are (stored in the metrics)
     skipped: dict[str, str] = field(default_factory=dict)  # target -> why not learned
     run: protocol.Run | None = None
+    # The LLM's sentiment label per track of `ids` (None where it has none or one
+    # outside agreement.LABELS): the cascade's sentiment head learns it.
+    sentiment: list[str | None] | None = None
 
 
 def gradient_boosting() -> Any:
@@ -103,7 +106,7 @@ async def read_labels(conn: asyncpg.Connection, run_ref: str) -> Labels:
         )
     rows = await conn.fetch(
         """SELECT r.track_id, (r.analysis_data->>'quality')::float8 AS quality,
-                  r.complexity_score::float8 AS complexity
+                  r.complexity_score::float8 AS complexity, r.sentiment
              FROM run_items i
              JOIN analysis_results r
                ON r.track_id = i.item_id AND r.analyzer_type = 'llm' AND r.model_version = $2
@@ -125,6 +128,7 @@ async def read_labels(conn: asyncpg.Connection, run_ref: str) -> Labels:
         targets={t: np.asarray([r[t] for r in rows], dtype=np.float64) for t in TARGETS},
         about={"from": "run", "run": run.name, "uid": run.uid},
         run=run,
+        sentiment=[r["sentiment"] if r["sentiment"] in agreement.LABELS else None for r in rows],
     )
 
 
@@ -161,7 +165,8 @@ async def read_analyzer_labels(
         )
     rows = await conn.fetch(
         f"""SELECT r.track_id, {legacy_labels.quality_sql("r")} AS quality,
-                   {legacy_labels.complexity_sql("r")} AS complexity
+                   {legacy_labels.complexity_sql("r")} AS complexity,
+                   {legacy_labels.sentiment_sql("r")} AS sentiment
               FROM (SELECT DISTINCT ON (track_id) * FROM analysis_results
                      WHERE analyzer_type = $1 AND ($2::text IS NULL OR model_version = $2)
                      ORDER BY track_id, created_at DESC, id DESC) r
@@ -205,6 +210,9 @@ async def read_analyzer_labels(
             "mapping": legacy_labels.LABEL_SOURCES,
         },
         skipped=skipped,
+        sentiment=[
+            r["sentiment"] if r["sentiment"] in agreement.LABELS else None for r in labelled
+        ],
     )
 
 
@@ -231,18 +239,31 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
     return None if math.isnan(rho) else round(rho, 4)
 
 
-def cross_validate(x: np.ndarray, y: np.ndarray, folds: int, target: str) -> dict[str, Any]:
-    """Out-of-fold MAE and Spearman of every candidate on the same folds."""
+def kfold(x: np.ndarray, folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
     from sklearn.model_selection import KFold
 
+    return list(KFold(n_splits=folds, shuffle=True, random_state=0).split(x))
+
+
+def cross_validate(
+    x: np.ndarray,
+    y: np.ndarray,
+    folds: int,
+    target: str,
+    oof: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Out-of-fold MAE and Spearman of every candidate on the same folds; each
+    candidate's out-of-fold predictions go into `oof` when given."""
     lo, hi = TARGET_RANGES[target]
     out: dict[str, Any] = {}
-    splits = list(KFold(n_splits=folds, shuffle=True, random_state=0).split(x))
+    splits = kfold(x, folds)
     for name, make in CANDIDATES.items():
         pred = np.empty_like(y)
         for train, test in splits:
             pred[test] = make().fit(x[train], y[train]).predict(x[test])
         pred = np.clip(pred, lo, hi)
+        if oof is not None:
+            oof[name] = pred
         out[name] = {
             "mae": round(float(np.mean(np.abs(pred - y))), 4),
             # A constant ranks nothing (its folds' means differ only by chance).
@@ -290,18 +311,28 @@ async def train(
     if labels.skipped:
         metrics["skipped_targets"] = labels.skipped
     estimators: dict[str, Any] = {}
+    quality_oof: dict[str, np.ndarray] = {}
     for target in TARGETS:
         if target not in labels.targets:
             continue
         y = labels.targets[target]
         has = ~np.isnan(y)  # all True from a run
         xt, y = x[has], y[has]
-        scores = cross_validate(xt, y, folds, target)
+        oof: dict[str, np.ndarray] = {}
+        scores = cross_validate(xt, y, folds, target, oof)
+        if target == "quality":  # every labelled track has a quality label
+            quality_oof = oof
         scores["tracks"] = len(y)
         scores["label_mean"] = round(float(np.mean(y)), 4)
         scores["label_std"] = round(float(np.std(y)), 4)
         metrics["targets"][target] = scores
         estimators[target] = gradient_boosting().fit(xt, y)
+    head = _sentiment_head(x, labels, quality_oof.get("gradient_boosting"), folds)
+    if isinstance(head, str):
+        metrics["skipped_targets"] = {**metrics.get("skipped_targets", {}), "sentiment": head}
+    else:
+        estimators[agreement.SENTIMENT], calibration, metrics["sentiment"] = head
+        estimators[agreement.CALIBRATION] = calibration.as_arrays()
     metrics["train_seconds"] = round(time.perf_counter() - t0, 2)
     json.dumps(metrics)  # JSON-safe before it is stored
     if not store:
@@ -318,14 +349,57 @@ async def train(
     return model, metrics
 
 
+def _sentiment_head(
+    x: np.ndarray, labels: Labels, quality_oof: np.ndarray | None, folds: int
+) -> tuple[Any, agreement.Calibration, dict[str, Any]] | str:
+    """The sentiment classifier, the agreement calibration and their metrics, or why
+    there is none (the model then predicts quality and complexity only, as before)."""
+    sentiment = labels.sentiment or []
+    has = np.asarray([s is not None for s in sentiment], dtype=bool)
+    if quality_oof is None or len(sentiment) != len(labels.ids) or has.sum() < MIN_TRACKS:
+        return (
+            f"{int(has.sum())} of the {len(labels.ids)} tracks have a sentiment label"
+            f" ({', '.join(agreement.LABELS)}); at least {MIN_TRACKS} are needed"
+        )
+    y = np.asarray([s for s in sentiment if s is not None], dtype=object).astype(str)
+    if len(set(y)) < 2:
+        return f"every labelled track has the sentiment {y[0]!r}: nothing to learn"
+    xs = x[has]
+    clf, top, correct, metrics = agreement.fit_sentiment(xs, y, kfold(xs, folds))
+    quality = labels.targets["quality"]
+    qual_ok = np.abs(quality_oof - quality) <= agreement.QUALITY_TOLERANCE
+    sx, sy = agreement.sentiment_table(top, correct)
+    cal = agreement.Calibration(sx, sy, agreement.quality_table(quality_oof, quality))
+    metrics["quality_within_1"] = round(float(qual_ok.mean()), 4)
+    metrics["cascade_curve"] = agreement.coverage_curve(
+        cal.p_sentiment(top), correct, cal.p_quality(quality_oof)[has], qual_ok[has]
+    )
+    return clf, cal, metrics
+
+
 def predict(model: storage.StoredModel, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Each target's predictions for the rows of `x`, clipped to the label range."""
+    """Each regression target's predictions for the rows of `x`, clipped to the label
+    range (the sentiment head is `predict_agreement`'s)."""
     assert model.estimators is not None
     out = {}
     for target, est in model.estimators.items():
-        lo, hi = TARGET_RANGES.get(target, (-np.inf, np.inf))
-        out[target] = np.clip(est.predict(x), lo, hi)
+        if target in TARGETS:
+            lo, hi = TARGET_RANGES[target]
+            out[target] = np.clip(est.predict(x), lo, hi)
     return out
+
+
+def predict_agreement(
+    model: storage.StoredModel, x: np.ndarray, quality: np.ndarray
+) -> agreement.Prediction | None:
+    """The sentiment head's labels and the chance the LLM agrees, or None for a model
+    trained without the head (before issue 25, or from labels without sentiment)."""
+    assert model.estimators is not None
+    clf = model.estimators.get(agreement.SENTIMENT)
+    cal = model.estimators.get(agreement.CALIBRATION)
+    if clf is None or cal is None:
+        return None
+    return agreement.predict(clf, agreement.Calibration.from_arrays(cal), x, quality)
 
 
 def trained_from(model: storage.StoredModel) -> str:
@@ -354,6 +428,21 @@ def render_metrics(model: storage.StoredModel | None, m: dict[str, Any]) -> str:
             s = scores[name]
             rho = "-" if s["spearman"] is None else f"{s['spearman']:.3f}"
             lines.append(f"{target:<11} {name:<18} {s['mae']:>7.3f} {rho:>9}")
+    if (sm := m.get("sentiment")) is not None:
+        lines.append(
+            f"{'sentiment':<11} {'classifier':<18} accuracy {sm['accuracy']:.3f}"
+            f" (majority {sm['majority_baseline']:.3f}); quality within 1:"
+            f" {sm['quality_within_1']:.3f}"
+        )
+        lines.append("cascade (out of fold): minConfidence -> kept, agreement of kept")
+        for c in sm["cascade_curve"][::2]:
+            if c["sentiment_agreement_kept"] is None:
+                lines.append(f"  {c['threshold']:.1f} -> 0%")
+                continue
+            lines.append(
+                f"  {c['threshold']:.1f} -> {c['kept']:.0%} kept, sentiment"
+                f" {c['sentiment_agreement_kept']:.3f}, quality {c['quality_agreement_kept']:.3f}"
+            )
     for target, why in (m.get("skipped_targets") or {}).items():
         lines.append(f"{target:<11} not learned: {why}")
     return "\n".join(lines)

@@ -140,6 +140,43 @@ class TokenUsage(StatusModel):
     )
 
 
+class CascadeEstimate(StatusModel):
+    """spec.llm.cascade at planning: the estimate's requests, tokens and cost are for
+    every track; this says how many the first analyzer is expected to keep."""
+
+    analyzer: str = Field(description="The first analyzer: quality or algorithmic.")
+    min_confidence: float = Field(description="spec.llm.cascade.minConfidence.")
+    kept_share: float | None = Field(
+        default=None,
+        description="Expected share of tracks kept from the LLM: the quality model's "
+        "out-of-fold share at minConfidence; absent when unknown (algorithmic).",
+    )
+    cost: float | None = Field(
+        default=None, description="The estimated cost times (1 - keptShare), when both are known."
+    )
+
+
+class CascadeStatus(StatusModel):
+    """Where the tracks of a cascade run went (spec.llm.cascade)."""
+
+    analyzer: str = Field(description="The first analyzer: quality or algorithmic.")
+    kept: int = Field(
+        description="Tracks the first analyzer labelled (stored under its own "
+        "analyzer_type, with cascade_for), never sent to the LLM."
+    )
+    sent_to_llm: int = Field(
+        alias="sentToLLM",
+        description="Finished tracks that were sent to the LLM (answered, fallen back or "
+        "failed); skipped tracks are in neither count."
+    )
+    cost_saved: float | None = Field(
+        default=None,
+        json_schema_extra=_NULLABLE,
+        description="kept x the run's average LLM cost per track the LLM answered, USD; "
+        "null until the LLM has answered one, or without a price.",
+    )
+
+
 class LLMBatchStates(StatusModel):
     """The run's batches by state (every state always present, so a count that drops
     to 0 is written as 0)."""
@@ -208,6 +245,9 @@ class RunEstimate(StatusModel):
     )
     duration: str = Field(description="Estimated duration, like 1h2m0s.")
     duration_seconds: float = Field(description="Estimated duration in seconds.")
+    cascade: CascadeEstimate | None = Field(
+        default=None, description="What spec.llm.cascade is expected to keep from the LLM."
+    )
 
 
 class RunStatus(StatusModel):
@@ -271,6 +311,9 @@ class AnalysisRunStatus(RunStatus):
     )
     fallback_used: int | None = Field(
         default=None, description="Tracks analyzed by the fallback analyzer."
+    )
+    cascade: CascadeStatus | None = Field(
+        default=None, description="spec.llm.cascade: tracks kept from the LLM and sent to it."
     )
     estimate: RunEstimate | None = Field(
         default=None, description="Planning-time estimate of requests, tokens, cost, duration."

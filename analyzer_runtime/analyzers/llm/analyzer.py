@@ -164,9 +164,10 @@ class LLMAnalyzer(Analyzer):
         out, self._extras = self._extras, BatchExtras()
         return out
 
-    def _add_usage(self, prompt_tokens: int, completion_tokens: int) -> None:
+    def _add_usage(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> None:
         self._extras.tokens_prompt += prompt_tokens
         self._extras.tokens_completion += completion_tokens
+        self._extras.tokens_cached += cached_tokens
 
     async def estimate(self, conn: asyncpg.Connection, run: Run) -> dict[str, Any] | None:
         from analyzer_runtime.analyzers.llm.estimate import estimate_run
@@ -348,6 +349,12 @@ class LLMAnalyzer(Analyzer):
         share = p.input_chars[tid] / max(1, sum(p.input_chars.values()))
         prompt_tokens = sum(c.prompt_tokens for c in answers)
         completion_tokens = sum(c.completion_tokens for c in answers)
+        tokens = {
+            "prompt": round(prompt_tokens * share),
+            "completion": round(completion_tokens / len(p.ids)),
+        }
+        if cached := sum(c.cached_tokens for c in answers):  # of prompt, from the cache
+            tokens["cached"] = round(cached * share)
         return AnalysisResult(
             track_id=t.id,
             analyzer_type=self.analyzer_type,
@@ -360,10 +367,7 @@ class LLMAnalyzer(Analyzer):
                 "quality": a.quality,
                 "explicit": a.explicit,
                 "summary": a.summary,
-                "tokens": {
-                    "prompt": round(prompt_tokens * share),
-                    "completion": round(completion_tokens / len(p.ids)),
-                },
+                "tokens": tokens,
                 "usage_estimated": any(c.usage_estimated for c in answers),
                 "provider": self.resolved.provider,
                 "model": self.resolved.model,

@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 
 from analyzer_runtime import batch_status, estimates, planner, protocol
+from analyzer_runtime.analyzers.llm.cascade import cascade_of_spec
 from analyzer_runtime.analyzers.llm.presets import API_KEY_ENV, pricing_for_spec
 from analyzer_runtime.spec import AnalysisRunSpec, immutable_changes
 from analyzer_runtime.spec.status_format import ANALYSIS_WORDING
@@ -48,6 +49,9 @@ async def _analysis_plan(
 ) -> protocol.PlanResult:
     if manifest.spec.analyzer == "quality":
         await _require_model(conn, manifest.spec.model_version)
+    cascade = manifest.spec.llm.cascade if manifest.spec.llm is not None else None
+    if manifest.spec.analyzer == "llm" and cascade is not None and cascade.analyzer == "quality":
+        await _require_model(conn, None, cascade=True)  # the latest, with the sentiment head
     try:
         return await planner.plan_manifest(conn, manifest, uid)
     except ValueError as exc:
@@ -58,14 +62,20 @@ async def _analysis_plan(
         raise
 
 
-async def _require_model(conn: asyncpg.Connection, version: int | None) -> None:
-    """A quality run needs its trained model (the latest, or spec.modelVersion): until it
-    exists the run stays Pending (Valid=False) naming the command that trains it, and
-    is planned by itself once it does (MissingInput is level-triggered)."""
+async def _require_model(
+    conn: asyncpg.Connection, version: int | None, *, cascade: bool = False
+) -> None:
+    """A quality run (and an llm run whose cascade starts with quality) needs its
+    trained model (the latest, or spec.modelVersion): until it exists the run stays
+    Pending (Valid=False) naming the command that trains it, and is planned by itself
+    once it does (MissingInput is level-triggered)."""
+    from analyzer_runtime.analyzers.llm.cascade import require_head
     from analyzer_runtime.quality import MODEL_NAME, storage
 
     try:
-        await storage.find(conn, MODEL_NAME, version)
+        model = await storage.find(conn, MODEL_NAME, version)
+        if cascade:
+            require_head(model)
     except storage.ModelNotFound as exc:
         raise MissingInput(str(exc)) from None
 
@@ -99,6 +109,7 @@ ANALYSIS = RunKind(
         "pricing": pricing_for_spec(run.spec),
         "dry_run": bool(run.spec.get("dryRun")),
         "failure_threshold": run.spec.get("failureThreshold"),
+        "cascade": cascade_of_spec(run.spec),
     },
     extra_status=_analysis_extra,
 )

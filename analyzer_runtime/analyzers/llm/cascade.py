@@ -1,0 +1,197 @@
+"""The cascade (`spec.llm.cascade`, issue 25): a cheap analyzer labels the tracks it is
+sure of; only the rest are sent to the LLM.
+
+The first analyzer is `quality` (the distilled model, trained with its sentiment head:
+quality/agreement.py) or `algorithmic` (VADER). Each gives a track a sentiment and a
+`confidence`; a track is KEPT - not sent to the LLM - when the first analyzer labelled
+it (`done`, with a sentiment and a confidence) and its confidence is at least
+`minConfidence`. Everything else goes to the LLM: a lower confidence, no stored
+features (the quality model reads the track's algorithmic and emotion results), empty
+lyrics (the LLM lane skips them as before), or an error in the first analyzer.
+
+The confidence rule, per first analyzer:
+- quality: min(p_sentiment, p_quality), the model's calibrated estimate that the LLM
+  would give the same sentiment and a quality within +-1 (quality/agreement.py);
+- algorithmic: its own sentiment confidence (VADER strength and lexicon coverage). It
+  labels positive/negative/neutral only, never mixed, and on the seeded corpus agrees
+  with the LLM far less than the quality model (bench/RESULTS.md): it is offered for
+  corpora where VADER is known to match the LLM.
+
+A kept track's result is the first analyzer's own, stored under ITS analyzer_type and
+version (never as an LLM result), with analysis_data.cascade_for = {analyzer: "llm",
+model_version, confidence, threshold}. So a later llm run with selection.onlyMissing
+still finds the track missing an LLM result.
+
+Both LLM lanes call `Cascade.split` on a batch before any request is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from analyzer_runtime.analyzers import registry
+from analyzer_runtime.analyzers.base import Analyzer, ItemOutcome, RunContext, TrackInput
+from analyzer_runtime.spec.llm_models import CascadeOptions
+from analyzer_runtime.spec.types import CascadeAnalyzerName
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from analyzer_runtime.protocol import Run
+    from analyzer_runtime.quality.storage import StoredModel
+
+log = logging.getLogger(__name__)
+
+
+def cascade_of_spec(spec: dict[str, Any]) -> str | None:
+    """The first analyzer of a planned spec's cascade (status.cascade), or None."""
+    if spec.get("analyzer") != "llm":
+        return None
+    cascade = (spec.get("llm") or {}).get("cascade") or {}
+    return str(cascade["analyzer"]) if cascade.get("analyzer") else None
+
+
+def require_head(model: StoredModel) -> None:
+    """ModelUnusable unless `model` has the sentiment head the cascade needs."""
+    from analyzer_runtime.quality import agreement, storage
+
+    if agreement.SENTIMENT not in model.targets:
+        raise storage.ModelUnusable(
+            f"spec.llm.cascade.analyzer quality needs a quality model that predicts the"
+            f" LLM's sentiment; {model.name} model version {model.version} was trained"
+            " without it (trained before the cascade existed, or from labels without a"
+            f" sentiment). Train it again: {storage.train_command(model.name)}"
+        )
+
+
+async def pin_first_analyzer(
+    conn: asyncpg.Connection, run: Run, options: CascadeOptions
+) -> StoredModel | None:
+    """At planning: the quality model the run's cascade uses is resolved (the latest),
+    checked and pinned in run_models like a quality run's. Refused (ModelNotFound,
+    naming `rap-analyzer model train quality`) when there is none, and the run just
+    planned is removed so nothing is left pending."""
+    if options.analyzer != CascadeAnalyzerName.quality:
+        return None
+    from analyzer_runtime.analyzers.quality import pinned_model
+    from analyzer_runtime.quality.storage import ModelNotFound
+
+    try:
+        model = await pinned_model(conn, run)
+        require_head(model)
+        return model
+    except ModelNotFound:
+        await conn.execute(
+            """DELETE FROM runs WHERE id = $1 AND state = 'planned' AND NOT EXISTS
+                   (SELECT 1 FROM run_items WHERE run_id = $1 AND state <> 'pending')""",
+            run.id,
+        )
+        raise
+
+
+@dataclass
+class CascadeSplit:
+    """What the cascade did with a batch: the outcomes of the tracks it kept (`done`,
+    results under the first analyzer's type) and the tracks to send to the LLM."""
+
+    kept: list[ItemOutcome] = field(default_factory=list)
+    to_llm: list[TrackInput] = field(default_factory=list)
+
+
+def keeps(outcome: ItemOutcome | None, threshold: float) -> bool:
+    """The split rule: a labelled track whose confidence reaches the threshold."""
+    if outcome is None or outcome.status != "done" or outcome.result is None:
+        return False
+    r = outcome.result
+    return r.sentiment is not None and r.confidence is not None and r.confidence >= threshold
+
+
+def split_outcomes(
+    tracks: Sequence[TrackInput],
+    outcomes: Sequence[ItemOutcome],
+    threshold: float,
+    llm_version: str,
+) -> CascadeSplit:
+    """Pure: apply the rule to the first analyzer's outcomes for `tracks`; the kept
+    results get `cascade_for`, the others' tracks go to the LLM in input order."""
+    by_id = {o.track_id: o for o in outcomes}
+    out = CascadeSplit()
+    for t in tracks:
+        o = by_id.get(t.id)
+        if o is not None and keeps(o, threshold):
+            assert o.result is not None
+            o.result.analysis_data["cascade_for"] = {
+                "analyzer": "llm",
+                "model_version": llm_version,
+                "confidence": o.result.confidence,
+                "threshold": threshold,
+            }
+            out.kept.append(o)
+        else:
+            out.to_llm.append(t)
+    return out
+
+
+def estimate(
+    options: CascadeOptions, model: StoredModel | None, cost: float | None
+) -> dict[str, Any]:
+    """status.estimate.cascade: the share the quality model kept out of fold at
+    minConfidence when it was trained (its metrics), and the cost of the rest; the
+    algorithmic analyzer's share is not known in advance."""
+    from analyzer_runtime.quality import agreement
+
+    out: dict[str, Any] = {
+        "analyzer": str(options.analyzer),
+        "minConfidence": options.min_confidence,
+    }
+    curve = ((model.metrics.get("sentiment") or {}).get("cascade_curve")) if model else None
+    share = agreement.kept_share(curve or [], options.min_confidence)
+    if share is not None:
+        out["keptShare"] = share
+        if cost is not None:
+            out["cost"] = round(cost * (1 - share), 6)
+    return out
+
+
+class Cascade:
+    """The first analyzer of one shard, created and attached once (LLMAnalyzer.attach)."""
+
+    def __init__(self, options: CascadeOptions, llm_version: str, first: Analyzer) -> None:
+        self.analyzer_name = str(options.analyzer)
+        self.threshold = options.min_confidence
+        self.llm_version = llm_version
+        self.first = first
+
+    @classmethod
+    def create(cls, options: CascadeOptions, llm_version: str) -> Cascade:
+        return cls(options, llm_version, registry.create(str(options.analyzer)))
+
+    async def attach(self, ctx: RunContext) -> None:
+        # The first analyzer writes under its own version, not the LLM's; the quality
+        # analyzer loads the model pinned for this run at planning (run_models).
+        await self.first.attach(dataclasses.replace(ctx, model_version=None))
+        model = getattr(self.first, "model", None)
+        if model is not None:  # a pinned model without the head: refused, not ignored
+            require_head(model)
+
+    async def split(self, tracks: Sequence[TrackInput]) -> CascadeSplit:
+        """The batch's kept outcomes and the tracks to send to the LLM; never raises
+        for a track: what the first analyzer cannot label goes to the LLM."""
+        labelled = [t for t in tracks if t.lyrics is not None and t.lyrics.strip()]
+        outcomes: list[ItemOutcome] = []
+        if labelled:
+            try:
+                outcomes = await self.first.analyze_batch(labelled)
+            except Exception as exc:  # the LLM can still answer: never lose the batch
+                log.warning(
+                    "cascade analyzer %s failed on a batch (%s: %s): all %d tracks go to the LLM",
+                    self.analyzer_name, type(exc).__name__, exc, len(tracks),
+                )  # fmt: skip
+        return split_outcomes(tracks, outcomes, self.threshold, self.llm_version)
+
+    async def aclose(self) -> None:
+        await self.first.aclose()
