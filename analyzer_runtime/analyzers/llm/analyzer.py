@@ -26,6 +26,10 @@ no repair either - and every track of the pack is asked again alone (within the 
 bound), where no other track's lyrics are in the request. Entries for keys not asked
 are never written; they are counted (metrics.LLM_UNTRUSTED) and logged as counts.
 
+With spec.llm.cascade (cascade.py), a cheap first analyzer labels the tracks it is
+sure of before any request is built; those are stored under ITS analyzer_type, with
+`cascade_for` in analysis_data, counted in BatchExtras.cascade_kept, and never sent.
+
 Results are stored as analyzer_type `llm`, model_version `<provider>:<model>@p<N>`,
 with `@<host>` after it on any endpoint but the preset's own (presets.model_version),
 or spec.analyzerVersion when set.
@@ -59,6 +63,7 @@ from analyzer_runtime.spec.models import LLMOptions
 if TYPE_CHECKING:
     import asyncpg
 
+    from analyzer_runtime.analyzers.llm.cascade import Cascade
     from analyzer_runtime.analyzers.llm.client import ChatClient, Completion, RetrySettings
     from analyzer_runtime.protocol import Run
 
@@ -96,6 +101,8 @@ class LLMAnalyzer(Analyzer):
         self._extras = BatchExtras()
         self._client: ChatClient | None = None
         self._fallback: Analyzer | None = None
+        # spec.llm.cascade's first analyzer (cascade.py), once attached to a run.
+        self.cascade: Cascade | None = None
 
     # ---- set-up ------------------------------------------------------------------
 
@@ -159,6 +166,11 @@ class LLMAnalyzer(Analyzer):
             registry.create(spec["fallbackAnalyzer"]) if spec.get("fallbackAnalyzer") else None
         )
         self.configure(limiter=limiter, retry=retry, fallback=fallback)
+        if self.options.cascade is not None:
+            from analyzer_runtime.analyzers.llm.cascade import Cascade
+
+            self.cascade = Cascade.create(self.options.cascade, self.version)
+            await self.cascade.attach(ctx)
 
     def take_extras(self) -> BatchExtras:
         out, self._extras = self._extras, BatchExtras()
@@ -170,15 +182,24 @@ class LLMAnalyzer(Analyzer):
         self._extras.tokens_cached += cached_tokens
 
     async def estimate(self, conn: asyncpg.Connection, run: Run) -> dict[str, Any] | None:
+        from analyzer_runtime.analyzers.llm import cascade
         from analyzer_runtime.analyzers.llm.estimate import estimate_run
 
-        return await estimate_run(conn, run, self.options, self.resolved)
+        first = self.options.cascade
+        # Refused at planning without its model (before anything else is estimated).
+        model = await cascade.pin_first_analyzer(conn, run, first) if first else None
+        out = await estimate_run(conn, run, self.options, self.resolved)
+        if first is not None:
+            out["cascade"] = cascade.estimate(first, model, out.get("cost"))
+        return out
 
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
         if self._fallback is not None:
             await self._fallback.aclose()
+        if self.cascade is not None:
+            await self.cascade.aclose()
 
     # ---- analysis ----------------------------------------------------------------
 
@@ -192,6 +213,11 @@ class LLMAnalyzer(Analyzer):
                 outcomes[t.id] = ItemOutcome.skipped(t.id, "empty lyrics")
             else:
                 todo.append(t)
+        if self.cascade is not None and todo:
+            split = await self.cascade.split(todo)
+            outcomes.update((o.track_id, o) for o in split.kept)
+            self._extras.cascade_kept += len(split.kept)
+            todo = split.to_llm
         chunks = [todo[i : i + self.k] for i in range(0, len(todo), self.k)]
         for part in await asyncio.gather(*(self._guarded(c) for c in chunks)):
             outcomes.update(part)
