@@ -55,16 +55,20 @@ LLM_REQUESTS = Counter(
     "Chat requests of this process, by outcome (" + ", ".join(LLM_OUTCOMES) + ")",
     ["model", "outcome"],
 )
-LLM_TOKEN_TYPES = ("prompt", "completion")
+# `cached`: the part of `prompt` the provider served from its prompt cache (billed at
+# the cached price), not tokens on top of it.
+LLM_TOKEN_TYPES = ("prompt", "completion", "cached")
 LLM_TOKENS = Counter(
     "rap_analyzer_llm_tokens_total",
-    "Tokens used by this process, by type (prompt, completion)",
+    "Tokens used by this process, by type (prompt, completion; cached: of prompt, served"
+    " from the provider's prompt cache)",
     ["model", "type"],
 )
 LLM_COST = Counter(
     "rap_analyzer_llm_cost_usd_total",
     "Estimated cost of the tokens used by this process in US dollars, from the model's"
-    " price per token (spec.llm.pricing or the preset's); absent for a model without a price",
+    " price per token (spec.llm.pricing or the preset's; cached prompt tokens at the cached"
+    " price); absent for a model without a price",
     ["model"],
 )
 LLM_CIRCUIT_STATE = Gauge(

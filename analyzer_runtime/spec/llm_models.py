@@ -144,6 +144,13 @@ class TokenPrices(SpecModel):
     completion_per_million: float = Field(
         ge=0, le=MAX_PRICE_PER_MILLION, description="USD per million completion tokens."
     )
+    cached_prompt_per_million: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_PRICE_PER_MILLION,
+        description="USD per million prompt tokens served from the provider's prompt cache "
+        "(usage.prompt_tokens_details.cached_tokens); unset: billed as prompt tokens.",
+    )
 
 
 # Providers with an OpenAI-compatible Batch API (`mode: batch`) and the completion

@@ -41,12 +41,23 @@ def test_other_presets_and_overrides() -> None:
     assert ollama.model_version == "ollama:llama3.2:3b@p1"
     openai = presets.resolve(opts(provider="openai", model="gpt-4.1-mini", temperature=0.1))
     assert openai.base_url == "https://api.openai.com/v1" and openai.temperature == 0.1
-    assert openai.pricing == TokenPricing(0.40 / 1000, 1.60 / 1000)
+    # OpenAI's cached-input price for gpt-4.1-mini: a quarter of the list price.
+    assert openai.pricing == TokenPricing(0.40 / 1000, 1.60 / 1000, 0.10 / 1000)
+    assert openai.prompt_cache == (1024, 128)
     custom = presets.resolve(
         opts(provider="custom", baseURL="http://x/v1", model="m",
              pricing={"promptPerMillion": 2.0, "completionPerMillion": 4.0})
     )  # fmt: skip
-    assert custom.pricing == TokenPricing(0.002, 0.004)
+    assert custom.pricing == TokenPricing(0.002, 0.004)  # no cached price: no discount
+    assert custom.pricing.cost(1000, 0, cached=1000) == pytest.approx(0.002)
+    cached = presets.resolve(
+        opts(provider="custom", baseURL="http://x/v1", model="m",
+             pricing={"promptPerMillion": 2.0, "completionPerMillion": 4.0,
+                      "cachedPromptPerMillion": 0.5})
+    )  # fmt: skip
+    assert cached.pricing == TokenPricing(0.002, 0.004, 0.0005)
+    assert cached.pricing.cost(1000, 0, cached=600) == pytest.approx(0.0008 + 0.0003)
+    assert presets.resolve(opts(provider="novita")).pricing.cached_prompt_per_1k is None  # type: ignore[union-attr]
     assert (
         presets.resolve(opts(provider="custom", baseURL="http://x/v1", model="m")).pricing is None
     )

@@ -91,6 +91,8 @@ class Completion:
     completion_tokens: int
     usage_estimated: bool
     attempts: int
+    # Of prompt_tokens, served from the provider's prompt cache (0 when not reported).
+    cached_tokens: int = 0
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
@@ -155,7 +157,7 @@ class ChatClient:
         breaker: CircuitBreaker,
         retry: RetrySettings,
         redactor: Redactor,
-        on_usage: Callable[[int, int], None],
+        on_usage: Callable[[int, int, int], None],
     ) -> None:
         self.resolved = resolved
         self.timeout = timeout
@@ -303,7 +305,7 @@ class ChatClient:
         text = message.content if message is not None else None
         refusal = getattr(message, "refusal", None) if message is not None else None
         # reasoning_content / reasoning (vLLM, SGLang, Ollama) are never read: thinking.
-        p, c, estimated = self._count_usage(resp, prompt, text)
+        p, c, cached, estimated = self._count_usage(resp, prompt, text)
         return Completion(
             text=text,
             refusal=refusal,
@@ -312,22 +314,41 @@ class ChatClient:
             completion_tokens=c,
             usage_estimated=estimated,
             attempts=attempts,
+            cached_tokens=cached,
         )
 
-    def _count_usage(self, resp: Any, prompt: Prompt, text: str | None) -> tuple[int, int, bool]:
+    def _count_usage(
+        self, resp: Any, prompt: Prompt, text: str | None
+    ) -> tuple[int, int, int, bool]:
+        """(prompt, completion, cached, estimated) tokens of an answer, counted into the
+        run's usage, the token metrics and the cost (cached tokens at the cached price)."""
         usage = getattr(resp, "usage", None)
         if usage is not None and usage.prompt_tokens is not None:
             p, c, estimated = int(usage.prompt_tokens), int(usage.completion_tokens or 0), False
         else:  # some servers omit usage: count characters instead, and say so
             p = sum(estimate_tokens(m["content"]) for m in prompt.messages)
             c, estimated = estimate_tokens(text or ""), True
-        self.on_usage(p, c)
+        cached = min(p, cached_tokens(usage))
+        self.on_usage(p, c, cached)
         metrics.LLM_TOKENS.labels(self.label, "prompt").inc(p)
         metrics.LLM_TOKENS.labels(self.label, "completion").inc(c)
+        metrics.LLM_TOKENS.labels(self.label, "cached").inc(cached)
         if (price := self.resolved.pricing) is not None:
-            cost = p / 1000 * price.prompt_per_1k + c / 1000 * price.completion_per_1k
-            metrics.LLM_COST.labels(self.label).inc(cost)
-        return p, c, estimated
+            metrics.LLM_COST.labels(self.label).inc(price.cost(p, c, cached))
+        return p, c, cached, estimated
+
+
+def cached_tokens(usage: Any) -> int:
+    """`usage.prompt_tokens_details.cached_tokens` (OpenAI's prompt caching; vLLM with
+    --enable-prompt-tokens-details), 0 where the server leaves any of it out or null."""
+    details = getattr(usage, "prompt_tokens_details", None)
+    value = getattr(details, "cached_tokens", None) if details is not None else None
+    if value is None and isinstance(details, dict):  # an extra field the SDK kept as a dict
+        value = details.get("cached_tokens")
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 def _no_answer(resp: Any) -> str | None:

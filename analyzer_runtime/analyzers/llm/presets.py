@@ -80,6 +80,11 @@ class Preset:
     thinking_style: str | None = None
     # The provider's OpenAI-compatible Batch API (`mode: batch`); None: it has none.
     batch: BatchSupport | None = None
+    # Automatic prompt caching as (minimum prompt tokens, step), for the estimate's
+    # cached tokens; None: none known. OpenAI: prompts of 1,024+ tokens, hits in steps
+    # of 128 (platform.openai.com/docs/guides/prompt-caching). vLLM: whole KV blocks of
+    # 16 tokens, no minimum (Automatic Prefix Caching, on by default in vLLM V1).
+    prompt_cache: tuple[int, int] | None = None
 
 
 PRESETS: dict[str, Preset] = {
@@ -100,12 +105,13 @@ PRESETS: dict[str, Preset] = {
     "openai": Preset(
         "openai", OFFICIAL_BASE_URLS[LLMProvider.openai], "gpt-4o-mini", None,
         ("OPENAI_API_KEY",), True, ResponseFormat.jsonSchema, None, 1.0, None,
-        BatchSupport(BATCH_WINDOWS[LLMProvider.openai][0], 0.5),
+        BatchSupport(BATCH_WINDOWS[LLMProvider.openai][0], 0.5), prompt_cache=(1024, 128),
     ),
     # vLLM's (or SGLang's) OpenAI-compatible server: baseURL and model from the spec;
     # both constrain decoding to a JSON schema given as `response_format`.
     "vllm": Preset(
-        "vllm", None, None, None, (), False, ResponseFormat.jsonSchema, None, 1.0, "qwen"
+        "vllm", None, None, None, (), False, ResponseFormat.jsonSchema, None, 1.0, "qwen",
+        prompt_cache=(16, 16),
     ),
     # Anything else OpenAI-compatible: baseURL and model come from the spec.
     # (Qwen3 behind vLLM/SGLang is the usual case: its thinking switch is sent.)
@@ -115,14 +121,18 @@ PRESETS: dict[str, Preset] = {
     ),
 }  # fmt: skip
 
-# USD per million tokens (prompt, completion): list prices when this was written;
-# spec.llm.pricing overrides them. Local models (ollama) cost nothing.
-PRICES_PER_MILLION: dict[tuple[str, str], tuple[float, float]] = {
-    ("novita", "qwen/qwen3-4b-fp8"): (0.03, 0.03),
-    ("novita", "google/gemma-3-27b-it"): (0.119, 0.2),
-    ("openai", "gpt-4o-mini"): (0.15, 0.60),
-    ("openai", "gpt-4.1-mini"): (0.40, 1.60),
-    ("openai", "gpt-4.1-nano"): (0.10, 0.40),
+# USD per million tokens (prompt, completion, cached prompt): list prices when this
+# was written; spec.llm.pricing overrides them. Local models (ollama) cost nothing.
+# Cached: OpenAI's price for prompt tokens served from its prompt cache (half the list
+# price for gpt-4o-mini, a quarter for gpt-4.1); None: no discount known - Novita
+# bills a cache fee only for the models its pricing page lists under "Cache"
+# (novita.ai/docs/guides/llm-prompt-cache), qwen3-4b-fp8 not among them when written.
+PRICES_PER_MILLION: dict[tuple[str, str], tuple[float, float, float | None]] = {
+    ("novita", "qwen/qwen3-4b-fp8"): (0.03, 0.03, None),
+    ("novita", "google/gemma-3-27b-it"): (0.119, 0.2, None),
+    ("openai", "gpt-4o-mini"): (0.15, 0.60, 0.075),
+    ("openai", "gpt-4.1-mini"): (0.40, 1.60, 0.10),
+    ("openai", "gpt-4.1-nano"): (0.10, 0.40, 0.025),
 }
 
 
@@ -152,6 +162,8 @@ class ResolvedLLM:
     batch_window: str | None = None
     batch_discount: float | None = None
     batch_base_url: str | None = None
+    # The preset's prompt caching (Preset.prompt_cache): (minimum tokens, step).
+    prompt_cache: tuple[int, int] | None = None
 
     @property
     def no_think_switch(self) -> bool:
@@ -211,7 +223,11 @@ def resolve(options: LLMOptions) -> ResolvedLLM:
     endpoint = None if is_official_endpoint(provider, base_url) else endpoint_host(base_url)
     pricing: TokenPricing | None = None
     if options.pricing is not None:
-        pricing = per_1k(options.pricing.prompt_per_million, options.pricing.completion_per_million)
+        pricing = per_1k(
+            options.pricing.prompt_per_million,
+            options.pricing.completion_per_million,
+            options.pricing.cached_prompt_per_million,
+        )
     elif provider == "ollama":
         pricing = TokenPricing(0.0, 0.0)
     elif (provider, model) in PRICES_PER_MILLION:
@@ -245,11 +261,17 @@ def resolve(options: LLMOptions) -> ResolvedLLM:
         batch_window=batch_window,
         batch_discount=batch_discount,
         batch_base_url=batch_base_url,
+        prompt_cache=preset.prompt_cache,
     )
 
 
-def per_1k(prompt_per_million: float, completion_per_million: float) -> TokenPricing:
-    return TokenPricing(prompt_per_million / 1000, completion_per_million / 1000)
+def per_1k(
+    prompt_per_million: float,
+    completion_per_million: float,
+    cached_prompt_per_million: float | None = None,
+) -> TokenPricing:
+    cached = None if cached_prompt_per_million is None else cached_prompt_per_million / 1000
+    return TokenPricing(prompt_per_million / 1000, completion_per_million / 1000, cached)
 
 
 def options_of(spec: Mapping[str, Any]) -> LLMOptions | None:
