@@ -33,6 +33,9 @@ Modes modelled on the real services (`FakeConfig.mode`), and what they follow:
                     answers as Qwen3 does then: `<think>\n\n</think>\n\n{json}`.
     prose_fence     "Here is the analysis:\n```json\n{json}\n```" and a closing remark.
     empty_choices   HTTP 200 with `choices: []`.
+Flavours (`FakeConfig.flavour`): "openai" answers as above; "vllm" plays vLLM's
+OpenAI-compatible server's structured outputs (vllm.py: constrained JSON, its request
+validation, the removed guided_* fields ignored).
 Thinking is on unless the request carries `chat_template_kwargs.enable_thinking:
 false` or ends its user message with `/no_think` (`thinking_tokens` tokens of it).
 Rate limits as Novita documents them (novita.ai/docs/guides/llm-rate-limits: per-model
@@ -62,7 +65,7 @@ from typing import Any
 
 from aiohttp import web
 
-from rap_devtools.fake_llm import answers, tokens
+from rap_devtools.fake_llm import answers, tokens, vllm
 from rap_devtools.fake_llm.batches import BatchApi, BatchSettings
 from rap_devtools.fake_llm.prompt_cache import DEFAULT_TTL, INCREMENT, MIN_TOKENS, PromptCache
 from rap_devtools.fake_server import AdminApi, Settings
@@ -92,6 +95,9 @@ class FakeConfig(BatchSettings, Settings):  # batch_* knobs: batches.py
     # entry's sentiment is another label / one of its themes another theme.
     sentiment_noise: float = 0.0
     theme_noise: float = 0.0
+    # Whose server it plays: "openai" (OpenAI/Novita/Ollama-like), or "vllm" (its
+    # structured outputs, request validation and ignored guided_* fields: vllm.py).
+    flavour: str = "openai"
     tokenizer: str = tokens.DEFAULT_TOKENIZER  # cl100k_base | chars4 (tokens.py)
     prompt_caching: bool = True  # cached_tokens as OpenAI documents it (prompt_cache.py)
     cache_ttl: float = DEFAULT_TTL  # seconds a cached prefix lives unused
@@ -219,6 +225,8 @@ class FakeProvider(AdminApi):
         """Why the provider refuses `body` as invalid, (status, message, code), or None;
         a batch line is checked the same way (batches.py)."""
         c = self.config
+        if c.flavour == "vllm" and (refused := vllm.request_error(body)) is not None:
+            return refused
         fmt = (body.get("response_format") or {}).get("type")
         if fmt == "json_schema" and c.reject_json_schema:
             return 400, "response_format json_schema is not supported", "invalid_request_error"
@@ -252,6 +260,11 @@ class FakeProvider(AdminApi):
             sentiment_noise=c.sentiment_noise, theme_noise=c.theme_noise,
         )  # fmt: skip
         content, reasoning, finish, thought_tokens = self._mode(body, content, finish)
+        if c.flavour == "vllm":
+            entry["ignored"] = vllm.ignored_fields(body)
+            content, refusal = vllm.constrain(
+                body, tracks, content, refusal, finish, labels=c.labels, seed=c.seed
+            )
         usage = self.usage(prompt_ids, content, thought_tokens, time.monotonic())
         entry["usage"] = {
             "prompt": usage["prompt_tokens"],
