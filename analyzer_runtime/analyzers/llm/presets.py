@@ -107,8 +107,13 @@ PRESETS: dict[str, Preset] = {
         ("OPENAI_API_KEY",), True, ResponseFormat.jsonSchema, None, 1.0, None,
         BatchSupport(BATCH_WINDOWS[LLMProvider.openai][0], 0.5), prompt_cache=(1024, 128),
     ),
-    # vLLM's (or SGLang's) OpenAI-compatible server: baseURL and model from the spec;
-    # both constrain decoding to a JSON schema given as `response_format`.
+    # vLLM's (or SGLang's) OpenAI-compatible server: baseURL and model from the spec.
+    # Both document a JSON schema as `response_format: {"type": "json_schema",
+    # "json_schema": {"name", "schema"}}` and constrain decoding to it (docs.vllm.ai
+    # "Structured Outputs"; SGLang's "Structured Outputs", OpenAI Compatible API).
+    # vLLM's own `structured_outputs` body field is the same constraint; the older
+    # guided_* fields were removed in v0.12.0 and are ignored without an error, so they
+    # are never sent. Qwen3's thinking switch is sent (chat_template_kwargs).
     "vllm": Preset(
         "vllm", None, None, None, (), False, ResponseFormat.jsonSchema, None, 1.0, "qwen",
         prompt_cache=(16, 16),
