@@ -207,8 +207,8 @@ def schema_validity(
 
 def cascade_agreement(pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, Any]:
     """(cascade-kept result, LLM result) of the same tracks: how often the cheap
-    analyzer's label is the LLM's. Sentiment where both have one (the quality model
-    labels no sentiment), quality and complexity differences where both have them."""
+    analyzer's label is the LLM's. Sentiment where both have one, quality and
+    complexity differences where both have them (algorithmic gives no quality)."""
     by_analyzer: dict[str, int] = {}
     for c, _ in pairs:
         by_analyzer[c["analyzer_type"]] = by_analyzer.get(c["analyzer_type"], 0) + 1
