@@ -24,6 +24,18 @@ if TYPE_CHECKING:
 SYSTEM_TOKENS = prompt.estimate_tokens(prompt.SYSTEM_PROMPT)
 
 
+def cached_per_request(resolved: ResolvedLLM) -> int:
+    """Prompt tokens each request after the first is expected to have served from the
+    provider's prompt cache: the static prefix (the system prompt, the same bytes in
+    every request; prompt.py) in the provider's steps, if it reaches the minimum.
+    OpenAI's minimum is 1,024 tokens, more than our ~270-token prefix: 0 there."""
+    if resolved.prompt_cache is None:
+        return 0
+    minimum, step = resolved.prompt_cache
+    static = SYSTEM_TOKENS + prompt.TEMPLATE_OVERHEAD_TOKENS
+    return static // step * step if static >= minimum else 0
+
+
 def requests_for(n_tracks: int, batch_size: int, k: int) -> int:
     """Requests for one shard: whole batches of `batch_size`, each cut into packs of k."""
     full, rest = divmod(n_tracks, batch_size)
@@ -55,6 +67,7 @@ async def estimate_run(
         + tracks * prompt.TRACK_OVERHEAD_TOKENS
     )
     completion_tokens = tracks * prompt.ESTIMATED_COMPLETION_TOKENS_PER_TRACK
+    cached_tokens = max(0, requests - 1) * cached_per_request(resolved)
     rpm = requests_per_minute(spec, resolved)
     if rpm:
         seconds = requests / rpm * 60
@@ -68,6 +81,7 @@ async def estimate_run(
             "prompt": prompt_tokens,
             "completion": completion_tokens,
             "total": prompt_tokens + completion_tokens,
+            **({"cached": cached_tokens} if cached_tokens else {}),
         },
         "duration": format_duration(seconds),
         "durationSeconds": round(seconds, 1),
@@ -75,7 +89,6 @@ async def estimate_run(
     if rpm:
         out["requestsPerMinute"] = rpm
     if resolved.pricing is not None:
-        cost = prompt_tokens / 1000 * resolved.pricing.prompt_per_1k
-        cost += completion_tokens / 1000 * resolved.pricing.completion_per_1k
+        cost = resolved.pricing.cost(prompt_tokens, completion_tokens, cached_tokens)
         out["cost"] = round(cost, 6)
     return out

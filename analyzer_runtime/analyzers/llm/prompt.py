@@ -9,6 +9,17 @@ Each track is named in the request by a random per-request key (`k` + 8 hex
 digits), never by its database id: lyrics are written before the request, so they
 cannot name another track in a way the answer is mapped back by (schema.parse drops
 entries for keys not asked, distrusts duplicates and reordering).
+
+Layout for prompt caching (providers cache exact prompt prefixes): the system prompt
+comes first and is the same bytes in every request; everything that varies - keys,
+titles, lyrics - is in the user message after it, and Qwen3's `/no_think` switch after
+the lyrics; a repair request appends to the original messages, so the whole first
+request is its prefix. The static prefix is ~280 tokens, under OpenAI's 1,024-token
+minimum: it is not padded to reach it, because at OpenAI's cached prices (half or a
+quarter of the list price) 1,024 cached tokens cost more than ~280 uncached ones
+(README, "Prompt caching"). Servers that cache smaller prefixes (vLLM's prefix
+caching, 16-token blocks) serve it from their cache; repairs of prompts of 1,024+
+tokens hit OpenAI's.
 """
 
 from __future__ import annotations
@@ -39,6 +50,10 @@ ESTIMATED_COMPLETION_TOKENS_PER_TRACK = 80
 NO_THINK_SWITCH = "/no_think"
 # title, artist, id and JSON punctuation per track, in tokens.
 TRACK_OVERHEAD_TOKENS = 20
+# The chat template around the system prompt and the user message's opening up to the
+# first key (`<|im_start|>system\n`...`{"tracks": [{"id": "k`): the static prefix is
+# SYSTEM_PROMPT's tokens plus these (16 by cl100k_base, the fake provider's BPE).
+TEMPLATE_OVERHEAD_TOKENS = 16
 
 SYSTEM_PROMPT = """\
 You analyze rap lyrics for a research corpus.
