@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -47,3 +48,32 @@ def wait_for(
                 detail += f"\nlast error: {last_error!r}"
             raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
         time.sleep(interval)
+
+
+async def wait_for_async(
+    check: Callable[[], Awaitable[T | None]],
+    *,
+    within: float = 60.0,
+    interval: float = 0.2,
+    what: str = "condition",
+) -> T:
+    """`wait_for` for an async ``check`` (e.g. an async client's poll), for at most
+    ``within`` seconds, sleeping without blocking the event loop. The last value and
+    error are reported on timeout."""
+    deadline = time.monotonic() + within
+    last: object = None
+    last_error: BaseException | None = None
+    while True:
+        try:
+            value = await check()
+            if value:
+                return value
+            last = value
+        except Exception as e:
+            last_error = e
+        if time.monotonic() >= deadline:
+            detail = f"\nlast value: {last!r}"
+            if last_error is not None:
+                detail += f"\nlast error: {last_error!r}"
+            raise WaitTimeout(f"timed out after {within:.0f}s waiting for {what}{detail}")
+        await asyncio.sleep(interval)

@@ -60,6 +60,8 @@ Time is compressed (FakeConfig, `batch_*`):
     batch_expire_after     a batch expires once this many of its lines are done
     batch_expire_batches   how many batches created from now on that applies to
                            (None: all)
+    batch_paused           batches created while it is set start paused (in
+                           `validating` until POST /admin/batches/{id} {"pause": false})
 Markers in a track's lyrics: `@@BATCH_FAIL@@` fails its line in every batch,
 `@@BATCH_FAIL_ONCE@@` only in the first batch that carries it.
 
@@ -121,6 +123,7 @@ class BatchSettings:
     batch_fail_status: int = 500
     batch_expire_after: int | None = None
     batch_expire_batches: int | None = None
+    batch_paused: bool = False
 
 
 def window_seconds(window: str) -> float:
@@ -291,6 +294,7 @@ class BatchApi:
             window=float(c.batch_window_seconds or window_seconds(window)),
             expire_after=expire_after,
             input=f.data,
+            paused=bool(c.batch_paused),
         )
         self.batches[b.id] = b
         task = asyncio.create_task(self._run(b))
@@ -423,7 +427,8 @@ class BatchApi:
                 progress += now - last
             last = now
             seconds = float(c.batch_seconds)
-            due = len(order) if b.rush or seconds <= 0 else int(len(order) * progress / seconds)
+            n = len(order)
+            due = n if b.rush or seconds <= 0 else min(n, int(n * progress / seconds))
             if b.paused:
                 due = done
             if b.expire_after is not None:
