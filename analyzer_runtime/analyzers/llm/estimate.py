@@ -46,9 +46,12 @@ async def estimate_run(
     conn: asyncpg.Connection, run: Run, options: LLMOptions, resolved: ResolvedLLM
 ) -> dict[str, Any]:
     budget = options.max_input_tokens or prompt.DEFAULT_MAX_INPUT_TOKENS
+    # Characters as sent: in the prompt's JSON document a line break is two (\n escaped).
     rows = await conn.fetch(
         """SELECT i.shard, count(*) AS n,
-                  coalesce(sum(least(ceil(length(t.lyrics) / $2::float8), $3)), 0)::bigint AS tok
+                  coalesce(sum(least(ceil((2 * length(t.lyrics)
+                                           - length(replace(t.lyrics, E'\\n', '')))
+                                          / $2::float8), $3)), 0)::bigint AS tok
              FROM run_items i JOIN tracks t ON t.id = i.item_id
             WHERE i.run_id = $1 AND t.lyrics IS NOT NULL AND btrim(t.lyrics) <> ''
             GROUP BY i.shard""",
