@@ -63,7 +63,10 @@ async def estimate_run(
     k = options.tracks_per_request
     batch = int(spec.get("batchSize") or 50)
     tracks = sum(int(r["n"]) for r in rows)
-    requests = sum(requests_for(int(r["n"]), batch, k) for r in rows)
+    if resolved.mode == "batch":  # a shard's batches pack all it claims, k per request
+        requests = sum(math.ceil(int(r["n"]) / k) for r in rows)
+    else:
+        requests = sum(requests_for(int(r["n"]), batch, k) for r in rows)
     prompt_tokens = (
         requests * SYSTEM_TOKENS
         + sum(int(r["tok"]) for r in rows)
