@@ -122,10 +122,19 @@ def render_status_text(
     if est := status.get("estimate"):
         cost = f", ~${est['cost']:.4f}" if est.get("cost") is not None else ""
         rate = f" at {est['requestsPerMinute']}/min" if est.get("requestsPerMinute") else ""
+        if est.get("completionWindow"):
+            rate = f" (batch: within its {est['completionWindow']} window, at the batch price)"
         row(
             "Estimate",
             f"{est['requests']} requests, ~{est['tokens']['total']} tokens{cost},"
             f" ~{est['duration']}{rate}",
+        )
+    if lb := status.get("llmBatches"):
+        req = lb["requests"]
+        row(
+            "Batches",
+            f"{lb['batches']} ({lb['inFlight']} in flight, {lb['collected']} collected);"
+            f" requests {req['completed']}/{req['total']} answered, {req['failed']} failed",
         )
     if status.get("fallbackUsed"):
         row("Fallback", f"{status['fallbackUsed']} tracks by the fallback analyzer")

@@ -243,7 +243,15 @@ class RunEstimate(StatusModel):
     requests_per_minute: int | None = Field(
         default=None, description="The global budget the duration assumes (unset: unlimited)."
     )
-    duration: str = Field(description="Estimated duration, like 1h2m0s.")
+    duration: str = Field(
+        description="Estimated duration, like 1h2m0s (batch mode: the completion window, "
+        "the most the provider takes)."
+    )
+    completion_window: str | None = Field(
+        default=None,
+        description="llm.mode batch: the Batch API's completion window (the cost is the "
+        "provider's batch price).",
+    )
     duration_seconds: float = Field(description="Estimated duration in seconds.")
     cascade: CascadeEstimate | None = Field(
         default=None, description="What spec.llm.cascade is expected to keep from the LLM."

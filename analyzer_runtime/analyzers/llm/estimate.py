@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from analyzer_runtime import batch_ledger
 from analyzer_runtime.analyzers.llm import prompt
 from analyzer_runtime.analyzers.llm.presets import ResolvedLLM, requests_per_minute
 from analyzer_runtime.spec.models import LLMOptions
@@ -75,7 +76,11 @@ async def estimate_run(
     completion_tokens = tracks * prompt.ESTIMATED_COMPLETION_TOKENS_PER_TRACK
     cached_tokens = max(0, requests - 1) * cached_per_request(resolved)
     rpm = requests_per_minute(spec, resolved)
-    if rpm:
+    window = resolved.batch_window
+    if window is not None:  # the provider promises no more than its completion window
+        rpm = None
+        seconds = batch_ledger.WINDOW_SECONDS.get(window, 0.0)
+    elif rpm:
         seconds = requests / rpm * 60
     else:  # no budget: as fast as the pods' concurrency and the model's latency allow
         lanes = int(spec.get("parallelism") or spec.get("shards") or 1) * options.concurrency
@@ -94,7 +99,9 @@ async def estimate_run(
     }
     if rpm:
         out["requestsPerMinute"] = rpm
-    if resolved.pricing is not None:
+    if window is not None:
+        out["completionWindow"] = window
+    if resolved.pricing is not None:  # the lane's price: a batch run's is discounted
         cost = resolved.pricing.cost(prompt_tokens, completion_tokens, cached_tokens)
         out["cost"] = round(cost, 6)
     return out

@@ -163,6 +163,12 @@ async def test_2000_tracks_exactly_once_at_the_batch_price_through_failures_and_
     assert st["estimatedCost"] == pytest.approx(
         price.cost(tokens["prompt"], tokens["completion"], tokens.get("cached", 0)), abs=1e-6
     )
+    # The planning estimate (--dry-run's too): the batch price, the window as duration.
+    est = st["estimate"]
+    assert (est["completionWindow"], est["durationSeconds"]) == ("24h", 86400)
+    assert "requestsPerMinute" not in est and est["requests"] == 2000 - st["skipped"]
+    t = est["tokens"]
+    assert est["cost"] == round(price.cost(t["prompt"], t["completion"], t.get("cached", 0)), 6)
     # The status shows the batches for `kubectl get -o yaml`, in the CRD's schema.
     lb = st["llmBatches"]
     assert lb["batches"] == len(batches) and lb["inFlight"] == 0 and lb["states"]["expired"] == 1
