@@ -3,7 +3,8 @@
     resume: every batch of this shard the ledger has not collected - create it if it
             was recorded but not created (adopting one a crash left behind), poll it,
             collect it once it is terminal;
-    submit: claim pending items (maxRequests requests' worth), record the batch and
+    submit: claim pending items (maxRequests requests' worth), let spec.llm.cascade's
+            first analyzer keep the tracks it is sure of, record the batch and
             hand the items' leases to it (batch_ledger.record_batch), upload the
             input file, create the batch;
     wait:   pollSeconds, then again - until nothing is pending and no batch is open.
@@ -335,8 +336,13 @@ class _Lane:
                 tracks = await fetch_tracks(conn, ids)
                 subs = await batch_ledger.submissions(conn, self.run.id, ids)
             todo, settled = await self._settle(claimed, tracks, subs)
+            kept = await self._cascade(todo, subs)
+            if kept:
+                settled.extend(kept)
+                kept_ids = {o.track_id for o in kept}
+                todo = [t for t in todo if t.id not in kept_ids]
             if settled:
-                await self._commit_settled(settled)
+                await self._commit_settled(settled, cascade_kept=len(kept))
             if todo:
                 await self._submit(todo, {t.id for t in todo if (s := subs.get(t.id)) and s.alone})
         return any_claimed
@@ -376,7 +382,18 @@ class _Lane:
                 settled.extend((await self.analyzer.fall_back([t], reason)).values())
         return todo, settled
 
-    async def _commit_settled(self, outcomes: list[ItemOutcome]) -> None:
+    async def _cascade(
+        self, todo: list[TrackInput], subs: dict[int, batch_ledger.Submissions]
+    ) -> list[ItemOutcome]:
+        """spec.llm.cascade: the outcomes of the tracks its first analyzer is sure of
+        (asked once per track: a track sent before was already its to give away)."""
+        cascade = self.analyzer.cascade
+        first_time = [t for t in todo if t.id not in subs]
+        if cascade is None or not first_time:
+            return []
+        return (await cascade.split(first_time)).kept
+
+    async def _commit_settled(self, outcomes: list[ItemOutcome], *, cascade_kept: int = 0) -> None:
         for o in outcomes:
             if o.result is not None and o.result.analyzer_type == self.run.analyzer_type:
                 o.result.model_version = self.run.model_version or o.result.model_version
@@ -386,10 +403,12 @@ class _Lane:
             await results.upsert_results(c, [r for i, r in results_of.items() if i in ids])
 
         updates = [protocol.ItemUpdate(o.track_id, o.status, o.reason) for o in outcomes]
+        extras = self.analyzer.take_extras()  # the fallback's count
+        extras.cascade_kept += cascade_kept
         async with self.pool.acquire() as conn:
             moved = await protocol.commit_batch(
                 conn, self.run.id, self.shard, updates, self.claimer,
-                write=write, extras=self.analyzer.take_extras(),
+                write=write, extras=extras,
             )  # fmt: skip
         self._count(batch_ledger.Collected(moved, frozenset()), {}, [])
 

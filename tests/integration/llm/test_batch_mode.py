@@ -375,3 +375,29 @@ async def test_packed_requests_untrusted_or_unusable_answers_go_alone_then_fall_
     assert sent[ids[9]] == sent[ids[1]] == sent[ids[8]] == 2 and sent[ids[4]] == 1
     st = await status(pool, run.uid)
     assert (st["phase"], st["processed"], st["fallbackUsed"]) == ("Succeeded", 12, 1)
+
+
+async def test_the_cascade_keeps_its_sure_tracks_out_of_the_batches(
+    pool: asyncpg.Pool, fake: FakeLLM
+) -> None:
+    await seed(pool, 120)
+    m = batch_manifest(
+        "batch-cascade", fake.url,
+        llm_extra={"cascade": {"analyzer": "algorithmic", "minConfidence": 0.5}},
+    )  # fmt: skip
+    run = await plan(pool, m, "uid-batch-cascade")
+    assert (await worker.run_shard(pool, run.uid, 0)).finished
+    by_type = await results_by_type(pool)
+    kept, llm = by_type.get("algorithmic", {}), by_type.get("llm", {})
+    assert kept and llm and not set(kept) & set(llm)
+    assert all(d["cascade_for"]["analyzer"] == "llm" for d in kept.values())
+    async with pool.acquire() as conn:
+        batched = {
+            r["item_id"]
+            for r in await conn.fetch(
+                "SELECT item_id FROM llm_batch_items WHERE run_id = $1", run.id
+            )
+        }
+    assert batched == set(llm)  # a kept track is never sent
+    st = await status(pool, run.uid)
+    assert st["cascade"]["kept"] == len(kept) and st["processed"] == len(kept) + len(llm)
