@@ -9,7 +9,7 @@ N ?= 57718
 NODE ?= process
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape bench-embedding bench-search bench-search-load bench-quality bench-budget bench-adopt bench-import bench-failover bench-tokens fake-llm \
+.PHONY: help install lock test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape bench-embedding bench-search bench-search-load bench-quality bench-budget bench-adopt bench-import bench-failover bench-tokens bench-llm-lanes fake-llm \
         controlplane helm cluster-up cluster-down operator-up operator-down cluster-demo clean \
         image previous-image base-image postgres-image test-image node node-packages test-node chart-demo bench-node \
         prometheus test-observability argocd test-gitops gitops-demo chromium pgbouncer \
@@ -90,6 +90,9 @@ bench-llm: install ## LLM budget use at 600 requests/min, 4 shards, k=1 and k=8 
 
 bench-tokens: install ## the dry-run token estimate vs what the fake provider's real tokenizer bills, 1,000 tracks, k=1/4/8 (~6 min)
 	$(PY) -m bench.token_estimate
+
+bench-llm-lanes: install ## cost per 1,000 tracks: sync, batch, sync+cascade, batch+cascade, each with agreement to the sync labels (N=1000 tracks, TRAIN=1500; JSON in bench/llm_lanes.json)
+	$(PY) -m bench.llm_lanes --tracks $(or $(N),1000) --train $(or $(TRAIN),1500) --table --json-out bench/llm_lanes.json
 
 bench-adaptive: install ## LLM budget 600/min against a provider limited to 300/min: the adaptive share (~5 min)
 	$(PY) -m bench.llm_rate --budget 600 --provider-limit 300 --windows 4 --k 1
