@@ -86,7 +86,7 @@ class Submissions:
 
     count: int
     alone: bool
-    last: str | None = None  # the outcome of its latest batch
+    last: str | None = None  # why its latest batch did not answer it
 
 
 _ROW_COLUMNS = (
@@ -159,8 +159,8 @@ async def record_state(
     conn: asyncpg.Connection,
     batch_id: int,
     *,
-    provider_batch_id: str,
     state: str,
+    provider_batch_id: str | None = None,
     total: int | None = None,
     completed: int | None = None,
     failed: int | None = None,
@@ -231,7 +231,7 @@ async def submissions(
     rows = await conn.fetch(
         """SELECT item_id, count(*) AS n,
                   bool_or(outcome IN ('unusable', 'untrusted')) AS alone,
-                  (array_agg(outcome ORDER BY batch_id DESC))[1] AS last
+                  (array_agg(coalesce(reason, outcome) ORDER BY batch_id DESC))[1] AS last
              FROM llm_batch_items WHERE run_id = $1 AND item_id = ANY($2::bigint[])
             GROUP BY item_id""",
         run_id,
@@ -263,6 +263,7 @@ async def collect(
     release: Sequence[int],
     outcomes: dict[int, str],
     write: CollectWriter,
+    reasons: dict[int, str] | None = None,
 ) -> Collected:
     """One transaction: the row locked (and left alone when already collected), the
     items of `release` given back unleased for another submission, `updates` committed
@@ -299,16 +300,19 @@ async def collect(
             await write(conn, frozenset(), released, extras)
             await _add_tokens(conn, run_id, shard, extras)
         kept = seen.get("moved", frozenset()) | released
+        why = reasons or {}
         await conn.execute(
             """UPDATE llm_batch_items b
                   SET outcome = CASE WHEN b.item_id = ANY($3::bigint[]) THEN u.outcome
-                                     ELSE 'ignored' END
-                 FROM unnest($2::bigint[], $4::text[]) AS u(item_id, outcome)
+                                     ELSE 'ignored' END,
+                      reason = u.reason
+                 FROM unnest($2::bigint[], $4::text[], $5::text[]) AS u(item_id, outcome, reason)
                 WHERE b.batch_id = $1 AND b.item_id = u.item_id""",
             batch_id,
             list(outcomes),
             list(kept),
             list(outcomes.values()),
+            [why.get(i) for i in outcomes],
         )
         await conn.execute(
             "UPDATE llm_batches SET collected_at = now(), updated_at = now() WHERE id = $1",

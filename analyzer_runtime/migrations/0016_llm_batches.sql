@@ -48,6 +48,8 @@ CREATE TABLE llm_batch_items (
     -- How its line ended when the batch was collected: done, error, missing,
     -- unusable, untrusted, ignored (no longer held); NULL while in flight.
     outcome   text,
+    -- Why it was not answered (the error line, the parse problem, the refusal).
+    reason    text,
     PRIMARY KEY (batch_id, item_id)
 );
 CREATE INDEX llm_batch_items_item_idx ON llm_batch_items (run_id, item_id);

@@ -167,7 +167,7 @@ class CascadeStatus(StatusModel):
     sent_to_llm: int = Field(
         alias="sentToLLM",
         description="Finished tracks that were sent to the LLM (answered, fallen back or "
-        "failed); skipped tracks are in neither count."
+        "failed); skipped tracks are in neither count.",
     )
     cost_saved: float | None = Field(
         default=None,

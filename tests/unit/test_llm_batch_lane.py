@@ -216,3 +216,9 @@ def test_the_status_text_shows_the_batches_and_the_batch_estimate() -> None:
     )  # fmt: skip
     assert "Batches:    4 (2 in flight, 2 collected); requests 25/30 answered, 3 failed" in text
     assert "~24h0m0s (batch: within its 24h window, at the batch price)" in text
+
+
+def test_packs_are_split_into_input_files_of_at_most_max_bytes() -> None:
+    assert batch_lane.split_by_size([40, 40, 30, 90, 10], 100) == [[0, 1], [2], [3, 4]]
+    assert batch_lane.split_by_size([150, 10], 100) == [[0], [1]]  # too big: alone
+    assert batch_lane.split_by_size([], 100) == []

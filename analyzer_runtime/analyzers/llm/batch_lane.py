@@ -34,6 +34,9 @@ from analyzer_runtime.analyzers.llm.prompt import Prompt
 from analyzer_runtime.spec.types import ResponseFormat
 
 ENDPOINT = "/v1/chat/completions"
+# An input file holds at most 200 MB (platform.openai.com/docs/guides/batch, "Rate
+# limits"); requests per file are bounded by spec.llm.batch.maxRequests (50,000).
+MAX_FILE_BYTES = 200_000_000
 
 # How an item's line ended (llm_batch_items.outcome).
 DONE = "done"
@@ -86,6 +89,20 @@ def request_line(cid: str, body: dict[str, Any]) -> str:
         ensure_ascii=False,
         separators=(",", ":"),
     )
+
+
+def split_by_size(sizes: Sequence[int], max_bytes: int = MAX_FILE_BYTES) -> list[list[int]]:
+    """Consecutive groups of the lines (their indexes) whose sizes add up to at most
+    `max_bytes` each (a line bigger than that alone: the provider then refuses it)."""
+    groups: list[list[int]] = []
+    room = 0
+    for i, size in enumerate(sizes):
+        if not groups or size > room:
+            groups.append([])
+            room = max_bytes
+        groups[-1].append(i)
+        room -= size
+    return groups
 
 
 def input_file(lines: Iterable[str]) -> bytes:

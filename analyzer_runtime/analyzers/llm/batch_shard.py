@@ -59,6 +59,8 @@ POLL_ENV = "RAP_LLM_BATCH_POLL_SECONDS"
 # Errors talking to the provider are retried at the next poll: these are worth a log
 # line and the row's last_error, not the shard.
 _PROVIDER_ERRORS = (openai.APIError, OSError, TimeoutError)
+# HTTP statuses that refuse a batch (or its file) for good: asking again is pointless.
+REFUSED = frozenset({400, 404, 413, 422})
 
 log = logging.getLogger(__name__)
 
@@ -155,13 +157,33 @@ class _Lane:
                 await self._record(row.id, batch)
             if batch.status in batch_ledger.TERMINAL_STATES:
                 await self._collect(row, batch)
-        except _PROVIDER_ERRORS as exc:
-            text = self.analyzer.redactor.redact(f"{type(exc).__name__}: {exc}")[:500]
+        except openai.APIStatusError as exc:
+            if exc.status_code not in REFUSED:
+                await self._failed_call(row, exc)
+                return
+            # Refused for good (a file too big, a window or model the provider does not
+            # take, a batch it no longer knows): the items go back to be sent again,
+            # bounded by maxSubmissions, instead of asking the same forever.
+            text = self._clean(exc)
             log.warning(
-                "batch %d of shard %d: %s (tried again in %gs)", row.id, self.shard, text, self.poll
+                "batch %d of shard %d refused by the provider: %s", row.id, self.shard, text
             )
             async with self.pool.acquire() as conn:
-                await batch_ledger.record_error(conn, row.id, text)
+                await batch_ledger.record_state(conn, row.id, state="failed", last_error=text)
+            await self._collect(row, None, why=f"the provider refused its batch: {text}")
+        except _PROVIDER_ERRORS as exc:
+            await self._failed_call(row, exc)
+
+    def _clean(self, exc: BaseException) -> str:
+        return self.analyzer.redactor.redact(f"{type(exc).__name__}: {exc}")[:500]
+
+    async def _failed_call(self, row: batch_ledger.BatchRow, exc: BaseException) -> None:
+        text = self._clean(exc)
+        log.warning(
+            "batch %d of shard %d: %s (tried again in %gs)", row.id, self.shard, text, self.poll
+        )
+        async with self.pool.acquire() as conn:
+            await batch_ledger.record_error(conn, row.id, text)
 
     async def _create(self, row: batch_ledger.BatchRow) -> Batch | None:
         """Upload the input file (unless recorded) and create the batch - or adopt the
@@ -223,7 +245,9 @@ class _Lane:
                 out[cid] = (self.analyzer.prompt_for(ts, [e.key for e in group]), ts)
         return out
 
-    async def _collect(self, row: batch_ledger.BatchRow, batch: Batch | None) -> None:
+    async def _collect(
+        self, row: batch_ledger.BatchRow, batch: Batch | None, *, why: str | None = None
+    ) -> None:
         state = batch.status if batch is not None else "failed"
         lines: dict[str, batch_lane.Line] = {}
         if batch is not None:
@@ -236,17 +260,19 @@ class _Lane:
         async with self.pool.acquire() as conn:
             entries = await batch_ledger.batch_entries(conn, row.id)
         packs = await self._packs(row)
-        why_missing = f"batch {state} without an answer for this track"
+        why_missing = why or f"batch {state} without an answer for this track"
         elapsed_ms = _turnaround_ms(batch)
         results_of: dict[int, AnalysisResult] = {}
         updates: list[protocol.ItemUpdate] = []
         release: list[int] = [e.item_id for e in entries]  # unless answered below
         outcomes = {e.item_id: batch_lane.MISSING for e in entries}
+        reasons = dict.fromkeys(outcomes, why_missing)
         usage_of: list[tuple[frozenset[int], batch_lane.Usage]] = []
         for cid, (p, tracks) in packs.items():
             ids = [t.id for t in tracks]
             v = batch_lane.judge(p, ids, lines.get(cid), why_missing=why_missing)
             outcomes.update(v.outcome)
+            reasons.update(v.reason)
             usage_of.append((frozenset(ids), v.usage))
             if v.untrusted or v.foreign:
                 log.warning(
@@ -288,8 +314,9 @@ class _Lane:
 
         async with self.pool.acquire() as conn:
             got = await batch_ledger.collect(
-                conn, self.run.id, self.shard, row.id, updates, release, outcomes, write
-            )
+                conn, self.run.id, self.shard, row.id, updates, release, outcomes, write,
+                {i: r for i, r in reasons.items() if outcomes.get(i) != batch_lane.DONE},
+            )  # fmt: skip
         if got.already:
             return
         self._count(got, results_of, usage_of)
@@ -377,7 +404,7 @@ class _Lane:
             for t in spent:
                 reason = (
                     f"no usable answer in {self.max_submissions} batches"
-                    f" (llm.batch.maxSubmissions; the last: {last[t.id] or 'unknown'})"
+                    f" (llm.batch.maxSubmissions); the last: {last[t.id] or 'unknown'}"
                 )
                 settled.extend((await self.analyzer.fall_back([t], reason)).values())
         return todo, settled
@@ -413,23 +440,28 @@ class _Lane:
         self._count(batch_ledger.Collected(moved, frozenset()), {}, [])
 
     async def _submit(self, tracks: list[TrackInput], alone: set[int]) -> None:
-        entries: list[batch_ledger.ItemEntry] = []
-        packs = batch_lane.group(tracks, self.k, alone)
-        for pack in packs:
+        """One batch per input file's worth of packs (batch_lane.MAX_FILE_BYTES)."""
+        packs: list[tuple[list[batch_ledger.ItemEntry], int]] = []
+        for pack in batch_lane.group(tracks, self.k, alone):
             p = self.analyzer.prompt_for(pack)
             cid = batch_lane.custom_id(self.run.id, [t.id for t in pack])
-            entries.extend(
+            line = batch_lane.request_line(cid, batch_lane.chat_body(self.analyzer.resolved, p))
+            entries = [
                 batch_ledger.ItemEntry(t.id, cid, p.key_of[t.id], i) for i, t in enumerate(pack)
-            )
-        async with self.pool.acquire() as conn:
-            batch_id = await batch_ledger.record_batch(
-                conn, self.run.id, self.shard, self.claimer, entries,
-                requests=len(packs), window=self.window,
-            )  # fmt: skip
-            self.fresh.add(batch_id)
-            rows = await batch_ledger.open_batches(conn, self.run.id, self.shard)
-        row = next(r for r in rows if r.id == batch_id)
-        await self._advance(row)  # upload and create now; a failure is retried next poll
+            ]
+            packs.append((entries, len(line.encode()) + 1))
+        for part in batch_lane.split_by_size([size for _, size in packs]):
+            chosen = [packs[i][0] for i in part]
+            async with self.pool.acquire() as conn:
+                batch_id = await batch_ledger.record_batch(
+                    conn, self.run.id, self.shard, self.claimer,
+                    [e for entries in chosen for e in entries],
+                    requests=len(chosen), window=self.window,
+                )  # fmt: skip
+                self.fresh.add(batch_id)
+                rows = await batch_ledger.open_batches(conn, self.run.id, self.shard)
+            row = next(r for r in rows if r.id == batch_id)
+            await self._advance(row)  # upload and create now; a failure is retried next poll
 
 
 def _time(ts: int | None) -> datetime | None:

@@ -401,3 +401,26 @@ async def test_the_cascade_keeps_its_sure_tracks_out_of_the_batches(
     assert batched == set(llm)  # a kept track is never sent
     st = await status(pool, run.uid)
     assert st["cascade"]["kept"] == len(kept) and st["processed"] == len(kept) + len(llm)
+
+
+async def test_a_batch_the_provider_refuses_for_good_is_not_asked_forever(
+    pool: asyncpg.Pool, fake: FakeLLM
+) -> None:
+    """An input file over the provider's size limit is refused (HTTP 400): its tracks
+    go back, are refused again in their next batch, then fall back - with the reason."""
+    await seed(pool, 10)
+    fake.configure(batch_max_bytes=1000)
+    m = batch_manifest("batch-refused", fake.url, fallbackAnalyzer="algorithmic")
+    run = await plan(pool, m, "uid-batch-refused")
+    assert (await worker.run_shard(pool, run.uid, 0)).finished
+    batches = await ledger_batches(pool, run.id)
+    assert [b["state"] for b in batches] == ["failed", "failed"]  # maxSubmissions (2)
+    assert all("larger than the Batch API's 1000 bytes" in b["last_error"] for b in batches)
+    assert fake.creations(rap_run=run.uid) == []
+    st = await status(pool, run.uid)
+    fallback = (await results_by_type(pool))["algorithmic"]
+    assert st["fallbackUsed"] == len(fallback) == st["processed"] > 0
+    assert all(
+        "the last: the provider refused its batch: BadRequestError" in d["fallback_for"]["reason"]
+        for d in fallback.values()
+    )
