@@ -179,3 +179,28 @@ def kept_share(curve: list[dict[str, Any]], threshold: float) -> float | None:
     xs = [float(c["threshold"]) for c in curve]
     ys = [float(c["kept"]) for c in curve]
     return round(float(np.interp(threshold, xs, ys)), 4)
+
+
+Labels = tuple[str | None, float | None]  # (sentiment, quality 1-10)
+
+
+def label_agreement(got: dict[int, Labels], reference: dict[int, Labels]) -> dict[str, Any]:
+    """How often `got` agrees with `reference` (e.g. an LLM-only run) on the tracks of
+    `reference`: the sentiment the same label, the quality within QUALITY_TOLERANCE, and
+    both. A track `got` lacks, or a missing value, counts as a disagreement."""
+    n = len(reference)
+    sentiment = quality = both = 0
+    for tid, (ref_s, ref_q) in reference.items():
+        s, q = got.get(tid, (None, None))
+        s_ok = s is not None and s == ref_s
+        q_ok = q is not None and ref_q is not None and abs(q - ref_q) <= QUALITY_TOLERANCE
+        sentiment += s_ok
+        quality += q_ok
+        both += s_ok and q_ok
+    share = lambda k: round(k / n, 4) if n else None  # noqa: E731
+    return {
+        "tracks": n,
+        "sentiment": share(sentiment),
+        "quality": share(quality),
+        "both": share(both),
+    }

@@ -157,6 +157,26 @@ def estimate(
     return out
 
 
+async def run_labels(
+    conn: asyncpg.Connection, run: Run
+) -> dict[int, tuple[str | None, float | None]]:
+    """(sentiment, quality) of each done track of llm run `run`: its LLM result, or the
+    result its cascade kept (any analyzer_type, cascade_for naming the run's version)."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT ON (i.item_id) i.item_id, r.sentiment,
+                  (r.analysis_data->>'quality')::float8 AS quality
+             FROM run_items i
+             JOIN analysis_results r ON r.track_id = i.item_id
+              AND ((r.analyzer_type = 'llm' AND r.model_version = $2)
+                   OR r.analysis_data->'cascade_for'->>'model_version' = $2)
+            WHERE i.run_id = $1 AND i.state = 'done'
+            ORDER BY i.item_id, (r.analyzer_type = 'llm') DESC""",
+        run.id,
+        run.model_version,
+    )
+    return {r["item_id"]: (r["sentiment"], r["quality"]) for r in rows}
+
+
 class Cascade:
     """The first analyzer of one shard, created and attached once (LLMAnalyzer.attach)."""
 
