@@ -88,7 +88,7 @@ bench-scale: install controlplane helm ## 100 AnalysisRuns at once: apply->Job, 
 bench-llm: install ## LLM budget use at 600 requests/min, 4 shards, k=1 and k=8 (~8 min)
 	$(PY) -m bench.llm_rate
 
-bench-tokens: install ## the dry-run token estimate vs what the fake provider's real tokenizer bills, 1,000 tracks, k=1/4/8 (~6 min)
+bench-tokens: install ## the dry-run token estimate vs what the fake provider's real tokenizer bills, 1,000 tracks, k=1/4/8 (~3 min)
 	$(PY) -m bench.token_estimate
 
 bench-llm-lanes: install ## cost per 1,000 tracks: sync, batch, sync+cascade, batch+cascade, each with agreement to the sync labels (N=1000 tracks, TRAIN=1500; JSON in bench/llm_lanes.json)
