@@ -9,7 +9,7 @@ N ?= 57718
 NODE ?= process
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape bench-embedding bench-search bench-search-load bench-quality bench-budget bench-adopt bench-import bench-failover bench-tokens bench-llm-lanes fake-llm \
+.PHONY: help install lock test test-fast lint fmt crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape bench-embedding bench-search bench-search-load bench-quality bench-budget bench-adopt bench-import bench-failover bench-tokens bench-llm-lanes bench-cascade fake-llm \
         controlplane helm cluster-up cluster-down operator-up operator-down cluster-demo clean \
         image previous-image base-image postgres-image test-image node node-packages test-node chart-demo bench-node \
         prometheus test-observability argocd test-gitops gitops-demo chromium pgbouncer \
@@ -113,6 +113,9 @@ bench-search-load: install ## the search API under 200 concurrent clients: p50/p
 
 bench-quality: install ## the distilled quality analyzer vs the llm analyzer: tracks/min, held-out MAE (~3 min)
 	$(PY) -m bench.quality_bench
+
+bench-cascade: install ## spec.llm.cascade: minConfidence -> share sent to the LLM -> agreement with an LLM-only run, 1,000 held-out tracks (~15 min on 2 busy cores)
+	$(PY) -m bench.cascade_curve
 
 bench-budget: install controlplane helm ## a 40-way run on max_connections 30, with and without the connection budget: peak connections, refusals (~6 min)
 	$(PY) -m bench.connection_budget $(if $(filter command line environment,$(origin N)),$(N))
