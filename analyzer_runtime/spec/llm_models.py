@@ -302,15 +302,18 @@ class LLMOptions(SpecModel):
         "again once with maxTokens.",
     )
 
-    mode: LLMMode = Field(
-        default=LLMMode.sync,
+    # mode and batch default to None, not to their values: a run's stored spec (what
+    # the previous release's shard pods read, with extra fields forbidden) then holds
+    # them only when the user set them - expand/contract for the spec. `lane` and
+    # `batch_settings` are what code reads.
+    mode: LLMMode | None = Field(
+        default=None,
         strict=False,
-        description="sync (one chat request at a time) or batch (the provider's Batch API: "
-        "half price, answered within the completion window).",
+        description="sync (the default: one chat request at a time) or batch (the "
+        "provider's Batch API: half price, answered within the completion window).",
     )
-    batch: BatchOptions = Field(
-        default_factory=BatchOptions,
-        json_schema_extra={"default": {}},
+    batch: BatchOptions | None = Field(
+        default=None,
         description="Batch API settings, used when mode is batch.",
     )
     cascade: CascadeOptions | None = Field(
@@ -318,9 +321,17 @@ class LLMOptions(SpecModel):
         description="A cheap analyzer first: tracks it is sure of are not sent to the LLM.",
     )
 
+    @property
+    def lane(self) -> LLMMode:
+        return self.mode or LLMMode.sync
+
+    @property
+    def batch_settings(self) -> BatchOptions:
+        return self.batch or BatchOptions()
+
     @model_validator(mode="after")
     def _batch_needs_a_batch_api(self) -> LLMOptions:
-        if self.mode != LLMMode.batch:
+        if self.lane != LLMMode.batch:
             return self
         windows = BATCH_WINDOWS.get(LLMProvider(self.provider))
         if windows is None:
@@ -337,7 +348,7 @@ class LLMOptions(SpecModel):
                 " for a server that offers /v1/batches",
                 {"offered": offered, "provider": str(self.provider), "hint": hint},
             )
-        window = self.batch.completion_window
+        window = self.batch_settings.completion_window
         if window is not None and window not in windows:
             raise PydanticCustomError(
                 "batch",

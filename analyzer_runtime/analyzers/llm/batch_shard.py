@@ -112,7 +112,7 @@ class _Lane:
     ) -> None:
         self.pool, self.run, self.shard, self.report = pool, run_, shard, report
         self.stop, self.claimer, self.analyzer, self.api = stop, claimer, analyzer, api
-        opts = analyzer.options.batch
+        opts = analyzer.options.batch_settings
         self.max_requests = opts.max_requests
         self.max_submissions = opts.max_submissions
         self.poll = poll_seconds(opts.poll_seconds)

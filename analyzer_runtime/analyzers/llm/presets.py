@@ -238,10 +238,10 @@ def resolve(options: LLMOptions) -> ResolvedLLM:
     elif (provider, model) in PRICES_PER_MILLION:
         pricing = per_1k(*PRICES_PER_MILLION[(provider, model)])
     batch_window = batch_discount = batch_base_url = None
-    if options.mode == LLMMode.batch:
+    if options.lane == LLMMode.batch:
         if preset.batch is None:  # LLMOptions refuses it; a guard for direct callers
             raise ValueError(f"provider {provider!r} has no Batch API: llm.mode batch")
-        batch_window = options.batch.completion_window or preset.batch.window
+        batch_window = options.batch_settings.completion_window or preset.batch.window
         batch_discount = preset.batch.discount
         own = endpoint is None and options.base_url is None
         batch_base_url = base_url.rstrip("/") + preset.batch.path if own else base_url
@@ -262,7 +262,7 @@ def resolve(options: LLMOptions) -> ResolvedLLM:
         endpoint=endpoint,
         thinking=str(options.thinking),
         thinking_style=preset.thinking_style,
-        mode=str(options.mode),
+        mode=str(options.lane),
         batch_window=batch_window,
         batch_discount=batch_discount,
         batch_base_url=batch_base_url,
