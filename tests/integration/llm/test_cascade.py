@@ -22,6 +22,8 @@ import asyncpg
 import pytest
 from rap_devtools.fake_llm import FakeLLM
 from rap_devtools.fake_llm.answers import lyrics_digest
+from rap_operator.kinds.analysisrun import ANALYSIS
+from rap_operator.validation import MissingInput
 
 from analyzer_runtime import planner, protocol, worker
 from analyzer_runtime.analyzers.llm.cascade import run_labels
@@ -30,7 +32,7 @@ from analyzer_runtime.seed import seed
 from analyzer_runtime.spec import load_manifest
 from tests.integration.llm.support import API_KEY, manifest, status
 
-TRAIN, HELD = 1200, 600  # tracks A (labels for training) and B (the cascade's)
+TRAIN, HELD = 2000, 1000  # as bench.cascade_curve: tracks A (labels for training), B
 CASCADE_VERSION = "custom:fake-qwen@p1/cascade"
 LLM_ONLY_VERSION = "custom:fake-qwen@p1/llm-only"
 
@@ -82,6 +84,10 @@ async def test_cascade_asks_the_llm_for_at_most_half_and_agrees_with_it(
         with pytest.raises(storage.ModelNotFound, match="rap-analyzer model train quality"):
             await planner.plan_manifest(conn, _llm(labeller.url, "early", *b, **cascade), "u-0")
         assert await conn.fetchval("SELECT count(*) FROM runs WHERE uid = 'u-0'") == 0
+        # The operator keeps such a run Pending (InputMissing) with the same message.
+        with pytest.raises(MissingInput, match="rap-analyzer model train quality"):
+            await ANALYSIS.plan(conn, _llm(labeller.url, "early", *b, **cascade), "u-op", None)
+        assert await conn.fetchval("SELECT count(*) FROM runs") == 0
 
     await _run(pool, _local("alg", "algorithmic"), "u-alg")
     await _run(pool, _local("emo", "emotion"), "u-emo")
