@@ -128,6 +128,18 @@ async def _labels(url: str, name: str) -> tuple[dict[int, Any], dict[int, str]]:
     return labels, {r["id"]: lyrics_digest(r["lyrics"] or "") for r in rows}
 
 
+async def _label_quality(url: str, name: str) -> dict[str, Any]:
+    """`report llm --run NAME --json`'s label_quality: the schema-valid rate and, for a
+    cascade arm, the kept tracks' agreement with the LLM answers stored for them."""
+    from analyzer_runtime.db.connect import pool_for
+    from analyzer_runtime.reports import collect
+
+    async with pool_for(url, max_size=1) as pool, pool.acquire() as conn:
+        report, _ = await collect.llm_report(conn, name)
+    q: dict[str, Any] = report["label_quality"]
+    return {"schema_validity": q["schema_validity"], "cascade": q["cascade"]}
+
+
 def _note(text: str) -> None:
     print(f"[llm_lanes] {text}", file=sys.stderr, flush=True)
 
@@ -159,6 +171,7 @@ def run_arm(
     status, wall = _run(m, url, name)
     log = fake.log()
     labels, digests = asyncio.run(_labels(url, name))
+    label_quality = asyncio.run(_label_quality(url, name))
     answered = [e for e in log if e.get("status") == 200]
     asked = {d for e in answered for d in e.get("lyrics", [])} & set(digests.values())
     tokens = status.get("tokens") or {}
@@ -177,6 +190,7 @@ def run_arm(
         "cost_usd": cost,
         "cost_per_1000_tracks_usd": round(cost / done * 1000, 6) if cost and done else None,
         "cascade": status.get("cascade"),
+        "report_llm": label_quality,
         "wall_s": round(wall, 1),
         "_labels": labels,
     }
