@@ -129,6 +129,23 @@ def render_status_text(
             f"{est['requests']} requests, ~{est['tokens']['total']} tokens{cost},"
             f" ~{est['duration']}{rate}",
         )
+        if ce := est.get("cascade"):
+            share = ce.get("keptShare")
+            kept = (
+                f"~{share:.0%} of the tracks expected to stay with it (its training's"
+                " out-of-fold share)"
+                if share is not None
+                else "an unknown share kept"
+            )
+            after = f"; ~${ce['cost']:.4f} with it" if ce.get("cost") is not None else ""
+            row("  cascade", f"{ce['analyzer']} first at {ce['minConfidence']:g}: {kept}{after}")
+    if ca := status.get("cascade"):
+        saved = f", ~${ca['costSaved']:.4f} saved" if ca.get("costSaved") is not None else ""
+        row(
+            "Cascade",
+            f"{ca['kept']} tracks kept by {ca['analyzer']}, {ca['sentToLLM']} sent to the LLM"
+            f"{saved}",
+        )
     if lb := status.get("llmBatches"):
         req = lb["requests"]
         row(

@@ -209,3 +209,22 @@ def test_estimate_uses_the_models_out_of_fold_share() -> None:
     assert got == {"analyzer": "quality", "minConfidence": 0.7, "keptShare": 0.6, "cost": 0.8}
     alg = cascade.estimate(CascadeOptions(analyzer="algorithmic"), None, 2.0)
     assert "keptShare" not in alg and "cost" not in alg
+
+
+def test_the_cli_status_text_shows_the_cascade_and_its_estimate() -> None:
+    from analyzer_runtime.spec.status_format import render_status_text
+
+    text = render_status_text(
+        {
+            "phase": "Succeeded",
+            "cascade": {"analyzer": "quality", "kept": 554, "sentToLLM": 446, "costSaved": 0.125},
+            "estimate": {
+                "requests": 100, "tokens": {"total": 5000}, "duration": "1m", "cost": 0.5,
+                "cascade": {"analyzer": "quality", "minConfidence": 0.8, "keptShare": 0.57,
+                            "cost": 0.215},
+            },
+        }
+    )  # fmt: skip
+    assert "554 tracks kept by quality, 446 sent to the LLM, ~$0.1250 saved" in text
+    assert "quality first at 0.8: ~57% of the tracks expected to stay" in text
+    assert "~$0.2150 with it" in text
