@@ -222,7 +222,7 @@ def _label_quality_parts(report: dict[str, Any]) -> list[str]:
             _cards(
                 [
                     ("reference rows", ref["rows"]),
-                    ("matched tracks", ref["matched_tracks"]),
+                    ("rows matching a track", ref["matched_rows"]),
                     ("with an LLM label", ref["with_llm_label"]),
                     ("Cohen's κ (sentiment)", s["kappa"]),
                     ("accuracy (sentiment)", _pct(s["accuracy"])),

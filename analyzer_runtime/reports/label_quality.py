@@ -146,7 +146,7 @@ def reference_agreement(
     return {
         "source": source,
         "rows": len(refs),
-        "matched_tracks": len(matched),
+        "matched_rows": len(matched),
         "unmatched_rows": len(refs) - len(matched),
         "with_llm_label": len(labelled),
         "sentiment": cohen_kappa(sent),

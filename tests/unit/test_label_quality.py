@@ -117,7 +117,7 @@ def test_reference_agreement_by_hand() -> None:
         11: {"sentiment": "positive", "themes": ["life"], "quality": 3},
     }
     r = reference_agreement(refs, {2: 10, 3: 11, 4: 12}, rows, source="ref.csv")
-    assert (r["rows"], r["matched_tracks"], r["unmatched_rows"], r["with_llm_label"]) == (
+    assert (r["rows"], r["matched_rows"], r["unmatched_rows"], r["with_llm_label"]) == (
         4,
         3,
         1,
