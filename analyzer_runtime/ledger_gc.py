@@ -8,7 +8,8 @@ it by. Nothing else changes:
 
 - status is read from `run_shards` counters (protocol.read_shards, status.py), which
   gc never touches, so a compacted run's status reads the same;
-- results (`analysis_results`, `tracks`, embeddings) are never touched;
+- results (`analysis_results`, `tracks`, embeddings) are never touched; the batch
+  lane's `llm_batch_items` of the deleted items go with them (`llm_batches` stays);
 - an unfinished run (planned, running, interrupted) is never touched, however old.
 
 Deletes go in bounded transactions (`batch_size` rows each), so a million-item run
@@ -179,7 +180,12 @@ async def compact_run(
                    gone AS (
                        DELETE FROM run_items i USING doomed d
                         WHERE i.run_id = $1 AND i.item_id = d.item_id
-                    RETURNING i.item_id)
+                    RETURNING i.item_id),
+                   -- The batch lane's per-item rows go with their items (its
+                   -- llm_batches rows, the status's source, stay).
+                   unbatched AS (
+                       DELETE FROM llm_batch_items b USING doomed d
+                        WHERE b.run_id = $1 AND b.item_id = d.item_id)
                    SELECT count(*) AS n, max(item_id) AS last FROM gone""",
                 run.id,
                 after,

@@ -424,3 +424,28 @@ async def test_a_batch_the_provider_refuses_for_good_is_not_asked_forever(
         "the last: the provider refused its batch: BadRequestError" in d["fallback_for"]["reason"]
         for d in fallback.values()
     )
+
+
+async def test_db_gc_drops_a_compacted_runs_batch_items_and_keeps_its_status(
+    pool: asyncpg.Pool, fake: FakeLLM
+) -> None:
+    from datetime import timedelta
+
+    from analyzer_runtime import ledger_gc
+
+    await seed(pool, 30)
+    run = await plan(pool, batch_manifest("batch-gc", fake.url), "uid-batch-gc")
+    assert (await worker.run_shard(pool, run.uid, 0)).finished
+    async with pool.acquire() as conn:
+        await protocol.set_run_state(conn, run.id, "succeeded")
+        await conn.execute(
+            "UPDATE runs SET finished_at = now() - interval '40 days' WHERE id = $1", run.id
+        )
+    before = await status(pool, run.uid)
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM llm_batch_items") > 0
+        await ledger_gc.gc(conn, timedelta(days=30))
+        assert await conn.fetchval("SELECT count(*) FROM llm_batch_items") == 0
+        assert await conn.fetchval("SELECT count(*) FROM llm_batches") == 1
+    after = await status(pool, run.uid)
+    assert after["llmBatches"] == before["llmBatches"] and after["tokens"] == before["tokens"]
