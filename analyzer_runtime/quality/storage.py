@@ -5,7 +5,9 @@ NumPy arrays that skops rebuilds without running code from the file: every type 
 file names is checked before anything is imported or constructed, and a type outside
 skops's defaults (builtins, NumPy, scikit-learn's estimators) and our explicit
 TRUSTED list is refused. TRUSTED holds only what `rap-analyzer model train` stores:
-HistGradientBoostingRegressor and the TreePredictor objects its fitted trees are.
+HistGradientBoostingRegressor and the TreePredictor objects its fitted trees are (the
+sentiment head's HistGradientBoostingClassifier is among skops's defaults, its
+calibration plain float arrays).
 So write access to the `models` table is no longer code execution in the quality
 pods: a tampered or foreign row fails closed (ModelCorrupt) before any code runs.
 
