@@ -261,6 +261,8 @@ class _Lane:
             entries = await batch_ledger.batch_entries(conn, row.id)
         packs = await self._packs(row)
         why_missing = why or f"batch {state} without an answer for this track"
+        if batch is not None and (errors := errors_of(batch)):  # e.g. failed validation
+            why_missing = f"{why_missing}: {errors}"
         elapsed_ms = _turnaround_ms(batch)
         results_of: dict[int, AnalysisResult] = {}
         updates: list[protocol.ItemUpdate] = []

@@ -449,3 +449,22 @@ async def test_db_gc_drops_a_compacted_runs_batch_items_and_keeps_its_status(
         assert await conn.fetchval("SELECT count(*) FROM llm_batches") == 1
     after = await status(pool, run.uid)
     assert after["llmBatches"] == before["llmBatches"] and after["tokens"] == before["tokens"]
+
+
+async def test_a_batch_that_fails_validation_sends_its_tracks_again_then_they_fail_with_why(
+    pool: asyncpg.Pool, fake: FakeLLM
+) -> None:
+    await seed(pool, 12)
+    fake.configure(batch_fail_validation="invalid_model")
+    run = await plan(pool, batch_manifest("batch-invalid", fake.url), "uid-batch-invalid")
+    assert (await worker.run_shard(pool, run.uid, 0)).finished
+    batches = await ledger_batches(pool, run.id)
+    assert [b["state"] for b in batches] == ["failed", "failed"]  # maxSubmissions: 2
+    st = await status(pool, run.uid)
+    assert st["failed"] + st["skipped"] == 12 and st["processed"] == 0  # no fallback analyzer
+    async with pool.acquire() as conn:
+        errors = {r[0] for r in await conn.fetch(
+            "SELECT last_error FROM run_items WHERE run_id = $1 AND state = 'failed'", run.id)}  # fmt: skip
+    [error] = errors
+    assert error.startswith("provider unavailable: no usable answer in 2 batches")
+    assert "batch failed without an answer for this track: invalid_model" in error
