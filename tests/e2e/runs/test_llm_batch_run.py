@@ -1,15 +1,20 @@
 """A batch-mode `llm` AnalysisRun end to end: the operator on the real control plane,
-2 shard pods (local processes) submitting to the fake provider's Batch API - and the
-operator restarted while the batches are in flight: it shows them, never submits."""
+2 shard pods (local processes) submitting to the fake provider's Batch API - a shard
+pod SIGKILLed and the operator restarted while the batches are in flight: the
+replacement pod resumes the same batch, the operator shows them, nothing is submitted
+twice."""
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import signal
 from collections.abc import Iterator
 
 import pytest
 from rap_devtools.fake_llm import FakeLLM
+from rap_devtools.waiting import wait_for
 
 from analyzer_runtime.analyzers.llm.presets import per_1k
 from tests.e2e.runs.operator_env import Env, run_manifest
@@ -28,7 +33,7 @@ def fake() -> Iterator[FakeLLM]:
         yield server
 
 
-def test_operator_restarted_while_batches_are_in_flight_submits_nothing_twice(
+def test_a_killed_pod_and_a_restarted_operator_mid_batch_submit_nothing_twice(
     env: Env, namespace: str, fake: FakeLLM
 ) -> None:
     fake.reset()
@@ -54,6 +59,27 @@ def test_operator_restarted_while_batches_are_in_flight_submits_nothing_twice(
     st = env.wait_status(namespace, "lyrics-batch", both_in_flight, timeout=180)
     assert st["phase"] == "Running"
     ids = sorted(o["batchId"] for o in st["llmBatches"]["open"])
+
+    # A shard pod is SIGKILLed mid-batch (no SIGTERM handler runs): the Job starts a
+    # replacement, which resumes polling the same batch from the ledger.
+    pods = [
+        p for p in env.pods(namespace, uid) if (p.get("status") or {}).get("phase") == "Running"
+    ]
+    killed = pods[0]["metadata"]["name"]
+    pid = env.cluster.kubelet.pid_of(namespace, killed)
+    assert pid
+    os.killpg(pid, signal.SIGKILL)
+
+    def replaced() -> bool:
+        running = [
+            p["metadata"]["name"]
+            for p in env.pods(namespace, uid)
+            if (p.get("status") or {}).get("phase") == "Running"
+        ]
+        return len(running) == 2 and killed not in running
+
+    wait_for(replaced, timeout=120, what="a replacement for the killed shard pod")
+
     env.operator.stop()
     try:  # while the operator is down, the provider finishes one batch; its shard collects it
         fake.batch_admin(ids[0], complete=True)
@@ -83,6 +109,7 @@ def test_operator_restarted_while_batches_are_in_flight_submits_nothing_twice(
     )
     creations = fake.creations(rap_run=uid)
     assert sorted(op["batch"] for op in creations) == ids  # each batch created once
+    assert env.jobs(namespace, uid)[0]["status"].get("failed", 0) >= 1  # the kill was real
     # Billed at the Batch API's price: half the list price.
     tokens = st["tokens"]
     price = per_1k(PRICING["promptPerMillion"], PRICING["completionPerMillion"]).scaled(0.5)
