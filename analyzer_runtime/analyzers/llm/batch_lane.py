@@ -186,6 +186,7 @@ def completion_of(body: dict[str, Any]) -> Completion:
         completion_tokens=u.completion,
         usage_estimated=not body.get("usage"),
         attempts=1,
+        cached_tokens=u.cached,
     )
 
 

@@ -292,9 +292,6 @@ class _Lane:
                 r.model_version = self.run.model_version or r.model_version
                 r.analysis_data["lane"] = "batch"
                 r.analysis_data["batch"] = {"id": batch.id if batch else None, "ledger": row.id}
-                if v.usage.cached:
-                    share = p.input_chars[p.key_of[t.id]] / max(1, sum(p.input_chars.values()))
-                    r.analysis_data["tokens"]["cached"] = round(v.usage.cached * share)
                 results_of[t.id] = r
                 updates.append(protocol.ItemUpdate(t.id, "done"))
         answered = {u.item_id for u in updates}
@@ -341,6 +338,7 @@ class _Lane:
         for _, u in usage_of:
             metrics.LLM_TOKENS.labels(self.label, "prompt").inc(u.prompt)
             metrics.LLM_TOKENS.labels(self.label, "completion").inc(u.completion)
+            metrics.LLM_TOKENS.labels(self.label, "cached").inc(u.cached)
             if pricing is not None:
                 metrics.LLM_COST.labels(self.label).inc(
                     pricing.cost(u.prompt, u.completion, u.cached)

@@ -82,12 +82,14 @@ async def results_by_type(pool: asyncpg.Pool) -> dict[str, dict[int, dict[str, A
     return out
 
 
-def fake_bill(fake: FakeLLM, uid: str) -> tuple[int, int]:
-    """What the provider billed for the run's batches: (input, output) tokens."""
+def fake_bill(fake: FakeLLM, uid: str) -> tuple[int, int, int]:
+    """What the provider billed for the run's batches: (input, output, cached) tokens."""
     ours = [b for b in fake.batches()["data"] if (b.get("metadata") or {}).get("rap_run") == uid]
     usage = [b.get("usage") or {} for b in ours]
-    return sum(u.get("input_tokens", 0) for u in usage), sum(
-        u.get("output_tokens", 0) for u in usage
+    return (
+        sum(u.get("input_tokens", 0) for u in usage),
+        sum(u.get("output_tokens", 0) for u in usage),
+        sum((u.get("input_tokens_details") or {}).get("cached_tokens", 0) for u in usage),
     )
 
 
@@ -97,7 +99,9 @@ async def test_2000_tracks_exactly_once_at_the_batch_price_through_failures_and_
     await seed(pool, 2000)
     # One line in ten answered 5xx (an error-file line, drawn again on resubmission),
     # and the first batch created expires after 150 of its lines: partial output.
-    fake.configure(batch_fail_lines=0.1, batch_expire_after=150, batch_expire_batches=1)
+    # Prompt caching as vLLM does it (16-token blocks, no minimum): cached tokens too.
+    fake.configure(batch_fail_lines=0.1, batch_expire_after=150, batch_expire_batches=1,
+                   cache_min_tokens=16, cache_step=16)  # fmt: skip
     m = batch_manifest(
         "batch-2000", fake.url, shards=2, fallbackAnalyzer="algorithmic",
         batch={"maxRequests": 400, "maxSubmissions": 2},
@@ -154,9 +158,11 @@ async def test_2000_tracks_exactly_once_at_the_batch_price_through_failures_and_
     )
 
     # Billed once: the provider's bill = the ledger's tokens = the results' tokens.
-    billed_in, billed_out = fake_bill(fake, run.uid)
+    billed_in, billed_out, billed_cached = fake_bill(fake, run.uid)
     tokens = st["tokens"]
     assert (tokens["prompt"], tokens["completion"]) == (billed_in, billed_out)
+    assert tokens["cached"] == billed_cached > 0
+    assert sum(d["tokens"].get("cached", 0) for d in llm.values()) == billed_cached
     assert sum(d["tokens"]["prompt"] for d in llm.values()) == billed_in
     assert sum(d["tokens"]["completion"] for d in llm.values()) == billed_out
     price = per_1k(PRICING["promptPerMillion"], PRICING["completionPerMillion"]).scaled(0.5)
