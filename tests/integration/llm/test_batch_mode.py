@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 from rap_devtools.fake_llm import FakeLLM, expected
 
 from analyzer_runtime import protocol, worker
@@ -107,6 +108,8 @@ async def test_2000_tracks_exactly_once_at_the_batch_price_through_failures_and_
         batch={"maxRequests": 400, "maxSubmissions": 2},
     )  # fmt: skip
     run = await plan(pool, m, "uid-batch-2000")
+    cost_metric = {"model": run.model_version}
+    cost_before = REGISTRY.get_sample_value("rap_analyzer_llm_cost_usd_total", cost_metric) or 0.0
     reports = await run_shards(pool, run.uid, 2)
     assert all(r.finished for r in reports)
 
@@ -169,6 +172,8 @@ async def test_2000_tracks_exactly_once_at_the_batch_price_through_failures_and_
     assert st["estimatedCost"] == pytest.approx(
         price.cost(tokens["prompt"], tokens["completion"], tokens.get("cached", 0)), abs=1e-6
     )
+    cost_after = REGISTRY.get_sample_value("rap_analyzer_llm_cost_usd_total", cost_metric)
+    assert cost_after - cost_before == pytest.approx(st["estimatedCost"], abs=1e-6)
     # The planning estimate (--dry-run's too): the batch price, the window as duration.
     est = st["estimate"]
     assert (est["completionWindow"], est["durationSeconds"]) == ("24h", 86400)
