@@ -92,6 +92,12 @@ async def test_schema_validity_and_reference(
     assert sum(c["both"] for c in s["per_class"].values()) == agree
     assert 0 < s["kappa"] < s["accuracy"]  # chance agreement taken out
     assert r["themes_jaccard_mean"] == 1.0
+    page = tmp_path / "ref.html"
+    out = cli("report", "llm", "--run", "llm-q", "--reference", str(ref), "--out", str(page),
+              db_url=db_url)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    html = page.read_text()
+    assert "Agreement with the reference set" in html and "reference.csv: 1 rows name no" in html
 
     bad = tmp_path / "bad.csv"
     bad.write_text("track_id,sentiment\n1,ecstatic\n")
