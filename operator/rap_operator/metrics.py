@@ -119,6 +119,7 @@ class _Run:
     pod_failures: float = 0.0
     last_progress: float = 0.0
     terminal_since: float | None = None
+    answered: float = 0.0  # batch requests the provider answered (llm.mode batch)
 
     def phase(self, phase: str, now: float) -> None:
         if phase != self.current and phase == "Running":
@@ -147,9 +148,13 @@ def observe_run(body: Mapping[str, Any], status: Mapping[str, Any], job: Any = N
         "failed": float(status.get("failed") or 0),
         "skipped": float(status.get("skipped") or 0),
     }
-    if sum(items.values()) != sum(run.items.values()):
+    # A batch-mode run finishes no track for hours while the provider answers its
+    # batches: requests the provider answered (or failed) are progress too.
+    batches = (status.get("llmBatches") or {}).get("requests") or {}
+    answered = float((batches.get("completed") or 0) + (batches.get("failed") or 0))
+    if sum(items.values()) != sum(run.items.values()) or answered != run.answered:
         run.last_progress = now
-    run.items = items
+    run.items, run.answered = items, answered
     run.planned = float(status.get("total") or 0)
     run.throughput = float(status.get("throughput") or 0)
     summary = status.get("shards") or {}

@@ -59,6 +59,25 @@ def test_gauges_from_a_status(monkeypatch: pytest.MonkeyPatch) -> None:
     assert value("rap_operator_run_last_progress_timestamp_seconds") == 1120
 
 
+def test_a_batch_run_progresses_while_the_provider_answers_its_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(metrics.time, "time", lambda: clock[0])
+
+    def batch_status(completed: int) -> dict[str, Any]:
+        requests = {"total": 100, "completed": completed, "failed": 0}
+        return {**status("Running", 0), "llmBatches": {"requests": requests}}
+
+    metrics.observe_run(body("u1"), batch_status(0), None)
+    clock[0] = 1300.0  # no track finished, but the provider answered 40 requests
+    metrics.observe_run(body("u1"), batch_status(40), None)
+    assert value("rap_operator_run_last_progress_timestamp_seconds") == 1300
+    clock[0] = 1600.0
+    metrics.observe_run(body("u1"), batch_status(40), None)
+    assert value("rap_operator_run_last_progress_timestamp_seconds") == 1300
+
+
 def test_terminal_runs_expire_and_deleted_runs_go(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [1000.0]
     monkeypatch.setattr(metrics.time, "time", lambda: clock[0])
