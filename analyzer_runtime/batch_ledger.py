@@ -8,7 +8,7 @@ Protocol's lease rules, applied to a batch that holds its items for hours:
   `batch:<row id>` with a lease as long as the completion window and a margin - in
   ONE transaction. The row exists before the provider's batch does, and the batch is
   created with the row's id in its metadata: a crash in between is adopted by
-  looking the batch up (batch_io.py), never submitted twice.
+  looking the batch up (analyzers/llm/batch_api.py), never submitted twice.
 - While the batch is in flight no other claimer takes its items (their lease has not
   expired), no crash is charged, and whichever pod runs the shard next collects them
   with the same `batch:<id>` claimer.

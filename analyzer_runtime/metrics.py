@@ -79,6 +79,14 @@ LLM_CIRCUIT_STATE = Gauge(
 LLM_FALLBACK = Counter(
     "rap_analyzer_llm_fallback_total", "Tracks analyzed by the fallback analyzer", ["model"]
 )
+# spec.llm.cascade: tracks its first analyzer kept (labelled, never sent) or sent on.
+LLM_CASCADE_ROUTES = ("kept", "sent")
+LLM_CASCADE = Counter(
+    "rap_analyzer_llm_cascade_tracks_total",
+    "Tracks of an llm run with a cascade: kept (labelled by the cheap first analyzer) or"
+    " sent to the LLM",
+    ["model", "route"],
+)
 # Why an answer's entries could not be trusted to belong to the tracks they name
 # (schema.ParsedAnswer.untrusted): a packed answer with any of them is asked again
 # track by track.

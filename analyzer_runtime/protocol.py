@@ -1,5 +1,6 @@
-"""The shard protocol (DESIGN.md, "Work, shards and progress") — the only module that
-writes the run ledger.
+"""The shard protocol (DESIGN.md, "Work, shards and progress") — with its sibling
+batch_ledger.py (the batch lane's tables, built on the leases here), the only module
+that writes the run ledger.
 
 - `record_plan` writes a run, its shards and its items in one transaction, keyed by
   the resource's uid: planning again is a no-op.

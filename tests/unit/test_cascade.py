@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
 from analyzer_runtime.analyzers.algorithmic import AlgorithmicAnalyzer
 from analyzer_runtime.analyzers.base import AnalysisResult, Analyzer, ItemOutcome, TrackInput
@@ -60,6 +61,7 @@ async def test_algorithmic_first_analyzer_keeps_its_confident_tracks_under_its_o
     tracks = [_track(i, text) for i, text in enumerate(texts, 1)] + [_track(99, "  ")]
     c = cascade.Cascade(CascadeOptions(analyzer="algorithmic", minConfidence=0.5), VERSION,
                         AlgorithmicAnalyzer())  # fmt: skip
+    before = {r: _routed(r) for r in ("kept", "sent")}
     got = await c.split(tracks)
     own = {o.track_id: o for o in await AlgorithmicAnalyzer().analyze_batch(tracks[:-1])}
     expect_kept = [t.id for t in tracks[:-1] if (own[t.id].result.confidence or 0) >= 0.5]  # type: ignore[union-attr]
@@ -69,6 +71,17 @@ async def test_algorithmic_first_analyzer_keeps_its_confident_tracks_under_its_o
     # Empty lyrics are the LLM lane's to skip; the rest go to the LLM in input order.
     assert [t.id for t in got.to_llm] == [t.id for t in tracks if t.id not in expect_kept]
     assert got.to_llm[-1].id == 99
+    # rap_analyzer_llm_cascade_tracks_total counts where each track went.
+    assert _routed("kept") - before["kept"] == len(got.kept)
+    assert _routed("sent") - before["sent"] == len(got.to_llm)
+
+
+def _routed(route: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "rap_analyzer_llm_cascade_tracks_total", {"model": VERSION, "route": route}
+    )
+    assert value is not None  # the label pair exists (at 0) once a Cascade is made
+    return value
 
 
 class _Broken(Analyzer):

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from analyzer_runtime import metrics
 from analyzer_runtime.analyzers import registry
 from analyzer_runtime.analyzers.base import Analyzer, ItemOutcome, RunContext, TrackInput
 from analyzer_runtime.spec.llm_models import CascadeOptions
@@ -185,6 +186,8 @@ class Cascade:
         self.threshold = options.min_confidence
         self.llm_version = llm_version
         self.first = first
+        for route in metrics.LLM_CASCADE_ROUTES:  # at 0, so rate() answers at once
+            metrics.LLM_CASCADE.labels(llm_version, route)
 
     @classmethod
     def create(cls, options: CascadeOptions, llm_version: str) -> Cascade:
@@ -211,7 +214,10 @@ class Cascade:
                     "cascade analyzer %s failed on a batch (%s: %s): all %d tracks go to the LLM",
                     self.analyzer_name, type(exc).__name__, exc, len(tracks),
                 )  # fmt: skip
-        return split_outcomes(tracks, outcomes, self.threshold, self.llm_version)
+        out = split_outcomes(tracks, outcomes, self.threshold, self.llm_version)
+        metrics.LLM_CASCADE.labels(self.llm_version, "kept").inc(len(out.kept))
+        metrics.LLM_CASCADE.labels(self.llm_version, "sent").inc(len(out.to_llm))
+        return out
 
     async def aclose(self) -> None:
         await self.first.aclose()
