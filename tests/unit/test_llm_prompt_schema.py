@@ -225,3 +225,26 @@ def test_the_example_yaml_is_the_novita_preset_at_its_full_budget() -> None:
     assert spec.rate_limit.requests_per_minute == presets.requests_per_minute({}, r) == 30
     assert spec.llm.api_key_secret_ref is not None and spec.fallback_analyzer == "algorithmic"
     assert spec.batch_size % (spec.llm.tracks_per_request * spec.llm.concurrency) == 0
+
+
+def test_the_batch_example_is_openai_at_the_batch_price_with_a_quality_cascade() -> None:
+    from pathlib import Path
+
+    from analyzer_runtime.spec import load_manifest_file
+    from analyzer_runtime.spec.types import CascadeAnalyzerName, LLMMode
+
+    manifest = load_manifest_file(Path(__file__).parents[2] / "examples/analysisrun-llm-batch.yaml")
+    llm = manifest.spec.llm
+    assert llm is not None and llm.lane is LLMMode.batch and llm.cascade is not None
+    r = presets.resolve(llm)
+    assert (r.mode, r.batch_window, r.batch_discount) == ("batch", "24h", 0.5)
+    assert llm.cascade.analyzer is CascadeAnalyzerName.quality
+    assert llm.cascade.min_confidence == 0.8
+    # The run's status cost is at half OpenAI's list price, cached prompt tokens too.
+    lane = presets.pricing_for_spec(manifest.spec.model_dump(by_alias=True, mode="json"))
+    listed = presets.resolve(llm.model_copy(update={"mode": LLMMode.sync})).pricing
+    assert listed is not None and lane is not None and lane == r.pricing
+    assert lane.prompt_per_1k == listed.prompt_per_1k / 2
+    assert lane.completion_per_1k == listed.completion_per_1k / 2
+    assert listed.cached_prompt_per_1k is not None
+    assert lane.cached_prompt_per_1k == listed.cached_prompt_per_1k / 2
