@@ -102,7 +102,7 @@ async def llm_report(
     version = run["model_version"]
     rows = await data.llm_rows(conn, run["id"], version)
     ledger = await data.run_ledger(conn, run["id"])
-    fallbacks = await data.fallback_count(conn, run["id"], version)
+    fallbacks = await data.stood_in_count(conn, run["id"], version, "fallback_for")
     if not rows and not fallbacks and not ledger["items"].get("failed"):
         raise ReportError(
             f"run {run['name']!r} has no results yet ({run['state']}): wait for it to process"
@@ -127,7 +127,7 @@ async def llm_report(
         "consistency": None,
         "cascade": None,
     }
-    kept = await data.cascade_kept(conn, run["id"], version)
+    kept = await data.stood_in_count(conn, run["id"], version, "cascade_for")
     if kept:
         pairs = await data.cascade_pairs(conn, run["id"], version)
         quality["cascade"] = {

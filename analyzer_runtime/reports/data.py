@@ -275,13 +275,19 @@ async def run_ledger(conn: asyncpg.Connection, run_id: int) -> dict[str, Any]:
     return {"items": states, "failure_reasons": reasons, "shards": dict(shards)}
 
 
-async def fallback_count(conn: asyncpg.Connection, run_id: int, version: str) -> dict[str, int]:
-    """Results the run's fallback analyzer stored for its tracks, by analyzer."""
+async def stood_in_count(
+    conn: asyncpg.Connection, run_id: int, version: str, marker: str
+) -> dict[str, int]:
+    """Results another analyzer stored for the run's tracks in the LLM's place, by
+    analyzer: `marker` "fallback_for" (the fallback analyzer) or "cascade_for" (the
+    tracks a cascade kept), naming the LLM version `version`."""
+    if marker not in ("fallback_for", "cascade_for"):
+        raise ValueError(f"unknown marker {marker!r}")
     rows = await conn.fetch(
-        """SELECT r.analyzer_type, count(*) AS n
-             FROM run_items i JOIN analysis_results r ON r.track_id = i.item_id
-            WHERE i.run_id = $1 AND r.analysis_data->'fallback_for'->>'model_version' = $2
-            GROUP BY 1""",
+        f"""SELECT r.analyzer_type, count(*) AS n
+              FROM run_items i JOIN analysis_results r ON r.track_id = i.item_id
+             WHERE i.run_id = $1 AND r.analysis_data->'{marker}'->>'model_version' = $2
+             GROUP BY 1""",
         run_id,
         version,
     )
@@ -553,16 +559,3 @@ async def cascade_pairs(
         b = {k[4:]: d.pop(k) for k in list(d) if k.startswith("llm_")}
         pairs.append((d, b))
     return pairs
-
-
-async def cascade_kept(conn: asyncpg.Connection, run_id: int, version: str) -> dict[str, int]:
-    """Results a cascade kept for the run's tracks, by the analyzer that labelled them."""
-    rows = await conn.fetch(
-        """SELECT r.analyzer_type, count(*) AS n
-             FROM run_items i JOIN analysis_results r ON r.track_id = i.item_id
-            WHERE i.run_id = $1 AND r.analysis_data->'cascade_for'->>'model_version' = $2
-            GROUP BY 1""",
-        run_id,
-        version,
-    )
-    return {r["analyzer_type"]: r["n"] for r in rows}
