@@ -72,7 +72,7 @@ crds: install ## regenerate crds/ from the pydantic spec models
 	$(PY) -m analyzer_runtime.spec.crd crds
 	cp crds/*.yaml charts/rap-analyzer/crds/
 
-bench: bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape ## every benchmark (~25 min; figures go to bench/RESULTS.md)
+bench: bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape bench-tokens bench-llm-lanes ## the core benchmarks (~40 min; figures go to bench/RESULTS.md)
 
 bench-local: install ## local runner vs pure analyzer rate on N tracks (default 57,718)
 	$(PY) -m bench.local_run $(N)
