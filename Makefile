@@ -41,13 +41,13 @@ lock: ## regenerate the hashed lock files requirements/{dev,image}.txt from pypr
 install: $(VENV)/.installed ## create .venv with every dependency
 
 test: install controlplane helm argocd prometheus chromium pgbouncer ## run the whole test suite (unit, integration, e2e, Argo CD health checks, promtool); the real node: test-node
-	$(PY) -m pytest -q -m "not node and not image"
+	$(PY) -m pytest -q --durations=25 -m "not node and not image"
 
 test-fast: install helm chromium pgbouncer ## unit and Postgres tests only (no control plane, Argo CD or Prometheus)
 	$(PY) -m pytest -q -m "not e2e and not node and not image and not gitops and not observability"
 
 test-node: install controlplane helm node node-packages image previous-image postgres-image argocd prometheus kind kind-node-image kueue-image ## the images; the chart, Argo CD and Prometheus on the real node; the chart and Kueue on kind (root, Docker; ~20 min)
-	$(PY) -m pytest -q -m "node or image" tests/image tests/node
+	$(PY) -m pytest -q --durations=15 -m "node or image" tests/image tests/node
 
 lint: install ## ruff
 	$(VENV)/bin/ruff check .

@@ -12,10 +12,6 @@ REPO_ROOT = HERE.parents[1]
 ARGOCD = REPO_ROOT / "bin" / "argocd"
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "gitops: needs bin/argocd (make argocd; make test-gitops)")
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if Path(str(item.fspath)).is_relative_to(HERE):

@@ -18,10 +18,6 @@ from rap_devtools.realnode.cluster import RealNodeCluster
 IMAGES = (f"{chart_demo.IMAGE_REPO}:dev", ":".join(chart_demo.POSTGRES_IMAGE))
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "node: needs the real node (make test-node)")
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if Path(str(item.fspath)).is_relative_to(Path(__file__).parent):

@@ -16,12 +16,6 @@ PROMTOOL = REPO / "bin" / "promtool"
 HERE = Path(__file__).parent
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "observability: needs bin/promtool (make prometheus; make test-observability)"
-    )
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if Path(str(item.fspath)).is_relative_to(HERE):
