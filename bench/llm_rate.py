@@ -43,7 +43,8 @@ ORIGINAL_TRACKS_PER_MIN = (2.0, 5.0)  # measured on the original platform ...
 ORIGINAL_BUDGET = 45  # ... at Novita's 45 requests/min
 
 
-async def _prepare(url: str, tracks: int) -> None:
+async def prepare_corpus(url: str, tracks: int) -> None:
+    """A migrated database with `tracks` seeded tracks (also bench/token_estimate.py's)."""
     from analyzer_runtime.db.connect import pool_for
     from analyzer_runtime.db.migrate import migrate
     from analyzer_runtime.seed import seed
@@ -99,7 +100,7 @@ def run_one(
     with tempfile.TemporaryDirectory(prefix="rap-bench-llm-") as tmp:
         server = embedded.start(Path(tmp) / "pgdata")
         url = server.get_uri()
-        asyncio.run(_prepare(url, tracks))
+        asyncio.run(prepare_corpus(url, tracks))
         config = {"latency_p50": 0.6, "latency_p95": 0.9, "seed": k,
                   "rate_limit": provider_limit or budget, "rate_window": WINDOW,
                   **(fake_options or {})}  # fmt: skip

@@ -35,6 +35,8 @@ from typing import Any
 
 from rap_devtools.fake_llm import FakeLLM
 
+from bench.llm_rate import prepare_corpus
+
 API_KEY = "bench-key"
 RULES = {
     "openai": {"cache_min_tokens": 1024, "cache_step": 128},
@@ -42,17 +44,6 @@ RULES = {
 }
 # gpt-4o-mini's list and cached prices (presets.py), for the vllm arm too.
 PRICES = {"promptPerMillion": 0.15, "completionPerMillion": 0.60, "cachedPromptPerMillion": 0.075}
-
-
-async def _prepare(url: str, tracks: int) -> None:
-    from analyzer_runtime.db.connect import pool_for
-    from analyzer_runtime.db.migrate import migrate
-    from analyzer_runtime.seed import seed
-
-    async with pool_for(url, max_size=2) as pool:
-        async with pool.acquire() as conn:
-            await migrate(conn)
-        await seed(pool, tracks)
 
 
 def _manifest(rule: str, fake: FakeLLM, k: int, shards: int, dry: bool) -> Any:
@@ -92,7 +83,7 @@ def run_one(rule: str, k: int, tracks: int, shards: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="rap-bench-tokens-") as tmp:
         server = embedded.start(Path(tmp) / "pgdata")
         url = server.get_uri()
-        asyncio.run(_prepare(url, tracks))
+        asyncio.run(prepare_corpus(url, tracks))
         os.environ["LLM_API_KEY"] = API_KEY
         with FakeLLM(api_key=API_KEY, seed=k, **RULES[rule]) as fake:
             dry = asyncio.run(
