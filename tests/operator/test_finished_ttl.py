@@ -5,11 +5,11 @@ delivers first."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, ClassVar
 
 import pytest
 from kubernetes_asyncio.client.exceptions import ApiException
+from rap_devtools.waiting import wait_for_async
 from rap_operator import handlers, kube
 
 UID = "6a7b0c3e-0000-4000-8000-00000000a7a1"
@@ -42,13 +42,6 @@ class _Body(dict):
     metadata = _Meta()
 
 
-async def _until(cond: Any, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + 10
-    while not cond():
-        assert asyncio.get_running_loop().time() < deadline, what
-        await asyncio.sleep(0.01)
-
-
 @pytest.fixture
 def patches(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
     """The Job patches made; the first one fails as an API server in trouble would."""
@@ -74,7 +67,12 @@ async def test_a_failed_ttl_patch_is_retried_until_the_job_has_it(
 ) -> None:
     await handlers.job_event(type="ADDED", body=_Body(JOB))  # type: ignore[arg-type]
     await handlers.run_event(type="MODIFIED", body=_Body(_run()))  # type: ignore[arg-type]
-    await _until(lambda: len(patches) == 2 and not handlers._loops, "patched again, loop ended")
+    await wait_for_async(
+        lambda: len(patches) == 2 and not handlers._loops,
+        within=10,
+        interval=0.01,
+        what="patched again, loop ended",
+    )
     assert patches == [("r-job", TTL), ("r-job", TTL)]
     # The Job now has it: a later look at the run patches nothing.
     with_ttl = {**JOB, "spec": {**JOB["spec"], **TTL["spec"]}}
@@ -90,7 +88,12 @@ async def test_the_run_seen_before_its_job_gets_the_ttl_on_the_jobs_event(
     await handlers.run_event(type="MODIFIED", body=_Body(_run()))  # type: ignore[arg-type]
     assert not handlers._loops and UID in handlers._ttl_waiting
     await handlers.job_event(type="ADDED", body=_Body(JOB))  # type: ignore[arg-type]
-    await _until(lambda: len(patches) == 2 and not handlers._loops, "TTL patched")
+    await wait_for_async(
+        lambda: len(patches) == 2 and not handlers._loops,
+        within=10,
+        interval=0.01,
+        what="TTL patched",
+    )
     assert patches[1] == ("r-job", TTL)
     assert UID not in handlers._ttl_waiting
 

@@ -13,10 +13,9 @@ import kopf
 import pytest
 from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client import REGISTRY
+from rap_devtools.waiting import wait_for_async
 from rap_operator import handlers, kube, reconcile
 from rap_operator.reconcile import RunMemory
-
-from tests.operator.polling import until
 
 UID = "6a7b0c3e-0000-4000-8000-0000000e4404"
 
@@ -129,11 +128,16 @@ async def test_a_permanent_error_waits_for_a_new_generation(
     monkeypatch.setattr(handlers, "_loops", {})
     monkeypatch.setattr(handlers, "_ended", {})
     handlers._watch(_body(generation=1))
-    await until(lambda: passes == [1], "one pass")
+    await wait_for_async(lambda: passes == [1], within=5, interval=0.01, what="one pass")
     # Job events and the like wake the loop; a permanent error is not retried for them.
     for _ in range(5):
         handlers._loops[UID].wake.set()
         await asyncio.sleep(0.02)
     assert passes == [1]
     handlers._watch(_body(generation=2))  # a new spec
-    await until(lambda: passes == [1, 2] and not handlers._loops, "retried for the new spec")
+    await wait_for_async(
+        lambda: passes == [1, 2] and not handlers._loops,
+        within=5,
+        interval=0.01,
+        what="retried for the new spec",
+    )

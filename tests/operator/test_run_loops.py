@@ -7,10 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from rap_devtools.waiting import wait_for_async
 from rap_operator import handlers
 from rap_operator.reconcile import RunMemory
-
-from tests.operator.polling import until
 
 UID = "6a7b0c3e-0000-4000-8000-000000000001"
 
@@ -50,7 +49,12 @@ async def test_a_loop_started_again_while_finishing_keeps_its_memory(
     passes: list[RunMemory],
 ) -> None:
     handlers._watch(_body("Running"))
-    await until(lambda: len(passes) == 2 and not handlers._loops, "two passes, then idle")
+    await wait_for_async(
+        lambda: len(passes) == 2 and not handlers._loops,
+        within=5,
+        interval=0.01,
+        what="two passes, then idle",
+    )
     assert passes[0] is passes[1]
     assert passes[1].phase == "Succeeded"
 
@@ -59,10 +63,20 @@ async def test_a_stale_watch_event_after_the_end_reuses_the_memory(
     passes: list[RunMemory],
 ) -> None:
     handlers._watch(_body("Running"))
-    await until(lambda: len(passes) == 2 and not handlers._loops, "first loop ends")
+    await wait_for_async(
+        lambda: len(passes) == 2 and not handlers._loops,
+        within=5,
+        interval=0.01,
+        what="first loop ends",
+    )
     # An event from before the final patch, delivered late: still says Running.
     handlers._watch(_body("Running"))
-    await until(lambda: len(passes) == 3 and not handlers._loops, "the late loop ends")
+    await wait_for_async(
+        lambda: len(passes) == 3 and not handlers._loops,
+        within=5,
+        interval=0.01,
+        what="the late loop ends",
+    )
     assert passes[2].phase == "Succeeded"
 
 
@@ -74,7 +88,12 @@ async def test_a_deleted_run_forgets_its_memory(
 
     monkeypatch.setattr(handlers, "_cancelled", nothing)
     handlers._watch(_body("Running"))
-    await until(lambda: len(passes) == 2 and not handlers._loops, "first loop ends")
+    await wait_for_async(
+        lambda: len(passes) == 2 and not handlers._loops,
+        within=5,
+        interval=0.01,
+        what="first loop ends",
+    )
     assert UID in handlers._ended
 
     class Meta(dict):  # the two attributes run_event reads of kopf's Body
