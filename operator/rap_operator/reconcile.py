@@ -39,11 +39,11 @@ from typing import Any
 import kopf
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from analyzer_runtime import protocol
-from analyzer_runtime.db import budget as db_budget
-from analyzer_runtime.db.connect import DatabaseUnavailable, host_of
-from analyzer_runtime.planner import OverlapError
-from analyzer_runtime.status import compute_status, format_time, is_terminal
+from analyzer_runtime.contract.status import compute_status, format_time, is_terminal
+from analyzer_runtime.ledger import budget as db_budget
+from analyzer_runtime.ledger import shards as shard_ledger
+from analyzer_runtime.ledger.connect import DatabaseUnavailable, host_of
+from analyzer_runtime.ledger.planner import OverlapError
 from rap_operator import (
     budget,
     database,
@@ -199,7 +199,7 @@ async def _reconcile(
         await _apply_ttl(body, job)
         return False
     status = body.get("status") or {}
-    run: protocol.Run | None = None
+    run: shard_ledger.Run | None = None
     if not status.get("runId"):  # not planned (as far as the resource knows)
         try:
             manifest = kind.check_spec(body)
@@ -238,7 +238,7 @@ async def _plan(
     uid: str,
     inputs: Any,
     config: OperatorConfig,
-) -> protocol.PlanResult:
+) -> shard_ledger.PlanResult:
     """Plan the run; an overlap with a run whose resource is gone (deleted while the
     operator was away) cancels that run in the ledger, and the run is planned again."""
     # Planning's statements grow with the selection: a connection with the long timeout.
@@ -289,7 +289,7 @@ async def _database(url: str) -> AsyncIterator[Any]:
 async def _share(
     body: JSON,
     url: str,
-    run: protocol.Run,
+    run: shard_ledger.Run,
     shards: list[Any],
     job: JSON | None,
     config: OperatorConfig,
@@ -319,7 +319,7 @@ async def _share(
 
 
 async def _act_on_job(
-    body: JSON, job: JSON | None, run: protocol.Run, config: OperatorConfig, parallelism: int
+    body: JSON, job: JSON | None, run: shard_ledger.Run, config: OperatorConfig, parallelism: int
 ) -> tuple[JSON | None, str | None]:
     """Carry out decide.job_action: the Job at `parallelism`, created when missing;
     (job, why it could not be created)."""
@@ -375,7 +375,7 @@ async def _refresh(
     job: JSON | None,
     mem: RunMemory,
     config: OperatorConfig,
-    run: protocol.Run | None,
+    run: shard_ledger.Run | None,
     workload: JSON | None = None,
 ) -> bool:
     """A planned run's status: observe → decide (pure, decide.py) → act. A cause time
@@ -413,7 +413,7 @@ async def observe(
     job: JSON | None,
     mem: RunMemory,
     config: OperatorConfig,
-    run: protocol.Run | None,
+    run: shard_ledger.Run | None,
     workload: JSON | None = None,
 ) -> Observation | None:
     """Everything the status is computed from: the run and its per-shard counters
@@ -425,16 +425,16 @@ async def observe(
     if mem.url is None:
         mem.url = await planned_database(body, config)
     async with _database(mem.url) as conn:
-        run = run or await protocol.find_run(conn, meta["uid"])
+        run = run or await shard_ledger.find_run(conn, meta["uid"])
         if run is None:
             log.warning("run %s/%s is not in its database", meta["namespace"], meta["name"])
             return None
-        shards = await protocol.read_shards(conn, run.id)
+        shards = await shard_ledger.read_shards(conn, run.id)
     no_job = kinds.of(body).dry_run(run.spec) or run.total == 0
     share: budget.Share | None = None
     problem: str | None = None
     troubles: list[pods.PodProblem] = []
-    unfinished = run.state not in protocol.TERMINAL_RUN_STATES
+    unfinished = run.state not in shard_ledger.TERMINAL_RUN_STATES
     if not no_job and unfinished:
         share = await _share(body, mem.url, run, shards, job, config)
         job, problem = await _act_on_job(body, job, run, config, share.parallelism)
@@ -451,7 +451,7 @@ async def observe(
 
 
 async def _hold_workload(
-    body: JSON, run: protocol.Run, job: JSON | None, workload: JSON | None
+    body: JSON, run: shard_ledger.Run, job: JSON | None, workload: JSON | None
 ) -> None:
     """spec.suspend of a queued run: its Workload deactivated (or active again)."""
     name = queue.queue_name(run.spec)
@@ -473,9 +473,9 @@ async def act(body: JSON, mem: RunMemory, obs: Observation, d: Decision, previou
     async with _database(mem.url) as conn:
         status.update(await kind.extra_status(conn, obs.run, status))
         if d.failed_indexes:
-            await protocol.mark_shards_failed(conn, obs.run.id, d.failed_indexes)
+            await shard_ledger.mark_shards_failed(conn, obs.run.id, d.failed_indexes)
         if d.run_state is not None:
-            await protocol.set_run_state(conn, obs.run.id, d.run_state)
+            await shard_ledger.set_run_state(conn, obs.run.id, d.run_state)
     status["conditions"] = [*status["conditions"], *d.extra_conditions]
     for event in d.before_patch:
         if event.type == "Warning":
@@ -484,7 +484,7 @@ async def act(body: JSON, mem: RunMemory, obs: Observation, d: Decision, previou
             _post(body, event)
     mem.capped_at = d.capped_at
     mem.queue_state = d.queue_state
-    if d.phase == "Succeeded" and kind.on_succeeded is not None:
+    if d.phase == "Succeeded":
         # Before the patch: if this fails, the run is not terminal yet and the next
         # pass tries again (the kind's action must be idempotent).
         status.update(await kind.on_succeeded(body, status))

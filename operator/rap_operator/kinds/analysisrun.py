@@ -1,4 +1,4 @@
-"""The AnalysisRun kind: its parts of the shared run flow (see base.py)."""
+"""The AnalysisRun kind: its parts of the shared run flow (the RunKind protocol, base.py)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ from typing import Any
 
 import asyncpg
 
-from analyzer_runtime import batch_status, estimates, planner, protocol
 from analyzer_runtime.analyzers.llm.cascade import cascade_of_spec
 from analyzer_runtime.analyzers.llm.presets import API_KEY_ENV, pricing_for_spec
-from analyzer_runtime.spec import AnalysisRunSpec, immutable_changes
-from analyzer_runtime.spec.status_format import ANALYSIS_WORDING
-from rap_operator.kinds.base import JSON, RunKind, SecretRef
+from analyzer_runtime.contract import AnalysisRunManifest, AnalysisRunSpec, immutable_changes
+from analyzer_runtime.contract.wording import ANALYSIS_WORDING
+from analyzer_runtime.ledger import batch_status, estimates, planner
+from analyzer_runtime.ledger import shards as shard_ledger
+from rap_operator.kinds.base import JSON, SecretRef
 from rap_operator.validation import MissingInput, check_spec
 
 
@@ -20,46 +21,96 @@ def analysis_secrets(spec: JSON) -> list[SecretRef]:
     return [(ref["name"], ref["key"])] if spec.get("analyzer") == "llm" and ref else []
 
 
-def _analysis_env(spec: JSON) -> list[JSON]:
-    # The LLM API key goes from its Secret straight into the pod's environment: never
-    # into the Job spec, the status or an Event (validation only checks it exists).
-    return [
-        {"name": API_KEY_ENV, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}
-        for name, key in analysis_secrets(spec)
-    ]
+class AnalysisRun:
+    """The AnalysisRun kind (implements base.RunKind)."""
 
+    kind = "AnalysisRun"
+    plural = "analysisruns"
+    subcommand = "analyze"
+    wording = ANALYSIS_WORDING
 
-def _analysis_refused(planned: JSON, current: JSON) -> str | None:
-    try:
-        changes = immutable_changes(
-            AnalysisRunSpec.model_validate(planned), AnalysisRunSpec.model_validate(current)
+    def check_spec(self, body: JSON) -> AnalysisRunManifest:
+        return check_spec(body)
+
+    def secret_refs(self, spec: JSON) -> list[SecretRef]:
+        return analysis_secrets(spec)
+
+    async def prepare(self, body: JSON, manifest: Any) -> None:
+        return None  # everything an AnalysisRun needs is in its spec or in Postgres
+
+    async def plan(
+        self, conn: asyncpg.Connection, manifest: Any, uid: str, inputs: Any
+    ) -> shard_ledger.PlanResult:
+        if manifest.spec.analyzer == "quality":
+            await _require_model(conn, manifest.spec.model_version)
+        cascade = manifest.spec.llm.cascade if manifest.spec.llm is not None else None
+        if (
+            manifest.spec.analyzer == "llm"
+            and cascade is not None
+            and cascade.analyzer == "quality"
+        ):
+            await _require_model(conn, None, cascade=True)  # the latest, with the sentiment head
+        try:
+            return await planner.plan_manifest(conn, manifest, uid)
+        except ValueError as exc:
+            from analyzer_runtime.quality.storage import ModelNotFound
+
+            if isinstance(exc, ModelNotFound):  # trained away between the check and planning
+                raise MissingInput(str(exc)) from None
+            raise
+
+    def planned_message(self, run: shard_ledger.Run) -> str:
+        return (
+            f"{run.total} tracks in {run.shards} shards ({run.analyzer_type} {run.model_version})"
         )
-    except ValueError:
-        return "the spec no longer validates; revert it or create a new AnalysisRun"
-    if not changes:
-        return None
-    return (
-        f"{', '.join(changes)} cannot change after planning; the run continues with the"
-        " planned spec. Revert the change, or create a new AnalysisRun for a new selection"
-    )
 
+    def pod_env(self, spec: JSON) -> list[JSON]:
+        # The LLM API key goes from its Secret straight into the pod's environment: never
+        # into the Job spec, the status or an Event (validation only checks it exists).
+        return [
+            {"name": API_KEY_ENV, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}
+            for name, key in analysis_secrets(spec)
+        ]
 
-async def _analysis_plan(
-    conn: asyncpg.Connection, manifest: Any, uid: str, inputs: Any
-) -> protocol.PlanResult:
-    if manifest.spec.analyzer == "quality":
-        await _require_model(conn, manifest.spec.model_version)
-    cascade = manifest.spec.llm.cascade if manifest.spec.llm is not None else None
-    if manifest.spec.analyzer == "llm" and cascade is not None and cascade.analyzer == "quality":
-        await _require_model(conn, None, cascade=True)  # the latest, with the sentiment head
-    try:
-        return await planner.plan_manifest(conn, manifest, uid)
-    except ValueError as exc:
-        from analyzer_runtime.quality.storage import ModelNotFound
+    def refused_changes(self, planned: JSON, current: JSON) -> str | None:
+        try:
+            changes = immutable_changes(
+                AnalysisRunSpec.model_validate(planned), AnalysisRunSpec.model_validate(current)
+            )
+        except ValueError:
+            return "the spec no longer validates; revert it or create a new AnalysisRun"
+        if not changes:
+            return None
+        return (
+            f"{', '.join(changes)} cannot change after planning; the run continues with the"
+            " planned spec. Revert the change, or create a new AnalysisRun for a new selection"
+        )
 
-        if isinstance(exc, ModelNotFound):  # trained away between the check and planning
-            raise MissingInput(str(exc)) from None
-        raise
+    def dry_run(self, spec: JSON) -> bool:
+        return bool(spec.get("dryRun"))
+
+    def status_args(self, run: shard_ledger.Run) -> JSON:
+        return {
+            "pricing": pricing_for_spec(run.spec),
+            "dry_run": bool(run.spec.get("dryRun")),
+            "failure_threshold": run.spec.get("failureThreshold"),
+            "cascade": cascade_of_spec(run.spec),
+        }
+
+    async def extra_status(
+        self, conn: asyncpg.Connection, run: shard_ledger.Run, status: JSON
+    ) -> JSON:
+        out: JSON = {}
+        if (estimate := await estimates.read(conn, run.id)) is not None:
+            out["estimate"] = estimate
+        # Batch mode: the shards' provider batches, read back whatever operator process
+        # shows them (the operator never submits: a restart cannot submit twice).
+        if (batches := await batch_status.read(conn, run.id)) is not None:
+            out["llmBatches"] = batches
+        return out
+
+    async def on_succeeded(self, body: JSON, status: JSON) -> JSON:
+        return {}  # nothing follows an AnalysisRun
 
 
 async def _require_model(
@@ -80,36 +131,4 @@ async def _require_model(
         raise MissingInput(str(exc)) from None
 
 
-async def _analysis_extra(conn: asyncpg.Connection, run: protocol.Run, status: JSON) -> JSON:
-    out: JSON = {}
-    if (estimate := await estimates.read(conn, run.id)) is not None:
-        out["estimate"] = estimate
-    # Batch mode: the shards' provider batches, read back whatever operator process
-    # shows them (the operator never submits: a restart cannot submit twice).
-    if (batches := await batch_status.read(conn, run.id)) is not None:
-        out["llmBatches"] = batches
-    return out
-
-
-ANALYSIS = RunKind(
-    kind="AnalysisRun",
-    plural="analysisruns",
-    subcommand="analyze",
-    wording=ANALYSIS_WORDING,
-    check_spec=check_spec,
-    secret_refs=analysis_secrets,
-    plan=_analysis_plan,
-    planned_message=lambda run: (
-        f"{run.total} tracks in {run.shards} shards ({run.analyzer_type} {run.model_version})"
-    ),
-    pod_env=_analysis_env,
-    refused_changes=_analysis_refused,
-    dry_run=lambda spec: bool(spec.get("dryRun")),
-    status_args=lambda run: {
-        "pricing": pricing_for_spec(run.spec),
-        "dry_run": bool(run.spec.get("dryRun")),
-        "failure_threshold": run.spec.get("failureThreshold"),
-        "cascade": cascade_of_spec(run.spec),
-    },
-    extra_status=_analysis_extra,
-)
+ANALYSIS = AnalysisRun()

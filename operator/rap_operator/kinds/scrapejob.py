@@ -1,4 +1,5 @@
-"""The ScrapeJob kind: its parts of the shared run flow (see base.py), and chaining.
+"""The ScrapeJob kind: its parts of the shared run flow (the RunKind protocol,
+base.py), and chaining.
 
 - validation: the ScrapeJob models (same readable errors as AnalysisRun), the
   `analyze` template's analyzer available; Secrets: Genius token, Spotify id/secret,
@@ -25,22 +26,22 @@ from typing import Any
 import asyncpg
 import kopf
 
-from analyzer_runtime import protocol
-from analyzer_runtime.scrape import store
-from analyzer_runtime.scrape.planning import plan_scrape
-from analyzer_runtime.scrape.status import scrape_fields, spotify_condition
-from analyzer_runtime.scrape.worker import GENIUS_TOKEN_ENV, SPOTIFY_ID_ENV, SPOTIFY_SECRET_ENV
-from analyzer_runtime.spec import load_scrape_manifest
-from analyzer_runtime.spec.scrape_models import (
+from analyzer_runtime.contract import load_scrape_manifest
+from analyzer_runtime.contract.scrape_models import (
     ScrapeJobManifest,
     ScrapeJobSpec,
     parse_artist_list,
     scrape_immutable_changes,
 )
-from analyzer_runtime.spec.status_format import SCRAPE_WORDING
+from analyzer_runtime.contract.scrape_status import scrape_fields, spotify_condition
+from analyzer_runtime.contract.wording import SCRAPE_WORDING
+from analyzer_runtime.ledger import scrape_store as store
+from analyzer_runtime.ledger import shards as shard_ledger
+from analyzer_runtime.ledger.scrape_planning import plan_scrape
+from analyzer_runtime.scrape.worker import GENIUS_TOKEN_ENV, SPOTIFY_ID_ENV, SPOTIFY_SECRET_ENV
 from rap_operator import kube, manifests
 from rap_operator.kinds.analysisrun import analysis_secrets
-from rap_operator.kinds.base import JSON, RunKind, SecretRef
+from rap_operator.kinds.base import JSON, SecretRef
 from rap_operator.validation import MissingInput, check_analyzer, load_checked
 
 ANALYSIS_PLURAL = "analysisruns"
@@ -65,59 +66,6 @@ def _credentials(spec: JSON) -> list[tuple[str, SecretRef]]:
     return out
 
 
-def _secrets(spec: JSON) -> list[SecretRef]:
-    # The chained AnalysisRun's Secrets are checked now: failing after the scrape
-    # would waste it.
-    return [ref for _, ref in _credentials(spec)] + analysis_secrets(spec.get("analyze") or {})
-
-
-def _env(spec: JSON) -> list[JSON]:
-    return [
-        {"name": env, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}
-        for env, (name, key) in _credentials(spec)
-    ]
-
-
-async def _artists(body: JSON, manifest: ScrapeJobManifest) -> list[str]:
-    spec = manifest.spec
-    if spec.artists is not None:
-        return list(spec.artists)
-    assert spec.artists_from is not None
-    ref = spec.artists_from.config_map_key_ref
-    try:
-        text = await kube.configmap_value(body["metadata"]["namespace"], ref.name, ref.key)
-    except kube.SecretProblem as exc:
-        raise MissingInput(f"spec.artistsFrom: {exc}") from None
-    names = parse_artist_list(text)
-    if not names:
-        raise MissingInput(
-            f"spec.artistsFrom: ConfigMap {ref.name} key {ref.key!r} lists no artists"
-            " (one name per line; lines starting with # are comments)"
-        )
-    return names
-
-
-async def _plan(
-    conn: asyncpg.Connection, manifest: Any, uid: str, artists: Any
-) -> protocol.PlanResult:
-    return await plan_scrape(conn, manifest, uid, artists)
-
-
-def _refused(planned: JSON, current: JSON) -> str | None:
-    try:
-        changes = scrape_immutable_changes(
-            ScrapeJobSpec.model_validate(planned), ScrapeJobSpec.model_validate(current)
-        )
-    except ValueError:
-        return "the spec no longer validates; revert it or create a new ScrapeJob"
-    if not changes:
-        return None
-    return (
-        f"{', '.join(changes)} cannot change after planning; the job continues with the"
-        " planned spec. Revert the change, or create a new ScrapeJob"
-    )
-
-
 _NOTE_EVENTS = {
     store.SPOTIFY_UNAVAILABLE: ("Warning", "SpotifyUnavailable"),
     store.AUDIO_FEATURES_OFF: ("Normal", "AudioFeaturesOff"),
@@ -125,7 +73,7 @@ _NOTE_EVENTS = {
 }
 
 
-def _run_body(run: protocol.Run) -> JSON:
+def _run_body(run: shard_ledger.Run) -> JSON:
     """Enough of the resource for an Event's involvedObject."""
     return {
         "apiVersion": manifests.GROUP_VERSION,
@@ -134,7 +82,7 @@ def _run_body(run: protocol.Run) -> JSON:
     }
 
 
-def _announce(run: protocol.Run, notes: list[store.Note]) -> None:
+def _announce(run: shard_ledger.Run, notes: list[store.Note]) -> None:
     for n in notes:
         etype, reason = _NOTE_EVENTS.get(n.kind, ("Normal", "ScrapeNote"))
         message = n.message
@@ -146,22 +94,6 @@ def _announce(run: protocol.Run, notes: list[store.Note]) -> None:
             kopf.event(_run_body(run), type=etype, reason=reason, message=message[:1000])
         except LookupError:  # not inside the operator (tests): no Event poster
             pass
-
-
-async def _extra_status(conn: asyncpg.Connection, run: protocol.Run, status: JSON) -> JSON:
-    counters = await store.read_counters(conn, run.id)
-    failed = await store.failed_artists(conn, run.id) if status.get("failed") else []
-    notes = await store.read_notes(conn, run.id)
-    spotify = bool(run.spec.get("spotify"))
-    out = scrape_fields(status, counters, spotify=spotify, failed_artists=failed, notes=notes)
-    if spotify:
-        conditions = list(status.get("conditions") or [])
-        generation = conditions[0].get("observedGeneration", 1) if conditions else 1
-        cond = spotify_condition(notes, generation=generation, since=run.created_at)
-        out["conditions"] = [c for c in conditions if c.get("type") != cond["type"]] + [cond]
-    if any(not n.announced for n in notes.values()):
-        _announce(run, await store.claim_announcements(conn, run.id))
-    return out
 
 
 # ---- chaining ----------------------------------------------------------------------
@@ -199,38 +131,112 @@ def _owned_by(obj: JSON, uid: str) -> bool:
     return any(o.get("uid") == uid for o in obj["metadata"].get("ownerReferences") or [])
 
 
-async def _chain(body: JSON, status: JSON) -> JSON:
-    if not (body.get("spec") or {}).get("analyze"):
+class ScrapeJob:
+    """The ScrapeJob kind (implements base.RunKind)."""
+
+    kind = "ScrapeJob"
+    plural = "scrapejobs"
+    subcommand = "scrape"
+    wording = SCRAPE_WORDING
+
+    def check_spec(self, body: JSON) -> ScrapeJobManifest:
+        return check_scrape_spec(body)
+
+    def secret_refs(self, spec: JSON) -> list[SecretRef]:
+        # The chained AnalysisRun's Secrets are checked now: failing after the scrape
+        # would waste it.
+        return [ref for _, ref in _credentials(spec)] + analysis_secrets(spec.get("analyze") or {})
+
+    async def prepare(self, body: JSON, manifest: ScrapeJobManifest) -> list[str]:
+        """The artists: the spec's list, or the ConfigMap's (read once, at planning)."""
+        spec = manifest.spec
+        if spec.artists is not None:
+            return list(spec.artists)
+        assert spec.artists_from is not None
+        ref = spec.artists_from.config_map_key_ref
+        try:
+            text = await kube.configmap_value(body["metadata"]["namespace"], ref.name, ref.key)
+        except kube.SecretProblem as exc:
+            raise MissingInput(f"spec.artistsFrom: {exc}") from None
+        names = parse_artist_list(text)
+        if not names:
+            raise MissingInput(
+                f"spec.artistsFrom: ConfigMap {ref.name} key {ref.key!r} lists no artists"
+                " (one name per line; lines starting with # are comments)"
+            )
+        return names
+
+    async def plan(
+        self, conn: asyncpg.Connection, manifest: Any, uid: str, inputs: Any
+    ) -> shard_ledger.PlanResult:
+        return await plan_scrape(conn, manifest, uid, inputs)
+
+    def planned_message(self, run: shard_ledger.Run) -> str:
+        return f"{run.total} artists in {run.shards} shards"
+
+    def pod_env(self, spec: JSON) -> list[JSON]:
+        return [
+            {"name": env, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}
+            for env, (name, key) in _credentials(spec)
+        ]
+
+    def refused_changes(self, planned: JSON, current: JSON) -> str | None:
+        try:
+            changes = scrape_immutable_changes(
+                ScrapeJobSpec.model_validate(planned), ScrapeJobSpec.model_validate(current)
+            )
+        except ValueError:
+            return "the spec no longer validates; revert it or create a new ScrapeJob"
+        if not changes:
+            return None
+        return (
+            f"{', '.join(changes)} cannot change after planning; the job continues with the"
+            " planned spec. Revert the change, or create a new ScrapeJob"
+        )
+
+    def dry_run(self, spec: JSON) -> bool:
+        return False  # a ScrapeJob has no dry run
+
+    def status_args(self, run: shard_ledger.Run) -> JSON:
         return {}
-    uid = body["metadata"]["uid"]
-    obj, created = await kube.create_custom_object(ANALYSIS_PLURAL, chained_analysis(body))
-    if not _owned_by(obj, uid):  # someone else's AnalysisRun has that name
-        obj, created = await kube.create_custom_object(
-            ANALYSIS_PLURAL, chained_analysis(body, taken=True)
-        )
-    name = obj["metadata"]["name"]
-    if created:
-        kopf.info(
-            body,
-            reason="AnalysisRunCreated",
-            message=f"AnalysisRun {name} over the {status.get('newTracks', 0)} new and"
-            f" {status.get('updatedTracks', 0)} updated tracks",
-        )
-    return {"analysisRun": name}
+
+    async def extra_status(
+        self, conn: asyncpg.Connection, run: shard_ledger.Run, status: JSON
+    ) -> JSON:
+        counters = await store.read_counters(conn, run.id)
+        failed = await store.failed_artists(conn, run.id) if status.get("failed") else []
+        notes = await store.read_notes(conn, run.id)
+        spotify = bool(run.spec.get("spotify"))
+        out = scrape_fields(status, counters, spotify=spotify, failed_artists=failed, notes=notes)
+        if spotify:
+            conditions = list(status.get("conditions") or [])
+            generation = conditions[0].get("observedGeneration", 1) if conditions else 1
+            cond = spotify_condition(notes, generation=generation, since=run.created_at)
+            out["conditions"] = [c for c in conditions if c.get("type") != cond["type"]] + [cond]
+        if any(not n.announced for n in notes.values()):
+            _announce(run, await store.claim_announcements(conn, run.id))
+        return out
+
+    async def on_succeeded(self, body: JSON, status: JSON) -> JSON:
+        """Chaining: the AnalysisRun of spec.analyze, created once (named in
+        status.analysisRun)."""
+        if not (body.get("spec") or {}).get("analyze"):
+            return {}
+        uid = body["metadata"]["uid"]
+        obj, created = await kube.create_custom_object(ANALYSIS_PLURAL, chained_analysis(body))
+        if not _owned_by(obj, uid):  # someone else's AnalysisRun has that name
+            obj, created = await kube.create_custom_object(
+                ANALYSIS_PLURAL, chained_analysis(body, taken=True)
+            )
+        name = obj["metadata"]["name"]
+        if created:
+            kopf.info(
+                body,
+                reason="AnalysisRunCreated",
+                message=f"AnalysisRun {name} over the {status.get('newTracks', 0)} new and"
+                f" {status.get('updatedTracks', 0)} updated tracks",
+            )
+        return {"analysisRun": name}
 
 
-SCRAPE = RunKind(
-    kind="ScrapeJob",
-    plural="scrapejobs",
-    subcommand="scrape",
-    wording=SCRAPE_WORDING,
-    check_spec=check_scrape_spec,
-    secret_refs=_secrets,
-    prepare=_artists,
-    plan=_plan,
-    planned_message=lambda run: f"{run.total} artists in {run.shards} shards",
-    pod_env=_env,
-    refused_changes=_refused,
-    extra_status=_extra_status,
-    on_succeeded=_chain,
-)
+SCRAPE = ScrapeJob()
