@@ -1,0 +1,109 @@
+"""The Prometheus metrics a module defines, read from its prometheus_client
+collectors: the metric objects at module level (Counter, Gauge, Histogram, ...) and
+the custom collectors its classes implement (families built at scrape time).
+
+prometheus_client keeps a metric's label names only in the private `_labelnames`
+(its public describe() and collect() carry labels on samples, and a labelled
+metric has none until a label set is used), so that attribute is read here, in one
+place; tests/unit/test_docs_reference.py checks the names against the source."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.registry import Collector
+
+from rap_devtools.docs_reference.markdown import cell, code, table
+
+# The series each type exposes, after the family name.
+_SUFFIXES = {
+    "counter": ("_total",),
+    "histogram": ("_bucket", "_sum", "_count"),
+    "summary": ("_sum", "_count"),
+    "info": ("_info",),
+}
+
+
+@dataclass(frozen=True)
+class MetricDoc:
+    name: str  # as queried: rap_analyzer_items_total, rap_operator_reconcile_seconds
+    type: str
+    labels: tuple[str, ...]
+    help: str
+
+
+def module_metrics(module: ModuleType) -> list[MetricDoc]:
+    """Every metric `module` defines, by name."""
+    found: dict[str, MetricDoc] = {}
+    for value in vars(module).values():
+        if isinstance(value, MetricWrapperBase):
+            doc = _wrapper(value)
+            found[doc.name] = doc
+        elif (
+            inspect.isclass(value)
+            and value.__module__ == module.__name__
+            # Collector is a Protocol without runtime checks: issubclass() refuses
+            # it, the MRO says whether the class derives from it.
+            and Collector in value.__mro__
+            and MetricWrapperBase not in value.__mro__
+        ):
+            # A custom collector: a fresh instance has no data yet, but its families
+            # (names, types, help, label names) are all there.
+            for doc in _families(value().collect()):
+                found[doc.name] = doc
+    return sorted(found.values(), key=lambda d: d.name)
+
+
+def _wrapper(metric: MetricWrapperBase) -> MetricDoc:
+    (family,) = metric.describe()
+    return MetricDoc(
+        name=_queried_name(family.name, family.type),
+        type=family.type,
+        labels=tuple(getattr(metric, "_labelnames", ())),
+        help=family.documentation,
+    )
+
+
+def _families(families: Any) -> Iterator[MetricDoc]:
+    for family in families:
+        yield MetricDoc(
+            name=_queried_name(family.name, family.type),
+            type=family.type,
+            labels=tuple(getattr(family, "_labelnames", ())),
+            help=family.documentation,
+        )
+
+
+def _queried_name(family: str, kind: str) -> str:
+    # A counter's family is named without _total; its one series is family_total.
+    return family + "_total" if kind == "counter" else family
+
+
+def series(doc: MetricDoc) -> tuple[str, ...]:
+    """The series names a scrape shows for the metric."""
+    if doc.type == "counter":
+        return (doc.name,)
+    return tuple(doc.name + s for s in _SUFFIXES.get(doc.type, ("",)))
+
+
+def render_section(title: str, where: str, docs: list[MetricDoc]) -> str:
+    rows = [
+        [
+            code(d.name),
+            d.type
+            + (
+                " (" + ", ".join(code(s) for s in series(d)) + ")"
+                if d.type in ("histogram", "summary")
+                else ""
+            ),
+            ", ".join(code(label) for label in d.labels),
+            cell(d.help),
+        ]
+        for d in docs
+    ]
+    return f"## {title}\n\n{where}\n\n" + table(["Metric", "Type", "Labels", "Description"], rows)
