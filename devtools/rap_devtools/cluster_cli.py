@@ -21,13 +21,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 from rap_devtools.cluster import REPO_ROOT, LocalCluster
 from rap_devtools.procs import ManagedProcess, pid_alive, terminate_group
 from rap_devtools.realnode.cluster import RealNodeCluster
 from rap_devtools.realnode.runtime import import_docker_images
+from rap_devtools.waiting import poll
 
 NODES = ("process", "real")
 
@@ -106,15 +106,14 @@ def up(workdir: Path, bin_dir: Path, max_pods: int, timeout: float, node: str = 
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, close_fds=True,
         )  # fmt: skip
-    deadline = time.monotonic() + timeout
-    while not p["ready"].exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            tail = "\n".join(p["log"].read_text(errors="replace").splitlines()[-40:])
-            print(f"cluster did not come up; {p['log']}:\n{tail}", file=sys.stderr)
-            if proc.poll() is None:
-                down(workdir)
-            return 1
-        time.sleep(0.2)
+    # Ready, or its server gone: either way there is nothing more to wait for.
+    poll(lambda: p["ready"].exists() or proc.poll() is not None, timeout=timeout, interval=0.2)
+    if not p["ready"].exists():
+        tail = "\n".join(p["log"].read_text(errors="replace").splitlines()[-40:])
+        print(f"cluster did not come up; {p['log']}:\n{tail}", file=sys.stderr)
+        if proc.poll() is None:
+            down(workdir)
+        return 1
     print(f"cluster up: {p['ready'].read_text().strip()}")
     print(f"  kubectl --kubeconfig {p['kubeconfig']} get nodes")
     if node == "real":

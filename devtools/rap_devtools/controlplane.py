@@ -31,6 +31,7 @@ from rap_devtools.procs import (
     make_owned_tempdir,
     sweep_stale_tempdirs,
 )
+from rap_devtools.waiting import WaitAbandoned, WaitTimeout, wait_for
 
 SERVICE_CIDR = "10.0.0.0/24"
 
@@ -334,24 +335,23 @@ class ControlPlane:
                 "/api/v1/namespaces/default/serviceaccounts/default",
             ),
         ]
+
+        def exited() -> str | None:
+            gone = next((p for p in self.processes if not p.running()), None)
+            if gone is None:
+                return None
+            return f"{gone.name} exited; last lines of {gone.log_path}:\n{gone.log_tail()}"
+
+        def tails() -> str:
+            return "\n".join(f"== {p.name}\n{p.log_tail(15)}" for p in self.processes)
+
         for what, path in checks:
-            while True:
-                for proc in self.processes:
-                    if not proc.running():
-                        raise ControlPlaneError(
-                            f"{proc.name} exited while waiting for {what}; "
-                            f"last lines of {proc.log_path}:\n{proc.log_tail()}"
-                        )
-                status, _ = self.get(path, timeout=2.0)
-                if status == 200:
-                    break
-                if time.monotonic() > deadline:
-                    tails = "\n".join(f"== {p.name}\n{p.log_tail(15)}" for p in self.processes)
-                    raise ControlPlaneError(
-                        f"control plane not ready after {self.ready_timeout:.0f}s "
-                        f"(waiting for {what}, last status {status})\n{tails}"
-                    )
-                time.sleep(0.1)
+            try:
+                wait_for(lambda path=path: self.get(path, timeout=2.0)[0] == 200,
+                         timeout=max(0.0, deadline - time.monotonic()), interval=0.1,
+                         what=what, describe=tails, give_up=exited)  # fmt: skip
+            except (WaitTimeout, WaitAbandoned) as e:
+                raise ControlPlaneError(f"control plane not ready: {e}") from None
 
     def version(self) -> dict[str, str]:
         status, body = self.get("/version")

@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 from rap_devtools.cluster import REPO_ROOT
 from rap_devtools.kubeapi import KubeApi
@@ -29,6 +28,7 @@ from rap_devtools.operator_setup import (
     serviceaccount_kubeconfig,
 )
 from rap_devtools.procs import pid_alive, terminate_group
+from rap_devtools.waiting import poll
 
 WORKDIR = REPO_ROOT / ".cluster"
 DEMO_NS = "default"
@@ -101,16 +101,14 @@ def cluster_demo() -> None:
         [str(REPO_ROOT / "bin/kubectl"), f"--kubeconfig={admin}", "get", "analysisruns",
          "-n", DEMO_NS, "-w"],
     )  # fmt: skip
-    deadline = time.monotonic() + 600
+
+    def final() -> bool:
+        got = kubectl(admin, "get", "analysisrun", "algorithmic-demo", "-n", DEMO_NS, "-o", "json")
+        phase = json.loads(got.stdout or "{}").get("status", {}).get("phase")
+        return phase in ("Succeeded", "Failed")
+
     try:
-        while time.monotonic() < deadline:
-            got = kubectl(
-                admin, "get", "analysisrun", "algorithmic-demo", "-n", DEMO_NS, "-o", "json"
-            )
-            phase = json.loads(got.stdout or "{}").get("status", {}).get("phase")
-            if phase in ("Succeeded", "Failed"):
-                break
-            time.sleep(0.5)
+        poll(final, timeout=600, interval=0.5)  # then described, whatever it reached
     finally:
         watch.terminate()
         watch.wait(timeout=10)

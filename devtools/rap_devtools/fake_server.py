@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, fields
@@ -26,6 +25,7 @@ from typing import Any, ClassVar, Protocol, Self, TypeVar
 from aiohttp import web
 
 from rap_devtools.procs import stop_process
+from rap_devtools.waiting import wait_for
 
 
 class _Config(Protocol):
@@ -100,13 +100,11 @@ class FakeServerProcess:
             stdout=(self._dir / "out.log").open("ab"), stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while not port_file.exists():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited {self.proc.returncode}: {self.output()}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name} did not start in {timeout}s: {self.output()}")
-            time.sleep(0.05)
+        proc = self.proc
+        wait_for(port_file.exists, timeout=timeout, interval=0.05,
+                 what=f"{self.name} to write its port", describe=self.output,
+                 give_up=lambda: (proc.poll() is not None
+                 and f"exited {proc.returncode}: {self.output()}") or None)  # fmt: skip
         self.port = int(port_file.read_text())
         return self
 

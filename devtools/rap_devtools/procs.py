@@ -17,9 +17,10 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from rap_devtools.waiting import poll
 
 _PR_SET_PDEATHSIG = 1
 
@@ -108,12 +109,7 @@ def signal_group(pid: int, sig: int) -> bool:
 
 
 def wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return True
-        time.sleep(0.05)
-    return not pid_alive(pid)
+    return poll(lambda: not pid_alive(pid), timeout=timeout, interval=0.05) is not None
 
 
 def terminate_group(pid: int, grace: float = 10.0) -> None:

@@ -9,14 +9,13 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from rap_devtools.procs import ManagedProcess
 from rap_devtools.realnode.configs import NodePaths, cni_conflist, containerd_config
 from rap_devtools.realnode.network import NodeNetwork
-from rap_devtools.waiting import wait_for
+from rap_devtools.waiting import poll, wait_for
 
 K8S_NAMESPACE = "k8s.io"  # containerd's namespace for the CRI's images and containers
 
@@ -98,13 +97,9 @@ class Containerd:
         for cid in self.runc_ids():
             subprocess.run(["runc", f"--root={root}", "kill", "--all", cid, "KILL"],
                            capture_output=True)  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            out = subprocess.run(["runc", f"--root={root}", "list"],
-                                 capture_output=True, text=True).stdout  # fmt: skip
-            if "running" not in out:
-                break
-            time.sleep(0.1)
+        poll(lambda: "running" not in subprocess.run(["runc", f"--root={root}", "list"],
+                                                     capture_output=True, text=True).stdout,
+             timeout=10, interval=0.1)  # fmt: skip
         for cid in self.runc_ids():
             subprocess.run(["runc", f"--root={root}", "delete", "--force", cid],
                            capture_output=True)  # fmt: skip
