@@ -20,9 +20,8 @@ from prometheus_client.registry import Collector
 
 from rap_devtools.docs_reference.markdown import cell, code, table
 
-# The series each type exposes, after the family name.
+# The series each type exposes besides its name.
 _SUFFIXES = {
-    "counter": ("_total",),
     "histogram": ("_bucket", "_sum", "_count"),
     "summary": ("_sum", "_count"),
     "info": ("_info",),
@@ -84,23 +83,19 @@ def _queried_name(family: str, kind: str) -> str:
     return family + "_total" if kind == "counter" else family
 
 
-def series(doc: MetricDoc) -> tuple[str, ...]:
-    """The series names a scrape shows for the metric."""
+def series_suffixes(doc: MetricDoc) -> tuple[str, ...]:
+    """The suffixes of the series a scrape shows besides the name (a histogram's
+    _bucket, _sum, _count); none for a counter, whose name already ends in _total."""
     if doc.type == "counter":
-        return (doc.name,)
-    return tuple(doc.name + s for s in _SUFFIXES.get(doc.type, ("",)))
+        return ()
+    return _SUFFIXES.get(doc.type, ())
 
 
 def render_section(title: str, where: str, docs: list[MetricDoc]) -> str:
     rows = [
         [
             code(d.name),
-            d.type
-            + (
-                " (" + ", ".join(code(s) for s in series(d)) + ")"
-                if d.type in ("histogram", "summary")
-                else ""
-            ),
+            d.type + "".join(f" {code(suffix)}" for suffix in series_suffixes(d)),
             ", ".join(code(label) for label in d.labels),
             cell(d.help),
         ]
