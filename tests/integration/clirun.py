@@ -6,12 +6,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from rap_devtools.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,17 +58,15 @@ def serving(
         log.seek(0)
         return log.read()
 
-    deadline = time.monotonic() + ready_timeout
+    def ready() -> bool:  # connection errors are "not yet" to wait_for
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+
+    def exited() -> str | None:
+        return None if proc.poll() is None else f"exited {proc.returncode}: {output()}"
+
     try:
-        while True:
-            assert proc.poll() is None, output()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"not ready in {ready_timeout} s: {output()}"
-            time.sleep(0.1)
+        wait_for(ready, timeout=ready_timeout, interval=0.1, what=f"serve on port {port} ready",
+                 describe=output, give_up=exited)  # fmt: skip
         yield output
     finally:
         proc.terminate()

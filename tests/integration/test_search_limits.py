@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from rap_devtools.waiting import wait_for_async
 
 from analyzer_runtime.api.app import create_app
 from analyzer_runtime.api.settings import ApiSettings
@@ -28,14 +28,6 @@ from tests.integration.test_search_api import _free_port, api_db, embedder  # no
 
 TOKEN = "s3cret-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-async def until(check: Callable[[], Awaitable[object]], what: str) -> None:
-    """Poll `check` until truthy, failing after 30 s (never a fixed sleep)."""
-    deadline = time.monotonic() + 30
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 @asynccontextmanager
@@ -139,7 +131,9 @@ async def test_saturation_is_a_429_while_readyz_stays_200(
         async with tracks_locked(api_db["url"]):
             # Two requests that cannot finish while the lock is held: the limit.
             held = [asyncio.create_task(http.get(f"/tracks/{track}")) for _ in range(2)]
-            await until(lambda: _equals(in_flight, 2), "2 requests in flight")
+            await wait_for_async(
+                lambda: _equals(in_flight, 2), within=30, interval=0.05, what="2 requests in flight"
+            )
             # Real concurrent requests beyond the limit: each an immediate 429.
             over = await asyncio.gather(*(http.get("/search", params={"q": "x"})
                                           for _ in range(20)))  # fmt: skip
@@ -209,7 +203,12 @@ async def test_no_free_connection_is_a_503_with_retry_after(
         async with tracks_locked(url) as locker:
             # The one connection, held by a request waiting on the lock.
             held = asyncio.create_task(http.get(f"/tracks/{track}"))
-            await until(lambda: _waiting(locker, 1), "the first request waiting on the lock")
+            await wait_for_async(
+                lambda: _waiting(locker, 1),
+                within=30,
+                interval=0.05,
+                what="the first request waiting on the lock",
+            )
             r = await http.get(f"/tracks/{track}")
             assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
             assert "no database connection free within 0.3 s" in r.json()["detail"]

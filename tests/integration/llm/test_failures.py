@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 from rap_devtools.fake_llm import FakeLLM
+from rap_devtools.waiting import wait_for_async
 
 from analyzer_runtime import worker
 from analyzer_runtime.analyzers.base import TrackInput
@@ -114,11 +115,14 @@ async def test_provider_down_opens_the_breaker_fallback_analyzes_then_it_closes(
     # Phase 1: the provider is down. Stop the shard after a few fallback batches.
     stop = worker.StopFlag()
     shard = asyncio.create_task(worker.run_shard(pool, run.uid, 0, stop=stop, analyzer=a))
-    while not shard.done():
-        if (await status(pool, run.uid)).get("fallbackUsed", 0) >= 12:
-            stop.event.set()
-        await asyncio.sleep(0.01)
-    report = shard.result()
+
+    async def fallbacks() -> bool:
+        return (await status(pool, run.uid)).get("fallbackUsed", 0) >= 12
+
+    await wait_for_async(fallbacks, within=300, interval=0.01, what="12 fallback tracks",
+                         give_up=lambda: "the shard ended" if shard.done() else None)  # fmt: skip
+    stop.event.set()
+    report = await shard
     assert report.stopped and not report.finished
     assert a.breaker.history == [State.closed, State.open]
     assert REGISTRY.get_sample_value("rap_analyzer_llm_circuit_state", gauge) == 1

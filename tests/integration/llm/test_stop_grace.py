@@ -10,6 +10,7 @@ import time
 import asyncpg
 import pytest
 from rap_devtools.fake_llm import FakeLLM
+from rap_devtools.waiting import wait_for_async
 
 from analyzer_runtime import worker
 from analyzer_runtime.seed import seed
@@ -36,10 +37,8 @@ async def test_a_stop_mid_batch_gives_the_leases_back_within_the_grace(
     shard = asyncio.create_task(
         worker.run_shard(pool, run.uid, 0, stop=stop, analyzer=analyzer_for(m))
     )
-    deadline = time.monotonic() + 30
-    while await _held(pool) == 0:  # the shard leased its first batch and asks the provider
-        assert time.monotonic() < deadline, "the shard never leased a batch"
-        await asyncio.sleep(0.05)
+    # The shard leased its first batch and asks the provider.
+    await wait_for_async(lambda: _held(pool), within=30, interval=0.05, what="a leased batch")
     stopped_at = time.monotonic()
     stop.event.set()
     report = await asyncio.wait_for(shard, 30)
