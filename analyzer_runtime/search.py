@@ -1,18 +1,26 @@
 """Semantic search over `track_embeddings`: nearest tracks to a query text or to a track.
 
-Pure pieces (validation, the SQL, the choice of plan, the first lyric line) are apart
-from the async functions that run them, so they are unit-tested without a database.
+Pure pieces (validation, the SQL, the choice of plan and of its settings, the first
+lyric line) are apart from the async functions that run them, so they are
+unit-tested without a database.
 
-How an artist filter combines with the HNSW index. The pgvector the embedded server
-ships (0.6) has no iterative index scans (`hnsw.iterative_scan`, 0.8+): an index scan
-returns at most `hnsw.ef_search` candidates and a WHERE clause filters those, so a
-filter can leave fewer than `limit` rows. Hence two plans:
+How an artist filter combines with the HNSW index. Before pgvector 0.8 (the embedded
+server ships 0.6) there are no iterative index scans: an index scan returns at most
+`hnsw.ef_search` candidates and a WHERE clause filters those, so a filter can leave
+fewer than `limit` rows. pgvector 0.8 added `hnsw.iterative_scan`: the scan goes on
+past ef_search until the filter has let `limit` rows through or it has looked at
+`hnsw.max_scan_tuples` tuples. The server's version is read once per pool
+(`PgvectorVersion`) and decides the plan for a prolific artist:
 
 - `exact`: the artist has few tracks (<= EXACT_ARTIST_MAX): their vectors are read
-  through the artist index and every distance computed; exact and cheap.
-- `overfetch`: a prolific artist: the index returns MAX_CANDIDATES candidates
-  (ef_search raised to match), the artist filter keeps its own; when fewer than
-  `limit` survive, the exact plan runs instead, so the answer is never short.
+  through the artist index and every distance computed; exact and cheap, whatever
+  the pgvector version.
+- `iterative` (pgvector >= 0.8): a prolific artist: one index scan with the artist
+  filter inside it and `hnsw.iterative_scan = relaxed_order`; when the scan stops at
+  MAX_SCAN_TUPLES with fewer than `limit` rows, the exact plan runs instead.
+- `overfetch` (pgvector < 0.8): a prolific artist: the index returns MAX_CANDIDATES
+  candidates (ef_search raised to match), the artist filter keeps its own; when fewer
+  than `limit` survive, the exact plan runs instead, so the answer is never short.
 
 Without a filter the index answers with ef_search = max(DEFAULT_EF_SEARCH, limit).
 """
@@ -20,6 +28,7 @@ Without a filter the index answers with ef_search = max(DEFAULT_EF_SEARCH, limit
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -30,8 +39,8 @@ INT32_MAX = 2**31 - 1
 MAX_QUERY_CHARS = 1000
 MAX_LIMIT = 100
 # Measured at 57,718 tracks (bench/search_bench.py, bench/RESULTS.md "Issue 13"):
-# bench/RESULTS.md at 57,718 tracks: ef_search 64 gives recall@10 0.985 vs an exact
-# scan at p95 5.6 ms (the goals: >= 0.95 and < 10 ms); 100: 0.993 but p95 10.4 ms.
+# ef_search 64 gives recall@10 0.985 vs an exact scan at p95 5.6 ms (the goals:
+# >= 0.95 and < 10 ms); 100: 0.993 but p95 10.4 ms, over the latency goal.
 DEFAULT_EF_SEARCH = 64
 # The exact plan costs ~0.04 ms per track of the artist (121 tracks: p50 7 ms; 1,617:
 # 68 ms), the over-fetch ~80 ms whatever the artist (ef_search 1000): they cross near
@@ -40,8 +49,16 @@ DEFAULT_EF_SEARCH = 64
 EXACT_ARTIST_MAX = 2000
 # pgvector caps hnsw.ef_search at 1000, and the index returns at most ef_search rows.
 MAX_CANDIDATES = 1000
+# The first pgvector with iterative index scans (its CHANGELOG, 0.8.0).
+ITERATIVE_SCAN_SINCE = (0, 8, 0)
+# How many tuples an iterative scan may visit before it gives up (pgvector's own
+# default, set explicitly so the bound is ours). An artist above EXACT_ARTIST_MAX is
+# >= 3.5% of a 57,718-track corpus, so 20,000 tuples hold ~700 of its tracks when they
+# are spread evenly; when they are not and the scan comes back short, the exact plan
+# answers.
+MAX_SCAN_TUPLES = 20_000
 
-Plan = Literal["index", "exact", "overfetch", "overfetch+exact"]
+Plan = Literal["index", "exact", "overfetch", "overfetch+exact", "iterative", "iterative+exact"]
 
 NO_EMBEDDINGS_HINT = (
     "embed the corpus first: `rap-analyzer run examples/embedding-run.yaml`"
@@ -133,14 +150,53 @@ def first_line(lyrics: str | None) -> str:
     return ""
 
 
-def choose_plan(artist_tracks: int | None, limit: int) -> tuple[Plan, int | None]:
+@dataclass(frozen=True, slots=True)
+class Pgvector:
+    """The server's pgvector extension: `version` as integers, () when not installed."""
+
+    version: tuple[int, ...]
+
+    @classmethod
+    def parse(cls, extversion: str | None) -> Pgvector:
+        """From pg_extension.extversion ("0.6.2", "0.8.0"); a suffix after the
+        numbers ("0.8.0-dev") is ignored, None (no extension) gives ()."""
+        found = re.match(r"\d+(?:\.\d+)*", extversion or "")
+        return cls(tuple(int(p) for p in found.group().split("."))) if found else cls(())
+
+    @property
+    def iterative_scan(self) -> bool:
+        return bool(self.version) and self.version >= ITERATIVE_SCAN_SINCE
+
+    def __str__(self) -> str:
+        return ".".join(map(str, self.version)) or "none"
+
+
+def choose_plan(
+    artist_tracks: int | None, limit: int, pgvector: Pgvector | None = None
+) -> tuple[Plan, int | None]:
     """The plan and its ef_search for a search with an artist filter matching
-    `artist_tracks` tracks (None: no filter)."""
+    `artist_tracks` tracks (None: no filter) on a server with `pgvector` (None:
+    unknown, taken as one without iterative scans)."""
     if artist_tracks is None:
         return "index", max(DEFAULT_EF_SEARCH, limit)
     if artist_tracks <= EXACT_ARTIST_MAX:
         return "exact", None
+    if pgvector is not None and pgvector.iterative_scan:
+        return "iterative", max(DEFAULT_EF_SEARCH, limit)
     return "overfetch", MAX_CANDIDATES
+
+
+def index_settings(plan: Plan, ef_search: int) -> dict[str, str]:
+    """The SET LOCALs an index plan runs under. Only the iterative plan names
+    hnsw.iterative_scan: pgvector < 0.8 reserves the `hnsw.` prefix and refuses a
+    parameter it does not know."""
+    settings = {"hnsw.ef_search": str(int(ef_search))}
+    if plan == "iterative":
+        # relaxed_order: better recall than strict_order (pgvector's README); the
+        # query re-sorts its few rows by distance, so the order comes out exact.
+        settings["hnsw.iterative_scan"] = "relaxed_order"
+        settings["hnsw.max_scan_tuples"] = str(MAX_SCAN_TUPLES)
+    return settings
 
 
 # The candidates come from the index in a subquery (its ORDER BY ... LIMIT is what an
@@ -158,6 +214,22 @@ SELECT t.id, t.artist, t.title, c.distance, left(t.lyrics, 2000) AS head
  WHERE ($4::text IS NULL OR t.artist = $4) AND ($5::int IS NULL OR t.id <> $5)
  ORDER BY c.distance
  LIMIT $6"""
+
+# pgvector >= 0.8 with hnsw.iterative_scan on: the artist filter sits inside the query
+# the HNSW index answers, so the scan goes on until `limit` rows pass it. MATERIALIZED:
+# relaxed_order may return them slightly out of order; the outer ORDER BY fixes that.
+# $1 vector, $2 model, $3 artist, $4 track to leave out, $5 limit.
+ITERATIVE_SQL = """
+WITH c AS MATERIALIZED (
+    SELECT e.track_id, e.embedding <=> $1 AS distance
+      FROM track_embeddings e
+      JOIN tracks t ON t.id = e.track_id
+     WHERE e.model = $2 AND t.artist = $3 AND ($4::int IS NULL OR e.track_id <> $4)
+     ORDER BY e.embedding <=> $1
+     LIMIT $5)
+SELECT t.id, t.artist, t.title, c.distance, left(t.lyrics, 2000) AS head
+  FROM c JOIN tracks t ON t.id = c.track_id
+ ORDER BY c.distance, t.id"""
 
 # Every distance of one artist's tracks, found through tracks_artist_idx. MATERIALIZED
 # keeps the planner from turning the ORDER BY into an HNSW scan that the filter would
@@ -207,21 +279,38 @@ async def has_embeddings(conn: asyncpg.Connection, model: str) -> bool:
         return False
 
 
+async def read_pgvector(conn: asyncpg.Connection) -> Pgvector:
+    """The version of the vector extension in the connection's database."""
+    return Pgvector.parse(
+        await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+    )
+
+
+class PgvectorOnce:
+    """The server's pgvector, read on the first search and kept: one per pool, whose
+    connections all reach the same server (an extension upgrade needs a restart of
+    the process to be seen, as `ALTER EXTENSION vector UPDATE` is rare)."""
+
+    def __init__(self) -> None:
+        self._known: Pgvector | None = None
+
+    async def of(self, conn: asyncpg.Connection) -> Pgvector:
+        if self._known is None:
+            self._known = await read_pgvector(conn)
+        return self._known
+
+
 async def _index_search(
     conn: asyncpg.Connection,
-    vector: Any,
-    model: str,
-    *,
-    candidates: int,
-    ef_search: int,
-    artist: str | None,
-    exclude: int | None,
-    limit: int,
+    sql: str,
+    settings: dict[str, str],
+    *args: Any,
 ) -> list[Hit]:
     async with conn.transaction():
-        # SET LOCAL: the setting ends with the transaction, never leaks to the pool.
-        await conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
-        rows = await conn.fetch(INDEX_SQL, vector, model, candidates, artist, exclude, limit)
+        # SET LOCAL: the settings end with the transaction, never leak to the pool.
+        for name, value in settings.items():
+            await conn.execute(f"SET LOCAL {name} = {value}")
+        rows = await conn.fetch(sql, *args)
     return _hits(rows)
 
 
@@ -234,9 +323,12 @@ async def nearest(
     artist: str | None = None,
     exclude: int | None = None,
     plan: Plan | None = None,
+    pgvector: Pgvector | None = None,
 ) -> SearchResult:
     """The `limit` tracks nearest to `vector` (a float32 array), optionally of one
-    artist and leaving out one track. `plan` forces a plan (the benchmark's use)."""
+    artist and leaving out one track. `plan` forces a plan (the benchmark's use).
+    `pgvector`: the server's, read once per pool by the caller (PgvectorOnce); read
+    here when not given and an artist filter needs it."""
     check_limit(limit)
     if not await has_embeddings(conn, model):
         raise NoEmbeddings(model)
@@ -245,7 +337,10 @@ async def nearest(
         artist_tracks = int(
             await conn.fetchval("SELECT count(*) FROM tracks WHERE artist = $1", artist)
         )
-    chosen, ef = choose_plan(artist_tracks, limit + (exclude is not None))
+        if pgvector is None:
+            pgvector = await read_pgvector(conn)
+    wanted = limit + (exclude is not None)
+    chosen, ef = choose_plan(artist_tracks, wanted, pgvector)
     chosen = plan or chosen
     if artist is not None and artist_tracks == 0:
         return SearchResult([], "exact", None)
@@ -258,21 +353,30 @@ async def nearest(
             rows = await conn.fetch(EXACT_ALL_SQL, vector, model, exclude, limit)
         return SearchResult(_hits(rows), "exact", None)
     if chosen == "index" or artist is None:
-        ef = max(DEFAULT_EF_SEARCH, limit + 1) if ef is None else ef
+        ef = max(DEFAULT_EF_SEARCH, wanted) if ef is None else ef
         hits = await _index_search(
-            conn, vector, model, candidates=ef, ef_search=ef, artist=None,
-            exclude=exclude, limit=limit,
+            conn, INDEX_SQL, index_settings("index", ef),
+            vector, model, ef, None, exclude, limit,
         )  # fmt: skip
         return SearchResult(hits, "index", ef)
-    hits = await _index_search(
-        conn, vector, model, candidates=MAX_CANDIDATES, ef_search=MAX_CANDIDATES,
-        artist=artist, exclude=exclude, limit=limit,
-    )  # fmt: skip
+    if chosen == "iterative":
+        ef = max(DEFAULT_EF_SEARCH, wanted)
+        hits = await _index_search(
+            conn, ITERATIVE_SQL, index_settings("iterative", ef),
+            vector, model, artist, exclude, limit,
+        )  # fmt: skip
+    else:
+        ef = MAX_CANDIDATES
+        hits = await _index_search(
+            conn, INDEX_SQL, index_settings("overfetch", ef),
+            vector, model, ef, artist, exclude, limit,
+        )  # fmt: skip
     if len(hits) >= min(limit, artist_tracks or 0):
-        return SearchResult(hits, "overfetch", MAX_CANDIDATES)
+        return SearchResult(hits, chosen, ef)
     # The index's candidates held too few of this artist's tracks: answer exactly.
     rows = await conn.fetch(EXACT_ARTIST_SQL, vector, model, artist, exclude, limit)
-    return SearchResult(_hits(rows), "overfetch+exact", MAX_CANDIDATES)
+    fallback: Plan = "iterative+exact" if chosen == "iterative" else "overfetch+exact"
+    return SearchResult(_hits(rows), fallback, ef)
 
 
 async def track_vector(conn: asyncpg.Connection, track_id: int, model: str) -> Any:
@@ -293,11 +397,16 @@ async def track_vector(conn: asyncpg.Connection, track_id: int, model: str) -> A
 
 
 async def similar(
-    conn: asyncpg.Connection, track_id: int, model: str, *, limit: int = 10
+    conn: asyncpg.Connection,
+    track_id: int,
+    model: str,
+    *,
+    limit: int = 10,
+    pgvector: Pgvector | None = None,
 ) -> SearchResult:
     """The tracks nearest to a track's stored vector, the track itself left out."""
     vector = await track_vector(conn, track_id, model)
-    return await nearest(conn, vector, model, limit=limit, exclude=track_id)
+    return await nearest(conn, vector, model, limit=limit, exclude=track_id, pgvector=pgvector)
 
 
 async def track_info(conn: asyncpg.Connection, track_id: int) -> dict[str, Any]:

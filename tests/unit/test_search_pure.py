@@ -69,6 +69,71 @@ def test_plan_choice() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("extversion", "version", "iterative"),
+    [
+        ("0.6.2", (0, 6, 2), False),  # the embedded server's (pgserver 0.1.4)
+        ("0.7.4", (0, 7, 4), False),
+        ("0.8.0", (0, 8, 0), True),
+        ("0.8.2", (0, 8, 2), True),
+        ("0.10.0", (0, 10, 0), True),  # numbers, not strings: "0.10" > "0.8"
+        ("1.0", (1, 0), True),
+        ("0.8.0-dev", (0, 8, 0), True),
+        (None, (), False),  # no vector extension in this database
+        ("", (), False),
+    ],
+)
+def test_pgvector_version_decides_iterative_scans(
+    extversion: str | None, version: tuple[int, ...], iterative: bool
+) -> None:
+    found = search.Pgvector.parse(extversion)
+    assert found.version == version
+    assert found.iterative_scan is iterative
+
+
+PGVECTOR_06 = search.Pgvector.parse("0.6.2")
+PGVECTOR_08 = search.Pgvector.parse("0.8.0")
+BIG_ARTIST = search.EXACT_ARTIST_MAX + 1
+
+
+@pytest.mark.parametrize(
+    ("artist_tracks", "limit", "pgvector", "plan", "ef"),
+    [
+        # No filter: the index alone, whatever the version.
+        (None, 10, PGVECTOR_06, "index", search.DEFAULT_EF_SEARCH),
+        (None, 10, PGVECTOR_08, "index", search.DEFAULT_EF_SEARCH),
+        # A small artist: exact through the artist index, even where iterative scans exist.
+        (search.EXACT_ARTIST_MAX, 10, PGVECTOR_08, "exact", None),
+        (5, 10, PGVECTOR_06, "exact", None),
+        # A prolific artist: iterative scan on >= 0.8, over-fetch before it or unknown.
+        (BIG_ARTIST, 10, PGVECTOR_08, "iterative", search.DEFAULT_EF_SEARCH),
+        (BIG_ARTIST, 100, PGVECTOR_08, "iterative", 100),
+        (BIG_ARTIST, 10, PGVECTOR_06, "overfetch", search.MAX_CANDIDATES),
+        (BIG_ARTIST, 10, None, "overfetch", search.MAX_CANDIDATES),
+        (BIG_ARTIST, 10, search.Pgvector(()), "overfetch", search.MAX_CANDIDATES),
+    ],
+)
+def test_plan_by_pgvector_version(
+    artist_tracks: int | None,
+    limit: int,
+    pgvector: search.Pgvector | None,
+    plan: str,
+    ef: int | None,
+) -> None:
+    assert search.choose_plan(artist_tracks, limit, pgvector) == (plan, ef)
+
+
+def test_only_the_iterative_plan_sets_iterative_scan() -> None:
+    # pgvector < 0.8 reserves the hnsw. prefix: an unknown hnsw.* setting is an error.
+    assert search.index_settings("index", 64) == {"hnsw.ef_search": "64"}
+    assert search.index_settings("overfetch", 1000) == {"hnsw.ef_search": "1000"}
+    assert search.index_settings("iterative", 64) == {
+        "hnsw.ef_search": "64",
+        "hnsw.iterative_scan": "relaxed_order",
+        "hnsw.max_scan_tuples": str(search.MAX_SCAN_TUPLES),
+    }
+
+
 def test_recall_and_percentile() -> None:
     assert search.recall_at(3, [1, 2, 9], [1, 2, 3]) == pytest.approx(2 / 3)
     assert search.recall_at(2, [2, 1, 3], [1, 2, 3]) == 1.0
