@@ -57,7 +57,9 @@ async def create_job(job: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     batch = client.BatchV1Api(await api())
     ns = job["metadata"]["namespace"]
     try:
-        return _plain(await batch.create_namespaced_job(ns, job)), True
+        # kubernetes_asyncio's stubs want a V1Job; its client serializes a plain dict
+        # the same way (sanitize_for_serialization).
+        return _plain(await batch.create_namespaced_job(ns, job)), True  # type: ignore[arg-type]
     except ApiException as exc:
         if exc.status != 409:
             raise
@@ -113,7 +115,9 @@ async def pods_of_run(namespace: str, uid: str) -> list[dict[str, Any]]:
 async def patch_status(plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
     """Merge-patch a run's status subresource (None values remove fields)."""
     custom = client.CustomObjectsApi(await api())
-    await custom.patch_namespaced_custom_object_status(
+    # kubernetes_asyncio's .pyi stubs leave out `_content_type`, which every generated
+    # method takes (it picks the patch type).
+    await custom.patch_namespaced_custom_object_status(  # type: ignore[call-arg]
         "rapanalyzer.io", "v1alpha1", namespace, plural, name, {"status": status},
         _content_type="application/merge-patch+json",
     )  # fmt: skip
@@ -137,7 +141,9 @@ async def read_run(plural: str, namespace: str, name: str) -> dict[str, Any] | N
 async def annotate(plural: str, body: dict[str, Any], annotations: dict[str, str]) -> None:
     custom = client.CustomObjectsApi(await api())
     meta = body["metadata"]
-    await custom.patch_namespaced_custom_object(
+    # kubernetes_asyncio's .pyi stubs leave out `_content_type`, which every generated
+    # method takes (it picks the patch type).
+    await custom.patch_namespaced_custom_object(  # type: ignore[call-arg]
         "rapanalyzer.io", "v1alpha1", meta["namespace"], plural, meta["name"],
         {"metadata": {"annotations": annotations}},
         _content_type="application/merge-patch+json",
@@ -150,7 +156,9 @@ async def patch_workload(workload: dict[str, Any], patch: dict[str, Any]) -> Non
     custom = client.CustomObjectsApi(await api())
     group, _, version = workload["apiVersion"].partition("/")
     meta = workload["metadata"]
-    await custom.patch_namespaced_custom_object(
+    # kubernetes_asyncio's .pyi stubs leave out `_content_type`, which every generated
+    # method takes (it picks the patch type).
+    await custom.patch_namespaced_custom_object(  # type: ignore[call-arg]
         group, version, meta["namespace"], "workloads", meta["name"], patch,
         _content_type="application/merge-patch+json",
     )  # fmt: skip

@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import kopf
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from analyzer_runtime.contract.status import compute_status, format_time, is_terminal
@@ -49,6 +48,7 @@ from rap_operator import (
     database,
     decide,
     errors,
+    events,
     kinds,
     kube,
     manifests,
@@ -125,7 +125,7 @@ def _valid_reason(status: JSON) -> str | None:
 def _warn_once(body: JSON, mem: RunMemory, reason: str, message: str) -> None:
     if f"{reason}:{message}" not in mem.warned:
         mem.warned.add(f"{reason}:{message}")
-        kopf.warn(body, reason=reason, message=message)
+        events.warn(body, reason=reason, message=message)
 
 
 # Derived from the clock as much as from the work: rewritten only when work moved.
@@ -227,7 +227,7 @@ async def _reconcile(
         if (meta.get("annotations") or {}).get(DATABASE_ANNOTATION) != f"{name}/{key}":
             await kube.annotate(kind.plural, body, {DATABASE_ANNOTATION: f"{name}/{key}"})
         if plan.created:
-            kopf.info(body, reason="Planned", message=kind.planned_message(plan.run))
+            events.info(body, reason="Planned", message=kind.planned_message(plan.run))
     return await _refresh(body, job, mem, config, run, workload)
 
 
@@ -341,7 +341,7 @@ async def _act_on_job(
     if created:
         status = body.get("status") or {}
         if status.get("jobName"):
-            kopf.warn(
+            events.warn(
                 body,
                 reason="JobRecreated",
                 message=f"the Job {job['metadata']['name']} was gone with"
@@ -349,7 +349,7 @@ async def _act_on_job(
                 " from Postgres",
             )
         else:
-            kopf.info(body, reason="JobCreated", message=f"Indexed Job {job['metadata']['name']}")
+            events.info(body, reason="JobCreated", message=f"Indexed Job {job['metadata']['name']}")
     return job, None
 
 
@@ -522,7 +522,7 @@ async def report_error(body: JSON, mem: RunMemory, exc: Exception) -> errors.Ver
         if mem.error_event_at is None or now - mem.error_event_at >= ERROR_EVENT_INTERVAL:
             mem.error_event_at = now
             with contextlib.suppress(Exception):
-                kopf.warn(
+                events.warn(
                     body,
                     reason="ReconcileError",
                     message=errors.unexpected_event_message(kind.kind, verdict),
@@ -581,6 +581,6 @@ async def _apply_ttl(body: JSON, job: JSON | None) -> None:
 
 def _post(body: JSON, event: Event) -> None:
     if event.type == "Warning":
-        kopf.warn(body, reason=event.reason, message=event.message)
+        events.warn(body, reason=event.reason, message=event.message)
     else:
-        kopf.info(body, reason=event.reason, message=event.message)
+        events.info(body, reason=event.reason, message=event.message)

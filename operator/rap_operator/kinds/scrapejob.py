@@ -24,7 +24,6 @@ import hashlib
 from typing import Any
 
 import asyncpg
-import kopf
 
 from analyzer_runtime.contract import load_scrape_manifest
 from analyzer_runtime.contract.scrape_models import (
@@ -39,7 +38,7 @@ from analyzer_runtime.ledger import scrape_store as store
 from analyzer_runtime.ledger import shards as shard_ledger
 from analyzer_runtime.ledger.scrape_planning import plan_scrape
 from analyzer_runtime.scrape.worker import GENIUS_TOKEN_ENV, SPOTIFY_ID_ENV, SPOTIFY_SECRET_ENV
-from rap_operator import kube, manifests
+from rap_operator import events, kube, manifests
 from rap_operator.kinds.analysisrun import analysis_secrets
 from rap_operator.kinds.base import JSON, SecretRef
 from rap_operator.validation import MissingInput, check_analyzer, load_checked
@@ -91,7 +90,7 @@ def _announce(run: shard_ledger.Run, notes: list[store.Note]) -> None:
                 f"Genius answers Cloudflare challenges; songs are failed as blocked ({n.message})"
             )
         try:
-            kopf.event(_run_body(run), type=etype, reason=reason, message=message[:1000])
+            events.event(_run_body(run), type=etype, reason=reason, message=message[:1000])
         except LookupError:  # not inside the operator (tests): no Event poster
             pass
 
@@ -230,7 +229,7 @@ class ScrapeJob:
             )
         name = obj["metadata"]["name"]
         if created:
-            kopf.info(
+            events.info(
                 body,
                 reason="AnalysisRunCreated",
                 message=f"AnalysisRun {name} over the {status.get('newTracks', 0)} new and"
