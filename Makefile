@@ -79,7 +79,7 @@ demo: install ## migrate + seed a few thousand tracks + run examples/analysisrun
 	$(VENV)/bin/rap-analyzer run examples/analysisrun.yaml
 
 crds: install ## regenerate crds/ from the pydantic spec models
-	$(PY) -m analyzer_runtime.spec.crd crds
+	$(PY) -m analyzer_runtime.contract.crd crds
 	cp crds/*.yaml charts/rap-analyzer/crds/
 
 bench: bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape bench-tokens bench-llm-lanes ## the core benchmarks (~40 min; figures go to bench/RESULTS.md)

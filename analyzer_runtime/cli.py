@@ -37,7 +37,7 @@ from analyzer_runtime.commands.model import model_app
 from analyzer_runtime.commands.report import report_app
 from analyzer_runtime.commands.search import search_cmd, serve, similar_cmd
 from analyzer_runtime.commands.shard import analyze, scrape
-from analyzer_runtime.db.connect import is_connection_error, pool_for, redact
+from analyzer_runtime.ledger.connect import is_connection_error, pool_for, redact
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -91,7 +91,7 @@ app.command("import")(import_cmd)  # `import` is a keyword: the function has ano
 def _load(path: Path) -> Any:
     from pydantic import ValidationError
 
-    from analyzer_runtime.spec import RunSpecError, format_validation_error, load_manifest
+    from analyzer_runtime.contract import RunSpecError, format_validation_error, load_manifest
 
     try:
         text = path.read_bytes()  # the loader checks the encoding and says what is wrong
@@ -136,8 +136,8 @@ def run(
     database is used; a YAML given too must not differ except in spec.parallelism."""
     from analyzer_runtime import localrun
     from analyzer_runtime.analyzers.registry import UnknownAnalyzerError
-    from analyzer_runtime.planner import OverlapError
-    from analyzer_runtime.status import render_status_text
+    from analyzer_runtime.contract.status import render_status_text
+    from analyzer_runtime.ledger.planner import OverlapError
 
     if path is None and uid is None:
         raise _fail("give an AnalysisRun YAML to plan a run, or --uid UID to resume one", 2)
@@ -183,7 +183,7 @@ def status(
     import json
 
     from analyzer_runtime import localrun
-    from analyzer_runtime.status import render_status_text
+    from analyzer_runtime.contract.status import render_status_text
 
     async def go(url: str) -> dict[str, Any] | None:
         async with pool_for(url, max_size=1) as pool:

@@ -28,12 +28,13 @@ import asyncpg
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from analyzer_runtime import batch_status, estimates, planner, protocol
 from analyzer_runtime.analyzers.llm.cascade import cascade_of_spec
 from analyzer_runtime.analyzers.llm.presets import pricing_for_spec
-from analyzer_runtime.db.connect import pool_for
-from analyzer_runtime.spec import AnalysisRunSpec
-from analyzer_runtime.status import JobObservation, compute_status, render_status_text
+from analyzer_runtime.contract import AnalysisRunSpec
+from analyzer_runtime.contract.status import JobObservation, compute_status, render_status_text
+from analyzer_runtime.ledger import batch_status, estimates, planner
+from analyzer_runtime.ledger import shards as shard_ledger
+from analyzer_runtime.ledger.connect import pool_for
 
 POLL_SECONDS = 0.5
 # The shard's exit status when SIGTERM stopped it before it finished (worker.py).
@@ -48,7 +49,7 @@ class RunMismatch(ValueError):
 class Interrupted(Exception):
     """The runner was stopped by a signal; the run can be resumed."""
 
-    def __init__(self, signum: int, status: dict[str, Any], run: protocol.Run) -> None:
+    def __init__(self, signum: int, status: dict[str, Any], run: shard_ledger.Run) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
         self.status = status
@@ -82,7 +83,7 @@ async def reap_dead_drivers(conn: asyncpg.Connection) -> None:
     )
     for r in rows:
         if not _driver_alive(r["driver"]):
-            await protocol.set_run_state(conn, r["id"], "interrupted")
+            await shard_ledger.set_run_state(conn, r["id"], "interrupted")
 
 
 def resume_command(uid: str) -> str:
@@ -215,13 +216,13 @@ async def run_local(
             parallelism=min(parallelism, run.shards),
             backoff_limit_per_index=spec.retry.backoff_limit_per_index,
         )
-        if spec.dry_run or spec.suspend or run.state in protocol.TERMINAL_RUN_STATES:
+        if spec.dry_run or spec.suspend or run.state in shard_ledger.TERMINAL_RUN_STATES:
             job_obs = JobObservation(
                 exists=False, suspended=bool(spec.suspend), active=0,
                 completed_indexes=set(), failed_indexes=set(), complete=False, failed=False,
                 failure_reason=None, failure_message=None,
             )  # fmt: skip
-            finished = run.state in protocol.TERMINAL_RUN_STATES
+            finished = run.state in shard_ledger.TERMINAL_RUN_STATES
             st = await _status(pool, run, None if finished else job_obs)
             if finished:
                 console.print(f"run {run.name} already {run.state}; nothing to resume")
@@ -235,7 +236,7 @@ async def run_local(
             console.print(render_status_text(st, name=run.name), highlight=False)
             return st
         async with pool.acquire() as conn:
-            await protocol.set_run_state(conn, run.id, "running", driver=this_driver())
+            await shard_ledger.set_run_state(conn, run.id, "running", driver=this_driver())
         errors: dict[int, str] = {}
         stopping = asyncio.Event()
         signals: list[int] = []
@@ -277,14 +278,14 @@ async def run_local(
             console.print(f"shard {shard}: {msg}", highlight=False, style="yellow")
         if signals and len(job.completed) + len(job.failed) < job.shards:
             async with pool.acquire() as conn:
-                await protocol.set_run_state(conn, run.id, "interrupted")
+                await shard_ledger.set_run_state(conn, run.id, "interrupted")
             st = await _status(pool, run, None)
             raise Interrupted(signals[0], _as_interrupted(st), run)
         st = await _status(pool, run, job.observation())
         async with pool.acquire() as conn:
             if job.failed:
-                await protocol.mark_shards_failed(conn, run.id, sorted(job.failed))
-            await protocol.set_run_state(
+                await shard_ledger.mark_shards_failed(conn, run.id, sorted(job.failed))
+            await shard_ledger.set_run_state(
                 conn, run.id, "failed" if st["phase"] == "Failed" else "succeeded"
             )
         st = await _status(pool, run, job.observation())
@@ -294,8 +295,8 @@ async def run_local(
 
 async def _plan_or_resume(
     conn: asyncpg.Connection, manifest: Any | None, uid: str | None, allow_overlap: bool
-) -> protocol.PlanResult:
-    existing = await protocol.find_run(conn, uid) if uid else None
+) -> shard_ledger.PlanResult:
+    existing = await shard_ledger.find_run(conn, uid) if uid else None
     if existing is None:
         if manifest is None:
             raise RunMismatch(
@@ -316,7 +317,7 @@ async def _plan_or_resume(
                 + "; only spec.parallelism may change on resume. Resume without the YAML"
                 f" ({resume_command(existing.uid)}), or plan a new run without --uid"
             )
-    return protocol.PlanResult(existing, created=False)
+    return shard_ledger.PlanResult(existing, created=False)
 
 
 def _as_interrupted(st: dict[str, Any]) -> dict[str, Any]:
@@ -325,10 +326,10 @@ def _as_interrupted(st: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _status(
-    pool: asyncpg.Pool, run: protocol.Run, job: JobObservation | None
+    pool: asyncpg.Pool, run: shard_ledger.Run, job: JobObservation | None
 ) -> dict[str, Any]:
     async with pool.acquire() as conn:
-        shards = await protocol.read_shards(conn, run.id)
+        shards = await shard_ledger.read_shards(conn, run.id)
         estimate = await estimates.read(conn, run.id)
         batches = await batch_status.read(conn, run.id)
     status = compute_status(
@@ -346,7 +347,7 @@ async def _status(
 
 async def _watch(
     pool: asyncpg.Pool,
-    run: protocol.Run,
+    run: shard_ledger.Run,
     driver: asyncio.Task[None],
     show: bool,
     console: Console,
@@ -376,18 +377,18 @@ async def _watch(
 
 async def status_of(pool: asyncpg.Pool, run_ref: str) -> dict[str, Any] | None:
     async with pool.acquire() as conn:
-        run = await protocol.find_run(conn, run_ref) or await protocol.find_run_by_name(
+        run = await shard_ledger.find_run(conn, run_ref) or await shard_ledger.find_run_by_name(
             conn, run_ref
         )
     if run is None:
         return None
     if run.state in ("planned", "running") and run.driver and not _driver_alive(run.driver):
         async with pool.acquire() as conn:
-            await protocol.set_run_state(conn, run.id, "interrupted")
+            await shard_ledger.set_run_state(conn, run.id, "interrupted")
         run = replace(run, state="interrupted")
     st = await _status(pool, run, None)
     st["runId"] = run.uid
-    if run.state in (*protocol.TERMINAL_RUN_STATES, "interrupted"):
+    if run.state in (*shard_ledger.TERMINAL_RUN_STATES, "interrupted"):
         st["runState"] = run.state
     if run.state == "interrupted":
         st = _as_interrupted(st)

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from analyzer_runtime import protocol
 from analyzer_runtime.analyzers.base import TrackInput
+from analyzer_runtime.ledger import shards as shard_ledger
 
 if TYPE_CHECKING:
     from analyzer_runtime.worker import StopFlag
@@ -31,9 +31,9 @@ async def finish_or_wait(conn: asyncpg.Connection, run_id: int, shard: int, stop
     """Nothing was claimable: mark the shard done if nothing is pending (True), else
     the pending items are leased to another claimer - wait a little for it to finish
     them, or for its lease to expire if it died (False: claim again)."""
-    if await protocol.finish_shard(conn, run_id, shard):
+    if await shard_ledger.finish_shard(conn, run_id, shard):
         return True
-    wait = await protocol.seconds_to_next_lease(conn, run_id, shard)
+    wait = await shard_ledger.seconds_to_next_lease(conn, run_id, shard)
     await stop.pause(min(max(wait or 0.0, 0.05), LEASE_POLL_SECONDS))
     return False
 

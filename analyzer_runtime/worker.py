@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import asyncpg
 
-from analyzer_runtime import metrics, protocol, results
+from analyzer_runtime import metrics, results
 from analyzer_runtime.analyzers import registry
 from analyzer_runtime.analyzers.base import (
     AnalysisResult,
@@ -24,7 +24,8 @@ from analyzer_runtime.analyzers.base import (
     TrackInput,
 )
 from analyzer_runtime.analyzers.llm.analyzer import LLMAnalyzer
-from analyzer_runtime.planner import analyzer_options
+from analyzer_runtime.ledger import shards as shard_ledger
+from analyzer_runtime.ledger.planner import analyzer_options
 from analyzer_runtime.shard_steps import (  # noqa: F401 - the scrape worker's too
     LEASE_POLL_SECONDS,
     fetch_tracks,
@@ -84,13 +85,13 @@ class ProgressLog:
 
 
 def stop_grace_seconds() -> float:
-    """protocol.STOP_GRACE_ENV: a preempted pod frees its work within seconds, not at
+    """shard_ledger.STOP_GRACE_ENV: a preempted pod frees its work within seconds, not at
     lease expiry; a commit already under way is never interrupted."""
-    raw = os.environ.get(protocol.STOP_GRACE_ENV)
+    raw = os.environ.get(shard_ledger.STOP_GRACE_ENV)
     try:
-        return max(0.0, float(raw)) if raw else protocol.DEFAULT_STOP_GRACE_SECONDS
+        return max(0.0, float(raw)) if raw else shard_ledger.DEFAULT_STOP_GRACE_SECONDS
     except ValueError:
-        return protocol.DEFAULT_STOP_GRACE_SECONDS
+        return shard_ledger.DEFAULT_STOP_GRACE_SECONDS
 
 
 class StopFlag:
@@ -141,10 +142,10 @@ async def run_shard(
     *,
     stop: StopFlag | None = None,
     analyzer: Analyzer | None = None,
-    claimer: protocol.Claimer | None = None,
+    claimer: shard_ledger.Claimer | None = None,
 ) -> ShardReport:
     stop = stop or StopFlag()
-    claimer = claimer or protocol.Claimer.new()
+    claimer = claimer or shard_ledger.Claimer.new()
     run, report = await _start(pool, run_uid, shard)
     if report.finished:
         return report
@@ -174,11 +175,13 @@ async def run_shard(
         report.stopped = stop.set and not report.finished
         return report
     try:
-        async with protocol.holding_leases(pool, run.id, shard, claimer):
+        async with shard_ledger.holding_leases(pool, run.id, shard, claimer):
             while not stop.set:
                 started = time.perf_counter()
                 async with pool.acquire() as conn:
-                    claimed = await protocol.next_batch(conn, run.id, shard, batch_size, claimer)
+                    claimed = await shard_ledger.next_batch(
+                        conn, run.id, shard, batch_size, claimer
+                    )
                     if not claimed:
                         if await finish_or_wait(conn, run.id, shard, stop):
                             report.finished = True
@@ -194,7 +197,9 @@ async def run_shard(
                 for o in outcomes:
                     if o.result is not None and o.result.analyzer_type == run.analyzer_type:
                         o.result.model_version = run.model_version or o.result.model_version
-                updates = [protocol.ItemUpdate(o.track_id, o.status, o.reason) for o in outcomes]
+                updates = [
+                    shard_ledger.ItemUpdate(o.track_id, o.status, o.reason) for o in outcomes
+                ]
                 results_of = {o.track_id: o.result for o in outcomes if o.result is not None}
 
                 async def write(
@@ -208,7 +213,7 @@ async def run_shard(
 
                 extras = analyzer.take_extras()  # tokens and fallback use, same transaction
                 async with pool.acquire() as conn:
-                    moved = await protocol.commit_batch(
+                    moved = await shard_ledger.commit_batch(
                         conn, run.id, shard, updates, claimer, write=write, extras=extras
                     )
                 report.batches += 1
@@ -228,11 +233,13 @@ async def run_shard(
     return report
 
 
-async def _start(pool: asyncpg.Pool, run_uid: str, shard: int) -> tuple[protocol.Run, ShardReport]:
+async def _start(
+    pool: asyncpg.Pool, run_uid: str, shard: int
+) -> tuple[shard_ledger.Run, ShardReport]:
     """The planned run and a report for this attempt; finished at once when the run
     was cancelled."""
     async with pool.acquire() as conn:
-        run = await protocol.find_run(conn, run_uid)
+        run = await shard_ledger.find_run(conn, run_uid)
         if run is None:
             raise FatalError(f"run {run_uid!r} is not planned in this database")
         if not 0 <= shard < run.shards:
@@ -245,13 +252,13 @@ async def _start(pool: asyncpg.Pool, run_uid: str, shard: int) -> tuple[protocol
             log.info("run %s was cancelled; nothing to do", run.name)
             report.finished = True
             return run, report
-        report.attempt = await protocol.claim_shard(conn, run.id, shard)
+        report.attempt = await shard_ledger.claim_shard(conn, run.id, shard)
     return run, report
 
 
 async def _analyze(
     analyzer: Analyzer,
-    claimed: Sequence[protocol.ClaimedItem],
+    claimed: Sequence[shard_ledger.ClaimedItem],
     tracks: dict[int, TrackInput],
     max_attempts: int,
 ) -> list[ItemOutcome]:

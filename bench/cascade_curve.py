@@ -36,7 +36,7 @@ THRESHOLDS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
 
 
 def _manifest(name: str, analyzer: str, **spec: Any) -> Any:
-    from analyzer_runtime.spec import load_manifest
+    from analyzer_runtime.contract import load_manifest
 
     return load_manifest(
         {"apiVersion": "rapanalyzer.io/v1alpha1", "kind": "AnalysisRun",
@@ -46,7 +46,8 @@ def _manifest(name: str, analyzer: str, **spec: Any) -> Any:
 
 
 async def _run(pool: Any, m: Any, uid: str) -> Any:
-    from analyzer_runtime import planner, worker
+    from analyzer_runtime import worker
+    from analyzer_runtime.ledger import planner
 
     async with pool.acquire() as conn:
         run = (await planner.plan_manifest(conn, m, uid)).run
@@ -99,10 +100,10 @@ def _curve(first: dict[int, Any], reference: dict[int, Any]) -> list[dict[str, A
 
 
 async def _bench(url: str, tracks: int, labelled: int, check: float) -> dict[str, Any]:
-    from analyzer_runtime import protocol
     from analyzer_runtime.analyzers.llm.cascade import run_labels
-    from analyzer_runtime.db.connect import pool_for
-    from analyzer_runtime.db.migrate import migrate
+    from analyzer_runtime.ledger import shards as shard_ledger
+    from analyzer_runtime.ledger.connect import pool_for
+    from analyzer_runtime.ledger.migrate import migrate
     from analyzer_runtime.quality import agreement, training
     from analyzer_runtime.seed import seed
 
@@ -142,7 +143,7 @@ async def _bench(url: str, tracks: int, labelled: int, check: float) -> dict[str
             cascade_s = time.perf_counter() - t0
             asked = len({d for e in fake.log() if e.get("status") == 200 for d in e["lyrics"]})
         async with pool.acquire() as conn:
-            only = await protocol.find_run(conn, "only")
+            only = await shard_ledger.find_run(conn, "only")
             reference = await run_labels(conn, only)
             real = agreement.label_agreement(await run_labels(conn, cascade), reference)
             curves = {

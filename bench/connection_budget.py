@@ -42,7 +42,7 @@ from rap_devtools.operator_setup import (
 )
 from rap_devtools.waiting import wait_for
 
-from analyzer_runtime.db.budget import DEFAULT_RESERVED, SHARD_POD_CONNECTIONS
+from analyzer_runtime.ledger.budget import DEFAULT_RESERVED, SHARD_POD_CONNECTIONS
 
 MAX_CONNECTIONS = 30
 SHARDS = 40

@@ -55,7 +55,7 @@ def _manifest(
     name: str, url: str, lo: int, hi: int, *, k: int = 8, analyzer: str = "llm",
     version: str | None = None, **llm: Any,
 ) -> Any:  # fmt: skip
-    from analyzer_runtime.spec import load_manifest
+    from analyzer_runtime.contract import load_manifest
 
     spec: dict[str, Any] = {
         "analyzer": analyzer,
@@ -87,8 +87,8 @@ def arm_options(arm: str, min_confidence: float) -> dict[str, Any]:
 
 async def _prepare(url: str, n: int) -> int:
     """Migrate, seed `n` tracks; the lowest track id."""
-    from analyzer_runtime.db.connect import pool_for
-    from analyzer_runtime.db.migrate import migrate
+    from analyzer_runtime.ledger.connect import pool_for
+    from analyzer_runtime.ledger.migrate import migrate
     from analyzer_runtime.seed import seed
 
     async with pool_for(url, max_size=2) as pool:
@@ -100,7 +100,7 @@ async def _prepare(url: str, n: int) -> int:
 
 
 async def _train(url: str, run_name: str) -> str:
-    from analyzer_runtime.db.connect import pool_for
+    from analyzer_runtime.ledger.connect import pool_for
     from analyzer_runtime.quality import training
 
     async with pool_for(url, max_size=1) as pool, pool.acquire() as conn:
@@ -112,12 +112,12 @@ async def _labels(url: str, name: str) -> tuple[dict[int, Any], dict[int, str]]:
     """(the run's labels: cascade.run_labels, lyrics digest per track of the run)."""
     from rap_devtools.fake_llm.answers import lyrics_digest
 
-    from analyzer_runtime import protocol
     from analyzer_runtime.analyzers.llm.cascade import run_labels
-    from analyzer_runtime.db.connect import pool_for
+    from analyzer_runtime.ledger import shards as shard_ledger
+    from analyzer_runtime.ledger.connect import pool_for
 
     async with pool_for(url, max_size=1) as pool, pool.acquire() as conn:
-        run = await protocol.find_run_by_name(conn, name)
+        run = await shard_ledger.find_run_by_name(conn, name)
         assert run is not None
         labels = await run_labels(conn, run)
         rows = await conn.fetch(
@@ -131,7 +131,7 @@ async def _labels(url: str, name: str) -> tuple[dict[int, Any], dict[int, str]]:
 async def _label_quality(url: str, name: str) -> dict[str, Any]:
     """`report llm --run NAME --json`'s label_quality: the schema-valid rate and, for a
     cascade arm, the kept tracks' agreement with the LLM answers stored for them."""
-    from analyzer_runtime.db.connect import pool_for
+    from analyzer_runtime.ledger.connect import pool_for
     from analyzer_runtime.reports import collect
 
     async with pool_for(url, max_size=1) as pool, pool.acquire() as conn:

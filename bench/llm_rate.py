@@ -45,8 +45,8 @@ ORIGINAL_BUDGET = 45  # ... at Novita's 45 requests/min
 
 async def prepare_corpus(url: str, tracks: int) -> None:
     """A migrated database with `tracks` seeded tracks (also bench/token_estimate.py's)."""
-    from analyzer_runtime.db.connect import pool_for
-    from analyzer_runtime.db.migrate import migrate
+    from analyzer_runtime.ledger.connect import pool_for
+    from analyzer_runtime.ledger.migrate import migrate
     from analyzer_runtime.seed import seed
 
     async with pool_for(url, max_size=2) as pool:
@@ -56,7 +56,7 @@ async def prepare_corpus(url: str, tracks: int) -> None:
 
 
 def _manifest(fake: FakeLLM, k: int, budget: int, shards: int, tracks: int) -> Any:
-    from analyzer_runtime.spec import load_manifest
+    from analyzer_runtime.contract import load_manifest
 
     return load_manifest(
         {

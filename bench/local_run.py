@@ -44,9 +44,9 @@ def _manifest(path: Path) -> None:
 
 async def _plan_time(url: str) -> float:
     """Planning alone (selection + items + shards), on a dry-run uid."""
-    from analyzer_runtime import planner
-    from analyzer_runtime.db.connect import pool_for
-    from analyzer_runtime.spec import load_manifest
+    from analyzer_runtime.contract import load_manifest
+    from analyzer_runtime.ledger import planner
+    from analyzer_runtime.ledger.connect import pool_for
 
     m = load_manifest(
         {

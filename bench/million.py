@@ -51,11 +51,12 @@ from typing import Any
 
 import asyncpg
 
-from analyzer_runtime import planner, protocol
-from analyzer_runtime.db.migrate import migrate
-from analyzer_runtime.planner import Selection
-from analyzer_runtime.protocol import Claimer, ItemUpdate
-from analyzer_runtime.status import JobObservation, compute_status
+from analyzer_runtime.contract.status import JobObservation, compute_status
+from analyzer_runtime.ledger import planner
+from analyzer_runtime.ledger import shards as shard_ledger
+from analyzer_runtime.ledger.migrate import migrate
+from analyzer_runtime.ledger.planner import Selection
+from analyzer_runtime.ledger.shards import Claimer, ItemUpdate
 
 CLAIMERS = 64
 CLAIM_BATCH = 10
@@ -124,13 +125,13 @@ async def seed(conn: asyncpg.Connection, n: int) -> dict[str, float]:
 
 async def old_plan(
     conn: asyncpg.Connection, uid: str, sel: Selection, shards: int, at: str, mv: str
-) -> tuple[protocol.PlanResult, float]:
+) -> tuple[shard_ledger.PlanResult, float]:
     """Planning as before issue 16: ids into Python, the overlap check with an array
     of all of them, then COPY. Returns the plan and the seconds the overlap check took."""
     async with conn.transaction():
         ids = await planner.select_track_ids(conn, sel, at, mv)
         t_overlap, _ = await timed(lambda: old_overlap(conn, at, mv, ids))
-        plan = await protocol.record_plan(
+        plan = await shard_ledger.record_plan(
             conn, uid=uid, name=uid, namespace=None, kind="AnalysisRun", spec={},
             shards=shards, analyzer_type=at, model_version=mv, item_ids=ids,
         )  # fmt: skip
@@ -149,7 +150,7 @@ async def old_overlap(conn: asyncpg.Connection, at: str, mv: str, ids: list[int]
         at,
         mv,
         ids,
-        list(protocol.ACTIVE_RUN_STATES),
+        list(shard_ledger.ACTIVE_RUN_STATES),
     )
 
 
@@ -182,7 +183,7 @@ async def before_0011(conn: asyncpg.Connection) -> tuple[dict[str, Any], str]:
 
 async def new_plan(
     conn: asyncpg.Connection, uid: str, sel: Selection, shards: int, at: str, mv: str
-) -> protocol.PlanResult:
+) -> shard_ledger.PlanResult:
     return await planner.plan_analysis(
         conn, uid=uid, name=uid, namespace=None, spec={}, selection=sel, shards=shards,
         analyzer_type=at, model_version=mv,
@@ -243,22 +244,22 @@ async def planning(conn: asyncpg.Connection, n: int) -> tuple[dict[str, Any], in
     # transaction rolled back like the refused plan.
     try:
         async with conn.transaction():
-            mine = await protocol.record_plan(
+            mine = await shard_ledger.record_plan(
                 conn, uid="check", name="check", namespace=None, kind="AnalysisRun", spec={},
                 shards=4, analyzer_type="llm", model_version="m",
-                item_ids=protocol.ItemQuery(sql, ["llm", "m", *args]),
+                item_ids=shard_ledger.ItemQuery(sql, ["llm", "m", *args]),
             )  # fmt: skip
             t_new_check, other = await timed(
-                lambda: protocol.overlapping_run(conn, "llm", "m", mine.run.id)
+                lambda: shard_ledger.overlapping_run(conn, "llm", "m", mine.run.id)
             )
             assert other is not None and other.id == big.run.id
             explain_overlap = await explain(
                 conn,
-                protocol.OVERLAP_SQL,
+                shard_ledger.OVERLAP_SQL,
                 "llm",
                 "m",
                 mine.run.id,
-                list(protocol.ACTIVE_RUN_STATES),
+                list(shard_ledger.ACTIVE_RUN_STATES),
             )
             raise _Rollback
     except _Rollback:
@@ -286,24 +287,24 @@ async def disjoint_overlap(conn: asyncpg.Connection, n: int) -> tuple[dict[str, 
     out: dict[str, Any] = {"active_pending": first.run.total}
     try:
         async with conn.transaction():
-            mine = await protocol.record_plan(
+            mine = await shard_ledger.record_plan(
                 conn, uid="half-b", name="half-b", namespace=None, kind="AnalysisRun", spec={},
                 shards=500, analyzer_type="disjoint", model_version="d",
-                item_ids=protocol.ItemQuery(sql, ["disjoint", "d", *args]),
+                item_ids=shard_ledger.ItemQuery(sql, ["disjoint", "d", *args]),
             )  # fmt: skip
             out["new_items"] = mine.run.total
             t, other = await timed(
-                lambda: protocol.overlapping_run(conn, "disjoint", "d", mine.run.id)
+                lambda: shard_ledger.overlapping_run(conn, "disjoint", "d", mine.run.id)
             )
             assert other is None
             out["check_set_based_s"] = round(t, 3)
             plan = await explain(
                 conn,
-                protocol.OVERLAP_SQL,
+                shard_ledger.OVERLAP_SQL,
                 "disjoint",
                 "d",
                 mine.run.id,
-                list(protocol.ACTIVE_RUN_STATES),
+                list(shard_ledger.ACTIVE_RUN_STATES),
             )
             raise _Rollback
     except _Rollback:
@@ -337,14 +338,14 @@ async def refresh(conn: asyncpg.Connection, run_id: int, n: int) -> dict[str, An
     times = []
     for _ in range(300):
         t0 = time.perf_counter()
-        rows = await protocol.read_shards(conn, run_id)
+        rows = await shard_ledger.read_shards(conn, run_id)
         compute_status(generation=1, shards=rows, job=JobObservation(exists=True),
                        previous=None, now=datetime.now(UTC), planned_total=n)  # fmt: skip
         times.append(time.perf_counter() - t0)
     db_times = []
     for _ in range(300):
         t0 = time.perf_counter()
-        await protocol.read_shards(conn, run_id)
+        await shard_ledger.read_shards(conn, run_id)
         db_times.append(time.perf_counter() - t0)
     assert len(rows) == REFRESH_SHARDS
     return {
@@ -384,11 +385,11 @@ async def claims(url: str, run_id: int, spread: bool, seconds: float) -> dict[st
     async def claimer(k: int) -> int:
         nonlocal overlaps, batches
         conn, me, shard = conns[k], Claimer.new(600.0), k if spread else 0
-        await protocol.claim_shard(conn, run_id, shard)
+        await shard_ledger.claim_shard(conn, run_id, shard)
         done = 0
         while time.monotonic() < deadline:
             try:
-                batch = await protocol.next_batch(conn, run_id, shard, CLAIM_BATCH, me)
+                batch = await shard_ledger.next_batch(conn, run_id, shard, CLAIM_BATCH, me)
                 if not batch:
                     break
                 for c in batch:
@@ -396,7 +397,7 @@ async def claims(url: str, run_id: int, spread: bool, seconds: float) -> dict[st
                         overlaps += 1
                     held[c.item_id] = me.identity
                 ups = [ItemUpdate(c.item_id, "done") for c in batch]
-                moved = await protocol.commit_batch(
+                moved = await shard_ledger.commit_batch(
                     conn, run_id, shard, ups, me,
                     write=lambda c, ids, who=me.identity: write(c, ids, who),
                 )  # fmt: skip
@@ -482,7 +483,7 @@ async def explains(conn: asyncpg.Connection, run_id: int) -> dict[str, str]:
     out["planning_insert"] = await explain_rolled_back(
         conn,
         f"""INSERT INTO run_items (run_id, item_id, shard)
-            SELECT ${n + 1}::bigint, q.id, {protocol._SHARD_SQL.format(shards=f"${n + 2}")}
+            SELECT ${n + 1}::bigint, q.id, {shard_ledger._SHARD_SQL.format(shards=f"${n + 2}")}
               FROM ({sql}) AS q (id)""",
         "llm", "m", *args, run, 1000,
     )  # fmt: skip

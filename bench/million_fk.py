@@ -20,8 +20,8 @@ from typing import Any
 
 import asyncpg
 
-from analyzer_runtime import planner
-from analyzer_runtime.planner import Selection
+from analyzer_runtime.ledger import planner
+from analyzer_runtime.ledger.planner import Selection
 
 FK = """ALTER TABLE run_items ADD CONSTRAINT run_items_run_id_fkey
         FOREIGN KEY (run_id) REFERENCES runs (id) ON DELETE CASCADE"""

@@ -39,10 +39,10 @@ from rap_devtools.operator_setup import (
     put_db_secret,
 )
 
-from analyzer_runtime import protocol
+from analyzer_runtime.contract.status import JobObservation, compute_status
 from analyzer_runtime.db import embedded
-from analyzer_runtime.db.connect import create_pool
-from analyzer_runtime.status import JobObservation, compute_status
+from analyzer_runtime.ledger import shards as shard_ledger
+from analyzer_runtime.ledger.connect import create_pool
 
 NS = "bench"
 
@@ -145,7 +145,7 @@ async def refresh_cost(
     out: dict[str, Any] = {}
     async with pool.acquire() as conn:
         for n in sizes:
-            plan = await protocol.record_plan(
+            plan = await shard_ledger.record_plan(
                 conn, uid=f"refresh-{n}", name=f"refresh-{n}", namespace=None, kind="AnalysisRun",
                 spec={}, shards=shards, analyzer_type="x", model_version="1",
                 item_ids=range(1, n + 1),
@@ -154,7 +154,7 @@ async def refresh_cost(
             times = []
             for _ in range(300):
                 t0 = time.perf_counter()
-                rows = await protocol.read_shards(conn, plan.run.id)
+                rows = await shard_ledger.read_shards(conn, plan.run.id)
                 compute_status(generation=1, shards=rows, job=JobObservation(exists=True),
                                previous=None, now=datetime.now(UTC), planned_total=n)  # fmt: skip
                 times.append(time.perf_counter() - t0)

@@ -49,8 +49,8 @@ from rap_devtools.operator_setup import (
 )
 
 from analyzer_runtime.db import embedded
-from analyzer_runtime.db.connect import create_pool
-from analyzer_runtime.db.migrate import migrate
+from analyzer_runtime.ledger.connect import create_pool
+from analyzer_runtime.ledger.migrate import migrate
 from analyzer_runtime.seed import seed
 from bench.operator_bench import _pctl
 

@@ -41,7 +41,7 @@ KEY = "bench-key"
 
 
 def _manifest(name: str, analyzer: str, **spec: Any) -> Any:
-    from analyzer_runtime.spec import load_manifest
+    from analyzer_runtime.contract import load_manifest
 
     return load_manifest(
         {"apiVersion": "rapanalyzer.io/v1alpha1", "kind": "AnalysisRun",
@@ -50,8 +50,8 @@ def _manifest(name: str, analyzer: str, **spec: Any) -> Any:
 
 
 async def _prepare(url: str, n: int) -> None:
-    from analyzer_runtime.db.connect import pool_for
-    from analyzer_runtime.db.migrate import migrate
+    from analyzer_runtime.ledger.connect import pool_for
+    from analyzer_runtime.ledger.migrate import migrate
     from analyzer_runtime.seed import seed
 
     async with pool_for(url, max_size=2) as pool:
@@ -75,7 +75,7 @@ def _train(url: str) -> tuple[str, Any]:
     import subprocess
     import sys
 
-    from analyzer_runtime.db.connect import pool_for
+    from analyzer_runtime.ledger.connect import pool_for
     from analyzer_runtime.quality import MODEL_NAME, storage
 
     got = subprocess.run(
@@ -92,7 +92,7 @@ def _train(url: str) -> tuple[str, Any]:
 
 
 async def _held_out(url: str) -> dict[str, Any]:
-    from analyzer_runtime.db.connect import pool_for
+    from analyzer_runtime.ledger.connect import pool_for
     from analyzer_runtime.quality.training import spearman
 
     async with pool_for(url, max_size=1) as pool, pool.acquire() as conn:

@@ -46,10 +46,10 @@ REQUESTS_PER_SONG = 2.1  # details + page, plus the search and listing pages per
 async def _plan(
     url: str, fake: FakeGeniusServer, names: list[str], budget: int, shards: int
 ) -> str:
-    from analyzer_runtime.db.connect import pool_for
-    from analyzer_runtime.db.migrate import migrate
-    from analyzer_runtime.scrape.planning import plan_scrape
-    from analyzer_runtime.spec import load_scrape_manifest
+    from analyzer_runtime.contract import load_scrape_manifest
+    from analyzer_runtime.ledger.connect import pool_for
+    from analyzer_runtime.ledger.migrate import migrate
+    from analyzer_runtime.ledger.scrape_planning import plan_scrape
 
     m = load_scrape_manifest(
         {"apiVersion": "rapanalyzer.io/v1alpha1", "kind": "ScrapeJob",
@@ -69,7 +69,7 @@ async def _plan(
 
 async def _new_tracks_at(url: str, run_uid: str, until: float) -> tuple[int, int]:
     """(tracks the run inserted with recorded_at before `until` (epoch), all of them)."""
-    from analyzer_runtime.db.connect import pool_for
+    from analyzer_runtime.ledger.connect import pool_for
 
     async with pool_for(url, max_size=1) as pool, pool.acquire() as conn:
         row = await conn.fetchrow(

@@ -90,9 +90,9 @@ def full_lyrics_rate(embedder: Any, n: int = SAMPLE_FULL) -> dict[str, float]:
 async def _load(url: str, n: int, vectors: np.ndarray) -> dict[str, float]:
     import asyncpg
 
-    from analyzer_runtime.db.connect import pool_for
-    from analyzer_runtime.db.migrate import migrate
     from analyzer_runtime.embedding.model import MODEL_NAME
+    from analyzer_runtime.ledger.connect import pool_for
+    from analyzer_runtime.ledger.migrate import migrate
     from analyzer_runtime.seed import seed
 
     async with pool_for(url, max_size=2) as pool:
@@ -130,8 +130,8 @@ def _stats(ms: list[float]) -> dict[str, float]:
 
 
 async def _measure(url: str, queries: list[str], embedder: Any) -> dict[str, Any]:
-    from analyzer_runtime.db.connect import pool_for
     from analyzer_runtime.embedding.model import MODEL_NAME
+    from analyzer_runtime.ledger.connect import pool_for
 
     qvecs = embedder.embed(queries, batch_size=64)
     out: dict[str, Any] = {"queries": len(queries)}

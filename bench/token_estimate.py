@@ -47,7 +47,7 @@ PRICES = {"promptPerMillion": 0.15, "completionPerMillion": 0.60, "cachedPromptP
 
 
 def _manifest(rule: str, fake: FakeLLM, k: int, shards: int, dry: bool) -> Any:
-    from analyzer_runtime.spec import load_manifest
+    from analyzer_runtime.contract import load_manifest
 
     llm: dict[str, Any] = {"baseURL": fake.url, "tracksPerRequest": k, "concurrency": 4}
     if rule == "openai":

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from analyzer_runtime.protocol import BatchExtras
+from analyzer_runtime.ledger.shards import BatchExtras
 
 if TYPE_CHECKING:
     import asyncpg
 
-    from analyzer_runtime.protocol import Run
+    from analyzer_runtime.ledger.shards import Run
 
 OutcomeStatus = Literal["done", "skipped", "failed"]
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from analyzer_runtime.analyzers.base import AnalysisResult, ItemOutcome, LocalAnalyzer, TrackInput
 from analyzer_runtime.analyzers.text import normalize_word, tokenize
-from analyzer_runtime.spec.types import ANALYZER_VERSIONS, AnalyzerName
+from analyzer_runtime.contract.types import ANALYZER_VERSIONS, AnalyzerName
 
 EMOTIONS: tuple[str, ...] = (
     "anger",

@@ -40,12 +40,12 @@ from analyzer_runtime.analyzers.base import (
     TrackInput,
     split_empty_lyrics,
 )
-from analyzer_runtime.spec.types import ANALYZER_VERSIONS, AnalyzerName
+from analyzer_runtime.contract.types import ANALYZER_VERSIONS, AnalyzerName
 
 if TYPE_CHECKING:
     import asyncpg
 
-    from analyzer_runtime.protocol import Run
+    from analyzer_runtime.ledger.shards import Run
     from analyzer_runtime.quality import agreement
     from analyzer_runtime.quality.storage import StoredModel
 
@@ -109,12 +109,12 @@ class QualityAnalyzer(Analyzer):
         await super().attach(ctx)
         self._pool = ctx.pool
         if self._model is None:
-            from analyzer_runtime import protocol
+            from analyzer_runtime.ledger import shards as shard_ledger
             from analyzer_runtime.quality import storage
 
             async with ctx.pool.acquire() as conn:
                 run = await conn.fetchrow("SELECT uid FROM runs WHERE id = $1", ctx.run_id)
-                planned = await protocol.find_run(conn, run["uid"])
+                planned = await shard_ledger.find_run(conn, run["uid"])
                 assert planned is not None
                 ref = await pinned_model(conn, planned)
                 self._model = await storage.find(conn, ref.name, ref.version, load=True)

@@ -47,7 +47,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from analyzer_runtime import search
 from analyzer_runtime.api.batching import EmbedBatcher
 from analyzer_runtime.api.settings import ApiSettings
-from analyzer_runtime.db.connect import create_pool, is_connection_error
+from analyzer_runtime.ledger.connect import create_pool, is_connection_error
 
 PoolFactory = Callable[[], Awaitable[asyncpg.Pool]]
 

@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from analyzer_runtime.api.app import check_ready
 from analyzer_runtime.api.settings import ApiSettings
-from analyzer_runtime.db.connect import create_pool
+from analyzer_runtime.ledger.connect import create_pool
 
 
 def create_management_app(database: str, settings: ApiSettings, model: str) -> Starlette:

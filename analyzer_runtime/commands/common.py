@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from analyzer_runtime.db.connect import (
+from analyzer_runtime.ledger.connect import (
     DatabaseUnavailable,
     InvalidDatabaseURL,
     database_url,
@@ -20,7 +20,7 @@ from analyzer_runtime.db.connect import (
     pool_for,
     redact,
 )
-from analyzer_runtime.db.migrate import LegacySchema
+from analyzer_runtime.ledger.migrate import LegacySchema
 
 err = Console(stderr=True)
 out = Console()
@@ -63,7 +63,7 @@ def _with_db(fn: Callable[[str], Awaitable[T]], *, keep_running: bool = False) -
 
 
 async def _migrate(url: str) -> list[Any]:
-    from analyzer_runtime.db.migrate import migrate
+    from analyzer_runtime.ledger.migrate import migrate
 
     async with pool_for(url, max_size=1) as pool, pool.acquire() as conn:
         return await migrate(conn)

@@ -15,7 +15,7 @@ from analyzer_runtime.commands.common import (
     _with_db,
     out,
 )
-from analyzer_runtime.db.connect import pool_for, redact
+from analyzer_runtime.ledger.connect import pool_for, redact
 
 db_app = typer.Typer(no_args_is_help=True, help="Database: migrations and the embedded server.")
 
@@ -88,7 +88,7 @@ def db_gc(
     are never touched."""
     import json
 
-    from analyzer_runtime import ledger_gc
+    from analyzer_runtime.ledger import gc as ledger_gc
 
     try:
         retention = ledger_gc.parse_duration(older_than)
@@ -235,7 +235,7 @@ async def _connect_retrying(url: str, wait: float, *, give_up_unresolved: bool =
 
     import asyncpg
 
-    from analyzer_runtime.db.connect import DatabaseUnavailable, host_of, is_connection_error
+    from analyzer_runtime.ledger.connect import DatabaseUnavailable, host_of, is_connection_error
 
     deadline = time.monotonic() + wait
     while True:

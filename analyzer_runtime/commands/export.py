@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from analyzer_runtime.commands.common import EXIT_INVALID, _fail, _with_db, out
-from analyzer_runtime.db.connect import pool_for
+from analyzer_runtime.ledger.connect import pool_for
 
 export_app = typer.Typer(
     no_args_is_help=True,

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from analyzer_runtime.commands.common import EXIT_INVALID, _fail, _migrate, _with_db, err, out
-from analyzer_runtime.db.connect import pool_for
+from analyzer_runtime.ledger.connect import pool_for
 
 
 def import_cmd(

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from analyzer_runtime.commands.common import EXIT_INVALID, _fail, _migrate, _with_db, out
-from analyzer_runtime.db.connect import pool_for
+from analyzer_runtime.ledger.connect import pool_for
 
 model_app = typer.Typer(
     no_args_is_help=True, help="Models distilled from stored results (the quality model)."

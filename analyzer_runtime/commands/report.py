@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from analyzer_runtime.commands.common import EXIT_INVALID, T, _fail, _with_db, out
-from analyzer_runtime.db.connect import pool_for
+from analyzer_runtime.ledger.connect import pool_for
 
 # Tracks --consistency may ask again (times --repeats): a bound on an extra spend.
 MAX_CONSISTENCY = 1000

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from analyzer_runtime.commands.common import EXIT_INVALID, T, _fail, _with_db
-from analyzer_runtime.db.connect import DatabaseUnavailable
+from analyzer_runtime.ledger.connect import DatabaseUnavailable
 
 # The options every shard command (what a Job pod runs) takes.
 ShardOption = Annotated[
@@ -30,7 +30,7 @@ def analyze(
 ) -> None:
     """Work through one shard of a planned run (what each Job pod runs)."""
     from analyzer_runtime import worker
-    from analyzer_runtime.db.connect import create_pool
+    from analyzer_runtime.ledger.connect import create_pool
 
     def summary(report: worker.ShardReport) -> str:
         return (
@@ -54,7 +54,7 @@ def scrape(
 ) -> None:
     """Scrape one shard of a planned ScrapeJob (what each of its Job pods runs)."""
     from analyzer_runtime import worker
-    from analyzer_runtime.db.connect import create_pool
+    from analyzer_runtime.ledger.connect import create_pool
     from analyzer_runtime.scrape.worker import run_scrape_shard
 
     def summary(report: worker.ShardReport) -> str:
@@ -123,7 +123,7 @@ async def _connect_with_retries(create: Callable[..., Awaitable[T]], url: str, n
     """A pod may start before its database: retry for about a minute, then give up."""
     from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-    from analyzer_runtime.db.budget import SHARD_POD_CONNECTIONS
+    from analyzer_runtime.ledger.budget import SHARD_POD_CONNECTIONS
 
     async for attempt in AsyncRetrying(
         stop=stop_after_delay(float(os.environ.get("DB_CONNECT_TIMEOUT", "60"))),

@@ -37,7 +37,6 @@ from typing import Any
 
 import asyncpg
 
-from analyzer_runtime.db import migrate as migrations
 from analyzer_runtime.db.adopt_fixes import (
     FILL,
     LEGACY_VERSION,
@@ -48,6 +47,7 @@ from analyzer_runtime.db.adopt_fixes import (
 )
 from analyzer_runtime.db.adopt_report import DUPLICATES, GENIUS_IDS, Report, counts, has_table
 from analyzer_runtime.db.schema_shape import TableShape, baseline_shapes, describe
+from analyzer_runtime.ledger import migrate as migrations
 
 TABLES = ["tracks", "analysis_results"]
 ACTIVE_STATES = ("planned", "running", "interrupted")

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from analyzer_runtime.db import migrate as migrations
+from analyzer_runtime.ledger import migrate as migrations
 
 # Built-in roles that reach outside the database (programs, server files) or around
 # the grants (all data): none of ours may be a member.

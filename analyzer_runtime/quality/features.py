@@ -18,7 +18,7 @@ import asyncpg
 import numpy as np
 
 from analyzer_runtime.analyzers.lexicons import THEMES
-from analyzer_runtime.spec.types import ANALYZER_VERSIONS, AnalyzerName
+from analyzer_runtime.contract.types import ANALYZER_VERSIONS, AnalyzerName
 
 ALGORITHMIC_VERSION: str = ANALYZER_VERSIONS[AnalyzerName.algorithmic][-1]  # type: ignore[index]
 EMOTION_VERSION: str = ANALYZER_VERSIONS[AnalyzerName.emotion][-1]  # type: ignore[index]

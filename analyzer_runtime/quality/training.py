@@ -28,7 +28,8 @@ from typing import Any
 import asyncpg
 import numpy as np
 
-from analyzer_runtime import legacy_labels, protocol
+from analyzer_runtime import legacy_labels
+from analyzer_runtime.ledger import shards as shard_ledger
 from analyzer_runtime.quality import MODEL_NAME, agreement, features, storage
 
 TARGETS = ("quality", "complexity")
@@ -52,7 +53,7 @@ class Labels:
     targets: dict[str, np.ndarray]
     about: dict[str, Any]  # what the labels are (stored in the metrics)
     skipped: dict[str, str] = field(default_factory=dict)  # target -> why not learned
-    run: protocol.Run | None = None
+    run: shard_ledger.Run | None = None
     # The LLM's sentiment label per track of `ids` (None where it has none or one
     # outside agreement.LABELS): the cascade's sentiment head learns it.
     sentiment: list[str | None] | None = None
@@ -87,7 +88,9 @@ CANDIDATES = {"gradient_boosting": gradient_boosting, "linear": linear, "constan
 
 async def read_labels(conn: asyncpg.Connection, run_ref: str) -> Labels:
     """The LLM labels of run `run_ref` (name or uid): its tracks with an llm result."""
-    run = await protocol.find_run(conn, run_ref) or await protocol.find_run_by_name(conn, run_ref)
+    run = await shard_ledger.find_run(conn, run_ref) or await shard_ledger.find_run_by_name(
+        conn, run_ref
+    )
     if run is None:
         raise TrainingError(
             f"no run named {run_ref!r} in this database (rap-analyzer status lists the runs)"

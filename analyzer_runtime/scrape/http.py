@@ -27,7 +27,7 @@ import httpx
 from prometheus_client import Counter
 
 from analyzer_runtime.analyzers.llm.client import retry_after_seconds
-from analyzer_runtime.credentials import redact
+from analyzer_runtime.contract.redaction import redact
 from analyzer_runtime.ratelimit import Limiter
 from analyzer_runtime.retrying import RetryChain
 from analyzer_runtime.retrying import RetrySettings as _RetrySettings

@@ -34,9 +34,10 @@ from typing import Any
 import asyncpg
 import httpx
 
-from analyzer_runtime import metrics, protocol
+from analyzer_runtime import metrics
+from analyzer_runtime.ledger import scrape_store as store
+from analyzer_runtime.ledger import shards as shard_ledger
 from analyzer_runtime.ratelimit import GlobalRateLimiter, Limiter
-from analyzer_runtime.scrape import store
 from analyzer_runtime.scrape.genius import (
     ArtistNotFound,
     AuthError,
@@ -61,7 +62,7 @@ class _Shard:
     """Everything one shard's artists share."""
 
     pool: asyncpg.Pool
-    run: protocol.Run
+    run: shard_ledger.Run
     shard: int
     genius: GeniusClient
     spotify: SpotifyClient | None
@@ -70,7 +71,7 @@ class _Shard:
     refresh: bool
     sem: asyncio.Semaphore
     stop: StopFlag
-    claimer: protocol.Claimer
+    claimer: shard_ledger.Claimer
     spotify_down: str | None = None  # why Spotify is not asked any more
     noted: set[str] = field(default_factory=set)  # note kinds this process recorded
 
@@ -115,7 +116,7 @@ async def run_scrape_shard(
     stop = stop or StopFlag()
     env = os.environ if env is None else env
     async with pool.acquire() as conn:
-        run = await protocol.find_run(conn, run_uid)
+        run = await shard_ledger.find_run(conn, run_uid)
         if run is None:
             raise FatalError(f"run {run_uid!r} is not planned in this database")
         if run.kind != "ScrapeJob":
@@ -126,7 +127,7 @@ async def run_scrape_shard(
         if run.state == "cancelled":
             report.finished = True
             return report
-        report.attempt = await protocol.claim_shard(conn, run.id, shard)
+        report.attempt = await shard_ledger.claim_shard(conn, run.id, shard)
     spec = run.spec
     token = env.get(GENIUS_TOKEN_ENV)
     if not token:
@@ -163,10 +164,10 @@ async def run_scrape_shard(
             batch_size=int(spec.get("batchSize") or 20),
             max_songs=int(spec.get("maxSongsPerArtist") or 50),
             refresh=bool(spec.get("refreshExisting")),
-            sem=asyncio.Semaphore(concurrency), stop=stop, claimer=protocol.Claimer.new(),
+            sem=asyncio.Semaphore(concurrency), stop=stop, claimer=shard_ledger.Claimer.new(),
         )  # fmt: skip
         max_attempts = int((spec.get("retry") or {}).get("maxItemAttempts") or 3)
-        async with protocol.holding_leases(pool, run.id, shard, ctx.claimer):
+        async with shard_ledger.holding_leases(pool, run.id, shard, ctx.claimer):
             await _artists(ctx, report, max_attempts)
     report.stopped = stop.set and not report.finished
     return report
@@ -176,7 +177,7 @@ async def _artists(ctx: _Shard, report: ShardReport, max_attempts: int) -> None:
     run, shard = ctx.run, ctx.shard
     while not ctx.stop.set:
         async with ctx.pool.acquire() as conn:
-            claimed = await protocol.next_batch(conn, run.id, shard, 1, ctx.claimer)
+            claimed = await shard_ledger.next_batch(conn, run.id, shard, 1, ctx.claimer)
             if not claimed:
                 if await finish_or_wait(conn, run.id, shard, ctx.stop):
                     report.finished = True
@@ -185,13 +186,15 @@ async def _artists(ctx: _Shard, report: ShardReport, max_attempts: int) -> None:
         item = claimed[0]
         name = item.payload or ""
         if item.crashes >= max_attempts:
-            update = protocol.ItemUpdate(item.item_id, "failed", gave_up(max_attempts, "scraping"))
+            update = shard_ledger.ItemUpdate(
+                item.item_id, "failed", gave_up(max_attempts, "scraping")
+            )
         else:
             try:
                 update = await _artist(ctx, item.item_id, name)
             except AuthError as exc:
                 raise FatalError(str(exc)) from None
-            except protocol.LeaseLost as exc:
+            except shard_ledger.LeaseLost as exc:
                 # Another claimer took the artist (our lease expired): it is theirs now.
                 log.warning("artist %r: %s", name, exc)
                 ctx.claimer.held.discard(item.item_id)
@@ -199,7 +202,7 @@ async def _artists(ctx: _Shard, report: ShardReport, max_attempts: int) -> None:
             if update is None:  # stopped mid-artist: it stays pending for the next pod
                 return
         async with ctx.pool.acquire() as conn:
-            moved = await protocol.commit_batch(conn, run.id, shard, [update], ctx.claimer)
+            moved = await shard_ledger.commit_batch(conn, run.id, shard, [update], ctx.claimer)
         report.batches += 1
         report.done += moved["done"]
         report.failed += moved["failed"]
@@ -209,14 +212,14 @@ async def _artists(ctx: _Shard, report: ShardReport, max_attempts: int) -> None:
             log.warning("artist %r failed: %s", name, update.error)
 
 
-async def _artist(ctx: _Shard, item_id: int, name: str) -> protocol.ItemUpdate | None:
+async def _artist(ctx: _Shard, item_id: int, name: str) -> shard_ledger.ItemUpdate | None:
     """Scrape one artist; None when stopped before its listing was through."""
     try:
         match = await ctx.genius.find_artist(name)
     except ArtistNotFound as exc:
-        return protocol.ItemUpdate(item_id, "failed", str(exc))
+        return shard_ledger.ItemUpdate(item_id, "failed", str(exc))
     except (UpstreamError, SongUnavailable) as exc:
-        return protocol.ItemUpdate(item_id, "failed", f"artist search failed: {exc}")
+        return shard_ledger.ItemUpdate(item_id, "failed", f"artist search failed: {exc}")
     async with ctx.pool.acquire() as conn:
         await store.record_artist(conn, ctx.run.id, item_id, match)
     if match.ambiguous:
@@ -245,10 +248,10 @@ async def _artist(ctx: _Shard, item_id: int, name: str) -> protocol.ItemUpdate |
         await _commit_songs(ctx, item_id, match.name, batch)
     except (UpstreamError, SongUnavailable) as exc:
         # Songs committed so far stay; the artist is failed with the reason.
-        return protocol.ItemUpdate(item_id, "failed", f"song listing failed: {exc}")
+        return shard_ledger.ItemUpdate(item_id, "failed", f"song listing failed: {exc}")
     async with ctx.pool.acquire() as conn:
         await store.set_songs_listed(conn, ctx.run.id, item_id, songs)
-    return protocol.ItemUpdate(item_id, "done")
+    return shard_ledger.ItemUpdate(item_id, "done")
 
 
 async def _commit_songs(ctx: _Shard, item_id: int, artist: str, entries: list[SongEntry]) -> None:
@@ -267,7 +270,7 @@ async def _commit_songs(ctx: _Shard, item_id: int, artist: str, entries: list[So
     async with ctx.pool.acquire() as conn:
         # No item moves: the artist is still in progress. The ledger, counters and
         # heartbeat commit together with the tracks, while we still hold the artist.
-        await protocol.commit_batch(
+        await shard_ledger.commit_batch(
             conn, ctx.run.id, ctx.shard, [], ctx.claimer, write=write, holding=[item_id]
         )
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import asyncpg
 
-from analyzer_runtime.db.connect import create_pool
-from analyzer_runtime.db.migrate import migrate
+from analyzer_runtime.ledger.connect import create_pool
+from analyzer_runtime.ledger.migrate import migrate
 from analyzer_runtime.seed import seed
 
 

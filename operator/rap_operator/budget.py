@@ -2,7 +2,7 @@
 
 Every shard pod holds `SHARD_POD_CONNECTIONS`; the operator caps a Job's
 parallelism so that the pods of all runs on one server stay within its budget
-(analyzer_runtime.db.budget), instead of letting Postgres refuse connections.
+(analyzer_runtime.ledger.budget), instead of letting Postgres refuse connections.
 
 A run grows only into what no other run holds: nobody is preempted (shrinking a
 running Job kills pods), and a run that finishes hands its share to the next run
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from analyzer_runtime.db.budget import SHARD_POD_CONNECTIONS, Budget
+from analyzer_runtime.ledger.budget import SHARD_POD_CONNECTIONS, Budget
 
 JSON = dict[str, Any]
 CONDITION = "ParallelismCapped"

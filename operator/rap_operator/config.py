@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from analyzer_runtime.db.budget import DEFAULT_RESERVED
+from analyzer_runtime.ledger.budget import DEFAULT_RESERVED
 from rap_operator.policy import DEFAULT_HOSTS, USABLE_LABEL, Policy
 
 

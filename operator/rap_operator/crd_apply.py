@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from analyzer_runtime.spec.types import API_GROUP
+from analyzer_runtime.contract.types import API_GROUP
 
 FIELD_MANAGER = "rap-analyzer-crds"
 # The CRDs the chart ships; the hook's RBAC names exactly these.

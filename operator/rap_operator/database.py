@@ -26,14 +26,14 @@ from typing import Any
 
 import asyncpg
 
-from analyzer_runtime.db.budget import ServerLimits, read_limits
-from analyzer_runtime.db.connect import (
+from analyzer_runtime.ledger.budget import ServerLimits, read_limits
+from analyzer_runtime.ledger.connect import (
     DatabaseUnavailable,
     create_pool,
     host_of,
     is_connection_error,
 )
-from analyzer_runtime.db.migrate import ADOPT_HINT, applied, available, is_legacy, migrate
+from analyzer_runtime.ledger.migrate import ADOPT_HINT, applied, available, is_legacy, migrate
 
 CONNECT_TIMEOUT = float(os.environ.get("RAP_DB_CONNECT_TIMEOUT", "5"))
 # One status refresh reads O(shards) rows: milliseconds when the server answers.

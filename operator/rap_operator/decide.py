@@ -19,8 +19,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from analyzer_runtime import protocol
-from analyzer_runtime.status import JobObservation, ShardCounters, compute_status, is_terminal
+from analyzer_runtime.contract.status import (
+    JobObservation,
+    ShardCounters,
+    compute_status,
+    is_terminal,
+)
+from analyzer_runtime.ledger import shards as shard_ledger
 from rap_operator import budget, kinds, manifests, pods, queue
 
 JSON = dict[str, Any]
@@ -34,7 +39,7 @@ class Observation:
     """What one refresh saw of a planned run: the ledger's counters, the Job (after
     job_action was carried out), the connection budget's share and the pods' problems."""
 
-    run: protocol.Run
+    run: shard_ledger.Run
     shards: list[ShardCounters]
     job: JSON | None
     now: datetime
@@ -46,7 +51,7 @@ class Observation:
 
     @property
     def unfinished(self) -> bool:
-        return self.run.state not in protocol.TERMINAL_RUN_STATES
+        return self.run.state not in shard_ledger.TERMINAL_RUN_STATES
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,7 @@ class Decision:
         return str(self.status["phase"])
 
 
-def job_body(body: JSON, run: protocol.Run) -> JSON:
+def job_body(body: JSON, run: shard_ledger.Run) -> JSON:
     """The resource as the Job must see it: the planned spec, with the fields that may
     change after planning taken from the live spec."""
     live = body.get("spec") or {}
@@ -83,7 +88,9 @@ def job_body(body: JSON, run: protocol.Run) -> JSON:
     return {**body, "spec": spec}
 
 
-def job_action(body: JSON, run: protocol.Run, job: JSON | None, parallelism: int) -> JSON | None:
+def job_action(
+    body: JSON, run: shard_ledger.Run, job: JSON | None, parallelism: int
+) -> JSON | None:
     """The Job the run should have, at `parallelism`: the whole resource to build it
     from when there is no Job ({"create": body}), the spec patch when the Job differs
     ({"patch": spec}), None when it is as it should be."""

@@ -23,8 +23,12 @@ import asyncpg
 import kopf
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from analyzer_runtime.credentials import redact
-from analyzer_runtime.db.connect import DatabaseUnavailable, InvalidDatabaseURL, is_connection_error
+from analyzer_runtime.contract.redaction import redact
+from analyzer_runtime.ledger.connect import (
+    DatabaseUnavailable,
+    InvalidDatabaseURL,
+    is_connection_error,
+)
 from rap_operator.database import NotMigrated
 from rap_operator.validation import InvalidRun, MissingInput, PolicyDenied
 

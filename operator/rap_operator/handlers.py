@@ -21,8 +21,8 @@ from typing import Any
 
 import kopf
 
-from analyzer_runtime import protocol
-from analyzer_runtime.db.connect import DatabaseUnavailable
+from analyzer_runtime.ledger import shards as shard_ledger
+from analyzer_runtime.ledger.connect import DatabaseUnavailable
 from rap_operator import budget, database, kinds, kube, manifests, metrics, queue, sweep
 from rap_operator.config import OperatorConfig
 from rap_operator.reconcile import (
@@ -262,9 +262,9 @@ async def _cancelled(body: dict[str, Any], url: str | None) -> None:
         url = url or await planned_database(body, CONFIG)
         pool = await database.pool(url)
         async with database.acquire(pool) as conn:
-            run = await protocol.find_run(conn, body["metadata"]["uid"])
+            run = await shard_ledger.find_run(conn, body["metadata"]["uid"])
             if run is not None:
-                await protocol.set_run_state(conn, run.id, "cancelled")
+                await shard_ledger.set_run_state(conn, run.id, "cancelled")
     except (MissingInput, DatabaseUnavailable, database.NotMigrated, OSError) as exc:
         log.warning("could not mark run %s cancelled: %s", body["metadata"]["name"], exc)
 

@@ -8,8 +8,8 @@ import os
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from analyzer_runtime.db.connect import POOL_MODE_ENV, pool_mode
-from analyzer_runtime.protocol import STOP_GRACE_ENV
+from analyzer_runtime.ledger.connect import POOL_MODE_ENV, pool_mode
+from analyzer_runtime.ledger.shards import STOP_GRACE_ENV
 from rap_operator import queue
 from rap_operator.config import OperatorConfig, database_secret
 
@@ -98,7 +98,7 @@ def _env(
         {"name": "HOME", "value": TMP_PATH},
     ]
     # Pods reach the database the way the operator does: through PgBouncer in
-    # transaction pooling when the chart says so (analyzer_runtime/db/connect.py).
+    # transaction pooling when the chart says so (analyzer_runtime/ledger/connect.py).
     if os.environ.get(POOL_MODE_ENV):
         env.append({"name": POOL_MODE_ENV, "value": pool_mode()})
     # How long a stopped (preempted, drained) shard finishes its batch: the chart's.

@@ -36,7 +36,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from analyzer_runtime.analyzers.llm.presets import PRESETS
-from analyzer_runtime.spec.scrape_models import GENIUS_API, SPOTIFY_API, SPOTIFY_TOKEN_URL
+from analyzer_runtime.contract.scrape_models import GENIUS_API, SPOTIFY_API, SPOTIFY_TOKEN_URL
 
 JSON = dict[str, Any]
 USABLE_LABEL = "rapanalyzer.io/usable-by-runs"

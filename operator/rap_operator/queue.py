@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from analyzer_runtime.spec.models import QUEUE_LABEL
+from analyzer_runtime.contract.models import QUEUE_LABEL
 
 JSON = dict[str, Any]
 GROUP = "kueue.x-k8s.io"

@@ -11,12 +11,12 @@ same tracks would wait in `OverlapsRun` for ever. So the ledger is swept as well
 - at once when planning a run overlaps a run whose resource is gone (reconcile.py
   cancels it and plans again in the same pass).
 
-Only runs an operator drives are looked at (`protocol.operator_runs`: planned for a
+Only runs an operator drives are looked at (`shard_ledger.operator_runs`: planned for a
 namespace, no local driver); a run of a namespace this operator does not watch is
 left to the operator that does. A run is gone when a GET of its kind, namespace and
 name answers 404, or answers an object with another uid (deleted and re-created
 under the same name). Any other answer (403, the API server down) leaves it alone.
-The cancel is the DELETED handler's: `protocol.set_run_state(..., "cancelled")`.
+The cancel is the DELETED handler's: `shard_ledger.set_run_state(..., "cancelled")`.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from typing import Any
 import asyncpg
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from analyzer_runtime import protocol
-from analyzer_runtime.db.connect import host_of
+from analyzer_runtime.ledger import shards as shard_ledger
+from analyzer_runtime.ledger.connect import host_of
 from rap_operator import database, kinds, kube
 from rap_operator.config import OperatorConfig
 
@@ -43,7 +43,7 @@ TICK_SECONDS = 2.0
 on_cancelled: list[Callable[[str], None]] = []
 
 
-def sweepable(run: protocol.Run, config: OperatorConfig) -> bool:
+def sweepable(run: shard_ledger.Run, config: OperatorConfig) -> bool:
     """Whether this operator may sweep `run`: planned for a resource (a namespace),
     driven by no local runner, of a kind it reconciles, in a namespace it watches."""
     return (
@@ -55,7 +55,7 @@ def sweepable(run: protocol.Run, config: OperatorConfig) -> bool:
     )
 
 
-def gone(run: protocol.Run, resource: Mapping[str, Any] | None) -> bool:
+def gone(run: shard_ledger.Run, resource: Mapping[str, Any] | None) -> bool:
     """Whether the run's resource no longer exists: nothing of that name (404), or an
     object re-created under the same name (another uid)."""
     if resource is None:
@@ -69,7 +69,7 @@ def due(urls: Iterable[str], swept: Mapping[str, float], now: float, interval: f
 
 
 async def cancel_if_gone(
-    conn: asyncpg.Connection, run: protocol.Run, config: OperatorConfig
+    conn: asyncpg.Connection, run: shard_ledger.Run, config: OperatorConfig
 ) -> bool:
     """Cancel `run` in the ledger when its resource is gone; returns whether it did."""
     if not sweepable(run, config):
@@ -83,7 +83,7 @@ async def cancel_if_gone(
         return False
     if not gone(run, resource):
         return False
-    await protocol.set_run_state(conn, run.id, "cancelled")
+    await shard_ledger.set_run_state(conn, run.id, "cancelled")
     log.info(
         "sweep: %s %s/%s (uid %s) no longer exists; its run is marked cancelled in the ledger",
         run.kind, run.namespace, run.name, run.uid,
@@ -99,7 +99,7 @@ async def sweep_database(url: str, config: OperatorConfig) -> list[str]:
     async with database.acquire(pool) as conn:
         return [
             r.uid
-            for r in await protocol.operator_runs(conn)
+            for r in await shard_ledger.operator_runs(conn)
             if await cancel_if_gone(conn, r, config)
         ]
 

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from analyzer_runtime.analyzers import registry
-from analyzer_runtime.spec import AnalysisRunManifest, format_validation_error, load_manifest
+from analyzer_runtime.contract import AnalysisRunManifest, format_validation_error, load_manifest
 from rap_operator import kube, policy
 from rap_operator.config import OperatorConfig, database_secret
 

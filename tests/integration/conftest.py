@@ -15,8 +15,8 @@ import asyncpg
 import pytest
 
 from analyzer_runtime.db import embedded
-from analyzer_runtime.db.connect import create_pool
-from analyzer_runtime.db.migrate import migrate
+from analyzer_runtime.ledger.connect import create_pool
+from analyzer_runtime.ledger.migrate import migrate
 
 TEMPLATE = "rap_template"
 _counter = itertools.count()

@@ -14,8 +14,8 @@ from rap_devtools import legacy_platform
 from rap_operator import database
 
 from analyzer_runtime.db import adopt as adoption
-from analyzer_runtime.db.migrate import applied
 from analyzer_runtime.db.schema_shape import TableShape, describe
+from analyzer_runtime.ledger.migrate import applied
 from tests.integration.clirun import cli
 
 N_TRACKS = 2_400
@@ -459,8 +459,8 @@ def test_an_adopted_corpus_runs_and_its_legacy_labels_count(
     assert 0.8 * (N_TRACKS - 100) < labelled[0] < N_TRACKS - 100
 
     # An llm run told that qwen-3-4b-fp8's labels count selects only the tracks it missed.
-    from analyzer_runtime.planner import plan_manifest
-    from analyzer_runtime.spec import load_manifest
+    from analyzer_runtime.contract import load_manifest
+    from analyzer_runtime.ledger.planner import plan_manifest
 
     monkeypatch.setenv("NOVITA_API_KEY", "not-used-by-planning")
 

@@ -11,9 +11,9 @@ from collections import Counter
 import asyncpg
 import pytest
 
-from analyzer_runtime import protocol
-from analyzer_runtime.db.connect import create_pool
-from analyzer_runtime.protocol import Claimer, ItemUpdate
+from analyzer_runtime.ledger import shards as shard_ledger
+from analyzer_runtime.ledger.connect import create_pool
+from analyzer_runtime.ledger.shards import Claimer, ItemUpdate
 
 CLAIMERS = 64
 BATCH = 5
@@ -32,7 +32,7 @@ async def test_64_concurrent_claimers_take_every_item_exactly_once(
     db_url: str, items: int, shards: int
 ) -> None:
     admin = await asyncpg.connect(db_url)
-    plan = await protocol.record_plan(
+    plan = await shard_ledger.record_plan(
         admin, uid="contention", name="contention", namespace=None, kind="AnalysisRun",
         spec={}, shards=shards, analyzer_type="x", model_version="1",
         item_ids=range(1, items + 1),
@@ -59,7 +59,7 @@ async def test_64_concurrent_claimers_take_every_item_exactly_once(
         while not stop.is_set():
             try:
                 async with beats.acquire() as conn:
-                    await protocol.renew_leases(conn, rid, shard, me)
+                    await shard_ledger.renew_leases(conn, rid, shard, me)
             except asyncpg.PostgresError as exc:
                 errors.append(exc)
             await asyncio.sleep(0.02)
@@ -68,9 +68,9 @@ async def test_64_concurrent_claimers_take_every_item_exactly_once(
         conn, me, shard = conns[k], Claimer.new(600.0), k % shards
         beat = asyncio.create_task(heartbeat(shard, me))
         try:
-            await protocol.claim_shard(conn, rid, shard)
+            await shard_ledger.claim_shard(conn, rid, shard)
             while True:
-                batch = await protocol.next_batch(conn, rid, shard, BATCH, me)
+                batch = await shard_ledger.next_batch(conn, rid, shard, BATCH, me)
                 if not batch:
                     return
                 for c in batch:
@@ -78,7 +78,7 @@ async def test_64_concurrent_claimers_take_every_item_exactly_once(
                     if c.item_id in holder:
                         double_holds.append((c.item_id, holder[c.item_id], me.identity))
                     holder[c.item_id] = me.identity
-                moved = await protocol.commit_batch(
+                moved = await shard_ledger.commit_batch(
                     conn, rid, shard, [ItemUpdate(c.item_id, "done") for c in batch], me,
                     write=lambda c, ids, who=me.identity: write(c, ids, who),
                 )  # fmt: skip
@@ -109,7 +109,7 @@ async def test_64_concurrent_claimers_take_every_item_exactly_once(
         rid,
     )
     assert [tuple(r) for r in states] == [("done", items, 1)]
-    shard_rows = await protocol.read_shards(admin, rid)
+    shard_rows = await shard_ledger.read_shards(admin, rid)
     assert sum(s.processed for s in shard_rows) == items
     # Several claimers really did work on each shard at once (otherwise this tests nothing).
     by_claimer = await admin.fetchval("SELECT count(DISTINCT claimer) FROM written")

@@ -20,11 +20,13 @@ import numpy as np
 import pytest
 from rap_operator import database
 
-from analyzer_runtime import planner, protocol, search
+from analyzer_runtime import search
 from analyzer_runtime.db import roles as db_roles
-from analyzer_runtime.db.connect import POOL_MODE_ENV, create_pool
-from analyzer_runtime.db.migrate import available
-from analyzer_runtime.planner import Selection
+from analyzer_runtime.ledger import planner
+from analyzer_runtime.ledger import shards as shard_ledger
+from analyzer_runtime.ledger.connect import POOL_MODE_ENV, create_pool
+from analyzer_runtime.ledger.migrate import available
+from analyzer_runtime.ledger.planner import Selection
 from analyzer_runtime.seed import seed
 
 _n = itertools.count()
@@ -132,7 +134,7 @@ async def test_roles_are_not_superusers_and_hold_no_server_roles(fresh: Setup) -
     assert owners and set(owners.values()) == {fresh.roles.owner}
 
 
-async def _plan_on(conn: asyncpg.Connection, uid: str) -> protocol.Run:
+async def _plan_on(conn: asyncpg.Connection, uid: str) -> shard_ledger.Run:
     from analyzer_runtime.analyzers import registry
 
     a = registry.create(ANALYZER)
@@ -145,7 +147,7 @@ async def _plan_on(conn: asyncpg.Connection, uid: str) -> protocol.Run:
     return res.run
 
 
-async def _plan(url: str, uid: str) -> protocol.Run:
+async def _plan(url: str, uid: str) -> shard_ledger.Run:
     # The operator plans with its DATABASE_URL: the runtime role.
     conn = await asyncpg.connect(url)
     try:

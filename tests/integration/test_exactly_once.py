@@ -16,11 +16,12 @@ from pathlib import Path
 import asyncpg
 import psutil
 
-from analyzer_runtime import planner, protocol
+from analyzer_runtime.contract import load_manifest
 from analyzer_runtime.db import embedded
-from analyzer_runtime.db.migrate import migrate
+from analyzer_runtime.ledger import planner
+from analyzer_runtime.ledger import shards as shard_ledger
+from analyzer_runtime.ledger.migrate import migrate
 from analyzer_runtime.seed import seed
-from analyzer_runtime.spec import load_manifest
 from tests.integration.clirun import cli, spawn
 
 
@@ -33,7 +34,7 @@ def _yaml(tmp: Path, name: str, spec: str, file: str | None = None) -> Path:
     return path
 
 
-async def _plan(conn: asyncpg.Connection, path: Path, uid: str) -> protocol.Run:
+async def _plan(conn: asyncpg.Connection, path: Path, uid: str) -> shard_ledger.Run:
     plan = await planner.plan_manifest(conn, load_manifest(path.read_text()), uid)
     return plan.run
 
@@ -78,7 +79,7 @@ async def test_resume_uses_the_planned_spec_and_refuses_a_differing_yaml(
     assert res.returncode == 0, res.stdout + res.stderr
     assert "600/600 (100.0%)" in res.stdout
     async with pool.acquire() as conn:
-        shards = await protocol.read_shards(conn, run.id)
+        shards = await shard_ledger.read_shards(conn, run.id)
         assert [s.state for s in shards] == ["done"] * 3
         assert await conn.fetchval("SELECT count(*) FROM analysis_results") == 600
     # Resuming a finished run does nothing and says so.
@@ -100,7 +101,7 @@ async def test_four_resumers_at_once_analyze_every_track_once(
     async with pool.acquire() as conn:
         # Every item done, claimed exactly once, never charged a crash.
         assert await _item_states(conn, run.id) == {("done", 1, 0): 1000}
-        shards = await protocol.read_shards(conn, run.id)
+        shards = await shard_ledger.read_shards(conn, run.id)
         assert sum(s.processed for s in shards) == 1000 and sum(s.failed for s in shards) == 0
         assert await conn.fetchval("SELECT count(*) FROM analysis_results") == 1000
         assert await conn.fetchval("SELECT state FROM runs WHERE id = $1", run.id) == "succeeded"
@@ -169,7 +170,7 @@ async def test_a_track_that_kills_its_process_is_the_only_one_failed(
         # Its 49 batch-mates were charged one crash each, then analyzed alone and kept.
         assert sum(1 for r in rows if r["crashes"] == 1 and r["state"] == "done") == 49
         assert await conn.fetchval("SELECT count(*) FROM analysis_results") == 199
-        (s,) = await protocol.read_shards(conn, run.id)
+        (s,) = await shard_ledger.read_shards(conn, run.id)
         assert (s.processed, s.failed) == (199, 1)
 
 
@@ -286,7 +287,7 @@ async def test_a_run_planned_with_a_version_this_code_lacks_writes_nothing(
     await seed(pool, 20)
     async with pool.acquire() as conn:
         ids = [r[0] for r in await conn.fetch("SELECT id FROM tracks")]
-        await protocol.record_plan(
+        await shard_ledger.record_plan(
             conn, uid="u-v2", name="v2", namespace=None, kind="AnalysisRun",
             spec={"analyzer": "algorithmic", "analyzerVersion": "2.0.0", "shards": 1},
             shards=1, analyzer_type="algorithmic", model_version="2.0.0", item_ids=ids,

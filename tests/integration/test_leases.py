@@ -13,12 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analyzer_runtime import protocol
-from analyzer_runtime.protocol import Claimer, ItemUpdate
+from analyzer_runtime.ledger import shards as shard_ledger
+from analyzer_runtime.ledger.shards import Claimer, ItemUpdate
 
 
 async def _plan(conn: asyncpg.Connection, uid: str, n: int, shards: int = 1) -> int:
-    res = await protocol.record_plan(
+    res = await shard_ledger.record_plan(
         conn, uid=uid, name=uid, namespace=None, kind="AnalysisRun", spec={"analyzer": "x"},
         shards=shards, analyzer_type="x", model_version="1", item_ids=list(range(1, n + 1)),
     )  # fmt: skip
@@ -34,7 +34,7 @@ async def _expire(conn: asyncpg.Connection, run_id: int) -> None:
     )
 
 
-def _ids(items: list[protocol.ClaimedItem]) -> list[int]:
+def _ids(items: list[shard_ledger.ClaimedItem]) -> list[int]:
     return [c.item_id for c in items]
 
 
@@ -45,17 +45,17 @@ async def test_concurrent_claimers_take_disjoint_items(pool: asyncpg.Pool) -> No
 
     async def claim(c: Claimer) -> list[int]:
         async with pool.acquire() as conn:
-            return _ids(await protocol.next_batch(conn, rid, 0, 30, c))
+            return _ids(await shard_ledger.next_batch(conn, rid, 0, 30, c))
 
     got = await asyncio.gather(*(claim(c) for c in claimers))
     flat = [i for g in got for i in g]
     assert len(flat) == len(set(flat)) == 100  # every item once, nobody twice
     async with pool.acquire() as conn:
         # Nothing claimable while every lease is live: a fifth claimer gets nothing...
-        assert await protocol.next_batch(conn, rid, 0, 30, Claimer.new(30)) == []
+        assert await shard_ledger.next_batch(conn, rid, 0, 30, Claimer.new(30)) == []
         # ...and waits, it does not finish the shard.
-        assert not await protocol.finish_shard(conn, rid, 0)
-        wait = await protocol.seconds_to_next_lease(conn, rid, 0)
+        assert not await shard_ledger.finish_shard(conn, rid, 0)
+        wait = await shard_ledger.seconds_to_next_lease(conn, rid, 0)
         assert wait is not None and 25 < wait <= 30
 
 
@@ -68,21 +68,21 @@ async def test_only_the_holder_completes_and_writes(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         rid = await _plan(conn, "holder", 4)
         a, b = Claimer.new(30), Claimer.new(30)
-        assert _ids(await protocol.next_batch(conn, rid, 0, 2, a)) == [1, 2]
+        assert _ids(await shard_ledger.next_batch(conn, rid, 0, 2, a)) == [1, 2]
         ups = [ItemUpdate(1, "done"), ItemUpdate(2, "done")]
         # B never held them: nothing moves, nothing is written, nothing counted.
-        assert await protocol.commit_batch(conn, rid, 0, ups, b, write=write) == {
+        assert await shard_ledger.commit_batch(conn, rid, 0, ups, b, write=write) == {
             "done": 0, "failed": 0, "skipped": 0,
         }  # fmt: skip
         assert written == []
         # A's lease expires and B takes the items over: A's late commit is refused too.
         await _expire(conn, rid)
-        assert _ids(await protocol.next_batch(conn, rid, 0, 2, b)) == [1]  # a suspect: alone
-        moved = await protocol.commit_batch(conn, rid, 0, ups, a, write=write)
+        assert _ids(await shard_ledger.next_batch(conn, rid, 0, 2, b)) == [1]  # a suspect: alone
+        moved = await shard_ledger.commit_batch(conn, rid, 0, ups, a, write=write)
         assert moved["done"] == 1 and written == [frozenset({2})]  # 2 was still A's
-        moved = await protocol.commit_batch(conn, rid, 0, ups[:1], b, write=write)
+        moved = await shard_ledger.commit_batch(conn, rid, 0, ups[:1], b, write=write)
         assert moved["done"] == 1 and written[-1] == frozenset({1})
-        (s,) = await protocol.read_shards(conn, rid)
+        (s,) = await shard_ledger.read_shards(conn, rid)
         assert s.processed == 2
 
 
@@ -92,21 +92,21 @@ async def test_crashes_are_charged_on_expiry_only_and_suspects_go_alone(
     async with pool.acquire() as conn:
         rid = await _plan(conn, "suspects", 8)
         dead = Claimer.new(30)
-        assert _ids(await protocol.next_batch(conn, rid, 0, 5, dead)) == [1, 2, 3, 4, 5]
+        assert _ids(await shard_ledger.next_batch(conn, rid, 0, 5, dead)) == [1, 2, 3, 4, 5]
         # A released lease (a stop, not a crash) charges nothing.
         polite = Claimer.new(30)
-        await protocol.release_leases(conn, rid, dead)
-        first = await protocol.next_batch(conn, rid, 0, 5, polite)
+        await shard_ledger.release_leases(conn, rid, dead)
+        first = await shard_ledger.next_batch(conn, rid, 0, 5, polite)
         assert _ids(first) == [1, 2, 3, 4, 5] and all(c.crashes == 0 for c in first)
         # The holder dies: its leases expire with the items unfinished.
         await _expire(conn, rid)
         heir = Claimer.new(30)
         for expected in (1, 2, 3, 4, 5):  # each suspect alone, charged one crash
-            (c,) = await protocol.next_batch(conn, rid, 0, 5, heir)
+            (c,) = await shard_ledger.next_batch(conn, rid, 0, 5, heir)
             assert (c.item_id, c.crashes, c.attempts) == (expected, 1, 3 if expected else 0)
-            await protocol.commit_batch(conn, rid, 0, [ItemUpdate(c.item_id, "done")], heir)
+            await shard_ledger.commit_batch(conn, rid, 0, [ItemUpdate(c.item_id, "done")], heir)
         # Healthy items after the suspects go in one batch again, uncharged.
-        rest = await protocol.next_batch(conn, rid, 0, 5, heir)
+        rest = await shard_ledger.next_batch(conn, rid, 0, 5, heir)
         assert _ids(rest) == [6, 7, 8] and all(c.crashes == 0 for c in rest)
 
 
@@ -114,52 +114,52 @@ async def test_suspect_batches_stop_before_the_next_suspect(pool: asyncpg.Pool) 
     async with pool.acquire() as conn:
         rid = await _plan(conn, "prefix", 6)
         a = Claimer.new(30)
-        await protocol.next_batch(conn, rid, 0, 6, a)
-        await protocol.commit_batch(conn, rid, 0, [ItemUpdate(i, "done") for i in (1, 2, 3)], a)
-        await protocol.release_leases(conn, rid, a)  # give back 4, 5 and 6
+        await shard_ledger.next_batch(conn, rid, 0, 6, a)
+        await shard_ledger.commit_batch(conn, rid, 0, [ItemUpdate(i, "done") for i in (1, 2, 3)], a)
+        await shard_ledger.release_leases(conn, rid, a)  # give back 4, 5 and 6
         b = Claimer.new(30)
-        assert _ids(await protocol.next_batch(conn, rid, 0, 1, b)) == [4]
+        assert _ids(await shard_ledger.next_batch(conn, rid, 0, 1, b)) == [4]
         await _expire(conn, rid)  # B dies holding 4
         c = Claimer.new(30)
-        (suspect,) = await protocol.next_batch(conn, rid, 0, 6, c)
+        (suspect,) = await shard_ledger.next_batch(conn, rid, 0, 6, c)
         assert (suspect.item_id, suspect.crashes) == (4, 1)
-        assert _ids(await protocol.next_batch(conn, rid, 0, 6, c)) == [5, 6]
+        assert _ids(await shard_ledger.next_batch(conn, rid, 0, 6, c)) == [5, 6]
 
 
 async def test_heartbeat_renews_and_notices_lost_leases(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         rid = await _plan(conn, "renew", 3)
         a = Claimer.new(5)
-        await protocol.next_batch(conn, rid, 0, 3, a)
+        await shard_ledger.next_batch(conn, rid, 0, 3, a)
         before = await conn.fetchval("SELECT max(lease_expires) FROM run_items")
         a.lease_seconds = 60
-        assert await protocol.renew_leases(conn, rid, 0, a) == 3
+        assert await shard_ledger.renew_leases(conn, rid, 0, a) == 3
         after = await conn.fetchval("SELECT min(lease_expires) FROM run_items")
         assert after > before
         hb = await conn.fetchval("SELECT heartbeat_at FROM run_shards WHERE run_id = $1", rid)
         assert hb is not None
         await _expire(conn, rid)
         b = Claimer.new(30)
-        await protocol.next_batch(conn, rid, 0, 3, b)  # takes item 1 (a suspect)
-        assert await protocol.renew_leases(conn, rid, 0, a) == 2
+        await shard_ledger.next_batch(conn, rid, 0, 3, b)  # takes item 1 (a suspect)
+        assert await shard_ledger.renew_leases(conn, rid, 0, a) == 2
 
 
 async def test_work_on_an_item_no_longer_held_raises_lease_lost(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         rid = await _plan(conn, "lost", 1)
         a, b = Claimer.new(30), Claimer.new(30)
-        await protocol.next_batch(conn, rid, 0, 1, a)
+        await shard_ledger.next_batch(conn, rid, 0, 1, a)
         wrote: list[frozenset[int]] = []
 
         async def write(_: asyncpg.Connection, ids: frozenset[int]) -> None:
             wrote.append(ids)
 
-        await protocol.commit_batch(conn, rid, 0, [], a, write=write, holding=[1])
+        await shard_ledger.commit_batch(conn, rid, 0, [], a, write=write, holding=[1])
         assert wrote == [frozenset({1})]
         await _expire(conn, rid)
-        await protocol.next_batch(conn, rid, 0, 1, b)
-        with pytest.raises(protocol.LeaseLost):
-            await protocol.commit_batch(conn, rid, 0, [], a, write=write, holding=[1])
+        await shard_ledger.next_batch(conn, rid, 0, 1, b)
+        with pytest.raises(shard_ledger.LeaseLost):
+            await shard_ledger.commit_batch(conn, rid, 0, [], a, write=write, holding=[1])
         assert len(wrote) == 1
 
 
@@ -216,8 +216,8 @@ async def _scenario(url: str, uid: str, steps: list[tuple[str, int, object]]) ->
         claimers = [Claimer.new(30) for _ in range(3)]
         model = Model()
 
-        async def claim(c: Claimer, size: int) -> list[protocol.ClaimedItem]:
-            got = await protocol.next_batch(conn, rid, 0, size, c)
+        async def claim(c: Claimer, size: int) -> list[shard_ledger.ClaimedItem]:
+            got = await shard_ledger.next_batch(conn, rid, 0, size, c)
             # Suspects go alone; the charges are exactly the expiries of unfinished items.
             assert len(got) <= 1 or all(x.crashes == 0 for x in got), got
             for x in got:
@@ -234,7 +234,7 @@ async def _scenario(url: str, uid: str, steps: list[tuple[str, int, object]]) ->
                     [(uid, i) for i in sorted(ids & done)],
                 )
 
-            moved = await protocol.commit_batch(conn, rid, 0, ups, c, write=write)
+            moved = await shard_ledger.commit_batch(conn, rid, 0, ups, c, write=write)
             expected = model.moves({u.item_id for u in ups}, c.identity)
             assert sum(moved.values()) == len(expected)  # only the holder's items move
 
@@ -249,7 +249,7 @@ async def _scenario(url: str, uid: str, steps: list[tuple[str, int, object]]) ->
                     if model.holder.get(i) == c.identity:
                         del model.holder[i]
                         model.expired.discard(i)
-                await protocol.release_leases(conn, rid, c)
+                await shard_ledger.release_leases(conn, rid, c)
             elif op == "crash":  # the process dies: its leases stay until they expire
                 claimers[who] = Claimer.new(30)
             elif op == "expire":
@@ -270,7 +270,7 @@ async def _scenario(url: str, uid: str, steps: list[tuple[str, int, object]]) ->
                     for x in batch
                 ],
             )
-        assert await protocol.finish_shard(conn, rid, 0)
+        assert await shard_ledger.finish_shard(conn, rid, 0)
 
         states = dict(
             await conn.fetch(
@@ -279,7 +279,7 @@ async def _scenario(url: str, uid: str, steps: list[tuple[str, int, object]]) ->
         )
         assert "pending" not in states and sum(states.values()) == ITEMS
         results = await conn.fetchval("SELECT count(*) FROM prop_results WHERE run = $1", uid)
-        (s,) = await protocol.read_shards(conn, rid)
+        (s,) = await shard_ledger.read_shards(conn, rid)
         # Counters equal the rows; exactly one result per item that ended done.
         assert (s.processed, s.failed, s.skipped) == (
             states.get("done", 0), states.get("failed", 0), states.get("skipped", 0),

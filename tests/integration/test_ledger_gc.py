@@ -15,10 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analyzer_runtime import ledger_gc, localrun, protocol
-from analyzer_runtime.protocol import Claimer, ItemUpdate
+from analyzer_runtime import localrun
+from analyzer_runtime.contract.status import compute_status
+from analyzer_runtime.ledger import gc as ledger_gc
+from analyzer_runtime.ledger import shards as shard_ledger
+from analyzer_runtime.ledger.shards import Claimer, ItemUpdate
 from analyzer_runtime.seed import seed
-from analyzer_runtime.status import compute_status
 from tests.integration.clirun import ROOT, cli
 from tests.integration.conftest import insert_tracks
 
@@ -33,19 +35,19 @@ async def _age(conn: asyncpg.Connection, run_id: int, days: float) -> None:
 
 async def _work(
     conn: asyncpg.Connection, uid: str, track_ids: list[int], outcome: dict[int, str]
-) -> protocol.Run:
+) -> shard_ledger.Run:
     """Plan a 2-shard run over `track_ids` and work it through the protocol: each item
     ends as `outcome` says (done writes a result), then the run is finished."""
-    plan = await protocol.record_plan(
+    plan = await shard_ledger.record_plan(
         conn, uid=uid, name=uid, namespace=None, kind="AnalysisRun", spec={"analyzer": "x"},
         shards=2, analyzer_type="x", model_version=uid, item_ids=track_ids,
     )  # fmt: skip
     run = plan.run
-    await protocol.set_run_state(conn, run.id, "running")
+    await shard_ledger.set_run_state(conn, run.id, "running")
     for shard in (0, 1):
-        await protocol.claim_shard(conn, run.id, shard)
+        await shard_ledger.claim_shard(conn, run.id, shard)
         c = Claimer.new(30)
-        while batch := await protocol.next_batch(conn, run.id, shard, 3, c):
+        while batch := await shard_ledger.next_batch(conn, run.id, shard, 3, c):
             ups = [
                 ItemUpdate(
                     b.item_id,
@@ -63,10 +65,10 @@ async def _work(
                     [(i, uid) for i in done],
                 )
 
-            await protocol.commit_batch(conn, run.id, shard, ups, c, write=write)
-        assert await protocol.finish_shard(conn, run.id, shard)
-    await protocol.set_run_state(conn, run.id, "succeeded")
-    found = await protocol.find_run(conn, uid)
+            await shard_ledger.commit_batch(conn, run.id, shard, ups, c, write=write)
+        assert await shard_ledger.finish_shard(conn, run.id, shard)
+    await shard_ledger.set_run_state(conn, run.id, "succeeded")
+    found = await shard_ledger.find_run(conn, uid)
     assert found is not None
     return found
 
@@ -78,9 +80,9 @@ def _timeless(st: dict[str, Any]) -> dict[str, Any]:
     return {**st, "conditions": conds}
 
 
-async def _computed(conn: asyncpg.Connection, run: protocol.Run) -> dict[str, Any]:
+async def _computed(conn: asyncpg.Connection, run: shard_ledger.Run) -> dict[str, Any]:
     """The status the operator and the local runner compute, at a fixed `now`."""
-    shards = await protocol.read_shards(conn, run.id)
+    shards = await shard_ledger.read_shards(conn, run.id)
     return compute_status(
         generation=3, shards=shards, job=None, previous=None,
         now=datetime(2030, 1, 1, tzinfo=UTC), planned_total=run.total,
@@ -104,12 +106,12 @@ async def test_gc_compacts_a_finished_run_and_its_status_reads_the_same(
         old = await _work(conn, "old-run", ids[:30], outcome)
         young = await _work(conn, "young-run", ids[30:], outcome)
         # An unfinished run, as old as they come: never touched.
-        plan = await protocol.record_plan(
+        plan = await shard_ledger.record_plan(
             conn, uid="running-run", name="running-run", namespace=None, kind="AnalysisRun",
             spec={"analyzer": "x"}, shards=1, analyzer_type="x", model_version="r", item_ids=ids,
         )  # fmt: skip
         running = plan.run
-        await protocol.set_run_state(conn, running.id, "running")
+        await shard_ledger.set_run_state(conn, running.id, "running")
         await conn.execute(
             "UPDATE runs SET created_at = now() - interval '400 days' WHERE id = $1", running.id
         )
@@ -156,7 +158,7 @@ async def test_gc_compacts_a_finished_run_and_its_status_reads_the_same(
         assert await _items(conn, young.id) == before_items["young-run"]
         assert await _items(conn, running.id) == before_items["running-run"]
         assert await conn.fetch("SELECT * FROM analysis_results ORDER BY id") == results_before
-        compacted = await protocol.find_run(conn, "old-run")
+        compacted = await shard_ledger.find_run(conn, "old-run")
         assert compacted is not None and compacted.compacted_at is not None
         assert compacted.state == "succeeded"
 
@@ -214,12 +216,12 @@ async def test_train_and_llm_report_refuse_a_compacted_run(pool: asyncpg.Pool) -
 
     ids = await insert_tracks(pool, [("A", f"t{i}", "w") for i in range(5)])
     async with pool.acquire() as conn:
-        plan = await protocol.record_plan(
+        plan = await shard_ledger.record_plan(
             conn, uid="llm-old", name="llm-old", namespace=None, kind="AnalysisRun",
             spec={"analyzer": "llm"}, shards=1, analyzer_type="llm", model_version="v",
             item_ids=ids,
         )  # fmt: skip
-        await protocol.set_run_state(conn, plan.run.id, "succeeded")
+        await shard_ledger.set_run_state(conn, plan.run.id, "succeeded")
         await _age(conn, plan.run.id, 90)
         report = await ledger_gc.gc(conn, timedelta(days=30))
         assert [r.uid for r in report.runs] == ["llm-old"] and report.removed == 5

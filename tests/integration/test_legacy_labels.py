@@ -22,13 +22,14 @@ import asyncpg
 import pytest
 from rap_devtools.fake_llm import FakeLLM, lyrics_digest
 
-from analyzer_runtime import planner, worker
+from analyzer_runtime import worker
+from analyzer_runtime.contract import load_manifest
+from analyzer_runtime.ledger import planner
+from analyzer_runtime.ledger.planner import Selection
 from analyzer_runtime.legacy_labels import COMPLEXITY_LEVELS
-from analyzer_runtime.planner import Selection
 from analyzer_runtime.quality import training
 from analyzer_runtime.reports import ReportError, collect
 from analyzer_runtime.seed import seed
-from analyzer_runtime.spec import load_manifest
 from tests.integration.clirun import cli
 from tests.integration.llm.support import (  # noqa: F401
     fake,

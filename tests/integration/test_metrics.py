@@ -8,8 +8,9 @@ import urllib.request
 import asyncpg
 from prometheus_client import REGISTRY
 
-from analyzer_runtime import metrics, planner, worker
-from analyzer_runtime.planner import Selection
+from analyzer_runtime import metrics, worker
+from analyzer_runtime.ledger import planner
+from analyzer_runtime.ledger.planner import Selection
 
 from .conftest import insert_tracks
 

@@ -1,6 +1,6 @@
 import asyncpg
 
-from analyzer_runtime.db.migrate import available, migrate
+from analyzer_runtime.ledger.migrate import available, migrate
 
 
 async def test_migrations_are_recorded_and_applied_once(db_url: str) -> None:

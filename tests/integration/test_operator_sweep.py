@@ -16,8 +16,9 @@ from rap_operator import database, kube, pods, reconcile, sweep
 from rap_operator.config import OperatorConfig
 from rap_operator.reconcile import RunMemory
 
-from analyzer_runtime import planner, protocol
-from analyzer_runtime.planner import Selection
+from analyzer_runtime.ledger import planner
+from analyzer_runtime.ledger import shards as shard_ledger
+from analyzer_runtime.ledger.planner import Selection
 
 from .conftest import insert_tracks
 
@@ -45,7 +46,7 @@ def cluster(monkeypatch: pytest.MonkeyPatch) -> dict[tuple[str, str], Any]:
 
 async def _plan(
     conn: asyncpg.Connection, uid: str, namespace: str | None, sel: Selection, version: str = "1"
-) -> protocol.Run:
+) -> shard_ledger.Run:
     plan = await planner.plan_analysis(
         conn, uid=uid, name=f"run-{uid}", namespace=namespace, spec=SPEC, selection=sel,
         shards=2, analyzer_type="algorithmic", model_version=version,
@@ -69,12 +70,12 @@ async def test_the_sweep_cancels_only_operator_runs_whose_resource_is_gone(
             await _plan(conn, uid, ns, Selection(id_from=ids[2 * i], id_to=ids[2 * i + 1]))
         # A local runner's run with a namespace in its YAML, running and interrupted.
         driven = await _plan(conn, "driven", "ns", Selection(id_from=ids[10], id_to=ids[10]))
-        await protocol.set_run_state(conn, driven.id, "running", driver="laptop:42")
+        await shard_ledger.set_run_state(conn, driven.id, "running", driver="laptop:42")
         stopped = await _plan(conn, "stopped", "ns", Selection(id_from=ids[11], id_to=ids[11]))
-        await protocol.set_run_state(conn, stopped.id, "interrupted")
+        await shard_ledger.set_run_state(conn, stopped.id, "interrupted")
         # A finished operator run whose resource is gone keeps its state.
         done = await _plan(conn, "done", "ns", Selection(id_to=ids[0]), version="2")
-        await protocol.set_run_state(conn, done.id, "succeeded")
+        await shard_ledger.set_run_state(conn, done.id, "succeeded")
     cluster[("ns", "run-live")] = "live"
     cluster[("ns", "run-recreated")] = "another-uid"  # deleted, applied again
     cluster[("ns", "run-forbidden")] = ApiException(status=403, reason="Forbidden")

@@ -24,10 +24,12 @@ from rap_devtools.pgbouncer import PGBOUNCER, PgBouncer, pgbouncer
 from rap_devtools.procs import ManagedProcess, free_port
 from rap_devtools.waiting import wait_for
 
-from analyzer_runtime import ledger_gc, planner, protocol
-from analyzer_runtime.db.connect import POOL_MODE_ENV, PoolModeMismatch, create_pool
-from analyzer_runtime.db.migrate import available, migrate
-from analyzer_runtime.planner import Selection
+from analyzer_runtime.ledger import gc as ledger_gc
+from analyzer_runtime.ledger import planner
+from analyzer_runtime.ledger import shards as shard_ledger
+from analyzer_runtime.ledger.connect import POOL_MODE_ENV, PoolModeMismatch, create_pool
+from analyzer_runtime.ledger.migrate import available, migrate
+from analyzer_runtime.ledger.planner import Selection
 from analyzer_runtime.seed import seed
 from tests.integration.conftest import insert_tracks
 from tests.integration.test_ledger_gc import _age, _work
@@ -166,7 +168,7 @@ async def test_three_shard_processes_through_pgbouncer_write_each_result_once(
     for r in results:
         assert r.returncode == 0, r.stderr
     async with pool.acquire() as conn:  # counted directly on the server
-        shards = await protocol.read_shards(conn, run.id)
+        shards = await shard_ledger.read_shards(conn, run.id)
         rows = await conn.fetchval("SELECT count(*) FROM analysis_results")
         distinct = await conn.fetchval("SELECT count(DISTINCT track_id) FROM analysis_results")
         pending = await conn.fetchval("SELECT count(*) FROM run_items WHERE state <> 'done'")

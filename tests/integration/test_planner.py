@@ -5,8 +5,9 @@ import itertools
 import asyncpg
 import pytest
 
-from analyzer_runtime import planner, protocol
-from analyzer_runtime.planner import Selection
+from analyzer_runtime.ledger import planner
+from analyzer_runtime.ledger import shards as shard_ledger
+from analyzer_runtime.ledger.planner import Selection
 
 from .conftest import insert_tracks
 
@@ -72,7 +73,7 @@ async def test_plan_assigns_even_shards_and_is_idempotent(pool: asyncpg.Pool) ->
         # Re-planning the same uid with another selection is a no-op.
         second = await planner.plan_analysis(conn, selection=Selection(limit=1), **kw)
         assert first.created and not second.created and second.run.id == first.run.id
-        shards = await protocol.read_shards(conn, first.run.id)
+        shards = await shard_ledger.read_shards(conn, first.run.id)
         assert sorted(s.total for s in shards) == [7, 7, 8, 8]
         assert sum(s.total for s in shards) == first.run.total == len(ids)
         per_shard = await conn.fetch(
@@ -85,7 +86,7 @@ async def test_plan_assigns_even_shards_and_is_idempotent(pool: asyncpg.Pool) ->
 
 async def test_set_based_plan_assigns_shards_as_assign_shards(pool: asyncpg.Pool) -> None:
     """The server computes each item's shard (issue 16); it must be exactly the
-    contiguous assignment of protocol.assign_shards, empty shards done at once."""
+    contiguous assignment of shard_ledger.assign_shards, empty shards done at once."""
     ids = await _corpus(pool)
     async with pool.acquire() as conn:
         await conn.execute(
@@ -111,13 +112,13 @@ async def test_set_based_plan_assigns_shards_as_assign_shards(pool: asyncpg.Pool
                 plan.run.id,
             )
             assert [r["item_id"] for r in items] == expected
-            assert [r["shard"] for r in items] == protocol.assign_shards(len(expected), shards)
+            assert [r["shard"] for r in items] == shard_ledger.assign_shards(len(expected), shards)
             assert plan.run.total == len(expected)
             assert await conn.fetchval("SELECT total FROM runs WHERE id = $1", plan.run.id) == len(
                 expected
             )
-            rows = await protocol.read_shards(conn, plan.run.id)
-            assert [s.total for s in rows] == protocol.shard_sizes(len(expected), shards)
+            rows = await shard_ledger.read_shards(conn, plan.run.id)
+            assert [s.total for s in rows] == shard_ledger.shard_sizes(len(expected), shards)
             assert [s.state for s in rows] == ["pending" if s.total else "done" for s in rows]
 
 
@@ -127,7 +128,7 @@ async def test_overlap_is_checked_set_based_and_a_refused_plan_leaves_nothing(
     ids = await _corpus(pool)
     kw = dict(namespace=None, spec={}, shards=2, analyzer_type="algorithmic", model_version="1.0.0")
 
-    async def plan(uid: str, sel: Selection) -> protocol.PlanResult:
+    async def plan(uid: str, sel: Selection) -> shard_ledger.PlanResult:
         return await planner.plan_analysis(conn, uid=uid, name=uid, selection=sel, **kw)
 
     async with pool.acquire() as conn:
@@ -139,7 +140,7 @@ async def test_overlap_is_checked_set_based_and_a_refused_plan_leaves_nothing(
         with pytest.raises(planner.OverlapError) as err:
             await plan("shared", Selection(id_from=ids[9], id_to=ids[12]))
         assert err.value.other.uid == "first"
-        assert await protocol.find_run(conn, "shared") is None
+        assert await shard_ledger.find_run(conn, "shared") is None
         assert await conn.fetchval("SELECT count(*) FROM run_items") == 15
         # Only pending work counts: once the first run's item is done, no overlap.
         await conn.execute(

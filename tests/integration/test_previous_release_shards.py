@@ -21,8 +21,8 @@ import asyncpg
 import pytest
 from rap_devtools.previous_release import materialise
 
-from analyzer_runtime import protocol
-from analyzer_runtime.db.migrate import available, migrate
+from analyzer_runtime.ledger import shards as shard_ledger
+from analyzer_runtime.ledger.migrate import available, migrate
 
 ANALYZER = "algorithmic"
 TRACKS = 3000
@@ -34,9 +34,9 @@ BATCH = 10
 PLAN = """
 import asyncio, os, sys
 import asyncpg
-from analyzer_runtime import planner
+from analyzer_runtime.ledger import planner
 from analyzer_runtime.analyzers import registry
-from analyzer_runtime.planner import Selection
+from analyzer_runtime.ledger.planner import Selection
 
 async def main(uid, shards, batch):
     a = registry.create(sys.argv[4])
@@ -124,9 +124,9 @@ async def _processed(conn: asyncpg.Connection, run_id: int) -> int:
 
 
 async def _assert_exactly_once(conn: asyncpg.Connection, uid: str, total: int) -> None:
-    run = await protocol.find_run(conn, uid)
+    run = await shard_ledger.find_run(conn, uid)
     assert run is not None and run.total == total == TRACKS
-    shards = await protocol.read_shards(conn, run.id)
+    shards = await shard_ledger.read_shards(conn, run.id)
     assert [s.state for s in shards] == ["done"] * SHARDS
     assert sum(s.processed for s in shards) == total
     assert sum(s.failed for s in shards) == 0 and sum(s.skipped for s in shards) == 0
@@ -167,7 +167,7 @@ async def test_previous_release_shards_keep_working_while_this_release_migrates(
     procs: list[subprocess.Popen[str]] = []
     try:
         assert max(await _versions(conn)) < min(new)
-        run = await protocol.find_run(conn, uid)
+        run = await shard_ledger.find_run(conn, uid)
         assert run is not None and run.state == "planned"
         procs = [_shard(db_url, previous, uid, i) for i in range(SHARDS)]
 

@@ -18,10 +18,11 @@ import asyncpg
 import pytest
 from rap_devtools.fake_llm import FakeLLM
 
-from analyzer_runtime import planner, worker
+from analyzer_runtime import worker
+from analyzer_runtime.contract import load_manifest
+from analyzer_runtime.ledger import planner
 from analyzer_runtime.quality import features, storage, training
 from analyzer_runtime.seed import seed
-from analyzer_runtime.spec import load_manifest
 from tests.integration.clirun import cli
 
 # The corpus the issue asks for; QUALITY_TEST_TRACKS makes it smaller on a busy machine.

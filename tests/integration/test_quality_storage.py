@@ -19,7 +19,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from analyzer_runtime import planner
+from analyzer_runtime.ledger import planner
 from analyzer_runtime.quality import MODEL_NAME, storage
 from tests.integration.test_quality import _manifest
 from tests.unit.test_quality_storage import _fitted, _skops_calling, _WritesMarker

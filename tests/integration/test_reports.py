@@ -21,9 +21,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from analyzer_runtime import planner, worker
+from analyzer_runtime import worker
+from analyzer_runtime.contract import load_manifest
+from analyzer_runtime.ledger import planner
 from analyzer_runtime.seed import seed
-from analyzer_runtime.spec import load_manifest
 from tests.integration.clirun import cli
 from tests.integration.llm.support import fake, fake_server, manifest  # noqa: F401
 

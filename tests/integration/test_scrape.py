@@ -15,12 +15,13 @@ import pytest
 from aiohttp import web
 from rap_devtools.fake_genius import FakeConfig, FakeGenius
 
-from analyzer_runtime import planner, protocol
-from analyzer_runtime.db.connect import create_pool
+from analyzer_runtime.contract import load_scrape_manifest
+from analyzer_runtime.ledger import planner
+from analyzer_runtime.ledger import shards as shard_ledger
+from analyzer_runtime.ledger.connect import create_pool
+from analyzer_runtime.ledger.scrape_planning import plan_scrape
 from analyzer_runtime.ratelimit import max_in_window
-from analyzer_runtime.scrape.planning import plan_scrape
 from analyzer_runtime.scrape.worker import run_scrape_shard
-from analyzer_runtime.spec import load_scrape_manifest
 from analyzer_runtime.worker import FatalError
 
 pytestmark = pytest.mark.timeout(180)
@@ -69,7 +70,7 @@ def manifest(base: str, artists: list[str], **spec: Any) -> Any:
 
 async def scrape(
     pool: asyncpg.Pool, m: Any, *, env: dict[str, str] = ENV, window: float = 60.0
-) -> protocol.Run:
+) -> shard_ledger.Run:
     uid = str(uuid.uuid4())
     async with pool.acquire() as conn:
         run = (await plan_scrape(conn, m, uid, m.spec.artists)).run

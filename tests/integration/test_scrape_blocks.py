@@ -15,11 +15,11 @@ import pytest
 from rap_devtools.fake_genius import FakeGenius
 from rap_operator.kinds.scrapejob import SCRAPE
 
-from analyzer_runtime import protocol
-from analyzer_runtime.scrape import store
-from analyzer_runtime.spec.scrape_status import ScrapeJobStatus
-from analyzer_runtime.spec.status_format import SCRAPE_WORDING
-from analyzer_runtime.status import compute_status
+from analyzer_runtime.contract.scrape_status_model import ScrapeJobStatus
+from analyzer_runtime.contract.status import compute_status
+from analyzer_runtime.contract.wording import SCRAPE_WORDING
+from analyzer_runtime.ledger import scrape_store as store
+from analyzer_runtime.ledger import shards as shard_ledger
 from tests.integration.test_scrape import FAST_RETRY, fake, gen, manifest, scrape, totals
 
 __all__ = ["fake", "gen"]  # the shared fake server fixtures
@@ -49,11 +49,11 @@ def events(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     return sent
 
 
-async def job_status(pool: asyncpg.Pool, run: protocol.Run) -> dict[str, Any]:
+async def job_status(pool: asyncpg.Pool, run: shard_ledger.Run) -> dict[str, Any]:
     """The status the operator would patch: common status + the kind's fields."""
     async with pool.acquire() as conn:
-        run = await protocol.find_run(conn, run.uid)  # type: ignore[assignment]
-        shards = await protocol.read_shards(conn, run.id)
+        run = await shard_ledger.find_run(conn, run.uid)  # type: ignore[assignment]
+        shards = await shard_ledger.read_shards(conn, run.id)
         status = compute_status(
             generation=1, shards=shards, job=None, previous=None, now=datetime.now(UTC),
             wording=SCRAPE_WORDING, planned_total=run.total,

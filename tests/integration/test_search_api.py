@@ -19,8 +19,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from analyzer_runtime.api.app import create_app
-from analyzer_runtime.db.connect import create_pool
 from analyzer_runtime.embedding.model import MODEL_NAME, Embedder
+from analyzer_runtime.ledger.connect import create_pool
 from analyzer_runtime.seed import seed
 from tests.integration.clirun import cli_env, serving
 from tests.integration.conftest import TEMPLATE

@@ -11,8 +11,9 @@ import time
 
 import asyncpg
 
-from analyzer_runtime import planner, protocol
-from analyzer_runtime.planner import Selection
+from analyzer_runtime.ledger import planner
+from analyzer_runtime.ledger import shards as shard_ledger
+from analyzer_runtime.ledger.planner import Selection
 from analyzer_runtime.seed import seed
 
 ANALYZER = "algorithmic"
@@ -37,7 +38,7 @@ def _env(db_url: str) -> dict[str, str]:
 
 async def _plan(
     pool: asyncpg.Pool, uid: str, shards: int, batch: int = 50, **sel: object
-) -> protocol.Run:
+) -> shard_ledger.Run:
     from analyzer_runtime.analyzers import registry
 
     a = registry.create(ANALYZER)
@@ -51,9 +52,9 @@ async def _plan(
     return res.run
 
 
-async def _counts(pool: asyncpg.Pool, run: protocol.Run) -> tuple[int, int, int, int]:
+async def _counts(pool: asyncpg.Pool, run: shard_ledger.Run) -> tuple[int, int, int, int]:
     async with pool.acquire() as conn:
-        shards = await protocol.read_shards(conn, run.id)
+        shards = await shard_ledger.read_shards(conn, run.id)
         rows = await conn.fetchval(
             "SELECT count(*) FROM analysis_results WHERE analyzer_type = $1", run.analyzer_type
         )
@@ -91,7 +92,7 @@ async def test_two_parallel_shards_write_one_result_per_track(
     async with pool.acquire() as conn:
         distinct = await conn.fetchval("SELECT count(DISTINCT track_id) FROM analysis_results")
         pending = await conn.fetchval("SELECT count(*) FROM run_items WHERE state = 'pending'")
-        states = [s.state for s in await protocol.read_shards(conn, run.id)]
+        states = [s.state for s in await shard_ledger.read_shards(conn, run.id)]
     assert distinct == rows and pending == 0 and states == ["done", "done"]
 
     # Running a finished shard again changes nothing.
@@ -104,11 +105,13 @@ async def test_two_parallel_shards_write_one_result_per_track(
     assert second.total == 0
 
 
-async def _wait_for(pool: asyncpg.Pool, run: protocol.Run, pred, deadline_s: float = 120) -> None:  # type: ignore[no-untyped-def]
+async def _wait_for(
+    pool: asyncpg.Pool, run: shard_ledger.Run, pred, deadline_s: float = 120
+) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         async with pool.acquire() as conn:
-            shards = await protocol.read_shards(conn, run.id)
+            shards = await shard_ledger.read_shards(conn, run.id)
         if pred(shards):
             return
         await asyncio.sleep(0.02)
@@ -135,7 +138,7 @@ async def test_sigkill_mid_run_then_resume_is_exact(pool: asyncpg.Pool, db_url: 
     assert processed + failed + skipped == 1500
     assert rows == processed
     async with pool.acquire() as conn:
-        (shard,) = await protocol.read_shards(conn, run.id)
+        (shard,) = await shard_ledger.read_shards(conn, run.id)
         dupes = await conn.fetchval(
             "SELECT count(*) FROM (SELECT track_id FROM analysis_results GROUP BY 1 HAVING count(*) > 1) d"
         )

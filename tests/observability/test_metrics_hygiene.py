@@ -35,8 +35,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from analyzer_runtime import planner
-from analyzer_runtime.planner import Selection
+from analyzer_runtime.ledger import planner
+from analyzer_runtime.ledger.planner import Selection
 from tests.integration.clirun import cli_env, spawn
 from tests.integration.conftest import db_url, insert_tracks, pg_server  # noqa: F401 (fixtures)
 
@@ -105,7 +105,7 @@ SHARD = textwrap.dedent(
     """
     import asyncio, sys, threading
     from analyzer_runtime import metrics, worker
-    from analyzer_runtime.db.connect import create_pool
+    from analyzer_runtime.ledger.connect import create_pool
 
     url, uid, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
     assert metrics.serve(port)
@@ -132,8 +132,8 @@ OPERATOR = textwrap.dedent(
     import asyncio, sys, threading
     from datetime import UTC, datetime
     import asyncpg
-    from analyzer_runtime import protocol
-    from analyzer_runtime.status import compute_status
+    from analyzer_runtime.ledger import shards as shard_ledger
+    from analyzer_runtime.contract.status import compute_status
     from rap_operator import handlers, metrics  # everything the operator process loads
 
     url, uid, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -141,8 +141,8 @@ OPERATOR = textwrap.dedent(
     async def main():
         conn = await asyncpg.connect(url)
         try:
-            run = await protocol.find_run(conn, uid)
-            shards = await protocol.read_shards(conn, run.id)
+            run = await shard_ledger.find_run(conn, uid)
+            shards = await shard_ledger.read_shards(conn, run.id)
         finally:
             await conn.close()
         status = compute_status(

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from rap_operator import budget, manifests
 from rap_operator.config import OperatorConfig
 
-from analyzer_runtime.db.budget import (
+from analyzer_runtime.ledger.budget import (
     SHARD_POD_CONNECTIONS,
     Budget,
     ServerLimits,

@@ -20,17 +20,19 @@ from rap_operator.decide import (
     ttl_patch,
 )
 
-from analyzer_runtime import protocol
-from analyzer_runtime.db.budget import Budget
-from analyzer_runtime.status import ShardCounters
+from analyzer_runtime.contract.status import ShardCounters
+from analyzer_runtime.ledger import shards as shard_ledger
+from analyzer_runtime.ledger.budget import Budget
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 UID = "6a7b0c3e-0000-4000-8000-0000000dec1d"
 JSON = dict[str, Any]
 
 
-def _run(total: int = 100, shards: int = 2, state: str = "running", **spec: Any) -> protocol.Run:
-    return protocol.Run(
+def _run(
+    total: int = 100, shards: int = 2, state: str = "running", **spec: Any
+) -> shard_ledger.Run:
+    return shard_ledger.Run(
         id=7, uid=UID, kind="AnalysisRun", namespace="ns", name="r", analyzer_type="algorithmic",
         model_version="1.0.0", spec={"analyzer": "algorithmic", "shards": shards, **spec},
         shards=shards, total=total, state=state, created_at=NOW - timedelta(minutes=5),
@@ -72,7 +74,7 @@ def _share(wanted: int = 2, granted: int = 2, requested: int = 2) -> budget.Shar
 
 
 def _obs(
-    run: protocol.Run, shards: list[ShardCounters], job: JSON | None, **kw: Any
+    run: shard_ledger.Run, shards: list[ShardCounters], job: JSON | None, **kw: Any
 ) -> Observation:
     return Observation(run=run, shards=shards, job=job, now=NOW, **kw)
 

@@ -16,7 +16,7 @@ from rap_operator.database import NotMigrated
 from rap_operator.policy import Violation
 from rap_operator.validation import InvalidRun, MissingInput, PolicyDenied
 
-from analyzer_runtime.db.connect import DatabaseUnavailable, InvalidDatabaseURL
+from analyzer_runtime.ledger.connect import DatabaseUnavailable, InvalidDatabaseURL
 
 
 def _api(status: int, message: str = "boom") -> ApiException:

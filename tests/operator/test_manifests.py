@@ -11,8 +11,8 @@ from rap_operator.config import OperatorConfig
 from rap_operator.kinds import ANALYSIS
 from rap_operator.validation import InvalidRun, check_spec
 
-from analyzer_runtime.spec.models import MUTABLE_AFTER_PLANNING
-from analyzer_runtime.spec.scrape_models import SCRAPE_MUTABLE_AFTER_PLANNING
+from analyzer_runtime.contract.models import MUTABLE_AFTER_PLANNING
+from analyzer_runtime.contract.scrape_models import SCRAPE_MUTABLE_AFTER_PLANNING
 
 UID = "0b6c1c6e-4a8e-4a7e-9d43-2f1e7f0e9a11"
 _refused_changes = ANALYSIS.refused_changes

@@ -9,7 +9,7 @@ from rap_operator import pods
 from rap_operator.decide import job_body
 from rap_operator.reconcile import finished
 
-from analyzer_runtime import protocol
+from analyzer_runtime.ledger import shards as shard_ledger
 
 
 def _body(**status: object) -> dict:  # type: ignore[type-arg]
@@ -31,7 +31,7 @@ def test_finished_only_after_planning_or_for_a_seen_invalid_generation() -> None
 
 
 def test_the_job_is_built_from_the_planned_spec_with_the_live_fields() -> None:
-    run = protocol.Run(
+    run = shard_ledger.Run(
         id=1, uid="u", kind="AnalysisRun", namespace="ns", name="r", analyzer_type="emotion",
         model_version="1.0.0", spec={"analyzer": "emotion", "shards": 4, "batchSize": 10},
         shards=4, total=100, state="running", created_at=datetime.now(UTC), finished_at=None,

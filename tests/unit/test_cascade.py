@@ -15,11 +15,11 @@ from prometheus_client import REGISTRY
 from analyzer_runtime.analyzers.algorithmic import AlgorithmicAnalyzer
 from analyzer_runtime.analyzers.base import AnalysisResult, Analyzer, ItemOutcome, TrackInput
 from analyzer_runtime.analyzers.llm import cascade
+from analyzer_runtime.contract.llm_models import CascadeOptions
+from analyzer_runtime.contract.status import ShardCounters, TokenPricing, compute_status
+from analyzer_runtime.contract.status_model import AnalysisRunStatus
 from analyzer_runtime.corpus.synthetic import generate_tracks
 from analyzer_runtime.quality import agreement, storage
-from analyzer_runtime.spec.llm_models import CascadeOptions
-from analyzer_runtime.spec.status_model import AnalysisRunStatus
-from analyzer_runtime.status import ShardCounters, TokenPricing, compute_status
 
 VERSION = "custom:fake@p1"
 
@@ -225,7 +225,7 @@ def test_estimate_uses_the_models_out_of_fold_share() -> None:
 
 
 def test_the_cli_status_text_shows_the_cascade_and_its_estimate() -> None:
-    from analyzer_runtime.spec.status_format import render_status_text
+    from analyzer_runtime.contract.wording import render_status_text
 
     text = render_status_text(
         {

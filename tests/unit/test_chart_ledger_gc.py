@@ -9,8 +9,8 @@ import pytest
 from rap_devtools.helm import find, only, operator_env, render_chart
 from typer.testing import CliRunner
 
-from analyzer_runtime import ledger_gc
 from analyzer_runtime.cli import app
+from analyzer_runtime.ledger import gc as ledger_gc
 from tests.unit.test_chart_podsecurity import pod_templates, restricted_violations
 
 

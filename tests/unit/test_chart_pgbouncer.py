@@ -26,7 +26,7 @@ from rap_devtools.helm import (
 )
 from rap_operator.config import OperatorConfig
 
-from analyzer_runtime.db.connect import POOL_MODE_ENV, pool_mode
+from analyzer_runtime.ledger.connect import POOL_MODE_ENV, pool_mode
 from tests.unit.test_chart_podsecurity import restricted_violations
 
 PASSWORD = "pgb-s3cret-pw"

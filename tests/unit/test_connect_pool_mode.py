@@ -11,8 +11,8 @@ from rap_operator import manifests
 from rap_operator.config import OperatorConfig
 from rap_operator.kinds import ANALYSIS
 
-from analyzer_runtime.db import connect
-from analyzer_runtime.db.connect import (
+from analyzer_runtime.ledger import connect
+from analyzer_runtime.ledger.connect import (
     CLIENT_CHECK_SETTINGS,
     POOL_MODE_ENV,
     InvalidDatabaseURL,

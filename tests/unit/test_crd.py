@@ -7,8 +7,8 @@ from typing import Any
 
 import yaml
 
-from analyzer_runtime.spec import AnalyzerName
-from analyzer_runtime.spec.crd import generated_files, main, structural_problems
+from analyzer_runtime.contract import AnalyzerName
+from analyzer_runtime.contract.crd import generated_files, main, structural_problems
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -159,7 +159,7 @@ def test_status_shards_schema_is_compact() -> None:
 
 
 def test_reserved_pod_label_and_annotation_keys_are_refused_by_cel_too() -> None:
-    from analyzer_runtime.spec.types import (
+    from analyzer_runtime.contract.types import (
         RESERVED_ANNOTATION_PREFIXES,
         RESERVED_LABEL_PREFIXES,
         RESERVED_LABELS,

@@ -1,4 +1,4 @@
-"""`redact` (analyzer_runtime/credentials.py, re-exported by db.connect) on every form a
+"""`redact` (analyzer_runtime/contract/redaction.py, re-exported by db.connect) on every form a
 database password is written in (issue 23): URL userinfo percent-encoded and pasted
 raw (with '/', '@', ':', spaces ...), `?password=` query parameters, libpq key=value
 DSNs quoted and unquoted, alone and quoted inside an error message. For passwords
@@ -16,8 +16,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from analyzer_runtime.analyzers.llm.redaction import Redactor
-from analyzer_runtime.credentials import MASK
-from analyzer_runtime.db.connect import redact
+from analyzer_runtime.contract.redaction import MASK
+from analyzer_runtime.ledger.connect import redact
 
 HOST, DB = "db.example.internal:5432", "rapdb"
 

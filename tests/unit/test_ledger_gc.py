@@ -1,4 +1,4 @@
-"""The rules of `rap-analyzer db gc` (analyzer_runtime/ledger_gc.py), without a database;
+"""The rules of `rap-analyzer db gc` (analyzer_runtime/ledger/gc.py), without a database;
 tests/integration/test_ledger_gc.py checks the SQL that applies them."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from analyzer_runtime.ledger_gc import item_is_kept, parse_duration, run_is_collectable
-from analyzer_runtime.protocol import TERMINAL_RUN_STATES
+from analyzer_runtime.ledger.gc import item_is_kept, parse_duration, run_is_collectable
+from analyzer_runtime.ledger.shards import TERMINAL_RUN_STATES
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 CUTOFF = NOW - timedelta(days=30)

@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from analyzer_runtime import batch_ledger, batch_status
 from analyzer_runtime.analyzers.base import TrackInput
 from analyzer_runtime.analyzers.llm import batch_lane, presets, prompt
 from analyzer_runtime.analyzers.llm.analyzer import LLMAnalyzer
-from analyzer_runtime.spec.models import LLMOptions
-from analyzer_runtime.spec.status_model import LLMBatches
+from analyzer_runtime.contract.models import LLMOptions
+from analyzer_runtime.contract.status_model import LLMBatches
+from analyzer_runtime.ledger import batch_status
+from analyzer_runtime.ledger import batches as batch_ledger
 
 
 def _tracks(n: int) -> list[TrackInput]:
@@ -204,7 +205,7 @@ def test_the_batch_lane_is_priced_at_the_providers_discount() -> None:
 
 
 def test_the_status_text_shows_the_batches_and_the_batch_estimate() -> None:
-    from analyzer_runtime.spec.status_format import render_status_text
+    from analyzer_runtime.contract.wording import render_status_text
 
     text = render_status_text(
         {

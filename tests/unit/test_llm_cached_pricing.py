@@ -11,7 +11,7 @@ import pytest
 
 from analyzer_runtime.analyzers.llm.client import cached_tokens
 from analyzer_runtime.analyzers.llm.presets import pricing_for_spec
-from analyzer_runtime.status import ShardCounters, TokenPricing, compute_status
+from analyzer_runtime.contract.status import ShardCounters, TokenPricing, compute_status
 
 
 def _shard(prompt: int, completion: int, cached: int) -> ShardCounters:

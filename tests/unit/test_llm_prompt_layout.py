@@ -10,7 +10,7 @@ from rap_devtools.fake_llm import tokens
 
 from analyzer_runtime.analyzers.base import TrackInput
 from analyzer_runtime.analyzers.llm import estimate, presets, prompt
-from analyzer_runtime.spec.llm_models import LLMOptions
+from analyzer_runtime.contract.llm_models import LLMOptions
 
 # Where the first per-request byte may start: the user message's opening.
 OPENING = '{"tracks": [{"id": "'

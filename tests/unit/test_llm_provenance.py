@@ -11,9 +11,9 @@ import pytest
 
 from analyzer_runtime.analyzers.base import TrackInput
 from analyzer_runtime.analyzers.llm import presets, prompt, schema
-from analyzer_runtime.spec import describe_error, load_manifest
-from analyzer_runtime.spec.llm_models import endpoint_host, is_official_endpoint
-from analyzer_runtime.spec.models import LLMOptions
+from analyzer_runtime.contract import describe_error, load_manifest
+from analyzer_runtime.contract.llm_models import endpoint_host, is_official_endpoint
+from analyzer_runtime.contract.models import LLMOptions
 
 NOVITA = "novita:qwen/qwen3-4b-fp8@p1"
 

@@ -11,8 +11,8 @@ import pytest
 from analyzer_runtime.analyzers.llm import presets, prompt, schema
 from analyzer_runtime.analyzers.llm.breaker import CircuitBreaker, State
 from analyzer_runtime.analyzers.llm.prompt import Prompt
-from analyzer_runtime.spec.llm_models import LLMOptions
-from analyzer_runtime.status import ShardCounters, compute_status
+from analyzer_runtime.contract.llm_models import LLMOptions
+from analyzer_runtime.contract.status import ShardCounters, compute_status
 
 ENTRY = {"id": "7", "sentiment": "positive", "confidence": 0.8, "themes": ["money"],
          "complexity": 0.4, "quality": 6, "explicit": False, "summary": "A song."}  # fmt: skip

@@ -14,9 +14,9 @@ from prometheus_client import REGISTRY
 from analyzer_runtime.analyzers.llm.breaker import CircuitBreaker, State
 from analyzer_runtime.analyzers.llm.client import RetrySettings, retry_after_seconds
 from analyzer_runtime.analyzers.llm.redaction import Redactor, _RedactingFilter
+from analyzer_runtime.contract.status import ShardCounters, compute_status
+from analyzer_runtime.contract.status_model import AnalysisRunStatus
 from analyzer_runtime.ratelimit import max_in_window
-from analyzer_runtime.spec.status_model import AnalysisRunStatus
-from analyzer_runtime.status import ShardCounters, compute_status
 
 
 class Clock:

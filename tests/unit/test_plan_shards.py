@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from analyzer_runtime.protocol import assign_shards, shard_sizes
+from analyzer_runtime.ledger.shards import assign_shards, shard_sizes
 
 
 @given(st.integers(min_value=0, max_value=5000), st.integers(min_value=1, max_value=1000))

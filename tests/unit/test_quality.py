@@ -15,10 +15,10 @@ from rap_devtools.fake_llm.answers import feature_labels
 from analyzer_runtime.analyzers import registry
 from analyzer_runtime.analyzers.algorithmic import features as alg_features
 from analyzer_runtime.analyzers.emotion import emotion_features
+from analyzer_runtime.contract import load_manifest
+from analyzer_runtime.contract.types import NOT_A_FALLBACK, AnalyzerName
 from analyzer_runtime.corpus.synthetic import generate_tracks
 from analyzer_runtime.quality import features, storage, training
-from analyzer_runtime.spec import load_manifest
-from analyzer_runtime.spec.types import NOT_A_FALLBACK, AnalyzerName
 
 
 def test_base_vector_follows_the_feature_list_and_marks_absent_fields_nan() -> None:

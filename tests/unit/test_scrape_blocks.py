@@ -10,17 +10,21 @@ from typing import Any
 import pytest
 from rap_devtools.fake_genius.cloudflare import challenge_page
 
-from analyzer_runtime.scrape.cloudflare import BROWSER_HEADERS, is_challenge
-from analyzer_runtime.scrape.spotify import best_match
-from analyzer_runtime.scrape.status import SPOTIFY_CONDITION, scrape_fields, spotify_condition
-from analyzer_runtime.scrape.store import (
+from analyzer_runtime.contract import load_scrape_manifest
+from analyzer_runtime.contract.scrape_status import (
+    SPOTIFY_CONDITION,
+    scrape_fields,
+    spotify_condition,
+)
+from analyzer_runtime.contract.scrape_status_model import ScrapeJobStatus
+from analyzer_runtime.ledger.scrape_store import (
     AUDIO_FEATURES_OFF,
     SPOTIFY_UNAVAILABLE,
     Note,
     ScrapeCounters,
 )
-from analyzer_runtime.spec import load_scrape_manifest
-from analyzer_runtime.spec.scrape_status import ScrapeJobStatus
+from analyzer_runtime.scrape.cloudflare import BROWSER_HEADERS, is_challenge
+from analyzer_runtime.scrape.spotify import best_match
 
 PAGE = challenge_page("/Artist-song-lyrics")
 LYRICS = '<html><div data-lyrics-container="true">Yeah</div></html>'

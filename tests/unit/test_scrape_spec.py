@@ -10,18 +10,18 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from analyzer_runtime.scrape.status import scrape_fields
-from analyzer_runtime.scrape.store import ScrapeCounters
-from analyzer_runtime.spec import describe_error, load_scrape_manifest
-from analyzer_runtime.spec.crd import generated_files, structural_problems
-from analyzer_runtime.spec.scrape_models import (
+from analyzer_runtime.contract import describe_error, load_scrape_manifest
+from analyzer_runtime.contract.crd import generated_files, structural_problems
+from analyzer_runtime.contract.scrape_models import (
     ScrapeJobSpec,
     parse_artist_list,
     scrape_immutable_changes,
 )
-from analyzer_runtime.spec.scrape_status import ScrapeJobStatus
-from analyzer_runtime.spec.status_format import SCRAPE_WORDING
-from analyzer_runtime.status import JobObservation, ShardCounters, compute_status
+from analyzer_runtime.contract.scrape_status import scrape_fields
+from analyzer_runtime.contract.scrape_status_model import ScrapeJobStatus
+from analyzer_runtime.contract.status import JobObservation, ShardCounters, compute_status
+from analyzer_runtime.contract.wording import SCRAPE_WORDING
+from analyzer_runtime.ledger.scrape_store import ScrapeCounters
 
 ROOT = Path(__file__).resolve().parents[2]
 GENIUS = {"tokenSecretRef": {"name": "genius", "key": "token"}}

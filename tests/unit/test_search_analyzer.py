@@ -13,8 +13,8 @@ import pytest
 from analyzer_runtime.analyzers import registry
 from analyzer_runtime.analyzers.base import TrackInput
 from analyzer_runtime.analyzers.embedding import EmbeddingAnalyzer
+from analyzer_runtime.contract import ANALYZER_VERSIONS, AnalyzerName
 from analyzer_runtime.embedding.model import DIM, MODEL_NAME, Embedder
-from analyzer_runtime.spec import ANALYZER_VERSIONS, AnalyzerName
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ async def test_a_batch_of_only_empty_lyrics_never_calls_the_model(model: Embedde
 
 
 def test_embedding_is_no_fallback() -> None:
-    from analyzer_runtime.spec.types import FallbackAnalyzerName
+    from analyzer_runtime.contract.types import FallbackAnalyzerName
 
     assert "embedding" not in {f.value for f in FallbackAnalyzerName}
     assert "algorithmic" in {f.value for f in FallbackAnalyzerName}

@@ -10,9 +10,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from analyzer_runtime import planner
-from analyzer_runtime.spec import format_validation_error, load_manifest
-from analyzer_runtime.spec.crd import generated_files
+from analyzer_runtime.contract import format_validation_error, load_manifest
+from analyzer_runtime.contract.crd import generated_files
+from analyzer_runtime.ledger import planner
 
 ROOT = Path(__file__).resolve().parents[2]
 LEGACY = ["qwen-3-4b-fp8", "ollama:llama3.2:3b"]

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from analyzer_runtime.spec import (
+from analyzer_runtime.contract import (
     AnalysisRunSpec,
     RunSpecError,
     describe_error,
@@ -23,9 +23,9 @@ from analyzer_runtime.spec import (
     load_manifest_file,
     load_scrape_manifest,
 )
-from analyzer_runtime.spec.crd import forbid_nul, generated_files
-from analyzer_runtime.spec.models import analyzer_version_rules
-from analyzer_runtime.spec.types import (
+from analyzer_runtime.contract.crd import forbid_nul, generated_files
+from analyzer_runtime.contract.models import analyzer_version_rules
+from analyzer_runtime.contract.types import (
     ANALYZER_TYPE_MAX_LENGTH,
     ANALYZER_VERSIONS,
     DNS_SUBDOMAIN_PATTERN,

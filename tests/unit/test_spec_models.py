@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from analyzer_runtime.spec import (
+from analyzer_runtime.contract import (
     AnalysisRunSpec,
     AnalyzerName,
     RunSpecError,
@@ -249,7 +249,7 @@ def test_pod_template_loads_and_round_trips() -> None:
 
 
 def test_pod_template_is_shared_by_scrapejobs_and_their_analyze_template() -> None:
-    from analyzer_runtime.spec import load_scrape_manifest
+    from analyzer_runtime.contract import load_scrape_manifest
 
     scrape = {
         "apiVersion": "rapanalyzer.io/v1alpha1",

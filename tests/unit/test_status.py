@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from analyzer_runtime.spec.status_model import AnalysisRunStatus
-from analyzer_runtime.status import (
+from analyzer_runtime.contract.status import (
     JobObservation,
     ShardCounters,
     TokenPricing,
@@ -23,6 +22,7 @@ from analyzer_runtime.status import (
     phase_changed,
     render_status_text,
 )
+from analyzer_runtime.contract.status_model import AnalysisRunStatus
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 

@@ -11,16 +11,8 @@ from typing import Any
 
 import pytest
 
-from analyzer_runtime.spec.scrape_status import ScrapeJobStatus
-from analyzer_runtime.spec.status_format import SCRAPE_WORDING
-from analyzer_runtime.spec.status_model import (
-    SHARD_DETAIL_ALL,
-    SHARD_DETAIL_TOP,
-    SHARD_INDEXES_MAX_CHARS,
-    SHARD_MESSAGE_MAX_CHARS,
-    AnalysisRunStatus,
-)
-from analyzer_runtime.status import (
+from analyzer_runtime.contract.scrape_status_model import ScrapeJobStatus
+from analyzer_runtime.contract.status import (
     JobObservation,
     ShardCounters,
     TokenPricing,
@@ -31,6 +23,14 @@ from analyzer_runtime.status import (
     parse_indexes,
     render_status_text,
 )
+from analyzer_runtime.contract.status_model import (
+    SHARD_DETAIL_ALL,
+    SHARD_DETAIL_TOP,
+    SHARD_INDEXES_MAX_CHARS,
+    SHARD_MESSAGE_MAX_CHARS,
+    AnalysisRunStatus,
+)
+from analyzer_runtime.contract.wording import SCRAPE_WORDING
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 MAX_STATUS_BYTES = 8 * 1024

@@ -55,17 +55,17 @@ from analyzer_runtime.analyzers.base import (
 )
 from analyzer_runtime.analyzers.llm import presets, prompt, redaction, schema
 from analyzer_runtime.analyzers.llm.breaker import CircuitBreaker, State
-from analyzer_runtime.protocol import BatchExtras
+from analyzer_runtime.contract.llm_models import endpoint_host
+from analyzer_runtime.contract.models import LLMOptions
+from analyzer_runtime.ledger.shards import BatchExtras
 from analyzer_runtime.ratelimit import GlobalRateLimiter, Limiter
-from analyzer_runtime.spec.llm_models import endpoint_host
-from analyzer_runtime.spec.models import LLMOptions
 
 if TYPE_CHECKING:
     import asyncpg
 
     from analyzer_runtime.analyzers.llm.cascade import Cascade
     from analyzer_runtime.analyzers.llm.client import ChatClient, Completion, RetrySettings
-    from analyzer_runtime.protocol import Run
+    from analyzer_runtime.ledger.shards import Run
 
 # Compresses the rate limit's minute for tests and benchmarks: `requestsPerMinute`
 # requests per this many seconds. Never set in production (default 60).

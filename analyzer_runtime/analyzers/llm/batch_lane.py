@@ -31,7 +31,7 @@ from analyzer_runtime.analyzers.llm import schema
 from analyzer_runtime.analyzers.llm.client import Completion
 from analyzer_runtime.analyzers.llm.presets import ResolvedLLM
 from analyzer_runtime.analyzers.llm.prompt import Prompt
-from analyzer_runtime.spec.types import ResponseFormat
+from analyzer_runtime.contract.types import ResponseFormat
 
 ENDPOINT = "/v1/chat/completions"
 # An input file holds at most 200 MB (platform.openai.com/docs/guides/batch, "Rate

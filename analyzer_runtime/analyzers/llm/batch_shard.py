@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 import openai
 
-from analyzer_runtime import batch_ledger, metrics, protocol, results
+from analyzer_runtime import metrics, results
 from analyzer_runtime.analyzers.base import AnalysisResult, ItemOutcome, TrackInput
 from analyzer_runtime.analyzers.llm import batch_lane
 from analyzer_runtime.analyzers.llm.batch_api import (
@@ -45,6 +45,8 @@ from analyzer_runtime.analyzers.llm.batch_api import (
     errors_of,
 )
 from analyzer_runtime.analyzers.llm.prompt import Prompt
+from analyzer_runtime.ledger import batches as batch_ledger
+from analyzer_runtime.ledger import shards as shard_ledger
 from analyzer_runtime.shard_steps import fetch_tracks, finish_or_wait, gave_up
 
 if TYPE_CHECKING:
@@ -75,11 +77,11 @@ def poll_seconds(configured: int) -> float:
 
 async def run(
     pool: asyncpg.Pool,
-    run_: protocol.Run,
+    run_: shard_ledger.Run,
     shard: int,
     report: ShardReport,
     stop: StopFlag,
-    claimer: protocol.Claimer,
+    claimer: shard_ledger.Claimer,
     analyzer: LLMAnalyzer,
     *,
     api: BatchAPI | None = None,
@@ -92,7 +94,7 @@ async def run(
     )
     lane = _Lane(pool, run_, shard, report, stop, claimer, analyzer, api)
     try:
-        async with protocol.holding_leases(pool, run_.id, shard, claimer):
+        async with shard_ledger.holding_leases(pool, run_.id, shard, claimer):
             await lane.loop()
     finally:
         await api.aclose()
@@ -102,11 +104,11 @@ class _Lane:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        run_: protocol.Run,
+        run_: shard_ledger.Run,
         shard: int,
         report: ShardReport,
         stop: StopFlag,
-        claimer: protocol.Claimer,
+        claimer: shard_ledger.Claimer,
         analyzer: LLMAnalyzer,
         api: BatchAPI,
     ) -> None:
@@ -265,7 +267,7 @@ class _Lane:
             why_missing = f"{why_missing}: {errors}"
         elapsed_ms = _turnaround_ms(batch)
         results_of: dict[int, AnalysisResult] = {}
-        updates: list[protocol.ItemUpdate] = []
+        updates: list[shard_ledger.ItemUpdate] = []
         release: list[int] = [e.item_id for e in entries]  # unless answered below
         outcomes = {e.item_id: batch_lane.MISSING for e in entries}
         reasons = dict.fromkeys(outcomes, why_missing)
@@ -293,7 +295,7 @@ class _Lane:
                 r.analysis_data["lane"] = "batch"
                 r.analysis_data["batch"] = {"id": batch.id if batch else None, "ledger": row.id}
                 results_of[t.id] = r
-                updates.append(protocol.ItemUpdate(t.id, "done"))
+                updates.append(shard_ledger.ItemUpdate(t.id, "done"))
         answered = {u.item_id for u in updates}
         release = [i for i in release if i not in answered]
 
@@ -301,7 +303,7 @@ class _Lane:
             c: asyncpg.Connection,
             moved: frozenset[int],
             released: frozenset[int],
-            extras: protocol.BatchExtras,
+            extras: shard_ledger.BatchExtras,
         ) -> None:
             await results.upsert_results(c, [r for i, r in results_of.items() if i in moved])
             used = moved | released
@@ -353,7 +355,7 @@ class _Lane:
         any_claimed = False
         while not self.stop.set:
             async with self.pool.acquire() as conn:
-                claimed = await protocol.next_batch(
+                claimed = await shard_ledger.next_batch(
                     conn, self.run.id, self.shard, self.max_requests * self.k, self.claimer
                 )
                 if not claimed:
@@ -376,7 +378,7 @@ class _Lane:
 
     async def _settle(
         self,
-        claimed: Sequence[protocol.ClaimedItem],
+        claimed: Sequence[shard_ledger.ClaimedItem],
         tracks: dict[int, TrackInput],
         subs: dict[int, batch_ledger.Submissions],
     ) -> tuple[list[TrackInput], list[ItemOutcome]]:
@@ -429,11 +431,11 @@ class _Lane:
         async def write(c: asyncpg.Connection, ids: frozenset[int]) -> None:
             await results.upsert_results(c, [r for i, r in results_of.items() if i in ids])
 
-        updates = [protocol.ItemUpdate(o.track_id, o.status, o.reason) for o in outcomes]
+        updates = [shard_ledger.ItemUpdate(o.track_id, o.status, o.reason) for o in outcomes]
         extras = self.analyzer.take_extras()  # the fallback's count
         extras.cascade_kept += cascade_kept
         async with self.pool.acquire() as conn:
-            moved = await protocol.commit_batch(
+            moved = await shard_ledger.commit_batch(
                 conn, self.run.id, self.shard, updates, self.claimer,
                 write=write, extras=extras,
             )  # fmt: skip

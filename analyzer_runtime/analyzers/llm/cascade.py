@@ -36,13 +36,13 @@ from typing import TYPE_CHECKING, Any
 from analyzer_runtime import metrics
 from analyzer_runtime.analyzers import registry
 from analyzer_runtime.analyzers.base import Analyzer, ItemOutcome, RunContext, TrackInput
-from analyzer_runtime.spec.llm_models import CascadeOptions
-from analyzer_runtime.spec.types import CascadeAnalyzerName
+from analyzer_runtime.contract.llm_models import CascadeOptions
+from analyzer_runtime.contract.types import CascadeAnalyzerName
 
 if TYPE_CHECKING:
     import asyncpg
 
-    from analyzer_runtime.protocol import Run
+    from analyzer_runtime.ledger.shards import Run
     from analyzer_runtime.quality.storage import StoredModel
 
 log = logging.getLogger(__name__)

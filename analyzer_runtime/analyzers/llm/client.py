@@ -40,9 +40,9 @@ from analyzer_runtime.analyzers.llm.presets import ResolvedLLM
 from analyzer_runtime.analyzers.llm.prompt import Prompt, estimate_tokens
 from analyzer_runtime.analyzers.llm.redaction import Redactor
 from analyzer_runtime.analyzers.llm.schema import RESPONSE_FORMAT_SCHEMA
+from analyzer_runtime.contract.types import ResponseFormat
 from analyzer_runtime.ratelimit import Limiter
 from analyzer_runtime.retrying import RetryChain, RetrySettings
-from analyzer_runtime.spec.types import ResponseFormat
 
 MAX_RATE_LIMITED = 8
 MAX_RATE_LIMITED_NO_RETRY_AFTER = 5

@@ -11,16 +11,16 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from analyzer_runtime import batch_ledger
 from analyzer_runtime.analyzers.llm import prompt
 from analyzer_runtime.analyzers.llm.presets import ResolvedLLM, requests_per_minute
-from analyzer_runtime.spec.models import LLMOptions
-from analyzer_runtime.status import format_duration
+from analyzer_runtime.contract.models import LLMOptions
+from analyzer_runtime.contract.status import format_duration
+from analyzer_runtime.ledger import batches as batch_ledger
 
 if TYPE_CHECKING:
     import asyncpg
 
-    from analyzer_runtime.protocol import Run
+    from analyzer_runtime.ledger.shards import Run
 
 SYSTEM_TOKENS = prompt.estimate_tokens(prompt.SYSTEM_PROMPT)
 

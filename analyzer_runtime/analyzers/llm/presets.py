@@ -33,15 +33,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from analyzer_runtime.analyzers.llm.prompt import PROMPT_VERSION
-from analyzer_runtime.spec.llm_models import (
+from analyzer_runtime.contract.llm_models import (
     BATCH_WINDOWS,
     OFFICIAL_BASE_URLS,
     endpoint_host,
     is_official_endpoint,
 )
-from analyzer_runtime.spec.models import LLMOptions
-from analyzer_runtime.spec.types import LLMMode, LLMProvider, ResponseFormat
-from analyzer_runtime.status import TokenPricing
+from analyzer_runtime.contract.models import LLMOptions
+from analyzer_runtime.contract.status import TokenPricing
+from analyzer_runtime.contract.types import LLMMode, LLMProvider, ResponseFormat
 
 # The operator injects the key of spec.llm.apiKeySecretRef under this name; locally,
 # export it (or the provider's conventional variable below).

@@ -15,7 +15,7 @@ import traceback
 import types
 from typing import Any
 
-from analyzer_runtime.credentials import redact as redact_credentials
+from analyzer_runtime.contract.redaction import redact as redact_credentials
 
 MASK = "***"
 # Bearer tokens and sk-style keys of any provider, even ones we were not given.

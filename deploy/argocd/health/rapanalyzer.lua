@@ -1,7 +1,7 @@
 -- Argo CD health check for rapanalyzer.io AnalysisRun and ScrapeJob (one script for
 -- both: they share the status shape; Argo CD's Lua engine: `obj`
 -- is the resource, return `hs` with `status` and `message`). Reads the status the
--- operator writes (analyzer_runtime/status.py): phase, progress, eta, conditions.
+-- operator writes (analyzer_runtime/contract/status.py): phase, progress, eta, conditions.
 --   no status yet             -> Progressing "waiting for the operator"
 --   Failed                    -> Degraded (the Failed condition's message)
 --   condition Valid=False     -> Degraded (the Valid condition's message)

@@ -13,9 +13,9 @@ import asyncpg
 import pytest
 from rap_devtools.limited_postgres import Peaks, limited_postgres, refused
 
-from analyzer_runtime.db.budget import SHARD_POD_CONNECTIONS
-from analyzer_runtime.db.connect import create_pool
-from analyzer_runtime.db.migrate import migrate
+from analyzer_runtime.ledger.budget import SHARD_POD_CONNECTIONS
+from analyzer_runtime.ledger.connect import create_pool
+from analyzer_runtime.ledger.migrate import migrate
 from analyzer_runtime.seed import seed
 from tests.e2e.runs.operator_env import Env, exact, phase, run_manifest
 

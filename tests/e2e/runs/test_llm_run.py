@@ -12,7 +12,7 @@ import pytest
 from rap_devtools.fake_llm import FakeLLM
 
 from analyzer_runtime.analyzers.llm.estimate import requests_for
-from analyzer_runtime.spec.llm_models import endpoint_host
+from analyzer_runtime.contract.llm_models import endpoint_host
 from tests.e2e.runs.operator_env import Env, run_manifest
 
 pytestmark = pytest.mark.e2e

@@ -12,7 +12,7 @@ import pytest
 from rap_devtools.operator_setup import OperatorProcess
 from rap_devtools.pgbouncer import PgBouncer, pgbouncer
 
-from analyzer_runtime.db.connect import POOL_MODE_ENV
+from analyzer_runtime.ledger.connect import POOL_MODE_ENV
 from tests.e2e.runs.operator_env import CORPUS, Env, exact, phase, run_manifest
 
 pytestmark = pytest.mark.e2e

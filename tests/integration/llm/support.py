@@ -12,10 +12,12 @@ import asyncpg
 import pytest
 from rap_devtools.fake_llm import FakeConfig, FakeLLM
 
-from analyzer_runtime import localrun, planner, protocol, worker
+from analyzer_runtime import localrun, worker
 from analyzer_runtime.analyzers.llm.analyzer import LLMAnalyzer
-from analyzer_runtime.spec import AnalysisRunManifest, load_manifest
-from analyzer_runtime.spec.llm_models import endpoint_host
+from analyzer_runtime.contract import AnalysisRunManifest, load_manifest
+from analyzer_runtime.contract.llm_models import endpoint_host
+from analyzer_runtime.ledger import planner
+from analyzer_runtime.ledger import shards as shard_ledger
 
 API_KEY = "sk-test-integration-0123456789abcdef"
 MODEL = "fake-qwen"
@@ -69,7 +71,7 @@ def manifest(
     return load_manifest(doc)
 
 
-async def plan(pool: asyncpg.Pool, m: AnalysisRunManifest, uid: str) -> protocol.Run:
+async def plan(pool: asyncpg.Pool, m: AnalysisRunManifest, uid: str) -> shard_ledger.Run:
     async with pool.acquire() as conn:
         return (await planner.plan_manifest(conn, m, uid)).run
 

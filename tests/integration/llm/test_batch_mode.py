@@ -16,16 +16,17 @@ import pytest
 from prometheus_client import REGISTRY
 from rap_devtools.fake_llm import FakeLLM, expected
 
-from analyzer_runtime import protocol, worker
+from analyzer_runtime import worker
 from analyzer_runtime.analyzers.base import RunContext
 from analyzer_runtime.analyzers.llm import batch_shard
 from analyzer_runtime.analyzers.llm.batch_api import BatchAPI
 from analyzer_runtime.analyzers.llm.presets import per_1k
 from analyzer_runtime.analyzers.registry import create as create_analyzer
-from analyzer_runtime.planner import analyzer_options
+from analyzer_runtime.contract import AnalysisRunManifest
+from analyzer_runtime.contract.status_model import AnalysisRunStatus
+from analyzer_runtime.ledger import shards as shard_ledger
+from analyzer_runtime.ledger.planner import analyzer_options
 from analyzer_runtime.seed import seed
-from analyzer_runtime.spec import AnalysisRunManifest
-from analyzer_runtime.spec.status_model import AnalysisRunStatus
 from tests.integration.conftest import insert_tracks
 from tests.integration.llm.support import MODEL, PRICING, manifest, plan, run_shards, status
 
@@ -279,12 +280,12 @@ async def test_a_crash_between_create_and_recording_is_adopted_not_created_twice
     analyzer = create_analyzer("llm", **analyzer_options(spec))
     await analyzer.attach(RunContext(pool, run.id, 0, spec, run.model_version))
     async with pool.acquire() as conn:
-        attempt = await protocol.claim_shard(conn, run.id, 0)
+        attempt = await shard_ledger.claim_shard(conn, run.id, 0)
     report = worker.ShardReport(run.uid, 0, attempt)
     dying = _DiesAfterCreate(analyzer.resolved, api_key=analyzer.resolved.api_key(), timeout=30)
     with pytest.raises(_Crash):
         await batch_shard.run(
-            pool, run, 0, report, worker.StopFlag(), protocol.Claimer.new(), analyzer, api=dying
+            pool, run, 0, report, worker.StopFlag(), shard_ledger.Claimer.new(), analyzer, api=dying
         )
     await analyzer.aclose()
     [row] = await ledger_batches(pool, run.id)
@@ -442,13 +443,13 @@ async def test_db_gc_drops_a_compacted_runs_batch_items_and_keeps_its_status(
 ) -> None:
     from datetime import timedelta
 
-    from analyzer_runtime import ledger_gc
+    from analyzer_runtime.ledger import gc as ledger_gc
 
     await seed(pool, 30)
     run = await plan(pool, batch_manifest("batch-gc", fake.url), "uid-batch-gc")
     assert (await worker.run_shard(pool, run.uid, 0)).finished
     async with pool.acquire() as conn:
-        await protocol.set_run_state(conn, run.id, "succeeded")
+        await shard_ledger.set_run_state(conn, run.id, "succeeded")
         await conn.execute(
             "UPDATE runs SET finished_at = now() - interval '40 days' WHERE id = $1", run.id
         )

@@ -25,11 +25,13 @@ from rap_devtools.fake_llm.answers import lyrics_digest
 from rap_operator.kinds.analysisrun import ANALYSIS
 from rap_operator.validation import MissingInput
 
-from analyzer_runtime import planner, protocol, worker
+from analyzer_runtime import worker
 from analyzer_runtime.analyzers.llm.cascade import run_labels
+from analyzer_runtime.contract import load_manifest
+from analyzer_runtime.ledger import planner
+from analyzer_runtime.ledger import shards as shard_ledger
 from analyzer_runtime.quality import agreement, storage, training
 from analyzer_runtime.seed import seed
-from analyzer_runtime.spec import load_manifest
 from tests.integration.llm.support import API_KEY, manifest, status
 
 TRAIN, HELD = 2000, 1000  # as bench.cascade_curve: tracks A (labels for training), B
@@ -51,7 +53,7 @@ def _local(name: str, analyzer: str) -> Any:
     )  # fmt: skip
 
 
-async def _run(pool: asyncpg.Pool, m: Any, uid: str) -> protocol.Run:
+async def _run(pool: asyncpg.Pool, m: Any, uid: str) -> shard_ledger.Run:
     async with pool.acquire() as conn:
         run = (await planner.plan_manifest(conn, m, uid)).run
     reports = await asyncio.gather(*(worker.run_shard(pool, uid, i) for i in range(run.shards)))
@@ -106,7 +108,7 @@ async def test_cascade_asks_the_llm_for_at_most_half_and_agrees_with_it(
 
     async with pool.acquire() as conn:
         got = await run_labels(conn, run)
-        only = await protocol.find_run(conn, "u-only")
+        only = await shard_ledger.find_run(conn, "u-only")
         assert only is not None
         reference = await run_labels(conn, only)
         kept_rows = await conn.fetch(

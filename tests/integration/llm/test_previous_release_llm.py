@@ -19,7 +19,7 @@ import pytest
 from rap_devtools.fake_llm import FakeLLM
 from rap_devtools.previous_release import materialise
 
-from analyzer_runtime.spec.llm_models import endpoint_host
+from analyzer_runtime.contract.llm_models import endpoint_host
 from tests.integration.conftest import insert_tracks
 from tests.integration.llm.support import API_KEY, NOVITA_VERSION, manifest, plan
 

@@ -12,8 +12,8 @@ import pytest
 from prometheus_client import REGISTRY
 from rap_devtools.fake_llm import FakeLLM
 
+from analyzer_runtime.contract.status import TokenPricing
 from analyzer_runtime.seed import seed
-from analyzer_runtime.status import TokenPricing
 from tests.integration.conftest import insert_tracks
 from tests.integration.llm.support import MODEL, manifest, plan, run_shards, status, version_at
 

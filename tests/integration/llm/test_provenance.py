@@ -15,8 +15,8 @@ from rap_devtools.fake_llm import FakeLLM
 
 from analyzer_runtime import worker
 from analyzer_runtime.analyzers.llm.analyzer import LLMAnalyzer
-from analyzer_runtime.spec import AnalysisRunManifest, load_manifest
-from analyzer_runtime.spec.llm_models import endpoint_host
+from analyzer_runtime.contract import AnalysisRunManifest, load_manifest
+from analyzer_runtime.contract.llm_models import endpoint_host
 from tests.integration.conftest import insert_tracks
 from tests.integration.llm.support import NOVITA_VERSION, manifest, plan
 

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from analyzer_runtime import ratelimit
-from analyzer_runtime.db.connect import create_pool
+from analyzer_runtime.ledger.connect import create_pool
 from analyzer_runtime.ratelimit import GlobalRateLimiter, max_in_window
 
 pytestmark = pytest.mark.timeout(120)

@@ -12,7 +12,7 @@ Protocol's lease rules, applied to a batch that holds its items for hours:
 - While the batch is in flight no other claimer takes its items (their lease has not
   expired), no crash is charged, and whichever pod runs the shard next collects them
   with the same `batch:<id>` claimer.
-- `collect` writes the results of the items still held (protocol.commit_batch, so a
+- `collect` writes the results of the items still held (shard_ledger.commit_batch, so a
   line for an item that is no longer pending or held is ignored), gives the rest back
   for another submission, and marks the row collected - in ONE transaction, and only
   once: a second collection of the same row finds it collected and writes nothing.
@@ -28,7 +28,7 @@ from typing import Any
 
 import asyncpg
 
-from analyzer_runtime import protocol
+from analyzer_runtime.ledger import shards as shard_ledger
 
 # How long past its completion window a batch keeps its items: time to notice the
 # window ended, read the partial output and collect it.
@@ -40,9 +40,9 @@ TERMINAL_STATES = frozenset({"completed", "failed", "expired", "cancelled"})
 SUBMITTING = "submitting"
 
 
-def claimer_for(batch_id: int, lease_seconds: float = 0.0) -> protocol.Claimer:
+def claimer_for(batch_id: int, lease_seconds: float = 0.0) -> shard_ledger.Claimer:
     """The claimer a batch's items are leased to: any pod builds the same one."""
-    return protocol.Claimer(f"batch:{batch_id}", lease_seconds)
+    return shard_ledger.Claimer(f"batch:{batch_id}", lease_seconds)
 
 
 def lease_seconds(window: str) -> float:
@@ -99,14 +99,14 @@ async def record_batch(
     conn: asyncpg.Connection,
     run_id: int,
     shard: int,
-    claimer: protocol.Claimer,
+    claimer: shard_ledger.Claimer,
     entries: Sequence[ItemEntry],
     *,
     requests: int,
     window: str,
 ) -> int:
     """The batch row and its items, and the items' leases handed to `batch:<id>`;
-    returns the row's id. Raises protocol.LeaseLost (and writes nothing) when
+    returns the row's id. Raises shard_ledger.LeaseLost (and writes nothing) when
     `claimer` no longer holds one of the items."""
     ids = [e.item_id for e in entries]
     async with conn.transaction():
@@ -142,7 +142,7 @@ async def record_batch(
             lease_seconds(window),
         )
         if len(handed) != len(set(ids)):
-            raise protocol.LeaseLost(f"shard {shard} lost the lease on items it was batching")
+            raise shard_ledger.LeaseLost(f"shard {shard} lost the lease on items it was batching")
     claimer.held.difference_update(ids)
     return int(batch_id)
 
@@ -243,7 +243,7 @@ async def submissions(
 # Called inside collect's transaction with the ids that moved and those given back:
 # writes the results, and sets the extras (tokens of the lines that were used).
 CollectWriter = Callable[
-    [asyncpg.Connection, frozenset[int], frozenset[int], protocol.BatchExtras], Any
+    [asyncpg.Connection, frozenset[int], frozenset[int], shard_ledger.BatchExtras], Any
 ]
 
 
@@ -259,7 +259,7 @@ async def collect(
     run_id: int,
     shard: int,
     batch_id: int,
-    updates: Sequence[protocol.ItemUpdate],
+    updates: Sequence[shard_ledger.ItemUpdate],
     release: Sequence[int],
     outcomes: dict[int, str],
     write: CollectWriter,
@@ -267,7 +267,7 @@ async def collect(
 ) -> Collected:
     """One transaction: the row locked (and left alone when already collected), the
     items of `release` given back unleased for another submission, `updates` committed
-    for `batch:<id>` with `write`'s results (protocol.commit_batch: only items still
+    for `batch:<id>` with `write`'s results (shard_ledger.commit_batch: only items still
     pending and held move), every item's outcome, the row marked collected."""
     claimer = claimer_for(batch_id)
     async with conn.transaction():
@@ -286,14 +286,14 @@ async def collect(
             claimer.identity,
         )
         released = frozenset(r["item_id"] for r in given_back)
-        extras = protocol.BatchExtras()
+        extras = shard_ledger.BatchExtras()
         seen: dict[str, frozenset[int]] = {}
 
         async def commit_write(c: asyncpg.Connection, ids: frozenset[int]) -> None:
             seen["moved"] = ids
             await write(c, ids, released, extras)
 
-        moved = await protocol.commit_batch(
+        moved = await shard_ledger.commit_batch(
             conn, run_id, shard, updates, claimer, write=commit_write, extras=extras
         )
         if "moved" not in seen and released:  # nothing moved: the lines given back still cost
@@ -322,7 +322,7 @@ async def collect(
 
 
 async def _add_tokens(
-    conn: asyncpg.Connection, run_id: int, shard: int, ex: protocol.BatchExtras
+    conn: asyncpg.Connection, run_id: int, shard: int, ex: shard_ledger.BatchExtras
 ) -> None:
     await conn.execute(
         """UPDATE run_shards SET tokens_prompt = tokens_prompt + $3,

@@ -1,7 +1,7 @@
 """Generate the CRDs from the pydantic models (the controller-gen of this repo).
 
-    python -m analyzer_runtime.spec.crd [OUTDIR]          # write OUTDIR/{analysisrun,scrapejob}.yaml
-    python -m analyzer_runtime.spec.crd --check [OUTDIR]  # exit 1 if the files are stale
+    python -m analyzer_runtime.contract.crd [OUTDIR]          # write OUTDIR/{analysisrun,scrapejob}.yaml
+    python -m analyzer_runtime.contract.crd --check [OUTDIR]  # exit 1 if the files are stale
 
 Pydantic emits JSON Schema 2020-12; Kubernetes wants a *structural* OpenAPI v3
 schema: every node typed, no $ref, no `anyOf` except the int-or-string idiom, no
@@ -20,11 +20,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from analyzer_runtime.spec.models import API_GROUP, API_VERSION, KIND, AnalysisRunSpec
-from analyzer_runtime.spec.scrape_models import SCRAPE_KIND, ScrapeJobSpec
-from analyzer_runtime.spec.scrape_status import ScrapeJobStatus
-from analyzer_runtime.spec.status_model import AnalysisRunStatus
-from analyzer_runtime.spec.types import NUL_FREE_PATTERN
+from analyzer_runtime.contract.models import API_GROUP, API_VERSION, KIND, AnalysisRunSpec
+from analyzer_runtime.contract.scrape_models import SCRAPE_KIND, ScrapeJobSpec
+from analyzer_runtime.contract.scrape_status_model import ScrapeJobStatus
+from analyzer_runtime.contract.status_model import AnalysisRunStatus
+from analyzer_runtime.contract.types import NUL_FREE_PATTERN
 
 # JSON Schema keywords that survive into the CRD; anything else pydantic emits
 # (title, $defs, ...) is dropped so that a pydantic upgrade cannot leak new keywords.
@@ -48,8 +48,8 @@ _KEPT = {
 }
 
 HEADER = (
-    "# Generated from analyzer_runtime/spec/models.py by `make crds`"
-    " (python -m analyzer_runtime.spec.crd crds).\n# Do not edit by hand.\n"
+    "# Generated from analyzer_runtime/contract/models.py by `make crds`"
+    " (python -m analyzer_runtime.contract.crd crds).\n# Do not edit by hand.\n"
 )
 
 

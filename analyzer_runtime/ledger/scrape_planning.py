@@ -1,4 +1,4 @@
-"""Planning a ScrapeJob: its artists become the run's work items (protocol.record_plan).
+"""Planning a ScrapeJob: its artists become the run's work items (shard_ledger.record_plan).
 
 Item `i` is the i-th distinct artist (in the order given), its payload the name.
 Names are de-duplicated (compared like Genius names: case and spacing ignored), so
@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from analyzer_runtime import protocol
+from analyzer_runtime.contract.scrape_models import SCRAPE_KIND, ScrapeJobManifest
+from analyzer_runtime.ledger import shards as shard_ledger
 from analyzer_runtime.scrape.genius import normalize_name
-from analyzer_runtime.spec.scrape_models import SCRAPE_KIND, ScrapeJobManifest
 
 
 def distinct_artists(names: Sequence[str]) -> list[str]:
@@ -30,14 +30,14 @@ def distinct_artists(names: Sequence[str]) -> list[str]:
 
 async def plan_scrape(
     conn: asyncpg.Connection, manifest: ScrapeJobManifest, uid: str, artists: Sequence[str]
-) -> protocol.PlanResult:
+) -> shard_ledger.PlanResult:
     """Plan once per uid. `artists` is spec.artists, or the list read from the
     ConfigMap of spec.artistsFrom (the plan keeps it: pods never read the ConfigMap)."""
-    existing = await protocol.find_run(conn, uid)
+    existing = await shard_ledger.find_run(conn, uid)
     if existing is not None:
-        return protocol.PlanResult(existing, created=False)
+        return shard_ledger.PlanResult(existing, created=False)
     names = distinct_artists(artists)
-    return await protocol.record_plan(
+    return await shard_ledger.record_plan(
         conn,
         uid=uid,
         name=manifest.metadata.name,

@@ -1,7 +1,7 @@
 -- Issue 25: the LLM lane's Batch API (`spec.llm.mode: batch`). New tables only
 -- (expand/contract): the previous release never names them.
 --
--- One row per batch a shard submits (analyzer_runtime/batch_ledger.py writes it).
+-- One row per batch a shard submits (analyzer_runtime/ledger/batches.py writes it).
 -- The row is recorded BEFORE the provider's batch is created and carries its own id
 -- in the batch's metadata, so a crash between the two is adopted, never submitted
 -- twice. While a batch is in flight its items are leased to the claimer

@@ -2,7 +2,7 @@
 
 The status is the common run status (`RunStatus`: phase, conditions, counts of work
 items - here artists -, shards, times, the Job) plus what scraping found. It is
-built by `analyzer_runtime.scrape.status.scrape_status`; a unit test validates that
+built by `analyzer_runtime.contract.scrape_status.scrape_status`; a unit test validates that
 output against this model so the two cannot drift.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from analyzer_runtime.spec.status_model import (
+from analyzer_runtime.contract.status_model import (
     SHARD_DETAIL_RULE,
     RunStatus,
     ShardDetail,

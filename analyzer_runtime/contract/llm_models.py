@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from analyzer_runtime.spec.base import SecretKeyRef, SpecModel
-from analyzer_runtime.spec.types import (
+from analyzer_runtime.contract.base import SecretKeyRef, SpecModel
+from analyzer_runtime.contract.types import (
     SELF_HOSTED_PROVIDERS,
     CascadeAnalyzerName,
     LLMMode,

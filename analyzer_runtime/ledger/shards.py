@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 import asyncpg
 
-from analyzer_runtime.status import ShardCounters
+from analyzer_runtime.contract.status import ShardCounters
 
 ItemState = Literal["done", "failed", "skipped"]
 RunState = Literal["planned", "running", "succeeded", "failed", "cancelled", "interrupted"]

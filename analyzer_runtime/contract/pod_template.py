@@ -16,8 +16,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from analyzer_runtime.spec.base import SpecModel
-from analyzer_runtime.spec.types import (
+from analyzer_runtime.contract.base import SpecModel
+from analyzer_runtime.contract.types import (
     ANNOTATIONS_MAX_BYTES,
     INT32_MAX,
     LABEL_VALUE_MAX_LENGTH,

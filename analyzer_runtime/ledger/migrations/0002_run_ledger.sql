@@ -1,4 +1,4 @@
--- The run ledger behind the shard protocol (analyzer_runtime/protocol.py).
+-- The run ledger behind the shard protocol (analyzer_runtime/ledger/shards.py).
 -- Status is read from run_shards only: O(shards), never a count over items.
 CREATE TABLE runs (
     id            bigserial PRIMARY KEY,

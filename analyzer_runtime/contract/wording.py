@@ -1,5 +1,5 @@
 """Formatting of AnalysisRun status values (times, durations, progress) and the
-plain-text status block the CLI prints; shared by `analyzer_runtime.status`."""
+plain-text status block the CLI prints; shared by `analyzer_runtime.contract.status`."""
 
 from __future__ import annotations
 

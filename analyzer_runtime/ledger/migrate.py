@@ -1,4 +1,4 @@
-"""Ordered SQL migrations (analyzer_runtime/migrations/NNNN_name.sql), recorded in the database."""
+"""Ordered SQL migrations (analyzer_runtime/ledger/migrations/NNNN_name.sql), recorded in the database."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class Migration:
 
 def available() -> list[Migration]:
     found = []
-    for entry in resources.files("analyzer_runtime.migrations").iterdir():
+    for entry in resources.files("analyzer_runtime.ledger.migrations").iterdir():
         if entry.name.endswith(".sql"):
             version, _, rest = entry.name.partition("_")
             found.append(Migration(int(version), rest.removesuffix(".sql"), entry.read_text()))

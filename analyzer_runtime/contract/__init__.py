@@ -1,6 +1,6 @@
 """The AnalysisRun custom resource: models, loading with readable errors, CRD generation."""
 
-from analyzer_runtime.spec.loading import (
+from analyzer_runtime.contract.loading import (
     RunSpecError,
     decode_manifest,
     describe_error,
@@ -9,7 +9,7 @@ from analyzer_runtime.spec.loading import (
     load_manifest_file,
     load_scrape_manifest,
 )
-from analyzer_runtime.spec.models import (
+from analyzer_runtime.contract.models import (
     ANALYZER_VERSIONS,
     API_GROUP,
     API_VERSION,

@@ -1,4 +1,4 @@
-"""A ScrapeJob's status: the common run status (analyzer_runtime.status, items =
+"""A ScrapeJob's status: the common run status (analyzer_runtime.contract.status, items =
 artists) plus what scraping found, summed from the per-shard scrape counters
 (O(shards)). Pure: the operator and the tests call it with rows they read."""
 
@@ -8,13 +8,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from analyzer_runtime.scrape.store import (
+from analyzer_runtime.contract.wording import format_time
+from analyzer_runtime.ledger.scrape_store import (
     AUDIO_FEATURES_OFF,
     SPOTIFY_UNAVAILABLE,
     Note,
     ScrapeCounters,
 )
-from analyzer_runtime.spec.status_format import format_time
 
 SPOTIFY_CONDITION = "SpotifyUnavailable"
 
@@ -65,7 +65,7 @@ def spotify_condition(
     notes: Mapping[str, Note], *, generation: int, since: datetime
 ) -> dict[str, Any]:
     """The `SpotifyUnavailable` condition of a job with spec.spotify (same fields as
-    analyzer_runtime.status builds): True from the moment a shard found the app
+    analyzer_runtime.contract.status builds): True from the moment a shard found the app
     refused (the note's time, so it never moves), False since `since` otherwise."""
     n = notes.get(SPOTIFY_UNAVAILABLE)
     if n is not None:

@@ -1,6 +1,6 @@
 """Schema of `AnalysisRun.status`, for the CRD only.
 
-`analyzer_runtime.status.compute_status` builds the status as a plain dict (it is
+`analyzer_runtime.contract.status.compute_status` builds the status as a plain dict (it is
 patched onto the resource as JSON); this model describes that dict so the CRD
 carries a real schema and `kubectl explain analysisrun.status` is useful. A unit
 test validates compute_status output against it, so the two cannot drift.

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from analyzer_runtime.analyzers.base import Analyzer
-from analyzer_runtime.protocol import Run
+from analyzer_runtime.ledger.shards import Run
 
 
 async def ensure(conn: asyncpg.Connection, analyzer: Analyzer, run: Run) -> dict[str, Any] | None:

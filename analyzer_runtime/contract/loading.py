@@ -20,14 +20,14 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from analyzer_runtime.spec.base import SURROGATE_MESSAGE
-from analyzer_runtime.spec.models import (
+from analyzer_runtime.contract.base import SURROGATE_MESSAGE
+from analyzer_runtime.contract.models import (
     KIND,
     AnalysisRunManifest,
     AnalyzerName,
     FallbackAnalyzerName,
 )
-from analyzer_runtime.spec.scrape_models import SCRAPE_KIND, ScrapeJobManifest
+from analyzer_runtime.contract.scrape_models import SCRAPE_KIND, ScrapeJobManifest
 
 # The manifest model behind a ValidationError (its `title`): field paths and "did you
 # mean" suggestions are looked up in the model that was validated.

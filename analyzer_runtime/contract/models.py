@@ -1,7 +1,7 @@
 """Pydantic models of the `AnalysisRun` custom resource, exactly as the CRD carries it.
 
 These models are the single source of truth: the local runner validates YAML with
-them, the operator validates resources with them, and `analyzer_runtime.spec.crd`
+them, the operator validates resources with them, and `analyzer_runtime.contract.crd`
 generates the CRD's OpenAPI schema from them. So every constraint lives here once:
 field-level limits become `minimum`/`maximum`/`enum` in the CRD, and each cross-field
 rule is written twice side by side - as a Python validator (for the local runner and
@@ -30,15 +30,15 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from analyzer_runtime.spec.base import PostgresTextModel, SecretKeyRef, SpecModel
-from analyzer_runtime.spec.llm_models import (
+from analyzer_runtime.contract.base import PostgresTextModel, SecretKeyRef, SpecModel
+from analyzer_runtime.contract.llm_models import (
     CircuitBreakerOptions,
     LLMOptions,
     TokenPrices,
     preset_namespace_problem,
 )
-from analyzer_runtime.spec.pod_template import PodTemplate, ResourceRequirements, Toleration
-from analyzer_runtime.spec.types import (
+from analyzer_runtime.contract.pod_template import PodTemplate, ResourceRequirements, Toleration
+from analyzer_runtime.contract.types import (
     ANALYZER_TYPE_MAX_LENGTH,
     ANALYZER_VERSIONS,
     API_GROUP,

@@ -3,7 +3,7 @@
 The operator's timer and the local runner both call `compute_status` with the
 per-shard counter rows (O(shards), never a count over items) and, in a cluster,
 an observation of the Indexed Job. The result is the exact dict patched onto
-`.status` (camelCase keys, schema in `analyzer_runtime.spec.status_model`).
+`.status` (camelCase keys, schema in `analyzer_runtime.contract.status_model`).
 
 Phases: Pending (nothing started) -> Running -> Succeeded | Failed, with Suspended
 while `spec.suspend` holds. Succeeded means every shard finished its work, even if
@@ -27,7 +27,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from analyzer_runtime.spec.status_format import (
+from analyzer_runtime.contract.status_model import (
+    SHARD_DETAIL_ALL,
+    SHARD_DETAIL_TOP,
+    SHARD_INDEXES_MAX_CHARS,
+    SHARD_MESSAGE_MAX_CHARS,
+    Phase,
+    ShardState,
+)
+from analyzer_runtime.contract.wording import (
     ANALYSIS_WORDING,
     Wording,
     format_duration,
@@ -35,14 +43,6 @@ from analyzer_runtime.spec.status_format import (
     format_time,
     parse_time,
     render_status_text,
-)
-from analyzer_runtime.spec.status_model import (
-    SHARD_DETAIL_ALL,
-    SHARD_DETAIL_TOP,
-    SHARD_INDEXES_MAX_CHARS,
-    SHARD_MESSAGE_MAX_CHARS,
-    Phase,
-    ShardState,
 )
 
 __all__ = [

@@ -9,9 +9,9 @@ from typing import Any
 
 import asyncpg
 
-from analyzer_runtime import batch_ledger
-from analyzer_runtime.spec.status_format import format_time
-from analyzer_runtime.spec.status_model import LLMBatchStates
+from analyzer_runtime.contract.status_model import LLMBatchStates
+from analyzer_runtime.contract.wording import format_time
+from analyzer_runtime.ledger import batches as batch_ledger
 
 # Ledger state -> status field (the model's aliases: in_progress -> inProgress).
 _STATE_FIELDS = {name: (info.alias or name) for name, info in LLMBatchStates.model_fields.items()}

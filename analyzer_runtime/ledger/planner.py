@@ -9,8 +9,9 @@ from typing import Any
 
 import asyncpg
 
-from analyzer_runtime import estimates, protocol
 from analyzer_runtime.analyzers import registry
+from analyzer_runtime.ledger import estimates
+from analyzer_runtime.ledger import shards as shard_ledger
 
 # Fields a run resumed locally may take from a new YAML; the operator's own list of
 # what may change after planning (models.MUTABLE_AFTER_PLANNING) is about a live Job.
@@ -21,7 +22,7 @@ class OverlapError(Exception):
     """An active run of the same analyzer and version has pending work on some of the
     tracks this run would select: both would analyze them."""
 
-    def __init__(self, other: protocol.Run) -> None:
+    def __init__(self, other: shard_ledger.Run) -> None:
         where = f"{other.namespace}/{other.name}" if other.namespace else other.name
         super().__init__(
             f"overlaps run {where} (uid {other.uid}, {other.state}), which has pending work"
@@ -109,27 +110,27 @@ async def plan_analysis(
     analyzer_type: str,
     model_version: str,
     allow_overlap: bool = False,
-) -> protocol.PlanResult:
+) -> shard_ledger.PlanResult:
     """Plan once per uid: a second call returns the first plan and writes nothing.
 
     Selection, overlap check and the plan are one transaction under a lock per
     analyzer and version, so two runs planned at once cannot both miss each other."""
-    existing = await protocol.find_run(conn, uid)
+    existing = await shard_ledger.find_run(conn, uid)
     if existing is not None:
-        return protocol.PlanResult(existing, created=False)
+        return shard_ledger.PlanResult(existing, created=False)
     async with conn.transaction():
         await conn.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
             f"plan:{analyzer_type}:{model_version}",
         )
-        existing = await protocol.find_run(conn, uid)
+        existing = await shard_ledger.find_run(conn, uid)
         if existing is not None:
-            return protocol.PlanResult(existing, created=False)
+            return shard_ledger.PlanResult(existing, created=False)
         # Set-based: the selection runs inside the INSERT that writes the items and
         # their shards; the ids never come to Python (a 1 M-track plan in seconds,
         # bench/RESULTS.md issue 16).
         sql, args = selection_query(selection)
-        plan = await protocol.record_plan(
+        plan = await shard_ledger.record_plan(
             conn,
             uid=uid,
             name=name,
@@ -139,17 +140,19 @@ async def plan_analysis(
             shards=shards,
             analyzer_type=analyzer_type,
             model_version=model_version,
-            item_ids=protocol.ItemQuery(sql, [analyzer_type, model_version, *args]),
+            item_ids=shard_ledger.ItemQuery(sql, [analyzer_type, model_version, *args]),
         )
         if not allow_overlap and plan.created and plan.run.total:
             # Checked against the items just written; raising rolls the plan back.
-            other = await protocol.overlapping_run(conn, analyzer_type, model_version, plan.run.id)
+            other = await shard_ledger.overlapping_run(
+                conn, analyzer_type, model_version, plan.run.id
+            )
             if other is not None:
                 raise OverlapError(other)
         return plan
 
 
-def differences_from_plan(run: protocol.Run, manifest: Any) -> list[str]:
+def differences_from_plan(run: shard_ledger.Run, manifest: Any) -> list[str]:
     """Fields of `manifest` that differ from the run as planned, other than those a
     resumed run may take (`RESUMABLE_CHANGES`), e.g. `spec.shards`, `metadata.name`."""
     spec = manifest.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
@@ -194,7 +197,7 @@ def selection_of(spec: dict[str, Any]) -> Selection:
 
 async def plan_manifest(
     conn: asyncpg.Connection, manifest: Any, uid: str, *, allow_overlap: bool = False
-) -> protocol.PlanResult:
+) -> shard_ledger.PlanResult:
     spec = manifest.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
     analyzer = registry.create(spec["analyzer"], **analyzer_options(spec))
     try:

@@ -34,7 +34,7 @@ from typing import Any
 
 import asyncpg
 
-from analyzer_runtime.protocol import TERMINAL_RUN_STATES
+from analyzer_runtime.ledger.shards import TERMINAL_RUN_STATES
 
 DEFAULT_BATCH_SIZE = 10_000
 # Item states a compacted run keeps: "what failed" stays answerable.

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from analyzer_runtime.spec.models import (
+from analyzer_runtime.contract.models import (
     PARALLELISM_RULE,
     POD_RESOURCES_RULE,
     QUEUE_RULE,
@@ -40,7 +40,7 @@ from analyzer_runtime.spec.models import (
     one_resources,
     parallelism_within_shards,
 )
-from analyzer_runtime.spec.types import GROUP_VERSION, cel_rule
+from analyzer_runtime.contract.types import GROUP_VERSION, cel_rule
 
 SCRAPE_KIND = "ScrapeJob"
 GENIUS_API = "https://api.genius.com"
