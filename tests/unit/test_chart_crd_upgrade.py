@@ -88,7 +88,8 @@ def test_the_job_runs_crd_apply_on_the_mounted_configmap(docs: list[JSON]) -> No
     assert pod["serviceAccountName"] == only(hook, "ServiceAccount")["metadata"]["name"]
     assert pod["restartPolicy"] == "Never"
     (c,) = pod["containers"]
-    assert c["image"] == "ghcr.io/rap-analyzer/rap-analyzer:0.2.0"
+    # rap_operator.crd_apply: the operator's image, which has it.
+    assert c["image"] == "ghcr.io/rap-analyzer/rap-analyzer-operator:0.2.0"
     assert c["command"][:3] == ["python", "-m", "rap_operator.crd_apply"]
     mount = next(m for m in c["volumeMounts"] if m["name"] == "crds")
     assert c["command"][3] == mount["mountPath"] and mount["readOnly"] is True

@@ -35,9 +35,8 @@ def test_defaults() -> None:
     assert pod["automountServiceAccountToken"] is False  # no Kubernetes API calls
     c = _container(cj)
     assert c["command"] == ["python", "-m", "analyzer_runtime", "db", "gc", "--older-than", "30d"]
-    assert (
-        c["image"] == only(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
-    )
+    # The worker image, the one the Job pods run.
+    assert c["image"] == operator_env(docs)["RAP_RUNTIME_IMAGE"]
     # The database URL Secret the operator gives its runs (RAP_DATABASE_SECRET[_KEY]).
     env = operator_env(docs)
     (db,) = c["env"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from rap_devtools.helm import lint_chart, only, render_chart
+from rap_devtools.helm import lint_chart, only, operator_env, render_chart
 
 from tests.unit.test_chart_podsecurity import restricted_violations
 
@@ -34,12 +34,8 @@ def test_the_deployment_runs_serve_with_the_database_secret() -> None:
     assert c["command"] == [
         "python", "-m", "analyzer_runtime", "serve", "--host", "0.0.0.0", "--port", "8000",
     ]  # fmt: skip
-    assert (
-        c["image"]
-        == only(render_chart(), "Deployment", "rap-analyzer")["spec"]["template"]["spec"][
-            "containers"
-        ][0]["image"]
-    )
+    # The worker image (the embedding model is in it), the one the Job pods run.
+    assert c["image"] == operator_env(render_chart())["RAP_RUNTIME_IMAGE"]
     env = {e["name"]: e for e in c["env"]}
     assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "url"
     # Readiness: the management port's /readyz (its own thread and connection);

