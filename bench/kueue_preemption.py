@@ -33,7 +33,7 @@ from rap_devtools.kind import KindCluster
 from rap_devtools.realnode.cluster import RealNodeCluster
 from rap_devtools.waiting import wait_for
 
-IMAGES = (f"{chart_demo.IMAGE_REPO}:dev", ":".join(chart_demo.POSTGRES_IMAGE))
+IMAGES = (*chart_demo.app_images("dev"), ":".join(chart_demo.POSTGRES_IMAGE))
 OUT = Path(__file__).with_name("kueue.json")
 
 

@@ -33,7 +33,7 @@ from rap_devtools.waiting import wait_for
 from bench.operator_bench import timed_local_run
 
 NS = demo.NAMESPACE
-IMAGES = (f"{demo.IMAGE_REPO}:dev", ":".join(demo.POSTGRES_IMAGE))
+IMAGES = (*demo.app_images("dev"), ":".join(demo.POSTGRES_IMAGE))
 
 
 def _run(name: str, **spec: Any) -> str:

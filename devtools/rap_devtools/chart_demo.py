@@ -27,7 +27,10 @@ from rap_devtools.waiting import wait_for
 
 RELEASE = "rap-analyzer"
 NAMESPACE = "rap-analyzer"
+# `make image`: the worker image (values `image`) and the operator's, which the
+# chart finds beside it (operator.image.repository empty: <repository>-operator).
 IMAGE_REPO = "rap-analyzer"
+OPERATOR_IMAGE_REPO = f"{IMAGE_REPO}-operator"
 POSTGRES_IMAGE = ("rap-analyzer-postgres", "16-pgvector")
 RESTRICTED = {
     "pod-security.kubernetes.io/enforce": "restricted",
@@ -43,6 +46,11 @@ def helm(cluster: ClusterAccess, *args: str, timeout: float = 600) -> str:
     if result.returncode != 0:
         raise RuntimeError(f"helm {' '.join(args[:2])} failed:\n{result.stderr}")
     return result.stdout
+
+
+def app_images(tag: str = "dev") -> list[str]:
+    """The project's two images at `tag`: what a node needs to run the chart."""
+    return [f"{IMAGE_REPO}:{tag}", f"{OPERATOR_IMAGE_REPO}:{tag}"]
 
 
 def chart_values(tag: str) -> list[str]:
@@ -184,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("no real node: run `make cluster-up NODE=real` first")
     start = time.monotonic()
     subprocess.run([sys.executable, "-m", "rap_devtools.cluster_cli", "load",
-                    f"--workdir={cluster.workdir}", f"{IMAGE_REPO}:{args.tag}",
+                    f"--workdir={cluster.workdir}", *app_images(args.tag),
                     ":".join(POSTGRES_IMAGE)], check=True)  # fmt: skip
     create_restricted_namespace(cluster)
     if helm(cluster, "list", f"--namespace={NAMESPACE}", "-q").strip() == RELEASE:

@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tag", default="dev")
     ap.add_argument("--tracks", type=int, default=3000)
     args = ap.parse_args(argv)
-    images = [f"{chart_demo.IMAGE_REPO}:{args.tag}", ":".join(chart_demo.POSTGRES_IMAGE)]
+    images = [*chart_demo.app_images(args.tag), ":".join(chart_demo.POSTGRES_IMAGE)]
     with RealNodeCluster() as cluster:
         cluster.load_docker_images(images)
         git = GitServer(cluster.workdir)

@@ -228,7 +228,7 @@ def demo(
         print(f"[kind-demo] {name}: {times[name]} s", file=sys.stderr)
         return out
 
-    images = [f"{chart_demo.IMAGE_REPO}:{tag}", ":".join(chart_demo.POSTGRES_IMAGE)]
+    images = [*chart_demo.app_images(tag), ":".join(chart_demo.POSTGRES_IMAGE)]
     if load:
         step("kind load", cluster.load_docker_images, images)
     chart_demo.create_restricted_namespace(cluster, ns)

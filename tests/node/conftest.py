@@ -15,7 +15,7 @@ from rap_devtools.cluster import REPO_ROOT
 from rap_devtools.kind import KindCluster
 from rap_devtools.realnode.cluster import RealNodeCluster
 
-IMAGES = (f"{chart_demo.IMAGE_REPO}:dev", ":".join(chart_demo.POSTGRES_IMAGE))
+IMAGES = (*chart_demo.app_images("dev"), ":".join(chart_demo.POSTGRES_IMAGE))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -136,13 +136,14 @@ def test_embedding_run_uses_the_model_inside_the_image(installed: RealNodeCluste
 
 
 def test_helm_upgrade_to_a_new_image_tag(installed: RealNodeCluster) -> None:
-    subprocess.run(["docker", "tag", "rap-analyzer:dev", "rap-analyzer:dev-upgrade"], check=True)
-    installed.load_docker_images(["rap-analyzer:dev-upgrade"])
+    for old, new in zip(demo.app_images("dev"), demo.app_images("dev-upgrade"), strict=True):
+        subprocess.run(["docker", "tag", old, new], check=True)
+    installed.load_docker_images(demo.app_images("dev-upgrade"))
     demo.upgrade(installed, "dev-upgrade", NS)
     wait_for(
         lambda: [p for p in pods(installed, "app.kubernetes.io/component=operator")
                  if p["status"].get("phase") == "Running"
-                 and p["spec"]["containers"][0]["image"] == "rap-analyzer:dev-upgrade"
+                 and p["spec"]["containers"][0]["image"] == f"{demo.OPERATOR_IMAGE_REPO}:dev-upgrade"
                  and all(cs.get("ready") for cs in p["status"].get("containerStatuses", []))],
         timeout=180, what="the operator pod on the new image",
     )  # fmt: skip
@@ -158,7 +159,7 @@ def test_helm_upgrade_to_a_new_image_tag(installed: RealNodeCluster) -> None:
     job_pods = pods(installed, "batch.kubernetes.io/job-name")
     images = {p["spec"]["containers"][0]["image"] for p in job_pods
               if p["metadata"]["labels"].get("batch.kubernetes.io/job-name", "").startswith("after-upgrade")}  # fmt: skip
-    assert images == {"rap-analyzer:dev-upgrade"}
+    assert images == {f"{demo.IMAGE_REPO}:dev-upgrade"}  # the worker image
 
 
 def test_helm_upgrade_to_pgbouncer(installed: RealNodeCluster) -> None:

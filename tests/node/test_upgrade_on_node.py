@@ -128,7 +128,9 @@ def test_helm_upgrade_from_previous_release_mid_run(node_cluster: RealNodeCluste
         assert kubectl(c, "get", "jobs", "-l", "app.kubernetes.io/component=crd-upgrade",
                        "-o", "name") == ""  # fmt: skip
         assert c.kubectl("get", "clusterrole", f"{NS}-rap-analyzer-crds").returncode != 0
-        wait_for(lambda: operator_images(c) == {"rap-analyzer:dev"}, timeout=180,
+        # Values written for 0.1.0's single image (image.repository only): the
+        # operator now runs its own image, found beside it (<repository>-operator).
+        wait_for(lambda: operator_images(c) == {f"{demo.OPERATOR_IMAGE_REPO}:dev"}, timeout=180,
                  what="the operator on the new image")  # fmt: skip
 
         phase = demo.wait_for_phase(c, NS, RUN, ("Succeeded", "Failed"), 900)
