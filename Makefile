@@ -9,7 +9,7 @@ N ?= 57718
 NODE ?= process
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock test test-fast lint fmt docs docs-build crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape bench-embedding bench-search bench-search-load bench-quality bench-budget bench-adopt bench-import bench-failover bench-tokens bench-llm-lanes bench-cascade fake-llm \
+.PHONY: help install lock test test-fast lint typecheck fmt docs docs-build crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape bench-embedding bench-search bench-search-load bench-quality bench-budget bench-adopt bench-import bench-failover bench-tokens bench-llm-lanes bench-cascade fake-llm \
         controlplane helm cluster-up cluster-down operator-up operator-down cluster-demo clean \
         image previous-image base-image postgres-image test-image node node-packages test-node chart-demo bench-node \
         prometheus test-observability argocd test-gitops gitops-demo chromium pgbouncer \
@@ -49,9 +49,13 @@ test-fast: install helm chromium pgbouncer ## unit and Postgres tests only (no c
 test-node: install controlplane helm node node-packages image previous-image postgres-image argocd prometheus kind kind-node-image kueue-image ## the images; the chart, Argo CD and Prometheus on the real node; the chart and Kueue on kind (root, Docker; ~20 min)
 	$(PY) -m pytest -q --durations=15 -m "node or image" tests/image tests/node
 
-lint: install docs-build ## ruff, and the docs site built with --strict
+lint: install typecheck docs-build ## ruff, mypy, and the docs site built with --strict
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# What it checks and how strictly: [tool.mypy] in pyproject.toml.
+typecheck: install ## mypy: strict on the operator, the contract and the ledger; the rest of the runtime checked too
+	$(VENV)/bin/mypy
 
 # NO_MKDOCS_2_WARNING: mkdocs-material's banner about its successor, printed on
 # every build; it is no warning about our pages.
