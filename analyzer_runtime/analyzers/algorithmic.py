@@ -61,7 +61,7 @@ from analyzer_runtime.analyzers.lexicons import PROFANITY, THEMES
 from analyzer_runtime.analyzers.phonetics import word_info
 from analyzer_runtime.analyzers.sentiment import THRESHOLD, score_lines
 from analyzer_runtime.analyzers.text import Bar, Lyrics, normalize_word, parse
-from analyzer_runtime.contract.types import ANALYZER_VERSIONS, AnalyzerName
+from analyzer_runtime.contract.types import AnalyzerName, fixed_versions
 
 MATTR_WINDOW = 50
 SCHEME_MAX_BARS = 256
@@ -239,7 +239,7 @@ class AlgorithmicAnalyzer(LocalAnalyzer):
 
     name = "algorithmic"
     analyzer_type = "algorithmic"
-    versions = ANALYZER_VERSIONS[AnalyzerName.algorithmic]
+    versions = fixed_versions(AnalyzerName.algorithmic)
     version = versions[-1]
 
     def analyze_one(self, track: TrackInput) -> AnalysisResult | ItemOutcome:

@@ -30,7 +30,7 @@ from typing import Any
 
 from analyzer_runtime.analyzers.base import AnalysisResult, ItemOutcome, LocalAnalyzer, TrackInput
 from analyzer_runtime.analyzers.text import normalize_word, tokenize
-from analyzer_runtime.contract.types import ANALYZER_VERSIONS, AnalyzerName
+from analyzer_runtime.contract.types import AnalyzerName, fixed_versions
 
 EMOTIONS: tuple[str, ...] = (
     "anger",
@@ -127,7 +127,7 @@ class EmotionAnalyzer(LocalAnalyzer):
 
     name = "emotion"
     analyzer_type = "emotion"
-    versions = ANALYZER_VERSIONS[AnalyzerName.emotion]
+    versions = fixed_versions(AnalyzerName.emotion)
     version = versions[-1]
 
     def analyze_one(self, track: TrackInput) -> AnalysisResult | ItemOutcome:

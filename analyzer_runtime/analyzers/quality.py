@@ -40,7 +40,7 @@ from analyzer_runtime.analyzers.base import (
     TrackInput,
     split_empty_lyrics,
 )
-from analyzer_runtime.contract.types import ANALYZER_VERSIONS, AnalyzerName
+from analyzer_runtime.contract.types import AnalyzerName, fixed_versions
 
 if TYPE_CHECKING:
     import asyncpg
@@ -78,8 +78,8 @@ def _predict(model: StoredModel, x: Any) -> tuple[dict[str, Any], agreement.Pred
 class QualityAnalyzer(Analyzer):
     name = "quality"
     analyzer_type = "quality"
-    versions = ANALYZER_VERSIONS[AnalyzerName.quality]
-    version = versions[-1]  # type: ignore[index]
+    versions = fixed_versions(AnalyzerName.quality)
+    version = versions[-1]
 
     def __init__(self, model: StoredModel | None = None) -> None:
         self._model = model  # tests may hand in a loaded one

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import typer
@@ -41,7 +41,7 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _with_db(fn: Callable[[str], Awaitable[T]], *, keep_running: bool = False) -> T:
+def _with_db(fn: Callable[[str], Coroutine[Any, Any, T]], *, keep_running: bool = False) -> T:
     url = ""
     try:
         with database_url(keep_running=keep_running) as url:

@@ -28,6 +28,7 @@ from pydantic import (
     field_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
 from pydantic_core import PydanticCustomError
 
 from analyzer_runtime.contract.base import PostgresTextModel, SecretKeyRef, SpecModel
@@ -343,7 +344,7 @@ PARALLELISM_RULE = cel_rule(
 def parallelism_within_shards(v: int | None, info: ValidationInfo) -> int | None:
     """The `parallelism` validator of a spec with `shards` before it: defaults to
     shards, and must not exceed them."""
-    shards = info.data.get("shards")
+    shards: int | None = info.data.get("shards")
     if shards is None:  # shards itself is invalid; that error is enough
         return v
     if v is None:
@@ -389,10 +390,10 @@ def _versions_message(analyzer: AnalyzerName, versions: tuple[str, ...]) -> str:
     return f"{analyzer} implements {', '.join(versions)}"
 
 
-def analyzer_version_rules() -> list[dict[str, str]]:
+def analyzer_version_rules() -> list[JsonDict]:
     """The CEL rules of ANALYZER_VERSIONS: one per analyzer with a fixed set of versions
     (a static message each; the API server rejects costly messageExpressions)."""
-    rules = []
+    rules: list[JsonDict] = []
     for analyzer, versions in ANALYZER_VERSIONS.items():
         if versions is None:
             continue
@@ -486,7 +487,7 @@ class AnalysisRunSpec(SpecModel):
         json_schema_extra={"default": {}},
         description="Retry and backoff settings.",
     )
-    fallback_analyzer: FallbackAnalyzerName | None = Field(  # type: ignore[valid-type]
+    fallback_analyzer: FallbackAnalyzerName | None = Field(
         default=None,
         strict=False,
         description="Local analyzer used for a track when the primary analyzer fails on it.",

@@ -14,6 +14,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic.config import JsonDict
 from pydantic_core import PydanticCustomError
 
 from analyzer_runtime.contract.base import SpecModel
@@ -191,9 +192,7 @@ def _key_problems(
 LabelValue = Annotated[str, Field(max_length=LABEL_VALUE_MAX_LENGTH)]
 
 
-def _reserved_keys_rule(
-    field: str, prefixes: tuple[str, ...], names: frozenset[str]
-) -> dict[str, str]:
+def _reserved_keys_rule(field: str, prefixes: tuple[str, ...], names: frozenset[str]) -> JsonDict:
     """The CEL side of _key_problems' reserved keys for the map `field`."""
     tests = [f"!k.startsWith({cel_string(p)})" for p in prefixes]
     tests += [f"k != {cel_string(n)}" for n in sorted(names)]

@@ -32,7 +32,9 @@ class ScrapeShardDetail(ShardDetail):
 class ScrapeShardSummary(ShardSummary):
     """The shards of the job, compact whatever their number (see ShardSummary)."""
 
-    detail: list[ScrapeShardDetail] = Field(description=SHARD_DETAIL_RULE)
+    # Narrows ShardSummary.detail (a list is invariant, hence the ignore): a scrape
+    # shard's detail counts artists, and nothing adds an analysis shard's to it.
+    detail: list[ScrapeShardDetail] = Field(description=SHARD_DETAIL_RULE)  # type: ignore[assignment]
 
 
 class FailedArtist(StatusModel):

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, WithJsonSchema
+from pydantic.config import JsonDict
 
 API_GROUP = "rapanalyzer.io"
 API_VERSION = "v1alpha1"
@@ -59,6 +60,15 @@ ANALYZER_VERSIONS: dict[AnalyzerName, tuple[str, ...] | None] = {
     # emotion features; the trained model's own version is in analysis_data.
     AnalyzerName.quality: ("1.0.0",),
 }
+
+
+def fixed_versions(analyzer: AnalyzerName) -> tuple[str, ...]:
+    """The versions of an analyzer that has a fixed set (all but llm), newest last."""
+    versions = ANALYZER_VERSIONS[analyzer]
+    if versions is None:
+        raise ValueError(f"{analyzer} has no fixed versions: any label names one")
+    return versions
+
 
 # Analyzers that call out over the network. They cannot be a fallback, because the
 # fallback exists precisely for when the network analyzer is failing.
@@ -235,6 +245,6 @@ def cel_string(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def cel_rule(rule: str, message: str, **extra: str) -> dict[str, str]:
+def cel_rule(rule: str, message: str, **extra: str) -> JsonDict:
     """One `x-kubernetes-validations` entry; kept next to the Python check it mirrors."""
     return {"rule": rule, "message": message, **extra}

@@ -200,7 +200,7 @@ def track(index: int, seed: int = 42) -> SyntheticTrack:
                 order.append("C")
         order += ["C"] * (reps - between)
     for item in order:
-        if item == "C":
+        if isinstance(item, str):
             out.append("[Chorus]")
             out += chorus
         else:

@@ -19,7 +19,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from itertools import islice
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 from analyzer_runtime.corpus_import.values import (
     INVALID_JSON,
@@ -57,8 +57,11 @@ class UnreadableFile(Exception):
 class Reader(Protocol):
     format: str
     columns: list[str]
-    total: int | None  # of `unit`s: bytes (csv/jsonl) or rows (parquet/sqlite)
     unit: str
+
+    @property
+    def total(self) -> int | None:  # of `unit`s: bytes (csv/jsonl) or rows (parquet/sqlite)
+        ...
 
     def records(self, wanted: Sequence[str]) -> Iterator[Record]: ...
     def position(self) -> int: ...
@@ -90,7 +93,7 @@ def open_reader(path: Path, fmt: str, *, table: str = "tracks") -> Reader:
     raise UnreadableFile(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
 
 
-def _open_binary(path: Path) -> tuple[IO[bytes], IO[bytes]]:
+def _open_binary(path: Path) -> tuple[gzip.GzipFile | io.BufferedReader, io.BufferedReader]:
     """(stream to read, underlying file whose tell() is the progress in bytes)."""
     raw = open(path, "rb")
     if path.suffix.lower() == ".gz":
@@ -257,7 +260,7 @@ class ParquetReader:
             return [
                 None if b is None else b.decode("utf-8", "surrogateescape") for b in col.to_pylist()
             ]
-        return col.to_pylist()  # type: ignore[no-any-return]
+        return col.to_pylist()
 
     def records(self, wanted: Sequence[str]) -> Iterator[Record]:
         pa = self._pa

@@ -52,4 +52,4 @@ class SeenKeys:
         merged.sort()
         self._recent = set()
         self._sorted = array("q")
-        self._sorted.frombytes(memoryview(merged).cast("B"))
+        self._sorted.frombytes(merged.data.cast("B"))

@@ -101,7 +101,9 @@ def stop(pgdata: Path | None = None, *, mode: str = "fast") -> bool:
     _require_local()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from pgserver._commands import pg_ctl
+        # pgserver makes its command functions (pg_ctl, initdb...) at import time, in
+        # the module's globals, so its types do not list them.
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
 
     try:
         pg_ctl(

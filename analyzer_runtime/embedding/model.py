@@ -229,8 +229,10 @@ class Embedder:
         tok.no_truncation()
         tok.no_padding()
         self._tokenizer = tok
-        self._cls = tok.token_to_id("[CLS]")
-        self._sep = tok.token_to_id("[SEP]")
+        cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+        if cls_id is None or sep_id is None:
+            raise ValueError(f"{model_dir}: tokenizer.json lacks [CLS] or [SEP]")
+        self._cls, self._sep = cls_id, sep_id
 
         w = load_file(str(model_dir / "model.safetensors"))
         prefix = "bert." if "bert.embeddings.word_embeddings.weight" in w else ""

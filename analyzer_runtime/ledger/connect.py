@@ -11,7 +11,7 @@ import asyncpg
 from pgvector.asyncpg import register_vector
 
 # The one redaction of URLs and DSNs; importers of this module use it from here too.
-from analyzer_runtime.contract.redaction import redact
+from analyzer_runtime.contract.redaction import redact as redact
 
 DATABASE_URL_ENV = "DATABASE_URL"
 # How DATABASE_URL's server pools connections: `session` (a PostgreSQL server, or a

@@ -548,7 +548,7 @@ async def commit_batch(
 
 async def finish_shard(conn: asyncpg.Connection, run_id: int, shard: int) -> bool:
     """Mark the shard done if nothing is pending; False if items remain."""
-    status = await conn.fetchval(
+    status: str | None = await conn.fetchval(
         """UPDATE run_shards SET state = 'done', finished_at = coalesce(finished_at, now()),
                                  heartbeat_at = now(), last_error = NULL
             WHERE run_id = $1 AND shard = $2

@@ -136,7 +136,7 @@ def fit_sentiment(
 
 def coverage_curve(
     p_sent: np.ndarray, sent_ok: np.ndarray, p_qual: np.ndarray, qual_ok: np.ndarray
-) -> list[dict[str, float]]:
+) -> list[dict[str, float | None]]:
     """Out of fold, per threshold: the share of tracks the cascade would keep and how
     often its kept labels agree with the LLM's (what `model train` prints)."""
     conf = np.minimum(p_sent, p_qual)

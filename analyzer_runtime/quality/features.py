@@ -18,10 +18,10 @@ import asyncpg
 import numpy as np
 
 from analyzer_runtime.analyzers.lexicons import THEMES
-from analyzer_runtime.contract.types import ANALYZER_VERSIONS, AnalyzerName
+from analyzer_runtime.contract.types import AnalyzerName, fixed_versions
 
-ALGORITHMIC_VERSION: str = ANALYZER_VERSIONS[AnalyzerName.algorithmic][-1]  # type: ignore[index]
-EMOTION_VERSION: str = ANALYZER_VERSIONS[AnalyzerName.emotion][-1]  # type: ignore[index]
+ALGORITHMIC_VERSION = fixed_versions(AnalyzerName.algorithmic)[-1]
+EMOTION_VERSION = fixed_versions(AnalyzerName.emotion)[-1]
 EMBEDDING_DIM = 384
 
 # (feature name, path into algorithmic analysis_data)

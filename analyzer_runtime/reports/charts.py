@@ -92,7 +92,7 @@ def sentiment_over_groups(report: dict[str, Any]) -> bytes | None:
     ax1.set_ylabel("score (-1 .. 1)")
     ax1.set_title(f"Sentiment by {by}")
     ax1.legend(loc="upper right", fontsize=9)
-    labels = ("positive", "mixed", "neutral", "negative")
+    labels: tuple[str, ...] = ("positive", "mixed", "neutral", "negative")
     colours = {
         "positive": PALETTE[4],
         "mixed": PALETTE[3],

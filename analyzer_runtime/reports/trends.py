@@ -139,7 +139,7 @@ def clusters(sample: ClusterSample, k: int, seed: int) -> Clusters:
     labels = KMeans(n_clusters=k, random_state=seed, n_init=10).fit_predict(x)
     vocab = vec.get_feature_names_out() if tfidf is not None else []
     overall = np.asarray(tfidf.mean(axis=0)).ravel() if tfidf is not None else None
-    found = []
+    found: list[dict[str, Any]] = []
     for c in range(k):
         idx = np.flatnonzero(labels == c)
         if not len(idx):
@@ -147,8 +147,8 @@ def clusters(sample: ClusterSample, k: int, seed: int) -> Clusters:
         terms: list[str] = []
         if tfidf is not None and overall is not None:
             lift = np.asarray(tfidf[idx].mean(axis=0)).ravel() - overall
-            order = np.argsort(-lift, kind="stable")[:TOP_TERMS]
-            terms = [str(vocab[j]) for j in order if lift[j] > 0]
+            top = np.argsort(-lift, kind="stable")[:TOP_TERMS]
+            terms = [str(vocab[j]) for j in top if lift[j] > 0]
         themes: Counter[str] = Counter()
         for i in idx:
             themes.update(sample.llm_themes[i])

@@ -202,15 +202,15 @@ class SpotifyClient:
             return Enrichment(False, {"matched": False, "query": query, "results": len(items)})
         best = best_match(matches, title, album=album, year=year)
         features = await self._features(str(best.get("id")))
-        album = best.get("album") or {}
+        best_album = best.get("album") or {}
         data = {
             "matched": True,
             "id": best.get("id"),
             "uri": best.get("uri"),
             "name": best.get("name"),
             "artists": [a.get("name") for a in best.get("artists") or []],
-            "album": album.get("name"),
-            "releaseDate": album.get("release_date"),
+            "album": best_album.get("name"),
+            "releaseDate": best_album.get("release_date"),
             "popularity": best.get("popularity"),
             "explicit": best.get("explicit"),
             "durationMs": best.get("duration_ms"),

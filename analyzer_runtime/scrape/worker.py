@@ -185,6 +185,7 @@ async def _artists(ctx: _Shard, report: ShardReport, max_attempts: int) -> None:
                 continue
         item = claimed[0]
         name = item.payload or ""
+        update: shard_ledger.ItemUpdate | None
         if item.crashes >= max_attempts:
             update = shard_ledger.ItemUpdate(
                 item.item_id, "failed", gave_up(max_attempts, "scraping")

@@ -116,7 +116,9 @@ async def apply_crds(
     names = []
     for crd in crds:
         name = crd["metadata"]["name"]
-        await ext.patch_custom_resource_definition(
+        # kubernetes_asyncio's .pyi stubs leave out `_content_type`, which every
+        # generated method takes (it picks the patch type).
+        await ext.patch_custom_resource_definition(  # type: ignore[call-arg]
             name,
             apply_body(crd),
             field_manager=field_manager,

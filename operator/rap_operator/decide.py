@@ -67,7 +67,7 @@ class Decision:
     # Appended after the kind's extra fields (which may replace the conditions).
     extra_conditions: list[JSON]
     failed_indexes: list[int]  # shards the Job gave up on, to mark failed in the ledger
-    run_state: str | None  # the ledger state of a run that reached a final phase
+    run_state: shard_ledger.RunState | None  # the ledger state of a run that reached a final phase
     before_patch: list[Event]  # ParallelismCapped, then the problems (warn once)
     after_patch: list[Event]  # the refused spec change (warn once)
     capped_at: int | None  # the parallelism a ParallelismCapped Event told
@@ -187,7 +187,9 @@ def budget_condition(share: budget.Share | None, previous: JSON, generation: int
 def pods_condition(troubles: list[pods.PodProblem], previous: JSON, now: datetime) -> JSON:
     first = troubles[0]
     message = "; ".join(dict.fromkeys(t.message for t in troubles))[:1000]
-    old = next((c for c in previous.get("conditions") or [] if c.get("type") == "PodsReady"), {})
+    old: JSON = next(
+        (c for c in previous.get("conditions") or [] if c.get("type") == "PodsReady"), {}
+    )
     since = old.get("lastTransitionTime") if old.get("reason") == first.reason else None
     return {
         "type": "PodsReady",

@@ -164,7 +164,7 @@ def _watch(body: dict[str, Any], *, finishing: bool = False) -> None:
     if lp is None:
         if finished(body) and not finishing:
             return
-        lp = _loops[uid] = RunLoop(body, memory=_ended.pop(uid, None) or RunMemory())
+        lp = _loops[uid] = RunLoop(body, memory=_ended.pop(uid, RunMemory()))
         lp.task = asyncio.create_task(_loop(uid))
         lp.wake.set()
         return

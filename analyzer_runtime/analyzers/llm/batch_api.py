@@ -51,7 +51,8 @@ class BatchAPI:
         return await self.sdk.batches.create(
             input_file_id=input_file_id,
             endpoint=ENDPOINT,
-            completion_window=window,  # type: ignore[arg-type] - Novita's is 48h
+            # openai's types allow only "24h" (OpenAI's window); Novita's is "48h".
+            completion_window=window,  # type: ignore[arg-type]
             metadata=metadata,
         )
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from analyzer_runtime.analyzers.base import TrackInput
 from analyzer_runtime.analyzers.llm import schema
@@ -33,7 +33,7 @@ from analyzer_runtime.analyzers.llm.presets import ResolvedLLM
 from analyzer_runtime.analyzers.llm.prompt import Prompt
 from analyzer_runtime.contract.types import ResponseFormat
 
-ENDPOINT = "/v1/chat/completions"
+ENDPOINT: Final = "/v1/chat/completions"
 # An input file holds at most 200 MB (platform.openai.com/docs/guides/batch, "Rate
 # limits"); requests per file are bounded by spec.llm.batch.maxRequests (50,000).
 MAX_FILE_BYTES = 200_000_000

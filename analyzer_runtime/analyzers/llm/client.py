@@ -224,14 +224,16 @@ class ChatClient:
                 metrics.LLM_RATE_WAIT_SECONDS.labels(self.label).observe(permit.waited)
                 try:
                     async with asyncio.timeout(self.timeout + 1):
-                        resp = await self.sdk.chat.completions.create(
+                        # The messages and the response format are the plain JSON the
+                        # API takes; openai types them as its own TypedDicts.
+                        resp = await self.sdk.chat.completions.create(  # type: ignore[call-overload]
                             model=self.resolved.model,
-                            messages=prompt.messages,  # type: ignore[arg-type]
+                            messages=prompt.messages,
                             temperature=self.resolved.temperature
                             if self.resolved.temperature is not None
                             else openai.omit,
                             max_tokens=prompt.max_tokens,
-                            response_format=self._format(fmt),  # type: ignore[arg-type]
+                            response_format=self._format(fmt),
                             extra_body=self.resolved.extra_body(),
                         )
                 finally:
