@@ -88,6 +88,17 @@ RAP_EMBEDDING_MODEL_DIR = "RAP_EMBEDDING_MODEL_DIR"
 RAP_EMBEDDING_THREADS = "RAP_EMBEDDING_THREADS"
 RAP_EMBEDDING_ROW_BLOCK = "RAP_EMBEDDING_ROW_BLOCK"
 RAP_ANALYZER_DEBUG = "RAP_ANALYZER_DEBUG"
+METRICS_PORT = "METRICS_PORT"
+
+# ---- the search API (api/settings.py builds these from a prefix) ----------------
+RAP_SEARCH_TOKEN = "RAP_SEARCH_TOKEN"
+RAP_SEARCH_TOKEN_FILE = "RAP_SEARCH_TOKEN_FILE"
+RAP_SEARCH_MAX_IN_FLIGHT = "RAP_SEARCH_MAX_IN_FLIGHT"
+RAP_SEARCH_POOL_SIZE = "RAP_SEARCH_POOL_SIZE"
+RAP_SEARCH_ACQUIRE_TIMEOUT = "RAP_SEARCH_ACQUIRE_TIMEOUT"
+RAP_SEARCH_STATEMENT_TIMEOUT = "RAP_SEARCH_STATEMENT_TIMEOUT"
+RAP_SEARCH_READY_TIMEOUT = "RAP_SEARCH_READY_TIMEOUT"
+RAP_SEARCH_METRICS_PORT = "RAP_SEARCH_METRICS_PORT"
 
 ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar(DATABASE_URL, "The postgres:// URL of the database (from the database Secret in the cluster); the CLI starts an embedded Postgres when it is unset.", _ALL_DB),
@@ -149,6 +160,15 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar(RAP_EMBEDDING_THREADS, "BLAS threads of the embedding model (default 1: a shard process holds one model).", ("shard pods", "search", "cli")),
     EnvVar(RAP_EMBEDDING_ROW_BLOCK, "Token rows per forward block of the embedding model (a tuning knob, default 512).", ("shard pods", "search", "cli")),
     EnvVar(RAP_ANALYZER_DEBUG, "Set (to anything) to print tracebacks instead of one-line errors, like --debug.", ("shard pods", "gc", "cli")),
+    EnvVar(METRICS_PORT, "The port a shard pod serves its Prometheus metrics on, 0: none (`--metrics-port`; the operator sets it from RAP_POD_METRICS_PORT; default 9102).", ("shard pods",)),
+    EnvVar(RAP_SEARCH_TOKEN, "The search API's bearer token; unset (and no RAP_SEARCH_TOKEN_FILE): no authentication.", ("search",)),
+    EnvVar(RAP_SEARCH_TOKEN_FILE, "A file holding the search API's bearer token, instead of RAP_SEARCH_TOKEN (not both).", ("search",)),
+    EnvVar(RAP_SEARCH_MAX_IN_FLIGHT, "Search requests served at once; more get 429 (default 32).", ("search",)),
+    EnvVar(RAP_SEARCH_POOL_SIZE, "Database connections of the search API for queries (default 4).", ("search",)),
+    EnvVar(RAP_SEARCH_ACQUIRE_TIMEOUT, "Seconds a search request waits for a database connection, then 503 (default 2).", ("search",)),
+    EnvVar(RAP_SEARCH_STATEMENT_TIMEOUT, "Seconds a search statement may run, then 503 (default 5).", ("search",)),
+    EnvVar(RAP_SEARCH_READY_TIMEOUT, "Seconds /readyz waits for the database (default 2).", ("search",)),
+    EnvVar(RAP_SEARCH_METRICS_PORT, "The search API's management port: /metrics, /readyz and /healthz; 0 or unset: not served.", ("search",)),
 )  # fmt: skip
 
 BY_NAME: dict[str, EnvVar] = {v.name: v for v in ENV_VARS}

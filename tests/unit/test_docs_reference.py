@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import inspect
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -291,3 +292,38 @@ def test_the_site_builds_with_strict(tmp_path: Path) -> None:
         encoding="utf-8"
     )
     assert "spec.llm.batch.completionWindow" in fields_html
+
+
+def test_every_environment_variable_is_on_the_configuration_page() -> None:
+    from analyzer_runtime.contract.env import ENV_VARS
+
+    page = pages.configuration_page()
+    assert len(ENV_VARS) > 20
+    missing = [v.name for v in ENV_VARS if f"| `{v.name}` |" not in page]
+    assert not missing
+
+
+def test_every_rap_variable_the_code_or_chart_names_is_listed() -> None:
+    """Names built from a prefix (api/settings.py's RAP_SEARCH_*) escape a scan for
+    reads by literal name; their full spelling in the source (docstrings, messages)
+    and in the chart's templates does not."""
+    from analyzer_runtime.contract.env import BY_NAME
+
+    sources = [p for base in PRODUCT for p in base.rglob("*.py")]
+    sources += list((ROOT / "charts" / "rap-analyzer" / "templates").glob("*"))
+    named = {
+        name
+        for path in sources
+        for name in re.findall(r"\bRAP_[A-Z0-9_]*[A-Z0-9]\b", path.read_text(encoding="utf-8"))
+    }
+    assert len(named) > 30
+    assert named <= set(BY_NAME), sorted(named - set(BY_NAME))
+
+
+def test_the_cli_reads_only_listed_environment_variables() -> None:
+    """An option's envvar is configuration too: the table lists it."""
+    from analyzer_runtime.contract.env import BY_NAME
+
+    read = {p.envvar for d in pages.cli_docs() for p in d.params if p.envvar}
+    assert read  # --debug and --metrics-port at least
+    assert read <= set(BY_NAME), read - set(BY_NAME)

@@ -12,12 +12,8 @@ from rap_devtools.docs_reference.markdown import cell, code, table
 
 
 def render_section(entries: Iterable[Any]) -> str:
-    rows = [
-        [code(e.name), cell(_used_by(e.used_by)), cell(e.description)]
-        for e in sorted(entries, key=lambda e: e.name)
-    ]
-    if not rows:
-        return "No environment variables are listed yet.\n"
+    """A table in the order of the contract's table, which groups related variables."""
+    rows = [[code(e.name), cell(_used_by(e.used_by)), cell(e.description)] for e in entries]
     return table(["Variable", "Read by", "Description"], rows)
 
 

@@ -7,8 +7,12 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rap_devtools.docs_reference import chart_values, cli, crd_fields, env_vars, metrics
+
+if TYPE_CHECKING:
+    from analyzer_runtime.contract.env import EnvVar
 
 ROOT = Path(__file__).resolve().parents[3]
 VALUES_YAML = ROOT / "charts" / "rap-analyzer" / "values.yaml"
@@ -133,10 +137,10 @@ def cli_page() -> str:
     )
 
 
-def env_entries() -> list[object]:
-    # analyzer_runtime.contract.env lands with the layout move (issue 26, B);
-    # until then there is no table to read.
-    return []
+def env_entries() -> list[EnvVar]:
+    from analyzer_runtime.contract.env import ENV_VARS
+
+    return list(ENV_VARS)
 
 
 def value_docs() -> list[chart_values.ValueDoc]:
