@@ -61,7 +61,7 @@ typecheck: install ## mypy: strict on the operator, the contract and the ledger;
 # every build; it is no warning about our pages.
 MKDOCS := NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs
 
-docs: install ## serve the documentation site on http://127.0.0.1:8000 (rebuilds on edits; the Reference is generated from the code)
+docs: install ## serve the documentation site on http://127.0.0.1:8000 (rebuilds on edits to docs/; the Reference is generated from the code when it starts)
 	$(MKDOCS) serve
 
 docs-build: install ## build the documentation site into build/site with --strict (a broken link, anchor or unlisted page fails)
