@@ -31,7 +31,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from analyzer_runtime.analyzers.llm.cascade import cascade_of_spec
 from analyzer_runtime.analyzers.llm.presets import pricing_for_spec
 from analyzer_runtime.contract import AnalysisRunSpec
-from analyzer_runtime.contract.status import JobObservation, compute_status, render_status_text
+from analyzer_runtime.contract.status import (
+    JobObservation,
+    RunObservation,
+    compute_status,
+    render_status_text,
+)
 from analyzer_runtime.ledger import batch_status, estimates, planner
 from analyzer_runtime.ledger import shards as shard_ledger
 from analyzer_runtime.ledger.connect import pool_for
@@ -332,12 +337,12 @@ async def _status(
         shards = await shard_ledger.read_shards(conn, run.id)
         estimate = await estimates.read(conn, run.id)
         batches = await batch_status.read(conn, run.id)
-    status = compute_status(
+    status = compute_status(RunObservation(
         generation=1, shards=shards, job=job, previous=None, now=datetime.now(UTC),
         planned_total=run.total, pricing=pricing_for_spec(run.spec),
         dry_run=bool(run.spec.get("dryRun")), failure_threshold=run.spec.get("failureThreshold"),
         cascade=cascade_of_spec(run.spec),
-    )  # fmt: skip
+    )).to_json()  # fmt: skip
     if estimate is not None:  # LLM runs: requests, tokens, cost, duration before any request
         status["estimate"] = estimate
     if batches is not None:  # llm.mode batch: the provider batches

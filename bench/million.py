@@ -51,7 +51,7 @@ from typing import Any
 
 import asyncpg
 
-from analyzer_runtime.contract.status import JobObservation, compute_status
+from analyzer_runtime.contract.status import JobObservation, RunObservation, compute_status
 from analyzer_runtime.ledger import planner
 from analyzer_runtime.ledger import shards as shard_ledger
 from analyzer_runtime.ledger.migrate import migrate
@@ -339,8 +339,10 @@ async def refresh(conn: asyncpg.Connection, run_id: int, n: int) -> dict[str, An
     for _ in range(300):
         t0 = time.perf_counter()
         rows = await shard_ledger.read_shards(conn, run_id)
-        compute_status(generation=1, shards=rows, job=JobObservation(exists=True),
-                       previous=None, now=datetime.now(UTC), planned_total=n)  # fmt: skip
+        compute_status(
+            RunObservation(generation=1, shards=rows, job=JobObservation(exists=True),
+                           previous=None, now=datetime.now(UTC), planned_total=n)
+        ).to_json()  # fmt: skip
         times.append(time.perf_counter() - t0)
     db_times = []
     for _ in range(300):

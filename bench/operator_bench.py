@@ -39,7 +39,7 @@ from rap_devtools.operator_setup import (
     put_db_secret,
 )
 
-from analyzer_runtime.contract.status import JobObservation, compute_status
+from analyzer_runtime.contract.status import JobObservation, RunObservation, compute_status
 from analyzer_runtime.db import embedded
 from analyzer_runtime.ledger import shards as shard_ledger
 from analyzer_runtime.ledger.connect import create_pool
@@ -155,8 +155,10 @@ async def refresh_cost(
             for _ in range(300):
                 t0 = time.perf_counter()
                 rows = await shard_ledger.read_shards(conn, plan.run.id)
-                compute_status(generation=1, shards=rows, job=JobObservation(exists=True),
-                               previous=None, now=datetime.now(UTC), planned_total=n)  # fmt: skip
+                compute_status(
+                    RunObservation(generation=1, shards=rows, job=JobObservation(exists=True),
+                                   previous=None, now=datetime.now(UTC), planned_total=n)
+                ).to_json()  # fmt: skip
                 times.append(time.perf_counter() - t0)
             out[str(n)] = round(statistics.median(times) * 1000, 3)
     await pool.close()

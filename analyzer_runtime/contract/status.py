@@ -1,9 +1,12 @@
 """The status of an AnalysisRun, computed from shard counters and the Job (pure logic).
 
-The operator's timer and the local runner both call `compute_status` with the
-per-shard counter rows (O(shards), never a count over items) and, in a cluster,
-an observation of the Indexed Job. The result is the exact dict patched onto
-`.status` (camelCase keys, schema in `analyzer_runtime.contract.status_model`).
+The operator's refresh (rap_operator.decide) and the local runner both call
+`compute_status` with a `RunObservation`: the per-shard counter rows the ledger
+holds (O(shards), never a count over items), in a cluster an observation of the
+Indexed Job, the status as it was, the clock and what the spec says. It returns the
+pydantic status model the CRD's status schema is generated from
+(`analyzer_runtime.contract.status_model`); `to_json()` of it is what is patched
+onto `.status`. No I/O here: every phase and condition is table-tested.
 
 Phases: Pending (nothing started) -> Running -> Succeeded | Failed, with Suspended
 while `spec.suspend` holds. Succeeded means every shard finished its work, even if
@@ -25,15 +28,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from analyzer_runtime.contract.status_model import (
     SHARD_DETAIL_ALL,
     SHARD_DETAIL_TOP,
     SHARD_INDEXES_MAX_CHARS,
     SHARD_MESSAGE_MAX_CHARS,
+    AnalysisRunStatus,
+    CascadeStatus,
+    Condition,
+    ConditionStatus,
     Phase,
+    ShardDetail,
+    ShardGroup,
     ShardState,
+    ShardSummary,
+    TokenUsage,
 )
 from analyzer_runtime.contract.wording import (
     ANALYSIS_WORDING,
@@ -47,8 +58,11 @@ from analyzer_runtime.contract.wording import (
 
 __all__ = [
     "TERMINAL_PHASES",
+    "Held",
     "JobObservation",
+    "RunObservation",
     "ShardCounters",
+    "StatusOptions",
     "TokenPricing",
     "cascade_status",
     "clip_indexes",
@@ -229,6 +243,66 @@ class TokenPricing:
         return TokenPricing(self.prompt_per_1k * factor, self.completion_per_1k * factor, cached)
 
 
+# ---- the observation ---------------------------------------------------------------
+
+# What to say while the Job is suspended by someone else than spec.suspend (a queue,
+# Kueue, waiting for quota or preempting): (phase, reason, message).
+Held = tuple[str, str, str]
+
+
+class StatusOptions(TypedDict, total=False):
+    """What a kind takes from a planned run's spec into its observation (the
+    operator's RunKind.status_args): RunObservation's fields of the same names."""
+
+    pricing: TokenPricing | None
+    dry_run: bool
+    failure_threshold: float | None
+    cascade: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunObservation:
+    """Everything a run's status is computed from, as one refresh observed it.
+
+    `shards` empty and `planned_total` None means "not planned yet" (Pending);
+    `planned_total=0` means planning selected nothing (Succeeded at once).
+    `job` is None for the local runner (shard states alone decide). `valid=False`
+    sets `Valid=False`; before any work exists it also ends the run Failed (unless
+    `invalid_until_fixed` is False: a cause time removes, such as an overlapping run,
+    keeps it Pending), after planning it only reports (e.g. a refused spec change)
+    and the run goes on.
+    `previous` (the last status) keeps each condition's lastTransitionTime and the
+    start/completion times stable across refreshes.
+    """
+
+    generation: int  # metadata.generation the status is computed for
+    shards: Sequence[ShardCounters]  # the ledger's per-shard counters
+    job: JobObservation | None
+    previous: Mapping[str, Any] | None
+    now: datetime
+    valid: bool = True
+    invalid_message: str | None = None
+    invalid_reason: str = "InvalidSpec"
+    invalid_until_fixed: bool = True
+    planned_total: int | None = None
+    suspend: bool = False  # spec.suspend
+    job_name: str | None = None  # status.jobName (None: the run has no Job)
+    # The lane's price, for status.estimatedCost (None: no cost shown).
+    pricing: TokenPricing | None = None
+    # spec.dryRun: a planned run ends Succeeded with reason DryRun - it was planned and
+    # estimated, and no shard will ever run.
+    dry_run: bool = False
+    wording: Wording = ANALYSIS_WORDING
+    # spec.failureThreshold: a finished run with more than this fraction of failed
+    # items ends Failed, reason TooManyTrackFailures. None: DEFAULT_FAILURE_THRESHOLD
+    # for an AnalysisRun's wording, no threshold for other kinds.
+    failure_threshold: float | None = None
+    held: Held | None = None
+    # spec.llm.cascade.analyzer: status.cascade says how many tracks its first
+    # analyzer kept, how many went to the LLM, and the cost saved (cascade_status).
+    cascade: str | None = None
+
+
 # ---- the computation ---------------------------------------------------------------
 
 # spec.failureThreshold's default: more than this fraction of failed tracks fails a run.
@@ -242,56 +316,17 @@ class _Verdict:
     message: str
 
 
-def compute_status(
-    *,
-    generation: int,
-    shards: Sequence[ShardCounters],
-    job: JobObservation | None,
-    previous: Mapping[str, Any] | None,
-    now: datetime,
-    valid: bool = True,
-    invalid_message: str | None = None,
-    invalid_reason: str = "InvalidSpec",
-    invalid_until_fixed: bool = True,
-    planned_total: int | None = None,
-    suspend: bool = False,
-    job_name: str | None = None,
-    pricing: TokenPricing | None = None,
-    dry_run: bool = False,
-    wording: Wording = ANALYSIS_WORDING,
-    failure_threshold: float | None = None,
-    held: tuple[str, str, str] | None = None,
-    cascade: str | None = None,
-) -> dict[str, Any]:
-    """The run's `.status` dict.
-
-    `cascade` (spec.llm.cascade.analyzer): status.cascade says how many tracks its
-    first analyzer kept, how many went to the LLM, and the cost saved (cascade_status).
-
-    `held` (phase, reason, message): what to say while the Job is suspended by
-    someone else than spec.suspend - a queue (Kueue) waiting for quota or preempting.
-
-    `failure_threshold` (spec.failureThreshold): a finished run with more than this
-    fraction of failed items ends Failed, reason TooManyTrackFailures. None: the
-    default (DEFAULT_FAILURE_THRESHOLD) for an AnalysisRun's wording, no threshold for
-    other kinds.
-
-    `shards` empty and `planned_total` None means "not planned yet" (Pending);
-    `planned_total=0` means planning selected nothing (Succeeded at once).
-    `job` is None for the local runner (shard states alone decide). `valid=False`
-    sets `Valid=False`; before any work exists it also ends the run Failed (unless
-    `invalid_until_fixed` is False: a cause time removes, such as an overlapping run,
-    keeps it Pending), after planning it only reports (e.g. a refused spec change)
-    and the run goes on.
-    `previous` (the last status) keeps each condition's lastTransitionTime and the
-    start/completion times stable across refreshes. `dry_run` (spec.dryRun) ends a
-    planned run Succeeded with reason DryRun: it was planned and estimated, and no
-    shard will ever run. None values are deliberate:
-    in a JSON merge patch they remove a stale field (e.g. `eta` after completion).
+def compute_status(obs: RunObservation) -> AnalysisRunStatus:
+    """The run's status. Every field it owns is set, None included: `to_json()`
+    writes a None as null, which in a JSON merge patch removes a stale value (e.g.
+    `eta` after completion). Optional parts (tokens, cost, cascade, the Job's name)
+    are set only when there is something to show. A ScrapeJob's status is this plus
+    the fields its kind adds (tokens and cost never appear: scrape shards use none).
     """
-    shards = sorted(shards, key=lambda s: s.shard)
-    prev = previous or {}
-    total = sum(s.total for s in shards) if shards else (planned_total or 0)
+    shards = sorted(obs.shards, key=lambda s: s.shard)
+    job = obs.job
+    prev = obs.previous or {}
+    total = sum(s.total for s in shards) if shards else (obs.planned_total or 0)
     processed = sum(s.processed for s in shards)
     failed = sum(s.failed for s in shards)
     skipped = sum(s.skipped for s in shards)
@@ -313,14 +348,13 @@ def compute_status(
         assert job is not None
         done |= job.completed_indexes
     verdict = _decide(
-        shards, job if job_seen else None, failed_shards, done, total, finished, valid,
-        invalid_reason, invalid_message, planned=bool(shards) or planned_total is not None,
-        suspend=suspend, dry_run=dry_run, wording=wording, waiting=not invalid_until_fixed,
-        held=held,
+        obs, shards, job if job_seen else None, failed_shards, done, total, finished,
+        planned=bool(shards) or obs.planned_total is not None,
     )  # fmt: skip
-    if failure_threshold is None and wording is ANALYSIS_WORDING:
-        failure_threshold = DEFAULT_FAILURE_THRESHOLD
-    verdict = _too_many_failures(verdict, failed, total, failure_threshold, wording)
+    threshold = obs.failure_threshold
+    if threshold is None and obs.wording is ANALYSIS_WORDING:
+        threshold = DEFAULT_FAILURE_THRESHOLD
+    verdict = _too_many_failures(verdict, failed, total, threshold, obs.wording)
     terminal = is_terminal(verdict.phase)
 
     start = parse_time(prev.get("startTime")) or min(
@@ -333,61 +367,56 @@ def compute_status(
         )
         ends = [s.finished_at for s in shards]
         if completion is None:
-            completion = max(ends) if ends and all(ends) else now  # type: ignore[type-var]
+            known = [e for e in ends if e is not None]
+            completion = max(known) if known and len(known) == len(ends) else obs.now
         start = start or completion
     throughput: float | None = None
     eta: str | None = None
     if start is not None:
-        elapsed = ((completion or now) - _aware(start)).total_seconds()
+        elapsed = ((completion or obs.now) - _aware(start)).total_seconds()
         throughput = round(finished / elapsed, 2) if elapsed > 0 else 0.0
         if verdict.phase == Phase.Running and throughput > 0 and total > finished:
             eta = format_duration((total - finished) / throughput)
 
-    status: dict[str, Any] = {
-        "phase": str(verdict.phase),
-        "observedGeneration": generation,
-        "progress": format_progress(finished, total, complete=verdict.phase == Phase.Succeeded),
-        "total": total,
-        "processed": processed,
-        "failed": failed,
-        "skipped": skipped,
-        "startTime": format_time(start),
-        "completionTime": format_time(completion),
-        "throughput": throughput,
-        "eta": eta,
-    }
+    status = AnalysisRunStatus(
+        phase=verdict.phase,
+        observed_generation=obs.generation,
+        progress=format_progress(finished, total, complete=verdict.phase == Phase.Succeeded),
+        total=total,
+        processed=processed,
+        failed=failed,
+        skipped=skipped,
+        start_time=format_time(start),
+        completion_time=format_time(completion),
+        throughput=throughput,
+        eta=eta,
+        shards=shard_summary(shards, failed_shards, done, job_seen),
+        conditions=_conditions(verdict, obs, failed, total, prev),
+    )
     prompt = sum(s.tokens_prompt for s in shards)
     completion_tokens = sum(s.tokens_completion for s in shards)
     if prompt or completion_tokens:
-        status["tokens"] = {
-            "prompt": prompt,
-            "completion": completion_tokens,
-            "total": prompt + completion_tokens,
-        }
+        status.tokens = TokenUsage(
+            prompt=prompt, completion=completion_tokens, total=prompt + completion_tokens
+        )
         cached = sum(s.tokens_cached for s in shards)
         if cached:
-            status["tokens"]["cached"] = cached
-        if pricing is not None:
-            status["estimatedCost"] = round(pricing.cost(prompt, completion_tokens, cached), 6)
+            status.tokens.cached = cached
+        if obs.pricing is not None:
+            status.estimated_cost = round(obs.pricing.cost(prompt, completion_tokens, cached), 6)
     fallback = sum(s.fallback_used for s in shards)
     if fallback:
-        status["fallbackUsed"] = fallback
-    if cascade is not None:
-        llm_cost = status.get("estimatedCost")
-        status["cascade"] = cascade_status(cascade, shards, llm_cost)
-    if job_name:
-        status["jobName"] = job_name
-    status["shards"] = shard_summary(shards, failed_shards, done, job_seen)
-    status["conditions"] = _conditions(
-        verdict, valid, invalid_reason, invalid_message, failed, total, generation, prev, now,
-        wording,
-    )  # fmt: skip
+        status.fallback_used = fallback
+    if obs.cascade is not None:
+        status.cascade = cascade_status(obs.cascade, shards, status.estimated_cost)
+    if obs.job_name:
+        status.job_name = obs.job_name
     return status
 
 
 def cascade_status(
     analyzer: str, shards: Sequence[ShardCounters], llm_cost: float | None
-) -> dict[str, Any]:
+) -> CascadeStatus:
     """status.cascade: kept (the first analyzer's), sentToLLM (every other finished,
     not skipped track) and costSaved = kept x the run's actual average cost per track
     the LLM answered (`llm_cost`: the run's cost so far; fallback results excluded)."""
@@ -398,12 +427,12 @@ def cascade_status(
     saved = None
     if llm_cost is not None and answered > 0:
         saved = round(kept * llm_cost / answered, 6)
-    return {
-        "analyzer": analyzer,
-        "kept": kept,
-        "sentToLLM": max(0, processed + failed - kept),
-        "costSaved": saved,
-    }
+    return CascadeStatus(
+        analyzer=analyzer,
+        kept=kept,
+        sent_to_llm=max(0, processed + failed - kept),
+        cost_saved=saved,
+    )
 
 
 def _too_many_failures(
@@ -423,28 +452,25 @@ def _too_many_failures(
 
 
 def _decide(
+    obs: RunObservation,
     shards: Sequence[ShardCounters],
     job: JobObservation | None,
     failed_shards: Mapping[int, str],
     done: set[int],
     total: int,
     finished: int,
-    valid: bool,
-    invalid_reason: str,
-    invalid_message: str | None,
     *,
     planned: bool,
-    suspend: bool,
-    dry_run: bool = False,
-    wording: Wording = ANALYSIS_WORDING,
-    waiting: bool = False,
-    held: tuple[str, str, str] | None = None,
 ) -> _Verdict:
+    """The phase, with the reason and message of its condition. `job`: the Job as
+    seen (None when there is none, or no Job is used)."""
+    wording, suspend, held = obs.wording, obs.suspend, obs.held
     kept = wording.kept
-    if not valid and not planned and job is None:
-        message = invalid_message or "the spec is invalid"
-        return _Verdict(Phase.Pending if waiting else Phase.Failed, invalid_reason, message)
-    if dry_run and planned and job is None:
+    if not obs.valid and not planned and job is None:
+        message = obs.invalid_message or "the spec is invalid"
+        phase = Phase.Failed if obs.invalid_until_fixed else Phase.Pending
+        return _Verdict(phase, obs.invalid_reason, message)
+    if obs.dry_run and planned and job is None:
         return _Verdict(
             Phase.Succeeded,
             "DryRun",
@@ -551,24 +577,18 @@ def shard_summary(
     failed_shards: Mapping[int, str],
     done: set[int],
     job_seen: bool,
-) -> dict[str, Any]:
-    """`status.shards` (schema: ShardSummary): per state a count and the index ranges,
+) -> ShardSummary:
+    """`status.shards`: per state a count and the index ranges,
     and a few shards in detail - every shard (in index order) in a run of at most
     SHARD_DETAIL_ALL, otherwise the SHARD_DETAIL_TOP most notable (failed, retrying,
     then the running ones least far along, in that order). A few KB at 1,000 shards, and nothing in it changes unless
     work moved (no heartbeat times). Every key is always there: the status is written
     with merge patches, which would keep a key a refresh leaves out."""
     states = {s.shard: _shard_state(s, failed_shards, done, job_seen) for s in shards}
-    out: dict[str, Any] = {"total": len(shards)}
-    for state in (
-        ShardState.done,
-        ShardState.running,
-        ShardState.retrying,
-        ShardState.failed,
-        ShardState.pending,
-    ):
+
+    def group(state: ShardState) -> ShardGroup:
         indexes = [i for i, st in states.items() if st is state]
-        out[str(state)] = {"count": len(indexes), "indexes": clip_indexes(format_indexes(indexes))}
+        return ShardGroup(count=len(indexes), indexes=clip_indexes(format_indexes(indexes)))
 
     def notability(s: ShardCounters) -> tuple[int, float, int]:
         state = states[s.shard]
@@ -581,55 +601,56 @@ def shard_summary(
     else:
         notable = [s for s in shards if states[s.shard] in _DETAIL_PRIORITY]
         chosen = sorted(notable, key=notability)[:SHARD_DETAIL_TOP]
-    out["detail"] = [_shard_detail(s, states[s.shard], failed_shards, job_seen) for s in chosen]
-    return out
+    return ShardSummary(
+        total=len(shards),
+        done=group(ShardState.done),
+        running=group(ShardState.running),
+        retrying=group(ShardState.retrying),
+        failed=group(ShardState.failed),
+        pending=group(ShardState.pending),
+        detail=[_shard_detail(s, states[s.shard], failed_shards, job_seen) for s in chosen],
+    )
 
 
 def _shard_detail(
     s: ShardCounters, state: ShardState, failed_shards: Mapping[int, str], job_seen: bool
-) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "index": s.shard,
-        "state": str(state),
-        "total": s.total,
-        "processed": s.processed,
-        "failed": s.failed,
-        "skipped": s.skipped,
-        "progress": f"{s.finished}/{s.total}",
-        "attempt": s.attempt,
-    }
-    # Omitted, not null, when there is none: the API server prunes nulls inside list
-    # items, and a patch that the server changes makes kopf report inconsistencies.
+) -> ShardDetail:
+    out = ShardDetail(
+        index=s.shard,
+        state=state,
+        total=s.total,
+        processed=s.processed,
+        failed=s.failed,
+        skipped=s.skipped,
+        progress=f"{s.finished}/{s.total}",
+        attempt=s.attempt,
+    )
+    # Left unset, so omitted rather than null, when there is none: the API server
+    # prunes nulls inside list items, and a patch that the server changes makes kopf
+    # report inconsistencies.
     if (message := _shard_message(s, state, failed_shards, job_seen)) is not None:
-        out["message"] = message
+        out.message = message
     return out
 
 
 def _conditions(
-    v: _Verdict,
-    valid: bool,
-    invalid_reason: str,
-    invalid_message: str | None,
-    failed_items: int,
-    total: int,
-    generation: int,
-    prev: Mapping[str, Any],
-    now: datetime,
-    wording: Wording = ANALYSIS_WORDING,
-) -> list[dict[str, Any]]:
+    v: _Verdict, obs: RunObservation, failed_items: int, total: int, prev: Mapping[str, Any]
+) -> list[Condition]:
+    wording = obs.wording
     phase = v.phase
     # (type, status, reason, message); the order is the order `kubectl describe` shows.
     rows: list[tuple[str, str, str, str]] = []
-    if valid:
+    if obs.valid:
         rows.append(("Valid", "True", "SpecValid", "the spec is valid"))
     else:
-        rows.append(("Valid", "False", invalid_reason, invalid_message or "the spec is invalid"))
-    for ctype in (Phase.Running, Phase.Suspended, Phase.Failed):
-        if phase == ctype:
-            rows.append((str(ctype), "True", v.reason, v.message))
-        elif ctype == Phase.Running:
+        message = obs.invalid_message or "the spec is invalid"
+        rows.append(("Valid", "False", obs.invalid_reason, message))
+    for shown in (Phase.Running, Phase.Suspended, Phase.Failed):
+        if phase == shown:
+            rows.append((str(shown), "True", v.reason, v.message))
+        elif shown == Phase.Running:
             rows.append(("Running", "False", str(phase), v.message))
-        elif ctype == Phase.Suspended:
+        elif shown == Phase.Suspended:
             rows.append(("Suspended", "False", "NotSuspended", "spec.suspend is false"))
         else:
             rows.append(("Failed", "False", "NotFailed", "no shard has failed for good"))
@@ -655,14 +676,14 @@ def _conditions(
         old = before.get(ctype)
         since = old.get("lastTransitionTime") if old and old.get("status") == cstatus else None
         out.append(
-            {
-                "type": ctype,
-                "status": cstatus,
-                "reason": reason,
-                "message": message,
-                "lastTransitionTime": since or format_time(now),
-                "observedGeneration": generation,
-            }
+            Condition(
+                type=ctype,
+                status=ConditionStatus(cstatus),
+                reason=reason,
+                message=message,
+                last_transition_time=since or format_time(obs.now),
+                observed_generation=obs.generation,
+            )
         )
     return out
 

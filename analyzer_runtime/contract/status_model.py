@@ -1,21 +1,21 @@
-"""Schema of `AnalysisRun.status`, for the CRD only.
-
-`analyzer_runtime.contract.status.compute_status` builds the status as a plain dict (it is
-patched onto the resource as JSON); this model describes that dict so the CRD
-carries a real schema and `kubectl explain analysisrun.status` is useful. A unit
-test validates compute_status output against it, so the two cannot drift.
+"""`AnalysisRun.status` as a pydantic model: what `compute_status` returns
+(analyzer_runtime.contract.status) and what the CRD's status schema is generated
+from (crd.py), so the status written and its schema are one definition.
+`StatusModel.to_json()` is the JSON patched onto the resource.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
 
-_DATE_TIME = {"format": "date-time"}
+_DATE_TIME: JsonDict = {"format": "date-time"}
 # Fields compute_status may set to null (e.g. ETA before anything ran).
-_NULLABLE = {"nullable": True}
+_NULLABLE: JsonDict = {"nullable": True}
 
 # status.shards stays small whatever the number of shards (a status is rewritten on
 # every refresh; 1,000 shards must fit in a few KB): every shard in detail up to
@@ -52,6 +52,13 @@ class ConditionStatus(StrEnum):
 
 class StatusModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    def to_json(self) -> dict[str, Any]:
+        """The status as written to the resource: camelCase keys, and the fields that
+        were set - a field set to None is written as null (in a JSON merge patch a
+        null removes the stale value, e.g. `eta` after completion), a field never set
+        is left out (the API server prunes nulls inside list items)."""
+        return self.model_dump(by_alias=True, exclude_unset=True, mode="json")
 
 
 class Condition(StatusModel):

@@ -21,6 +21,7 @@ from typing import Any
 
 from analyzer_runtime.contract.status import (
     JobObservation,
+    RunObservation,
     ShardCounters,
     compute_status,
     is_terminal,
@@ -131,14 +132,14 @@ def decide(
     refusal = kind.refused_changes(run.spec, spec)
     name = queue.queue_name(run.spec)
     standing = queue.standing(name, obs.workload) if name and obs.job is not None else None
-    status = compute_status(
+    status = compute_status(RunObservation(
         generation=generation, shards=obs.shards, job=job_obs, previous=previous,
         now=obs.now, valid=refusal is None, invalid_reason="SpecChangeRefused",
         invalid_message=refusal, planned_total=run.total, suspend=bool(spec.get("suspend")),
         job_name=None if obs.no_job else manifests.job_name(meta["name"], meta["uid"]),
         wording=kind.wording, held=queue.held(standing) if standing else None,
         **kind.status_args(run),
-    )  # fmt: skip
+    )).to_json()  # fmt: skip
     phase = status["phase"]
     terminal = is_terminal(phase)
     status["runId"] = meta["uid"]

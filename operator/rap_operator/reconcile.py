@@ -38,7 +38,12 @@ from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from analyzer_runtime.contract.status import compute_status, format_time, is_terminal
+from analyzer_runtime.contract.status import (
+    RunObservation,
+    compute_status,
+    format_time,
+    is_terminal,
+)
 from analyzer_runtime.ledger import budget as db_budget
 from analyzer_runtime.ledger import shards as shard_ledger
 from analyzer_runtime.ledger.connect import DatabaseUnavailable, host_of
@@ -162,11 +167,11 @@ async def _not_ready(
     if count:
         metrics.RECONCILE_ERRORS.labels(kinds.of(body).kind, reason).inc()
     previous = dict(body.get("status") or {})
-    status = compute_status(
+    status = compute_status(RunObservation(
         generation=body["metadata"].get("generation") or 1, shards=[], job=None,
         previous=previous, now=datetime.now(UTC), valid=False, invalid_message=message,
         invalid_reason=reason, invalid_until_fixed=permanent, wording=kinds.of(body).wording,
-    )  # fmt: skip
+    )).to_json()  # fmt: skip
     _warn_once(body, mem, reason, message)
     await _patch(body, status, previous)
     return not permanent

@@ -133,7 +133,7 @@ OPERATOR = textwrap.dedent(
     from datetime import UTC, datetime
     import asyncpg
     from analyzer_runtime.ledger import shards as shard_ledger
-    from analyzer_runtime.contract.status import compute_status
+    from analyzer_runtime.contract.status import RunObservation, compute_status
     from rap_operator import handlers, metrics  # everything the operator process loads
 
     url, uid, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -145,10 +145,10 @@ OPERATOR = textwrap.dedent(
             shards = await shard_ledger.read_shards(conn, run.id)
         finally:
             await conn.close()
-        status = compute_status(
+        status = compute_status(RunObservation(
             generation=1, shards=shards, job=None, previous={}, now=datetime.now(UTC),
             planned_total=run.total,
-        )
+        )).to_json()
         body = {
             "apiVersion": "rapanalyzer.io/v1alpha1", "kind": "AnalysisRun",
             "metadata": {"name": "hygiene", "namespace": "rap", "uid": uid, "generation": 1},

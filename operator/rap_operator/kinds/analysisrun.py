@@ -9,6 +9,7 @@ import asyncpg
 from analyzer_runtime.analyzers.llm.cascade import cascade_of_spec
 from analyzer_runtime.analyzers.llm.presets import API_KEY_ENV, pricing_for_spec
 from analyzer_runtime.contract import AnalysisRunManifest, AnalysisRunSpec, immutable_changes
+from analyzer_runtime.contract.status import StatusOptions
 from analyzer_runtime.contract.wording import ANALYSIS_WORDING
 from analyzer_runtime.ledger import batch_status, estimates, planner
 from analyzer_runtime.ledger import shards as shard_ledger
@@ -89,7 +90,7 @@ class AnalysisRun:
     def dry_run(self, spec: JSON) -> bool:
         return bool(spec.get("dryRun"))
 
-    def status_args(self, run: shard_ledger.Run) -> JSON:
+    def status_args(self, run: shard_ledger.Run) -> StatusOptions:
         return {
             "pricing": pricing_for_spec(run.spec),
             "dry_run": bool(run.spec.get("dryRun")),

@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import asyncpg
 
+from analyzer_runtime.contract.status import StatusOptions
 from analyzer_runtime.contract.wording import Wording
 from analyzer_runtime.ledger import shards as shard_ledger
 
@@ -69,8 +70,8 @@ class RunKind(Protocol):
         """Planned but never given a Job (AnalysisRun's dryRun)."""
         ...
 
-    def status_args(self, run: shard_ledger.Run) -> JSON:
-        """Extra arguments of compute_status for a planned run (pricing, dry run)."""
+    def status_args(self, run: shard_ledger.Run) -> StatusOptions:
+        """What the run's observation takes from its planned spec (pricing, dry run)."""
         ...
 
     async def extra_status(

@@ -33,6 +33,7 @@ from analyzer_runtime.contract.scrape_models import (
     scrape_immutable_changes,
 )
 from analyzer_runtime.contract.scrape_status import scrape_fields, spotify_condition
+from analyzer_runtime.contract.status import StatusOptions
 from analyzer_runtime.contract.wording import SCRAPE_WORDING
 from analyzer_runtime.ledger import scrape_store as store
 from analyzer_runtime.ledger import shards as shard_ledger
@@ -196,7 +197,7 @@ class ScrapeJob:
     def dry_run(self, spec: JSON) -> bool:
         return False  # a ScrapeJob has no dry run
 
-    def status_args(self, run: shard_ledger.Run) -> JSON:
+    def status_args(self, run: shard_ledger.Run) -> StatusOptions:
         return {}
 
     async def extra_status(
