@@ -23,6 +23,7 @@ import asyncpg
 import kopf
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from analyzer_runtime.contract import reasons
 from analyzer_runtime.contract.redaction import redact
 from analyzer_runtime.ledger.connect import (
     DatabaseUnavailable,
@@ -34,26 +35,14 @@ from rap_operator.validation import InvalidRun, MissingInput, PolicyDenied
 
 Kind = Literal["temporary", "permanent", "unexpected"]
 
-# The bounded set of reasons (the metric's `reason` label, the condition's reason).
-DATABASE_UNAVAILABLE = "DatabaseUnavailable"
-DATABASE_NOT_MIGRATED = "DatabaseNotMigrated"
-DATABASE_ERROR = "DatabaseError"
-INPUT_MISSING = "InputMissing"
-INVALID_DATABASE_URL = "InvalidDatabaseURL"
-API_ERROR = "ApiError"
-API_FORBIDDEN = "ApiForbidden"
-API_UNAVAILABLE = "ApiUnavailable"
-TIMEOUT = "Timeout"
-TEMPORARY = "Temporary"
-INVALID_SPEC = "InvalidSpec"
-POLICY_DENIED = "PolicyDenied"
-API_REJECTED = "ApiRejected"
-PERMANENT = "Permanent"
-UNEXPECTED = "Unexpected"
+# The bounded set of reasons (the metric's `reason` label, the condition's reason);
+# what each means: contract/reasons.py.
 REASONS = (
-    DATABASE_UNAVAILABLE, DATABASE_NOT_MIGRATED, DATABASE_ERROR, INPUT_MISSING,
-    INVALID_DATABASE_URL, API_ERROR, API_FORBIDDEN, API_UNAVAILABLE, TIMEOUT, TEMPORARY,
-    INVALID_SPEC, POLICY_DENIED, API_REJECTED, PERMANENT, UNEXPECTED,
+    reasons.DATABASE_UNAVAILABLE, reasons.DATABASE_NOT_MIGRATED, reasons.DATABASE_ERROR,
+    reasons.INPUT_MISSING, reasons.INVALID_DATABASE_URL, reasons.API_ERROR,
+    reasons.API_FORBIDDEN, reasons.API_UNAVAILABLE, reasons.TIMEOUT, reasons.TEMPORARY,
+    reasons.INVALID_SPEC, reasons.POLICY_DENIED, reasons.API_REJECTED, reasons.PERMANENT,
+    reasons.UNEXPECTED,
 )  # fmt: skip
 
 # API statuses a retry may get past: conflicts (409), throttling (429), the server
@@ -103,45 +92,45 @@ def _api_text(exc: ApiException) -> str:
 def classify(exc: BaseException) -> Verdict:
     """The verdict on what a reconcile pass raised."""
     if isinstance(exc, kopf.PermanentError):
-        return Verdict("permanent", PERMANENT, _message(exc))
+        return Verdict("permanent", reasons.PERMANENT, _message(exc))
     if isinstance(exc, kopf.TemporaryError):
-        return Verdict("temporary", TEMPORARY, _message(exc))
+        return Verdict("temporary", reasons.TEMPORARY, _message(exc))
     if isinstance(exc, PolicyDenied):
-        return Verdict("permanent", POLICY_DENIED, _message(exc))
+        return Verdict("permanent", reasons.POLICY_DENIED, _message(exc))
     if isinstance(exc, InvalidRun):
-        return Verdict("permanent", INVALID_SPEC, _message(exc))
+        return Verdict("permanent", reasons.INVALID_SPEC, _message(exc))
     if isinstance(exc, MissingInput):
-        return Verdict("temporary", INPUT_MISSING, _message(exc))
+        return Verdict("temporary", reasons.INPUT_MISSING, _message(exc))
     if isinstance(exc, NotMigrated):
-        return Verdict("temporary", DATABASE_NOT_MIGRATED, _message(exc))
+        return Verdict("temporary", reasons.DATABASE_NOT_MIGRATED, _message(exc))
     if isinstance(exc, InvalidDatabaseURL):
         # Fixed by correcting the Secret, which is no spec change: retried.
-        return Verdict("temporary", INVALID_DATABASE_URL, _message(exc))
+        return Verdict("temporary", reasons.INVALID_DATABASE_URL, _message(exc))
     if isinstance(exc, ApiException):
         status = int(exc.status or 0)
         if status in _API_PERMANENT:
-            return Verdict("permanent", API_REJECTED, _api_text(exc))
+            return Verdict("permanent", reasons.API_REJECTED, _api_text(exc))
         if status in (401, 403):  # RBAC or an expired token: an admin fixes it, not the spec
-            return Verdict("temporary", API_FORBIDDEN, _api_text(exc))
+            return Verdict("temporary", reasons.API_FORBIDDEN, _api_text(exc))
         if status in _API_TEMPORARY or status >= 500 or status == 0:
-            return Verdict("temporary", API_ERROR, _api_text(exc))
-        return Verdict("unexpected", UNEXPECTED, _api_text(exc))
+            return Verdict("temporary", reasons.API_ERROR, _api_text(exc))
+        return Verdict("unexpected", reasons.UNEXPECTED, _api_text(exc))
     if isinstance(exc, DatabaseUnavailable):
-        return Verdict("temporary", DATABASE_UNAVAILABLE, _message(exc))
+        return Verdict("temporary", reasons.DATABASE_UNAVAILABLE, _message(exc))
     if isinstance(exc, asyncpg.PostgresError):
         sqlstate = str(getattr(exc, "sqlstate", "") or "")
         if is_connection_error(exc) or sqlstate[:2] in _PG_TEMPORARY_CLASSES:
-            return Verdict("temporary", DATABASE_UNAVAILABLE, _message(exc))
-        return Verdict("unexpected", DATABASE_ERROR, _message(exc))
+            return Verdict("temporary", reasons.DATABASE_UNAVAILABLE, _message(exc))
+        return Verdict("unexpected", reasons.DATABASE_ERROR, _message(exc))
     if isinstance(exc, asyncpg.InterfaceError) and is_connection_error(exc):
-        return Verdict("temporary", DATABASE_UNAVAILABLE, _message(exc))
+        return Verdict("temporary", reasons.DATABASE_UNAVAILABLE, _message(exc))
     if isinstance(exc, TimeoutError):
-        return Verdict("temporary", TIMEOUT, _message(exc))
+        return Verdict("temporary", reasons.TIMEOUT, _message(exc))
     if isinstance(exc, aiohttp.ClientError | OSError):
         # The API server unreachable (aiohttp's connection errors are OSErrors too);
         # a lost database connection was classified above.
-        return Verdict("temporary", API_UNAVAILABLE, _message(exc))
-    return Verdict("unexpected", UNEXPECTED, f"{type(exc).__name__}: {_message(exc)}")
+        return Verdict("temporary", reasons.API_UNAVAILABLE, _message(exc))
+    return Verdict("unexpected", reasons.UNEXPECTED, f"{type(exc).__name__}: {_message(exc)}")
 
 
 def unexpected_event_message(kind: str, verdict: Verdict) -> str:

@@ -38,6 +38,7 @@ from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from analyzer_runtime.contract import reasons
 from analyzer_runtime.contract.status import (
     RunObservation,
     compute_status,
@@ -114,7 +115,7 @@ def finished(body: JSON) -> bool:
     if not is_terminal(status.get("phase")):
         return False
     planned = bool(status.get("runId") or status.get("jobName"))
-    if not planned and _valid_reason(status) == errors.POLICY_DENIED:
+    if not planned and _valid_reason(status) == reasons.POLICY_DENIED:
         # Judged again by every operator process: one restarted with a looser
         # policy plans what the old one refused (level-triggered).
         return False
@@ -218,7 +219,7 @@ async def _reconcile(
             await database.pool(url)  # opened once: checks the schema
             plan = await _plan(kind, url, manifest, meta["uid"], inputs, config)
         except PolicyDenied as exc:
-            return await _not_ready(body, mem, errors.POLICY_DENIED, str(exc), permanent=True)
+            return await _not_ready(body, mem, reasons.POLICY_DENIED, str(exc), permanent=True)
         except MissingInput as exc:
             return await _not_ready(body, mem, "InputMissing", str(exc))
         except DatabaseUnavailable as exc:
@@ -369,9 +370,9 @@ def _api_message(exc: ApiException) -> str:
 
 # Causes time fixes, after planning as before it: the Valid=False reason for each.
 WAITING_REASONS: tuple[tuple[type[Exception], str], ...] = (
-    (MissingInput, errors.INPUT_MISSING),
-    (DatabaseUnavailable, errors.DATABASE_UNAVAILABLE),
-    (database.NotMigrated, errors.DATABASE_NOT_MIGRATED),
+    (MissingInput, reasons.INPUT_MISSING),
+    (DatabaseUnavailable, reasons.DATABASE_UNAVAILABLE),
+    (database.NotMigrated, reasons.DATABASE_NOT_MIGRATED),
 )
 
 
