@@ -27,7 +27,7 @@ from __future__ import annotations
 
 LLM = "llm"  # this project's analyzer_type for LLM labels
 
-# analyzer_type -> what it was (README "Legacy labels").
+# analyzer_type -> what it was (docs/guides/adopting-a-corpus.md, "Legacy labels").
 LEGACY_ANALYZERS: dict[str, str] = {
     "qwen-3-4b-fp8": LLM,  # Qwen3-4B FP8 via Novita: the platform's primary model
     "gemma-3-27b-it": LLM,

@@ -8,7 +8,7 @@ What Kueue does with queued Jobs - partial admission, a LocalQueue that does not
 exist, priority preemption with SIGTERM and readmission - is checked through the
 product in test_kueue_runs_on_kind.py (the same Kueue, the operator's Jobs); the
 exact conditions Kueue wrote when those were first checked with plain Jobs are
-in the README's Queues section and the issue 24 notes.
+in docs/guides/kueue.md and the issue 24 notes.
 """
 
 from __future__ import annotations

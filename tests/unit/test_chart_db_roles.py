@@ -1,5 +1,5 @@
-"""The chart's least-privilege database roles (database.roles, README "Database
-roles"): who gets which role's URL, and the setups that keep the single URL. The
+"""The chart's least-privilege database roles (database.roles; docs/operations/security.md,
+"Database roles"): who gets which role's URL, and the setups that keep the single URL. The
 db-roles Job's and the database-Secret hook's own behaviour:
 test_chart_db_secret_hook.py; the roles in a real Postgres: tests/integration/test_db_roles.py."""
 
