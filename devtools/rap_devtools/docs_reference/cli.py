@@ -86,7 +86,7 @@ def _default(p: Any) -> str:
     if getattr(p, "is_flag", False):
         if getattr(p, "secondary_opts", None):
             # --progress / --no-progress: the default is one of the two spellings.
-            return p.opts[0] if value else p.secondary_opts[0]
+            return str(p.opts[0] if value else p.secondary_opts[0])
         return "" if value is False else "on"
     if isinstance(value, enum.Enum):
         value = value.value

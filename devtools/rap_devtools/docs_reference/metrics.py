@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
@@ -53,7 +53,8 @@ def module_metrics(module: ModuleType) -> list[MetricDoc]:
         ):
             # A custom collector: a fresh instance has no data yet, but its families
             # (names, types, help, label names) are all there.
-            for doc in _families(value().collect()):
+            collector = cast(Collector, value())  # the MRO check above
+            for doc in _families(collector.collect()):
                 found[doc.name] = doc
     return sorted(found.values(), key=lambda d: d.name)
 
