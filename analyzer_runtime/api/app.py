@@ -242,6 +242,9 @@ def create_app(
         # Loaded once, off the event loop; a missing model fails the startup loudly.
         app.state.embedder = embedder or await asyncio.to_thread(Embedder.load)
         app.state.batcher = EmbedBatcher(app.state.embedder.embed)
+        # The server's pgvector decides how an artist filter is answered (search.py);
+        # read on the first search, once for the pool.
+        app.state.pgvector = search.PgvectorOnce()
         if isinstance(database, str):
             app.state.pool = await create_pool(database, min_size=1, max_size=limits.pool_size)
             # Its own connection: /readyz never waits behind the queries. Opened on
@@ -350,7 +353,10 @@ def create_app(
         # while the model runs. With no embeddings at all, nearest() says so.
         vector = await request.app.state.batcher.embed(text)
         async with connection(request) as conn:
-            result = await search.nearest(conn, vector, model, limit=limit, artist=artist)
+            pgvector = await request.app.state.pgvector.of(conn)
+            result = await search.nearest(
+                conn, vector, model, limit=limit, artist=artist, pgvector=pgvector
+            )
         return _response(result)
 
     @app.get("/tracks/{track_id}", response_model=Track, responses=_errors(401, 404, 429, 503))
