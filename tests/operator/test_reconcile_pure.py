@@ -3,13 +3,11 @@ and how pod failures read."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from rap_operator import pods
 from rap_operator.decide import job_body
 from rap_operator.reconcile import finished
 
-from analyzer_runtime.ledger import shards as shard_ledger
+from tests.builders import planned_run
 
 
 def _body(**status: object) -> dict:  # type: ignore[type-arg]
@@ -31,11 +29,7 @@ def test_finished_only_after_planning_or_for_a_seen_invalid_generation() -> None
 
 
 def test_the_job_is_built_from_the_planned_spec_with_the_live_fields() -> None:
-    run = shard_ledger.Run(
-        id=1, uid="u", kind="AnalysisRun", namespace="ns", name="r", analyzer_type="emotion",
-        model_version="1.0.0", spec={"analyzer": "emotion", "shards": 4, "batchSize": 10},
-        shards=4, total=100, state="running", created_at=datetime.now(UTC), finished_at=None,
-    )  # fmt: skip
+    run = planned_run(100, 4, analyzer="emotion", batchSize=10)
     spec = job_body(_body(), run)["spec"]
     # shards from the plan (a refused change to 3 does not reach the Job) ...
     assert spec["shards"] == 4 and spec["batchSize"] == 10

@@ -12,13 +12,9 @@ from rap_operator.config import OperatorConfig
 from rap_operator.reconcile import ttl_patch, waiting_status
 from rap_operator.sweep import due, gone, sweepable
 
-from analyzer_runtime.ledger import shards as shard_ledger
+from tests.builders import planned_run
 
-RUN = shard_ledger.Run(
-    id=1, uid="uid-1", kind="AnalysisRun", namespace="team-a", name="r",
-    analyzer_type="algorithmic", model_version="1", spec={}, shards=2, total=10,
-    state="planned", created_at=datetime.now(UTC), finished_at=None, driver=None,
-)  # fmt: skip
+RUN = replace(planned_run(10, 2, "planned"), uid="uid-1", namespace="team-a")
 ALL = OperatorConfig()
 
 

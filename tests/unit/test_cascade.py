@@ -5,8 +5,6 @@ agreement measure, status.cascade and the planning estimate."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 import pytest
@@ -16,10 +14,10 @@ from analyzer_runtime.analyzers.algorithmic import AlgorithmicAnalyzer
 from analyzer_runtime.analyzers.base import AnalysisResult, Analyzer, ItemOutcome, TrackInput
 from analyzer_runtime.analyzers.llm import cascade
 from analyzer_runtime.contract.llm_models import CascadeOptions
-from analyzer_runtime.contract.status import ShardCounters, TokenPricing, compute_status
-from analyzer_runtime.contract.status_model import AnalysisRunStatus
+from analyzer_runtime.contract.status import TokenPricing
 from analyzer_runtime.corpus.synthetic import generate_tracks
 from analyzer_runtime.quality import agreement, storage
+from tests.builders import shard, status
 
 VERSION = "custom:fake@p1"
 
@@ -180,23 +178,15 @@ def test_label_agreement_counts_missing_labels_as_disagreement() -> None:
     }  # fmt: skip
 
 
-def _shard(i: int, **kw: Any) -> ShardCounters:
-    return ShardCounters(shard=i, total=100, state="done", attempt=1, heartbeat_at=None,
-                         started_at=None, finished_at=None, **kw)  # fmt: skip
-
-
 def test_status_cascade_counts_and_cost_saved() -> None:
     shards = [
-        _shard(0, processed=95, failed=1, skipped=4, cascade_kept=60, fallback_used=5,
-               tokens_prompt=30_000, tokens_completion=6_000),
-        _shard(1, processed=100, failed=0, skipped=0, cascade_kept=40,
-               tokens_prompt=50_000, tokens_completion=10_000),
+        shard(0, "done", done=95, failed=1, skipped=4, cascade_kept=60, fallback_used=5,
+              tokens_prompt=30_000, tokens_completion=6_000),
+        shard(1, "done", done=100, cascade_kept=40,
+              tokens_prompt=50_000, tokens_completion=10_000),
     ]  # fmt: skip
     pricing = TokenPricing(0.5 / 1000, 1.5 / 1000)
-    st = compute_status(generation=1, shards=shards, job=None, previous=None,
-                        now=datetime.now(UTC),
-                        pricing=pricing, cascade="quality")  # fmt: skip
-    AnalysisRunStatus.model_validate(st)
+    st = status(shards, pricing=pricing, cascade="quality")
     cost = pricing.cost(80_000, 16_000)
     answered = 195 - 100 - 5  # processed - kept - fallback
     assert st["cascade"] == {
@@ -204,13 +194,10 @@ def test_status_cascade_counts_and_cost_saved() -> None:
         "costSaved": pytest.approx(100 * cost / answered, rel=1e-4),
     }  # fmt: skip
     # Nothing answered by the LLM yet (or no price): no figure rather than a guess.
-    none = compute_status(generation=1, shards=[_shard(0, processed=10, failed=0, skipped=0, cascade_kept=10)],
-                          job=None, previous=None,
-                          now=datetime.now(UTC),
-                          pricing=pricing, cascade="algorithmic")  # fmt: skip
+    kept_all = [shard(0, "done", done=10, cascade_kept=10)]
+    none = status(kept_all, pricing=pricing, cascade="algorithmic")
     assert none["cascade"] == {"analyzer": "algorithmic", "kept": 10, "sentToLLM": 0,
                                "costSaved": None}  # fmt: skip
-    AnalysisRunStatus.model_validate(none)
 
 
 def test_estimate_uses_the_models_out_of_fold_share() -> None:

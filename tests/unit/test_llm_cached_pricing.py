@@ -4,30 +4,26 @@ the status itself, and the cached tokens the client reads from an answer's usage
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
 
 from analyzer_runtime.analyzers.llm.client import cached_tokens
 from analyzer_runtime.analyzers.llm.presets import pricing_for_spec
-from analyzer_runtime.contract.status import ShardCounters, TokenPricing, compute_status
+from analyzer_runtime.contract.status import ShardCounters, TokenPricing
+from tests.builders import T0, shard, status
 
 
 def _shard(prompt: int, completion: int, cached: int) -> ShardCounters:
-    t = datetime(2026, 1, 1, tzinfo=UTC)
-    return ShardCounters(shard=0, total=10, processed=10, failed=0, skipped=0, state="done",
-                         attempt=1, heartbeat_at=t, started_at=t, finished_at=t,
-                         tokens_prompt=prompt, tokens_completion=completion,
-                         tokens_cached=cached)  # fmt: skip
+    return shard(0, "done", total=10, done=10, finished_at=T0, tokens_prompt=prompt,
+                 tokens_completion=completion, tokens_cached=cached)  # fmt: skip
 
 
 def test_the_status_bills_cached_tokens_at_the_presets_cached_price() -> None:
     pricing = pricing_for_spec({"analyzer": "llm", "llm": {"provider": "openai"}})
     assert pricing == TokenPricing(0.15 / 1000, 0.60 / 1000, 0.075 / 1000)
-    st = compute_status(generation=1, shards=[_shard(10_000, 1_000, 4_096)], job=None,
-                        previous=None, now=datetime(2026, 1, 1, 1, tzinfo=UTC),
-                        pricing=pricing)  # fmt: skip
+    st = status([_shard(10_000, 1_000, 4_096)], now=T0 + timedelta(hours=1), pricing=pricing)
     assert st["tokens"]["cached"] == 4_096
     want = (5_904 * 0.15 + 4_096 * 0.075 + 1_000 * 0.60) / 1e6
     assert st["estimatedCost"] == pytest.approx(want, abs=1e-6)

@@ -12,7 +12,8 @@ from analyzer_runtime.analyzers.llm import presets, prompt, schema
 from analyzer_runtime.analyzers.llm.breaker import CircuitBreaker, State
 from analyzer_runtime.analyzers.llm.prompt import Prompt
 from analyzer_runtime.contract.llm_models import LLMOptions
-from analyzer_runtime.contract.status import ShardCounters, compute_status
+from analyzer_runtime.contract.status import ShardCounters
+from tests.builders import T0, shard, status
 
 ENTRY = {"id": "7", "sentiment": "positive", "confidence": 0.8, "themes": ["money"],
          "complexity": 0.4, "quality": 6, "explicit": False, "summary": "A song."}  # fmt: skip
@@ -102,20 +103,16 @@ def test_unusable_answers_open_the_breaker_only_in_a_row() -> None:
 
 
 def _shard(done: int, failed: int) -> ShardCounters:
-    t = datetime(2026, 1, 1, tzinfo=UTC)
-    return ShardCounters(shard=0, total=done + failed, processed=done, failed=failed,
-                         skipped=0, state="done", attempt=1, heartbeat_at=t,
-                         started_at=t, finished_at=t)  # fmt: skip
+    return shard(0, "done", total=done + failed, done=done, failed=failed, finished_at=T0)
 
 
 def test_too_many_track_failures_fail_the_run() -> None:
     now = datetime(2026, 1, 1, 1, tzinfo=UTC)
-    st = compute_status(generation=1, shards=[_shard(9, 11)], job=None, previous=None, now=now)
+    st = status([_shard(9, 11)], now=now)
     assert st["phase"] == "Failed"
     failed = next(c for c in st["conditions"] if c["type"] == "Failed")
     assert failed["reason"] == "TooManyTrackFailures" and "11 of 20" in failed["message"]
-    half = compute_status(generation=1, shards=[_shard(10, 10)], job=None, previous=None, now=now)
+    half = status([_shard(10, 10)], now=now)
     assert half["phase"] == "Succeeded"  # exactly the threshold is not more than it
-    strict = compute_status(generation=1, shards=[_shard(18, 2)], job=None, previous=None,
-                            now=now, failure_threshold=0.05)  # fmt: skip
+    strict = status([_shard(18, 2)], now=now, failure_threshold=0.05)
     assert strict["phase"] == "Failed"

@@ -6,7 +6,6 @@ import email.utils
 import logging
 import random
 import time
-from datetime import UTC, datetime
 
 import pytest
 from prometheus_client import REGISTRY
@@ -14,9 +13,9 @@ from prometheus_client import REGISTRY
 from analyzer_runtime.analyzers.llm.breaker import CircuitBreaker, State
 from analyzer_runtime.analyzers.llm.client import RetrySettings, retry_after_seconds
 from analyzer_runtime.analyzers.llm.redaction import Redactor, _RedactingFilter
-from analyzer_runtime.contract.status import ShardCounters, compute_status
 from analyzer_runtime.contract.status_model import AnalysisRunStatus
 from analyzer_runtime.ratelimit import max_in_window
+from tests.builders import shard, status
 
 
 class Clock:
@@ -141,9 +140,8 @@ def test_max_in_window_is_a_sliding_half_open_window() -> None:
 
 
 def test_a_dry_run_ends_succeeded_without_a_job() -> None:
-    shard = ShardCounters(0, 10, 0, 0, 0, "pending", 0, None, None, None)
-    st = compute_status(generation=1, shards=[shard], job=None, previous=None,
-                        now=datetime.now(UTC), planned_total=10, dry_run=True)  # fmt: skip
+    pending = [shard(0, "pending", total=10, attempt=0)]
+    st = status(pending, planned_total=10, dry_run=True)
     st["estimate"] = {
         "requests": 2, "tracksPerRequest": 8, "duration": "3s", "durationSeconds": 2.7,
         "tokens": {"prompt": 10, "completion": 5, "total": 15}, "cost": 0.1,
@@ -153,8 +151,7 @@ def test_a_dry_run_ends_succeeded_without_a_job() -> None:
     succeeded = next(c for c in st["conditions"] if c["type"] == "Succeeded")
     assert st["phase"] == "Succeeded" and succeeded["reason"] == "DryRun"
     assert st["processed"] == 0 and "nothing was analyzed" in succeeded["message"]
-    not_dry = compute_status(generation=1, shards=[shard], job=None, previous=None,
-                             now=datetime.now(UTC), planned_total=10)  # fmt: skip
+    not_dry = status(pending, planned_total=10)
     assert not_dry["phase"] == "Pending"
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,11 @@ from analyzer_runtime.contract.scrape_models import (
 )
 from analyzer_runtime.contract.scrape_status import scrape_fields
 from analyzer_runtime.contract.scrape_status_model import ScrapeJobStatus
-from analyzer_runtime.contract.status import JobObservation, ShardCounters, compute_status
+from analyzer_runtime.contract.status import JobObservation
 from analyzer_runtime.contract.wording import SCRAPE_WORDING
 from analyzer_runtime.ledger.scrape_store import ScrapeCounters
+from tests import builders
+from tests.builders import T0, shard
 
 ROOT = Path(__file__).resolve().parents[2]
 GENIUS = {"tokenSecretRef": {"name": "genius", "key": "token"}}
@@ -123,18 +124,11 @@ def test_committed_scrapejob_crd_is_current() -> None:
         assert (where / "scrapejob.yaml").read_text() == generated_files()["scrapejob.yaml"]
 
 
-def _shard(i: int, total: int, processed: int, failed: int = 0) -> ShardCounters:
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    return ShardCounters(i, total, processed, failed, 0, "done", 1, now, now, now)
-
-
 def test_status_counts_artists_and_scrape_results_and_fits_the_schema() -> None:
-    shards = [_shard(0, 3, 3), _shard(1, 2, 1, failed=1)]
+    shards = [shard(0, "done", total=3, done=3, finished_at=T0),
+              shard(1, "done", total=2, done=1, failed=1, finished_at=T0)]  # fmt: skip
     job = JobObservation(exists=True, completed_indexes={0, 1}, complete=True)
-    status = compute_status(
-        generation=1, shards=shards, job=job, previous=None, now=datetime.now(UTC),
-        wording=SCRAPE_WORDING, job_name="j",
-    )  # fmt: skip
+    status = builders.status(shards, job, wording=SCRAPE_WORDING, job_name="j", schema=None)
     counters = [
         ScrapeCounters(0, songs_found=30, tracks_new=25, duplicates=3, songs_skipped=1,
                        songs_failed=1, non_songs=2, spotify_matched=15, spotify_missed=10),

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
 import pytest
 
 from analyzer_runtime.contract.status import (
     JobObservation,
-    ShardCounters,
     TokenPricing,
-    compute_status,
     format_duration,
     format_indexes,
     format_progress,
@@ -22,38 +19,7 @@ from analyzer_runtime.contract.status import (
     phase_changed,
     render_status_text,
 )
-from analyzer_runtime.contract.status_model import AnalysisRunStatus
-
-T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
-
-
-def shard(
-    i: int, state: str = "running", total: int = 100, done: int = 0, **kw: Any
-) -> ShardCounters:
-    started = kw.pop("started_at", T0 if state != "pending" else None)
-    return ShardCounters(
-        shard=i, total=total, processed=done, failed=kw.pop("failed", 0),
-        skipped=kw.pop("skipped", 0), state=state, attempt=kw.pop("attempt", 1),
-        heartbeat_at=kw.pop("heartbeat_at", started), started_at=started,
-        finished_at=kw.pop("finished_at", None), **kw,
-    )  # fmt: skip
-
-
-def status(shards: list[ShardCounters], job: JobObservation | None = None, **kw: Any) -> dict:
-    kw.setdefault("now", T0 + timedelta(seconds=100))
-    st = compute_status(generation=kw.pop("generation", 1), shards=shards, job=job,
-                        previous=kw.pop("previous", None), **kw)  # fmt: skip
-    AnalysisRunStatus.model_validate(st)  # the CRD's status schema accepts it
-    return st
-
-
-def cond(st: dict, ctype: str) -> dict:
-    return next(c for c in st["conditions"] if c["type"] == ctype)
-
-
-def job(**kw: Any) -> JobObservation:
-    return JobObservation(exists=True, **kw)
-
+from tests.builders import T0, cond, job, shard, status
 
 # ---- helpers ------------------------------------------------------------------------
 

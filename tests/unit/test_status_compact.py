@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,7 +18,6 @@ from analyzer_runtime.contract.status import (
     TokenPricing,
     clip_indexes,
     clip_text,
-    compute_status,
     failure_note,
     parse_indexes,
     render_status_text,
@@ -28,33 +27,12 @@ from analyzer_runtime.contract.status_model import (
     SHARD_DETAIL_TOP,
     SHARD_INDEXES_MAX_CHARS,
     SHARD_MESSAGE_MAX_CHARS,
-    AnalysisRunStatus,
 )
 from analyzer_runtime.contract.wording import SCRAPE_WORDING
+from tests.builders import T0, shard, status
 
-T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 MAX_STATUS_BYTES = 8 * 1024
 STATES = ("done", "running", "retrying", "failed", "pending")
-
-
-def shard(
-    i: int, state: str = "running", total: int = 100, done: int = 0, **kw: Any
-) -> ShardCounters:
-    started = None if state == "pending" else T0
-    return ShardCounters(
-        shard=i, total=total, processed=done, failed=kw.pop("failed", 0),
-        skipped=kw.pop("skipped", 0), state=state, attempt=kw.pop("attempt", 1),
-        heartbeat_at=kw.pop("heartbeat_at", started), started_at=started,
-        finished_at=kw.pop("finished_at", None), **kw,
-    )  # fmt: skip
-
-
-def status(shards: list[ShardCounters], job: JobObservation | None = None, **kw: Any) -> dict:
-    kw.setdefault("now", T0 + timedelta(seconds=100))
-    st = compute_status(generation=kw.pop("generation", 1), shards=shards, job=job,
-                        previous=kw.pop("previous", None), **kw)  # fmt: skip
-    AnalysisRunStatus.model_validate(st)  # the CRD's status schema accepts it
-    return st
 
 
 def size(st: dict[str, Any]) -> int:
@@ -158,11 +136,8 @@ def test_nothing_changes_while_no_work_moves() -> None:
 
 def test_scrapejob_status_schema_takes_the_compact_form() -> None:
     shards = [shard(i, "done", total=5, done=5) for i in range(3)]
-    st = compute_status(
-        generation=1, shards=shards, job=JobObservation(exists=True, complete=True,
-        completed_indexes={0, 1, 2}), previous=None, now=T0, wording=SCRAPE_WORDING,
-    )  # fmt: skip
-    ScrapeJobStatus.model_validate(st)
+    done = JobObservation(exists=True, complete=True, completed_indexes={0, 1, 2})
+    st = status(shards, done, now=T0, wording=SCRAPE_WORDING, schema=ScrapeJobStatus)
     assert st["shards"]["done"] == {"count": 3, "indexes": "0-2"}
 
 
