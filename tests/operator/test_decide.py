@@ -1,15 +1,20 @@
-"""The decide step of a planned run's refresh (decide.py), without a cluster: from
-an observation (ledger counters, Job, budget share, pod problems), the previous
-status and the live spec to the new status, the ledger writes, the Events and the
-Job actions."""
+"""The reconcile decision of a planned run's refresh (decide.py), without a cluster:
+from what one pass observed (the ledger's counters, the Job, the connection budget's
+share, the pods' problems), the previous status and the live spec, to the Job action,
+the new phase and conditions, the ledger writes and the Events.
+
+One table (`CASES`) holds the decision for each kind of pass; the tests after it
+cover what takes more than one pass (an Event once per change, a condition keeping
+its transition time)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from rap_operator import budget, pods
+from rap_operator import budget, kinds, pods
 from rap_operator.decide import (
     Decision,
     Event,
@@ -23,29 +28,25 @@ from rap_operator.decide import (
 from analyzer_runtime.contract.status import ShardCounters
 from analyzer_runtime.ledger import shards as shard_ledger
 from analyzer_runtime.ledger.budget import Budget
+from tests.builders import T0, UID, planned_run, shard
 
-NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
-UID = "6a7b0c3e-0000-4000-8000-0000000dec1d"
+NOW = T0 + timedelta(minutes=5)
 JSON = dict[str, Any]
 
 
 def _run(
     total: int = 100, shards: int = 2, state: str = "running", **spec: Any
 ) -> shard_ledger.Run:
-    return shard_ledger.Run(
-        id=7, uid=UID, kind="AnalysisRun", namespace="ns", name="r", analyzer_type="algorithmic",
-        model_version="1.0.0", spec={"analyzer": "algorithmic", "shards": shards, **spec},
-        shards=shards, total=total, state=state, created_at=NOW - timedelta(minutes=5),
-        finished_at=None,
-    )  # fmt: skip
+    return planned_run(total, shards, state, created_at=NOW - timedelta(minutes=5), **spec)
 
 
 def _shard(i: int, total: int, processed: int, state: str = "running", **kw: Any) -> ShardCounters:
-    return ShardCounters(
-        shard=i, total=total, processed=processed, failed=kw.pop("failed", 0),
-        skipped=0, state=state, attempt=1, heartbeat_at=NOW, started_at=NOW - timedelta(minutes=4),
-        finished_at=NOW if state == "done" else None, **kw,
-    )  # fmt: skip
+    """Shard `i` as the ledger has it: started 4 minutes ago unless pending, heard of
+    now, finished now if done."""
+    started = None if state == "pending" else NOW - timedelta(minutes=4)
+    return shard(i, state, total, processed, started_at=started,
+                 heartbeat_at=started and NOW, finished_at=NOW if state == "done" else None,
+                 **kw)  # fmt: skip
 
 
 def _body(generation: int = 1, **spec: Any) -> JSON:
@@ -92,47 +93,156 @@ def _cond(d: Decision | JSON, type_: str) -> JSON | None:
     return next((c for c in conds if c["type"] == type_), None)
 
 
-# ---- phases, counts, ledger writes, phase Events ---------------------------------
+# ---- the decision table ----------------------------------------------------------
+
+TWO_HALVES = 50  # the run's 100 items, 50 per shard
+RUNNING = [_shard(0, TWO_HALVES, 20), _shard(1, TWO_HALVES, 10)]
+PENDING = [_shard(0, TWO_HALVES, 0, "pending"), _shard(1, TWO_HALVES, 0, "pending")]
+DONE = [_shard(0, TWO_HALVES, 50, "done"), _shard(1, TWO_HALVES, 50, "done")]
+COMPLETE = {"succeeded": 2, "completedIndexes": "0-1",
+            "conditions": [{"type": "Complete", "status": "True"}]}  # fmt: skip
+INDEX_1_FAILED = {"failed": 3, "completedIndexes": "0", "failedIndexes": "1",
+                  "conditions": [{"type": "Failed", "status": "True", "reason": "FailedIndexes",
+                                  "message": "Job has failed indexes"}]}  # fmt: skip
+WAS_RUNNING = {"phase": "Running", "jobName": "r-job"}
+DB_WAS_DOWN = {"phase": "Running", "conditions": [
+    {"type": "Valid", "status": "False", "reason": "DatabaseUnavailable", "message": "x"}]}  # fmt: skip
+PULL = pods.PodProblem("ImagePullBackOff", "pod p0: back-off pulling nope:1")
 
 
-PHASES = [
-    # (what, shards, job status, previous phase, phase, run_state)
-    ("working", [(50, 20, "running"), (50, 10, "running")], {"active": 2}, "Running",
-     "Running", None),
-    ("all done, Job complete", [(50, 50, "done"), (50, 50, "done")],
-     {"succeeded": 2, "completedIndexes": "0-1",
-      "conditions": [{"type": "Complete", "status": "True"}]}, "Running", "Succeeded",
-     "succeeded"),
-    ("a shard failed for good", [(50, 50, "done"), (50, 10, "running")],
-     {"failed": 3, "completedIndexes": "0", "failedIndexes": "1",
-      "conditions": [{"type": "Failed", "status": "True", "reason": "FailedIndexes",
-                      "message": "Job has failed indexes"}]}, "Running", "Failed", "failed"),
+@dataclass(frozen=True)
+class Case:
+    """One pass: what it observed, and what it must decide."""
+
+    name: str
+    # -- observed --
+    shards: list[ShardCounters]
+    job_status: JSON | None  # the Job's .status; None: there is no Job
+    share: budget.Share | None = None  # the budget's share; None: _share() for a Job's run
+    previous: JSON = field(default_factory=dict)  # the status as it was
+    run_spec: JSON = field(default_factory=dict)  # planned on top of analyzer and shards
+    live: JSON = field(default_factory=dict)  # the resource's spec changes since planning
+    generation: int = 1
+    total: int = 100
+    troubles: list[pods.PodProblem] = field(default_factory=list)
+    job_problem: str | None = None
+    # -- decided --
+    action: str | JSON | None = None  # "create", the Job spec patch's fields, or None
+    phase: str = "Running"
+    # type -> (status, reason); None: the run must not have that condition
+    conditions: dict[str, tuple[str, str] | None] = field(default_factory=dict)
+    failed_indexes: list[int] = field(default_factory=list)  # marked failed in the ledger
+    run_state: str | None = None  # the run's final state in the ledger
+    events: list[tuple[str, str]] = field(default_factory=list)  # (type, reason), in order
+    phase_event: tuple[str, str] | None = None  # (type, reason) of the phase change
+
+
+CASES = [
+    Case("new run: the Job is created", PENDING, None,
+         action="create", phase="Pending",
+         conditions={"Valid": ("True", "SpecValid"), "Succeeded": ("Unknown", "Pending")},
+         phase_event=("Normal", "Pending")),
+    Case("running", RUNNING, {"active": 2}, previous=WAS_RUNNING,
+         conditions={"Running": ("True", "ShardsRunning"), "Succeeded": ("Unknown", "InProgress"),
+                     budget.CONDITION: None, "PodsReady": None}),
+    Case("all shards done", DONE, COMPLETE, share=_share(0, 0), previous=WAS_RUNNING,
+         phase="Succeeded", conditions={"Succeeded": ("True", "AllShardsDone"),
+                                        "CompletedWithErrors": ("False", "NoFailedItems")},
+         run_state="succeeded", phase_event=("Normal", "Succeeded")),
+    Case("a shard failed for good", [DONE[0], RUNNING[1]], INDEX_1_FAILED,
+         share=_share(1, 1), previous=WAS_RUNNING,
+         phase="Failed", conditions={"Failed": ("True", "ShardFailed")},
+         failed_indexes=[1], run_state="failed", phase_event=("Warning", "Failed")),
+    Case("track failures over spec.failureThreshold",
+         [_shard(0, TWO_HALVES, 20, "done", failed=30), DONE[1]], COMPLETE,
+         share=_share(0, 0), previous=WAS_RUNNING, run_spec={"failureThreshold": 0.1},
+         phase="Failed", conditions={"Failed": ("True", "TooManyTrackFailures")},
+         run_state="failed", phase_event=("Warning", "Failed")),
+    Case("track failures under the default threshold",
+         [_shard(0, TWO_HALVES, 40, "done", failed=10), DONE[1]], COMPLETE,
+         share=_share(0, 0), previous=WAS_RUNNING,
+         phase="Succeeded", conditions={"CompletedWithErrors": ("True", "ItemsFailed")},
+         run_state="succeeded", phase_event=("Normal", "Succeeded")),
+    Case("suspended by the spec", [_shard(0, TWO_HALVES, 5), PENDING[1]], {"active": 2},
+         share=_share(0, 0), previous=WAS_RUNNING, live={"suspend": True},
+         action={"suspend": True}, phase="Suspended",
+         conditions={"Suspended": ("True", "SuspendRequested")},
+         phase_event=("Normal", "Suspended")),
+    Case("the Job deleted by hand mid-run: recreated, the shards resume", RUNNING, None,
+         previous=WAS_RUNNING, action="create",
+         conditions={"Running": ("True", "ShardsRunning")}),
+    Case("the Job cannot be created", PENDING, None, previous={"phase": "Pending"},
+         job_problem="cannot create the Job (403): forbidden", action="create", phase="Pending",
+         conditions={"PodsReady": ("False", "JobNotCreated")},
+         events=[("Warning", "JobNotCreated")]),
+    Case("a refused spec change: the run goes on with the planned spec", RUNNING,
+         {"active": 2}, previous=WAS_RUNNING, generation=2, live={"shards": 3},
+         conditions={"Valid": ("False", "SpecChangeRefused")},
+         events=[("Warning", "SpecChangeRefused")]),
+    Case("valid again after the database came back", RUNNING, {"active": 2},
+         previous=DB_WAS_DOWN, conditions={"Valid": ("True", "SpecValid")}),
+    Case("capped by the connection budget", RUNNING, {"active": 2}, share=_share(2, 1),
+         previous=WAS_RUNNING, action={"parallelism": 1},
+         conditions={budget.CONDITION: ("True", "ConnectionBudget")},
+         events=[("Normal", "ParallelismCapped")]),
+    Case("pods that cannot run", RUNNING, {"active": 2}, previous=WAS_RUNNING,
+         troubles=[PULL], conditions={"PodsReady": ("False", "ImagePullBackOff")},
+         events=[("Warning", "ImagePullBackOff")]),
+    Case("a dry run: no Job, finished at once", PENDING, None, run_spec={"dryRun": True},
+         phase="Succeeded",
+         conditions={"Succeeded": ("True", "DryRun")},
+         run_state="succeeded", phase_event=("Normal", "Succeeded")),
+    Case("nothing selected: no Job, finished at once", [], None, total=0,
+         phase="Succeeded", conditions={"Succeeded": ("True", "NothingToDo")},
+         run_state="succeeded", phase_event=("Normal", "Succeeded")),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("what", "shards", "job_status", "before", "after", "run_state"),
-    PHASES,
-    ids=[p[0] for p in PHASES],
-)
-def test_phases_counts_and_ledger_writes(
-    what: str,
-    shards: list[tuple[int, int, str]],
-    job_status: JSON,
-    before: str,
-    after: str,
-    run_state: str | None,
-) -> None:
-    counters = [_shard(i, t, p, s) for i, (t, p, s) in enumerate(shards)]
-    d = _decide(_obs(_run(), counters, _job(**job_status), share=_share()), {"phase": before})
-    assert d.phase == after
-    assert d.status["processed"] == sum(p for _, p, _ in shards)
-    assert d.status["total"] == 100
-    assert d.status["runId"] == UID and d.status["jobName"]
-    assert d.run_state == run_state
-    assert d.terminal == (run_state is not None)
-    assert d.failed_indexes == ([1] if after == "Failed" else [])
-    assert d.phase_changed_from == (None if before == after else before)
+def one_pass(c: Case) -> tuple[JSON | None, Decision]:
+    """A planned run's refresh as reconcile.observe and decide make it, less the I/O:
+    no Job for a dry run or an empty selection; otherwise the Job action at the
+    share's parallelism, carried out (created with no status yet, or patched); then
+    the decision on the Job as it now is."""
+    run = _run(c.total, 2, **c.run_spec)
+    body = _body(c.generation, **{**c.run_spec, **c.live})
+    job = None if c.job_status is None else _job(**c.job_status)
+    no_job = kinds.of(body).dry_run(run.spec) or run.total == 0
+    share = None if no_job else (c.share or _share())
+    action = None if share is None else job_action(body, run, job, share.parallelism)
+    if action is not None and "create" in action:
+        job = None if c.job_problem else {**_job(), "spec": action["create"]["spec"]}
+    elif action is not None:
+        assert job is not None
+        job = {**job, "spec": {**job["spec"], **action["patch"]}}
+    obs = Observation(run=run, shards=c.shards, job=job, now=NOW, no_job=no_job, share=share,
+                      job_problem=c.job_problem, troubles=c.troubles)  # fmt: skip
+    return action, decide(obs, body, c.previous, last_phase=None, capped_at=None)
+
+
+@pytest.mark.parametrize("c", CASES, ids=[c.name for c in CASES])
+def test_the_reconcile_decision(c: Case) -> None:
+    action, d = one_pass(c)
+    if isinstance(c.action, dict):
+        assert action is not None and "patch" in action, action
+        assert {k: action["patch"].get(k) for k in c.action} == c.action
+    else:
+        assert (action and next(iter(action))) == c.action
+    assert d.phase == c.phase
+    for ctype, want in c.conditions.items():
+        got = _cond(d, ctype)
+        assert (got and (got["status"], got["reason"])) == want, (ctype, got)
+    assert d.failed_indexes == c.failed_indexes
+    assert d.run_state == c.run_state and d.terminal == (c.run_state is not None)
+    assert [(e.type, e.reason) for e in [*d.before_patch, *d.after_patch]] == c.events
+    told = d.phase_changed_from
+    event = phase_event(told, d.status) if told is not None else None
+    assert (event and (event.type, event.reason)) == c.phase_event
+    # The counts come from the ledger, whatever else happened.
+    assert d.status["processed"] == sum(s.processed for s in c.shards)
+    assert d.status["runId"] == UID
+
+
+# ---- what takes more than one pass ------------------------------------------------
 
 
 def test_the_first_refresh_posts_the_phase_it_finds() -> None:
@@ -156,51 +266,7 @@ def test_a_failed_run_is_announced_as_a_warning() -> None:
     assert ev.message == "Running → Failed: 60/100"
 
 
-def test_suspended() -> None:
-    job = _job(active=0)
-    job["spec"]["suspend"] = True
-    obs = _obs(_run(), [_shard(0, 50, 5), _shard(1, 50, 0, "pending")], job, share=_share(0, 0))
-    d = _decide(obs, {"phase": "Running"}, _body(suspend=True))
-    assert d.phase == "Suspended"
-    assert d.run_state is None
-
-
-def test_a_dry_run_has_no_job_and_finishes_at_once() -> None:
-    run = _run(dryRun=True)
-    d = _decide(_obs(run, [_shard(0, 50, 0, "pending"), _shard(1, 50, 0, "pending")], None,
-                     no_job=True))  # fmt: skip
-    assert "jobName" not in d.status or d.status["jobName"] is None
-    assert d.terminal and d.phase == "Succeeded"
-
-
-def test_an_empty_selection_succeeds_without_a_job() -> None:
-    d = _decide(_obs(_run(total=0, shards=0), [], None, no_job=True))
-    assert (d.phase, d.run_state) == ("Succeeded", "succeeded")
-
-
 # ---- conditions and Events -------------------------------------------------------
-
-
-def test_a_refused_spec_change_is_valid_false_and_warned_after_the_patch() -> None:
-    obs = _obs(_run(), [_shard(0, 50, 1), _shard(1, 50, 0)], _job(active=2))
-    d = _decide(obs, {"phase": "Running"}, _body(generation=2, shards=3))
-    valid = _cond(d, "Valid")
-    assert valid is not None
-    assert (valid["status"], valid["reason"]) == ("False", "SpecChangeRefused")
-    assert [e.reason for e in d.after_patch] == ["SpecChangeRefused"]
-    assert d.phase == "Running"  # the run continues with the planned spec
-
-
-def test_valid_again_after_a_waiting_cause() -> None:
-    waiting = {
-        "phase": "Running",
-        "conditions": [
-            {"type": "Valid", "status": "False", "reason": "DatabaseUnavailable", "message": "x"}
-        ],
-    }
-    d = _decide(_obs(_run(), [_shard(0, 50, 1), _shard(1, 50, 0)], _job(active=2)), waiting)
-    valid = _cond(d, "Valid")
-    assert valid is not None and valid["status"] == "True"  # fmt: skip
 
 
 def test_parallelism_capped_condition_and_one_event_per_cap() -> None:
@@ -219,11 +285,6 @@ def test_parallelism_capped_condition_and_one_event_per_cap() -> None:
     cap = _cond(free, budget.CONDITION)
     assert cap is not None and (cap["status"], cap["reason"]) == ("False", "WithinBudget")
     assert free.capped_at is None
-
-
-def test_a_run_never_capped_has_no_budget_condition() -> None:
-    d = _decide(_obs(_run(), [_shard(0, 50, 1), _shard(1, 50, 0)], _job(), share=_share()))
-    assert _cond(d, budget.CONDITION) is None
 
 
 def test_a_finished_run_keeps_its_last_budget_condition() -> None:
@@ -264,14 +325,6 @@ def test_pod_problems_no_longer_matter_once_the_run_is_final() -> None:
                conditions=[{"type": "Complete", "status": "True"}])  # fmt: skip
     d = _decide(_obs(_run(), done, job, troubles=[pods.PodProblem("OOMKilled", "p")]))
     assert d.phase == "Succeeded" and _cond(d, "PodsReady") is None and d.before_patch == []
-
-
-def test_a_job_that_cannot_be_created_says_why() -> None:
-    d = _decide(_obs(_run(), [_shard(0, 50, 0, "pending"), _shard(1, 50, 0, "pending")], None,
-                     job_problem="cannot create the Job (403): forbidden"))  # fmt: skip
-    cond = _cond(d, "PodsReady")
-    assert cond is not None and cond["reason"] == "JobNotCreated"
-    assert d.before_patch == [Event("Warning", "JobNotCreated", cond["message"])]
 
 
 # ---- Job actions -----------------------------------------------------------------
