@@ -324,14 +324,14 @@ def create_app(
         return Alive(status="ok")
 
     @app.get("/readyz", response_model=Health, responses=_errors(503))
-    async def readyz(request: Request) -> Health:
+    async def readyz(request: Request) -> Health | JSONResponse:
         """Ready when the database answers (over a connection of its own, so query
         load cannot delay it); `embeddings` says whether search has data."""
         code, body = await check_ready(
             request.app.state.ready_pool, request.app.state.model, limits.ready_timeout
         )
         if code != 200:
-            return JSONResponse(body, status_code=code)  # type: ignore[return-value]
+            return JSONResponse(body, status_code=code)
         return Health(**body)
 
     @app.get("/search", response_model=SearchResponse, responses=_errors(401, 429, 503))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -85,6 +85,7 @@ def import_cmd(
 
     if on_conflict not in ("skip", "update"):
         raise _fail(f"--on-conflict {escape(on_conflict)!r}: use skip or update", EXIT_INVALID)
+    conflict: Literal["skip", "update"] = "update" if on_conflict == "update" else "skip"
     if fmt is not None:
         fmt = fmt.lower()
     try:
@@ -104,7 +105,7 @@ def import_cmd(
                 return await run_import(
                     conn,
                     prep,
-                    on_conflict=on_conflict,  # type: ignore[arg-type]
+                    on_conflict=conflict,
                     chunk_rows=chunk_size,
                     on_progress=on_progress,
                 )

@@ -175,12 +175,12 @@ class Loader:
         return res
 
 
-async def _pieces(payload: bytes, size: int = 1 << 18) -> AsyncIterator[bytes]:
+async def _pieces(payload: bytes, size: int = 1 << 18) -> AsyncIterator[memoryview]:
     """The payload in 256 KiB pieces: asyncpg copies each into a message and waits for
     the socket, instead of buffering the whole chunk twice more."""
     view = memoryview(payload)
     for start in range(0, len(view), size):
-        yield view[start : start + size]  # type: ignore[misc]
+        yield view[start : start + size]
 
 
 def _count(status: str) -> int:

@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from dataclasses import field as dataclass_field
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
@@ -492,6 +493,10 @@ class Validator:
     """Checks and converts the values of one file's mapped fields (in `fields` order)."""
 
     fields: tuple[Field, ...]
+    # Per field: its slot in the row, its converter, the field, the reject if missing.
+    _plan: tuple[tuple[int, Any, Field, str | None], ...] = dataclass_field(
+        init=False, repr=False, compare=False
+    )
 
     @classmethod
     def for_fields(cls, names: Sequence[str], limits: dict[str, int] | None = None) -> Validator:
@@ -517,7 +522,7 @@ class Validator:
 
     def __call__(self, values: Sequence[Any]) -> Row | Reject:
         got: list[Any] = [None] * len(FIELDS)
-        for (slot, convert, f, missing), raw in zip(self._plan, values, strict=True):  # type: ignore[attr-defined]
+        for (slot, convert, f, missing), raw in zip(self._plan, values, strict=True):
             if raw is not None:
                 try:
                     got[slot] = convert(raw, f)
