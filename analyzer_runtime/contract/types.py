@@ -83,6 +83,7 @@ NOT_A_FALLBACK: frozenset[AnalyzerName] = REMOTE_ANALYZERS | {
 }
 
 # Derived, not listed: adding a local analyzer to AnalyzerName makes it a valid fallback.
+# mypy reads the functional Enum API only with literal members, hence the ignore.
 FallbackAnalyzerName = StrEnum(  # type: ignore[misc]
     "FallbackAnalyzerName",
     {a.name: a.value for a in AnalyzerName if a not in NOT_A_FALLBACK},
