@@ -120,8 +120,8 @@ bench-embedding: install ## embedding tracks/s per core, ours vs sentence-transf
 	bash tools/embedding-reference/make-ref-venv.sh $(EMBED_REF_VENV)
 	$(PY) -m bench.embedding_throughput --ref-python $(EMBED_REF_VENV)/bin/python
 
-bench-search: install ## semantic search at N tracks: latency p50/p95, recall@10 vs exact, ef_search, embedding cost (~40 min on 2 cores)
-	$(PY) -m bench.search_bench $(N)
+bench-search: install ## semantic search at N tracks: latency p50/p95, recall@10 vs exact, ef_search, embedding cost (~40 min on 2 cores, ~5 once the vectors are cached in build/search-bench/)
+	$(PY) -m bench.search_bench $(N) --json bench/search.json
 
 bench-search-load: install ## the search API under 200 concurrent clients: p50/p95, 429 share, readiness failures (~3 min)
 	$(PY) -m bench.search_load --json bench/search_load.json
