@@ -89,10 +89,30 @@ def test_a_field_without_a_description_is_reported() -> None:
 def test_a_field_row_has_its_type_default_and_limits() -> None:
     page = pages.analysisrun_page()
     row = next(line for line in page.splitlines() if line.startswith("| `spec.batchSize`"))
-    assert row.split(" | ")[1:4] == ["integer", "`50`", ">= 1; <= 10000"]
+    assert row == (
+        "| `spec.batchSize`<br>integer | Tracks per transaction in a shard."
+        "<br>Default: `50` · ≥ 1 · ≤ 10000 |"
+    )
     # An object's row links to its own table, whose anchor the page defines.
-    assert "[`spec.llm`](#spec-llm)" in page
-    assert "{#spec-llm}" in page
+    assert "| [`spec.llm`](#spec-llm)<br>object |" in page
+    assert "## `spec.llm` {#spec-llm}" in page
+
+
+def test_constraints_read_as_limits() -> None:
+    schema = {
+        "type": "number",
+        "minimum": 0,
+        "exclusiveMinimum": True,
+        "maximum": 1,
+        "enum": [0.5, 1],
+        "x-kubernetes-validations": [{"rule": "self > 0", "message": "a | b"}],
+    }
+    assert list(crd_fields.constraints(schema)) == [
+        "one of `0.5`, `1`",
+        "greater than 0",
+        "≤ 1",
+        "rule: a \\| b",
+    ]
 
 
 # --- CLI --------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from rap_devtools.docs_reference.markdown import anchor, cell, code, table
+from rap_devtools.docs_reference.markdown import anchor, cell, code, table, with_details
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,12 @@ def render_section(docs: list[ValueDoc]) -> str:
 
 def _table(docs: list[ValueDoc]) -> str:
     rows = [
-        [code(d.key), code(yaml_default(d.default)) if d.leaf else "", cell(d.description)]
+        [
+            code(d.key),
+            with_details(
+                cell(d.description), [("Default", code(yaml_default(d.default)) if d.leaf else "")]
+            ),
+        ]
         for d in docs
     ]
-    return table(["Key", "Default", "Description"], rows)
+    return table(["Key", "Description"], rows)

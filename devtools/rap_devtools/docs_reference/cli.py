@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
-from rap_devtools.docs_reference.markdown import anchor, cell, code, table
+from rap_devtools.docs_reference.markdown import anchor, cell, code, table, with_details
 
 
 @dataclass(frozen=True)
@@ -157,20 +157,23 @@ def _first_line(text: str) -> str:
 def _params_table(params: tuple[ParamDoc, ...]) -> str:
     rows = []
     for p in params:
-        notes = []
-        if p.required:
-            notes.append("required")
-        if p.repeatable:
-            notes.append("repeatable")
-        if p.bounds:
-            notes.append(cell(p.bounds))
+        flags = [
+            "argument" if p.kind == "argument" else "",
+            "required" if p.required else "",
+            "repeatable" if p.repeatable else "",
+        ]
         rows.append(
             [
-                code(p.usage) + (" (argument)" if p.kind == "argument" else ""),
-                code(p.default) if p.default else "",
-                code(p.envvar) if p.envvar else "",
-                "; ".join(notes),
-                cell(p.help),
+                code(p.usage),
+                with_details(
+                    cell(p.help),
+                    [
+                        ("", ", ".join(f for f in flags if f)),
+                        ("Default", code(p.default) if p.default else ""),
+                        ("Environment", code(p.envvar) if p.envvar else ""),
+                        ("Range", cell(p.bounds)),
+                    ],
+                ),
             ]
         )
-    return table(["Argument / option", "Default", "Environment", "Limits", "Description"], rows)
+    return table(["Argument / option", "Description"], rows)

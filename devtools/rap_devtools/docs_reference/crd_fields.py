@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rap_devtools.docs_reference.markdown import anchor, cell, code, literal, table
+from rap_devtools.docs_reference.markdown import anchor, cell, code, literal, table, with_details
 
 # Every string of a spec carries this pattern (Postgres cannot store NUL); the page
 # says so once instead of on each of a hundred rows.
@@ -83,17 +83,17 @@ def constraints(schema: Mapping[str, Any]) -> Iterator[str]:
     """The limits on a value, each as Markdown ready for a table cell."""
     if "enum" in schema:
         yield "one of " + ", ".join(literal(v) for v in schema["enum"])
-    for key, strict, word in (
-        ("minimum", "exclusiveMinimum", ">"),
-        ("maximum", "exclusiveMaximum", "<"),
+    for key, strict, inclusive, exclusive in (
+        ("minimum", "exclusiveMinimum", "≥", "greater than"),
+        ("maximum", "exclusiveMaximum", "≤", "less than"),
     ):
         if key in schema:
-            yield f"{word if schema.get(strict) else word + '='} {schema[key]}"
+            yield f"{exclusive if schema.get(strict) else inclusive} {schema[key]}"
     for key, word in (
-        ("minLength", "length >="),
-        ("maxLength", "length <="),
-        ("minItems", "items >="),
-        ("maxItems", "items <="),
+        ("minLength", "length ≥"),
+        ("maxLength", "length ≤"),
+        ("minItems", "items ≥"),
+        ("maxItems", "items ≤"),
     ):
         if key in schema:
             yield f"{word} {schema[key]}"
@@ -126,7 +126,7 @@ def render_page(
     version = crd["spec"]["versions"][0]["name"]
     out = [
         f"# {title}\n",
-        intro + "\n",
+        cell(str(root.get("description", ""))) + " " + intro + "\n",
         table(
             ["apiVersion", "kind", "plural", "short name", "scope"],
             [
@@ -139,11 +139,11 @@ def render_page(
                 ]
             ],
         ),
-        "\n" + cell(str(root.get("description", ""))) + "\n",
-        "Generated from the pydantic models (`analyzer_runtime/contract/`) through the "
-        "CRD schema that `make crds` writes: the names, types, defaults and limits here "
-        "are the ones the API server enforces. Every string field also refuses the NUL "
-        "character (Postgres cannot store it).\n",
+        "Generated on every build of this site from the pydantic models "
+        "(`analyzer_runtime/contract/`) through the CRD schema that `make crds` writes: "
+        "the names, types, defaults and limits here are the ones the API server "
+        "enforces. Every string field also refuses the NUL character (Postgres cannot "
+        "store it).\n",
     ]
     for section in sections:
         schema = root["properties"][section]
@@ -200,7 +200,7 @@ def _object_section(
         lines.append(cell(description) + "\n")
     rows = [_row(f) for f in direct if not f.path.endswith(("[]", "{}"))]
     if rows:
-        lines.append(table(["Field", "Type", "Default", "Constraints", "Description"], rows))
+        lines.append(table(["Field", "Description"], rows))
     return "\n".join(lines)
 
 
@@ -208,12 +208,14 @@ def _row(f: FieldDoc) -> list[str]:
     name = code(f.path)
     if f.has_children:
         name = f"[{name}](#{anchor(f.path)})"
-    if f.required:
-        name += " (required)"
+    kind = cell(f.type) + (", required" if f.required else "")
     return [
-        name,
-        cell(f.type),
-        literal(f.default) if f.has_default else "",
-        "; ".join(f.constraints),
-        cell(f.description),
+        f"{name}<br>{kind}",
+        with_details(
+            cell(f.description),
+            [
+                ("Default", literal(f.default) if f.has_default else ""),
+                ("", " · ".join(f.constraints)),
+            ],
+        ),
     ]

@@ -34,10 +34,26 @@ def literal(value: Any) -> str:
     return code(json.dumps(value, sort_keys=True, ensure_ascii=False))
 
 
+# The class docs/stylesheets/reference.css styles: the first column's names (field
+# paths, options) stay on one line instead of breaking mid-word.
+TABLE_CLASS = "rap-reference"
+
+
+def with_details(text: str, details: Iterable[tuple[str, str]]) -> str:
+    """A cell: `text` (already Markdown), then a second line of `label: value` pairs
+    (those with a value), so a table needs no column per detail."""
+    parts = [f"{label}: {value}" if label else value for label, value in details if value]
+    if not parts:
+        return text
+    return f"{text}<br>" + " · ".join(parts) if text else " · ".join(parts)
+
+
 def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    # md_in_html: Markdown inside the div is still Markdown.
+    body = "\n".join(lines)
+    return f'<div class="{TABLE_CLASS}" markdown>\n\n{body}\n\n</div>\n'
 
 
 def anchor(text: str) -> str:

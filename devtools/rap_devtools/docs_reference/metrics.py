@@ -18,7 +18,7 @@ from typing import Any, cast
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
-from rap_devtools.docs_reference.markdown import cell, code, table
+from rap_devtools.docs_reference.markdown import cell, code, table, with_details
 
 # The series each type exposes besides its name.
 _SUFFIXES = {
@@ -95,11 +95,15 @@ def series_suffixes(doc: MetricDoc) -> tuple[str, ...]:
 def render_section(title: str, where: str, docs: list[MetricDoc]) -> str:
     rows = [
         [
-            code(d.name),
-            d.type + "".join(f" {code(suffix)}" for suffix in series_suffixes(d)),
-            ", ".join(code(label) for label in d.labels),
-            cell(d.help),
+            f"{code(d.name)}<br>{d.type}",
+            with_details(
+                cell(d.help),
+                [
+                    ("Labels", ", ".join(code(label) for label in d.labels)),
+                    ("Series", " ".join(code(d.name + s) for s in series_suffixes(d))),
+                ],
+            ),
         ]
         for d in docs
     ]
-    return f"## {title}\n\n{where}\n\n" + table(["Metric", "Type", "Labels", "Description"], rows)
+    return f"## {title}\n\n{where}\n\n" + table(["Metric", "Description"], rows)

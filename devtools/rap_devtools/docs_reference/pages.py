@@ -102,9 +102,8 @@ def analysisrun_page() -> str:
     return crd_fields.render_page(
         "AnalysisRun",
         analysisrun_crd(),
-        "An AnalysisRun analyzes a selection of tracks with one analyzer, as shards of "
-        "one Indexed Job. `rap-analyzer validate FILE` checks a manifest against the "
-        "same models, without a cluster. " + GENERATED,
+        "Examples: `examples/analysisrun*.yaml`; `rap-analyzer validate FILE` checks "
+        "a manifest against the same models, without a cluster.",
     )
 
 
@@ -114,8 +113,7 @@ def scrapejob_page() -> str:
     return crd_fields.render_page(
         "ScrapeJob",
         scrapejob_crd(),
-        "A ScrapeJob scrapes artists' songs into the corpus, as shards of one Indexed "
-        "Job, and can start an AnalysisRun over the new tracks. " + GENERATED,
+        "An example: `examples/scrapejob.yaml`.",
     )
 
 
