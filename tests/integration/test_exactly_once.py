@@ -10,11 +10,11 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import asyncpg
 import psutil
+from rap_devtools.waiting import wait_for_async
 
 from analyzer_runtime.contract import load_manifest
 from analyzer_runtime.db import embedded
@@ -37,13 +37,6 @@ def _yaml(tmp: Path, name: str, spec: str, file: str | None = None) -> Path:
 async def _plan(conn: asyncpg.Connection, path: Path, uid: str) -> shard_ledger.Run:
     plan = await planner.plan_manifest(conn, load_manifest(path.read_text()), uid)
     return plan.run
-
-
-async def _wait_for(cond, within: float = 60, every: float = 0.05) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + within
-    while not await cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(every)
 
 
 async def _item_states(conn: asyncpg.Connection, run_id: int) -> dict[tuple[str, int, int], int]:
@@ -148,7 +141,12 @@ async def test_a_track_that_kills_its_process_is_the_only_one_failed(
                     return True
                 return proc.poll() is not None
 
-            await _wait_for(leased_or_exited)
+            await wait_for_async(
+                leased_or_exited,
+                within=60,
+                interval=0.05,
+                what="a new lease on the poison track, or the shard gone",
+            )
             if proc.poll() is not None:
                 break
             proc.kill()
@@ -195,7 +193,7 @@ async def test_the_runners_shards_die_with_it_and_the_run_resumes(
 
     # Ctrl-C: the shards stop after their batch, the run is interrupted, exit 130.
     runner = spawn("run", str(path), "--no-progress", db_url=db_url)
-    await _wait_for(started)
+    await wait_for_async(started, within=60, interval=0.05, what="the first processed batch")
     shard_pids = _shard_pids(runner.pid)
     assert len(shard_pids) == 2
     runner.send_signal(signal.SIGINT)
@@ -220,7 +218,9 @@ async def test_the_runners_shards_die_with_it_and_the_run_resumes(
                 and len(_shard_pids(runner.pid)) == 2
             )
 
-    await _wait_for(resumed)
+    await wait_for_async(
+        resumed, within=60, interval=0.05, what="the resumed run with its 2 shards"
+    )
     shard_pids = _shard_pids(runner.pid)
     runner.kill()
     runner.wait()
@@ -228,7 +228,7 @@ async def test_the_runners_shards_die_with_it_and_the_run_resumes(
     async def shards_gone() -> bool:
         return not any(psutil.pid_exists(p) for p in shard_pids)
 
-    await _wait_for(shards_gone, within=5)
+    await wait_for_async(shards_gone, within=5, interval=0.05, what="the orphaned shards gone")
     res = await asyncio.to_thread(cli, "status", "orphans", db_url=db_url)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "Interrupted" in res.stdout and "ETA" not in res.stdout
@@ -338,7 +338,7 @@ async def test_a_database_lost_mid_run_is_exit_3_in_one_line(tmp_path: Path) -> 
             async with pool.acquire() as c:
                 return bool(await c.fetchval("SELECT sum(processed) > 0 FROM run_shards"))
 
-        await _wait_for(started)
+        await wait_for_async(started, within=60, interval=0.05, what="the first processed batch")
         await pool.close()
         shard_pids = _shard_pids(runner.pid)
         embedded.stop(home / "pgdata", mode="immediate")

@@ -20,6 +20,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from rap_devtools.previous_release import materialise
+from rap_devtools.waiting import wait_for_async
 
 from analyzer_runtime.ledger import shards as shard_ledger
 from analyzer_runtime.ledger.migrate import available, migrate
@@ -171,11 +172,13 @@ async def test_previous_release_shards_keep_working_while_this_release_migrates(
         assert run is not None and run.state == "planned"
         procs = [_shard(db_url, previous, uid, i) for i in range(SHARDS)]
 
-        deadline = time.monotonic() + 120
-        while await _processed(conn, run.id) < SHARDS * BATCH:
-            assert time.monotonic() < deadline, "the previous release's shards made no progress"
-            assert all(p.poll() is None for p in procs), "a shard exited early"
-            await asyncio.sleep(0.05)
+        async def progressed() -> bool:
+            return await _processed(conn, run.id) >= SHARDS * BATCH
+
+        await wait_for_async(progressed, within=120, interval=0.05,
+                             what="the previous release's shards' first batches",
+                             give_up=lambda: "a shard exited early"
+                             if any(p.poll() is not None for p in procs) else None)  # fmt: skip
 
         # Hold the shards between two batches (a batch's results, items and counters
         # commit together): the schema changes under processes with work left.

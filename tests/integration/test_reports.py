@@ -14,12 +14,12 @@ import os
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+from rap_devtools.waiting import poll
 
 from analyzer_runtime import worker
 from analyzer_runtime.contract import load_manifest
@@ -47,17 +47,18 @@ def screenshot(html: Path, png: Path, *, within: float = 90.0) -> bytes:
          f"--screenshot={png}", "--window-size=1280,2400", f"file://{html.resolve()}"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    deadline = time.monotonic() + within
-    last = -1
+    sizes = [-1]
+
+    def written() -> bool:
+        """The PNG at the same size twice (or chromium gone): done, or never will be."""
+        size = png.stat().st_size if png.exists() else -1
+        exited = proc.poll() is not None
+        done = size > 0 and (size == sizes[-1] or exited)
+        sizes.append(size)
+        return done or (exited and not png.exists())
+
     try:
-        while time.monotonic() < deadline:
-            size = png.stat().st_size if png.exists() else -1
-            if size > 0 and (size == last or proc.poll() is not None):
-                break
-            if proc.poll() is not None and not png.exists():
-                break
-            last = size
-            time.sleep(0.2)
+        poll(written, timeout=within, interval=0.2)  # judged below, with chromium's log
     finally:
         if proc.poll() is None:
             proc.terminate()

@@ -14,6 +14,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 from rap_devtools.fake_genius import FakeConfig, FakeGenius
+from rap_devtools.waiting import wait_for_async
 
 from analyzer_runtime.contract import load_scrape_manifest
 from analyzer_runtime.ledger import planner
@@ -191,10 +192,8 @@ async def test_killed_mid_artist_resumes_without_double_counting(
                      ON i.run_id = s.run_id AND i.item_id = s.artist_item
                     WHERE s.run_id = $1 AND i.state = 'pending'""", run.id))  # fmt: skip
 
-    deadline = asyncio.get_running_loop().time() + 30
-    while not await mid_artist():
-        assert asyncio.get_running_loop().time() < deadline and not task.done()
-        await asyncio.sleep(0.01)
+    await wait_for_async(mid_artist, within=30, interval=0.01, what="a shard mid-artist",
+                         give_up=lambda: "the shard ended" if task.done() else None)  # fmt: skip
     task.cancel()  # the process dies: the batch in flight is rolled back
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -7,10 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 
 import asyncpg
+from rap_devtools.waiting import wait_for_async
 
+from analyzer_runtime.contract.status import ShardCounters
 from analyzer_runtime.ledger import planner
 from analyzer_runtime.ledger import shards as shard_ledger
 from analyzer_runtime.ledger.planner import Selection
@@ -105,17 +107,14 @@ async def test_two_parallel_shards_write_one_result_per_track(
     assert second.total == 0
 
 
-async def _wait_for(
-    pool: asyncpg.Pool, run: shard_ledger.Run, pred, deadline_s: float = 120
-) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
+async def _shards_reach(
+    pool: asyncpg.Pool, run: shard_ledger.Run, pred: Callable[[list[ShardCounters]], bool]
+) -> None:
+    async def reached() -> bool:
         async with pool.acquire() as conn:
-            shards = await shard_ledger.read_shards(conn, run.id)
-        if pred(shards):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached before the deadline")
+            return pred(await shard_ledger.read_shards(conn, run.id))
+
+    await wait_for_async(reached, within=120, interval=0.02, what="the shards' counters")
 
 
 async def test_sigkill_mid_run_then_resume_is_exact(pool: asyncpg.Pool, db_url: str) -> None:
@@ -123,7 +122,7 @@ async def test_sigkill_mid_run_then_resume_is_exact(pool: asyncpg.Pool, db_url: 
     run = await _plan(pool, "killed", shards=1, batch=10)
     proc = subprocess.Popen(_shard_cmd(run.uid, 0), env=_env(db_url), stderr=subprocess.PIPE)
     try:
-        await _wait_for(pool, run, lambda s: s[0].processed >= 30)
+        await _shards_reach(pool, run, lambda s: s[0].processed >= 30)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
@@ -154,7 +153,7 @@ async def test_sigterm_finishes_the_batch_and_exits_unfinished(
         _shard_cmd(run.uid, 0), env=_env(db_url), stderr=subprocess.PIPE, text=True
     )
     try:
-        await _wait_for(pool, run, lambda s: s[0].processed >= 20)
+        await _shards_reach(pool, run, lambda s: s[0].processed >= 20)
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)
     finally:

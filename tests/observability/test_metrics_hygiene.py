@@ -26,7 +26,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from rap_devtools.waiting import wait_for, wait_for_line
 
 from analyzer_runtime.ledger import planner
 from analyzer_runtime.ledger.planner import Selection
@@ -52,14 +52,8 @@ def free_port() -> int:
 
 
 def scrape(url: str, *, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return urllib.request.urlopen(url, timeout=5).read().decode()
-        except (urllib.error.URLError, ConnectionError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    return wait_for(lambda: urllib.request.urlopen(url, timeout=5).read().decode(),
+                    timeout=timeout, what=f"a scrape of {url}")  # fmt: skip
 
 
 def check_metrics(promtool: Path, exposition: str) -> None:
@@ -190,15 +184,6 @@ def python(code: str, *args: str, db: str) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
-def wait_for_line(proc: subprocess.Popen[str], wanted: str) -> str:
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if wanted in line:
-            return line
-    _, err = proc.communicate(timeout=10)
-    raise AssertionError(f"process ended without {wanted!r}: {err[-3000:]}")
-
-
 @pytest.fixture
 def exposition(promtool: Path, db_url: str, procs: list) -> dict[str, str]:  # noqa: F811
     """The three scrapes, after a real run: {operator, shard, search}."""
@@ -207,13 +192,13 @@ def exposition(promtool: Path, db_url: str, procs: list) -> dict[str, str]:  # n
     port = free_port()
     shard = python(SHARD, db_url, RUN_UID, str(port), db=db_url)
     procs.append(shard)
-    wait_for_line(shard, "shard done")
+    wait_for_line(shard, "shard done", timeout=300)
     out["shard"] = scrape(f"http://127.0.0.1:{port}/metrics")
 
     port = free_port()
     op = python(OPERATOR, db_url, RUN_UID, str(port), db=db_url)
     procs.append(op)
-    wait_for_line(op, "operator ready")
+    wait_for_line(op, "operator ready", timeout=300)
     out["operator"] = scrape(f"http://127.0.0.1:{port}/metrics")
 
     port, metrics_port = free_port(), free_port()

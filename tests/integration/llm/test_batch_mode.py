@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 from rap_devtools.fake_llm import FakeLLM, expected
+from rap_devtools.waiting import wait_for_async
 
 from analyzer_runtime import worker
 from analyzer_runtime.analyzers.base import RunContext
@@ -52,18 +51,6 @@ def batch_manifest(
     llm = {"model": MODEL, "pricing": PRICING, "mode": "batch", "batch": batch or {}}
     llm |= llm_extra or {}
     return manifest(name, url, provider="openai", llm=llm, **spec)
-
-
-async def until(check: Callable[[], Awaitable[T | None]], what: str, within: float = 60.0) -> T:
-    """`check()` until it is truthy, polling with a deadline."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within:g}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def ledger_batches(pool: asyncpg.Pool, run_id: int) -> list[asyncpg.Record]:
@@ -195,7 +182,7 @@ async def _open_batch(
         rows = await ledger_batches(pool, run_id)
         return next((r for r in rows if r["provider_batch_id"] and r["state"] == state), None)
 
-    return await until(check, f"a batch {state} at the provider")
+    return await wait_for_async(check, interval=0.05, what=f"a batch {state} at the provider")
 
 
 async def test_a_shard_killed_mid_batch_is_resumed_by_the_next_pod_from_the_ledger(
@@ -321,7 +308,7 @@ async def test_the_status_shows_a_batch_in_flight_and_reading_it_submits_nothing
             created = [r for r in rows if r["provider_batch_id"]]
             return created if len(created) == 3 else None
 
-        rows = await until(three_created, "3 batches created")
+        rows = await wait_for_async(three_created, interval=0.05, what="3 batches created")
         # Two "operator processes" one after the other: each reads the ledger afresh.
         shown = []
         for _ in range(2):
