@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from analyzer_runtime import localrun
-from analyzer_runtime.contract.status import compute_status
 from analyzer_runtime.ledger import gc as ledger_gc
 from analyzer_runtime.ledger import shards as shard_ledger
 from analyzer_runtime.ledger.shards import Claimer, ItemUpdate
 from analyzer_runtime.seed import seed
+from tests import builders
 from tests.integration.clirun import ROOT, cli
 from tests.integration.conftest import insert_tracks
 
@@ -83,10 +83,8 @@ def _timeless(st: dict[str, Any]) -> dict[str, Any]:
 async def _computed(conn: asyncpg.Connection, run: shard_ledger.Run) -> dict[str, Any]:
     """The status the operator and the local runner compute, at a fixed `now`."""
     shards = await shard_ledger.read_shards(conn, run.id)
-    return compute_status(
-        generation=3, shards=shards, job=None, previous=None,
-        now=datetime(2030, 1, 1, tzinfo=UTC), planned_total=run.total,
-    )  # fmt: skip
+    return builders.status(shards, generation=3, now=datetime(2030, 1, 1, tzinfo=UTC),
+                           planned_total=run.total, schema=None)  # fmt: skip
 
 
 async def _items(conn: asyncpg.Connection, run_id: int) -> dict[int, tuple[str, str | None]]:

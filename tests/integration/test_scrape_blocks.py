@@ -16,10 +16,10 @@ from rap_devtools.fake_genius import FakeGenius
 from rap_operator.kinds.scrapejob import SCRAPE
 
 from analyzer_runtime.contract.scrape_status_model import ScrapeJobStatus
-from analyzer_runtime.contract.status import compute_status
 from analyzer_runtime.contract.wording import SCRAPE_WORDING
 from analyzer_runtime.ledger import scrape_store as store
 from analyzer_runtime.ledger import shards as shard_ledger
+from tests import builders
 from tests.integration.test_scrape import FAST_RETRY, fake, gen, manifest, scrape, totals
 
 __all__ = ["fake", "gen"]  # the shared fake server fixtures
@@ -54,10 +54,8 @@ async def job_status(pool: asyncpg.Pool, run: shard_ledger.Run) -> dict[str, Any
     async with pool.acquire() as conn:
         run = await shard_ledger.find_run(conn, run.uid)  # type: ignore[assignment]
         shards = await shard_ledger.read_shards(conn, run.id)
-        status = compute_status(
-            generation=1, shards=shards, job=None, previous=None, now=datetime.now(UTC),
-            wording=SCRAPE_WORDING, planned_total=run.total,
-        )  # fmt: skip
+        status = builders.status(shards, now=datetime.now(UTC), wording=SCRAPE_WORDING,
+                                 planned_total=run.total, schema=None)  # fmt: skip
         status.update(await SCRAPE.extra_status(conn, run, status))
     ScrapeJobStatus.model_validate(status)
     return status
