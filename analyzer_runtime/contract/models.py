@@ -32,6 +32,7 @@ from pydantic.config import JsonDict
 from pydantic_core import PydanticCustomError
 
 from analyzer_runtime.contract.base import PostgresTextModel, SecretKeyRef, SpecModel
+from analyzer_runtime.contract.labels import QUEUE_LABEL
 from analyzer_runtime.contract.llm_models import (
     CircuitBreakerOptions,
     LLMOptions,
@@ -296,7 +297,6 @@ ActiveDeadlineSeconds = Annotated[
 ]
 # Kueue's LocalQueue in the run's namespace: the value of the Job's
 # kueue.x-k8s.io/queue-name label, so a label value (63 characters) and an object name.
-QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 QueueName = Annotated[
     str | None,
     Field(

@@ -6,8 +6,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from analyzer_runtime.contract import labels
 from analyzer_runtime.ledger.budget import DEFAULT_RESERVED
-from rap_operator.policy import DEFAULT_HOSTS, USABLE_LABEL, Policy
+from rap_operator.policy import DEFAULT_HOSTS, Policy
 
 
 def _list(value: str | None) -> list[str]:
@@ -148,7 +149,7 @@ class OperatorConfig:
                     "genius": _hosts("genius", e.get("RAP_POLICY_ALLOWED_HOSTS_GENIUS")),
                     "spotify": _hosts("spotify", e.get("RAP_POLICY_ALLOWED_HOSTS_SPOTIFY")),
                 },
-                secret_label=e.get("RAP_POLICY_SECRET_LABEL", USABLE_LABEL).strip(),
+                secret_label=e.get("RAP_POLICY_SECRET_LABEL", labels.USABLE_LABEL).strip(),
                 secrets=tuple(_list(e.get("RAP_POLICY_ALLOWED_SECRETS"))),
             ),
         )

@@ -21,12 +21,12 @@ from typing import Any
 
 import kopf
 
+from analyzer_runtime.contract.labels import LABEL_RUN_UID, OLD_FINALIZER
 from analyzer_runtime.ledger import shards as shard_ledger
 from analyzer_runtime.ledger.connect import DatabaseUnavailable
 from rap_operator import budget, database, kinds, kube, manifests, metrics, queue, sweep
 from rap_operator.config import OperatorConfig
 from rap_operator.reconcile import (
-    OLD_FINALIZER,
     RunMemory,
     finished,
     planned_database,
@@ -216,7 +216,7 @@ def _finished_ttl(body: dict[str, Any]) -> None:
 
 
 async def job_event(type: str | None, body: kopf.Body, **_: Any) -> None:
-    uid = (body.metadata.labels or {}).get(manifests.LABEL_RUN_UID)
+    uid = (body.metadata.labels or {}).get(LABEL_RUN_UID)
     if not uid:
         return
     if type == "DELETED":
@@ -271,7 +271,7 @@ async def _cancelled(body: dict[str, Any], url: str | None) -> None:
 
 for _plural in PLURALS:
     kopf.on.event(GROUP, VERSION, _plural)(run_event)
-kopf.on.event("batch", "v1", "jobs", labels={manifests.LABEL_RUN_UID: kopf.PRESENT})(job_event)
+kopf.on.event("batch", "v1", "jobs", labels={LABEL_RUN_UID: kopf.PRESENT})(job_event)
 # Only where Kueue is installed (kopf watches a resource once its CRD exists), at the
 # version the API server prefers.
 kopf.on.event(f"workloads.{queue.GROUP}")(workload_event)

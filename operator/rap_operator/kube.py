@@ -105,7 +105,7 @@ async def events_for(namespace: str, kind: str, name: str) -> list[dict[str, Any
 
 
 async def pods_of_run(namespace: str, uid: str) -> list[dict[str, Any]]:
-    from rap_operator.manifests import LABEL_RUN_UID
+    from analyzer_runtime.contract.labels import LABEL_RUN_UID
 
     core = client.CoreV1Api(await api())
     got = await core.list_namespaced_pod(namespace, label_selector=f"{LABEL_RUN_UID}={uid}")

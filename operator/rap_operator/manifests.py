@@ -8,6 +8,17 @@ import os
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from analyzer_runtime.contract.labels import (
+    APP_NAME,
+    LABEL_APP_COMPONENT,
+    LABEL_APP_NAME,
+    LABEL_KIND,
+    LABEL_MANAGED_BY,
+    LABEL_RUN,
+    LABEL_RUN_UID,
+    MANAGED_BY,
+    SHARD_COMPONENT,
+)
 from analyzer_runtime.ledger.connect import POOL_MODE_ENV, pool_mode
 from analyzer_runtime.ledger.shards import STOP_GRACE_ENV
 from rap_operator import queue
@@ -23,9 +34,6 @@ class JobKind(Protocol):
 
 
 GROUP_VERSION = "rapanalyzer.io/v1alpha1"
-LABEL_RUN = "rapanalyzer.io/run"
-LABEL_RUN_UID = "rapanalyzer.io/run-uid"
-LABEL_KIND = "rapanalyzer.io/kind"
 
 
 def job_name(name: str, uid: str) -> str:
@@ -37,9 +45,9 @@ def job_name(name: str, uid: str) -> str:
 
 def labels(kind: str, name: str, uid: str) -> dict[str, str]:
     return {
-        "app.kubernetes.io/name": "rap-analyzer",
-        "app.kubernetes.io/component": "shard",
-        "app.kubernetes.io/managed-by": "rap-analyzer-operator",
+        LABEL_APP_NAME: APP_NAME,
+        LABEL_APP_COMPONENT: SHARD_COMPONENT,
+        LABEL_MANAGED_BY: MANAGED_BY,
         LABEL_KIND: kind.lower(),
         LABEL_RUN: name[:63],
         LABEL_RUN_UID: uid,

@@ -10,8 +10,8 @@ from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from analyzer_runtime.contract.labels import LABEL_RUN_UID
 from rap_operator import kube
-from rap_operator.manifests import LABEL_RUN_UID
 
 JSON = dict[str, Any]
 # Seconds a Job may have no pods before its FailedCreate Events are looked at.

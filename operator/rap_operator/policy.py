@@ -36,10 +36,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from analyzer_runtime.analyzers.llm.presets import PRESETS
+from analyzer_runtime.contract import labels
 from analyzer_runtime.contract.scrape_models import GENIUS_API, SPOTIFY_API, SPOTIFY_TOKEN_URL
 
 JSON = dict[str, Any]
-USABLE_LABEL = "rapanalyzer.io/usable-by-runs"
 ANY = "*"
 
 
@@ -62,7 +62,7 @@ class Policy:
     hosts: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_HOSTS))
     # Empty: no label makes a Secret usable; only `secrets` (and the default
     # database Secret) are.
-    secret_label: str = USABLE_LABEL
+    secret_label: str = labels.USABLE_LABEL
     secrets: tuple[str, ...] = ()
 
 

@@ -21,14 +21,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from analyzer_runtime.contract.models import QUEUE_LABEL
+from analyzer_runtime.contract.labels import (
+    MIN_PARALLELISM_ANNOTATION,
+    PRIORITY_CLASS_LABEL,
+    QUEUE_LABEL,
+)
 
 JSON = dict[str, Any]
 GROUP = "kueue.x-k8s.io"
-# Kueue's partial admission: the Job may be admitted with as few pods as this.
-MIN_PARALLELISM_ANNOTATION = "kueue.x-k8s.io/job-min-parallelism"
 # Labels Kueue reads on the Job that users may pass through spec.podTemplate.labels.
-PASSED_LABELS = (QUEUE_LABEL, "kueue.x-k8s.io/priority-class")
+PASSED_LABELS = (QUEUE_LABEL, PRIORITY_CLASS_LABEL)
 ADMITTED, QUEUED, PREEMPTED = "QueueAdmitted", "Queued", "Preempted"
 CONDITIONS = (ADMITTED, QUEUED, PREEMPTED)
 

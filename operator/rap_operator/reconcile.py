@@ -39,6 +39,7 @@ from typing import Any
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from analyzer_runtime.contract import reasons
+from analyzer_runtime.contract.labels import DATABASE_ANNOTATION, OLD_FINALIZER
 from analyzer_runtime.contract.status import (
     RunObservation,
     compute_status,
@@ -76,12 +77,6 @@ from rap_operator.validation import (
 __all__ = ["LIVE_FIELDS", "RunMemory", "finished", "reconcile", "report_error", "ttl_patch"]
 JSON = dict[str, Any]
 log = logging.getLogger(__name__)
-# The finalizer older versions put on every run; removed on sight, so that deleting
-# a run (or its namespace) never waits for an operator that may be gone.
-OLD_FINALIZER = "rapanalyzer.io/finalizer"
-# The database Secret (name/key) a run was planned with: after an operator restart the
-# status is read from that database, whatever a (refused) spec change says now.
-DATABASE_ANNOTATION = "rapanalyzer.io/database-secret"
 # Overlapping runs whose resource is gone that one planning pass cancels at most.
 MAX_SWEPT_PER_PASS = 8
 

@@ -28,7 +28,7 @@ def test_chart_application_uses_server_side_apply_and_respects_ignores() -> None
 
 
 def test_runs_application_ignores_what_the_operator_writes() -> None:
-    from rap_operator.reconcile import DATABASE_ANNOTATION
+    from analyzer_runtime.contract.labels import DATABASE_ANNOTATION
 
     app = load("runs-application.yaml")
     ignored = {

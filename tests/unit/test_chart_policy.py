@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from rap_devtools.helm import find, only, operator_env, render_chart
 from rap_operator.config import OperatorConfig
-from rap_operator.policy import DEFAULT_HOSTS, USABLE_LABEL, Policy
+from rap_operator.policy import DEFAULT_HOSTS, Policy
+
+from analyzer_runtime.contract.labels import USABLE_LABEL
 
 VAP_API = "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy"
 DB = {"postgres": {"enabled": False}, "database": {"url": "postgresql://rap@db/rap"}}

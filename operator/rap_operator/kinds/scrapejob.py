@@ -26,6 +26,7 @@ from typing import Any
 import asyncpg
 
 from analyzer_runtime.contract import load_scrape_manifest
+from analyzer_runtime.contract.labels import LABEL_SCRAPEJOB
 from analyzer_runtime.contract.scrape_models import (
     ScrapeJobManifest,
     ScrapeJobSpec,
@@ -120,7 +121,7 @@ def chained_analysis(body: JSON, *, taken: bool = False) -> JSON:
         "metadata": {
             "name": analysis_name(meta["name"], meta["uid"], taken),
             "namespace": meta["namespace"],
-            "labels": {"rapanalyzer.io/scrapejob": meta["name"][:63]},
+            "labels": {LABEL_SCRAPEJOB: meta["name"][:63]},
             "ownerReferences": [manifests.owner_reference(body)],
         },
         "spec": run_spec,
