@@ -347,3 +347,44 @@ def test_the_cli_reads_only_listed_environment_variables() -> None:
     read = {p.envvar for d in pages.cli_docs() for p in d.params if p.envvar}
     assert read  # --debug and --metrics-port at least
     assert read <= set(BY_NAME), read - set(BY_NAME)
+
+
+def _build_small_site(tmp_path: Path, pages: dict[str, str], nav: list[str]) -> str:
+    """Build a site of `pages` with mkdocs.yml's validation settings and --strict;
+    its log, after asserting that the build failed."""
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
+    (tmp_path / "docs").mkdir()
+    for name, text in pages.items():
+        (tmp_path / "docs" / name).write_text(text, encoding="utf-8")
+    site = {"site_name": "t", "validation": config["validation"], "nav": nav}
+    (tmp_path / "mkdocs.yml").write_text(yaml.safe_dump(site), encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
+        cwd=tmp_path,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0, result.stderr
+    return result.stderr
+
+
+@pytest.mark.parametrize(
+    ("link", "warning"),
+    [
+        ("[gone](missing.md)", "not found among documentation files"),
+        ("[gone](other.md#no-such-heading)", "does not contain an anchor '#no-such-heading'"),
+        ("[outside](../README.md)", "not found among documentation files"),
+    ],
+)
+def test_strict_fails_on_a_broken_link(tmp_path: Path, link: str, warning: str) -> None:
+    """mkdocs.yml's validation settings make each of these a warning, which --strict
+    turns into a failed build."""
+    pages = {"index.md": f"# Home\n\n{link}\n", "other.md": "# Other\n\n## A heading\n"}
+    assert warning in _build_small_site(tmp_path, pages, ["index.md", "other.md"])
+
+
+def test_strict_fails_on_a_page_outside_the_nav(tmp_path: Path) -> None:
+    pages = {"index.md": "# Home\n", "unlisted.md": "# Not in the nav\n"}
+    assert "unlisted.md" in _build_small_site(tmp_path, pages, ["index.md"])
