@@ -33,6 +33,8 @@ from rap_devtools.helm import (
 )
 from rap_operator.config import OperatorConfig
 
+pytestmark = pytest.mark.helm  # renders the chart with bin/helm (make helm)
+
 NAMESPACED = {"rbac": {"clusterWide": False}, "watchNamespaces": ["team-a", "team-b"]}
 CLUSTER_WIDE = {"rbac": {"clusterWide": True}}
 EXTERNAL_URL = "postgresql://rap:s3cret@db.example.com:5432/rap?sslmode=require"

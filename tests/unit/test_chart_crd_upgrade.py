@@ -8,6 +8,8 @@ import pytest
 import yaml
 from rap_devtools.helm import CHART, find, only, render_chart
 
+pytestmark = pytest.mark.helm  # renders the chart with bin/helm (make helm)
+
 JSON = dict[str, Any]
 HOOK_KINDS = ["ConfigMap", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Job"]
 

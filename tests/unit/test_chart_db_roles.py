@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from rap_devtools.helm import find, lint_chart, only, operator_env, render_chart
 
+pytestmark = pytest.mark.helm  # renders the chart with bin/helm (make helm)
+
 SEARCH = {"search": {"enabled": True}}
 
 

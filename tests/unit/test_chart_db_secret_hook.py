@@ -22,6 +22,8 @@ from kubernetes_asyncio.client import V1ObjectMeta, V1Secret
 from kubernetes_asyncio.client.exceptions import ApiException
 from rap_devtools.helm import CHART, find, only, render_chart
 
+pytestmark = pytest.mark.helm  # renders the chart with bin/helm (make helm)
+
 SCRIPT = CHART / "files" / "db-secret.py"
 NS = "rap"
 

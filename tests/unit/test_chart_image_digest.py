@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from rap_devtools.helm import HelmError, operator_env, render_chart
 
+pytestmark = pytest.mark.helm  # renders the chart with bin/helm (make helm)
+
 APP = "sha256:" + "a" * 64
 OPERATOR = "sha256:" + "d" * 64
 PG = "sha256:" + "b" * 64

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from rap_devtools.helm import find, operator_container, operator_env, render_chart
 
+pytestmark = pytest.mark.helm  # renders the chart with bin/helm (make helm)
+
 ROOT = Path(__file__).resolve().parents[2]
 FILES = ROOT / "charts" / "rap-analyzer" / "files"
 WORKER = "ghcr.io/rap-analyzer/rap-analyzer:0.2.0"

@@ -20,6 +20,8 @@ from rap_devtools.helm import (
 )
 from rap_operator.config import OperatorConfig
 
+pytestmark = pytest.mark.helm  # renders the chart with bin/helm (make helm)
+
 DB = {"postgres": {"enabled": False}, "database": {"url": "postgresql://rap@db/rap"}}
 ONE = {**DB, "operator": {"replicas": 1}}
 NO_ELECTION = {**DB, "operator": {"replicas": 1, "leaderElection": {"enabled": False}}}

@@ -13,6 +13,8 @@ from analyzer_runtime.cli import app
 from analyzer_runtime.ledger import gc as ledger_gc
 from tests.unit.test_chart_podsecurity import pod_templates, restricted_violations
 
+pytestmark = pytest.mark.helm  # renders the chart with bin/helm (make helm)
+
 
 def _cronjob(values: dict[str, Any] | None = None) -> dict[str, Any]:
     return only(render_chart(values), "CronJob")

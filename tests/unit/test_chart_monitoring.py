@@ -16,6 +16,8 @@ import yaml
 from rap_devtools.helm import find, lint_chart, only, render_chart
 from rap_operator import manifests
 
+pytestmark = pytest.mark.helm  # renders the chart with bin/helm (make helm)
+
 REPO = Path(__file__).resolve().parents[2]
 ALL_ON = {
     "metrics": {

@@ -14,6 +14,8 @@ from rap_devtools.helm import ROOT, find, only, render_chart
 from rap_devtools.netpol import Pod, allowed_egress, allowed_ingress, connects, selects
 from rap_operator import manifests
 
+pytestmark = pytest.mark.helm  # renders the chart with bin/helm (make helm)
+
 JSON = dict[str, Any]
 NS = "rap"
 PUBLIC = "93.184.216.34"

@@ -29,6 +29,8 @@ from rap_operator.config import OperatorConfig
 from analyzer_runtime.ledger.connect import POOL_MODE_ENV, pool_mode
 from tests.unit.test_chart_podsecurity import restricted_violations
 
+pytestmark = pytest.mark.helm  # renders the chart with bin/helm (make helm)
+
 PASSWORD = "pgb-s3cret-pw"
 IN_CLUSTER = {"pgbouncer": {"enabled": True}, "postgres": {"auth": {"password": PASSWORD}}}
 EXTERNAL_URL = f"postgresql://rap:{PASSWORD}@db.example.com:5433/rapdb?sslmode=require"

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from rap_devtools.helm import render_chart
 
+pytestmark = pytest.mark.helm  # renders the chart with bin/helm (make helm)
+
 JSON = dict[str, Any]
 
 # kind -> where its pod template is.

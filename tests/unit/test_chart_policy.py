@@ -15,6 +15,8 @@ from rap_operator.policy import DEFAULT_HOSTS, Policy
 
 from analyzer_runtime.contract.labels import USABLE_LABEL
 
+pytestmark = pytest.mark.helm  # renders the chart with bin/helm (make helm)
+
 VAP_API = "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy"
 DB = {"postgres": {"enabled": False}, "database": {"url": "postgresql://rap@db/rap"}}
 IMAGE = "ghcr.io/rap-analyzer/rap-analyzer"

@@ -9,6 +9,8 @@ from rap_devtools.helm import lint_chart, only, operator_env, render_chart
 
 from tests.unit.test_chart_podsecurity import restricted_violations
 
+pytestmark = pytest.mark.helm  # renders the chart with bin/helm (make helm)
+
 ON = {"search": {"enabled": True}}
 EXISTING = {"database": {"existingSecret": "my-db", "existingSecretKey": "dsn"}}
 EXTERNAL = {"database": {"url": "postgresql://u:p@h/db"}, "postgres": {"enabled": False}}

@@ -11,6 +11,8 @@ from rap_devtools.helm import CHART, find, only, render_chart
 
 from tests.unit.test_chart_podsecurity import pod_templates, restricted_violations
 
+pytestmark = pytest.mark.helm  # renders the chart with bin/helm (make helm)
+
 JSON = dict[str, Any]
 ON = {"search": {"enabled": True}}
 HOOK = "rap-analyzer-search-token-hook"
