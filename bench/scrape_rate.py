@@ -97,7 +97,7 @@ def run(budget: int, windows: int, shards: int) -> dict[str, Any]:
             names: list[str] = []
             for a in fake.catalog.artists:
                 names.append(a.name)
-                if fake.catalog.expected(names, MAX_SONGS)["songs_found"] >= target:  # type: ignore[operator]
+                if fake.catalog.expected(names, MAX_SONGS)["songs_found"] >= target:
                     break
             uid = asyncio.run(_plan(url, fake, names, budget, shards))
             env = {**os.environ, "DATABASE_URL": url, "GENIUS_ACCESS_TOKEN": TOKEN,

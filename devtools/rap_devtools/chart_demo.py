@@ -223,7 +223,7 @@ def start_fake_on(cls: Any, host: str, timeout: float | None = None, **config: A
     address (the API server's, ``cluster.controlplane.address``). The returned
     server's ``base`` (and the URLs derived from it) name that address; ``stop()`` it."""
 
-    class OnHost(cls):  # type: ignore[misc,valid-type]
+    class OnHost(cls):
         @property
         def base(self) -> str:
             return f"http://{host}:{self.port}"

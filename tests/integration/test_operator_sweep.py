@@ -120,13 +120,13 @@ async def test_an_overlap_with_a_gone_run_is_swept_and_planned_in_the_same_pass(
     # The first overlapped run still exists: the overlap stands, nothing is cancelled.
     cluster[("ns", "run-old-1")] = "old-1"
     with pytest.raises(planner.OverlapError) as err:
-        await reconcile._plan(kind, db_url, None, "new", None, CONFIG)  # type: ignore[arg-type]
+        await reconcile._plan(kind, db_url, None, "new", None, CONFIG)
     assert err.value.other.uid == "old-1"
     async with pool.acquire() as conn:
         assert await _states(conn) == {"old-1": "planned", "old-2": "planned"}
     # Both deleted while the operator was away: each overlap cancels one, then it plans.
     del cluster[("ns", "run-old-1")]
-    plan = await reconcile._plan(kind, db_url, None, "new", None, CONFIG)  # type: ignore[arg-type]
+    plan = await reconcile._plan(kind, db_url, None, "new", None, CONFIG)
     assert plan.created and plan.run.total == 6
     async with pool.acquire() as conn:
         assert await _states(conn) == {"old-1": "cancelled", "old-2": "cancelled", "new": "planned"}

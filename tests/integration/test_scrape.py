@@ -109,7 +109,7 @@ async def test_exact_tracks_counters_and_an_ambiguous_artist(
     want = cat.expected(names, 6)
     run = await scrape(pool, manifest(base, names, maxSongsPerArtist=6, shards=3, batchSize=4))
     got = await totals(pool, run.id)
-    new: dict[int, Any] = want["new"]  # type: ignore[assignment]
+    new: dict[int, Any] = want["new"]
     assert got == {"found": want["songs_found"], "new": len(new), "updated": 0, "dup": 0,
                    "skipped": want["skipped"], "failed": 0, "non_songs": want["non_songs"],
                    "matched": 0, "missed": 0, "artists_done": 8, "artists_failed": 0}  # fmt: skip
@@ -141,7 +141,7 @@ async def test_reruns_are_duplicates_and_refresh_updates_only_what_changed(
     cat, base = gen.catalog, fake[1]
     names = cat.names(3)
     want = cat.expected(names, 5)
-    n_new = len(want["new"])  # type: ignore[arg-type]
+    n_new = len(want["new"])
     first = await scrape(pool, manifest(base, names, maxSongsPerArtist=5))
     gen.log.clear()
     again = await scrape(pool, manifest(base, names, maxSongsPerArtist=5, shards=2))
@@ -203,9 +203,9 @@ async def test_killed_mid_artist_resumes_without_double_counting(
     assert report.finished and report.attempt == 2
     got = await totals(pool, run.id)
     assert (got["found"], got["new"], got["dup"], got["non_songs"]) == (
-        want["songs_found"], len(want["new"]), 0, want["non_songs"])  # type: ignore[arg-type]  # fmt: skip
+        want["songs_found"], len(want["new"]), 0, want["non_songs"])  # fmt: skip
     async with pool.acquire() as conn:
-        assert await conn.fetchval("SELECT count(*) FROM tracks") == len(want["new"])  # type: ignore[arg-type]
+        assert await conn.fetchval("SELECT count(*) FROM tracks") == len(want["new"])
         assert await conn.fetchval("SELECT max(attempts) FROM run_items") == 2
 
 
@@ -221,7 +221,7 @@ async def test_429_and_500_within_a_global_rate_limit(
                  rateLimit={"genius": {"requestsPerMinute": budget}})  # fmt: skip
     run = await scrape(pool, m, window=window)
     got = await totals(pool, run.id)
-    assert (got["new"], got["failed"], got["artists_done"]) == (len(want["new"]), 0, 4)  # type: ignore[arg-type]
+    assert (got["new"], got["failed"], got["artists_done"]) == (len(want["new"]), 0, 4)
     statuses = [e["status"] for e in gen.log]
     assert statuses.count(429) >= 3 and statuses.count(500) >= 3
     times = [e["t"] for e in gen.log if e["upstream"] == "genius"]
@@ -234,7 +234,7 @@ async def test_spotify_enrichment_matches_and_records_misses(
 ) -> None:
     cat, base = gen.catalog, fake[1]
     names = cat.names(3)
-    new: dict[int, Any] = cat.expected(names, 6)["new"]  # type: ignore[assignment]
+    new: dict[int, Any] = cat.expected(names, 6)["new"]
     run = await scrape(pool, manifest(base, names, maxSongsPerArtist=6, with_spotify=True))
     got = await totals(pool, run.id)
     on_spotify = {gid for gid, s in new.items() if s.on_spotify}

@@ -127,7 +127,7 @@ async def test_post_2024_spotify_stores_every_track_and_stops_audio_features(
 ) -> None:
     cat, base = gen.catalog, fake[1]
     names = cat.names(3)
-    new: dict[int, Any] = cat.expected(names, 6)["new"]  # type: ignore[assignment]
+    new: dict[int, Any] = cat.expected(names, 6)["new"]
     gen.config.spotify_api = "2024"
     m = manifest(base, names, maxSongsPerArtist=6, with_spotify=True, concurrency=8)
     assert m.spec.spotify is not None
@@ -173,7 +173,7 @@ async def test_a_refused_spotify_app_is_loud_and_tracks_are_stored(
 ) -> None:
     cat, base = gen.catalog, fake[1]
     names = cat.names(3)
-    new: dict[int, Any] = cat.expected(names, 6)["new"]  # type: ignore[assignment]
+    new: dict[int, Any] = cat.expected(names, 6)["new"]
     gen.config.spotify_blocked = where
     run = await scrape(
         pool, manifest(base, names, maxSongsPerArtist=6, shards=2, with_spotify=True)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import asyncpg
 from rap_devtools.waiting import wait_for_async
@@ -176,7 +177,7 @@ async def test_unknown_run_is_a_fatal_error_with_one_line(db_url: str) -> None:
     assert "not planned" in res.stderr and "Traceback" not in res.stderr
 
 
-async def test_unreachable_database_exits_3_without_secrets(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_unreachable_database_exits_3_without_secrets(tmp_path: Path) -> None:
     env = {
         **os.environ,
         "DATABASE_URL": "postgresql://bob:s3cretpw@127.0.0.1:1/nope",

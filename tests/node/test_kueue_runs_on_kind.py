@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from rap_devtools import chart_demo, kueue
@@ -80,7 +81,7 @@ def test_preemption_gives_the_leases_back_shows_and_resumes(queued: KindCluster)
     wait_for(lambda: q.processed(queued, run) >= 200, timeout=300, interval=0.5,
              what="the run to be working",
              describe=lambda: json.dumps(q.status(queued, run), indent=1))  # fmt: skip
-    held: dict = {}  # type: ignore[type-arg]
+    held: dict[str, Any] = {}
 
     def while_held() -> None:
         """The status while the urgent Job has the quota: Suspended by a preemption."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .expressions import RULES, all_expressions, grafana_to_promql, strip_threshold
+from .expressions import RULES, Expression, all_expressions, grafana_to_promql, strip_threshold
 from .test_rules import check_as_recording_rule, output
 
 EXPRESSIONS = all_expressions()
@@ -24,7 +24,7 @@ def test_every_panel_and_alert_is_there() -> None:
 
 
 @pytest.mark.parametrize("expr", EXPRESSIONS, ids=lambda e: f"{e.source}:{e.name}")
-def test_expression_is_plain_promql(promtool: Path, tmp_path: Path, expr) -> None:  # type: ignore[no-untyped-def]
+def test_expression_is_plain_promql(promtool: Path, tmp_path: Path, expr: Expression) -> None:
     assert "$" not in expr.query
     proc = check_as_recording_rule(promtool, tmp_path, expr.query)
     assert proc.returncode == 0, f"{expr.query}\n{output(proc)}"

@@ -3,6 +3,8 @@ and how pod failures read."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from rap_operator import pods
 from rap_operator.decide import job_body
 from rap_operator.reconcile import finished
@@ -10,7 +12,7 @@ from rap_operator.reconcile import finished
 from tests.builders import planned_run
 
 
-def _body(**status: object) -> dict:  # type: ignore[type-arg]
+def _body(**status: object) -> dict[str, Any]:
     return {
         "kind": "AnalysisRun",
         "metadata": {"name": "r", "namespace": "ns", "uid": "u", "generation": 2},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -181,7 +182,7 @@ def test_markdown_fences_and_lone_objects_are_tolerated() -> None:
         ('{"answer": 1}', {}, "wrong shape"),
     ],
 )
-def test_unusable_answers_say_why(text: str | None, kw: dict, problem: str) -> None:  # type: ignore[type-arg]
+def test_unusable_answers_say_why(text: str | None, kw: dict[str, Any], problem: str) -> None:
     got = schema.parse(text, ["1"], **kw)
     assert got.needs_repair and not got.valid
     assert got.problem is not None and got.problem.startswith(problem)

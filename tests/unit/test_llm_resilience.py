@@ -6,6 +6,7 @@ import email.utils
 import logging
 import random
 import time
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
@@ -161,7 +162,7 @@ def test_the_api_key_reaches_pods_only_by_secret_reference(analyzer: str) -> Non
     from rap_operator.kinds import ANALYSIS
     from rap_operator.manifests import kind_job
 
-    spec: dict = {"analyzer": analyzer, "shards": 2}  # type: ignore[type-arg]
+    spec: dict[str, Any] = {"analyzer": analyzer, "shards": 2}
     if analyzer == "llm":
         spec["llm"] = {"provider": "novita", "apiKeySecretRef": {"name": "nk", "key": "token"}}
     body = {

@@ -29,6 +29,7 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
+from typing import Any, TypedDict
 
 from analyzer_runtime.corpus.synthetic import SyntheticTrack, generate_tracks
 from analyzer_runtime.scrape.genius import normalize_name
@@ -96,6 +97,15 @@ def _song(i: int, t: SyntheticTrack, artist_id: int) -> FakeSong:
     )
 
 
+class Expected(TypedDict):
+    """What scraping some artists must produce (Catalog.expected)."""
+
+    songs_found: int
+    non_songs: int
+    skipped: int
+    new: dict[int, FakeSong]  # by Genius id
+
+
 class Catalog:
     def __init__(self, n_tracks: int = 4000, seed: int = 7) -> None:
         self.n_tracks, self.seed = n_tracks, seed
@@ -160,7 +170,7 @@ class Catalog:
                 hits += [s for s in a.songs if s.artist_id == a.id]
         return hits
 
-    def expected(self, names: list[str], max_songs: int) -> dict[str, object]:
+    def expected(self, names: list[str], max_songs: int) -> Expected:
         """What scraping `names` (each at most `max_songs` songs) must produce, with the
         scraper's rules: features skipped, non-songs not counted as songs, instrumental
         and empty pages skipped. `new` maps genius ids to the synthetic songs."""
@@ -187,10 +197,10 @@ class Catalog:
         return {"songs_found": found, "non_songs": non_songs, "skipped": skipped, "new": new}
 
 
-def _replace(s: FakeSong, **changes: object) -> FakeSong:
+def _replace(s: FakeSong, **changes: Any) -> FakeSong:
     from dataclasses import replace
 
-    return replace(s, **changes)  # type: ignore[arg-type]
+    return replace(s, **changes)
 
 
 @lru_cache(maxsize=4)

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import urllib.request
+from typing import Any
 
 import pytest
 from rap_devtools.procs import pid_alive
@@ -24,7 +25,7 @@ def test_run_goes_pending_running_succeeded(env: Env, namespace: str) -> None:
     assert res.returncode == 0, res.stderr
     progress_seen: set[str] = set()
 
-    def watch(st: dict) -> bool:  # type: ignore[type-arg]
+    def watch(st: dict[str, Any]) -> bool:
         got = env.kubectl("get", "analysisruns", "-n", namespace, "--no-headers")
         if st.get("phase") == "Running":
             progress_seen.add(got.stdout.split()[3])
@@ -90,7 +91,9 @@ def test_run_goes_pending_running_succeeded(env: Env, namespace: str) -> None:
     ],
     ids=["wrong-type", "enum", "missing-required", "shards-zero", "parallelism-over-shards"],
 )
-def test_api_server_refuses_bad_specs(env: Env, namespace: str, spec: dict, expect: str) -> None:  # type: ignore[type-arg]
+def test_api_server_refuses_bad_specs(
+    env: Env, namespace: str, spec: dict[str, Any], expect: str
+) -> None:
     m = run_manifest("bad")
     m["spec"].update(spec)
     m["spec"] = {k: v for k, v in m["spec"].items() if v is not None}
@@ -103,7 +106,7 @@ def test_a_missing_secret_keeps_the_run_pending_saying_so(env: Env, namespace: s
     m = run_manifest("nosecret", database={"secretRef": {"name": "does-not-exist"}})
     assert env.apply(namespace, m).returncode == 0
 
-    def waiting(st: dict) -> bool:  # type: ignore[type-arg]
+    def waiting(st: dict[str, Any]) -> bool:
         valid = next((c for c in st.get("conditions") or [] if c["type"] == "Valid"), None)
         return st.get("phase") == "Pending" and bool(valid) and valid["reason"] == "InputMissing"
 
@@ -117,7 +120,7 @@ def test_a_missing_secret_keeps_the_run_pending_saying_so(env: Env, namespace: s
     assert env.jobs(namespace, env.get(namespace, "nosecret")["metadata"]["uid"]) == []
 
 
-def _started(st: dict) -> bool:  # type: ignore[type-arg]
+def _started(st: dict[str, Any]) -> bool:
     return st.get("phase") == "Running" and st.get("processed", 0) >= 40
 
 
@@ -216,7 +219,7 @@ def test_an_overlapping_run_waits_until_the_other_is_gone(env: Env, namespace: s
     env.wait_status(namespace, "holder", phase("Suspended"), timeout=60)
     assert env.apply(namespace, run_manifest("second")).returncode == 0
 
-    def overlapping(st: dict) -> bool:  # type: ignore[type-arg]
+    def overlapping(st: dict[str, Any]) -> bool:
         valid = next((c for c in st.get("conditions", []) if c["type"] == "Valid"), None)
         return bool(valid) and valid["status"] == "False" and valid["reason"] == "OverlapsRun"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import pytest
 from rap_devtools.kubeapi import ApiError
@@ -18,7 +19,7 @@ from tests.e2e.runs.operator_env import CORPUS, Env, exact, phase, run_manifest
 pytestmark = pytest.mark.e2e
 
 
-def _condition(st: dict, ctype: str) -> dict | None:  # type: ignore[type-arg]
+def _condition(st: dict[str, Any], ctype: str) -> dict[str, Any] | None:
     return next((c for c in st.get("conditions") or [] if c["type"] == ctype), None)
 
 
@@ -27,7 +28,7 @@ def test_a_run_applied_before_its_secret_waits_then_succeeds(env: Env, namespace
     assert ns["metadata"]["labels"].items() >= RESTRICTED.items()
     assert env.apply(namespace, run_manifest("early")).returncode == 0
 
-    def waiting(st: dict) -> bool:  # type: ignore[type-arg]
+    def waiting(st: dict[str, Any]) -> bool:
         valid = _condition(st, "Valid")
         return st.get("phase") == "Pending" and bool(valid) and valid["reason"] == "InputMissing"
 
@@ -89,7 +90,7 @@ def test_refused_pod_creation_shows_on_the_run(env: Env, namespace: str) -> None
     run = run_manifest("refused", resources={"limits": {"cpu": "50m"}, "requests": {"cpu": "50m"}})
     assert env.apply(namespace, run).returncode == 0
 
-    def told(st: dict) -> bool:  # type: ignore[type-arg]
+    def told(st: dict[str, Any]) -> bool:
         pods = _condition(st, "PodsReady")
         return bool(pods) and pods["reason"] == "FailedCreate"
 

@@ -11,6 +11,7 @@ import os
 import secrets
 import signal
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from rap_devtools.fake_llm import FakeLLM
@@ -52,7 +53,7 @@ def test_a_killed_pod_and_a_restarted_operator_mid_batch_submit_nothing_twice(
     assert (res := env.apply(namespace, m)).returncode == 0, res.stderr
     uid = str(env.get(namespace, "lyrics-batch")["metadata"]["uid"])
 
-    def both_in_flight(st: dict) -> bool:  # type: ignore[type-arg]
+    def both_in_flight(st: dict[str, Any]) -> bool:
         lb = st.get("llmBatches") or {}
         return lb.get("inFlight") == 2 and len([o for o in lb["open"] if o.get("batchId")]) == 2
 
@@ -86,7 +87,7 @@ def test_a_killed_pod_and_a_restarted_operator_mid_batch_submit_nothing_twice(
     finally:
         env.operator.start()
 
-    def one_collected(s: dict) -> bool:  # type: ignore[type-arg]
+    def one_collected(s: dict[str, Any]) -> bool:
         lb = s.get("llmBatches") or {}
         return (lb.get("collected"), lb.get("inFlight")) == (1, 1)
 

@@ -6,6 +6,8 @@ Kueue (tests/node/test_kueue_runs_on_kind.py) the same Job is admitted."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.e2e.runs.operator_env import Env, run_manifest
 
 
@@ -15,7 +17,7 @@ def test_a_queued_run_waits_for_kueue_with_its_job_suspended(env: Env, namespace
     m = run_manifest("queued", shards=3, queueName="team-batch")
     assert env.apply(namespace, m).returncode == 0
 
-    def queued(st: dict) -> bool:  # type: ignore[type-arg]
+    def queued(st: dict[str, Any]) -> bool:
         conds = {c["type"]: c for c in st.get("conditions") or []}
         return st.get("phase") == "Pending" and "Queued" in conds
 

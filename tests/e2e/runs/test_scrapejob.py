@@ -100,7 +100,7 @@ def test_20_artists_in_4_shards_then_a_rerun_adds_nothing(
     url = setup(env, namespace)
     names = genius.catalog.names(20)
     want = genius.catalog.expected(names, 8)
-    new: dict[int, Any] = want["new"]  # type: ignore[assignment]
+    new: dict[int, Any] = want["new"]
     res = env.apply(namespace, scrapejob("twenty", genius, names, maxSongsPerArtist=8))
     assert res.returncode == 0, res.stderr
     st = wait_status(env, namespace, "twenty", phase("Succeeded"))
@@ -175,13 +175,13 @@ def test_sigkill_mid_artist_is_retried_without_duplicates(
     os.kill(wait_for(pid_of_shard, timeout=30, what=f"shard {shard}'s process"), signal.SIGKILL)
     genius.configure(page_latency=0.0)
     st = wait_status(env, namespace, "killed", phase("Succeeded"), timeout=240)
-    new: dict[int, Any] = want["new"]  # type: ignore[assignment]
+    new: dict[int, Any] = want["new"]
     assert (st["newTracks"], st["songsFound"], st["duplicatesSkipped"]) == (
         len(new), want["songs_found"], 0)  # fmt: skip
     assert env.sql(url, SCRAPED) == len(new)
     assert (
         env.sql(url, "SELECT count(*) FROM scrape_songs") == want["songs_found"] + want["non_songs"]
-    )  # type: ignore[operator]
+    )
     assert next(s for s in st["shards"]["detail"] if s["index"] == shard)["attempt"] >= 2
 
 
@@ -201,8 +201,8 @@ def test_429_and_500_bursts_complete_within_the_rate_limit(
     # shrinks the run's adaptive share, which grows back slowly (AIMD): 2-3 minutes
     # on a quiet machine, more on a loaded one.
     st = wait_status(env, namespace, "limited", phase("Succeeded"), timeout=480)
-    assert (st["newTracks"], st["songFailures"], st["failed"]) == (len(want["new"]), 0, 0)  # type: ignore[arg-type]
-    assert env.sql(url, SCRAPED) == len(want["new"])  # type: ignore[arg-type]
+    assert (st["newTracks"], st["songFailures"], st["failed"]) == (len(want["new"]), 0, 0)
+    assert env.sql(url, SCRAPED) == len(want["new"])
     log = genius.log()
     codes = [e["status"] for e in log]
     assert codes.count(429) >= 2 and codes.count(500) >= 2
@@ -216,7 +216,7 @@ def test_artists_from_a_configmap_and_the_chained_analysis(
 ) -> None:
     url = setup(env, namespace)
     names = genius.catalog.names(3)
-    new = set(genius.catalog.expected(names, 6)["new"])  # type: ignore[call-overload]
+    new = set(genius.catalog.expected(names, 6)["new"])
     env.kube.post(f"/api/v1/namespaces/{namespace}/configmaps",
                   {"metadata": {"name": "roster"},
                    "data": {"artists": "# demo roster\n" + "\n".join(names) + "\n"}})  # fmt: skip
@@ -276,7 +276,7 @@ def test_a_missing_secret_or_configmap_keeps_the_job_pending_saying_so(
     for name, manifest, message in cases:
         assert env.apply(namespace, manifest).returncode == 0
 
-        def waiting(st: dict) -> bool:  # type: ignore[type-arg]
+        def waiting(st: dict[str, Any]) -> bool:
             valid = next((c for c in st.get("conditions") or [] if c["type"] == "Valid"), None)
             return (
                 st.get("phase") == "Pending" and bool(valid) and valid["reason"] == "InputMissing"

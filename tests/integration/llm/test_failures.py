@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import asyncpg
 import pytest
@@ -144,7 +145,7 @@ async def test_provider_down_opens_the_breaker_fallback_analyzes_then_it_closes(
         rows = await conn.fetch(
             "SELECT analyzer_type, model_version, analysis_data FROM analysis_results"
         )
-    by_type: dict[str, list[dict]] = {}  # type: ignore[type-arg]
+    by_type: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         by_type.setdefault(r["analyzer_type"], []).append(json.loads(r["analysis_data"]))
     # The fallback's results are stored as what they are, never as LLM output.
