@@ -349,14 +349,18 @@ def test_the_cli_reads_only_listed_environment_variables() -> None:
     assert read <= set(BY_NAME), read - set(BY_NAME)
 
 
-def _build_small_site(tmp_path: Path, pages: dict[str, str], nav: list[str]) -> str:
-    """Build a site of `pages` with mkdocs.yml's validation settings and --strict;
-    its log, after asserting that the build failed."""
+def _build_small_site(
+    tmp_path: Path, pages: dict[str, str], nav: list[str], hooks: bool = False
+) -> str:
+    """Build a site of `pages` with mkdocs.yml's validation settings (and hooks) and
+    --strict; its log, after asserting that the build failed."""
     config = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
-    (tmp_path / "docs").mkdir()
     for name, text in pages.items():
+        (tmp_path / "docs" / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "docs" / name).write_text(text, encoding="utf-8")
     site = {"site_name": "t", "validation": config["validation"], "nav": nav}
+    if hooks:
+        site["hooks"] = [str(ROOT / hook) for hook in config["hooks"]]
     (tmp_path / "mkdocs.yml").write_text(yaml.safe_dump(site), encoding="utf-8")
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
@@ -388,3 +392,9 @@ def test_strict_fails_on_a_broken_link(tmp_path: Path, link: str, warning: str) 
 def test_strict_fails_on_a_page_outside_the_nav(tmp_path: Path) -> None:
     pages = {"index.md": "# Home\n", "unlisted.md": "# Not in the nav\n"}
     assert "unlisted.md" in _build_small_site(tmp_path, pages, ["index.md"])
+
+
+def test_a_hand_written_page_where_a_generated_one_goes_fails_the_build(tmp_path: Path) -> None:
+    pages = {"index.md": "# Home\n", "reference/cli.md": "# Edited by hand\n"}
+    log = _build_small_site(tmp_path, pages, ["index.md"], hooks=True)
+    assert "docs/reference/cli.md is generated" in log
