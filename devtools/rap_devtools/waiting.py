@@ -6,7 +6,9 @@
 - `poll` / `poll_async`: the same loop for a caller that carries on either way
   (None on timeout instead of an error);
 - `wait_for_line`: until a process prints a line, reading its pipe on a thread so
-  that a silent process cannot block past the deadline.
+  that a silent process cannot block past the deadline;
+- `holds_until`: the opposite - a condition that must stay true for a scenario's
+  whole length (Postgres frozen for 20 s), checked all along, failing at once.
 """
 
 from __future__ import annotations
@@ -173,6 +175,28 @@ async def poll_async(
 ) -> T | None:
     """`poll` on an event loop."""
     return await _poll_async(check, _start("condition", within), interval, give_up)
+
+
+def holds_until(
+    check: Callable[[], object],
+    end: float,
+    *,
+    interval: float = 0.2,
+    what: str = "condition",
+    describe: Callable[[], str] | None = None,
+) -> None:
+    """Call ``check`` every ``interval`` seconds until ``time.monotonic()`` reaches
+    ``end``; fail at the first falsy value (with ``describe()``, the state then). An
+    exception from ``check`` fails too: unlike a wait, nothing is "not yet" here."""
+    while True:
+        value = check()
+        if not value:
+            state = f"\nstate: {describe()}" if describe is not None else ""
+            raise AssertionError(f"{what} stopped holding ({value!r}){state}")
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(interval, left))
 
 
 def wait_for_line(proc: subprocess.Popen[str], wanted: str, *, timeout: float = 60.0) -> str:

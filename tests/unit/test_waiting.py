@@ -11,6 +11,7 @@ import pytest
 from rap_devtools.waiting import (
     WaitAbandoned,
     WaitTimeout,
+    holds_until,
     poll,
     poll_async,
     wait_for,
@@ -120,3 +121,17 @@ def test_wait_for_line_times_out_on_a_silent_process() -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_holds_until_checks_all_along_and_fails_at_the_first_lapse() -> None:
+    calls = _Counter(ready_at=1)  # truthy from the first call on
+    started = time.monotonic()
+    holds_until(calls, started + 0.3, interval=0.01)
+    assert time.monotonic() - started >= 0.3 and calls.n > 5
+    lapses = iter([True, True, False, True])
+    with pytest.raises(
+        AssertionError, match=r"(?s)frozen stopped holding \(False\).*phase Running"
+    ):
+        holds_until(lambda: next(lapses), time.monotonic() + 30, interval=0.01,
+                    what="frozen", describe=lambda: "phase Running")  # fmt: skip
+    assert next(lapses) is True  # it stopped at the lapse, not at the end
