@@ -597,7 +597,9 @@ def main() -> None:
         from analyzer_runtime.db import embedded
 
         tmp = None if a.keep else Path(tempfile.mkdtemp(prefix="rap-bench-million-"))
-        server = embedded.start((a.keep or tmp) / "pgdata")  # type: ignore[operator]
+        root = a.keep or tmp
+        assert root is not None  # --keep, or the temporary directory
+        server = embedded.start(root / "pgdata")
         url = server.get_uri()
     try:
         t0 = time.perf_counter()

@@ -39,6 +39,7 @@ class Settings:
     """Mixin for a fake's FakeConfig dataclass: `update` from a JSON object."""
 
     def update(self, changes: dict[str, Any]) -> None:
+        # The mixin only goes on dataclasses, which mypy cannot know of `self` here.
         names = {f.name for f in fields(self)}  # type: ignore[arg-type]
         unknown = set(changes) - names
         if unknown:
@@ -152,7 +153,7 @@ async def serve(
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    bound = runner.addresses[0][1]
     print(banner.format(host=host, port=bound), flush=True)
     if port_file is not None:
         tmp = port_file.with_suffix(".tmp")

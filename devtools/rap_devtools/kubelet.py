@@ -120,13 +120,13 @@ class ProcessKubelet:
         for t in self._threads:
             if t.name == "kubelet-worker":
                 t.join(timeout=10)
-        runs = [r for r in self._runs.values() if r.proc and r.proc.poll() is None]
-        killers = [threading.Thread(target=terminate_group, args=(r.proc.pid, grace)) for r in runs]  # type: ignore[union-attr]
+        runs = [(r, r.proc) for r in self._runs.values() if r.proc and r.proc.poll() is None]
+        killers = [threading.Thread(target=terminate_group, args=(p.pid, grace)) for _, p in runs]
         for k in killers:
             k.start()
         for k in killers:
             k.join()
-        for r in runs:
+        for r, _ in runs:
             pod_file(self.log_dir, r.namespace, r.name, "pid").unlink(missing_ok=True)
         self.api.close()
 

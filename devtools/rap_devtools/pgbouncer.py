@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import io
 import os
 import pwd
@@ -183,7 +184,7 @@ def pgbouncer(
             proc.start()
             try:
                 wait_for(
-                    lambda p=port, pr=proc: _accepts(p, pr),  # type: ignore[misc]
+                    functools.partial(_accepts, port, proc),
                     timeout=timeout, interval=0.05, what="pgbouncer accepting connections",
                     describe=proc.log_tail,
                 )  # fmt: skip

@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
@@ -18,12 +19,15 @@ from analyzer_runtime.db import embedded
 from analyzer_runtime.ledger.connect import create_pool
 from analyzer_runtime.ledger.migrate import migrate
 
+if TYPE_CHECKING:
+    from pgserver import PostgresServer
+
 TEMPLATE = "rap_template"
 _counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[object]:
+def pg_server() -> Iterator[PostgresServer]:
     if os.environ.get("DATABASE_URL"):
         pytest.fail("integration tests create databases on their own server; unset DATABASE_URL")
     # Not under pytest's tmp dir: other pytest sessions on the machine prune those.
@@ -45,28 +49,28 @@ def pg_server() -> Iterator[object]:
     shutil.rmtree(home, ignore_errors=True)
 
 
-def _new_database(server: object, prefix: str, template: str | None) -> str:
+def _new_database(server: PostgresServer, prefix: str, template: str | None) -> str:
     name = f"{prefix}{os.getpid()}_{next(_counter)}"
 
     async def create() -> None:
-        conn = await asyncpg.connect(server.get_uri())  # type: ignore[attr-defined]
+        conn = await asyncpg.connect(server.get_uri())
         await conn.execute(
             f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else "")
         )
         await conn.close()
 
     asyncio.run(create())
-    return server.get_uri(name)  # type: ignore[attr-defined]
+    return server.get_uri(name)
 
 
 @pytest.fixture
-def db_url(pg_server: object) -> str:
+def db_url(pg_server: PostgresServer) -> str:
     """URL of a new database with every migration applied."""
     return _new_database(pg_server, "t", TEMPLATE)
 
 
 @pytest.fixture
-def make_empty_db(pg_server: object) -> Callable[[], str]:
+def make_empty_db(pg_server: PostgresServer) -> Callable[[], str]:
     """Creates databases with no migration applied (for a legacy schema); returns URLs."""
     return lambda: _new_database(pg_server, "e", None)
 

@@ -70,6 +70,7 @@ def _roles() -> db_roles.Roles:
 async def _apply(url: str, roles: db_roles.Roles, **kw: object) -> db_roles.Report:
     conn = await asyncpg.connect(url)
     try:
+        # the keyword options pass through untyped (**kw: object)
         return await db_roles.apply(conn, roles, **kw)  # type: ignore[arg-type]
     finally:
         await conn.close()

@@ -241,8 +241,10 @@ async def _scenario(url: str, uid: str, steps: list[tuple[str, int, object]]) ->
         for op, who, arg in steps:
             c = claimers[who]
             if op == "claim":
+                # the step table's args are str | int; a claim step holds an int
                 await claim(c, int(arg))  # type: ignore[call-overload]
             elif op == "complete":
+                # a complete step's arg is an item state name (done/failed)
                 await commit(c, [ItemUpdate(i, str(arg)) for i in sorted(c.held)])  # type: ignore[arg-type]
             elif op == "release":
                 for i in c.held:

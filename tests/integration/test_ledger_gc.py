@@ -51,6 +51,7 @@ async def _work(
             ups = [
                 ItemUpdate(
                     b.item_id,
+                    # the outcomes are item state names (done/failed), typed str here
                     outcome[b.item_id],  # type: ignore[arg-type]
                     f"boom on {b.item_id}" if outcome[b.item_id] == "failed" else None,
                 )

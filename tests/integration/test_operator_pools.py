@@ -3,19 +3,24 @@ migrated (a tenant's must be migrated already: the run says which command)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import asyncpg
 import pytest
 from rap_operator import database
 
+if TYPE_CHECKING:
+    from pgserver import PostgresServer
+
 
 async def test_a_tenant_database_is_checked_not_migrated(
-    db_url: str, pg_server: object, monkeypatch: pytest.MonkeyPatch
+    db_url: str, pg_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    conn = await asyncpg.connect(pg_server.get_uri())  # type: ignore[attr-defined]
+    conn = await asyncpg.connect(pg_server.get_uri())
     await conn.execute("CREATE DATABASE tenant_blank")
     await conn.close()
-    blank = pg_server.get_uri("tenant_blank")  # type: ignore[attr-defined]
+    blank = pg_server.get_uri("tenant_blank")
     try:
         with pytest.raises(database.NotMigrated, match="rap-analyzer db migrate"):
             await database.pool(blank)

@@ -52,6 +52,7 @@ def events(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 async def job_status(pool: asyncpg.Pool, run: shard_ledger.Run) -> dict[str, Any]:
     """The status the operator would patch: common status + the kind's fields."""
     async with pool.acquire() as conn:
+        # the run exists: it was planned above (find_run returns Run | None)
         run = await shard_ledger.find_run(conn, run.uid)  # type: ignore[assignment]
         shards = await shard_ledger.read_shards(conn, run.id)
         status = builders.status(shards, now=datetime.now(UTC), wording=SCRAPE_WORDING,

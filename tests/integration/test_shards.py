@@ -49,6 +49,7 @@ async def _plan(
         res = await planner.plan_analysis(
             conn, uid=uid, name=uid, namespace=None,
             spec={"analyzer": ANALYZER, "shards": shards, "batchSize": batch},
+            # the parametrized selection is a dict of Selection's fields
             selection=Selection(**sel), shards=shards,  # type: ignore[arg-type]
             analyzer_type=a.analyzer_type, model_version=a.version,
         )  # fmt: skip

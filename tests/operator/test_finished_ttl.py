@@ -65,6 +65,7 @@ TTL = {"spec": {"ttlSecondsAfterFinished": 30}}
 async def test_a_failed_ttl_patch_is_retried_until_the_job_has_it(
     patches: list[tuple[str, dict[str, Any]]],
 ) -> None:
+    # _Body is a plain-dict stand-in for kopf's Body (the handlers read it as a mapping)
     await handlers.job_event(type="ADDED", body=_Body(JOB))  # type: ignore[arg-type]
     await handlers.run_event(type="MODIFIED", body=_Body(_run()))  # type: ignore[arg-type]
     await wait_for_async(
@@ -76,6 +77,7 @@ async def test_a_failed_ttl_patch_is_retried_until_the_job_has_it(
     assert patches == [("r-job", TTL), ("r-job", TTL)]
     # The Job now has it: a later look at the run patches nothing.
     with_ttl = {**JOB, "spec": {**JOB["spec"], **TTL["spec"]}}
+    # _Body is a plain-dict stand-in for kopf's Body (the handlers read it as a mapping)
     await handlers.job_event(type="MODIFIED", body=_Body(with_ttl))  # type: ignore[arg-type]
     await handlers.run_event(type="MODIFIED", body=_Body(_run()))  # type: ignore[arg-type]
     assert not handlers._loops and len(patches) == 2
@@ -85,8 +87,10 @@ async def test_the_run_seen_before_its_job_gets_the_ttl_on_the_jobs_event(
     patches: list[tuple[str, dict[str, Any]]],
 ) -> None:
     patches.append(("earlier", {}))  # no failure this time
+    # _Body is a plain-dict stand-in for kopf's Body (the handlers read it as a mapping)
     await handlers.run_event(type="MODIFIED", body=_Body(_run()))  # type: ignore[arg-type]
     assert not handlers._loops and UID in handlers._ttl_waiting
+    # _Body is a plain-dict stand-in for kopf's Body (the handlers read it as a mapping)
     await handlers.job_event(type="ADDED", body=_Body(JOB))  # type: ignore[arg-type]
     await wait_for_async(
         lambda: len(patches) == 2 and not handlers._loops,
@@ -101,6 +105,7 @@ async def test_the_run_seen_before_its_job_gets_the_ttl_on_the_jobs_event(
 async def test_a_finished_run_without_a_ttl_costs_nothing(
     patches: list[tuple[str, dict[str, Any]]],
 ) -> None:
+    # _Body is a plain-dict stand-in for kopf's Body (the handlers read it as a mapping)
     await handlers.job_event(type="ADDED", body=_Body(JOB))  # type: ignore[arg-type]
     await handlers.run_event(type="MODIFIED", body=_Body(_run(ttl=None)))  # type: ignore[arg-type]
     assert not handlers._loops and not handlers._ttl_waiting and patches == []

@@ -29,6 +29,7 @@ def test_a_class_missing_a_member_is_not_a_kind() -> None:
         if not name.startswith("_") and name != "on_succeeded":
             setattr(NoChaining, name, getattr(AnalysisRun, name))
     assert not isinstance(NoChaining(), RunKind)
+    # the class is built attribute by attribute in this test
     NoChaining.on_succeeded = AnalysisRun.on_succeeded  # type: ignore[attr-defined]
     assert isinstance(NoChaining(), RunKind)
 

@@ -136,5 +136,6 @@ def test_healthy_while_the_election_loop_attempts() -> None:
     class E:
         last_attempt = 100.0
 
+    # E stands in for kopf's peering state: healthy() reads only last_attempt
     assert healthy(E(), 120.0)  # type: ignore[arg-type]
     assert not healthy(E(), 131.0)  # type: ignore[arg-type]

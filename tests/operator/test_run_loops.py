@@ -102,5 +102,6 @@ async def test_a_deleted_run_forgets_its_memory(
     class Body(dict):
         metadata = Meta()
 
+    # a stand-in for kopf's Body (the handler reads it as a mapping)
     await handlers.run_event(type="DELETED", body=Body(_body("Succeeded")))  # type: ignore[arg-type]
     assert UID not in handlers._ended

@@ -233,6 +233,7 @@ def test_bad_values_are_rejected_with_their_reason(
 def test_the_database_limits_tighten_ours() -> None:
     v = Validator.for_fields(["title", "artist", "genius_id"], {"title": 10, "genius_id": 99})
     assert isinstance(v(["x" * 10, "a", 99]), Row)
+    # a Reject here (Row | Reject)
     assert v(["x" * 11, "a", None]).reason == "field_too_long"  # type: ignore[union-attr]
     assert v(["x", "a", 100]).reason == "invalid_number"  # type: ignore[union-attr]
 

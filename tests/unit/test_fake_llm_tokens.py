@@ -111,6 +111,7 @@ async def test_usage_over_http_is_the_tokenizers_count_and_cached_tokens_follow(
     tok = tokens.get()
     system = "You analyze rap lyrics. " * 250  # a static prefix well past 1,024 tokens
     first = _messages(system, "money on my mind")
+    # plain role/content dicts: openai types messages as its TypedDicts
     r1 = await client.chat.completions.create(model="fake-qwen", messages=first)  # type: ignore[arg-type]
     assert r1.usage is not None and r1.usage.prompt_tokens_details is not None
     assert r1.usage.prompt_tokens == len(tok.prompt_tokens(first))
@@ -118,6 +119,7 @@ async def test_usage_over_http_is_the_tokenizers_count_and_cached_tokens_follow(
     assert r1.usage.prompt_tokens_details.cached_tokens == 0
     # Another track after the same static prefix: the prefix is served from the cache.
     second = _messages(system, "pain in my heart, rain on my block")
+    # plain role/content dicts: openai types messages as its TypedDicts
     r2 = await client.chat.completions.create(model="fake-qwen", messages=second)  # type: ignore[arg-type]
     assert r2.usage is not None and r2.usage.prompt_tokens_details is not None
     cached = r2.usage.prompt_tokens_details.cached_tokens
@@ -131,6 +133,7 @@ async def test_usage_over_http_is_the_tokenizers_count_and_cached_tokens_follow(
     # A small prompt is never cached.
     small = _messages("Be brief.", "money")
     for _ in range(2):
+        # plain role/content dicts: openai types messages as its TypedDicts
         r3 = await client.chat.completions.create(model="fake-qwen", messages=small)  # type: ignore[arg-type]
     assert r3.usage is not None and r3.usage.prompt_tokens_details is not None
     assert r3.usage.prompt_tokens_details.cached_tokens == 0
@@ -143,6 +146,7 @@ async def test_the_chars4_knob_counts_the_old_way_and_caching_can_be_off(
     provider.config.update({"tokenizer": "chars4", "prompt_caching": False})
     messages = _messages("You analyze rap lyrics. " * 250, LYRICS.replace("\n", " "))
     for _ in range(2):
+        # plain role/content dicts: openai types messages as its TypedDicts
         r = await client.chat.completions.create(model="fake-qwen", messages=messages)  # type: ignore[arg-type]
     assert r.usage is not None and r.usage.prompt_tokens_details is not None
     chars = sum(len(m["content"]) for m in messages)

@@ -153,6 +153,7 @@ def test_workload_of_follows_the_job_owner_reference() -> None:
         return {"metadata": {"name": name, "ownerReferences": [{"kind": kind, "uid": uid}]}}
 
     workloads = [wl("a", "Job", "u1"), wl("b", "JobSet", "u2"), wl("c", "Job", "u2")]
+    # found: workload_of returns None only when no workload matches
     assert kueue.workload_of(workloads, "u2")["metadata"]["name"] == "c"  # type: ignore[index]
     assert kueue.workload_of(workloads, "u3") is None
 

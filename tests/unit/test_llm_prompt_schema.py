@@ -58,6 +58,7 @@ def test_other_presets_and_overrides() -> None:
     )  # fmt: skip
     assert cached.pricing == TokenPricing(0.002, 0.004, 0.0005)
     assert cached.pricing.cost(1000, 0, cached=600) == pytest.approx(0.0008 + 0.0003)
+    # Novita's preset has pricing (Optional for unknown providers)
     assert presets.resolve(opts(provider="novita")).pricing.cached_prompt_per_1k is None  # type: ignore[union-attr]
     assert (
         presets.resolve(opts(provider="custom", baseURL="http://x/v1", model="m")).pricing is None

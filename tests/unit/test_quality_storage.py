@@ -67,6 +67,7 @@ def test_a_trained_model_round_trips_and_needs_only_the_trusted_types() -> None:
     loaded = storage.loads(blob, digest, ["quality", "complexity"])
     x = np.random.default_rng(1).random((5, 4))
     for target, est in estimators.items():
+        # `estimators` holds them as object: scikit-learn has no type stubs.
         np.testing.assert_array_equal(loaded[target].predict(x), est.predict(x))  # type: ignore[attr-defined]
 
 

@@ -63,11 +63,13 @@ def test_single_binary_oci_archive(tmp_path: Path) -> None:
         entrypoint=["/pause"], user="65535:65535",
     )  # fmt: skip
     with tarfile.open(archive) as tar:
+        # the members are regular files: extractfile returns a file, not None
         index = json.load(tar.extractfile("index.json"))  # type: ignore[arg-type]
         (desc,) = index["manifests"]
         assert desc["annotations"]["io.containerd.image.name"] == "docker.io/x/pause:1"
 
         def blob(digest: str) -> bytes:
+            # the members are regular files: extractfile returns a file, not None
             data = tar.extractfile(f"blobs/sha256/{digest.split(':')[1]}").read()  # type: ignore[union-attr]
             assert "sha256:" + hashlib.sha256(data).hexdigest() == digest
             return data
@@ -80,4 +82,5 @@ def test_single_binary_oci_archive(tmp_path: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO(layer)) as inner:
         member = inner.getmember("pause")
         assert member.mode == 0o755
+        # the members are regular files: extractfile returns a file, not None
         assert inner.extractfile(member).read() == binary.read_bytes()  # type: ignore[union-attr]

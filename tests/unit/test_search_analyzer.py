@@ -46,6 +46,7 @@ def test_registered_with_its_version() -> None:
 
 async def test_one_model_call_per_batch_and_empty_lyrics_skipped(model: Embedder) -> None:
     counting = Counting(model)
+    # Counting wraps the Embedder with the same embed() (not a subclass)
     analyzer = EmbeddingAnalyzer(embedder=counting)  # type: ignore[arg-type]
     long = " ".join(["money on my mind and the city lights"] * 80)  # > 1 window
     tracks = [
@@ -70,11 +71,13 @@ async def test_one_model_call_per_batch_and_empty_lyrics_skipped(model: Embedder
         assert vec.shape == (DIM,) and abs(float(np.linalg.norm(vec)) - 1) < 1e-5
     # The batch's vector equals the model's own for the same text: no mix-up of rows.
     alone = model.embed(["counting money in the rain"])[0]
+    # track 1 has lyrics, so its result holds an embedding
     assert float(np.dot(np.asarray(by_id[1].result.embedding.vector), alone)) > 0.9999  # type: ignore[union-attr]
 
 
 async def test_a_batch_of_only_empty_lyrics_never_calls_the_model(model: Embedder) -> None:
     counting = Counting(model)
+    # Counting wraps the Embedder with the same embed() (not a subclass)
     analyzer = EmbeddingAnalyzer(embedder=counting)  # type: ignore[arg-type]
     outcomes = await analyzer.analyze_batch([TrackInput(1, "a", "x", "")])
     assert [o.status for o in outcomes] == ["skipped"] and counting.calls == []

@@ -39,6 +39,7 @@ def test_a_run_applied_before_its_secret_waits_then_succeeds(env: Env, namespace
     url = env.new_database()
     env.db_secret(namespace, url)  # GitOps applies it a moment later
     st = env.wait_status(namespace, "early", phase("Succeeded"), timeout=180)
+    # the condition is there once the wait above returned
     assert st["processed"] == CORPUS and _condition(st, "Valid")["status"] == "True"  # type: ignore[index]
     exact(env, url, CORPUS)
     # The shard pods ran under `restricted`.
@@ -75,6 +76,7 @@ def test_a_run_selecting_nothing_gets_no_job(env: Env, namespace: str) -> None:
     empty = run_manifest("empty", selection={"idRange": {"from": 10**9, "to": 10**9 + 5}})
     assert env.apply(namespace, empty).returncode == 0
     st = env.wait_status(namespace, "empty", phase("Succeeded"), timeout=60)
+    # the condition is there once the wait above returned
     assert _condition(st, "Succeeded")["reason"] == "NothingToDo"  # type: ignore[index]
     assert env.jobs(namespace, env.get(namespace, "empty")["metadata"]["uid"]) == []
 
@@ -95,6 +97,7 @@ def test_refused_pod_creation_shows_on_the_run(env: Env, namespace: str) -> None
         return bool(pods) and pods["reason"] == "FailedCreate"
 
     st = env.wait_status(namespace, "refused", told, timeout=90)
+    # the condition is there once the wait above returned
     assert "maximum cpu usage per Container is 1m" in _condition(st, "PodsReady")["message"]  # type: ignore[index]
     assert st["phase"] == "Pending"
     assert "FailedCreate" in [e["reason"] for e in env.events(namespace, "refused")]
@@ -135,6 +138,7 @@ def test_the_status_of_a_thousand_shards_fits_in_8_kb(env: Env, namespace: str) 
     big = run_manifest("wide", shards=1000, parallelism=1000, dryRun=True)
     assert env.apply(namespace, big).returncode == 0
     st = env.wait_status(namespace, "wide", phase("Succeeded"), timeout=120)
+    # the condition is there once the wait above returned
     assert _condition(st, "Succeeded")["reason"] == "DryRun"  # type: ignore[index]
     assert st["shards"]["total"] == 1000
     assert len(json.dumps(st)) <= 8192, len(json.dumps(st))

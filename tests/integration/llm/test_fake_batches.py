@@ -337,6 +337,7 @@ async def test_too_many_requests_and_a_forced_validation_failure(
 async def test_requests_refused_when_created(fake: FakeLLM, client: AsyncOpenAI) -> None:
     file_id = await upload(client, [line("a", track(0))])
     with pytest.raises(openai.BadRequestError):  # OpenAI accepts only "24h"
+        # openai's types allow only "24h"; the fake serves Novita's "48h" too
         await client.batches.create(input_file_id=file_id, endpoint=URL, completion_window="48h")  # type: ignore[arg-type]
     with pytest.raises(openai.BadRequestError):
         await client.batches.create(
@@ -367,6 +368,7 @@ async def test_novita_s_48h_window(fake: FakeLLM, client: AsyncOpenAI) -> None:
     b = await client.batches.create(
         input_file_id=file_id,
         endpoint=URL,
+        # openai's types allow only "24h"; the fake serves Novita's "48h" too
         completion_window="48h",  # type: ignore[arg-type]
     )
     assert b.completion_window == "48h" and b.expires_at == b.created_at + 48 * 3600

@@ -98,6 +98,7 @@ async def test_the_vllm_server_as_documented(fake: FakeLLM) -> None:
                  ' "lyrics": "@@MALFORMED@@ money"}]}'}]  # fmt: skip
     try:
         resp = await client.chat.completions.create(
+            # plain role/content dicts: openai types messages as its TypedDicts
             model=QWEN, messages=messages,  # type: ignore[arg-type]
             extra_body={"guided_json": RESPONSE_FORMAT_SCHEMA["schema"]},
         )  # fmt: skip
@@ -106,19 +107,22 @@ async def test_the_vllm_server_as_documented(fake: FakeLLM) -> None:
             json.loads(resp.choices[0].message.content)
         assert fake.log()[-1]["ignored"] == ["guided_json"]
         resp = await client.chat.completions.create(
+            # plain role/content dicts: openai types messages as its TypedDicts
             model=QWEN, messages=messages,  # type: ignore[arg-type]
             extra_body={"structured_outputs": {"json": RESPONSE_FORMAT_SCHEMA["schema"]}},
         )  # fmt: skip
         assert resp.choices[0].message.content is not None
         assert resp.choices[0].message.content.startswith('{"results"')  # constrained
         with pytest.raises(openai.BadRequestError, match="name"):
-            # A json_schema format without its name, which openai's types require.
+            # A json_schema format without the name openai's types require (and plain
+            # role/content dicts for messages).
             await client.chat.completions.create(  # type: ignore[call-overload]
                 model=QWEN, messages=messages,
                 response_format={"type": "json_schema", "json_schema": {"schema": {}}},
             )  # fmt: skip
         with pytest.raises(openai.BadRequestError, match="one kind of constraints"):
             await client.chat.completions.create(
+                # plain role/content dicts: openai types messages as its TypedDicts
                 model=QWEN, messages=messages,  # type: ignore[arg-type]
                 extra_body={"structured_outputs": {"json": {}, "regex": ".*"}},
             )  # fmt: skip
