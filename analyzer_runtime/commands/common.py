@@ -11,10 +11,10 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
+from analyzer_runtime.db.embedded import database_url
 from analyzer_runtime.ledger.connect import (
     DatabaseUnavailable,
     InvalidDatabaseURL,
-    database_url,
     host_of,
     is_connection_error,
     pool_for,

@@ -14,7 +14,8 @@ from analyzer_runtime.commands.common import (
     _with_db,
     out,
 )
-from analyzer_runtime.ledger.connect import InvalidDatabaseURL, database_url, pool_for
+from analyzer_runtime.db.embedded import database_url
+from analyzer_runtime.ledger.connect import InvalidDatabaseURL, pool_for
 
 LimitOption = Annotated[int, typer.Option(min=1, max=100, help="how many tracks to show")]
 JsonOption = Annotated[bool, typer.Option("--json", help="print the results as JSON")]

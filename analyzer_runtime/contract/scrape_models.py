@@ -9,6 +9,7 @@ validated exactly like an AnalysisRun a person would apply.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
@@ -269,3 +270,10 @@ def parse_artist_list(text: str) -> list[str]:
     ignored, surrounding whitespace trimmed."""
     names = [line.strip() for line in text.splitlines()]
     return [n for n in names if n and not n.startswith("#")]
+
+
+def normalize_name(name: str) -> str:
+    """The form names are compared in: NFKC, casefolded, typographic apostrophes and
+    whitespace runs unified, outer whitespace dropped."""
+    text = unicodedata.normalize("NFKC", name).replace("\u2019", "'").replace("\u2018", "'")
+    return " ".join(text.casefold().split())

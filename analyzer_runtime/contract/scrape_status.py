@@ -1,22 +1,51 @@
 """A ScrapeJob's status: the common run status (analyzer_runtime.contract.status, items =
 artists) plus what scraping found, summed from the per-shard scrape counters
-(O(shards)). Pure: the operator and the tests call it with rows they read."""
+(O(shards)). Pure: the operator and the tests call it with the rows the ledger reads
+(ledger/scrape_store.py), of the types defined here."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from analyzer_runtime.contract.wording import format_time
-from analyzer_runtime.ledger.scrape_store import (
-    AUDIO_FEATURES_OFF,
-    SPOTIFY_UNAVAILABLE,
-    Note,
-    ScrapeCounters,
-)
 
 SPOTIFY_CONDITION = "SpotifyUnavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class ScrapeCounters:
+    """One row of scrape_counters (zeros for a shard that has not committed yet)."""
+
+    shard: int
+    songs_found: int = 0
+    tracks_new: int = 0
+    tracks_updated: int = 0
+    duplicates: int = 0
+    songs_skipped: int = 0
+    songs_failed: int = 0
+    non_songs: int = 0
+    spotify_matched: int = 0
+    spotify_missed: int = 0
+    songs_blocked: int = 0  # of songs_failed: blocked by a Cloudflare challenge
+
+
+# ---- notes: what a shard learned once per run, reported once (ledger/scrape_store.py)
+
+SPOTIFY_UNAVAILABLE = "spotify_unavailable"
+AUDIO_FEATURES_OFF = "audio_features_off"
+GENIUS_BLOCKED = "genius_blocked"
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    kind: str
+    shard: int
+    message: str
+    recorded_at: datetime
+    announced: bool
 
 
 def scrape_fields(

@@ -8,10 +8,14 @@ is wanted: the image (runtime + operator) has neither and always uses DATABASE_U
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from analyzer_runtime.contract import env
 
 DATA_DIR_ENV = "RAP_ANALYZER_DATA_DIR"
 MISSING = (
@@ -114,3 +118,14 @@ def stop(pgdata: Path | None = None, *, mode: str = "fast") -> bool:
     except subprocess.CalledProcessError:
         return False
     return True
+
+
+@contextlib.contextmanager
+def database_url(*, keep_running: bool = False) -> Iterator[str]:
+    """`$DATABASE_URL`, or the embedded server's URL for as long as the block runs."""
+    url = os.environ.get(env.DATABASE_URL)
+    if url:
+        yield url
+        return
+    server = start(keep_running=keep_running)
+    yield server.get_uri()

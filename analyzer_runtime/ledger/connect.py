@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -65,19 +65,6 @@ def is_connection_error(exc: BaseException) -> bool:
         | asyncpg.AdminShutdownError
         | asyncpg.CrashShutdownError,
     ) or (isinstance(exc, asyncpg.InterfaceError) and "connection" in str(exc).lower())
-
-
-@contextlib.contextmanager
-def database_url(*, keep_running: bool = False) -> Iterator[str]:
-    """`$DATABASE_URL`, or the embedded server's URL for as long as the block runs."""
-    url = os.environ.get(DATABASE_URL_ENV)
-    if url:
-        yield url
-        return
-    from analyzer_runtime.db import embedded
-
-    server = embedded.start(keep_running=keep_running)
-    yield server.get_uri()
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

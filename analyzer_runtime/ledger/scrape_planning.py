@@ -12,9 +12,8 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from analyzer_runtime.contract.scrape_models import SCRAPE_KIND, ScrapeJobManifest
+from analyzer_runtime.contract.scrape_models import SCRAPE_KIND, ScrapeJobManifest, normalize_name
 from analyzer_runtime.ledger import shards as shard_ledger
-from analyzer_runtime.scrape.genius import normalize_name
 
 
 def distinct_artists(names: Sequence[str]) -> list[str]:

@@ -2,11 +2,11 @@
 per-run song ledger, per-shard counters, artist resolutions, and the notes a shard
 records once per run about an upstream (Spotify refusing the app, ...).
 
-`write_songs` runs inside `protocol.commit_batch`'s transaction (its `write`
+`write_songs` runs inside `shards.commit_batch`'s transaction (its `write`
 callback), so tracks, ledger rows, scrape counters, item states and the heartbeat
 commit together. Counters grow by the ledger rows actually inserted (the ledger's
 primary key is (run, genius_id)), so a batch replayed by a re-processed artist, or
-raced by a stale pod, is never counted twice - the same rule as protocol.py's.
+raced by a stale pod, is never counted twice - the same rule as ledger/shards.py's.
 """
 
 from __future__ import annotations
@@ -14,13 +14,15 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
 
-from analyzer_runtime.scrape.genius import ArtistMatch, ScrapedSong
-from analyzer_runtime.scrape.spotify import Enrichment
+from analyzer_runtime.contract.scrape_status import Note, ScrapeCounters
+
+if TYPE_CHECKING:  # the scrape clients' parsed rows, which this module writes
+    from analyzer_runtime.scrape.genius import ArtistMatch, ScrapedSong
+    from analyzer_runtime.scrape.spotify import Enrichment
 
 # What the worker decided for a song before writing; 'fetched' becomes inserted,
 # updated or unchanged by the upsert.
@@ -45,23 +47,6 @@ class SongResult:
         if self.spotify is None:
             return None
         return "matched" if self.spotify.matched else "missed"
-
-
-@dataclass(frozen=True, slots=True)
-class ScrapeCounters:
-    """One row of scrape_counters (zeros for a shard that has not committed yet)."""
-
-    shard: int
-    songs_found: int = 0
-    tracks_new: int = 0
-    tracks_updated: int = 0
-    duplicates: int = 0
-    songs_skipped: int = 0
-    songs_failed: int = 0
-    non_songs: int = 0
-    spotify_matched: int = 0
-    spotify_missed: int = 0
-    songs_blocked: int = 0  # of songs_failed: blocked by a Cloudflare challenge
 
 
 async def already_handled(
@@ -261,19 +246,6 @@ async def failed_artists(
 
 
 # ---- notes: learned once per run, reported once ---------------------------------------
-
-SPOTIFY_UNAVAILABLE = "spotify_unavailable"
-AUDIO_FEATURES_OFF = "audio_features_off"
-GENIUS_BLOCKED = "genius_blocked"
-
-
-@dataclass(frozen=True, slots=True)
-class Note:
-    kind: str
-    shard: int
-    message: str
-    recorded_at: datetime
-    announced: bool
 
 
 async def record_note(

@@ -20,7 +20,6 @@ still challenged, it raises `http.Blocked` (the song is recorded failed, reason
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date
@@ -28,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from analyzer_runtime.contract.scrape_models import normalize_name
 from analyzer_runtime.scrape.cloudflare import BROWSER_HEADERS, challenged
 from analyzer_runtime.scrape.http import Upstream
 from analyzer_runtime.scrape.lyrics import extract_lyrics, guess_language, is_non_song, word_count
@@ -46,13 +46,6 @@ class SongUnavailable(Exception):
 
 class AuthError(Exception):
     """The API refused the token: every request would fail, so the shard stops."""
-
-
-def normalize_name(name: str) -> str:
-    """The form names are compared in: NFKC, casefolded, typographic apostrophes and
-    whitespace runs unified, outer whitespace dropped."""
-    text = unicodedata.normalize("NFKC", name).replace("\u2019", "'").replace("\u2018", "'")
-    return " ".join(text.casefold().split())
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from analyzer_runtime.scrape.genius import normalize_name
+from analyzer_runtime.contract.scrape_models import normalize_name
 from analyzer_runtime.scrape.http import Upstream
 
 log = logging.getLogger(__name__)

@@ -35,6 +35,8 @@ import asyncpg
 import httpx
 
 from analyzer_runtime import metrics
+from analyzer_runtime.contract import env as env_names
+from analyzer_runtime.contract import scrape_status
 from analyzer_runtime.ledger import scrape_store as store
 from analyzer_runtime.ledger import shards as shard_ledger
 from analyzer_runtime.ratelimit import GlobalRateLimiter, Limiter
@@ -51,9 +53,10 @@ from analyzer_runtime.worker import FatalError, ShardReport, StopFlag, finish_or
 
 log = logging.getLogger(__name__)
 
-GENIUS_TOKEN_ENV = "GENIUS_ACCESS_TOKEN"
-SPOTIFY_ID_ENV = "SPOTIFY_CLIENT_ID"
-SPOTIFY_SECRET_ENV = "SPOTIFY_CLIENT_SECRET"
+GENIUS_TOKEN_ENV = env_names.GENIUS_ACCESS_TOKEN
+SPOTIFY_ID_ENV = env_names.SPOTIFY_CLIENT_ID
+SPOTIFY_SECRET_ENV = env_names.SPOTIFY_CLIENT_SECRET
+
 METRIC_NAME = "scrape"  # the `analyzer` label of the shared item metrics
 
 
@@ -290,7 +293,7 @@ async def _song(
             song = await ctx.genius.song(e, artist)
         except Blocked as exc:
             log.warning("song %s: %s", e.genius_id, exc)
-            await ctx.note(store.GENIUS_BLOCKED, f"song {e.url or e.genius_id}: {exc}")
+            await ctx.note(scrape_status.GENIUS_BLOCKED, f"song {e.url or e.genius_id}: {exc}")
             return store.SongResult(e.genius_id, "failed", detail=str(exc)[:500], reason="blocked")
         except (UpstreamError, SongUnavailable) as exc:
             return store.SongResult(e.genius_id, "failed", detail=str(exc)[:500])
@@ -309,12 +312,12 @@ async def _song(
             if ctx.spotify_down is None:
                 ctx.spotify_down = str(exc)
                 log.error("Spotify is unavailable, enrichment stops: %s", exc)
-            await ctx.note(store.SPOTIFY_UNAVAILABLE, str(exc))
+            await ctx.note(scrape_status.SPOTIFY_UNAVAILABLE, str(exc))
             return store.SongResult(e.genius_id, "fetched", song)
         except (UpstreamError, SpotifyError) as exc:
             # The track is kept without Spotify data; the miss is recorded.
             return store.SongResult(e.genius_id, "fetched", song, spotify_error=str(exc)[:500])
         finally:
             if ctx.spotify.audio_features_off:
-                await ctx.note(store.AUDIO_FEATURES_OFF, ctx.spotify.audio_features_off)
+                await ctx.note(scrape_status.AUDIO_FEATURES_OFF, ctx.spotify.audio_features_off)
         return store.SongResult(e.genius_id, "fetched", song, enrichment)

@@ -21,17 +21,20 @@ run's namespace, not the operator pod's.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from rap_operator import budget
+
+log = logging.getLogger(__name__)
 
 PHASES = ("Pending", "Running", "Suspended", "Succeeded", "Failed")
 TERMINAL = ("Succeeded", "Failed")
@@ -236,11 +239,22 @@ _serving: dict[int, bool] = {}
 def serve(port: int) -> bool:
     """Once per process and port: __main__ serves before the election (followers are
     scraped too), the startup handler again when this process leads."""
-    from analyzer_runtime.metrics import serve as serve_metrics
-
     if port not in _serving:
-        _serving[port] = serve_metrics(port)
+        _serving[port] = _listen(port)
     return _serving[port]
+
+
+def _listen(port: int) -> bool:
+    # The runtime's metrics.serve does the same for shard pods; the operator does not
+    # import the runtime (tests/unit/test_import_layers.py).
+    if port <= 0:
+        return False
+    try:
+        start_http_server(port)
+    except OSError as exc:
+        log.warning("metrics disabled: cannot listen on port %d: %s", port, exc)
+        return False
+    return True
 
 
 # Leader election (leader.py): which replica reconciles. Every replica exports both;

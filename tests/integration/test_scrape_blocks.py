@@ -15,6 +15,7 @@ import pytest
 from rap_devtools.fake_genius import FakeGenius
 from rap_operator.kinds.scrapejob import SCRAPE
 
+from analyzer_runtime.contract import scrape_status
 from analyzer_runtime.contract.scrape_status_model import ScrapeJobStatus
 from analyzer_runtime.contract.wording import SCRAPE_WORDING
 from analyzer_runtime.ledger import scrape_store as store
@@ -104,7 +105,7 @@ async def test_cloudflare_challenged_songs_are_blocked_not_skipped(
     async with pool.acquire() as conn:
         notes = await store.read_notes(conn, run.id)
     # The first blocked song is noted once for the run, and announced (an Event) once.
-    assert notes[store.GENIUS_BLOCKED].announced
+    assert notes[scrape_status.GENIUS_BLOCKED].announced
     await job_status(pool, run)
     assert [(e["type"], e["reason"], e["kind"]) for e in events] == [
         ("Warning", "GeniusBlocked", "ScrapeJob")
@@ -196,7 +197,7 @@ async def test_a_refused_spotify_app_is_loud_and_tracks_are_stored(
     assert "HTTP 403" in cond["message"] and status["spotify"]["unavailable"] == cond["message"]
     async with pool.acquire() as conn:
         notes = await store.read_notes(conn, run.id)
-    assert notes[store.SPOTIFY_UNAVAILABLE].announced  # the Warning Event, sent once
+    assert notes[scrape_status.SPOTIFY_UNAVAILABLE].announced  # the Warning Event, sent once
     again = await job_status(pool, run)
     assert again["conditions"] == status["conditions"]
     assert [(e["type"], e["reason"]) for e in events] == [("Warning", "SpotifyUnavailable")]

@@ -12,17 +12,15 @@ from rap_devtools.fake_genius.cloudflare import challenge_page
 
 from analyzer_runtime.contract import load_scrape_manifest
 from analyzer_runtime.contract.scrape_status import (
+    AUDIO_FEATURES_OFF,
     SPOTIFY_CONDITION,
+    SPOTIFY_UNAVAILABLE,
+    Note,
+    ScrapeCounters,
     scrape_fields,
     spotify_condition,
 )
 from analyzer_runtime.contract.scrape_status_model import ScrapeJobStatus
-from analyzer_runtime.ledger.scrape_store import (
-    AUDIO_FEATURES_OFF,
-    SPOTIFY_UNAVAILABLE,
-    Note,
-    ScrapeCounters,
-)
 from analyzer_runtime.scrape.cloudflare import BROWSER_HEADERS, is_challenge
 from analyzer_runtime.scrape.spotify import best_match
 

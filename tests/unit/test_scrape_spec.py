@@ -16,11 +16,10 @@ from analyzer_runtime.contract.scrape_models import (
     parse_artist_list,
     scrape_immutable_changes,
 )
-from analyzer_runtime.contract.scrape_status import scrape_fields
+from analyzer_runtime.contract.scrape_status import ScrapeCounters, scrape_fields
 from analyzer_runtime.contract.scrape_status_model import ScrapeJobStatus
 from analyzer_runtime.contract.status import JobObservation
 from analyzer_runtime.contract.wording import SCRAPE_WORDING
-from analyzer_runtime.ledger.scrape_store import ScrapeCounters
 from tests import builders
 from tests.builders import T0, shard
 

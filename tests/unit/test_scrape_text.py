@@ -6,8 +6,8 @@ import pytest
 from rap_devtools.fake_genius.catalog import catalog
 from rap_devtools.fake_genius.pages import render
 
+from analyzer_runtime.contract.scrape_models import normalize_name
 from analyzer_runtime.corpus.synthetic import track
-from analyzer_runtime.scrape.genius import normalize_name
 from analyzer_runtime.scrape.lyrics import extract_lyrics, guess_language, is_non_song, word_count
 from analyzer_runtime.scrape.spotify import normalize_title
 

@@ -31,8 +31,8 @@ from datetime import date
 from functools import lru_cache
 from typing import Any, TypedDict
 
+from analyzer_runtime.contract.scrape_models import normalize_name
 from analyzer_runtime.corpus.synthetic import SyntheticTrack, generate_tracks
-from analyzer_runtime.scrape.genius import normalize_name
 
 SONG_ID_BASE = 5_000_000
 EXTRA_ID_BASE = 9_000_000

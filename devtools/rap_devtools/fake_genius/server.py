@@ -42,7 +42,7 @@ from typing import Any
 
 from aiohttp import web
 
-from analyzer_runtime.scrape.genius import normalize_name
+from analyzer_runtime.contract.scrape_models import normalize_name
 from analyzer_runtime.scrape.spotify import normalize_title
 from rap_devtools.fake_genius import cloudflare, pages
 from rap_devtools.fake_genius.catalog import Catalog, FakeSong, _h, catalog

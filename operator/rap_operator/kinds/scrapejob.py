@@ -26,6 +26,11 @@ from typing import Any
 import asyncpg
 
 from analyzer_runtime.contract import load_scrape_manifest
+from analyzer_runtime.contract.env import (
+    GENIUS_ACCESS_TOKEN,
+    SPOTIFY_CLIENT_ID,
+    SPOTIFY_CLIENT_SECRET,
+)
 from analyzer_runtime.contract.labels import LABEL_SCRAPEJOB
 from analyzer_runtime.contract.scrape_models import (
     ScrapeJobManifest,
@@ -33,13 +38,19 @@ from analyzer_runtime.contract.scrape_models import (
     parse_artist_list,
     scrape_immutable_changes,
 )
-from analyzer_runtime.contract.scrape_status import scrape_fields, spotify_condition
+from analyzer_runtime.contract.scrape_status import (
+    AUDIO_FEATURES_OFF,
+    GENIUS_BLOCKED,
+    SPOTIFY_UNAVAILABLE,
+    Note,
+    scrape_fields,
+    spotify_condition,
+)
 from analyzer_runtime.contract.status import StatusOptions
 from analyzer_runtime.contract.wording import SCRAPE_WORDING
 from analyzer_runtime.ledger import scrape_store as store
 from analyzer_runtime.ledger import shards as shard_ledger
 from analyzer_runtime.ledger.scrape_planning import plan_scrape
-from analyzer_runtime.scrape.worker import GENIUS_TOKEN_ENV, SPOTIFY_ID_ENV, SPOTIFY_SECRET_ENV
 from rap_operator import events, kube, manifests
 from rap_operator.kinds.analysisrun import analysis_secrets
 from rap_operator.kinds.base import JSON, SecretRef
@@ -58,19 +69,19 @@ def check_scrape_spec(body: JSON) -> ScrapeJobManifest:
 def _credentials(spec: JSON) -> list[tuple[str, SecretRef]]:
     """(env var, Secret ref) of every credential the pods need."""
     g = (spec.get("genius") or {}).get("tokenSecretRef") or {}
-    out = [(GENIUS_TOKEN_ENV, (g.get("name", ""), g.get("key", "")))]
+    out = [(GENIUS_ACCESS_TOKEN, (g.get("name", ""), g.get("key", "")))]
     if sp := spec.get("spotify"):
-        for env, field in ((SPOTIFY_ID_ENV, "clientIdSecretRef"),
-                           (SPOTIFY_SECRET_ENV, "clientSecretSecretRef")):  # fmt: skip
+        for env, field in ((SPOTIFY_CLIENT_ID, "clientIdSecretRef"),
+                           (SPOTIFY_CLIENT_SECRET, "clientSecretSecretRef")):  # fmt: skip
             ref = sp.get(field) or {}
             out.append((env, (ref.get("name", ""), ref.get("key", ""))))
     return out
 
 
 _NOTE_EVENTS = {
-    store.SPOTIFY_UNAVAILABLE: ("Warning", "SpotifyUnavailable"),
-    store.AUDIO_FEATURES_OFF: ("Normal", "AudioFeaturesOff"),
-    store.GENIUS_BLOCKED: ("Warning", "GeniusBlocked"),
+    SPOTIFY_UNAVAILABLE: ("Warning", "SpotifyUnavailable"),
+    AUDIO_FEATURES_OFF: ("Normal", "AudioFeaturesOff"),
+    GENIUS_BLOCKED: ("Warning", "GeniusBlocked"),
 }
 
 
@@ -83,11 +94,11 @@ def _run_body(run: shard_ledger.Run) -> JSON:
     }
 
 
-def _announce(run: shard_ledger.Run, notes: list[store.Note]) -> None:
+def _announce(run: shard_ledger.Run, notes: list[Note]) -> None:
     for n in notes:
         etype, reason = _NOTE_EVENTS.get(n.kind, ("Normal", "ScrapeNote"))
         message = n.message
-        if n.kind == store.GENIUS_BLOCKED:
+        if n.kind == GENIUS_BLOCKED:
             message = (
                 f"Genius answers Cloudflare challenges; songs are failed as blocked ({n.message})"
             )
