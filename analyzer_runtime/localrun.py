@@ -28,9 +28,8 @@ import asyncpg
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from analyzer_runtime.analyzers.llm.cascade import cascade_of_spec
-from analyzer_runtime.analyzers.llm.presets import pricing_for_spec
 from analyzer_runtime.contract import AnalysisRunSpec
+from analyzer_runtime.contract.llm_presets import cascade_of_spec, pricing_for_spec
 from analyzer_runtime.contract.status import (
     JobObservation,
     RunObservation,

@@ -204,7 +204,7 @@ def main(
     noise: float = 0.0,
     arms: tuple[str, ...] = ARMS,
 ) -> dict[str, Any]:
-    from analyzer_runtime.analyzers.llm.presets import PRICES_PER_MILLION
+    from analyzer_runtime.contract.llm_presets import PRICES_PER_MILLION
     from analyzer_runtime.db import embedded
     from analyzer_runtime.quality.agreement import label_agreement
 

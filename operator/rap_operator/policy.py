@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from analyzer_runtime.analyzers.llm.presets import PRESETS
 from analyzer_runtime.contract import labels
+from analyzer_runtime.contract.llm_presets import PRESETS
 from analyzer_runtime.contract.scrape_models import GENIUS_API, SPOTIFY_API, SPOTIFY_TOKEN_URL
 
 JSON = dict[str, Any]

@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY
 from analyzer_runtime.analyzers.algorithmic import AlgorithmicAnalyzer
 from analyzer_runtime.analyzers.base import AnalysisResult, Analyzer, ItemOutcome, TrackInput
 from analyzer_runtime.analyzers.llm import cascade
+from analyzer_runtime.contract import llm_presets
 from analyzer_runtime.contract.llm_models import CascadeOptions
 from analyzer_runtime.contract.status import TokenPricing
 from analyzer_runtime.corpus.synthetic import generate_tracks
@@ -99,9 +100,9 @@ async def test_a_failing_first_analyzer_sends_the_whole_batch_to_the_llm() -> No
 
 
 def test_cascade_of_spec_only_for_llm_runs_with_a_cascade() -> None:
-    assert cascade.cascade_of_spec({"analyzer": "llm", "llm": {"cascade": {"analyzer": "quality"}}}) == "quality"  # fmt: skip
-    assert cascade.cascade_of_spec({"analyzer": "llm", "llm": {}}) is None
-    assert cascade.cascade_of_spec({"analyzer": "quality"}) is None
+    assert llm_presets.cascade_of_spec({"analyzer": "llm", "llm": {"cascade": {"analyzer": "quality"}}}) == "quality"  # fmt: skip
+    assert llm_presets.cascade_of_spec({"analyzer": "llm", "llm": {}}) is None
+    assert llm_presets.cascade_of_spec({"analyzer": "quality"}) is None
 
 
 def test_calibration_maps_probabilities_to_observed_agreement() -> None:

@@ -12,8 +12,9 @@ import pytest
 from pydantic import ValidationError
 
 from analyzer_runtime.analyzers.base import TrackInput
-from analyzer_runtime.analyzers.llm import batch_lane, presets, prompt
+from analyzer_runtime.analyzers.llm import batch_lane, prompt
 from analyzer_runtime.analyzers.llm.analyzer import LLMAnalyzer
+from analyzer_runtime.contract import llm_presets as presets
 from analyzer_runtime.contract.models import LLMOptions
 from analyzer_runtime.contract.status_model import LLMBatches
 from analyzer_runtime.ledger import batch_status

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from analyzer_runtime.analyzers.llm.client import cached_tokens
-from analyzer_runtime.analyzers.llm.presets import pricing_for_spec
+from analyzer_runtime.contract.llm_presets import pricing_for_spec
 from analyzer_runtime.contract.status import ShardCounters, TokenPricing
 from tests.builders import T0, shard, status
 

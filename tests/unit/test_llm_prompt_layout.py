@@ -9,7 +9,8 @@ import json
 from rap_devtools.fake_llm import tokens
 
 from analyzer_runtime.analyzers.base import TrackInput
-from analyzer_runtime.analyzers.llm import estimate, presets, prompt
+from analyzer_runtime.analyzers.llm import estimate, prompt
+from analyzer_runtime.contract import llm_presets as presets
 from analyzer_runtime.contract.llm_models import LLMOptions
 
 # Where the first per-request byte may start: the user message's opening.

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from analyzer_runtime.analyzers.base import TrackInput
-from analyzer_runtime.analyzers.llm import presets, prompt, schema
+from analyzer_runtime.analyzers.llm import prompt, schema
 from analyzer_runtime.analyzers.llm.estimate import requests_for
+from analyzer_runtime.contract import llm_presets as presets
 from analyzer_runtime.contract.models import LLMOptions
 from analyzer_runtime.contract.status import TokenPricing
 from analyzer_runtime.contract.types import ResponseFormat

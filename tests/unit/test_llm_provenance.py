@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from analyzer_runtime.analyzers.base import TrackInput
-from analyzer_runtime.analyzers.llm import presets, prompt, schema
+from analyzer_runtime.analyzers.llm import prompt, schema
 from analyzer_runtime.contract import describe_error, load_manifest
+from analyzer_runtime.contract import llm_presets as presets
 from analyzer_runtime.contract.llm_models import endpoint_host, is_official_endpoint
 from analyzer_runtime.contract.models import LLMOptions
 

@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from analyzer_runtime.analyzers.llm import presets, prompt, schema
+from analyzer_runtime.analyzers.llm import prompt, schema
 from analyzer_runtime.analyzers.llm.breaker import CircuitBreaker, State
 from analyzer_runtime.analyzers.llm.prompt import Prompt
+from analyzer_runtime.contract import llm_presets as presets
 from analyzer_runtime.contract.llm_models import LLMOptions
 from analyzer_runtime.contract.status import ShardCounters
 from tests.builders import T0, shard, status

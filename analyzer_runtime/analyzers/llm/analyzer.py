@@ -53,8 +53,9 @@ from analyzer_runtime.analyzers.base import (
     RunContext,
     TrackInput,
 )
-from analyzer_runtime.analyzers.llm import presets, prompt, redaction, schema
+from analyzer_runtime.analyzers.llm import prompt, redaction, schema
 from analyzer_runtime.analyzers.llm.breaker import CircuitBreaker, State
+from analyzer_runtime.contract import llm_presets as presets
 from analyzer_runtime.contract.llm_models import endpoint_host
 from analyzer_runtime.contract.models import LLMOptions
 from analyzer_runtime.ledger.shards import BatchExtras

@@ -20,7 +20,7 @@ import openai
 from openai.types import Batch
 
 from analyzer_runtime.analyzers.llm.batch_lane import ENDPOINT
-from analyzer_runtime.analyzers.llm.presets import ResolvedLLM
+from analyzer_runtime.contract.llm_presets import ResolvedLLM
 
 # Metadata keys of the batches this lane creates.
 RUN_KEY = "rap_run"

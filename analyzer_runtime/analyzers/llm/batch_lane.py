@@ -29,8 +29,8 @@ from typing import Any, Final
 from analyzer_runtime.analyzers.base import TrackInput
 from analyzer_runtime.analyzers.llm import schema
 from analyzer_runtime.analyzers.llm.client import Completion
-from analyzer_runtime.analyzers.llm.presets import ResolvedLLM
 from analyzer_runtime.analyzers.llm.prompt import Prompt
+from analyzer_runtime.contract.llm_presets import ResolvedLLM
 from analyzer_runtime.contract.types import ResponseFormat
 
 ENDPOINT: Final = "/v1/chat/completions"

@@ -48,14 +48,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def cascade_of_spec(spec: dict[str, Any]) -> str | None:
-    """The first analyzer of a planned spec's cascade (status.cascade), or None."""
-    if spec.get("analyzer") != "llm":
-        return None
-    cascade = (spec.get("llm") or {}).get("cascade") or {}
-    return str(cascade["analyzer"]) if cascade.get("analyzer") else None
-
-
 def require_head(model: StoredModel) -> None:
     """ModelUnusable unless `model` has the sentiment head the cascade needs."""
     from analyzer_runtime.quality import agreement, storage

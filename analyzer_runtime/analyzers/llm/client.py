@@ -36,10 +36,10 @@ import openai
 
 from analyzer_runtime import metrics
 from analyzer_runtime.analyzers.llm.breaker import CircuitBreaker, State
-from analyzer_runtime.analyzers.llm.presets import ResolvedLLM
 from analyzer_runtime.analyzers.llm.prompt import Prompt, estimate_tokens
 from analyzer_runtime.analyzers.llm.redaction import Redactor
 from analyzer_runtime.analyzers.llm.schema import RESPONSE_FORMAT_SCHEMA
+from analyzer_runtime.contract.llm_presets import ResolvedLLM
 from analyzer_runtime.contract.types import ResponseFormat
 from analyzer_runtime.ratelimit import Limiter
 from analyzer_runtime.retrying import RetryChain, RetrySettings

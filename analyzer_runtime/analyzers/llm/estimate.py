@@ -12,7 +12,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from analyzer_runtime.analyzers.llm import prompt
-from analyzer_runtime.analyzers.llm.presets import ResolvedLLM, requests_per_minute
+from analyzer_runtime.contract.llm_presets import ResolvedLLM, requests_per_minute
 from analyzer_runtime.contract.models import LLMOptions
 from analyzer_runtime.contract.status import format_duration
 from analyzer_runtime.ledger import batches as batch_ledger

@@ -33,9 +33,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from analyzer_runtime.analyzers.base import TrackInput
+from analyzer_runtime.contract.llm_presets import PROMPT_VERSION as PROMPT_VERSION
 
-# Bump when the prompt or the schema changes: it is part of the stored model_version.
-PROMPT_VERSION = "1"
+# PROMPT_VERSION (contract/llm_presets.py) is part of the stored model_version, which
+# the operator computes at planning: bump it there when this prompt or the schema changes.
 # No tokenizer for every provider's model offline: ~4 characters per token is the
 # usual estimate for English text (and errs high for rap's short words).
 CHARS_PER_TOKEN = 4

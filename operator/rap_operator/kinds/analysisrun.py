@@ -6,9 +6,8 @@ from typing import Any
 
 import asyncpg
 
-from analyzer_runtime.analyzers.llm.cascade import cascade_of_spec
-from analyzer_runtime.analyzers.llm.presets import API_KEY_ENV, pricing_for_spec
 from analyzer_runtime.contract import AnalysisRunManifest, AnalysisRunSpec, immutable_changes
+from analyzer_runtime.contract.llm_presets import API_KEY_ENV, cascade_of_spec, pricing_for_spec
 from analyzer_runtime.contract.status import StatusOptions
 from analyzer_runtime.contract.wording import ANALYSIS_WORDING
 from analyzer_runtime.ledger import batch_status, estimates, planner

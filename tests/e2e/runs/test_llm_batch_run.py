@@ -17,7 +17,7 @@ import pytest
 from rap_devtools.fake_llm import FakeLLM
 from rap_devtools.waiting import wait_for
 
-from analyzer_runtime.analyzers.llm.presets import per_1k
+from analyzer_runtime.contract.llm_presets import per_1k
 from tests.e2e.runs.operator_env import Env, run_manifest
 
 pytestmark = pytest.mark.e2e

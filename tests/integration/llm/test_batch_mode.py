@@ -19,9 +19,9 @@ from analyzer_runtime import worker
 from analyzer_runtime.analyzers.base import RunContext
 from analyzer_runtime.analyzers.llm import batch_shard
 from analyzer_runtime.analyzers.llm.batch_api import BatchAPI
-from analyzer_runtime.analyzers.llm.presets import per_1k
 from analyzer_runtime.analyzers.registry import create as create_analyzer
 from analyzer_runtime.contract import AnalysisRunManifest
+from analyzer_runtime.contract.llm_presets import per_1k
 from analyzer_runtime.contract.status_model import AnalysisRunStatus
 from analyzer_runtime.ledger import shards as shard_ledger
 from analyzer_runtime.ledger.planner import analyzer_options

@@ -32,7 +32,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from analyzer_runtime.analyzers.llm.prompt import PROMPT_VERSION
 from analyzer_runtime.contract.llm_models import (
     BATCH_WINDOWS,
     OFFICIAL_BASE_URLS,
@@ -43,6 +42,9 @@ from analyzer_runtime.contract.models import LLMOptions
 from analyzer_runtime.contract.status import TokenPricing
 from analyzer_runtime.contract.types import LLMMode, LLMProvider, ResponseFormat
 
+# Bump when the prompt (analyzers/llm/prompt.py) or its answer schema changes: it is
+# part of every llm result's model_version, which the operator computes at planning.
+PROMPT_VERSION = "1"
 # The operator injects the key of spec.llm.apiKeySecretRef under this name; locally,
 # export it (or the provider's conventional variable below).
 API_KEY_ENV = "LLM_API_KEY"
@@ -301,3 +303,11 @@ def requests_per_minute(spec: Mapping[str, Any], resolved: ResolvedLLM) -> int |
     rate = spec.get("rateLimit") or {}
     rpm = rate.get("requestsPerMinute")
     return int(rpm) if rpm else resolved.default_requests_per_minute
+
+
+def cascade_of_spec(spec: dict[str, Any]) -> str | None:
+    """The first analyzer of a planned spec's cascade (status.cascade), or None."""
+    if spec.get("analyzer") != "llm":
+        return None
+    cascade = (spec.get("llm") or {}).get("cascade") or {}
+    return str(cascade["analyzer"]) if cascade.get("analyzer") else None
