@@ -39,8 +39,9 @@ INT32_MAX = 2**31 - 1
 MAX_QUERY_CHARS = 1000
 MAX_LIMIT = 100
 # Measured at 57,718 tracks (bench/search_bench.py, bench/RESULTS.md "Issue 13"):
-# ef_search 64 gives recall@10 0.985 vs an exact scan at p95 5.6 ms (the goals:
-# >= 0.95 and < 10 ms); 100: 0.993 but p95 10.4 ms, over the latency goal.
+# ef_search 64 gives recall@10 0.985-0.987 vs an exact scan (the goals: >= 0.95 and
+# p95 < 10 ms); p95 5.6 ms on a quiet machine, where 100 (0.99) took 10.4 ms, over
+# the latency goal. Under load both run slower, 64 at about half of 100's p95.
 DEFAULT_EF_SEARCH = 64
 # The exact plan costs ~0.04 ms per track of the artist (121 tracks: p50 7 ms; 1,617:
 # 68 ms), the over-fetch ~80 ms whatever the artist (ef_search 1000): they cross near

@@ -1,7 +1,9 @@
 """An artist filter on the embedded Postgres, whose pgvector (0.6) has no iterative
 index scans: the version is read from the server, the over-fetch plan is chosen for
 a prolific artist, and the answer is the exact one whether the index's candidates
-held enough of the artist's tracks or the exact plan had to take over.
+held enough of the artist's tracks or the exact plan had to take over. The iterative
+plan (pgvector >= 0.8) cannot run here: its settings are refused, and its query is
+checked on its own.
 
 The vectors are made here (a known geometry, so NumPy gives the true answer), not by
 the model: what is under test is which rows Postgres returns, not the embedding."""
@@ -161,3 +163,21 @@ async def test_iterative_settings_are_refused_by_pgvector_06(
     async with pool.acquire() as conn:
         with pytest.raises(asyncpg.PostgresError, match=r"hnsw\.iterative_scan"):
             await search.nearest(conn, axis(1), MODEL, limit=10, artist=PROLIFIC, plan="iterative")
+
+
+async def test_the_iterative_query_answers_with_the_artists_tracks(
+    pool: asyncpg.Pool, corpus: Corpus
+) -> None:
+    # The query the iterative plan sends, checked here without the iterative setting
+    # (0.6 refuses it): its parameters in their places, only the artist's tracks,
+    # nearest first, the left-out track left out. Near axis 1 the first ef_search
+    # candidates are all the artist's, so even a plain index scan answers in full.
+    query = axis(1)
+    truth = corpus.truth(query, PROLIFIC, NEAR_AXIS_1 + 1)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(f"SET LOCAL hnsw.ef_search = {search.DEFAULT_EF_SEARCH}")
+        rows = await conn.fetch(search.ITERATIVE_SQL, query, MODEL, PROLIFIC, truth[0], NEAR_AXIS_1)
+    assert [r["id"] for r in rows] == truth[1:]
+    assert {r["artist"] for r in rows} == {PROLIFIC}
+    distances = [r["distance"] for r in rows]
+    assert distances == sorted(distances)
