@@ -15,7 +15,8 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,10 +196,20 @@ def _ok(command: str, res: subprocess.CompletedProcess[str]) -> str:
     return res.stdout
 
 
-def test_local_tour(tmp_path: Path) -> None:
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """The embedded Postgres's data folder. Not under pytest's tmp dir: run as root,
+    Postgres runs as the `pgserver` user, and another pytest session on the machine
+    resets pytest's root folder to 0700 (it then cannot reach its data)."""
+    path = Path(tempfile.mkdtemp(prefix="rap-readme-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_local_tour(data_dir: Path) -> None:
     """The README's local commands, in its order, on an embedded Postgres of their own."""
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env["RAP_ANALYZER_DATA_DIR"] = str(tmp_path / "data")
+    env["RAP_ANALYZER_DATA_DIR"] = str(data_dir)
     readme = README.read_text()
     outputs: dict[str, str] = {}
     for command in LOCAL_TOUR:
