@@ -10,7 +10,8 @@ NOT in the corpus: generate_tracks beyond N):
   hnsw.ef_search values; latency p50/p95 of each;
 - search latency p50/p95 with the query's embedding excluded and included, without
   and with an artist filter (a typical artist and the largest one), for the exact
-  and the over-fetch plan (analyzer_runtime/search.py explains them);
+  and the over-fetch plan, and the iterative plan where the server's pgvector has
+  iterative index scans (>= 0.8; analyzer_runtime/search.py explains them);
 - the embedding cost: the full, windowed lyrics of a sample of tracks (what the
   `embedding` analyzer does), extrapolated to the corpus.
 
@@ -171,8 +172,8 @@ async def _measure(url: str, queries: list[str], embedder: Any) -> dict[str, Any
     qvecs = embedder.embed(queries, batch_size=64)
     out: dict[str, Any] = {"queries": len(queries)}
     async with pool_for(url, max_size=1) as pool, pool.acquire() as conn:
-        version = await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname='vector'")
-        out["pgvector"] = version
+        pgvector = await search.read_pgvector(conn)
+        out["pgvector"] = str(pgvector)
         truth: list[list[int]] = []
         exact_ms: list[float] = []
         for v in qvecs:
@@ -235,7 +236,11 @@ async def _measure(url: str, queries: list[str], embedder: Any) -> dict[str, Any
         typical = sizes[len(sizes) // 2]
         for label, row in (("typical", typical), ("largest", largest)):
             entry: dict[str, Any] = {"artist": row["artist"], "tracks": row["n"]}
-            for plan in ("exact", "overfetch"):
+            # The iterative plan only where the server has it (pgvector >= 0.8).
+            forced: tuple[search.Plan, ...] = ("exact", "overfetch") + (
+                ("iterative",) if pgvector.iterative_scan else ()
+            )
+            for plan_name in forced:
                 ms, recalls, plans = [], [], []
                 for v in qvecs[:100]:
                     t_exact = await search.nearest(
@@ -243,7 +248,7 @@ async def _measure(url: str, queries: list[str], embedder: Any) -> dict[str, Any
                     )
                     t0 = time.perf_counter()
                     r = await search.nearest(
-                        conn, v, MODEL_NAME, limit=10, artist=row["artist"], plan=plan
+                        conn, v, MODEL_NAME, limit=10, artist=row["artist"], plan=plan_name
                     )
                     ms.append((time.perf_counter() - t0) * 1000)
                     recalls.append(
@@ -252,9 +257,9 @@ async def _measure(url: str, queries: list[str], embedder: Any) -> dict[str, Any
                         )
                     )
                     plans.append(r.plan)
-                entry[plan] = {
+                entry[plan_name] = {
                     "recall_at_10": float(np.mean(recalls)),
-                    "fell_back_to_exact": plans.count("overfetch+exact"),
+                    "fell_back_to_exact": sum(p.endswith("+exact") for p in plans),
                     **_stats(ms),
                 }
             incl = []
