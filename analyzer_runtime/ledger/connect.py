@@ -1,4 +1,5 @@
-"""Resolve the database URL and open pools with pgvector's codec registered."""
+"""Resolve the database URL and open pools (with pgvector's codec registered, for the
+runtime; the operator's pools go without: vectors=False)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-from pgvector.asyncpg import register_vector
 
 # The one redaction of URLs and DSNs; importers of this module use it from here too.
 from analyzer_runtime.contract.redaction import redact as redact
@@ -67,7 +67,10 @@ def is_connection_error(exc: BaseException) -> bool:
     ) or (isinstance(exc, asyncpg.InterfaceError) and "connection" in str(exc).lower())
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
+async def _register_vector(conn: asyncpg.Connection) -> None:
+    # Imported here: pgvector imports NumPy, which the operator image does not have.
+    from pgvector.asyncpg import register_vector
+
     # The vector type exists only after migration 0001; before that there is nothing to register.
     with contextlib.suppress(ValueError, asyncpg.UndefinedObjectError):
         await register_vector(conn)
@@ -132,14 +135,17 @@ def _unsupported_startup_parameter(exc: BaseException) -> bool:
     return "unsupported startup parameter" in str(exc).lower()
 
 
-async def create_pool(url: str, *, min_size: int = 1, max_size: int = 4, **kw: Any) -> asyncpg.Pool:
-    """A pool for `url`, configured for `$DATABASE_POOL_MODE` (pool_options)."""
+async def create_pool(
+    url: str, *, min_size: int = 1, max_size: int = 4, vectors: bool = True, **kw: Any
+) -> asyncpg.Pool:
+    """A pool for `url`, configured for `$DATABASE_POOL_MODE` (pool_options); with
+    `vectors`, pgvector's codec on each connection (vector columns as NumPy arrays)."""
     mode = pool_mode()
     kw = pool_options(mode, kw)
+    if vectors:
+        kw["init"] = _register_vector
     try:
-        pool = await asyncpg.create_pool(
-            url, min_size=min_size, max_size=max_size, init=_init_connection, **kw
-        )
+        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, **kw)
     except (ValueError, asyncpg.ClientConfigurationError) as exc:
         raise InvalidDatabaseURL(
             f"the database URL {redact(url)!r} is not a valid postgres:// URL: {redact(str(exc))}"

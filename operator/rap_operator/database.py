@@ -87,8 +87,15 @@ async def pool(url: str) -> asyncpg.Pool:
     async with _locks[url]:
         if (p := _pools.get(url)) is not None:
             return p
+        # vectors=False: the operator reads no vector column, and its image has no
+        # pgvector (nor NumPy, which pgvector needs).
         p = await create_pool(
-            url, min_size=0, max_size=5, timeout=CONNECT_TIMEOUT, command_timeout=COMMAND_TIMEOUT
+            url,
+            min_size=0,
+            max_size=5,
+            timeout=CONNECT_TIMEOUT,
+            command_timeout=COMMAND_TIMEOUT,
+            vectors=False,
         )
         try:
             async with acquire(p) as conn:
@@ -134,7 +141,12 @@ async def long_connection(url: str) -> AsyncIterator[asyncpg.Connection]:
     """A connection of its own for statements that grow with the data (planning,
     migrations), bounded by LONG_COMMAND_TIMEOUT rather than COMMAND_TIMEOUT."""
     p = await create_pool(
-        url, min_size=0, max_size=1, timeout=CONNECT_TIMEOUT, command_timeout=LONG_COMMAND_TIMEOUT
+        url,
+        min_size=0,
+        max_size=1,
+        timeout=CONNECT_TIMEOUT,
+        command_timeout=LONG_COMMAND_TIMEOUT,
+        vectors=False,
     )
     try:
         async with connection(p, url) as conn:
