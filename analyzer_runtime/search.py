@@ -166,7 +166,7 @@ class Pgvector:
 
     @property
     def iterative_scan(self) -> bool:
-        return bool(self.version) and self.version >= ITERATIVE_SCAN_SINCE
+        return self.version >= ITERATIVE_SCAN_SINCE
 
     def __str__(self) -> str:
         return ".".join(map(str, self.version)) or "none"
