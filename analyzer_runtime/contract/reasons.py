@@ -78,7 +78,7 @@ REASONS: tuple[Reason, ...] = (
     Reason(NOT_SUSPENDED, ("Suspended",), "spec.suspend is false."),
     Reason(NOT_FAILED, ("Failed",), "No shard has failed for good."),
     Reason(NOT_COMPLETED, ("CompletedWithErrors",), "The run has not completed."),
-    Reason(ITEMS_FAILED, ("CompletedWithErrors",), "The run succeeded and some items failed (status.failed; `rap-analyzer runs failures`)."),
+    Reason(ITEMS_FAILED, ("CompletedWithErrors",), "The run succeeded and some items failed (status.failed; each one's error is in the ledger, run_items.last_error)."),
     Reason(NO_FAILED_ITEMS, ("CompletedWithErrors",), "The run succeeded and no item failed."),
     Reason("Succeeded", ("Running",), "Running is False because the run succeeded (Running=False carries the phase)."),
     Reason("Failed", ("Running",), "Running is False because the run failed."),
