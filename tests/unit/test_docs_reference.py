@@ -292,6 +292,7 @@ def test_each_metric_has_its_type_and_help() -> None:
 # --- The site -----------------------------------------------------------------------
 
 
+@pytest.mark.slow  # builds the whole site
 def test_the_site_builds_with_strict(tmp_path: Path) -> None:
     """Broken links and anchors, and pages outside the nav, fail the build
     (mkdocs.yml's validation); the generated pages are in the site."""

@@ -17,6 +17,8 @@ import pytest
 from analyzer_runtime.embedding import DIM, MODEL_DIR_ENV, Embedder, ModelNotFoundError
 from analyzer_runtime.embedding import model as engine
 
+pytestmark = pytest.mark.slow  # loads the embedding model (and the reference vectors)
+
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "embedding_reference.json"
 REFERENCE = json.loads(FIXTURE.read_text())
 RECORDS = REFERENCE["texts"]

@@ -58,6 +58,7 @@ def test_the_import_scan_sees_lazy_and_module_level_imports() -> None:
     assert _imports(tree) == [("kubernetes", True), ("pgserver", False)]
 
 
+@pytest.mark.slow  # a Python per product module
 def test_every_product_module_imports_without_the_other_extras() -> None:
     """Import every module with the dev/local-only packages made unimportable."""
     blocked = sorted(NEVER | LAZY_ONLY)

@@ -71,6 +71,7 @@ def test_fake_feature_labels_are_the_documented_function_and_deterministic() -> 
     assert expected(track)["quality"] == expected(track, labels="hash")["quality"]
 
 
+@pytest.mark.slow  # trains and cross-validates the model
 def test_cross_validation_ranks_a_learnable_target_over_the_constant() -> None:
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, size=(200, 3))

@@ -148,6 +148,7 @@ def test_packing_numbers() -> None:
     assert p["tokens_per_track"] == {"this": 120.0, "other": 105.0}
 
 
+@pytest.mark.slow  # matplotlib renders every chart
 def test_trends_html_is_self_contained_with_real_charts() -> None:
     pytest.importorskip("matplotlib")
     import numpy as np
@@ -169,6 +170,7 @@ def test_trends_html_is_self_contained_with_real_charts() -> None:
         assert img.format == "PNG" and len(np.unique(px, axis=0)) > 30
 
 
+@pytest.mark.slow  # a Python without matplotlib
 def test_without_matplotlib_html_exits_2_and_json_still_computes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

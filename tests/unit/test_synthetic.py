@@ -98,6 +98,7 @@ def test_structure_verses_and_repeated_chorus(sample: list[SyntheticTrack]) -> N
         assert 4 <= len(choruses[0]) <= 8
 
 
+@pytest.mark.slow  # the CMU dictionary
 def test_end_rhymes_really_rhyme_per_cmu(sample: list[SyntheticTrack]) -> None:
     pairs = 0
     for t in sample[:300]:
@@ -121,6 +122,7 @@ def test_hook_is_detected_as_the_chorus(sample: list[SyntheticTrack]) -> None:
         assert rep["hook"] in {" ".join(tokenize(line)) for line in chorus}
 
 
+@pytest.mark.slow  # runs the analyzers
 def test_vocabulary_exercises_the_analyzers(sample: list[SyntheticTrack]) -> None:
     themes: Counter[str] = Counter()
     explicit_with_profanity = 0
@@ -137,6 +139,7 @@ def test_vocabulary_exercises_the_analyzers(sample: list[SyntheticTrack]) -> Non
     assert any("'" in w for t in sample[:20] for w in tokenize(t.lyrics))  # slang
 
 
+@pytest.mark.slow  # the whole synthetic corpus
 def test_artists_about_350_with_skewed_counts() -> None:
     counts = Counter(t.artist for t in generate_tracks(6000, seed=42))
     assert 300 <= len(counts) <= 350
