@@ -106,8 +106,14 @@ BIG_ARTIST = search.EXACT_ARTIST_MAX + 1
         (search.EXACT_ARTIST_MAX, 10, PGVECTOR_08, "exact", None),
         (5, 10, PGVECTOR_06, "exact", None),
         # A prolific artist: iterative scan on >= 0.8, over-fetch before it or unknown.
-        (BIG_ARTIST, 10, PGVECTOR_08, "iterative", search.DEFAULT_EF_SEARCH),
-        (BIG_ARTIST, 100, PGVECTOR_08, "iterative", 100),
+        (BIG_ARTIST, 10, PGVECTOR_08, "iterative", search.ITERATIVE_EF_SEARCH),
+        (
+            BIG_ARTIST,
+            search.ITERATIVE_EF_SEARCH + 1,
+            PGVECTOR_08,
+            "iterative",
+            search.ITERATIVE_EF_SEARCH + 1,
+        ),
         (BIG_ARTIST, 10, PGVECTOR_06, "overfetch", search.MAX_CANDIDATES),
         (BIG_ARTIST, 10, None, "overfetch", search.MAX_CANDIDATES),
         (BIG_ARTIST, 10, search.Pgvector(()), "overfetch", search.MAX_CANDIDATES),
