@@ -9,7 +9,7 @@ N ?= 57718
 NODE ?= process
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock test test-fast lint typecheck fmt docs docs-build crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape bench-embedding bench-search bench-search-load bench-quality bench-budget bench-adopt bench-import bench-failover bench-tokens bench-llm-lanes bench-cascade fake-llm \
+.PHONY: help install lock test test-unit test-fast lint typecheck fmt docs docs-build crds demo seed-data migrate bench bench-local bench-leases bench-operator bench-scale bench-llm bench-adaptive bench-scrape bench-embedding bench-search bench-search-load bench-quality bench-budget bench-adopt bench-import bench-failover bench-tokens bench-llm-lanes bench-cascade fake-llm \
         controlplane helm cluster-up cluster-down operator-up operator-down cluster-demo clean \
         image previous-image base-image postgres-image test-image node node-packages test-node chart-demo bench-node \
         prometheus test-observability argocd test-gitops gitops-demo chromium pgbouncer \
@@ -42,6 +42,9 @@ install: $(VENV)/.installed ## create .venv with every dependency
 
 test: install controlplane helm argocd prometheus chromium pgbouncer ## run the whole test suite (unit, integration, e2e, Argo CD health checks, promtool); the real node: test-node
 	$(PY) -m pytest -q --durations=25 -m "not node and not image"
+
+test-unit: install ## Python only (no Postgres, control plane, Go or Docker): tests/unit and tests/operator less the helm and slow markers, on every core (~1 CPU-min: ~45 s on 2 idle cores)
+	$(PY) -m pytest -q -n auto --durations=10 -m "not helm and not slow" tests/unit tests/operator
 
 test-fast: install helm chromium pgbouncer ## unit and Postgres tests only (no control plane, Argo CD or Prometheus)
 	$(PY) -m pytest -q -m "not e2e and not node and not image and not gitops and not observability"

@@ -395,6 +395,7 @@ def test_strict_fails_on_a_page_outside_the_nav(tmp_path: Path) -> None:
     assert "unlisted.md" in _build_small_site(tmp_path, pages, ["index.md"])
 
 
+@pytest.mark.slow  # builds the whole site
 def test_a_hand_written_page_where_a_generated_one_goes_fails_the_build(tmp_path: Path) -> None:
     pages = {"index.md": "# Home\n", "reference/cli.md": "# Edited by hand\n"}
     log = _build_small_site(tmp_path, pages, ["index.md"], hooks=True)
