@@ -53,10 +53,9 @@ MAX_CANDIDATES = 1000
 # The first pgvector with iterative index scans (its CHANGELOG, 0.8.0).
 ITERATIVE_SCAN_SINCE = (0, 8, 0)
 # The iterative plan's ef_search: its first pass. Measured on pgvector 0.8.0 at 57,718
-# tracks for the largest artist (1,617 tracks; bench/RESULTS.md, "pgvector 0.8"):
-# 64 gives recall@10 0.991 at p50 52 ms, 200 gives 1.0 at 29 ms - a wider first pass
-# means fewer, more productive iterations. On a query far from the artist's tracks
-# 64 can do much worse (tests' geometry: 0.3), 100 and more found them all.
+# tracks for the largest artist (1,617 tracks; bench/RESULTS.md, "pgvector 0.8"): 64
+# gives recall@10 0.99 at p50 52 ms, 200 gives 1.0 at 31 ms (the exact plan: 88 ms) -
+# a wider first pass means fewer, more productive iterations.
 ITERATIVE_EF_SEARCH = 200
 # How many tuples an iterative scan may visit before it gives up (pgvector's own
 # default, set explicitly so the bound is ours). An artist above EXACT_ARTIST_MAX is
