@@ -86,7 +86,8 @@ def status(
 
 def cond(st: JSON, ctype: str) -> JSON:
     """The status's condition of type `ctype` (fails when it has none)."""
-    found = next((c for c in st.get("conditions") or [] if c["type"] == ctype), None)
+    conditions: list[JSON] = st.get("conditions") or []
+    found = next((c for c in conditions if c["type"] == ctype), None)
     assert found is not None, f"no {ctype} condition in {st.get('conditions')}"
     return found
 
