@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from rap_devtools.fake_llm import FakeLLM
-from rap_devtools.waiting import wait_for
+from rap_devtools.waiting import holds_until, wait_for
 
 from tests.e2e.runs.operator_env import JSON, Env, phase, run_manifest
 from tests.e2e.runs.operator_pair import Pair, operator_pair
@@ -88,9 +88,10 @@ def _freeze(env: Env, ns: str, pgdata: Path) -> None:
 
         env.wait_status(ns, NAME, told, timeout=FREEZE_SECONDS - 1,
                         what="DatabaseUnavailable while frozen")  # fmt: skip
-        while time.monotonic() - frozen_at < FREEZE_SECONDS:  # the scenario's length
-            assert env.status(ns, NAME).get("phase") == "Running"
-            time.sleep(0.5)
+        holds_until(lambda: env.status(ns, NAME).get("phase") == "Running",
+                    frozen_at + FREEZE_SECONDS, interval=0.5,  # the scenario's length
+                    what="phase Running while frozen",
+                    describe=lambda: str(env.status(ns, NAME)))  # fmt: skip
     finally:
         signal_all(pgdata, signal.SIGCONT)
 

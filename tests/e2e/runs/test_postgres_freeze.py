@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rap_devtools.waiting import holds_until
 
 from tests.e2e.runs.operator_env import JSON, Env, phase, run_manifest
 from tests.e2e.runs.own_postgres import own_postgres, signal_all
@@ -70,9 +71,10 @@ def test_a_frozen_postgres_shows_on_the_run_and_the_run_ends_exactly_once(
         assert "://" not in _valid(st)["message"]  # no URL (nor its password) in the status
         # The freeze is the scenario's length, not a wait for a condition: the run must
         # keep saying so for all of it.
-        while time.monotonic() - frozen_at < FREEZE_SECONDS:
-            assert _database_unavailable(env.status(namespace, "frozen"))
-            time.sleep(0.5)
+        holds_until(lambda: _database_unavailable(env.status(namespace, "frozen")),
+                    frozen_at + FREEZE_SECONDS, interval=0.5,
+                    what="Valid=False DatabaseUnavailable while frozen",
+                    describe=lambda: str(env.status(namespace, "frozen")))  # fmt: skip
     finally:
         signal_all(pgdata, signal.SIGCONT)
 
