@@ -43,7 +43,7 @@ install: $(VENV)/.installed ## create .venv with every dependency
 test: install controlplane helm argocd prometheus chromium pgbouncer ## run the whole test suite (unit, integration, e2e, Argo CD health checks, promtool); the real node: test-node
 	$(PY) -m pytest -q --durations=25 -m "not node and not image"
 
-test-unit: install ## Python only (no Postgres, control plane, Go or Docker): tests/unit and tests/operator less the helm and slow markers, on every core (~1 CPU-min: ~45 s on 2 idle cores)
+test-unit: install ## Python only (no Postgres, control plane, Go or Docker): tests/unit and tests/operator less the helm and slow markers, spread over the cores (-n auto; ~60 s of CPU in all, measured)
 	$(PY) -m pytest -q -n auto --durations=10 -m "not helm and not slow" tests/unit tests/operator
 
 test-fast: install helm chromium pgbouncer ## unit and Postgres tests only (no control plane, Argo CD or Prometheus)
