@@ -1,7 +1,7 @@
 """The mypy configuration (pyproject.toml [tool.mypy], run by `make typecheck` and
 `make lint`) as mypy itself reads it: the operator, the contract and the ledger get
-every per-module check --strict turns on, the rest of the runtime has its function
-bodies checked, and every `# type: ignore` must name its error code."""
+every per-module check --strict turns on, the rest of the runtime has every function
+typed and its body checked, and every `# type: ignore` must name its error code."""
 
 from __future__ import annotations
 
@@ -52,8 +52,9 @@ def test_strict_modules_get_every_strict_check(project: Options, module: str) ->
     assert not missing, f"{module} lacks --strict's {missing}"
 
 
-def test_the_runtime_is_checked_inside_functions(project: Options) -> None:
+def test_the_runtime_is_typed_and_checked_inside_functions(project: Options) -> None:
     got = project.clone_for_module("analyzer_runtime.worker")
+    assert got.disallow_untyped_defs and got.disallow_incomplete_defs
     assert got.check_untyped_defs
     assert got.warn_unused_ignores
 
