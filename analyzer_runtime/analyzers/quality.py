@@ -51,21 +51,11 @@ if TYPE_CHECKING:
 
 
 async def pinned_model(conn: asyncpg.Connection, run: Run) -> StoredModel:
-    """Resolve the run's model (without loading it) and pin it; ModelNotFound if none."""
-    from analyzer_runtime.quality import MODEL_NAME, storage
+    """The model the run was pinned to at planning (without loading it); pinned now,
+    through the ledger, for a run planned before pins existed. ModelNotFound if none."""
+    from analyzer_runtime.ledger import models
 
-    row = await conn.fetchrow("SELECT name, version FROM run_models WHERE run_id = $1", run.id)
-    if row is not None:
-        return await storage.find(conn, row["name"], row["version"])
-    model = await storage.find(conn, MODEL_NAME, run.spec.get("modelVersion"))
-    await conn.execute(
-        """INSERT INTO run_models (run_id, name, version) VALUES ($1, $2, $3)
-           ON CONFLICT (run_id) DO NOTHING""",
-        run.id,
-        model.name,
-        model.version,
-    )
-    return model
+    return await models.pin(conn, run.id, run.spec.get("modelVersion"))
 
 
 def _predict(model: StoredModel, x: Any) -> tuple[dict[str, Any], agreement.Prediction | None]:
@@ -89,21 +79,6 @@ class QualityAnalyzer(Analyzer):
     @property
     def model(self) -> StoredModel | None:
         return self._model
-
-    async def estimate(self, conn: asyncpg.Connection, run: Run) -> dict[str, Any] | None:
-        from analyzer_runtime.quality.storage import ModelNotFound
-
-        try:
-            await pinned_model(conn, run)
-        except ModelNotFound:
-            # Refused at planning: the run just planned must not stay pending.
-            await conn.execute(
-                """DELETE FROM runs WHERE id = $1 AND state = 'planned' AND NOT EXISTS
-                       (SELECT 1 FROM run_items WHERE run_id = $1 AND state <> 'pending')""",
-                run.id,
-            )
-            raise
-        return None
 
     async def attach(self, ctx: RunContext) -> None:
         await super().attach(ctx)

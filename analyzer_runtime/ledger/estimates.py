@@ -1,8 +1,8 @@
 """Planning-time estimates of runs (`status.estimate`), stored once per run.
 
-The planner asks the analyzer for an estimate right after planning; it is written
-whenever it is missing, so a planner that died between planning and estimating
-(planning is idempotent by uid) still leaves one behind on the next attempt.
+The planner (ledger/planner.py) computes an llm run's estimate right after planning
+and stores it whenever it is missing, so a planner that died between planning and
+estimating (planning is idempotent by uid) still leaves one behind on the next attempt.
 """
 
 from __future__ import annotations
@@ -12,24 +12,15 @@ from typing import Any
 
 import asyncpg
 
-from analyzer_runtime.analyzers.base import Analyzer
-from analyzer_runtime.ledger.shards import Run
 
-
-async def ensure(conn: asyncpg.Connection, analyzer: Analyzer, run: Run) -> dict[str, Any] | None:
-    existing = await read(conn, run.id)
-    if existing is not None:
-        return existing
-    est = await analyzer.estimate(conn, run)
-    if est is None:
-        return None
+async def store(conn: asyncpg.Connection, run_id: int, estimate: dict[str, Any]) -> None:
+    """Store run `run_id`'s estimate unless it has one (the first one stays)."""
     await conn.execute(
         """INSERT INTO run_estimates (run_id, estimate) VALUES ($1, $2::jsonb)
            ON CONFLICT (run_id) DO NOTHING""",
-        run.id,
-        json.dumps(est),
+        run_id,
+        json.dumps(estimate),
     )
-    return est
 
 
 async def read(conn: asyncpg.Connection, run_id: int) -> dict[str, Any] | None:

@@ -9,8 +9,10 @@ from typing import Any
 
 import asyncpg
 
-from analyzer_runtime.analyzers import registry
-from analyzer_runtime.ledger import estimates
+from analyzer_runtime.contract import llm_presets
+from analyzer_runtime.contract.models import LLMOptions
+from analyzer_runtime.contract.types import ANALYZER_VERSIONS, AnalyzerName
+from analyzer_runtime.ledger import estimates, llm_estimate, models
 from analyzer_runtime.ledger import shards as shard_ledger
 
 # Fields a run resumed locally may take from a new YAML; the operator's own list of
@@ -195,14 +197,37 @@ def selection_of(spec: dict[str, Any]) -> Selection:
     )
 
 
+def planned_version(spec: dict[str, Any]) -> tuple[str, str]:
+    """(analyzer_type, model_version) the results of a spec's run are stored under:
+    spec.analyzerVersion, else the newest version the analyzer implements (the
+    contract's ANALYZER_VERSIONS; an llm's version names its provider, model and
+    prompt). ValueError for a version the analyzer does not implement. No analyzer is
+    created: the operator plans without the runtime (its image has none)."""
+    name = AnalyzerName(spec["analyzer"])
+    asked = spec.get("analyzerVersion")
+    if name == AnalyzerName.llm:
+        options = LLMOptions.model_validate(analyzer_options(spec))
+        return name.value, str(asked) if asked else llm_presets.resolve(options).model_version
+    versions = ANALYZER_VERSIONS[name] or ()
+    if asked is None:
+        return name.value, versions[-1]
+    if asked not in versions:
+        raise ValueError(
+            f"{name.value} implements version(s) {', '.join(versions)}; the run asks for {asked!r}"
+        )
+    return name.value, str(asked)
+
+
 async def plan_manifest(
     conn: asyncpg.Connection, manifest: Any, uid: str, *, allow_overlap: bool = False
 ) -> shard_ledger.PlanResult:
+    """Plan the run of an AnalysisRun manifest once per uid, pin the quality model it
+    uses (ModelNotFound rolls the plan back: nothing is left pending), and store its
+    estimate before any shard starts (whenever missing: a planner that died in between
+    leaves one on the next attempt)."""
     spec = manifest.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
-    analyzer = registry.create(spec["analyzer"], **analyzer_options(spec))
-    try:
-        analyzer.use_version(spec.get("analyzerVersion"))
-        version = analyzer.version
+    analyzer_type, version = planned_version(spec)
+    async with conn.transaction():
         plan = await plan_analysis(
             conn,
             uid=uid,
@@ -211,15 +236,48 @@ async def plan_manifest(
             spec=spec,
             selection=selection_of(spec),
             shards=spec["shards"],
-            analyzer_type=analyzer.analyzer_type,
+            analyzer_type=analyzer_type,
             model_version=version,
             allow_overlap=allow_overlap or bool(spec.get("allowOverlap")),
         )
-        # Before any shard starts: the status shows the estimate from the first refresh.
-        await estimates.ensure(conn, analyzer, plan.run)
-        return plan
-    finally:
-        await analyzer.aclose()
+        model = await _pin_model(conn, plan.run.id, spec)
+    if await estimates.read(conn, plan.run.id) is None:
+        estimate = await _estimate(conn, plan.run, spec, model)
+        if estimate is not None:
+            await estimates.store(conn, plan.run.id, estimate)
+    return plan
+
+
+async def _pin_model(
+    conn: asyncpg.Connection, run_id: int, spec: dict[str, Any]
+) -> models.StoredModel | None:
+    """The quality model a quality run (spec.modelVersion, else the latest) or an llm
+    run's quality cascade (the latest, with its sentiment head) uses, pinned to the run."""
+    if spec["analyzer"] == AnalyzerName.quality:
+        return await models.pin(conn, run_id, spec.get("modelVersion"))
+    cascade = (spec.get("llm") or {}).get("cascade") or {}
+    if spec["analyzer"] == AnalyzerName.llm and cascade.get("analyzer") == "quality":
+        model = await models.pin(conn, run_id, None)
+        models.require_head(model)
+        return model
+    return None
+
+
+async def _estimate(
+    conn: asyncpg.Connection,
+    run: shard_ledger.Run,
+    spec: dict[str, Any],
+    model: models.StoredModel | None,
+) -> dict[str, Any] | None:
+    """status.estimate: an llm run's requests, tokens, cost and duration (and what its
+    cascade keeps); the other analyzers cost nothing worth estimating."""
+    if spec["analyzer"] != AnalyzerName.llm:
+        return None
+    options = LLMOptions.model_validate(analyzer_options(spec))
+    out = await llm_estimate.estimate_run(conn, run, options, llm_presets.resolve(options))
+    if options.cascade is not None:
+        out["cascade"] = llm_estimate.cascade_estimate(options.cascade, model, out.get("cost"))
+    return out
 
 
 def analyzer_options(spec: dict[str, Any]) -> dict[str, Any]:

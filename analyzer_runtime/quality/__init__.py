@@ -12,4 +12,6 @@ Postgres, score the corpus with it.
   explicit trusted-types list, never pickle; sha256 and scikit-learn version checked).
 """
 
-MODEL_NAME = "quality"
+from analyzer_runtime.ledger.models import QUALITY_MODEL
+
+MODEL_NAME = QUALITY_MODEL

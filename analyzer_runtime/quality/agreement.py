@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-SENTIMENT = "sentiment"
+from analyzer_runtime.ledger.models import SENTIMENT as SENTIMENT
+
 CALIBRATION = "agreement"
 LABELS = ("positive", "negative", "neutral", "mixed")
 QUALITY_TOLERANCE = 1.0

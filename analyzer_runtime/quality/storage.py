@@ -29,17 +29,36 @@ the trusted-types check is what stops that.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-import re
-from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
 import asyncpg
 
-FORMAT = "skops"
-LEGACY_PICKLE = "pickle"
+from analyzer_runtime.ledger import models
+from analyzer_runtime.ledger.models import (
+    FORMAT,
+    LEGACY_PICKLE,
+    ModelNotFound,
+    ModelUnusable,
+    StoredModel,
+    check_usable,
+    list_models,
+    list_versions,
+    sklearn_version,
+    train_command,
+)
+
+# The metadata half (find without loading, the exceptions, the checks) is the ledger's
+# (ledger/models.py), which the operator uses; this module adds saving and loading.
+__all__ = [
+    "FORMAT", "LEGACY_PICKLE", "TRUSTED", "ModelCorrupt", "ModelNotFound", "ModelUnusable",
+    "StoredModel", "check_usable", "dumps", "find", "list_models", "list_versions", "loads",
+    "save", "sklearn_version", "train_command",
+]  # fmt: skip
+
 # The only types `rap-analyzer model train` stores that skops does not trust by default,
 # plus the estimator itself, named so the list says what a model is. skops adds these
 # to its defaults (it has no way to narrow them); `loads` then checks that what came
@@ -49,77 +68,9 @@ ESTIMATOR_TYPE = f"{_HGB}.gradient_boosting.HistGradientBoostingRegressor"
 TRUSTED = (ESTIMATOR_TYPE, f"{_HGB}.predictor.TreePredictor")
 
 
-class ModelNotFound(ValueError):
-    """No model with that name (and version): the message names the command to run."""
-
-
-class ModelUnusable(ModelNotFound):
-    """The row exists but this runtime will not load it (a pickle, another scikit-learn,
-    an unknown format): for the operator the same as missing (the run waits, naming the
-    command that trains a usable one)."""
-
-
 class ModelCorrupt(ModelUnusable):
     """The stored bytes do not match their sha256, are not a skops file, or name a type
     that is not trusted; nothing from them was run."""
-
-
-def train_command(name: str = "quality") -> str:
-    return f"rap-analyzer model train {name} --from-run <llm AnalysisRun>"
-
-
-@dataclass(frozen=True)
-class StoredModel:
-    name: str
-    version: int
-    features: list[str]
-    targets: list[str]
-    metrics: dict[str, Any]
-    training_run: str | None
-    training_tracks: int
-    sha256: str
-    created_at: Any
-    estimators: dict[str, Any] | None = None  # target -> fitted estimator, once loaded
-    format: str = FORMAT
-    sklearn_version: str | None = None
-    format_version: str | None = None  # the skops version that wrote it
-
-
-def sklearn_version() -> str:
-    # From the installed metadata: the operator checks rows without importing sklearn.
-    return metadata.version("scikit-learn")
-
-
-def _minor(version: str | None) -> tuple[int, int] | None:
-    m = re.match(r"(\d+)\.(\d+)", version or "")
-    return (int(m[1]), int(m[2])) if m else None
-
-
-def check_usable(
-    name: str, version: int, fmt: str, trained_with: str | None, *, running: str | None = None
-) -> None:
-    """ModelUnusable unless model `name` v`version`, stored as `fmt` by scikit-learn
-    `trained_with`, can be loaded by this process (scikit-learn `running`)."""
-    what = f"{name} model version {version}"
-    if fmt == LEGACY_PICKLE:
-        raise ModelUnusable(
-            f"{what} was stored as a pickle by an older rap-analyzer; pickles are no longer"
-            " loaded (loading one runs whatever code it contains). Train it again:"
-            f" {train_command(name)}"
-        )
-    if fmt != FORMAT:
-        raise ModelUnusable(
-            f"{what} is stored as {fmt!r}, which this rap-analyzer cannot load (it reads"
-            f" {FORMAT!r}); train it again: {train_command(name)}"
-        )
-    running = running or sklearn_version()
-    ours, theirs = _minor(running), _minor(trained_with)
-    if theirs is None or ours != theirs:
-        raise ModelUnusable(
-            f"{what} was trained with scikit-learn {trained_with or '(unrecorded)'} and this"
-            f" runtime has {running}; fitted models are not portable across scikit-learn"
-            f" minor versions. Train it again with this image: {train_command(name)}"
-        )
 
 
 def dumps(estimators: dict[str, Any]) -> tuple[bytes, str]:
@@ -244,88 +195,16 @@ async def save(
     )  # fmt: skip
 
 
-_META = """name, version, features, targets, metrics, training_run, training_tracks,
-           sha256, created_at, format, sklearn_version, format_version"""
-
-
-def _stored(row: asyncpg.Record, *, with_estimators: bool) -> StoredModel:
-    def js(v: Any) -> Any:
-        return json.loads(v) if isinstance(v, str) else v
-
-    targets = list(js(row["targets"]))
-    estimators = None
-    if with_estimators:
-        check_usable(row["name"], row["version"], row["format"], row["sklearn_version"])
-        estimators = loads(bytes(row["estimators"]), row["sha256"], targets)
-    return StoredModel(
-        name=row["name"],
-        version=row["version"],
-        features=list(js(row["features"])),
-        targets=targets,
-        metrics=dict(js(row["metrics"])),
-        training_run=row["training_run"],
-        training_tracks=row["training_tracks"],
-        sha256=row["sha256"],
-        created_at=row["created_at"],
-        estimators=estimators,
-        format=row["format"],
-        sklearn_version=row["sklearn_version"],
-        format_version=row["format_version"],
-    )
-
-
-async def _table_exists(conn: asyncpg.Connection) -> bool:
-    return bool(await conn.fetchval("SELECT to_regclass('models') IS NOT NULL"))
-
-
 async def find(
     conn: asyncpg.Connection, name: str, version: int | None = None, *, load: bool = False
 ) -> StoredModel:
-    """Version `version` of model `name` (None: the latest); ModelNotFound otherwise."""
-    row = None
-    if await _table_exists(conn):
-        cols = f"{_META}, estimators" if load else _META
-        row = await conn.fetchrow(
-            f"""SELECT {cols} FROM models WHERE name = $1 AND ($2::int IS NULL OR version = $2)
-                ORDER BY version DESC LIMIT 1""",
-            name,
-            version,
-        )
-    if row is None:
-        if version is None:
-            raise ModelNotFound(
-                f"no {name} model has been trained in this database; train one first:"
-                f" {train_command(name)}"
-            )
-        have = await list_versions(conn, name)
-        listed = f" (trained: {', '.join(map(str, have))})" if have else ""
-        raise ModelNotFound(
-            f"{name} model version {version} does not exist{listed}; train one with"
-            f" {train_command(name)}, or leave out spec.modelVersion for the latest"
-        )
-    try:
-        # Before anything is loaded (and without loading): the operator keeps a run whose
-        # model this runtime would refuse Pending, naming the command, instead of
-        # starting shards that fail.
-        check_usable(row["name"], row["version"], row["format"], row["sklearn_version"])
-    except ModelUnusable as exc:
-        if version is None:
-            raise
-        raise ModelUnusable(
-            f"{exc}, then set spec.modelVersion to the new version (or leave it out for the latest)"
-        ) from None
-    return _stored(row, with_estimators=load)
-
-
-async def list_versions(conn: asyncpg.Connection, name: str) -> list[int]:
-    if not await _table_exists(conn):
-        return []
-    rows = await conn.fetch("SELECT version FROM models WHERE name = $1 ORDER BY version", name)
-    return [r[0] for r in rows]
-
-
-async def list_models(conn: asyncpg.Connection) -> list[StoredModel]:
-    if not await _table_exists(conn):
-        return []
-    rows = await conn.fetch(f"SELECT {_META} FROM models ORDER BY name, version")
-    return [_stored(r, with_estimators=False) for r in rows]
+    """Version `version` of model `name` (None: the latest); ModelNotFound otherwise.
+    `load`: with its estimators (checked and deserialized: `loads`)."""
+    model = await models.find(conn, name, version)
+    if not load:
+        return model
+    check_usable(model.name, model.version, model.format, model.sklearn_version)
+    blob = await conn.fetchval(
+        "SELECT estimators FROM models WHERE name = $1 AND version = $2", name, model.version
+    )
+    return dataclasses.replace(model, estimators=loads(bytes(blob), model.sha256, model.targets))

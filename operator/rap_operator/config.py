@@ -8,6 +8,8 @@ from typing import Any
 
 from analyzer_runtime.contract import labels
 from analyzer_runtime.ledger.budget import DEFAULT_RESERVED
+from analyzer_runtime.ledger.connect import POOL_MODE_ENV, pool_mode
+from analyzer_runtime.ledger.shards import STOP_GRACE_ENV
 from rap_operator.policy import DEFAULT_HOSTS, Policy
 
 
@@ -106,6 +108,10 @@ class OperatorConfig:
     pod_name: str | None = None
     # What runs may ask for (policy.py): images, endpoint hosts, Secrets.
     policy: Policy = field(default_factory=Policy)
+    # Handed on to the shard pods when the chart sets them (None: the pods' defaults):
+    # DATABASE_POOL_MODE (validated here) and RAP_STOP_GRACE_SECONDS.
+    pool_mode: str | None = None
+    stop_grace: str | None = None
 
     def command_for(self, subcommand: str) -> list[str]:
         """The pod's command for a kind's subcommand. A configured command that already
@@ -152,6 +158,8 @@ class OperatorConfig:
                 secret_label=e.get("RAP_POLICY_SECRET_LABEL", labels.USABLE_LABEL).strip(),
                 secrets=tuple(_list(e.get("RAP_POLICY_ALLOWED_SECRETS"))),
             ),
+            pool_mode=pool_mode(dict(e)) if e.get(POOL_MODE_ENV) else None,
+            stop_grace=e.get(STOP_GRACE_ENV) or None,
         )
 
 

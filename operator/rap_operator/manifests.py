@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import os
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -19,7 +18,7 @@ from analyzer_runtime.contract.labels import (
     MANAGED_BY,
     SHARD_COMPONENT,
 )
-from analyzer_runtime.ledger.connect import POOL_MODE_ENV, pool_mode
+from analyzer_runtime.ledger.connect import POOL_MODE_ENV
 from analyzer_runtime.ledger.shards import STOP_GRACE_ENV
 from rap_operator import queue
 from rap_operator.config import OperatorConfig, database_secret
@@ -107,11 +106,11 @@ def _env(
     ]
     # Pods reach the database the way the operator does: through PgBouncer in
     # transaction pooling when the chart says so (analyzer_runtime/ledger/connect.py).
-    if os.environ.get(POOL_MODE_ENV):
-        env.append({"name": POOL_MODE_ENV, "value": pool_mode()})
+    if config.pool_mode:
+        env.append({"name": POOL_MODE_ENV, "value": config.pool_mode})
     # How long a stopped (preempted, drained) shard finishes its batch: the chart's.
-    if grace := os.environ.get(STOP_GRACE_ENV):
-        env.append({"name": STOP_GRACE_ENV, "value": grace})
+    if config.stop_grace:
+        env.append({"name": STOP_GRACE_ENV, "value": config.stop_grace})
     # The kind's credentials (LLM API key, Genius token, ...) come as secretKeyRefs:
     # never in the Job spec, the status or an Event.
     env.extend(extra)

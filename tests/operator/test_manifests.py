@@ -233,17 +233,19 @@ def test_every_field_changeable_after_planning_reaches_the_job(mutable: frozense
         assert reached.get(field) == values[field], field
 
 
-def test_the_stop_grace_reaches_the_shard_pods_when_the_chart_sets_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    def env_of() -> dict[str, Any]:
-        job = manifests.kind_job(body(), OperatorConfig(image="img:1"), ANALYSIS)
+def test_the_stop_grace_and_pool_mode_reach_the_shard_pods_when_the_chart_sets_them() -> None:
+    # manifests.py is pure: what the chart set comes in through OperatorConfig.from_env.
+    def env_of(environ: dict[str, str]) -> dict[str, Any]:
+        config = OperatorConfig.from_env({"RAP_RUNTIME_IMAGE": "img:1", **environ})
+        job = manifests.kind_job(body(), config, ANALYSIS)
         return {
             e["name"]: e.get("value")
             for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
         }
 
-    monkeypatch.delenv("RAP_STOP_GRACE_SECONDS", raising=False)
-    assert "RAP_STOP_GRACE_SECONDS" not in env_of()  # the runtime's default (3 s)
-    monkeypatch.setenv("RAP_STOP_GRACE_SECONDS", "20")
-    assert env_of()["RAP_STOP_GRACE_SECONDS"] == "20"
+    unset = env_of({})
+    assert "RAP_STOP_GRACE_SECONDS" not in unset  # the runtime's default (3 s)
+    assert "DATABASE_POOL_MODE" not in unset  # session, the default
+    got = env_of({"RAP_STOP_GRACE_SECONDS": "20", "DATABASE_POOL_MODE": " Transaction "})
+    assert got["RAP_STOP_GRACE_SECONDS"] == "20"
+    assert got["DATABASE_POOL_MODE"] == "transaction"

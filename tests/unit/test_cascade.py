@@ -17,6 +17,7 @@ from analyzer_runtime.contract import llm_presets
 from analyzer_runtime.contract.llm_models import CascadeOptions
 from analyzer_runtime.contract.status import TokenPricing
 from analyzer_runtime.corpus.synthetic import generate_tracks
+from analyzer_runtime.ledger import llm_estimate, models
 from analyzer_runtime.quality import agreement, storage
 from tests.builders import shard, status
 
@@ -164,8 +165,8 @@ def test_a_model_without_the_head_is_refused_for_the_cascade() -> None:
     model = storage.StoredModel("quality", 3, [], ["quality", "complexity"], {}, "labels", 100,
                                 "0" * 64, None)  # fmt: skip
     with pytest.raises(storage.ModelUnusable, match="rap-analyzer model train quality"):
-        cascade.require_head(model)
-    cascade.require_head(
+        models.require_head(model)
+    models.require_head(
         storage.StoredModel(
             "quality", 4, [], ["quality", agreement.SENTIMENT], {}, "l", 100, "0" * 64, None
         )
@@ -207,9 +208,11 @@ def test_estimate_uses_the_models_out_of_fold_share() -> None:
     model = storage.StoredModel("quality", 1, [], ["quality", agreement.SENTIMENT],
                                 {"sentiment": {"cascade_curve": curve}}, "l", 100, "0" * 64,
                                 None)  # fmt: skip
-    got = cascade.estimate(CascadeOptions(analyzer="quality", minConfidence=0.7), model, 2.0)
+    got = llm_estimate.cascade_estimate(
+        CascadeOptions(analyzer="quality", minConfidence=0.7), model, 2.0
+    )
     assert got == {"analyzer": "quality", "minConfidence": 0.7, "keptShare": 0.6, "cost": 0.8}
-    alg = cascade.estimate(CascadeOptions(analyzer="algorithmic"), None, 2.0)
+    alg = llm_estimate.cascade_estimate(CascadeOptions(analyzer="algorithmic"), None, 2.0)
     assert "keptShare" not in alg and "cost" not in alg
 
 

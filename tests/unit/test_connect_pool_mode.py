@@ -69,25 +69,22 @@ async def test_create_pool_refuses_a_bad_mode_before_connecting(
         await create_pool("postgresql://u:pw@127.0.0.1:9/db", timeout=1)
 
 
-def _pod_env(**spec: Any) -> dict[str, Any]:
+def _pod_env(environ: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
     body = {
         "apiVersion": "rapanalyzer.io/v1alpha1",
         "kind": "AnalysisRun",
         "metadata": {"name": "demo", "namespace": "rap", "uid": "u-1", "generation": 1},
         "spec": {"analyzer": "algorithmic", "shards": 2, **spec},
     }
-    job = manifests.kind_job(body, OperatorConfig(), ANALYSIS)
+    job = manifests.kind_job(body, OperatorConfig.from_env(environ or {}), ANALYSIS)
     (c,) = job["spec"]["template"]["spec"]["containers"]
     return {e["name"]: e for e in c["env"]}
 
 
-def test_the_operator_hands_its_pool_mode_to_the_job_pods(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delenv(POOL_MODE_ENV, raising=False)
+def test_the_operator_hands_its_pool_mode_to_the_job_pods() -> None:
+    # The operator's environment reaches manifests.py through OperatorConfig.from_env.
     assert POOL_MODE_ENV not in _pod_env()
-    monkeypatch.setenv(POOL_MODE_ENV, "transaction")
-    env = _pod_env()
+    env = _pod_env({POOL_MODE_ENV: "transaction"})
     assert env[POOL_MODE_ENV] == {"name": POOL_MODE_ENV, "value": "transaction"}
     # The URL itself still comes from the Secret, never inline.
     assert "valueFrom" in env["DATABASE_URL"] and "value" not in env["DATABASE_URL"]

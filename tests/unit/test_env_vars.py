@@ -7,7 +7,7 @@ Reads are found in the AST of analyzer_runtime and rap_operator (devtools, tests
 bench are development tooling, not configuration): `os.environ.get("X")`,
 `os.environ["X"]`, `os.getenv("X")`, the same through a name bound to an expression
 of os.environ (`e = os.environ if env is None else env; e.get("X")`), and module
-constants `SOMETHING_ENV = "X"`."""
+constants `SOMETHING_ENV = "X"`, and typer options' `envvar="X"`."""
 
 from __future__ import annotations
 
@@ -62,6 +62,8 @@ def env_reads(source: str) -> list[tuple[str, int]]:
             and node.targets[0].id.endswith("_ENV")
         ):
             arg = node.value
+        if isinstance(node, ast.Call):  # typer.Option(envvar="X")
+            arg = next((k.value for k in node.keywords if k.arg == "envvar"), arg)
         if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
             out.append((arg.value, node.lineno))
     return out
@@ -104,8 +106,9 @@ def f(env=None):
     e = os.environ if env is None else env
     return e.get("E"), environ.get("F"), (os.environ if env is None else env).get("G")
 other = {}.get("NOT_ENV")
+port = typer.Option(envvar="H", help="...")
 """
-    assert sorted(n for n, _ in env_reads(source)) == ["A", "B", "C", "D", "E", "F", "G"]
+    assert sorted(n for n, _ in env_reads(source)) == ["A", "B", "C", "D", "E", "F", "G", "H"]
 
 
 def test_an_unlisted_variable_is_caught() -> None:

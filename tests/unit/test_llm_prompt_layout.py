@@ -9,9 +9,10 @@ import json
 from rap_devtools.fake_llm import tokens
 
 from analyzer_runtime.analyzers.base import TrackInput
-from analyzer_runtime.analyzers.llm import estimate, prompt
+from analyzer_runtime.analyzers.llm import prompt
 from analyzer_runtime.contract import llm_presets as presets
 from analyzer_runtime.contract.llm_models import LLMOptions
+from analyzer_runtime.ledger import llm_estimate as estimate
 
 # Where the first per-request byte may start: the user message's opening.
 OPENING = '{"tracks": [{"id": "'
@@ -87,3 +88,8 @@ def test_the_rendered_prompts_share_the_static_tokens_and_the_estimate_knows_how
     )
     # vLLM caches whole 16-token blocks: the estimate is within one block of the truth.
     assert abs(estimate.cached_per_request(vllm) - shared // 16 * 16) <= 16
+
+
+def test_the_contracts_prompt_size_is_the_prompts() -> None:
+    # The operator estimates llm runs from contract/llm_presets.py, without the prompt.
+    assert presets.SYSTEM_PROMPT_TOKENS == prompt.estimate_tokens(prompt.SYSTEM_PROMPT)

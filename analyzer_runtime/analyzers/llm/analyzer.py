@@ -62,11 +62,8 @@ from analyzer_runtime.ledger.shards import BatchExtras
 from analyzer_runtime.ratelimit import GlobalRateLimiter, Limiter
 
 if TYPE_CHECKING:
-    import asyncpg
-
     from analyzer_runtime.analyzers.llm.cascade import Cascade
     from analyzer_runtime.analyzers.llm.client import ChatClient, Completion, RetrySettings
-    from analyzer_runtime.ledger.shards import Run
 
 # Compresses the rate limit's minute for tests and benchmarks: `requestsPerMinute`
 # requests per this many seconds. Never set in production (default 60).
@@ -84,8 +81,8 @@ class LLMAnalyzer(Analyzer):
     analyzer_type = "llm"
 
     def __init__(self, **options: Any) -> None:
-        # The constructor must stay cheap and key-less: the planner (in the operator,
-        # which never sees the API key) builds one just to learn the version.
+        # Cheap and key-less: the key is read in configure(). The planner learns the
+        # version without an analyzer (ledger.planner.planned_version, the same resolve).
         self.options = LLMOptions.model_validate(options)
         self.resolved = presets.resolve(self.options)
         self.version = self.resolved.model_version
@@ -181,18 +178,6 @@ class LLMAnalyzer(Analyzer):
         self._extras.tokens_prompt += prompt_tokens
         self._extras.tokens_completion += completion_tokens
         self._extras.tokens_cached += cached_tokens
-
-    async def estimate(self, conn: asyncpg.Connection, run: Run) -> dict[str, Any] | None:
-        from analyzer_runtime.analyzers.llm import cascade
-        from analyzer_runtime.analyzers.llm.estimate import estimate_run
-
-        first = self.options.cascade
-        # Refused at planning without its model (before anything else is estimated).
-        model = await cascade.pin_first_analyzer(conn, run, first) if first else None
-        out = await estimate_run(conn, run, self.options, self.resolved)
-        if first is not None:
-            out["cascade"] = cascade.estimate(first, model, out.get("cost"))
-        return out
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -31,59 +31,20 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from analyzer_runtime import metrics
 from analyzer_runtime.analyzers import registry
 from analyzer_runtime.analyzers.base import Analyzer, ItemOutcome, RunContext, TrackInput
 from analyzer_runtime.contract.llm_models import CascadeOptions
-from analyzer_runtime.contract.types import CascadeAnalyzerName
+from analyzer_runtime.ledger.models import require_head
 
 if TYPE_CHECKING:
     import asyncpg
 
     from analyzer_runtime.ledger.shards import Run
-    from analyzer_runtime.quality.storage import StoredModel
 
 log = logging.getLogger(__name__)
-
-
-def require_head(model: StoredModel) -> None:
-    """ModelUnusable unless `model` has the sentiment head the cascade needs."""
-    from analyzer_runtime.quality import agreement, storage
-
-    if agreement.SENTIMENT not in model.targets:
-        raise storage.ModelUnusable(
-            f"spec.llm.cascade.analyzer quality needs a quality model that predicts the"
-            f" LLM's sentiment; {model.name} model version {model.version} was trained"
-            " without it (trained before the cascade existed, or from labels without a"
-            f" sentiment). Train it again: {storage.train_command(model.name)}"
-        )
-
-
-async def pin_first_analyzer(
-    conn: asyncpg.Connection, run: Run, options: CascadeOptions
-) -> StoredModel | None:
-    """At planning: the quality model the run's cascade uses is resolved (the latest),
-    checked and pinned in run_models like a quality run's. Refused (ModelNotFound,
-    naming `rap-analyzer model train quality`) when there is none, and the run just
-    planned is removed so nothing is left pending."""
-    if options.analyzer != CascadeAnalyzerName.quality:
-        return None
-    from analyzer_runtime.analyzers.quality import pinned_model
-    from analyzer_runtime.quality.storage import ModelNotFound
-
-    try:
-        model = await pinned_model(conn, run)
-        require_head(model)
-        return model
-    except ModelNotFound:
-        await conn.execute(
-            """DELETE FROM runs WHERE id = $1 AND state = 'planned' AND NOT EXISTS
-                   (SELECT 1 FROM run_items WHERE run_id = $1 AND state <> 'pending')""",
-            run.id,
-        )
-        raise
 
 
 @dataclass
@@ -126,27 +87,6 @@ def split_outcomes(
             out.kept.append(o)
         else:
             out.to_llm.append(t)
-    return out
-
-
-def estimate(
-    options: CascadeOptions, model: StoredModel | None, cost: float | None
-) -> dict[str, Any]:
-    """status.estimate.cascade: the share the quality model kept out of fold at
-    minConfidence when it was trained (its metrics), and the cost of the rest; the
-    algorithmic analyzer's share is not known in advance."""
-    from analyzer_runtime.quality import agreement
-
-    out: dict[str, Any] = {
-        "analyzer": str(options.analyzer),
-        "minConfidence": options.min_confidence,
-    }
-    curve = ((model.metrics.get("sentiment") or {}).get("cascade_curve")) if model else None
-    share = agreement.kept_share(curve or [], options.min_confidence)
-    if share is not None:
-        out["keptShare"] = share
-        if cost is not None:
-            out["cost"] = round(cost * (1 - share), 6)
     return out
 
 

@@ -33,28 +33,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from analyzer_runtime.analyzers.base import TrackInput
+from analyzer_runtime.contract.llm_presets import CHARS_PER_TOKEN as CHARS_PER_TOKEN
+from analyzer_runtime.contract.llm_presets import (
+    DEFAULT_MAX_INPUT_TOKENS as DEFAULT_MAX_INPUT_TOKENS,
+)
 from analyzer_runtime.contract.llm_presets import PROMPT_VERSION as PROMPT_VERSION
+from analyzer_runtime.contract.llm_presets import (
+    TEMPLATE_OVERHEAD_TOKENS as TEMPLATE_OVERHEAD_TOKENS,
+)
 
 # PROMPT_VERSION (contract/llm_presets.py) is part of the stored model_version, which
 # the operator computes at planning: bump it there when this prompt or the schema changes.
-# No tokenizer for every provider's model offline: ~4 characters per token is the
-# usual estimate for English text (and errs high for rap's short words).
-CHARS_PER_TOKEN = 4
-DEFAULT_MAX_INPUT_TOKENS = 2000
+# The prompt's sizes the estimate uses live there too (SYSTEM_PROMPT_TOKENS and others).
 # Room for one track's JSON answer (measured ~70 tokens; the summary can run long).
 COMPLETION_TOKENS_PER_TRACK = 200
 COMPLETION_TOKENS_OVERHEAD = 50
-# What an answer costs in the estimate (measured answers are ~60-90 tokens).
-ESTIMATED_COMPLETION_TOKENS_PER_TRACK = 80
 # Qwen3's documented soft switch: appended to the user message, it turns thinking off
 # for that turn (the model then answers with an empty `<think>\n\n</think>` block).
 NO_THINK_SWITCH = "/no_think"
-# title, artist, id and JSON punctuation per track, in tokens.
-TRACK_OVERHEAD_TOKENS = 20
-# The chat template around the system prompt and the user message's opening up to the
-# first key (`<|im_start|>system\n`...`{"tracks": [{"id": "k`): the static prefix is
-# SYSTEM_PROMPT's tokens plus these (16 by cl100k_base, the fake provider's BPE).
-TEMPLATE_OVERHEAD_TOKENS = 16
 
 SYSTEM_PROMPT = """\
 You analyze rap lyrics for a research corpus.

@@ -10,7 +10,7 @@ from analyzer_runtime.contract import AnalysisRunManifest, AnalysisRunSpec, immu
 from analyzer_runtime.contract.llm_presets import API_KEY_ENV, cascade_of_spec, pricing_for_spec
 from analyzer_runtime.contract.status import StatusOptions
 from analyzer_runtime.contract.wording import ANALYSIS_WORDING
-from analyzer_runtime.ledger import batch_status, estimates, planner
+from analyzer_runtime.ledger import batch_status, estimates, models, planner
 from analyzer_runtime.ledger import shards as shard_ledger
 from rap_operator.kinds.base import JSON, SecretRef
 from rap_operator.validation import MissingInput, check_spec
@@ -52,12 +52,8 @@ class AnalysisRun:
             await _require_model(conn, None, cascade=True)  # the latest, with the sentiment head
         try:
             return await planner.plan_manifest(conn, manifest, uid)
-        except ValueError as exc:
-            from analyzer_runtime.quality.storage import ModelNotFound
-
-            if isinstance(exc, ModelNotFound):  # trained away between the check and planning
-                raise MissingInput(str(exc)) from None
-            raise
+        except models.ModelNotFound as exc:  # trained away between the check and planning
+            raise MissingInput(str(exc)) from None
 
     def planned_message(self, run: shard_ledger.Run) -> str:
         return (
@@ -120,14 +116,11 @@ async def _require_model(
     trained model (the latest, or spec.modelVersion): until it exists the run stays
     Pending (Valid=False) naming the command that trains it, and is planned by itself
     once it does (MissingInput is level-triggered)."""
-    from analyzer_runtime.analyzers.llm.cascade import require_head
-    from analyzer_runtime.quality import MODEL_NAME, storage
-
     try:
-        model = await storage.find(conn, MODEL_NAME, version)
+        model = await models.find(conn, models.QUALITY_MODEL, version)
         if cascade:
-            require_head(model)
-    except storage.ModelNotFound as exc:
+            models.require_head(model)
+    except models.ModelNotFound as exc:
         raise MissingInput(str(exc)) from None
 
 

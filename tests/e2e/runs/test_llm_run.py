@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 from rap_devtools.fake_llm import FakeLLM
 
-from analyzer_runtime.analyzers.llm.estimate import requests_for
 from analyzer_runtime.contract.llm_models import endpoint_host
+from analyzer_runtime.ledger.llm_estimate import requests_for
 from tests.e2e.runs.operator_env import Env, run_manifest
 
 pytestmark = pytest.mark.e2e

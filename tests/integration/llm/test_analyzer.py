@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 from rap_devtools.fake_llm import FakeLLM, expected
 
-from analyzer_runtime.analyzers.llm.estimate import requests_for
+from analyzer_runtime.ledger.llm_estimate import requests_for
 from analyzer_runtime.seed import seed
 from tests.integration.conftest import insert_tracks
 from tests.integration.llm.support import (
