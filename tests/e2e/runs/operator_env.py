@@ -77,26 +77,30 @@ class Env:
     def apply(self, ns: str, manifest: JSON) -> subprocess.CompletedProcess[str]:
         return self.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(manifest))
 
-    def run_path(self, ns: str, name: str = "") -> str:
-        base = f"/apis/rapanalyzer.io/v1alpha1/namespaces/{ns}/analysisruns"
+    def run_path(self, ns: str, name: str = "", plural: str = "analysisruns") -> str:
+        base = f"/apis/rapanalyzer.io/v1alpha1/namespaces/{ns}/{plural}"
         return f"{base}/{name}" if name else base
 
-    def get(self, ns: str, name: str) -> JSON:
-        return self.kube.get(self.run_path(ns, name))
+    def get(self, ns: str, name: str, plural: str = "analysisruns") -> JSON:
+        return self.kube.get(self.run_path(ns, name, plural))
 
-    def status(self, ns: str, name: str) -> JSON:
-        return dict(self.get(ns, name).get("status") or {})
+    def status(self, ns: str, name: str, plural: str = "analysisruns") -> JSON:
+        return dict(self.get(ns, name, plural).get("status") or {})
 
     def wait_status(
-        self, ns: str, name: str, pred: Callable[[JSON], bool], timeout: float = 120, what: str = ""
-    ) -> JSON:
+        self, ns: str, name: str, pred: Callable[[JSON], bool], timeout: float = 120,
+        what: str = "", plural: str = "analysisruns",
+    ) -> JSON:  # fmt: skip
+        """The status of `plural`/`name` once `pred` holds for it (an AnalysisRun's
+        unless `plural` says otherwise: scrapejobs)."""
+
         def check() -> JSON | None:
-            st = self.status(ns, name)
+            st = self.status(ns, name, plural)
             return st if pred(st) else None
 
         return wait_for(
-            check, timeout=timeout, interval=0.1, what=what or f"status of {name}",
-            describe=lambda: json.dumps(self.status(ns, name), indent=1)[-3000:]
+            check, timeout=timeout, interval=0.1, what=what or f"status of {plural}/{name}",
+            describe=lambda: json.dumps(self.status(ns, name, plural), indent=1)[-3000:]
             + "\n--- operator log ---\n" + self.operator.tail(),
         )  # fmt: skip
 

@@ -64,22 +64,15 @@ def path(ns: str, name: str, plural: str = "scrapejobs") -> str:
 
 
 def status(env: Env, ns: str, name: str, plural: str = "scrapejobs") -> JSON:
-    return dict(env.kube.get(path(ns, name, plural)).get("status") or {})
+    return env.status(ns, name, plural)
 
 
 def wait_status(
     env: Env, ns: str, name: str, pred: Callable[[JSON], bool], timeout: float = 180,
     plural: str = "scrapejobs",
 ) -> JSON:  # fmt: skip
-    def check() -> JSON | None:
-        st = status(env, ns, name, plural)
-        return st if pred(st) else None
-
-    return wait_for(
-        check, timeout=timeout, interval=0.2, what=f"status of {plural}/{name}",
-        describe=lambda: json.dumps(status(env, ns, name, plural), indent=1)[-3000:]
-        + "\n--- operator log ---\n" + env.operator.tail(),
-    )  # fmt: skip
+    """Env.wait_status, of a ScrapeJob unless `plural` says otherwise."""
+    return env.wait_status(ns, name, pred, timeout=timeout, plural=plural)
 
 
 def phase(p: str) -> Callable[[JSON], bool]:
