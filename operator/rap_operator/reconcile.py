@@ -473,6 +473,7 @@ async def act(body: JSON, mem: RunMemory, obs: Observation, d: Decision, previou
     assert mem.url is not None
     async with _database(mem.url) as conn:
         status.update(await kind.extra_status(conn, obs.run, status))
+        announced = await kind.claim_events(conn, obs.run)
         if d.failed_indexes:
             await shard_ledger.mark_shards_failed(conn, obs.run.id, d.failed_indexes)
         if d.run_state is not None:
@@ -483,6 +484,8 @@ async def act(body: JSON, mem: RunMemory, obs: Observation, d: Decision, previou
             _warn_once(body, mem, event.reason, event.message)
         else:
             _post(body, event)
+    for note in announced:  # claimed once per run in the ledger: posted as they come
+        _post(body, Event(note.type, note.reason, note.message))
     mem.capped_at = d.capped_at
     mem.queue_state = d.queue_state
     if d.phase == "Succeeded":

@@ -39,18 +39,14 @@ def listing(g: FakeGenius, names: list[str], max_songs: int) -> list[Any]:
 
 
 @pytest.fixture
-def events(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """The Events the kind sends (kopf.event outside a running operator)."""
-    sent: list[dict[str, Any]] = []
-
-    def event(body: dict[str, Any], **kw: Any) -> None:
-        sent.append({"name": body["metadata"]["name"], "kind": body["kind"], **kw})
-
-    monkeypatch.setattr("rap_operator.kinds.scrapejob.kopf.event", event)
-    return sent
+def events() -> list[dict[str, Any]]:
+    """The Events the kind hands reconcile.act to post (job_status collects them)."""
+    return []
 
 
-async def job_status(pool: asyncpg.Pool, run: shard_ledger.Run) -> dict[str, Any]:
+async def job_status(
+    pool: asyncpg.Pool, run: shard_ledger.Run, sent: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """The status the operator would patch: common status + the kind's fields."""
     async with pool.acquire() as conn:
         # the run exists: it was planned above (find_run returns Run | None)
@@ -59,6 +55,12 @@ async def job_status(pool: asyncpg.Pool, run: shard_ledger.Run) -> dict[str, Any
         status = builders.status(shards, now=datetime.now(UTC), wording=SCRAPE_WORDING,
                                  planned_total=run.total, schema=None)  # fmt: skip
         status.update(await SCRAPE.extra_status(conn, run, status))
+        # reconcile.act then claims the notes' Events and posts them.
+        for e in await SCRAPE.claim_events(conn, run):
+            if sent is not None:
+                sent.append(
+                    {"kind": "ScrapeJob", "type": e.type, "reason": e.reason, "message": e.message}
+                )
     ScrapeJobStatus.model_validate(status)
     return status
 
@@ -99,14 +101,14 @@ async def test_cloudflare_challenged_songs_are_blocked_not_skipped(
     hits = [e for e in gen.log if e["path"] in paths]
     assert len(hits) == 3 * len(blocked)
     assert {e["status"] for e in hits} == {403 if mode == "challenge" else 200}
-    status = await job_status(pool, run)
+    status = await job_status(pool, run, events)
     assert (status["blocked"], status["songFailures"]) == (len(blocked), len(blocked))
     assert status["songsSkipped"] == skipped
     async with pool.acquire() as conn:
         notes = await store.read_notes(conn, run.id)
     # The first blocked song is noted once for the run, and announced (an Event) once.
     assert notes[scrape_status.GENIUS_BLOCKED].announced
-    await job_status(pool, run)
+    await job_status(pool, run, events)
     assert [(e["type"], e["reason"], e["kind"]) for e in events] == [
         ("Warning", "GeniusBlocked", "ScrapeJob")
     ]
@@ -191,14 +193,14 @@ async def test_a_refused_spotify_app_is_loud_and_tracks_are_stored(
     sp = [e for e in gen.log if e["upstream"] == "spotify"]
     assert all(e["status"] == 403 for e in sp if e["path"].endswith(where))
     assert len(sp) <= 2 * 8  # 2 shards, each at most its in-flight songs
-    status = await job_status(pool, run)
+    status = await job_status(pool, run, events)
     cond = {c["type"]: c for c in status["conditions"]}["SpotifyUnavailable"]
     assert (cond["status"], cond["reason"]) == ("True", "SpotifyRefused")
     assert "HTTP 403" in cond["message"] and status["spotify"]["unavailable"] == cond["message"]
     async with pool.acquire() as conn:
         notes = await store.read_notes(conn, run.id)
     assert notes[scrape_status.SPOTIFY_UNAVAILABLE].announced  # the Warning Event, sent once
-    again = await job_status(pool, run)
+    again = await job_status(pool, run, events)
     assert again["conditions"] == status["conditions"]
     assert [(e["type"], e["reason"]) for e in events] == [("Warning", "SpotifyUnavailable")]
     assert "HTTP 403" in events[0]["message"]

@@ -3,13 +3,27 @@ AnalysisRun - and that both kinds go through the same Job builder."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from rap_operator import kinds, manifests
 from rap_operator.config import OperatorConfig
-from rap_operator.kinds.scrapejob import SCRAPE, analysis_name, chained_analysis, check_scrape_spec
+from rap_operator.kinds.scrapejob import (
+    SCRAPE,
+    analysis_name,
+    chained_analysis,
+    check_scrape_spec,
+    note_events,
+)
 from rap_operator.validation import InvalidRun
+
+from analyzer_runtime.contract.scrape_status import (
+    AUDIO_FEATURES_OFF,
+    GENIUS_BLOCKED,
+    SPOTIFY_UNAVAILABLE,
+    Note,
+)
 
 UID = "5c1d8a1e-0000-4a7e-9d43-2f1e7f0e9a11"
 GENIUS = {"tokenSecretRef": {"name": "genius", "key": "token"}}
@@ -119,3 +133,26 @@ def test_a_queued_scrapejob_gets_a_job_kueue_manages() -> None:
         check_scrape_spec(
             body(queueName="a", podTemplate={"labels": {"kueue.x-k8s.io/queue-name": "b"}})
         )
+
+
+def test_each_claimed_note_becomes_one_event_for_the_act_step_to_post() -> None:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    notes = [
+        Note(SPOTIFY_UNAVAILABLE, 0, "403 from Spotify", at, announced=False),
+        Note(GENIUS_BLOCKED, 1, "song 7", at, announced=False),
+        Note(AUDIO_FEATURES_OFF, 2, "deprecated", at, announced=False),
+    ]
+    got = note_events(notes)
+    assert [(e.type, e.reason) for e in got] == [
+        ("Warning", "SpotifyUnavailable"),
+        ("Warning", "GeniusBlocked"),
+        ("Normal", "AudioFeaturesOff"),
+    ]
+    assert (
+        got[1].message.startswith("Genius answers Cloudflare challenges")
+        and "song 7" in got[1].message
+    )
+    assert (
+        note_events([Note(SPOTIFY_UNAVAILABLE, 0, "x" * 5000, at, announced=False)])[0].message
+        == "x" * 1000
+    )

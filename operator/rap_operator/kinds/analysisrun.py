@@ -12,7 +12,7 @@ from analyzer_runtime.contract.status import StatusOptions
 from analyzer_runtime.contract.wording import ANALYSIS_WORDING
 from analyzer_runtime.ledger import batch_status, estimates, models, planner
 from analyzer_runtime.ledger import shards as shard_ledger
-from rap_operator.kinds.base import JSON, SecretRef
+from rap_operator.kinds.base import JSON, KindEvent, SecretRef
 from rap_operator.validation import MissingInput, check_spec
 
 
@@ -104,6 +104,11 @@ class AnalysisRun:
         if (batches := await batch_status.read(conn, run.id)) is not None:
             out["llmBatches"] = batches
         return out
+
+    async def claim_events(
+        self, conn: asyncpg.Connection, run: shard_ledger.Run
+    ) -> list[KindEvent]:
+        return []  # an AnalysisRun's pods note nothing to announce
 
     async def on_succeeded(self, body: JSON, status: JSON) -> JSON:
         return {}  # nothing follows an AnalysisRun

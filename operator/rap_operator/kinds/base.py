@@ -13,6 +13,7 @@ analysisrun.py, ScrapeJob in scrapejob.py.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import asyncpg
@@ -23,6 +24,15 @@ from analyzer_runtime.ledger import shards as shard_ledger
 
 JSON = dict[str, Any]
 SecretRef = tuple[str, str]  # (name, key)
+
+
+@dataclass(frozen=True, slots=True)
+class KindEvent:
+    """An Event a kind wants on its run; reconcile.act posts it (kinds post nothing)."""
+
+    type: str  # Normal | Warning
+    reason: str
+    message: str
 
 
 @runtime_checkable
@@ -77,7 +87,15 @@ class RunKind(Protocol):
     async def extra_status(
         self, conn: asyncpg.Connection, run: shard_ledger.Run, status: JSON
     ) -> JSON:
-        """Extra status fields, read with the same connection (O(shards) too)."""
+        """Extra status fields, read with the same connection (O(shards) too); reads
+        only."""
+        ...
+
+    async def claim_events(
+        self, conn: asyncpg.Connection, run: shard_ledger.Run
+    ) -> list[KindEvent]:
+        """Events that what the run's pods recorded calls for, claimed through the
+        ledger (each once per run, whichever operator process claims it first)."""
         ...
 
     async def on_succeeded(self, body: JSON, status: JSON) -> JSON:

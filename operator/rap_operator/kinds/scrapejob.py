@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -53,7 +54,7 @@ from analyzer_runtime.ledger import shards as shard_ledger
 from analyzer_runtime.ledger.scrape_planning import plan_scrape
 from rap_operator import events, kube, manifests
 from rap_operator.kinds.analysisrun import analysis_secrets
-from rap_operator.kinds.base import JSON, SecretRef
+from rap_operator.kinds.base import JSON, KindEvent, SecretRef
 from rap_operator.validation import MissingInput, check_analyzer, load_checked
 
 ANALYSIS_PLURAL = "analysisruns"
@@ -85,16 +86,9 @@ _NOTE_EVENTS = {
 }
 
 
-def _run_body(run: shard_ledger.Run) -> JSON:
-    """Enough of the resource for an Event's involvedObject."""
-    return {
-        "apiVersion": manifests.GROUP_VERSION,
-        "kind": "ScrapeJob",
-        "metadata": {"name": run.name, "namespace": run.namespace, "uid": run.uid},
-    }
-
-
-def _announce(run: shard_ledger.Run, notes: list[Note]) -> None:
+def note_events(notes: Sequence[Note]) -> list[KindEvent]:
+    """The Event each newly claimed note becomes."""
+    out = []
     for n in notes:
         etype, reason = _NOTE_EVENTS.get(n.kind, ("Normal", "ScrapeNote"))
         message = n.message
@@ -102,10 +96,8 @@ def _announce(run: shard_ledger.Run, notes: list[Note]) -> None:
             message = (
                 f"Genius answers Cloudflare challenges; songs are failed as blocked ({n.message})"
             )
-        try:
-            events.event(_run_body(run), type=etype, reason=reason, message=message[:1000])
-        except LookupError:  # not inside the operator (tests): no Event poster
-            pass
+        out.append(KindEvent(etype, reason, message[:1000]))
+    return out
 
 
 # ---- chaining ----------------------------------------------------------------------
@@ -225,9 +217,16 @@ class ScrapeJob:
             generation = conditions[0].get("observedGeneration", 1) if conditions else 1
             cond = spotify_condition(notes, generation=generation, since=run.created_at)
             out["conditions"] = [c for c in conditions if c.get("type") != cond["type"]] + [cond]
-        if any(not n.announced for n in notes.values()):
-            _announce(run, await store.claim_announcements(conn, run.id))
         return out
+
+    async def claim_events(
+        self, conn: asyncpg.Connection, run: shard_ledger.Run
+    ) -> list[KindEvent]:
+        # Read first: the claim is a write, and most refreshes have nothing new.
+        notes = await store.read_notes(conn, run.id)
+        if all(n.announced for n in notes.values()):
+            return []
+        return note_events(await store.claim_announcements(conn, run.id))
 
     async def on_succeeded(self, body: JSON, status: JSON) -> JSON:
         """Chaining: the AnalysisRun of spec.analyze, created once (named in
