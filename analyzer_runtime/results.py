@@ -18,7 +18,7 @@ def _clamp01(v: float | None) -> float | None:
 async def upsert_results(conn: asyncpg.Connection, results: Sequence[AnalysisResult]) -> None:
     """Insert or replace results in one statement; re-running an analyzer never adds rows.
 
-    Called by the worker inside the batch's transaction (protocol.commit_batch), so the
+    Called by the worker inside the batch's transaction (ledger.shards.commit_batch), so the
     vectors written here land exactly when the items move: never for a lost lease."""
     if not results:
         return

@@ -1,4 +1,4 @@
-"""One shard's work loop: the runtime side of the shard protocol (see protocol.py)."""
+"""One shard's work loop: the runtime side of the shard protocol (see ledger/shards.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The batch lane's part of the run ledger (`spec.llm.mode: batch`): protocol.py's
+"""The batch lane's part of the run ledger (`spec.llm.mode: batch`): shards.py's
 sibling and the only writer of `llm_batches` / `llm_batch_items` (migration 0016).
 
 Protocol's lease rules, applied to a batch that holds its items for hours:

@@ -6,7 +6,7 @@ older than the retention, gc *compacts* it: its items are deleted except the fai
 ones (kept with their errors), and `runs.compacted_at` marks it so a second gc passes
 it by. Nothing else changes:
 
-- status is read from `run_shards` counters (protocol.read_shards, status.py), which
+- status is read from `run_shards` counters (shards.read_shards, contract/status.py), which
   gc never touches, so a compacted run's status reads the same;
 - results (`analysis_results`, `tracks`, embeddings) are never touched; the batch
   lane's `llm_batch_items` of the deleted items go with them (`llm_batches` stays);

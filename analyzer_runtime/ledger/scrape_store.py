@@ -222,7 +222,7 @@ async def set_songs_listed(conn: asyncpg.Connection, run_id: int, item_id: int, 
 
 
 async def read_counters(conn: asyncpg.Connection, run_id: int) -> list[ScrapeCounters]:
-    """Per-shard scrape counters: O(shards), like protocol.read_shards."""
+    """Per-shard scrape counters: O(shards), like shards.read_shards."""
     rows = await conn.fetch(
         """SELECT shard, songs_found, tracks_new, tracks_updated, duplicates, songs_skipped,
                   songs_failed, non_songs, spotify_matched, spotify_missed, songs_blocked

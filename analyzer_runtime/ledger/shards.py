@@ -1,6 +1,7 @@
-"""The shard protocol (DESIGN.md, "Work, shards and progress") — with its sibling
-batch_ledger.py (the batch lane's tables, built on the leases here), the only module
-that writes the run ledger.
+"""The shard protocol (DESIGN.md, "Work, shards and progress"): the run ledger's runs,
+shards and items. The ledger package is the only writer of the run tables; its
+siblings here are batches.py (the batch lane's tables, built on the leases here),
+scrape_store.py, models.py (a run's model pin) and gc.py.
 
 - `record_plan` writes a run, its shards and its items in one transaction, keyed by
   the resource's uid: planning again is a no-op.
@@ -73,7 +74,7 @@ class Run:
     created_at: datetime
     finished_at: datetime | None
     driver: str | None = None
-    # Set by `db gc` (ledger_gc.py): only the run's failed items are left in run_items.
+    # Set by `db gc` (ledger/gc.py): only the run's failed items are left in run_items.
     compacted_at: datetime | None = None
 
 

@@ -1,6 +1,6 @@
 """One ScrapeJob shard: `python -m analyzer_runtime scrape --run-id UID` in each Job pod.
 
-The shard protocol (protocol.py) with artists as the work items, one at a time:
+The shard protocol (ledger/shards.py) with artists as the work items, one at a time:
 claim the shard; take the next pending artist; resolve it on Genius; walk its song
 listing and, every `batchSize` songs, commit ONE transaction with the tracks, the
 song ledger, the scrape counters and the heartbeat (`commit_batch` with no item

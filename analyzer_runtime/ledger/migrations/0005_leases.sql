@@ -1,4 +1,4 @@
--- Leases on claimed work items (protocol.py): a claimed batch names its claimer and
+-- Leases on claimed work items (ledger/shards.py): a claimed batch names its claimer and
 -- expires unless the claimer's heartbeat renews it. Only expired leases are
 -- re-claimed, only the holder completes its items, and a crash is charged to an item
 -- only when its lease expired with the item unfinished (`crashes`); `attempts` keeps
