@@ -33,6 +33,8 @@ from rap_devtools.helm import (
 )
 from rap_operator.config import OperatorConfig
 
+from analyzer_runtime.ledger.shards import STOP_GRACE_ENV
+
 pytestmark = pytest.mark.helm  # renders the chart with bin/helm (make helm)
 
 NAMESPACED = {"rbac": {"clusterWide": False}, "watchNamespaces": ["team-a", "team-b"]}
@@ -280,10 +282,12 @@ def test_env_names_are_what_the_operator_reads() -> None:
     # ... with the owner's URL (database.roles; database.migration_url).
     assert 'MIGRATION_URL_ENV = "RAP_MIGRATION_DATABASE_URL"' in database
     readable.add("RAP_MIGRATION_DATABASE_URL")
-    # Handed on to the shard pods (manifests._env), which read it (worker.StopFlag).
-    manifests_py = (ROOT / "operator/rap_operator/manifests.py").read_text()
-    assert "os.environ.get(STOP_GRACE_ENV)" in manifests_py
-    readable.add("RAP_STOP_GRACE_SECONDS")
+    # Read by OperatorConfig.from_env under its constant's name and handed on to the
+    # shard pods (manifests._env), which read it (worker.StopFlag).
+    config_py = (ROOT / "operator/rap_operator/config.py").read_text()
+    assert "e.get(STOP_GRACE_ENV)" in config_py
+    assert STOP_GRACE_ENV == "RAP_STOP_GRACE_SECONDS"
+    readable.add(STOP_GRACE_ENV)
     values = {"runtime": {"serviceAccountName": "rap-runner"}}
     for docs in (render_chart(), render_chart(values), render_chart(NAMESPACED)):
         names = set(operator_env(docs))
