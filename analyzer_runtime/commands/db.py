@@ -132,9 +132,9 @@ def db_adopt(
     import json
 
     from analyzer_runtime.db import adopt
-    from analyzer_runtime.db.adopt_report import render
+    from analyzer_runtime.db.adopt_report import Report, render
 
-    async def go(url: str) -> adopt.Report:
+    async def go(url: str) -> Report:
         async with pool_for(url, max_size=1) as pool, pool.acquire() as conn:
             return await adopt.adopt(conn, dry_run=dry_run, batch_size=batch_size)
 

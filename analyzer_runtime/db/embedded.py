@@ -66,14 +66,14 @@ def start(pgdata: Path | None = None, *, keep_running: bool = False) -> Any:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless here.
         warnings.simplefilter("ignore")
-        import pgserver
+        from pgserver.postgres_server import get_server
         from pgserver.utils import PostmasterInfo
 
         _forget_dead_handles(path)
         info = PostmasterInfo.read_from_pgdata(path)
         already = info is not None and info.is_running()
         mode = None if keep_running or already else "stop"
-        return pgserver.get_server(path, cleanup_mode=mode)
+        return get_server(path, cleanup_mode=mode)
 
 
 def _forget_dead_handles(pgdata: Path) -> None:

@@ -7,13 +7,13 @@ for Embedder construction, so the constants are free to import."""
 
 from analyzer_runtime.embedding.model import (
     DIM,
-    MAX_TOKENS,
     MODEL_DIR_ENV,
     MODEL_NAME,
     THREADS_ENV,
     Embedder,
     ModelNotFoundError,
 )
+from analyzer_runtime.embedding.windows import MAX_TOKENS
 
 __all__ = [
     "DIM",

@@ -49,7 +49,8 @@ from analyzer_runtime.scrape.genius import (
 )
 from analyzer_runtime.scrape.http import Blocked, RetrySettings, Upstream, UpstreamError
 from analyzer_runtime.scrape.spotify import SpotifyClient, SpotifyError, SpotifyUnavailable
-from analyzer_runtime.worker import FatalError, ShardReport, StopFlag, finish_or_wait, gave_up
+from analyzer_runtime.shard_steps import finish_or_wait, gave_up
+from analyzer_runtime.worker import FatalError, ShardReport, StopFlag
 
 log = logging.getLogger(__name__)
 

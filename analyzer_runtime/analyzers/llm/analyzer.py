@@ -63,7 +63,8 @@ from analyzer_runtime.ratelimit import GlobalRateLimiter, Limiter
 
 if TYPE_CHECKING:
     from analyzer_runtime.analyzers.llm.cascade import Cascade
-    from analyzer_runtime.analyzers.llm.client import ChatClient, Completion, RetrySettings
+    from analyzer_runtime.analyzers.llm.client import ChatClient, Completion
+    from analyzer_runtime.retrying import RetrySettings
 
 # Compresses the rate limit's minute for tests and benchmarks: `requestsPerMinute`
 # requests per this many seconds. Never set in production (default 60).
@@ -112,7 +113,8 @@ class LLMAnalyzer(Analyzer):
         fallback: Analyzer | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
-        from analyzer_runtime.analyzers.llm.client import ChatClient, RetrySettings
+        from analyzer_runtime.analyzers.llm.client import ChatClient
+        from analyzer_runtime.retrying import RetrySettings
 
         key = self.resolved.api_key(env)
         if self.resolved.needs_key and not key:
@@ -139,7 +141,7 @@ class LLMAnalyzer(Analyzer):
         )
 
     async def attach(self, ctx: RunContext) -> None:
-        from analyzer_runtime.analyzers.llm.client import RetrySettings
+        from analyzer_runtime.retrying import RetrySettings
 
         spec = ctx.spec
         if ctx.model_version:
