@@ -55,6 +55,7 @@ def test_strict_modules_get_every_strict_check(project: Options, module: str) ->
 def test_the_runtime_is_typed_and_checked_inside_functions(project: Options) -> None:
     got = project.clone_for_module("analyzer_runtime.worker")
     assert got.disallow_untyped_defs and got.disallow_incomplete_defs
+    assert got.disallow_any_generics and not got.implicit_reexport
     assert got.check_untyped_defs
     assert got.warn_unused_ignores
 
