@@ -297,7 +297,9 @@ async def test_the_status_shows_a_batch_in_flight_and_reading_it_submits_nothing
     from rap_operator.kinds.analysisrun import ANALYSIS
 
     await seed(pool, 20)
-    fake.configure(batch_seconds=120.0)
+    # The batches sit in `validating` (nothing finished) until the test rushes them:
+    # the two reads below must see one ledger state, not a batch that moved between.
+    fake.configure(batch_validate_seconds=600.0, batch_seconds=120.0)
     m = batch_manifest("batch-status", fake.url, batch={"maxRequests": 8})
     run = await plan(pool, m, "uid-batch-status")
     shard = asyncio.create_task(worker.run_shard(pool, run.uid, 0))
@@ -305,7 +307,7 @@ async def test_the_status_shows_a_batch_in_flight_and_reading_it_submits_nothing
 
         async def three_created() -> list[asyncpg.Record] | None:
             rows = await ledger_batches(pool, run.id)
-            created = [r for r in rows if r["provider_batch_id"]]
+            created = [r for r in rows if r["provider_batch_id"] and r["state"] == "validating"]
             return created if len(created) == 3 else None
 
         rows = await wait_for_async(three_created, interval=0.05, what="3 batches created")
