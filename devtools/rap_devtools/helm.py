@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +125,26 @@ def operator_container(docs: Iterable[dict[str, Any]]) -> dict[str, Any]:
 def operator_env(docs: Iterable[dict[str, Any]]) -> dict[str, str]:
     """The operator container's literal env (name -> value)."""
     return {e["name"]: e.get("value", "") for e in operator_container(docs).get("env", [])}
+
+
+def pod_containers(docs: Iterable[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(kind/name, container) for every container and init container of every pod
+    template in a render, wherever the kind nests it (Deployment, Job, CronJob, hook)."""
+
+    def walk(node: Any) -> Iterator[dict[str, Any]]:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("containers", "initContainers") and isinstance(value, list):
+                    yield from value
+                else:
+                    yield from walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                yield from walk(item)
+
+    for doc in docs:
+        for c in walk(doc):
+            yield f"{doc['kind']}/{doc['metadata']['name']}", c
 
 
 def _is_hook(doc: dict[str, Any]) -> bool:

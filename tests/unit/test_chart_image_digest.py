@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from rap_devtools.helm import HelmError, operator_env, render_chart
+from rap_devtools.helm import HelmError, operator_env, pod_containers, render_chart
 
 pytestmark = pytest.mark.helm  # renders the chart with bin/helm (make helm)
 
@@ -23,20 +23,7 @@ BOUNCER = "sha256:" + "c" * 64
 
 def _images(docs: list[dict[str, Any]]) -> Iterator[str]:
     """Every container image of every pod template in the render."""
-
-    def walk(node: Any) -> Iterator[str]:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key in ("containers", "initContainers") and isinstance(value, list):
-                    yield from (c["image"] for c in value)
-                else:
-                    yield from walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                yield from walk(item)
-
-    for doc in docs:
-        yield from walk(doc)
+    return (c["image"] for _, c in pod_containers(docs))
 
 
 def test_without_digests_the_tags_are_used() -> None:

@@ -9,12 +9,17 @@ from __future__ import annotations
 import ast
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from rap_devtools.helm import find, operator_container, operator_env, render_chart
+from rap_devtools.helm import (
+    find,
+    operator_container,
+    operator_env,
+    pod_containers,
+    render_chart,
+)
 
 pytestmark = pytest.mark.helm  # renders the chart with bin/helm (make helm)
 
@@ -25,25 +30,6 @@ OPERATOR = "ghcr.io/rap-analyzer/rap-analyzer-operator:0.2.0"
 # Every pod template the chart can render with an image of ours.
 EVERYTHING = {"search": {"enabled": True}, "crds": {"upgrade": True}}
 JSON = dict[str, Any]
-
-
-def _containers(docs: list[JSON]) -> Iterator[tuple[str, JSON]]:
-    """(kind/name, container) of every pod template in the render."""
-
-    def walk(node: Any) -> Iterator[JSON]:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key in ("containers", "initContainers") and isinstance(value, list):
-                    yield from value
-                else:
-                    yield from walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                yield from walk(item)
-
-    for doc in docs:
-        for c in walk(doc):
-            yield f"{doc['kind']}/{doc['metadata']['name']}", c
 
 
 def _role(container: JSON) -> str | None:
@@ -62,7 +48,7 @@ def _role(container: JSON) -> str | None:
 def test_each_container_runs_the_image_of_its_role() -> None:
     docs = render_chart(EVERYTHING)
     roles: dict[str, set[str]] = {"operator": set(), "worker": set()}
-    for where, c in _containers(docs):
+    for where, c in pod_containers(docs):
         role = _role(c)
         if role is not None:
             assert c["image"] == {"operator": OPERATOR, "worker": WORKER}[role], where
@@ -127,7 +113,7 @@ def test_operator_image_values_override_each_field() -> None:
             },
         }
     )
-    for where, c in _containers(docs):
+    for where, c in pod_containers(docs):
         if _role(c) == "operator":
             assert (c["image"], c["imagePullPolicy"]) == ("mirror/op:1.0-fix", "Never"), where
         elif _role(c) == "worker":
