@@ -14,11 +14,12 @@ from pathlib import Path
 import asyncpg
 import numpy as np
 import pytest
+from rap_devtools.waiting import wait_for_async
 
 from analyzer_runtime.embedding.model import MODEL_NAME
 from analyzer_runtime.seed import seed
 from tests.integration.clirun import cli, spawn
-from tests.integration.test_exactly_once import _shard_pids, _wait_for, _yaml
+from tests.integration.test_exactly_once import _shard_pids, _yaml
 
 N = 2000
 # Real lyrics are ~3 model windows of 256 tokens each: 2,000 of them are ~15 min of
@@ -57,7 +58,7 @@ async def test_a_sigkilled_shard_leaves_exactly_one_vector_per_track_and_search_
             done = await conn.fetchval("SELECT coalesce(min(processed), 0) FROM run_shards")
         return bool(done >= 100) or runner.poll() is not None
 
-    await _wait_for(under_way, within=240)
+    await wait_for_async(under_way, within=240, interval=0.05, what="100 tracks in every shard")
     assert runner.poll() is None, "the run ended before a shard could be killed"
     victims = _shard_pids(runner.pid)
     assert len(victims) == 2
