@@ -49,7 +49,8 @@ def pg_server() -> Iterator[PostgresServer]:
     shutil.rmtree(home, ignore_errors=True)
 
 
-def _new_database(server: PostgresServer, prefix: str, template: str | None) -> str:
+def new_database(server: PostgresServer, prefix: str, template: str | None = TEMPLATE) -> str:
+    """URL of a new database (a copy of `template`: every migration applied; None: empty)."""
     name = f"{prefix}{os.getpid()}_{next(_counter)}"
 
     async def create() -> None:
@@ -66,13 +67,13 @@ def _new_database(server: PostgresServer, prefix: str, template: str | None) -> 
 @pytest.fixture
 def db_url(pg_server: PostgresServer) -> str:
     """URL of a new database with every migration applied."""
-    return _new_database(pg_server, "t", TEMPLATE)
+    return new_database(pg_server, "t", TEMPLATE)
 
 
 @pytest.fixture
 def make_empty_db(pg_server: PostgresServer) -> Callable[[], str]:
     """Creates databases with no migration applied (for a legacy schema); returns URLs."""
-    return lambda: _new_database(pg_server, "e", None)
+    return lambda: new_database(pg_server, "e", None)
 
 
 @pytest.fixture

@@ -5,13 +5,10 @@ schemathesis from its own OpenAPI; and create_app in-process over an empty datab
 from __future__ import annotations
 
 import asyncio
-import itertools
 import socket
-import time
 from collections.abc import Iterator
 from typing import Any
 
-import asyncpg
 import httpx
 import numpy as np
 import pytest
@@ -23,10 +20,9 @@ from analyzer_runtime.embedding.model import MODEL_NAME, Embedder
 from analyzer_runtime.ledger.connect import create_pool
 from analyzer_runtime.seed import seed
 from tests.integration.clirun import cli_env, serving
-from tests.integration.conftest import TEMPLATE
+from tests.integration.conftest import new_database
 
 TRACKS = 60
-_n = itertools.count()
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +33,9 @@ def embedder() -> Embedder:
 @pytest.fixture(scope="module")
 def api_db(pg_server: Any, embedder: Embedder) -> dict[str, Any]:
     """A database of TRACKS short tracks, all but the last embedded with the real model."""
-    name = f"api_{next(_n)}_{int(time.time())}"
+    url = new_database(pg_server, "api_")
 
     async def build() -> dict[str, Any]:
-        admin = await asyncpg.connect(pg_server.get_uri())
-        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
-        await admin.close()
-        url = pg_server.get_uri(name)
         pool = await create_pool(url, max_size=2)
         try:
             await seed(pool, TRACKS)

@@ -11,8 +11,6 @@ the model: what is under test is which rows Postgres returns, not the embedding.
 from __future__ import annotations
 
 import asyncio
-import os
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +21,7 @@ import pytest
 
 from analyzer_runtime import search
 from analyzer_runtime.ledger.connect import create_pool
-from tests.integration.conftest import TEMPLATE
+from tests.integration.conftest import new_database
 
 MODEL = "test-geometry"
 DIM = 384
@@ -88,13 +86,9 @@ async def build(conn: asyncpg.Connection) -> Corpus:
 def corpus_db(pg_server: Any) -> tuple[str, Corpus]:
     """One database with the corpus for the module (3,500 vectors into an HNSW index
     take a while on a loaded machine); the tests only read it."""
-    name = f"filters_{os.getpid()}_{int(time.time())}"
+    url = new_database(pg_server, "filters_")
 
     async def create() -> tuple[str, Corpus]:
-        admin = await asyncpg.connect(pg_server.get_uri())
-        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
-        await admin.close()
-        url = pg_server.get_uri(name)
         pool = await create_pool(url, max_size=1)
         try:
             async with pool.acquire() as conn:
